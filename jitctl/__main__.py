@@ -1,0 +1,3 @@
+from jitctl.cli.main import main
+
+main()

@@ -1,0 +1,181 @@
+"""Everything that talks to AWS: the one client factory, the caller's identity, AssumeRole.
+
+boto3/botocore are imported inside functions: `jitctl --help` must not pay for them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from jitctl.errors import AwsUnavailable, UsageError
+from jitctl.models import Credentials
+
+STS_NAME_MAX = 64
+_STS_NAME_BAD = re.compile(r"[^\w+=,.@-]", re.ASCII)
+_TAG_VALUE_BAD = re.compile(r"[^\w .:/=+\-@]", re.ASCII)
+TRUST_POLICY_HINT = (
+    "the role's trust policy must allow sts:AssumeRole, sts:SetSourceIdentity and sts:TagSession "
+    "for your principal; see policies/trust-policy-template.json"
+)
+
+# Errors that mean "your AWS credentials are the problem" (exit 2), not "AWS is down" (exit 5).
+_CREDENTIAL_ERRORS = {
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "UnrecognizedClientException",
+    "InvalidAccessKeyId",
+}
+
+
+class AwsClients:
+    """The one place that makes boto3 clients. Honours boto3's own chain (AWS_PROFILE,
+    AWS_ENDPOINT_URL, AWS_REGION, ...). Tests pass their own environment through the process env."""
+
+    def __init__(self, *, region: str | None = None, connect_timeout: float = 5, read_timeout: float = 10) -> None:
+        self._region = region
+        self._session: Any = None
+        self._timeouts = (connect_timeout, read_timeout)
+        self._cache: dict[tuple[str, str | None], Any] = {}
+
+    def session(self) -> Any:
+        if self._session is None:
+            import boto3
+
+            try:
+                self._session = boto3.session.Session(region_name=self._region)
+            except Exception as exc:  # botocore.exceptions.ProfileNotFound and friends
+                raise UsageError(f"cannot set up AWS: {exc}", "check AWS_PROFILE and your AWS config files") from exc
+        return self._session
+
+    def client(self, service: str, *, region: str | None = None) -> Any:
+        key = (service, region)
+        if key not in self._cache:
+            from botocore.config import Config as BotoConfig
+
+            session = self.session()
+            # STS and IAM work from any region; don't fail just because none is configured.
+            region_name = region or session.region_name or "us-east-1"
+            config = BotoConfig(
+                connect_timeout=self._timeouts[0],
+                read_timeout=self._timeouts[1],
+                retries={"max_attempts": 3, "mode": "standard"},
+            )
+            self._cache[key] = session.client(service, region_name=region_name, config=config)
+        return self._cache[key]
+
+
+def translate_error(exc: Exception, action: str, *, hint: str | None = None) -> Exception:
+    """Map a botocore exception to one clear jitctl error. Returns it for `raise ... from exc`."""
+    from botocore.exceptions import (
+        ClientError,
+        NoCredentialsError,
+        NoRegionError,
+        PartialCredentialsError,
+        ProfileNotFound,
+    )
+
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return UsageError(
+            f"{action}: no AWS credentials found",
+            "log in first (e.g. `aws sso login`) or set AWS_PROFILE / AWS_ACCESS_KEY_ID",
+        )
+    if isinstance(exc, ProfileNotFound | NoRegionError):
+        return UsageError(f"{action}: {exc}", "check AWS_PROFILE, AWS_REGION and your AWS config files")
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "Unknown")
+        message = exc.response.get("Error", {}).get("Message", "")
+        if code in _CREDENTIAL_ERRORS:
+            return UsageError(
+                f"{action}: AWS rejected your credentials ({code})",
+                "refresh them (e.g. `aws sso login`) and try again",
+            )
+        return AwsUnavailable(f"{action}: AWS refused ({code}: {message})", hint)
+    return AwsUnavailable(f"{action}: AWS unreachable ({type(exc).__name__}: {exc})", hint)
+
+
+def get_caller_identity(clients: AwsClients) -> tuple[str, str]:
+    """(principal ARN, account id) of the current AWS credentials, from STS itself."""
+    try:
+        ident = clients.client("sts").get_caller_identity()
+    except Exception as exc:
+        raise translate_error(exc, "cannot tell who you are (sts:GetCallerIdentity)") from exc
+    return ident["Arn"], ident["Account"]
+
+
+def sts_name(text: str, *, fallback: str = "jitctl") -> str:
+    """A RoleSessionName/SourceIdentity STS accepts: 2-64 chars of [\\w+=,.@-], no 'aws:' prefix."""
+    cleaned = _STS_NAME_BAD.sub("-", text)[:STS_NAME_MAX]
+    if cleaned.lower().startswith("aws:"):  # cannot happen after cleaning (':' is replaced) but stay safe
+        cleaned = "u-" + cleaned[:62]
+    if len(cleaned) < 2:
+        cleaned = fallback
+    return cleaned
+
+
+def tag_value(text: str) -> str:
+    """A session tag value STS accepts: at most 256 of [\\w .:/=+\\-@]."""
+    return _TAG_VALUE_BAD.sub("_", text)[:256]
+
+
+def session_tags(tags: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"Key": key, "Value": tag_value(value)} for key, value in tags.items() if value]
+
+
+def assume_role(
+    clients: AwsClients,
+    *,
+    role_arn: str,
+    person: str,
+    duration_seconds: int,
+    tags: Mapping[str, str],
+    session_policy: str | None,
+    transitive: Sequence[str] = (),
+) -> Credentials:
+    """AssumeRole carrying who (SourceIdentity, session name) and why (session tags) into CloudTrail."""
+    params: dict[str, Any] = {
+        "RoleArn": role_arn,
+        "RoleSessionName": sts_name(person),
+        "SourceIdentity": sts_name(person),
+        "DurationSeconds": duration_seconds,
+        "Tags": session_tags(tags),
+    }
+    if transitive:
+        params["TransitiveTagKeys"] = list(transitive)
+    if session_policy:
+        params["Policy"] = session_policy
+    try:
+        resp = clients.client("sts").assume_role(**params)
+    except Exception as exc:
+        raise translate_error(exc, f"STS refused to assume {role_arn}", hint=_assume_hint(exc)) from exc
+    c = resp["Credentials"]
+    return Credentials(
+        access_key_id=c["AccessKeyId"],
+        secret_access_key=c["SecretAccessKey"],
+        session_token=c["SessionToken"],
+        expiration=c["Expiration"],
+    )
+
+
+def _assume_hint(exc: Exception) -> str:
+    """The likely fix for an AssumeRole refusal, from the error code and message."""
+    from botocore.exceptions import ClientError
+
+    if not isinstance(exc, ClientError):
+        return "check AWS_ENDPOINT_URL / your network; peer approval still records requests"
+    code = exc.response.get("Error", {}).get("Code", "")
+    message = exc.response.get("Error", {}).get("Message", "").lower()
+    if "duration" in message or "maxsessionduration" in message:
+        return "the role's MaxSessionDuration in IAM is shorter than requested: raise it or lower max_duration"
+    if code == "PackedPolicyTooLarge":
+        return "the session policy plus tags are too large: shorten the session policy"
+    if code == "MalformedPolicyDocument":
+        return "the role's session_policy is not a valid IAM policy"
+    if code == "RegionDisabledException":
+        return "STS is not activated in this region: set AWS_REGION to an enabled region"
+    if code == "AccessDenied" or "not authorized" in message:
+        return TRUST_POLICY_HINT
+    return "see the AWS error above"

@@ -1,0 +1,96 @@
+"""Entry point: the typer app, global options, and the one error handler.
+
+Keep imports here light: `jitctl --help` and `--version` must not import boto3, botocore,
+keyring or pagerduty (tests/test_startup.py checks it).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import typer
+
+from jitctl import __version__
+from jitctl.errors import ExitCode, JitctlError
+
+app = typer.Typer(
+    name="jitctl",
+    help="Just-in-time AWS access: on call, get credentials at once; otherwise ask a peer.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"jitctl {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+) -> None:
+    """Just-in-time AWS access: on call, get credentials at once; otherwise ask a peer."""
+
+
+def _register() -> None:
+    from jitctl.cli import audit_cmd, request_cmd
+
+    request_cmd.register(app)
+    audit_cmd.register(app)
+
+
+def _debug_requested(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("JITCTL_DEBUG", "") not in ("", "0")
+
+
+def _fail(message: str, code: int) -> int:
+    from jitctl.sanitize import clean
+
+    sys.stderr.write(f"jitctl: {clean(message)}\n")
+    return code
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return the exit code; every expected error becomes one line on stderr."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = _debug_requested(argv)
+    _register()
+    try:
+        result = app(args=argv, prog_name="jitctl", standalone_mode=False)
+        return int(result or 0) if isinstance(result, int) else 0
+    except JitctlError as exc:
+        if debug:
+            traceback.print_exc()
+        return _fail(str(exc), int(exc.exit_code))
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.TyperException as exc:  # usage errors from the parser: it prints them itself
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            _fail(exc.message, int(ExitCode.USAGE))
+        return int(getattr(exc, "exit_code", ExitCode.USAGE) or ExitCode.USAGE)
+    except (typer.Abort, KeyboardInterrupt):
+        return _fail("interrupted", int(ExitCode.INTERRUPTED))
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug: short message, traceback only with --debug
+        if debug:
+            traceback.print_exc()
+        return _fail(
+            f"unexpected error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            int(ExitCode.ERROR),
+        )
+
+
+def main() -> None:
+    sys.exit(run())

@@ -1,0 +1,50 @@
+"""Rendering helpers: JSON on stdout, human text on stderr, other people's text escaped."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from jitctl.sanitize import clean
+
+
+def emit_json(document: Any) -> None:
+    """Exactly one JSON document on stdout and nothing else there (the contract)."""
+    sys.stdout.write(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def safe(text: object) -> str:
+    """Text from other people, made safe for a rich console: no escapes, no markup."""
+    from rich.markup import escape
+
+    return escape(clean(str(text)))
+
+
+def stderr_console():
+    from rich.console import Console
+
+    no_color = bool(os.environ.get("NO_COLOR"))
+    return Console(stderr=True, highlight=False, no_color=no_color, soft_wrap=True)
+
+
+def local_time(value: datetime, now: datetime | None = None) -> str:
+    """'07:00' today, else 'Sun 22 Nov 07:00', in the viewer's local time zone."""
+    local = value.astimezone()
+    today = (now or datetime.now(UTC)).astimezone().date()
+    return local.strftime("%H:%M") if local.date() == today else local.strftime("%a %d %b %H:%M")
+
+
+def relative(value: datetime, now: datetime) -> str:
+    """'in 1h5m' / '3m ago' (whole minutes once past a minute)."""
+    from datetime import timedelta
+
+    from jitctl.timeutil import format_duration
+
+    seconds = abs((value - now).total_seconds())
+    seconds = round(seconds / 60) * 60 if seconds >= 60 else int(seconds)
+    text = format_duration(timedelta(seconds=seconds)) if seconds else "0s"
+    return f"in {text}" if value >= now else f"{text} ago"

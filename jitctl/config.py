@@ -1,0 +1,197 @@
+"""The config file and the environment, exactly as shared/CONTRACT.md says.
+
+Precedence: environment variables win over the config file, which wins over defaults.
+Relative paths in the config file are relative to the config file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jitctl.errors import ConfigError
+from jitctl.timeutil import parse_duration
+from jitctl.tomlcheck import first_unknown_key, unknown_key_message
+
+APP_NAME = "jitctl"
+DEFAULT_PAGERDUTY_URL = "https://api.pagerduty.com"
+DEFAULT_PAGERDUTY_TIMEOUT = 10.0  # seconds for the whole on-call lookup, retries included
+
+_TOP_KEYS = {"policy", "pagerduty", "store", "audit", "notify"}
+_SECTION_KEYS = {
+    "pagerduty": {"url", "ca_bundle", "timeout"},
+    "store": {"backend", "path", "table", "region"},
+    "audit": {"path"},
+    "notify": {"webhook_url", "timeout"},
+}
+_BACKENDS = ("sqlite", "dynamodb")
+
+
+@dataclass(frozen=True)
+class PagerDutySettings:
+    url: str = DEFAULT_PAGERDUTY_URL
+    ca_bundle: Path | None = None
+    timeout: float = DEFAULT_PAGERDUTY_TIMEOUT
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    backend: str = "sqlite"
+    path: Path | None = None  # sqlite file; default in the user data dir
+    table: str | None = None  # dynamodb table name
+    region: str | None = None
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    webhook_url: str | None = None
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None  # the config file read, or None when there was none
+    policy_path: Path | None
+    pagerduty: PagerDutySettings
+    store: StoreSettings
+    audit_path: Path
+    notify: NotifySettings
+
+    def require_policy_path(self) -> Path:
+        if self.policy_path is None:
+            where = self.path or default_config_path()
+            raise ConfigError(
+                "no policy configured",
+                f'set policy = "policies" in {where} or export JITCTL_POLICY=PATH',
+            )
+        return self.policy_path
+
+
+def default_config_path() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
+
+
+def default_data_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def default_cache_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir(APP_NAME))
+
+
+def load_config(env: Mapping[str, str] | None = None) -> Config:
+    """Read the config file (if any) and apply environment overrides."""
+    env = os.environ if env is None else env
+    explicit = env.get("JITCTL_CONFIG")
+    path = Path(explicit).expanduser() if explicit else default_config_path()
+    data: dict[str, Any] = {}
+    if path.is_file():
+        data = _read_toml(path)
+    elif explicit:
+        raise ConfigError(f"config file {path} does not exist", "fix JITCTL_CONFIG or create the file")
+    else:
+        path = None  # no config file: defaults and environment only
+    base = path.parent if path else Path.cwd()
+    where = str(path) if path else "config"
+    _check(data, _TOP_KEYS, where)
+    for section, keys in _SECTION_KEYS.items():
+        value = data.get(section, {})
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: [{section}] must be a table")
+        _check(value, keys, f"{where} [{section}]")
+
+    pd = data.get("pagerduty", {})
+    store = data.get("store", {})
+    audit = data.get("audit", {})
+    notify = data.get("notify", {})
+
+    policy = env.get("JITCTL_POLICY") or _opt_str(data, "policy", where)
+    policy_path = _resolve(policy, Path.cwd() if env.get("JITCTL_POLICY") else base)
+
+    ca = env.get("JITCTL_PAGERDUTY_CA_BUNDLE") or _opt_str(pd, "ca_bundle", where)
+    pagerduty = PagerDutySettings(
+        url=(env.get("JITCTL_PAGERDUTY_URL") or _opt_str(pd, "url", where) or DEFAULT_PAGERDUTY_URL).rstrip("/"),
+        ca_bundle=_resolve(ca, Path.cwd() if env.get("JITCTL_PAGERDUTY_CA_BUNDLE") else base),
+        timeout=_seconds(pd.get("timeout"), f"{where} [pagerduty] timeout", DEFAULT_PAGERDUTY_TIMEOUT),
+    )
+    if not pagerduty.url.startswith(("https://", "http://")):
+        raise ConfigError(f"{where}: [pagerduty] url {pagerduty.url!r} is not an http(s) URL")
+
+    backend = _opt_str(store, "backend", where) or "sqlite"
+    if backend not in _BACKENDS:
+        raise ConfigError(f"{where}: [store] backend {backend!r} is not one of {', '.join(_BACKENDS)}")
+    table = _opt_str(store, "table", where)
+    if backend == "dynamodb" and not table:
+        raise ConfigError(f"{where}: [store] backend \"dynamodb\" needs table = \"NAME\"")
+    store_settings = StoreSettings(
+        backend=backend,
+        path=_resolve(_opt_str(store, "path", where), base),
+        table=table,
+        region=_opt_str(store, "region", where),
+    )
+
+    audit_raw = env.get("JITCTL_AUDIT_LOG") or _opt_str(audit, "path", where)
+    audit_path = _resolve(audit_raw, Path.cwd() if env.get("JITCTL_AUDIT_LOG") else base)
+    notify_settings = NotifySettings(
+        webhook_url=_opt_str(notify, "webhook_url", where),
+        timeout=_seconds(notify.get("timeout"), f"{where} [notify] timeout", 5.0),
+    )
+    return Config(
+        path=path,
+        policy_path=policy_path,
+        pagerduty=pagerduty,
+        store=store_settings,
+        audit_path=audit_path or default_data_dir() / "audit.jsonl",
+        notify=notify_settings,
+    )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+
+
+def _check(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    key = first_unknown_key(table, allowed)
+    if key is not None:
+        raise ConfigError(unknown_key_message(key, allowed, where))
+
+
+def _opt_str(table: dict[str, Any], key: str, where: str) -> str | None:
+    value = table.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: {key} must be a non-empty string")
+    return value
+
+
+def _resolve(value: str | None, base: Path) -> Path | None:
+    if not value:
+        return None
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (base / p)
+
+
+def _seconds(value: Any, where: str, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        return parse_duration(value).total_seconds()
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc

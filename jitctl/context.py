@@ -1,0 +1,91 @@
+"""The I/O a command needs, passed in explicitly (httpie's Environment).
+
+Everything is built lazily, so a command only pays for what it touches, and tests hand in
+their own clock, environment or keyring.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from jitctl.timeutil import Clock, SystemClock
+
+if TYPE_CHECKING:
+    from jitctl.audit import AuditLog
+    from jitctl.aws import AwsClients
+    from jitctl.config import Config
+    from jitctl.models import Caller
+    from jitctl.policy import Policy
+    from jitctl.store.base import RequestStore
+
+
+@dataclass
+class Environment:
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    clock: Clock = field(default_factory=SystemClock)
+    keyring_get: Callable[[str, str], str | None] | None = None
+    aws_factory: Callable[[], AwsClients] | None = None
+    _config: Config | None = None
+    _policy: Policy | None = None
+    _aws: AwsClients | None = None
+    _caller: Caller | None = None
+    _audit: AuditLog | None = None
+    _store: RequestStore | None = None
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            from jitctl.config import load_config
+
+            self._config = load_config(self.environ)
+        return self._config
+
+    @property
+    def policy(self) -> Policy:
+        if self._policy is None:
+            from jitctl.policy import load_policy
+
+            self._policy = load_policy(self.config.require_policy_path())
+        return self._policy
+
+    @property
+    def aws(self) -> AwsClients:
+        if self._aws is None:
+            from jitctl.aws import AwsClients
+
+            self._aws = self.aws_factory() if self.aws_factory else AwsClients()
+        return self._aws
+
+    @property
+    def caller(self) -> Caller:
+        """The AWS principal STS reports, mapped to a person by the policy's rules."""
+        if self._caller is None:
+            from jitctl.aws import get_caller_identity
+            from jitctl.identity import resolve_caller
+
+            arn, account = get_caller_identity(self.aws)
+            self._caller = resolve_caller(arn, account, self.policy.identities)
+        return self._caller
+
+    @property
+    def audit(self) -> AuditLog:
+        if self._audit is None:
+            from jitctl.audit import AuditLog
+
+            self._audit = AuditLog(self.config.audit_path, self.clock)
+        return self._audit
+
+    @property
+    def store(self) -> RequestStore:
+        if self._store is None:
+            from jitctl.config import default_data_dir
+            from jitctl.store import open_store
+
+            self._store = open_store(
+                self.config.store, data_dir=default_data_dir(), client_factory=self.aws.client
+            )
+        return self._store

@@ -1,0 +1,204 @@
+"""The request flow: check the policy and PagerDuty, record, assume the role, hand out credentials.
+
+Every step leaves an audit record; nothing is issued unless its record was written first.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from jitctl import models
+from jitctl.context import Environment
+from jitctl.errors import Denied, UsageError
+from jitctl.models import AccessRequest, Credentials, OnCallEvidence, OnCallResult
+from jitctl.sanitize import MAX_REASON, clean
+from jitctl.timeutil import format_duration
+
+STS_MIN_SECONDS = 900
+DEFAULT_DURATION = timedelta(hours=1)
+
+
+@dataclass
+class Grant:
+    """Credentials handed out for a request. `credentials` is secret: renderers never print it."""
+
+    request: AccessRequest
+    credentials: Credentials
+    profile: str | None
+    evidence: OnCallEvidence | None
+    notes: list[str] = field(default_factory=list)
+
+
+def new_request_id() -> str:
+    """Short enough to read out over a call at 4am, random enough never to collide in practice."""
+    return "r-" + base64.b32encode(secrets.token_bytes(5)).decode().lower()
+
+
+def check_reason(reason: str | None) -> str:
+    if reason is None or not reason.strip():
+        raise UsageError("a reason is required", 'pass --reason "INC-123 what you are doing"')
+    if len(reason) > MAX_REASON:
+        raise UsageError(f"the reason is {len(reason)} characters long; the limit is {MAX_REASON}", "shorten it")
+    return clean(reason).strip()
+
+
+def check_duration(requested: timedelta | None, max_duration: timedelta, role: str) -> timedelta:
+    """A duration over the role's max is refused, not silently cut."""
+    if requested is None:
+        return min(DEFAULT_DURATION, max_duration)
+    if requested > max_duration:
+        raise UsageError(
+            f"--duration {format_duration(requested)} is longer than role {role!r} allows",
+            f"ask for at most {format_duration(max_duration)}",
+        )
+    return requested
+
+
+def session_seconds(duration: timedelta, shift_end: datetime | None, now: datetime) -> tuple[int, str | None]:
+    """DurationSeconds: the requested duration, cut to the on-call shift, never under STS's 900 s."""
+    seconds = int(duration.total_seconds())
+    note = None
+    if shift_end is not None:
+        left = int((shift_end - now).total_seconds())
+        if left < seconds:
+            seconds = left
+            note = f"credentials end with your on-call shift, in {format_duration(timedelta(seconds=max(left, 0)))}"
+    if seconds < STS_MIN_SECONDS:
+        note = (
+            f"your on-call shift ends in {format_duration(timedelta(seconds=max(seconds, 0)))}, "
+            "but STS sessions last at least 15m"
+        )
+        seconds = STS_MIN_SECONDS
+    return seconds, note
+
+
+def check_fast_track(env: Environment, role, person: str) -> OnCallResult:
+    """Ask PagerDuty whether the caller is on call where the role's policy says it matters."""
+    if role.on_call is None:
+        return OnCallResult(on_call=False, reason=f"role {role.name!r} has no on-call fast track")
+    from jitctl import oncall
+
+    token, _source = oncall.get_token(env.environ, env.keyring_get)
+    client = oncall.make_client(env.config.pagerduty, token)
+    return oncall.check_on_call(client, person, role.on_call, env.clock.now())
+
+
+def request_access(
+    env: Environment,
+    *,
+    role_name: str,
+    reason: str | None,
+    duration: timedelta | None,
+    profile: str | None,
+    write_profile: bool = True,
+) -> Grant:
+    """`jitctl request`: fast path when on call; otherwise approval is required (exit 3)."""
+    reason = check_reason(reason)
+    role = env.policy.role(role_name)
+    wanted = check_duration(duration, role.max_duration, role.name)
+    caller = env.caller
+    now = env.clock.now()
+    req = AccessRequest(
+        request_id=new_request_id(),
+        role=role.name,
+        requester=caller.person,
+        requester_arn=caller.arn,
+        reason=reason,
+        duration_seconds=int(wanted.total_seconds()),
+        status=models.PENDING,
+        created_at=now,
+        expires_at=now + (role.approval.request_ttl if role.approval else timedelta(minutes=30)),
+        min_approvals=role.approval.min_approvals if role.approval else 1,
+    )
+    audit = env.audit
+    common = {"request_id": req.request_id, "actor": caller.arn, "person": caller.person, "role": role.name}
+    audit.append("requested", **common, reason=reason, duration_seconds=req.duration_seconds)
+
+    result = check_fast_track(env, role, caller.person)
+    req.fast_path_reason = result.reason
+    if not result.on_call:
+        audit.append("not_fast_tracked", **common, why=result.reason)
+        raise Denied(
+            f"approval required for {role.name!r}: the on-call fast path did not apply ({result.reason})",
+            "peer approval is not available in this version yet",
+        )
+    assert result.evidence is not None
+    audit.append("auto_approved", **common, approval=models.ON_CALL, evidence=result.evidence.as_dict())
+    req.status = models.APPROVED
+    req.approval = models.ON_CALL
+    req.decided_at = now
+    return issue(env, req, role, evidence=result.evidence, profile=profile, write_profile=write_profile)
+
+
+def issue(
+    env: Environment,
+    req: AccessRequest,
+    role,
+    *,
+    evidence: OnCallEvidence | None,
+    profile: str | None,
+    write_profile: bool,
+) -> Grant:
+    """Assume the role for an approved request, audit it, then hand the credentials over."""
+    from jitctl import aws, credentials
+
+    caller = env.caller
+    now = env.clock.now()
+    seconds, note = session_seconds(
+        timedelta(seconds=req.duration_seconds), evidence.end if evidence else None, now
+    )
+    tags = {
+        "jitctl:request-id": req.request_id,
+        "jitctl:approval": req.approval or "",
+        "jitctl:on-call": evidence.tag_value() if evidence else "",
+        "jitctl:approvers": " ".join(req.approvers),
+    }
+    common = {"request_id": req.request_id, "actor": caller.arn, "person": caller.person, "role": role.name}
+    try:
+        creds = aws.assume_role(
+            env.aws,
+            role_arn=role.arn,
+            person=caller.person,
+            duration_seconds=seconds,
+            tags=tags,
+            session_policy=role.session_policy,
+        )
+    except Exception as exc:
+        env.audit.append("issue_failed", **common, error=str(exc))
+        raise
+    profile_name = profile or f"jit-{role.name}"
+    # The record comes first: if the audit log cannot be written, the credentials are dropped.
+    env.audit.append(
+        "issued",
+        **common,
+        approval=req.approval,
+        approvers=req.approvers,
+        access_key_id=creds.access_key_id,
+        expires_at=aws_time(creds.expiration),
+        duration_seconds=seconds,
+        profile=profile_name if write_profile else None,
+    )
+    if write_profile:
+        path = credentials.shared_credentials_path(env.environ)
+        credentials.write_profile(
+            path, profile_name, creds, extra={"x_jitctl_request_id": req.request_id}
+        )
+    req.status = models.ISSUED
+    req.issued_at = now
+    req.credentials_expire_at = creds.expiration
+    return Grant(
+        request=req,
+        credentials=creds,
+        profile=profile_name if write_profile else None,
+        evidence=evidence,
+        notes=[note] if note else [],
+    )
+
+
+def aws_time(value: datetime) -> str:
+    from jitctl.timeutil import rfc3339
+
+    return rfc3339(value)

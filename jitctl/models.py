@@ -1,0 +1,134 @@
+"""Plain data shared by the core modules. No I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+# Request states (shared/CONTRACT.md). Transitions live in the store.
+PENDING = "pending"
+APPROVED = "approved"
+DENIED = "denied"
+EXPIRED = "expired"
+CANCELLED = "cancelled"
+ISSUED = "issued"
+REVOKED = "revoked"
+STATUSES = (PENDING, APPROVED, DENIED, EXPIRED, CANCELLED, ISSUED, REVOKED)
+
+# How a request was decided.
+ON_CALL = "on_call"
+PEER = "peer"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the AWS principal (from STS, never typed) and the person behind it."""
+
+    arn: str
+    account: str
+    person: str  # lower-case email, the key for PagerDuty and approver comparisons
+
+
+@dataclass(frozen=True)
+class OnCallEvidence:
+    """Why PagerDuty says the caller is on call: which policy or schedule, level, shift."""
+
+    matched_kind: str  # "escalation_policy", "schedule" or "service"
+    matched_id: str  # the id from the role's policy that matched
+    escalation_policy_id: str
+    level: int
+    start: datetime | None  # None: permanent on-call
+    end: datetime | None  # None: permanent on-call
+    pd_user_id: str
+    schedule_id: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form for --json output and audit records."""
+        from jitctl.timeutil import rfc3339
+
+        return {
+            "matched_kind": self.matched_kind,
+            "matched_id": self.matched_id,
+            "escalation_policy_id": self.escalation_policy_id,
+            "schedule_id": self.schedule_id,
+            "level": self.level,
+            "start": rfc3339(self.start) if self.start else None,
+            "end": rfc3339(self.end) if self.end else None,
+            "pd_user_id": self.pd_user_id,
+        }
+
+    def tag_value(self) -> str:
+        """Compact form for an STS session tag (allowed chars only)."""
+        return f"{self.matched_kind}/{self.matched_id}/L{self.level}"
+
+
+@dataclass(frozen=True)
+class OnCallResult:
+    on_call: bool
+    reason: str  # human-readable: why the fast path applies or not
+    evidence: OnCallEvidence | None = None
+
+
+@dataclass(frozen=True)
+class Credentials:
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    session_token: str = field(repr=False)
+    expiration: datetime = field(default=None)  # type: ignore[assignment]
+
+    def __repr__(self) -> str:  # never let a secret reach a log or a traceback
+        return f"Credentials(access_key_id={self.access_key_id!r}, expiration={self.expiration!r})"
+
+
+@dataclass
+class AccessRequest:
+    """One access request, as the store keeps it. Times are aware UTC datetimes."""
+
+    request_id: str
+    role: str
+    requester: str  # person (email)
+    requester_arn: str
+    reason: str
+    duration_seconds: int
+    status: str
+    created_at: datetime
+    expires_at: datetime  # a pending request expires at this time
+    min_approvals: int = 1
+    approval: str | None = None  # "on_call" or "peer" once decided
+    approvers: list[str] = field(default_factory=list)  # persons who approved
+    decided_at: datetime | None = None
+    decided_by: str | None = None  # person who denied / cancelled, or the last approver
+    decision_reason: str | None = None
+    fast_path_reason: str | None = None  # why the fast path did (not) apply
+    issued_at: datetime | None = None
+    credentials_expire_at: datetime | None = None
+    version: int = 0  # optimistic-concurrency counter, bumped on every write
+
+
+def public_dict(req: AccessRequest) -> dict[str, object]:
+    """The contract's JSON shape for a request (never a secret)."""
+    from jitctl.timeutil import rfc3339
+
+    def ts(value: datetime | None) -> str | None:
+        return rfc3339(value) if value else None
+
+    return {
+        "request_id": req.request_id,
+        "role": req.role,
+        "requester": req.requester,
+        "requester_arn": req.requester_arn,
+        "status": req.status,
+        "reason": req.reason,
+        "created_at": ts(req.created_at),
+        "expires_at": ts(req.expires_at),
+        "duration_seconds": req.duration_seconds,
+        "min_approvals": req.min_approvals,
+        "approval": req.approval,
+        "approvers": list(req.approvers),
+        "decided_at": ts(req.decided_at),
+        "decided_by": req.decided_by,
+        "decision_reason": req.decision_reason,
+        "fast_path": req.fast_path_reason,
+        "issued_at": ts(req.issued_at),
+        "credentials_expire_at": ts(req.credentials_expire_at),
+    }

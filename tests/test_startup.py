@@ -1,0 +1,47 @@
+"""`jitctl --help` and `--version` stay fast: none of the heavy modules get imported."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from jitctl import __version__
+from tests.conftest import clean_env
+
+HEAVY = ("boto3", "botocore", "keyring", "pagerduty", "httpx2")
+
+PROBE = """
+import json, sys
+from jitctl.cli.main import run
+sys.stdout = open("/dev/null", "w")
+code = run(sys.argv[1:])
+sys.stdout = sys.__stdout__
+print(json.dumps({"code": code, "heavy": sorted({m.split('.')[0] for m in sys.modules} & set(%r))}))
+""" % (HEAVY,)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["request", "--help"], ["audit", "--help"]])
+def test_help_and_version_import_nothing_heavy(args):
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, env=clean_env(), check=True
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"code": 0, "heavy": []}
+
+
+def test_installed_script_and_module_both_run():
+    exe = shutil.which("jitctl")
+    assert exe, "jitctl is not installed on PATH (pip install -e .)"
+    for cmd in ([exe, "--version"], [sys.executable, "-m", "jitctl", "--version"]):
+        out = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), check=True)
+        assert out.stdout.strip() == f"jitctl {__version__}"
+
+
+def test_unknown_command_is_a_usage_error_without_traceback():
+    out = subprocess.run(
+        [sys.executable, "-m", "jitctl", "frobnicate"], capture_output=True, text=True, env=clean_env()
+    )
+    assert out.returncode == 2
+    assert "No such command" in out.stderr and "Traceback" not in out.stderr

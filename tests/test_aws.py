@@ -1,0 +1,158 @@
+"""The AWS layer against moto's real server: caller identity, AssumeRole parameters, refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+
+import boto3
+import pytest
+
+from jitctl.aws import TRUST_POLICY_HINT, AwsClients, assume_role, get_caller_identity, sts_name, tag_value
+from jitctl.errors import AwsUnavailable, ExitCode, UsageError
+
+ROLE = "arn:aws:iam::123456789012:role/prod-readonly"
+
+
+def iam_user(endpoint: str, name: str) -> dict[str, str]:
+    iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
+                       aws_access_key_id="AKIAADMIN", aws_secret_access_key="x")
+    try:
+        iam.create_user(UserName=name)
+    except iam.exceptions.EntityAlreadyExistsException:
+        pass
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+
+
+def capture_params(clients: AwsClients, operation: str) -> list[dict]:
+    """Record what botocore really sends (the call still goes to moto)."""
+    seen: list[dict] = []
+    clients.client("sts").meta.events.register(
+        f"provide-client-params.sts.{operation}", lambda params, **_: seen.append(dict(params))
+    )
+    return seen
+
+
+def test_caller_identity_comes_from_sts(aws_env, monkeypatch):
+    for key, value in iam_user(aws_env["AWS_ENDPOINT_URL"], "alice@example.com").items():
+        monkeypatch.setenv(key, value)
+    arn, account = get_caller_identity(AwsClients())
+    assert arn == "arn:aws:iam::123456789012:user/alice@example.com"
+    assert account == "123456789012"
+
+
+def test_assume_role_carries_who_and_why(aws_env):
+    clients = AwsClients()
+    seen = capture_params(clients, "AssumeRole")
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:List*", "Resource": "*"}]})
+    creds = assume_role(
+        clients,
+        role_arn=ROLE,
+        person="alice@example.com",
+        duration_seconds=1800,
+        tags={"jitctl:request-id": "r-abc", "jitctl:on-call": "escalation_policy/PEP1234/L1", "jitctl:approvers": ""},
+        session_policy=policy,
+    )
+    (params,) = seen
+    assert params["SourceIdentity"] == "alice@example.com"
+    assert params["RoleSessionName"] == "alice@example.com"
+    assert params["DurationSeconds"] == 1800
+    assert params["Policy"] == policy
+    assert {t["Key"]: t["Value"] for t in params["Tags"]} == {
+        "jitctl:request-id": "r-abc",
+        "jitctl:on-call": "escalation_policy/PEP1234/L1",
+    }  # empty values are dropped: STS rejects nothing, CloudTrail shows nothing useless
+    remaining = (creds.expiration - datetime.now(UTC)).total_seconds()
+    assert 1700 < remaining <= 1800
+    # A separate client with the new credentials really is the assumed role session.
+    sts = boto3.client("sts", endpoint_url=aws_env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                       aws_access_key_id=creds.access_key_id, aws_secret_access_key=creds.secret_access_key,
+                       aws_session_token=creds.session_token)
+    assert sts.get_caller_identity()["Arn"] == "arn:aws:sts::123456789012:assumed-role/prod-readonly/alice@example.com"
+    assert creds.secret_access_key not in repr(creds) and creds.session_token not in repr(creds)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("alice@example.com", "alice@example.com"),
+        ("a", "jitctl"),
+        ("aws:evil", "aws-evil"),
+        ("Zoë O'Brien <z@x.io>", "Zo--O-Brien--z@x.io-"),
+        ("x" * 100, "x" * 64),
+    ],
+)
+def test_sts_names_are_always_valid(text, expected):
+    name = sts_name(text)
+    assert name == expected
+    assert 2 <= len(name) <= 64 and not name.lower().startswith("aws:")
+
+
+def test_tag_values_are_sanitised():
+    assert tag_value("INC-1 <script>\n") == "INC-1 _script__"
+    assert len(tag_value("y" * 999)) == 256
+
+
+def test_unreachable_aws_is_exit_5(monkeypatch, aws_env):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    with pytest.raises(AwsUnavailable) as info:
+        get_caller_identity(AwsClients(connect_timeout=1, read_timeout=1))
+    assert info.value.exit_code == ExitCode.UNAVAILABLE
+
+
+def test_no_credentials_is_a_usage_error(monkeypatch, aws_env, tmp_path):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(UsageError, match="no AWS credentials"):
+        get_caller_identity(AwsClients())
+
+
+@pytest.fixture(scope="module")
+def enforcing_moto():
+    """A moto server that enforces IAM after setup, so STS really refuses (AccessDenied)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="4")
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_sts_refusal_is_exit_5_naming_the_trust_policy(enforcing_moto, monkeypatch, aws_env):
+    kw = dict(endpoint_url=enforcing_moto, region_name="us-east-1", aws_access_key_id="AKIAADMIN", aws_secret_access_key="x")
+    iam = boto3.client("iam", **kw)
+    iam.create_user(UserName="alice@example.com")
+    key = iam.create_access_key(UserName="alice@example.com")["AccessKey"]
+    iam.put_user_policy(UserName="alice@example.com", PolicyName="whoami", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}]}))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", enforcing_moto)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+    clients = AwsClients()
+    assert get_caller_identity(clients)[0].endswith("user/alice@example.com")
+    with pytest.raises(AwsUnavailable) as info:
+        assume_role(clients, role_arn=ROLE, person="alice@example.com", duration_seconds=900, tags={}, session_policy=None)
+    assert info.value.exit_code == ExitCode.UNAVAILABLE
+    assert "AccessDenied" in info.value.message
+    assert info.value.hint == TRUST_POLICY_HINT

@@ -35,7 +35,9 @@ class AwsClients:
     """The one place that makes boto3 clients. Honours boto3's own chain (AWS_PROFILE,
     AWS_ENDPOINT_URL, AWS_REGION, ...). Tests pass their own environment through the process env."""
 
-    def __init__(self, *, region: str | None = None, connect_timeout: float = 5, read_timeout: float = 10) -> None:
+    def __init__(
+        self, *, region: str | None = None, connect_timeout: float = 5, read_timeout: float = 10
+    ) -> None:
         self._region = region
         self._session: Any = None
         self._timeouts = (connect_timeout, read_timeout)
@@ -48,7 +50,9 @@ class AwsClients:
             try:
                 self._session = boto3.session.Session(region_name=self._region)
             except Exception as exc:  # botocore.exceptions.ProfileNotFound and friends
-                raise UsageError(f"cannot set up AWS: {exc}", "check AWS_PROFILE and your AWS config files") from exc
+                raise UsageError(
+                    f"cannot set up AWS: {exc}", "check AWS_PROFILE and your AWS config files"
+                ) from exc
         return self._session
 
     def client(self, service: str, *, region: str | None = None) -> Any:
@@ -84,7 +88,9 @@ def translate_error(exc: Exception, action: str, *, hint: str | None = None) -> 
             "log in first (e.g. `aws sso login`) or set AWS_PROFILE / AWS_ACCESS_KEY_ID",
         )
     if isinstance(exc, ProfileNotFound | NoRegionError):
-        return UsageError(f"{action}: {exc}", "check AWS_PROFILE, AWS_REGION and your AWS config files")
+        return UsageError(
+            f"{action}: {exc}", "check AWS_PROFILE, AWS_REGION and your AWS config files"
+        )
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "Unknown")
         message = exc.response.get("Error", {}).get("Message", "")
@@ -109,7 +115,9 @@ def get_caller_identity(clients: AwsClients) -> tuple[str, str]:
 def sts_name(text: str, *, fallback: str = "jitctl") -> str:
     """A RoleSessionName/SourceIdentity STS accepts: 2-64 chars of [\\w+=,.@-], no 'aws:' prefix."""
     cleaned = _STS_NAME_BAD.sub("-", text)[:STS_NAME_MAX]
-    if cleaned.lower().startswith("aws:"):  # cannot happen after cleaning (':' is replaced) but stay safe
+    if cleaned.lower().startswith(
+        "aws:"
+    ):  # cannot happen after cleaning (':' is replaced) but stay safe
         cleaned = "u-" + cleaned[:62]
     if len(cleaned) < 2:
         cleaned = fallback
@@ -150,7 +158,9 @@ def assume_role(
     try:
         resp = clients.client("sts").assume_role(**params)
     except Exception as exc:
-        raise translate_error(exc, f"STS refused to assume {role_arn}", hint=_assume_hint(exc)) from exc
+        raise translate_error(
+            exc, f"STS refused to assume {role_arn}", hint=_assume_hint(exc)
+        ) from exc
     c = resp["Credentials"]
     return Credentials(
         access_key_id=c["AccessKeyId"],

@@ -98,7 +98,9 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     if path.is_file():
         data = _read_toml(path)
     elif explicit:
-        raise ConfigError(f"config file {path} does not exist", "fix JITCTL_CONFIG or create the file")
+        raise ConfigError(
+            f"config file {path} does not exist", "fix JITCTL_CONFIG or create the file"
+        )
     else:
         path = None  # no config file: defaults and environment only
     base = path.parent if path else Path.cwd()
@@ -120,19 +122,25 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
 
     ca = env.get("JITCTL_PAGERDUTY_CA_BUNDLE") or _opt_str(pd, "ca_bundle", where)
     pagerduty = PagerDutySettings(
-        url=(env.get("JITCTL_PAGERDUTY_URL") or _opt_str(pd, "url", where) or DEFAULT_PAGERDUTY_URL).rstrip("/"),
+        url=(
+            env.get("JITCTL_PAGERDUTY_URL") or _opt_str(pd, "url", where) or DEFAULT_PAGERDUTY_URL
+        ).rstrip("/"),
         ca_bundle=_resolve(ca, Path.cwd() if env.get("JITCTL_PAGERDUTY_CA_BUNDLE") else base),
-        timeout=_seconds(pd.get("timeout"), f"{where} [pagerduty] timeout", DEFAULT_PAGERDUTY_TIMEOUT),
+        timeout=_seconds(
+            pd.get("timeout"), f"{where} [pagerduty] timeout", DEFAULT_PAGERDUTY_TIMEOUT
+        ),
     )
     if not pagerduty.url.startswith(("https://", "http://")):
         raise ConfigError(f"{where}: [pagerduty] url {pagerduty.url!r} is not an http(s) URL")
 
     backend = _opt_str(store, "backend", where) or "sqlite"
     if backend not in _BACKENDS:
-        raise ConfigError(f"{where}: [store] backend {backend!r} is not one of {', '.join(_BACKENDS)}")
+        raise ConfigError(
+            f"{where}: [store] backend {backend!r} is not one of {', '.join(_BACKENDS)}"
+        )
     table = _opt_str(store, "table", where)
     if backend == "dynamodb" and not table:
-        raise ConfigError(f"{where}: [store] backend \"dynamodb\" needs table = \"NAME\"")
+        raise ConfigError(f'{where}: [store] backend "dynamodb" needs table = "NAME"')
     store_settings = StoreSettings(
         backend=backend,
         path=_resolve(_opt_str(store, "path", where), base),

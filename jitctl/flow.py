@@ -41,7 +41,9 @@ def check_reason(reason: str | None) -> str:
     if reason is None or not reason.strip():
         raise UsageError("a reason is required", 'pass --reason "INC-123 what you are doing"')
     if len(reason) > MAX_REASON:
-        raise UsageError(f"the reason is {len(reason)} characters long; the limit is {MAX_REASON}", "shorten it")
+        raise UsageError(
+            f"the reason is {len(reason)} characters long; the limit is {MAX_REASON}", "shorten it"
+        )
     return clean(reason).strip()
 
 
@@ -57,7 +59,9 @@ def check_duration(requested: timedelta | None, max_duration: timedelta, role: s
     return requested
 
 
-def session_seconds(duration: timedelta, shift_end: datetime | None, now: datetime) -> tuple[int, str | None]:
+def session_seconds(
+    duration: timedelta, shift_end: datetime | None, now: datetime
+) -> tuple[int, str | None]:
     """DurationSeconds: the requested duration, cut to the on-call shift, never under STS's 900 s."""
     seconds = int(duration.total_seconds())
     note = None
@@ -114,7 +118,12 @@ def request_access(
         min_approvals=role.approval.min_approvals if role.approval else 1,
     )
     audit = env.audit
-    common = {"request_id": req.request_id, "actor": caller.arn, "person": caller.person, "role": role.name}
+    common = {
+        "request_id": req.request_id,
+        "actor": caller.arn,
+        "person": caller.person,
+        "role": role.name,
+    }
     audit.append("requested", **common, reason=reason, duration_seconds=req.duration_seconds)
 
     result = check_fast_track(env, role, caller.person)
@@ -126,11 +135,15 @@ def request_access(
             "peer approval is not available in this version yet",
         )
     assert result.evidence is not None
-    audit.append("auto_approved", **common, approval=models.ON_CALL, evidence=result.evidence.as_dict())
+    audit.append(
+        "auto_approved", **common, approval=models.ON_CALL, evidence=result.evidence.as_dict()
+    )
     req.status = models.APPROVED
     req.approval = models.ON_CALL
     req.decided_at = now
-    return issue(env, req, role, evidence=result.evidence, profile=profile, write_profile=write_profile)
+    return issue(
+        env, req, role, evidence=result.evidence, profile=profile, write_profile=write_profile
+    )
 
 
 def issue(
@@ -156,7 +169,12 @@ def issue(
         "jitctl:on-call": evidence.tag_value() if evidence else "",
         "jitctl:approvers": " ".join(req.approvers),
     }
-    common = {"request_id": req.request_id, "actor": caller.arn, "person": caller.person, "role": role.name}
+    common = {
+        "request_id": req.request_id,
+        "actor": caller.arn,
+        "person": caller.person,
+        "role": role.name,
+    }
     try:
         creds = aws.assume_role(
             env.aws,

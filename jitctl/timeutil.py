@@ -15,11 +15,11 @@ _DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 def parse_duration(text: str) -> timedelta:
     """Parse "90s", "15m", "2h", "1h30m" (units in that order, at least one). Raises ValueError."""
     if not isinstance(text, str):
-        raise ValueError(f"expected a duration string like \"15m\" or \"1h30m\", got {text!r}")
+        raise ValueError(f'expected a duration string like "15m" or "1h30m", got {text!r}')
     s = text.strip()
     m = _DURATION.fullmatch(s)
     if not s or m is None or not any(m.groups()):
-        raise ValueError(f"invalid duration {text!r}: use forms like \"90s\", \"15m\", \"2h\", \"1h30m\"")
+        raise ValueError(f'invalid duration {text!r}: use forms like "90s", "15m", "2h", "1h30m"')
     hours, minutes, seconds = (int(g) if g else 0 for g in m.groups())
     value = timedelta(hours=hours, minutes=minutes, seconds=seconds)
     if value <= timedelta(0):
@@ -34,7 +34,11 @@ def format_duration(value: timedelta) -> str:
         return "0s"
     hours, rest = divmod(total, 3600)
     minutes, seconds = divmod(rest, 60)
-    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{seconds}s" if seconds else ""]
+    parts = [
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes else "",
+        f"{seconds}s" if seconds else "",
+    ]
     return "".join(parts)
 
 

@@ -13,21 +13,36 @@ from datetime import UTC, datetime
 import boto3
 import pytest
 
-from jitctl.aws import TRUST_POLICY_HINT, AwsClients, assume_role, get_caller_identity, sts_name, tag_value
+from jitctl.aws import (
+    TRUST_POLICY_HINT,
+    AwsClients,
+    assume_role,
+    get_caller_identity,
+    sts_name,
+    tag_value,
+)
 from jitctl.errors import AwsUnavailable, ExitCode, UsageError
 
 ROLE = "arn:aws:iam::123456789012:role/prod-readonly"
 
 
 def iam_user(endpoint: str, name: str) -> dict[str, str]:
-    iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
-                       aws_access_key_id="AKIAADMIN", aws_secret_access_key="x")
+    iam = boto3.client(
+        "iam",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="AKIAADMIN",
+        aws_secret_access_key="x",
+    )
     try:
         iam.create_user(UserName=name)
     except iam.exceptions.EntityAlreadyExistsException:
         pass
     key = iam.create_access_key(UserName=name)["AccessKey"]
-    return {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+    return {
+        "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+    }
 
 
 def capture_params(clients: AwsClients, operation: str) -> list[dict]:
@@ -50,13 +65,22 @@ def test_caller_identity_comes_from_sts(aws_env, monkeypatch):
 def test_assume_role_carries_who_and_why(aws_env):
     clients = AwsClients()
     seen = capture_params(clients, "AssumeRole")
-    policy = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:List*", "Resource": "*"}]})
+    policy = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "s3:List*", "Resource": "*"}],
+        }
+    )
     creds = assume_role(
         clients,
         role_arn=ROLE,
         person="alice@example.com",
         duration_seconds=1800,
-        tags={"jitctl:request-id": "r-abc", "jitctl:on-call": "escalation_policy/PEP1234/L1", "jitctl:approvers": ""},
+        tags={
+            "jitctl:request-id": "r-abc",
+            "jitctl:on-call": "escalation_policy/PEP1234/L1",
+            "jitctl:approvers": "",
+        },
         session_policy=policy,
     )
     (params,) = seen
@@ -71,10 +95,18 @@ def test_assume_role_carries_who_and_why(aws_env):
     remaining = (creds.expiration - datetime.now(UTC)).total_seconds()
     assert 1700 < remaining <= 1800
     # A separate client with the new credentials really is the assumed role session.
-    sts = boto3.client("sts", endpoint_url=aws_env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                       aws_access_key_id=creds.access_key_id, aws_secret_access_key=creds.secret_access_key,
-                       aws_session_token=creds.session_token)
-    assert sts.get_caller_identity()["Arn"] == "arn:aws:sts::123456789012:assumed-role/prod-readonly/alice@example.com"
+    sts = boto3.client(
+        "sts",
+        endpoint_url=aws_env["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id=creds.access_key_id,
+        aws_secret_access_key=creds.secret_access_key,
+        aws_session_token=creds.session_token,
+    )
+    assert (
+        sts.get_caller_identity()["Arn"]
+        == "arn:aws:sts::123456789012:assumed-role/prod-readonly/alice@example.com"
+    )
     assert creds.secret_access_key not in repr(creds) and creds.session_token not in repr(creds)
 
 
@@ -124,8 +156,12 @@ def enforcing_moto():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="4")
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -140,19 +176,41 @@ def enforcing_moto():
 
 
 def test_sts_refusal_is_exit_5_naming_the_trust_policy(enforcing_moto, monkeypatch, aws_env):
-    kw = dict(endpoint_url=enforcing_moto, region_name="us-east-1", aws_access_key_id="AKIAADMIN", aws_secret_access_key="x")
+    kw = dict(
+        endpoint_url=enforcing_moto,
+        region_name="us-east-1",
+        aws_access_key_id="AKIAADMIN",
+        aws_secret_access_key="x",
+    )
     iam = boto3.client("iam", **kw)
     iam.create_user(UserName="alice@example.com")
     key = iam.create_access_key(UserName="alice@example.com")["AccessKey"]
-    iam.put_user_policy(UserName="alice@example.com", PolicyName="whoami", PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}]}))
+    iam.put_user_policy(
+        UserName="alice@example.com",
+        PolicyName="whoami",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}
+                ],
+            }
+        ),
+    )
     monkeypatch.setenv("AWS_ENDPOINT_URL", enforcing_moto)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
     clients = AwsClients()
     assert get_caller_identity(clients)[0].endswith("user/alice@example.com")
     with pytest.raises(AwsUnavailable) as info:
-        assume_role(clients, role_arn=ROLE, person="alice@example.com", duration_seconds=900, tags={}, session_policy=None)
+        assume_role(
+            clients,
+            role_arn=ROLE,
+            person="alice@example.com",
+            duration_seconds=900,
+            tags={},
+            session_policy=None,
+        )
     assert info.value.exit_code == ExitCode.UNAVAILABLE
     assert "AccessDenied" in info.value.message
     assert info.value.hint == TRUST_POLICY_HINT

@@ -62,8 +62,8 @@ def test_no_config_file_uses_defaults_in_platform_dirs(tmp_path, monkeypatch):
     [
         ('polcy = "p"\n', "did you mean 'policy'"),
         ('[pagerduty]\nulr = "https://x"\n', "did you mean 'url'"),
-        ("[store]\nbackend = \"redis\"\n", "not one of sqlite, dynamodb"),
-        ("[store]\nbackend = \"dynamodb\"\n", "needs table"),
+        ('[store]\nbackend = "redis"\n', "not one of sqlite, dynamodb"),
+        ('[store]\nbackend = "dynamodb"\n', "needs table"),
         ('[pagerduty]\ntimeout = "soon"\n', "invalid duration"),
         ('[pagerduty]\nurl = "ftp://x"\n', "not an http(s) URL"),
         ("[audit\n", "not valid TOML"),

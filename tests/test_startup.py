@@ -12,20 +12,27 @@ from tests.conftest import clean_env
 
 HEAVY = ("boto3", "botocore", "keyring", "pagerduty", "httpx2")
 
-PROBE = """
+PROBE = f"""
 import json, sys
 from jitctl.cli.main import run
 sys.stdout = open("/dev/null", "w")
 code = run(sys.argv[1:])
 sys.stdout = sys.__stdout__
-print(json.dumps({"code": code, "heavy": sorted({m.split('.')[0] for m in sys.modules} & set(%r))}))
-""" % (HEAVY,)
+heavy = sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))
+print(json.dumps({{"code": code, "heavy": heavy}}))
+"""
 
 
-@pytest.mark.parametrize("args", [["--help"], ["--version"], ["request", "--help"], ["audit", "--help"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["--version"], ["request", "--help"], ["audit", "--help"]]
+)
 def test_help_and_version_import_nothing_heavy(args):
     out = subprocess.run(
-        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, env=clean_env(), check=True
+        [sys.executable, "-c", PROBE, *args],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        check=True,
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result == {"code": 0, "heavy": []}
@@ -41,7 +48,10 @@ def test_installed_script_and_module_both_run():
 
 def test_unknown_command_is_a_usage_error_without_traceback():
     out = subprocess.run(
-        [sys.executable, "-m", "jitctl", "frobnicate"], capture_output=True, text=True, env=clean_env()
+        [sys.executable, "-m", "jitctl", "frobnicate"],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
     )
     assert out.returncode == 2
     assert "No such command" in out.stderr and "Traceback" not in out.stderr

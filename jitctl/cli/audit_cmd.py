@@ -8,7 +8,9 @@ audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=Tr
 
 
 @audit_app.command("verify")
-def verify(json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout.")) -> None:
+def verify(
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> None:
     """Check the local audit log's hash chain: exit 0 if intact, 6 naming the first bad line."""
     from jitctl.audit import verify as verify_log
     from jitctl.cli.output import emit_json, safe, stderr_console
@@ -30,7 +32,9 @@ def verify(json_out: bool = typer.Option(False, "--json", help="Print one JSON d
     if not result.ok:
         raise AuditTampered(f"{path}:{result.first_bad_line}: {result.problem}")
     if not json_out:
-        stderr_console().print(f"[green]✓[/] {safe(path)}: {result.records} records, hash chain intact")
+        stderr_console().print(
+            f"[green]✓[/] {safe(path)}: {result.records} records, hash chain intact"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -23,9 +23,18 @@ def _duration(value: str | None) -> timedelta | None:
 
 def request(
     role: str = typer.Argument(..., help="Role name from the policy, e.g. prod-readonly."),
-    reason: str = typer.Option(None, "--reason", "-r", help="Why you need access (an incident id helps)."),
-    duration: str = typer.Option(None, "--duration", "-d", help='How long, e.g. "30m", "1h30m"; at most the role\'s max_duration.'),
-    profile: str = typer.Option(None, "--profile", help="Profile name in the shared credentials file (default jit-ROLE)."),
+    reason: str = typer.Option(
+        None, "--reason", "-r", help="Why you need access (an incident id helps)."
+    ),
+    duration: str = typer.Option(
+        None,
+        "--duration",
+        "-d",
+        help='How long, e.g. "30m", "1h30m"; at most the role\'s max_duration.',
+    ),
+    profile: str = typer.Option(
+        None, "--profile", help="Profile name in the shared credentials file (default jit-ROLE)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Request access to ROLE: on call, credentials at once; otherwise approval is required."""
@@ -57,7 +66,9 @@ def request(
         out.print(f"  fast-tracked: on call, {safe(ev.matched_id)} level {ev.level} {until}")
     for note in grant.notes:
         out.print(f"  [yellow]note:[/] {safe(note)}")
-    out.print(f"  request {safe(grant.request.request_id)}; use it: AWS_PROFILE={safe(grant.profile)} aws sts get-caller-identity")
+    out.print(
+        f"  request {safe(grant.request.request_id)}; use it: AWS_PROFILE={safe(grant.profile)} aws sts get-caller-identity"
+    )
 
 
 def register(app: typer.Typer) -> None:

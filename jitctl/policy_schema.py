@@ -1,0 +1,228 @@
+"""Low-level checks for policy files: shapes, types, names, and where an error points.
+
+jitctl.policy builds the dataclasses; this module only knows about raw TOML values. Every
+failure is a PolicyError whose message starts with ``where`` (the file, maybe a line, the
+role and the key), so a user can find the mistake without reading code.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from jitctl.errors import PolicyError
+from jitctl.timeutil import format_duration, parse_duration
+from jitctl.tomlcheck import first_unknown_key, unknown_key_message
+
+TOP_KEYS = frozenset({"version", "identities", "groups", "roles"})
+ROLE_KEYS = frozenset(
+    {"arn", "max_duration", "session_policy", "description", "on_call", "approval"}
+)
+ON_CALL_KEYS = frozenset({"escalation_policies", "schedules", "services", "max_escalation_level"})
+APPROVAL_KEYS = frozenset({"approvers", "min_approvals", "request_ttl"})
+
+# STS AssumeRole: DurationSeconds 900..43200, Policy (plaintext) at most 2048 characters.
+MIN_DURATION = timedelta(minutes=15)
+MAX_DURATION = timedelta(hours=12)
+DEFAULT_MAX_DURATION = "1h"
+DEFAULT_REQUEST_TTL = "30m"
+SESSION_POLICY_MAX_CHARS = 2048
+
+ROLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/(?:[\w+=,.@-]+/)*[\w+=,.@-]+", re.ASCII)
+PRINCIPAL_ARN = re.compile(r"arn:aws[a-z-]*:(?:iam|sts)::\d{12}:[\w+=,.@/-]+", re.ASCII)
+EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
+GROUP_PREFIX = "group:"
+
+
+def describe(value: Any) -> str:
+    """'a string', 'an integer'... for type errors (bool before int: bool is an int in Python)."""
+    if isinstance(value, bool):
+        return "a boolean"
+    for kind, name in (
+        (str, "a string"),
+        (int, "an integer"),
+        (float, "a float"),
+        (list, "a list"),
+        (dict, "a table"),
+        (datetime, "a date/time"),
+    ):
+        if isinstance(value, kind):
+            return name
+    return f"a {type(value).__name__}"
+
+
+def read_toml(path: Path) -> tuple[dict[str, Any], str]:
+    """The parsed document and its raw text (for line numbers)."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read policy file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"{path}: not valid TOML: not UTF-8 ({exc.reason})") from exc
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"at line (\d+)", str(exc))
+        where = f"{path}:{m.group(1)}" if m else str(path)
+        raise PolicyError(f"{where}: not valid TOML: {exc}") from exc
+
+
+def _key_pattern(part: str) -> str:
+    quoted = [r'"' + re.escape(json.dumps(part)[1:-1]) + r'"', r"'" + re.escape(part) + r"'"]
+    if re.fullmatch(r"[A-Za-z0-9_-]+", part):
+        quoted.append(re.escape(part))
+    return "(?:" + "|".join(quoted) + ")"
+
+
+def header_line(text: str, *parts: str) -> int | None:
+    """The 1-based line of the table header ``[a.b.c]`` in ``text``, or None (inline tables...)."""
+    dotted = r"\s*\.\s*".join(_key_pattern(p) for p in parts)
+    m = re.search(r"^[ \t]*\[[ \t]*" + dotted + r"[ \t]*\]", text, re.MULTILINE)
+    return text.count("\n", 0, m.start()) + 1 if m else None
+
+
+def location(path: Path, line: int | None) -> str:
+    return f"{path}:{line}" if line else str(path)
+
+
+def check_keys(table: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
+    key = first_unknown_key(table, allowed)
+    if key is not None:
+        raise PolicyError(unknown_key_message(key, allowed, where))
+
+
+def expect_table(value: Any, where: str, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise PolicyError(f"{where}: {what} must be a table, got {describe(value)}")
+    return value
+
+
+def expect_str(value: Any, where: str, key: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        got = "an empty string" if isinstance(value, str) else describe(value)
+        raise PolicyError(f"{where}: {key} must be a non-empty string, got {got}")
+    return value
+
+
+def expect_str_list(value: Any, where: str, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise PolicyError(f"{where}: {key} must be a list of strings, got {describe(value)}")
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            got = "an empty string" if isinstance(item, str) else describe(item)
+            raise PolicyError(f"{where}: {key}[{i}] must be a non-empty string, got {got}")
+    return tuple(item.strip() for item in value)
+
+
+def expect_positive_int(value: Any, where: str, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PolicyError(f"{where}: {key} must be an integer, got {describe(value)}")
+    if value < 1:
+        raise PolicyError(f"{where}: {key} must be at least 1, got {value}")
+    return value
+
+
+def expect_duration(value: Any, where: str, key: str) -> timedelta:
+    if not isinstance(value, str):
+        raise PolicyError(
+            f'{where}: {key} must be a duration string like "15m" or "1h30m", got {describe(value)}'
+        )
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise PolicyError(f"{where}: {key}: {exc}") from exc
+
+
+def expect_session_duration(value: Any, where: str, key: str) -> timedelta:
+    duration = expect_duration(value, where, key)
+    if not MIN_DURATION <= duration <= MAX_DURATION:
+        raise PolicyError(
+            f"{where}: {key} must be between {format_duration(MIN_DURATION)} and "
+            f"{format_duration(MAX_DURATION)} (STS session limits), got {value!r}"
+        )
+    return duration
+
+
+def expect_email(value: str, where: str, key: str) -> str:
+    if not EMAIL.fullmatch(value):
+        raise PolicyError(
+            f"{where}: {key}: {value!r} is not an email address like alice@example.com"
+        )
+    return value.lower()
+
+
+def expect_principal_arn(value: str, where: str, key: str) -> str:
+    if not PRINCIPAL_ARN.fullmatch(value):
+        raise PolicyError(
+            f"{where}: {key}: {value!r} is not a principal ARN like "
+            "arn:aws:iam::123456789012:user/NAME or arn:aws:sts::123456789012:assumed-role/ROLE/SESSION"
+        )
+    return value
+
+
+def is_arn(member: str) -> bool:
+    return member.startswith("arn:")
+
+
+def member_of(value: str, where: str, key: str) -> str:
+    """A group member or identity: an email (lower-cased) or a principal ARN (as written)."""
+    if is_arn(value):
+        return expect_principal_arn(value, where, key)
+    if EMAIL.fullmatch(value):
+        return value.lower()
+    raise PolicyError(f"{where}: {key}: {value!r} is neither an email address nor a principal ARN")
+
+
+def load_session_policy(value: Any, source: Path, where: str) -> tuple[str, Path]:
+    """The minified JSON text (as STS takes it) and the resolved path."""
+    rel = expect_str(value, where, "session_policy")
+    path = Path(rel).expanduser()
+    if not path.is_absolute():
+        path = source.parent / path
+    if not path.is_file():
+        raise PolicyError(f"{where}: session_policy: {path} does not exist or is not a file")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PolicyError(f"{where}: session_policy: cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"{where}: session_policy: {path} is not UTF-8") from exc
+    except json.JSONDecodeError as exc:
+        raise PolicyError(
+            f"{where}: session_policy: {path} is not valid JSON: {exc.msg} "
+            f"(line {exc.lineno}, column {exc.colno})"
+        ) from exc
+    if not isinstance(doc, dict) or not doc.get("Statement"):
+        raise PolicyError(
+            f'{where}: session_policy: {path} is not an IAM policy: it needs a "Statement"'
+        )
+    text = json.dumps(doc, separators=(",", ":"))
+    if len(text) > SESSION_POLICY_MAX_CHARS:
+        raise PolicyError(
+            f"{where}: session_policy: {path} is {len(text)} characters minified; STS accepts at "
+            f"most {SESSION_POLICY_MAX_CHARS}",
+            "use wildcards or fewer statements, or narrow the role's own policies instead",
+        )
+    return text, path
+
+
+def person_of(arn: str, identities: Mapping[str, str]) -> str | None:
+    """The person behind a principal ARN, by the contract's rules, or None."""
+    if arn in identities:
+        return identities[arn]
+    resource = arn.split(":", 5)[-1]
+    kind, _, rest = resource.partition("/")
+    name = None
+    if kind == "user" and rest:
+        name = rest.rsplit("/", 1)[-1]  # IAM user names may sit under a path
+    elif kind == "assumed-role" and rest.count("/") >= 1:
+        name = rest.rsplit("/", 1)[-1]  # the session name
+    if name and EMAIL.fullmatch(name):
+        return name.lower()
+    return None

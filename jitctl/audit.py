@@ -1,0 +1,272 @@
+"""The local audit log: JSON Lines with a SHA-256 hash chain (shared/CONTRACT.md, "Audit records").
+
+Each record carries ``prev`` (the previous record's ``hash``, null in the first) and
+``hash``: hex SHA-256 of the record without ``hash``, serialized as
+``json.dumps(record, sort_keys=True, separators=(",", ":"))`` (ensure_ascii left at True)
+in UTF-8. Editing, removing, reordering or inserting a record breaks the chain.
+
+The chain shows tampering by someone who does not recompute every later hash; it is not a
+signature. Appends take an exclusive lock so concurrent processes extend one chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jitctl.errors import AuditError, AuditTampered
+from jitctl.filelock import ensure_dir, exclusive_lock, fsync_dir, write_all
+from jitctl.timeutil import Clock, rfc3339
+
+EVENTS = (
+    "requested",
+    "auto_approved",
+    "approved",
+    "denied",
+    "expired",
+    "cancelled",
+    "issued",
+    "revoked",
+    # failures are recorded too, so the log explains why nothing was issued
+    "issue_failed",
+    "oncall_check_failed",
+    "notify_failed",
+)
+REQUIRED_FIELDS = ("ts", "event", "request_id", "actor", "person", "role", "prev", "hash")
+_RESERVED = frozenset({"ts", "event", "prev", "hash"})
+_SECRET_WORDS = ("secret", "password", "passwd", "token")  # session_token, token, ...
+_EVENT_NAME = re.compile(r"[a-z][a-z0-9_]*")
+_HASH = re.compile(r"[0-9a-f]{64}")
+_LOCK_TIMEOUT = 30.0  # seconds; a stuck writer should produce an error, not a hang
+_TAIL_CHUNK = 8192
+_VERIFY_HINT = "run `jitctl audit verify`"
+
+
+def record_hash(record: dict[str, Any]) -> str:
+    """The contract's formula, applied to ``record`` minus any ``hash`` key."""
+    body = {k: v for k, v in record.items() if k != "hash"}
+    return hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    ).hexdigest()
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    records: int  # records checked and found good (all of them when ok)
+    first_bad_line: int | None = None  # 1-based
+    problem: str | None = None
+
+
+class AuditLog:
+    def __init__(self, path: Path, clock: Clock) -> None:
+        self.path = path
+        self.clock = clock
+
+    def append(
+        self,
+        event: str,
+        *,
+        request_id: str | None,
+        actor: str,
+        person: str | None,
+        role: str | None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """Append one record and return it (with ``prev`` and ``hash``).
+
+        Raises ValueError for a bad event name, a reserved or secret-looking field, or a
+        value JSON cannot carry; AuditError if the record could not be made durable.
+        """
+        if not _EVENT_NAME.fullmatch(event):
+            raise ValueError(f"invalid audit event name {event!r}")
+        for name in fields:
+            if name in _RESERVED:
+                raise ValueError(f"audit field {name!r} is set by the log itself")
+        _refuse_secrets(fields)
+        record: dict[str, Any] = {
+            "ts": "",
+            "event": event,
+            "request_id": request_id,
+            "actor": actor,
+            "person": person,
+            "role": role,
+            **fields,
+        }
+        try:
+            # Fail before touching the file if a value is not plain JSON (or is NaN).
+            json.dumps(record, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"audit record is not plain JSON: {e}") from None
+
+        try:
+            ensure_dir(self.path.parent)
+            with exclusive_lock(self.path, timeout=_LOCK_TIMEOUT):
+                return self._append_locked(record)
+        except OSError as e:
+            raise AuditError(
+                f"cannot write the audit log {self.path}: {e.strerror or e}",
+                "jitctl does nothing it cannot record; fix the path or permissions and retry",
+            ) from None
+
+    def _append_locked(self, record: dict[str, Any]) -> dict[str, Any]:
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            size = os.fstat(fd).st_size
+            prev, ends_with_newline = self._tail(fd, size)
+            record["ts"] = rfc3339(self.clock.now())
+            record["prev"] = prev
+            record["hash"] = record_hash(record)
+            line = _dump(record) + "\n"
+            # A whole last record without its newline (e.g. edited by hand): finish the line
+            # rather than glue the new record onto it.
+            data = (line if ends_with_newline else "\n" + line).encode("utf-8")
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if size == 0:
+            fsync_dir(self.path.parent)  # make the new file's directory entry durable too
+        return record
+
+    def _tail(self, fd: int, size: int) -> tuple[str | None, bool]:
+        """(hash of the last record or None for an empty log, whether the file ends in "\\n").
+
+        Reads backwards from the end in chunks, so the cost does not grow with the log.
+        """
+        if size == 0:
+            return None, True
+        buffer = b""
+        position = size
+        while True:
+            start = max(0, position - _TAIL_CHUNK)
+            buffer = os.pread(fd, position - start, start) + buffer
+            position = start
+            # Skip the file's final newline; the last line starts after the newline before it.
+            cut = buffer.rfind(b"\n", 0, len(buffer) - 1)
+            if cut >= 0 or position == 0:
+                break
+        ends_with_newline = buffer.endswith(b"\n")
+        last = buffer[cut + 1 : -1] if ends_with_newline else buffer[cut + 1 :]
+        record, _ = _parse(last)
+        stored = record.get("hash") if isinstance(record, dict) else None
+        if not isinstance(stored, str) or not _HASH.fullmatch(stored):
+            raise AuditError(
+                f"the audit log {self.path} has a damaged last line "
+                "(not a JSON record with a hash); refusing to start a new chain",
+                _VERIFY_HINT,
+            )
+        return stored, ends_with_newline
+
+
+def verify(path: Path) -> VerifyResult:
+    """Check every record and the chain. Missing or empty log: ok with 0 records.
+
+    Raises AuditError if the log cannot be read at all.
+    """
+    good = 0
+    previous_hash: str | None = None
+    try:
+        for number, raw in _lines(path):
+            record, problem = _parse(raw)
+            if record is None:
+                return VerifyResult(False, good, number, problem)
+            missing = [name for name in REQUIRED_FIELDS if name not in record]
+            if missing:
+                return VerifyResult(False, good, number, f"missing field {missing[0]!r}")
+            if not isinstance(record["hash"], str) or record_hash(record) != record["hash"]:
+                return VerifyResult(False, good, number, "hash mismatch: the record was edited")
+            if good == 0 and record["prev"] is not None:
+                return VerifyResult(
+                    False,
+                    good,
+                    number,
+                    "first record has a non-null prev: records before it were removed",
+                )
+            if good > 0 and record["prev"] != previous_hash:
+                return VerifyResult(
+                    False,
+                    good,
+                    number,
+                    f"prev does not match line {number - 1}'s hash: "
+                    "a record was removed, reordered or inserted",
+                )
+            previous_hash = record["hash"]
+            good += 1
+    except OSError as e:
+        raise AuditError(f"cannot read the audit log {path}: {e.strerror or e}") from None
+    return VerifyResult(True, good)
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Every record, in order. Missing log: []. A line that is not a record: AuditTampered."""
+    records: list[dict[str, Any]] = []
+    try:
+        for number, raw in _lines(path):
+            record, problem = _parse(raw)
+            if record is None:
+                raise AuditTampered(f"audit log {path} line {number}: {problem}", _VERIFY_HINT)
+            records.append(record)
+    except OSError as e:
+        raise AuditError(f"cannot read the audit log {path}: {e.strerror or e}") from None
+    return records
+
+
+def _dump(record: dict[str, Any]) -> str:
+    # The hashing form plus "hash": ASCII-only, so odd strings (lone surrogates) still write.
+    return json.dumps(record, sort_keys=True, separators=(",", ":"))
+
+
+def _refuse_secrets(value: Any, where: str = "") -> None:
+    """Cheap guard: no field (at any depth) may be named like a secret."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            lowered = str(key).lower()
+            if any(word in lowered for word in _SECRET_WORDS):
+                raise ValueError(f"audit field {where}{key!r} looks like a secret; not logged")
+            _refuse_secrets(inner, f"{where}{key}.")
+    elif isinstance(value, list | tuple):
+        for inner in value:
+            _refuse_secrets(inner, where)
+
+
+def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(1-based number, bytes without the newline) for each line; a final newline ends the
+    last line rather than starting an empty one."""
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        return
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            yield number, raw[:-1] if raw.endswith(b"\n") else raw
+
+
+def _parse(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    if not raw.strip():
+        return None, "empty line"
+    try:
+        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+    except UnicodeDecodeError:
+        return None, "not UTF-8"
+    except ValueError as e:
+        return None, f"not valid JSON ({e})"
+    if not isinstance(value, dict):
+        return None, "not a JSON object"
+    return value, None
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # A repeated key would let two readers see two different records behind one hash.
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result

@@ -1,0 +1,298 @@
+"""The audit log's hash chain, as shared/CONTRACT.md ("Audit records") defines it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from jitctl.audit import AuditLog, read_records, verify
+from jitctl.errors import AuditError, AuditTampered
+
+ACTOR = "arn:aws:iam::123456789012:user/alice@example.com"
+
+
+class FixedClock:
+    def __init__(self) -> None:
+        self.value = datetime(2026, 11, 21, 4, 0, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        self.value += timedelta(seconds=1)
+        return self.value
+
+
+def contract_hash(record: dict) -> str:
+    """Straight from the contract's text, independent of jitctl.audit."""
+    without = {k: v for k, v in record.items() if k != "hash"}
+    text = json.dumps(without, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def add(log: AuditLog, event: str = "requested", n: int = 0, **fields) -> dict:
+    return log.append(
+        event,
+        request_id=f"req-{n}",
+        actor=ACTOR,
+        person="alice@example.com",
+        role="prod-readonly",
+        **fields,
+    )
+
+
+@pytest.fixture
+def log_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "audit.jsonl"
+
+
+@pytest.fixture
+def log(log_path: Path) -> AuditLog:
+    return AuditLog(log_path, FixedClock())
+
+
+def filled(log: AuditLog, count: int = 5) -> list[dict]:
+    events = ["requested", "approved", "issued", "revoked", "requested", "denied", "expired"]
+    return [add(log, events[i % len(events)], i, reason=f"r{i}") for i in range(count)]
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines(keepends=True)
+
+
+def test_chain_verifies_and_matches_the_contract_formula(log: AuditLog, log_path: Path) -> None:
+    written = filled(log)
+    result = verify(log_path)
+    assert (result.ok, result.records, result.first_bad_line, result.problem) == (
+        True,
+        5,
+        None,
+        None,
+    )
+    records = read_records(log_path)
+    assert records == written
+    assert records[0]["prev"] is None
+    for before, record in zip(records, records[1:], strict=False):
+        assert record["prev"] == before["hash"]
+    for record in records:
+        assert record["hash"] == contract_hash(record)
+        for field in ("ts", "event", "request_id", "actor", "person", "role", "prev", "hash"):
+            assert field in record
+    assert records[0]["ts"] == "2026-11-21T04:00:01Z"
+    assert records[0]["actor"] == ACTOR
+
+
+def test_empty_or_missing_log_is_ok(log_path: Path) -> None:
+    assert verify(log_path).ok and verify(log_path).records == 0
+    log_path.parent.mkdir()
+    log_path.write_text("")
+    assert verify(log_path).ok and verify(log_path).records == 0
+    assert read_records(log_path) == []
+
+
+def test_file_is_0600_and_directory_0700_even_with_umask_zero(
+    log: AuditLog, log_path: Path
+) -> None:
+    old = os.umask(0o000)
+    try:
+        add(log)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(log_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(log_path.parent.stat().st_mode) == 0o700
+
+
+def test_editing_a_field_fails_naming_the_line(log: AuditLog, log_path: Path) -> None:
+    filled(log)
+    content = lines(log_path)
+    content[2] = content[2].replace('"event":"issued"', '"event":"denied"')
+    log_path.write_text("".join(content))
+    result = verify(log_path)
+    assert not result.ok
+    assert result.first_bad_line == 3
+    assert result.records == 2
+    assert "hash mismatch" in result.problem
+
+
+def test_editing_with_a_recomputed_hash_breaks_the_next_link(log: AuditLog, log_path: Path) -> None:
+    filled(log)
+    records = read_records(log_path)
+    records[1]["person"] = "mallory@example.com"
+    records[1]["hash"] = contract_hash(records[1])
+    log_path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = verify(log_path)
+    assert not result.ok and result.first_bad_line == 3 and "prev" in result.problem
+
+
+def test_removing_a_middle_record_fails(log: AuditLog, log_path: Path) -> None:
+    filled(log)
+    content = lines(log_path)
+    del content[2]
+    log_path.write_text("".join(content))
+    result = verify(log_path)
+    assert not result.ok and result.first_bad_line == 3
+    assert "removed, reordered or inserted" in result.problem
+
+
+def test_swapping_two_records_fails(log: AuditLog, log_path: Path) -> None:
+    filled(log)
+    content = lines(log_path)
+    content[1], content[3] = content[3], content[1]
+    log_path.write_text("".join(content))
+    result = verify(log_path)
+    assert not result.ok and result.first_bad_line == 2
+
+
+def test_truncating_the_head_fails(log: AuditLog, log_path: Path) -> None:
+    filled(log)
+    log_path.write_text("".join(lines(log_path)[2:]))
+    result = verify(log_path)
+    assert not result.ok and result.first_bad_line == 1
+    assert "first record" in result.problem
+
+
+def test_forged_record_with_wrong_prev_fails(log: AuditLog, log_path: Path) -> None:
+    written = filled(log)
+    forged = dict(written[1], event="approved", request_id="req-forged")
+    forged["hash"] = contract_hash(forged)  # internally consistent, but chained to line 2
+    with log_path.open("a") as handle:
+        handle.write(json.dumps(forged) + "\n")
+    result = verify(log_path)
+    assert not result.ok and result.first_bad_line == 6 and "prev" in result.problem
+
+
+def test_missing_field_and_bad_json_are_named(log: AuditLog, log_path: Path) -> None:
+    filled(log, 3)
+    content = lines(log_path)
+    record = json.loads(content[1])
+    del record["role"]
+    record["hash"] = contract_hash(record)
+    log_path.write_text("".join([content[0], json.dumps(record) + "\n", content[2]]))
+    result = verify(log_path)
+    assert (result.first_bad_line, result.problem) == (2, "missing field 'role'")
+
+    log_path.write_text(content[0] + "{not json\n" + content[2])
+    result = verify(log_path)
+    assert result.first_bad_line == 2 and "not valid JSON" in result.problem
+    with pytest.raises(AuditTampered):
+        read_records(log_path)
+
+
+def test_duplicate_keys_are_refused(log: AuditLog, log_path: Path) -> None:
+    add(log)
+    line = log_path.read_text()
+    log_path.write_text('{"event":"approved",' + line[1:])
+    result = verify(log_path)
+    assert not result.ok and "duplicate key" in result.problem
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [b'{"event":"issued","request_id":"req-9"', b'{"event":"issued"}\n', b"\n", b"garbage\n"],
+)
+def test_damaged_tail_refuses_further_appends(log: AuditLog, log_path: Path, tail: bytes) -> None:
+    filled(log, 3)
+    with log_path.open("ab") as handle:
+        handle.write(tail)
+    before = log_path.read_bytes()
+    with pytest.raises(AuditError, match="jitctl audit verify"):
+        add(log, "issued", 9)
+    assert log_path.read_bytes() == before
+    assert not verify(log_path).ok
+
+
+def test_last_record_without_newline_is_completed_not_glued(log: AuditLog, log_path: Path) -> None:
+    filled(log, 3)
+    log_path.write_bytes(log_path.read_bytes().rstrip(b"\n"))
+    add(log, "issued", 9)
+    assert verify(log_path).ok and verify(log_path).records == 4
+
+
+def test_tail_read_handles_records_longer_than_a_chunk(log: AuditLog, log_path: Path) -> None:
+    add(log, reason="x" * 20000)
+    add(log, reason="y" * 9000)
+    add(log)
+    assert verify(log_path).records == 3 and verify(log_path).ok
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["secret_access_key", "session_token", "token", "password", "my_secret", "SecretThing"],
+)
+def test_secret_looking_fields_are_refused(log: AuditLog, log_path: Path, name: str) -> None:
+    with pytest.raises(ValueError, match="secret"):
+        add(log, **{name: "value"})
+    with pytest.raises(ValueError, match="secret"):
+        add(log, details={"nested": {name: "value"}})
+    assert not log_path.exists()
+
+
+@pytest.mark.parametrize("fields", [{"ts": "x"}, {"prev": None}, {"hash": "0" * 64}])
+def test_reserved_fields_are_refused(log: AuditLog, fields: dict) -> None:
+    with pytest.raises(ValueError):
+        add(log, **fields)
+
+
+def test_values_must_be_plain_json(log: AuditLog, log_path: Path) -> None:
+    with pytest.raises(ValueError):
+        add(log, when=datetime.now(UTC))
+    with pytest.raises(ValueError):
+        add(log, ratio=float("nan"))
+    assert not log_path.exists()
+
+
+def test_unicode_reason_round_trips_and_verifies(log: AuditLog, log_path: Path) -> None:
+    reason = "Störung in Zürich — 障害対応 🚨 \u2028 \udcff"
+    written = add(log, reason=reason)
+    add(log, "approved")
+    assert read_records(log_path)[0]["reason"] == reason
+    assert written["hash"] == contract_hash(read_records(log_path)[0])
+    assert verify(log_path).ok
+
+
+def test_unwritable_location_is_an_audit_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    log = AuditLog(blocker / "audit.jsonl", FixedClock())
+    with pytest.raises(AuditError) as info:
+        add(log)
+    assert "cannot write the audit log" in info.value.message
+    assert "\n" not in str(info.value)
+
+
+def _concurrent_appender(path: str, worker: int, barrier) -> None:
+    log = AuditLog(Path(path), FixedClock())
+    barrier.wait(timeout=60)
+    for i in range(20):
+        log.append(
+            "requested",
+            request_id=f"w{worker}-{i}",
+            actor=ACTOR,
+            person=None,
+            role=None,
+            worker=worker,
+        )
+
+
+@pytest.mark.slow
+def test_ten_processes_appending_keep_one_chain(log_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(10)
+    procs = [
+        ctx.Process(target=_concurrent_appender, args=(str(log_path), w, barrier))
+        for w in range(10)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0] * 10
+    result = verify(log_path)
+    assert result.ok, result
+    assert result.records == 200
+    ids = {r["request_id"] for r in read_records(log_path)}
+    assert ids == {f"w{w}-{i}" for w in range(10) for i in range(20)}

@@ -5,6 +5,7 @@ boto3/botocore are imported inside functions: `jitctl --help` must not pay for t
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -61,8 +62,11 @@ class AwsClients:
             from botocore.config import Config as BotoConfig
 
             session = self.session()
-            # STS and IAM work from any region; don't fail just because none is configured.
-            region_name = region or session.region_name or "us-east-1"
+            # botocore reads AWS_DEFAULT_REGION and the config file; the SDKs' newer AWS_REGION
+            # is honoured too. STS works from any region: don't fail just because none is set.
+            region_name = (
+                region or session.region_name or os.environ.get("AWS_REGION") or "us-east-1"
+            )
             config = BotoConfig(
                 connect_timeout=self._timeouts[0],
                 read_timeout=self._timeouts[1],

@@ -85,7 +85,10 @@ class Environment:
             from jitctl.config import default_data_dir
             from jitctl.store import open_store
 
+            settings = self.config.store
             self._store = open_store(
-                self.config.store, data_dir=default_data_dir(), client_factory=self.aws.client
+                settings,
+                data_dir=default_data_dir(),
+                client_factory=lambda service: self.aws.client(service, region=settings.region),
             )
         return self._store

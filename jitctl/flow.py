@@ -15,7 +15,7 @@ from jitctl.context import Environment
 from jitctl.errors import Denied, UsageError
 from jitctl.models import AccessRequest, Credentials, OnCallEvidence, OnCallResult
 from jitctl.sanitize import MAX_REASON, clean
-from jitctl.timeutil import format_duration
+from jitctl.timeutil import format_duration, rfc3339
 
 STS_MIN_SECONDS = 900
 DEFAULT_DURATION = timedelta(hours=1)
@@ -30,6 +30,20 @@ class Grant:
     profile: str | None
     evidence: OnCallEvidence | None
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Submitted:
+    """What `submit` did: fast-tracked (`evidence` set, status approved) or pending."""
+
+    request: AccessRequest
+    on_call: OnCallResult
+    approvers: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def fast_tracked(self) -> bool:
+        return self.request.status == models.APPROVED
 
 
 def new_request_id() -> str:
@@ -90,16 +104,36 @@ def check_fast_track(env: Environment, role, person: str) -> OnCallResult:
     return oncall.check_on_call(client, person, role.on_call, env.clock.now())
 
 
-def request_access(
-    env: Environment,
-    *,
-    role_name: str,
-    reason: str | None,
-    duration: timedelta | None,
-    profile: str | None,
-    write_profile: bool = True,
-) -> Grant:
-    """`jitctl request`: fast path when on call; otherwise approval is required (exit 3)."""
+def audit_fields(env: Environment, req: AccessRequest) -> dict[str, str | None]:
+    caller = env.caller
+    return {
+        "request_id": req.request_id,
+        "actor": caller.arn,
+        "person": caller.person,
+        "role": req.role,
+    }
+
+
+def notify(
+    env: Environment, event: str, req: AccessRequest, approvers: list[str] | None = None
+) -> str | None:
+    """Post to the webhook; a failure is audited and returned as a warning, never raised."""
+    from jitctl import notify as notifier
+
+    settings = env.config.notify
+    if not settings.webhook_url:
+        return None
+    problem = notifier.post(settings, notifier.message(event, req, approvers=approvers))
+    if problem:
+        env.audit.append("notify_failed", **audit_fields(env, req), about=event, error=problem)
+        return f"could not notify approvers ({problem}); send them the approve command yourself"
+    return None
+
+
+def submit(
+    env: Environment, *, role_name: str, reason: str | None, duration: timedelta | None
+) -> Submitted:
+    """Record a request: approved at once when on call (fast path), else pending for a peer."""
     reason = check_reason(reason)
     role = env.policy.role(role_name)
     wanted = check_duration(duration, role.max_duration, role.name)
@@ -117,48 +151,45 @@ def request_access(
         expires_at=now + (role.approval.request_ttl if role.approval else timedelta(minutes=30)),
         min_approvals=role.approval.min_approvals if role.approval else 1,
     )
-    audit = env.audit
-    common = {
-        "request_id": req.request_id,
-        "actor": caller.arn,
-        "person": caller.person,
-        "role": role.name,
-    }
-    audit.append("requested", **common, reason=reason, duration_seconds=req.duration_seconds)
-
+    common = audit_fields(env, req)
+    env.audit.append("requested", **common, reason=reason, duration_seconds=req.duration_seconds)
     result = check_fast_track(env, role, caller.person)
     req.fast_path_reason = result.reason
-    if not result.on_call:
-        audit.append("not_fast_tracked", **common, why=result.reason)
-        raise Denied(
-            f"approval required for {role.name!r}: the on-call fast path did not apply ({result.reason})",
-            "peer approval is not available in this version yet",
+    approvers = env.policy.approvers_display(role) if role.approval else []
+    if result.on_call and result.evidence is not None:
+        env.audit.append(
+            "auto_approved", **common, approval=models.ON_CALL, evidence=result.evidence.as_dict()
         )
-    assert result.evidence is not None
-    audit.append(
-        "auto_approved", **common, approval=models.ON_CALL, evidence=result.evidence.as_dict()
-    )
-    req.status = models.APPROVED
-    req.approval = models.ON_CALL
-    req.decided_at = now
-    return issue(
-        env, req, role, evidence=result.evidence, profile=profile, write_profile=write_profile
-    )
+        req.status, req.approval, req.decided_at = models.APPROVED, models.ON_CALL, now
+        env.store.create(req)
+        return Submitted(req, result, approvers)
+    if role.approval is None:
+        env.audit.append("denied", **common, why=result.reason)
+        raise Denied(
+            f"role {role.name!r} is on-call only and the fast path did not apply: {result.reason}",
+            "ask whoever is on call, or have the policy add an [approval] table",
+        )
+    env.store.create(req)
+    env.audit.append("pending", **common, why=result.reason)
+    warning = notify(env, "requested", req, approvers)
+    return Submitted(req, result, approvers, [warning] if warning else [])
 
 
 def issue(
     env: Environment,
     req: AccessRequest,
-    role,
     *,
     evidence: OnCallEvidence | None,
     profile: str | None,
     write_profile: bool,
 ) -> Grant:
-    """Assume the role for an approved request, audit it, then hand the credentials over."""
+    """Assume the role for an approved request, record it, then hand the credentials over."""
     from jitctl import aws, credentials
 
+    role = env.policy.role(req.role)
     caller = env.caller
+    if caller.person != req.requester:
+        raise Denied(f"request {req.request_id} belongs to {req.requester}; only they can use it")
     now = env.clock.now()
     seconds, note = session_seconds(
         timedelta(seconds=req.duration_seconds), evidence.end if evidence else None, now
@@ -169,12 +200,7 @@ def issue(
         "jitctl:on-call": evidence.tag_value() if evidence else "",
         "jitctl:approvers": " ".join(req.approvers),
     }
-    common = {
-        "request_id": req.request_id,
-        "actor": caller.arn,
-        "person": caller.person,
-        "role": role.name,
-    }
+    common = audit_fields(env, req)
     try:
         creds = aws.assume_role(
             env.aws,
@@ -187,15 +213,17 @@ def issue(
     except Exception as exc:
         env.audit.append("issue_failed", **common, error=str(exc))
         raise
+    # The store claims the grant atomically (two waiters cannot both issue), then the audit
+    # record is written; only then do the credentials leave this function.
+    issued = env.store.mark_issued(req.request_id, now=now, credentials_expire_at=creds.expiration)
     profile_name = profile or f"jit-{role.name}"
-    # The record comes first: if the audit log cannot be written, the credentials are dropped.
     env.audit.append(
         "issued",
         **common,
         approval=req.approval,
         approvers=req.approvers,
         access_key_id=creds.access_key_id,
-        expires_at=aws_time(creds.expiration),
+        expires_at=rfc3339(creds.expiration),
         duration_seconds=seconds,
         profile=profile_name if write_profile else None,
     )
@@ -204,19 +232,11 @@ def issue(
         credentials.write_profile(
             path, profile_name, creds, extra={"x_jitctl_request_id": req.request_id}
         )
-    req.status = models.ISSUED
-    req.issued_at = now
-    req.credentials_expire_at = creds.expiration
+    issued.fast_path_reason = req.fast_path_reason
     return Grant(
-        request=req,
+        request=issued,
         credentials=creds,
         profile=profile_name if write_profile else None,
         evidence=evidence,
         notes=[note] if note else [],
     )
-
-
-def aws_time(value: datetime) -> str:
-    from jitctl.timeutil import rfc3339
-
-    return rfc3339(value)

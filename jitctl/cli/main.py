@@ -43,10 +43,10 @@ def root(
 
 
 def _register() -> None:
-    from jitctl.cli import audit_cmd, request_cmd
+    from jitctl.cli import admin_cmd, audit_cmd, decide_cmd, request_cmd, show_cmd
 
-    request_cmd.register(app)
-    audit_cmd.register(app)
+    for module in (request_cmd, decide_cmd, show_cmd, admin_cmd, audit_cmd):
+        module.register(app)
 
 
 def _debug_requested(argv: list[str]) -> bool:

@@ -1,0 +1,28 @@
+"""`jitctl init`: create the configured store's resources."""
+
+from __future__ import annotations
+
+import typer
+
+
+def init(
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> None:
+    """Create the request store (the DynamoDB table and its indexes, or the SQLite file). Safe to rerun."""
+    from jitctl.cli.output import emit_json, safe, stderr_console
+    from jitctl.context import Environment
+
+    env = Environment()
+    settings = env.config.store
+    env.store.init()
+    where = (
+        settings.table if settings.backend == "dynamodb" else str(getattr(env.store, "path", ""))
+    )
+    if json_out:
+        emit_json({"backend": settings.backend, "location": where, "ready": True})
+    else:
+        stderr_console().print(f"[green]✓[/] {settings.backend} store ready: {safe(where)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)

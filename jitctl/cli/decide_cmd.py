@@ -1,0 +1,128 @@
+"""`jitctl approve`, `jitctl deny`, `jitctl cancel`."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from jitctl.cli.output import emit_json, safe, stderr_console
+
+
+def _pick(env) -> str:
+    """`jitctl approve` with no id on a terminal: choose among the requests you may approve."""
+    from jitctl.decisions import decidable
+    from jitctl.errors import UsageError
+
+    if not sys.stdin.isatty():
+        raise UsageError("which request? pass REQUEST_ID", "see `jitctl list --pending`")
+    reqs = decidable(env)
+    if not reqs:
+        raise UsageError("no pending requests you may approve")
+    from jitctl.cli.show_cmd import request_table
+
+    out = stderr_console()
+    table = request_table(reqs, env.clock.now())
+    table.add_column("#", justify="right")
+    out.print(table)
+    choices = {str(i): r.request_id for i, r in enumerate(reqs, 1)}
+    for i, r in enumerate(reqs, 1):
+        out.print(f"  {i}) {safe(r.request_id)}  {safe(r.requester)}  {safe(r.role)}")
+    answer = typer.prompt("approve which one (number or id)", err=True).strip()
+    return choices.get(answer, answer)
+
+
+def _confirm(env, request_id: str, verb: str, yes: bool) -> None:
+    """On a terminal, show what is being decided and ask; never prompt when stdin is not a TTY."""
+    if yes or not sys.stdin.isatty():
+        return
+    from jitctl.cli.show_cmd import describe
+    from jitctl.decisions import check_may_decide, get_request
+    from jitctl.errors import Interrupted
+
+    req = get_request(env, request_id)
+    check_may_decide(env, req)  # refuse before asking
+    describe(req, env.clock.now())
+    if not typer.confirm(f"{verb} {request_id}?", default=False, err=True):
+        raise Interrupted(f"not {verb.lower()}d; nothing recorded")
+
+
+def approve(
+    request_id: str = typer.Argument(
+        None, help="The request to approve (omit on a terminal to pick one)."
+    ),
+    reason: str = typer.Option(None, "--reason", "-r", help="Why you approve (optional)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> None:
+    """Approve a pending request, if you are one of its role's approvers (and not the requester)."""
+    from jitctl.context import Environment
+    from jitctl.decisions import approve as approve_request
+    from jitctl.models import public_dict
+
+    env = Environment()
+    request_id = request_id or _pick(env)
+    _confirm(env, request_id, "Approve", yes)
+    req, warnings = approve_request(env, request_id, reason=reason)
+    out = stderr_console()
+    for warning in warnings:
+        out.print(f"[yellow]warning:[/] {safe(warning)}")
+    if json_out:
+        emit_json(public_dict(req))
+    elif req.status == "approved":
+        out.print(
+            f"[green]✓[/] approved {safe(req.request_id)}: {safe(req.requester)} gets {safe(req.role)} now"
+        )
+    else:
+        out.print(
+            f"[green]✓[/] your approval of {safe(req.request_id)} is recorded "
+            f"({len(req.approvers)}/{req.min_approvals}); it needs another approver"
+        )
+
+
+def deny(
+    request_id: str = typer.Argument(..., help="The request to deny."),
+    reason: str = typer.Option(
+        None, "--reason", "-r", help="Why (required; the requester sees it)."
+    ),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> None:
+    """Deny a pending request, if you are one of its role's approvers."""
+    from jitctl.context import Environment
+    from jitctl.decisions import deny as deny_request
+    from jitctl.models import public_dict
+
+    env = Environment()
+    _confirm(env, request_id, "Deny", yes)
+    req, warnings = deny_request(env, request_id, reason=reason)
+    out = stderr_console()
+    for warning in warnings:
+        out.print(f"[yellow]warning:[/] {safe(warning)}")
+    if json_out:
+        emit_json(public_dict(req))
+    else:
+        out.print(f"[green]✓[/] denied {safe(req.request_id)}")
+
+
+def cancel(
+    request_id: str = typer.Argument(..., help="Your pending request to withdraw."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> None:
+    """Withdraw your own pending request."""
+    from jitctl.context import Environment
+    from jitctl.decisions import cancel as cancel_request
+    from jitctl.models import public_dict
+
+    env = Environment()
+    req = cancel_request(env, request_id)
+    if json_out:
+        emit_json(public_dict(req))
+    else:
+        stderr_console().print(f"[green]✓[/] cancelled {safe(req.request_id)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("approve")(approve)
+    app.command("deny")(deny)
+    app.command("cancel")(cancel)

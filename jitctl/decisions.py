@@ -1,0 +1,138 @@
+"""Approving, denying, cancelling and looking at requests.
+
+Who may decide is the policy's call; persons are compared, never ARNs, so alice through her
+SSO role and through an IAM user is one person and cannot approve her own request.
+"""
+
+from __future__ import annotations
+
+from jitctl import models
+from jitctl.context import Environment
+from jitctl.errors import Denied, UsageError
+from jitctl.flow import audit_fields, notify
+from jitctl.models import AccessRequest
+from jitctl.sanitize import MAX_REASON, clean
+from jitctl.store.base import NotFound
+
+
+def get_request(env: Environment, request_id: str) -> AccessRequest:
+    req = env.store.get(request_id, now=env.clock.now())
+    if req is None:
+        raise NotFound(f"no request {request_id!r}", "see `jitctl list --pending`")
+    return req
+
+
+def _reason(reason: str | None, *, required: bool) -> str | None:
+    if reason is None or not reason.strip():
+        if required:
+            raise UsageError("a reason is required", 'pass --reason "why"')
+        return None
+    if len(reason) > MAX_REASON:
+        raise UsageError(f"the reason is {len(reason)} characters long; the limit is {MAX_REASON}")
+    return clean(reason).strip()
+
+
+def check_may_decide(env: Environment, req: AccessRequest) -> None:
+    """Denied (exit 3) unless the caller is one of the role's approvers and not the requester."""
+    caller = env.caller
+    if caller.person == req.requester:
+        others = approvers_for(env, req)
+        raise Denied(
+            f"you ({caller.person}) requested {req.request_id}; someone else must decide it",
+            f"send it to one of: {', '.join(others)}" if others else None,
+        )
+    role = env.policy.role(req.role)
+    if role.approval is None or not env.policy.approver_matches(role, caller.person, caller.arn):
+        raise Denied(
+            f"you ({caller.person}) may not decide requests for role {req.role!r}",
+            "approvers: " + (", ".join(approvers_for(env, req)) or "none (on-call only)"),
+        )
+
+
+def approvers_for(env: Environment, req: AccessRequest) -> list[str]:
+    role = env.policy.role(req.role)
+    if role.approval is None:
+        return []
+    return [a for a in env.policy.approvers_display(role) if a != req.requester]
+
+
+def may_decide(env: Environment, req: AccessRequest) -> bool:
+    try:
+        check_may_decide(env, req)
+    except Denied:
+        return False
+    return True
+
+
+def approve(
+    env: Environment, request_id: str, *, reason: str | None
+) -> tuple[AccessRequest, list[str]]:
+    """Record the caller's approval. Returns the request and any warnings (e.g. webhook failures)."""
+    reason = _reason(reason, required=False)
+    req = get_request(env, request_id)
+    check_may_decide(env, req)
+    caller = env.caller
+    updated = env.store.approve(request_id, caller.person, now=env.clock.now(), reason=reason)
+    env.audit.append(
+        "approved",
+        **audit_fields(env, updated),
+        requester=updated.requester,
+        reason=reason,
+        approvals=len(updated.approvers),
+        min_approvals=updated.min_approvals,
+    )
+    warnings = []
+    if updated.status == models.APPROVED:
+        warning = notify(env, "approved", updated)
+        warnings += [warning] if warning else []
+    return updated, warnings
+
+
+def deny(
+    env: Environment, request_id: str, *, reason: str | None
+) -> tuple[AccessRequest, list[str]]:
+    reason = _reason(reason, required=True)
+    assert reason is not None
+    req = get_request(env, request_id)
+    check_may_decide(env, req)
+    updated = env.store.deny(request_id, env.caller.person, now=env.clock.now(), reason=reason)
+    env.audit.append(
+        "denied", **audit_fields(env, updated), requester=updated.requester, reason=reason
+    )
+    warning = notify(env, "denied", updated)
+    return updated, [warning] if warning else []
+
+
+def cancel(env: Environment, request_id: str) -> AccessRequest:
+    """The requester withdraws their own pending request."""
+    req = get_request(env, request_id)
+    if env.caller.person != req.requester:
+        raise Denied(f"only {req.requester} can cancel {request_id}", "approvers deny instead")
+    updated = env.store.cancel(request_id, env.caller.person, now=env.clock.now())
+    env.audit.append("cancelled", **audit_fields(env, updated), why="cancelled by the requester")
+    return updated
+
+
+def list_requests(
+    env: Environment,
+    *,
+    pending_only: bool,
+    mine: bool,
+    role: str | None,
+    limit: int = 100,
+) -> list[AccessRequest]:
+    requester = env.caller.person if mine else None
+    if role is not None:
+        env.policy.role(role)  # an unknown role is a typo worth reporting, not an empty list
+    return env.store.list(
+        pending_only=pending_only, requester=requester, role=role, limit=limit, now=env.clock.now()
+    )
+
+
+def decidable(env: Environment) -> list[AccessRequest]:
+    """Pending requests the caller may approve (for `jitctl approve` with no id)."""
+    return [
+        r
+        for r in list_requests(env, pending_only=True, mine=False, role=None)
+        if may_decide(env, r)
+    ]

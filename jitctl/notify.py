@@ -1,0 +1,61 @@
+"""Telling approvers: a Slack-compatible webhook post when a request is created or decided.
+
+A failed post is reported (and audited by the caller) but never blocks or loses the request.
+Standard library only: a JSON POST needs nothing more.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+from jitctl.config import NotifySettings
+from jitctl.models import AccessRequest
+from jitctl.sanitize import clean
+
+
+def _mrkdwn_safe(text: str) -> str:
+    """Slack mrkdwn control characters are escaped so a reason cannot ping @here or forge links."""
+    return clean(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def message(
+    event: str, req: AccessRequest, *, approvers: list[str] | None = None
+) -> dict[str, str]:
+    who = _mrkdwn_safe(req.requester)
+    role = _mrkdwn_safe(req.role)
+    reason = _mrkdwn_safe(req.reason)
+    if event == "requested":
+        can = f" Approvers: {', '.join(_mrkdwn_safe(a) for a in approvers)}." if approvers else ""
+        text = (
+            f"{who} requests *{role}* for {req.duration_seconds // 60} min: {reason}.{can}\n"
+            f"Approve: `jitctl approve {req.request_id}`  Deny: `jitctl deny {req.request_id} --reason ...`"
+        )
+    else:
+        by = _mrkdwn_safe(req.decided_by or "")
+        extra = f": {_mrkdwn_safe(req.decision_reason)}" if req.decision_reason else ""
+        text = f"Request {req.request_id} ({who}, *{role}*) was {event} by {by}{extra}."
+    return {"text": text}
+
+
+def post(settings: NotifySettings, payload: dict[str, str]) -> str | None:
+    """POST the payload; returns None on success, else a one-line reason (never raises)."""
+    if not settings.webhook_url:
+        return None
+    body = json.dumps(payload).encode()
+    req = urllib.request.Request(
+        settings.webhook_url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "jitctl"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=settings.timeout) as resp:  # noqa: S310 (configured URL)
+            resp.read(1024)
+        return None
+    except urllib.error.HTTPError as exc:
+        return f"webhook answered {exc.code} {exc.reason}"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return f"webhook unreachable: {reason}"

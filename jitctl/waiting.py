@@ -1,0 +1,114 @@
+"""Waiting for a peer's decision: poll the store, back off gently, end cleanly on every outcome."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+from jitctl import models
+from jitctl.context import Environment
+from jitctl.errors import Denied, Interrupted, TimedOut
+from jitctl.flow import audit_fields
+from jitctl.models import AccessRequest
+from jitctl.store.base import NotFound, RequestExpired, TransitionError
+from jitctl.timeutil import format_duration
+
+FIRST_INTERVAL = 0.5  # seconds between polls at first: an approval shows up within a second
+MAX_INTERVAL = 5.0  # never slower than this, however long the wait
+BRISK_PERIOD = 10.0  # poll at FIRST_INTERVAL this long before backing off
+
+
+def next_interval(interval: float, elapsed: float) -> float:
+    if elapsed < BRISK_PERIOD:
+        return FIRST_INTERVAL
+    return min(MAX_INTERVAL, interval * 1.5)
+
+
+def wait_for_decision(
+    env: Environment,
+    request_id: str,
+    *,
+    timeout: timedelta | None,
+    cancel_on_interrupt: bool,
+    on_poll: Callable[[AccessRequest, float], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> AccessRequest:
+    """Return the request once approved. Denied -> exit 3, expired or timed out -> exit 4,
+    Ctrl-C -> exit 130 (cancelling the request when this run created it)."""
+    start = monotonic()
+    interval = FIRST_INTERVAL
+    req: AccessRequest | None = None
+    try:
+        while True:
+            req = _observe(env, request_id)
+            elapsed = monotonic() - start
+            if req.status == models.APPROVED:
+                if req.approval == models.PEER:
+                    env.audit.append(
+                        "approved",
+                        **audit_fields(env, req),
+                        approvers=req.approvers,
+                        decided_by=req.decided_by,
+                        observed=True,
+                    )
+                return req
+            if on_poll is not None:
+                on_poll(req, elapsed)
+            if timeout is not None and elapsed >= timeout.total_seconds():
+                raise TimedOut(
+                    f"no decision on {request_id} after {format_duration(timeout)}; it stays pending "
+                    f"until it expires",
+                    f"resume with `jitctl wait {request_id}`",
+                )
+            pause = (
+                interval
+                if timeout is None
+                else min(interval, max(0.05, timeout.total_seconds() - elapsed))
+            )
+            sleep(pause)
+            interval = next_interval(interval, monotonic() - start)
+    except KeyboardInterrupt:
+        if cancel_on_interrupt and req is not None and req.status == models.PENDING:
+            try:
+                env.store.cancel(request_id, env.caller.person, now=env.clock.now())
+                env.audit.append(
+                    "cancelled", **audit_fields(env, req), why="interrupted while waiting"
+                )
+            except (TransitionError, RequestExpired):
+                pass  # decided or expired meanwhile: nothing left to cancel
+            raise Interrupted(f"interrupted: request {request_id} cancelled") from None
+        raise Interrupted(
+            f"interrupted: stopped waiting; {request_id} is still pending",
+            f"resume with `jitctl wait {request_id}`",
+        ) from None
+
+
+def _observe(env: Environment, request_id: str) -> AccessRequest:
+    """One poll: the request's state now, with terminal states turned into their exit codes."""
+    now = env.clock.now()
+    req = env.store.get(request_id, now=now)
+    if req is None:
+        raise NotFound(f"no request {request_id}")
+    if req.status == models.PENDING and now >= req.expires_at:
+        try:
+            req = env.store.expire(request_id, now=now)
+        except TransitionError:
+            req = env.store.get(request_id, now=now) or req
+    if req.status == models.EXPIRED:
+        env.audit.append("expired", **audit_fields(env, req))
+        raise TimedOut(f"request {request_id} expired before anyone decided", "request again")
+    if req.status == models.DENIED:
+        env.audit.append(
+            "denied", **audit_fields(env, req), decided_by=req.decided_by, observed=True
+        )
+        why = f": {req.decision_reason}" if req.decision_reason else ""
+        raise Denied(f"request {request_id} was denied by {req.decided_by}{why}")
+    if req.status == models.CANCELLED:
+        raise Denied(f"request {request_id} was cancelled")
+    if req.status in (models.ISSUED, models.REVOKED):
+        raise TransitionError(
+            f"request {request_id} is already {req.status}; request again for new credentials"
+        )
+    return req

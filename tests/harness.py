@@ -1,0 +1,185 @@
+"""A small team for end-to-end tests: policy files, a config, IAM users in moto, PagerDuty users
+in the simulator, and the installed `jitctl` run as a subprocess for any one of them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from tests.conftest import clean_env
+from tests.pdsim import PagerDutySim
+
+ACCOUNT = "123456789012"
+POLICY = """
+version = 1
+
+[identities]
+"arn:aws:iam::123456789012:user/ci-bot" = "ci-bot@example.com"
+
+[groups]
+sre = ["bob@example.com", "carol@example.com"]
+
+[roles.prod-readonly]
+arn = "arn:aws:iam::123456789012:role/prod-readonly"
+max_duration = "2h"
+session_policy = "readonly.json"
+
+[roles.prod-readonly.on_call]
+escalation_policies = ["PEP1234"]
+max_escalation_level = 1
+
+[roles.prod-readonly.approval]
+approvers = ["group:sre"]
+request_ttl = "30m"
+
+[roles.prod-admin]
+arn = "arn:aws:iam::123456789012:role/prod-admin"
+max_duration = "1h"
+
+[roles.prod-admin.approval]
+approvers = ["group:sre"]
+min_approvals = 2
+"""
+SESSION_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": ["s3:List*", "s3:Get*"], "Resource": "*"}],
+}
+
+_keys: dict[tuple[str, str], dict[str, str]] = {}  # (endpoint, user) -> access key env
+
+
+def iam_keys(endpoint: str, user: str) -> dict[str, str]:
+    """Access keys of an IAM user in moto (created once per server)."""
+    if (endpoint, user) not in _keys:
+        iam = boto3.client(
+            "iam",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="AKIAADMIN",
+            aws_secret_access_key="x",
+        )
+        try:
+            iam.create_user(UserName=user)
+        except iam.exceptions.EntityAlreadyExistsException:
+            pass
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+        _keys[(endpoint, user)] = {
+            "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+        }
+    return _keys[(endpoint, user)]
+
+
+class Team:
+    def __init__(self, root: Path, moto: str, pd: PagerDutySim, policy: str = POLICY) -> None:
+        self.root = root
+        self.moto = moto
+        self.pd = pd
+        self.exe = shutil.which("jitctl")
+        assert self.exe, "jitctl is not installed (pip install -e .)"
+        self.policy_dir = root / "policies"
+        self.policy_dir.mkdir(parents=True)
+        (self.policy_dir / "team.toml").write_text(textwrap.dedent(policy))
+        (self.policy_dir / "readonly.json").write_text(json.dumps(SESSION_POLICY))
+        self.config = root / "config.toml"
+        self.config.write_text(
+            'policy = "policies"\n'
+            f'[pagerduty]\nurl = "{pd.url}"\nca_bundle = "{pd.ca_bundle}"\ntimeout = "3s"\n'
+            '[store]\nbackend = "sqlite"\npath = "requests.db"\n'
+        )
+        self.pd_users: dict[str, str] = {}
+
+    def home(self, user: str) -> Path:
+        return self.root / "home" / user
+
+    def audit_log(self, user: str) -> Path:
+        return self.home(user) / "audit.jsonl"
+
+    def credentials_file(self, user: str) -> Path:
+        return self.home(user) / ".aws" / "credentials"
+
+    def pd_user(self, email: str) -> str:
+        if email not in self.pd_users:
+            self.pd_users[email] = self.pd.add_user(email)
+        return self.pd_users[email]
+
+    def env(self, user: str, **extra: str) -> dict[str, str]:
+        home = self.home(user)
+        env = clean_env(
+            HOME=str(home),
+            XDG_CONFIG_HOME=str(home / ".config"),
+            XDG_DATA_HOME=str(home / ".local" / "share"),
+            XDG_CACHE_HOME=str(home / ".cache"),
+            AWS_ENDPOINT_URL=self.moto,
+            AWS_REGION="us-east-1",
+            AWS_EC2_METADATA_DISABLED="true",
+            AWS_SHARED_CREDENTIALS_FILE=str(self.credentials_file(user)),
+            AWS_CONFIG_FILE=str(home / ".aws" / "config"),
+            JITCTL_CONFIG=str(self.config),
+            JITCTL_AUDIT_LOG=str(self.audit_log(user)),
+            JITCTL_PAGERDUTY_TOKEN=self.pd.token or "",
+            NO_COLOR="1",
+            COLUMNS="200",
+            **iam_keys(self.moto, user),
+        )
+        env.update(extra)
+        return env
+
+    def run(
+        self,
+        user: str,
+        *args: str,
+        timeout: float = 60,
+        env: dict[str, str] | None = None,
+        **kw: Any,
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.exe, *args],
+            env=env or self.env(user),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **kw,
+        )
+
+    def popen(
+        self, user: str, *args: str, env: dict[str, str] | None = None, **kw: Any
+    ) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [self.exe, *args],
+            env=env or self.env(user),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            **kw,
+        )
+
+    def consumer_arn(self, user: str, profile: str) -> str:
+        """A separate AWS client, configured only by the profile jitctl wrote: who is it?"""
+        import sys
+
+        env = clean_env(
+            AWS_PROFILE=profile,
+            AWS_SHARED_CREDENTIALS_FILE=str(self.credentials_file(user)),
+            AWS_CONFIG_FILE=str(self.home(user) / ".aws" / "config"),
+            AWS_ENDPOINT_URL=self.moto,
+            AWS_REGION="us-east-1",
+            AWS_DEFAULT_REGION="us-east-1",
+            AWS_EC2_METADATA_DISABLED="true",
+        )
+        code = "import boto3; print(boto3.client('sts').get_caller_identity()['Arn'])"
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    def audit_records(self, user: str) -> list[dict[str, Any]]:
+        path = self.audit_log(user)
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []

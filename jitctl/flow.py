@@ -100,8 +100,8 @@ def check_fast_track(env: Environment, role, person: str) -> OnCallResult:
     from jitctl import oncall
 
     token, _source = oncall.get_token(env.environ, env.keyring_get)
-    client = oncall.make_client(env.config.pagerduty, token)
-    return oncall.check_on_call(client, person, role.on_call, env.clock.now())
+    with oncall.make_client(env.config.pagerduty, token) as client:
+        return oncall.check_on_call(client, person, role.on_call, env.clock.now())
 
 
 def audit_fields(env: Environment, req: AccessRequest) -> dict[str, str | None]:

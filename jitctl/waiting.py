@@ -87,15 +87,10 @@ def wait_for_decision(
 
 def _observe(env: Environment, request_id: str) -> AccessRequest:
     """One poll: the request's state now, with terminal states turned into their exit codes."""
-    now = env.clock.now()
-    req = env.store.get(request_id, now=now)
+    # get(now=...) itself records a lapsed pending request as expired, atomically.
+    req = env.store.get(request_id, now=env.clock.now())
     if req is None:
         raise NotFound(f"no request {request_id}")
-    if req.status == models.PENDING and now >= req.expires_at:
-        try:
-            req = env.store.expire(request_id, now=now)
-        except TransitionError:
-            req = env.store.get(request_id, now=now) or req
     if req.status == models.EXPIRED:
         env.audit.append("expired", **audit_fields(env, req))
         raise TimedOut(f"request {request_id} expired before anyone decided", "request again")

@@ -1,0 +1,385 @@
+"""The request store's interface, its errors and the one state machine both backends share.
+
+Backends only know how to read a record and write it back atomically (``_transition``);
+every rule about which transition is legal lives here, so SQLite and DynamoDB cannot drift.
+
+    pending -> approved -> issued -> revoked
+    pending -> denied | expired | cancelled
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from jitctl.config import StoreSettings
+from jitctl.errors import ConfigError, Denied, JitctlError, TimedOut, UsageError
+from jitctl.models import (
+    APPROVED,
+    CANCELLED,
+    DENIED,
+    EXPIRED,
+    ISSUED,
+    PEER,
+    PENDING,
+    REVOKED,
+    AccessRequest,
+)
+from jitctl.timeutil import parse_rfc3339, rfc3339
+
+# ---------------------------------------------------------------- errors
+
+
+class StoreError(JitctlError):
+    """The store failed in a way the user cannot fix (exit 1)."""
+
+
+class DuplicateRequest(StoreError):
+    """``create`` with an id that already exists: ids are random, so this is a bug."""
+
+
+class TransitionError(UsageError):
+    """The request's current status does not allow this transition (exit 2)."""
+
+
+class RequestExpired(TimedOut):
+    """The request expired before a decision; the store has marked it expired (exit 4)."""
+
+
+class NotFound(UsageError):
+    """No request has this id."""
+
+
+# ---------------------------------------------------------------- interface
+
+
+class RequestStore(Protocol):
+    """Both backends. Every transition is atomic and takes the caller's ``now`` (the clock is
+    the app's). ``get``/``list`` given ``now`` first write any pending request past its
+    expiry as expired; without ``now`` they return exactly what is stored. ``list`` is
+    newest first."""
+
+    def init(self) -> None: ...
+    def create(self, req: AccessRequest) -> None: ...
+    def get(self, request_id: str, *, now: datetime | None = None) -> AccessRequest | None: ...
+    def list(
+        self,
+        *,
+        pending_only: bool = False,
+        requester: str | None = None,
+        role: str | None = None,
+        limit: int = 100,
+        now: datetime | None = None,
+    ) -> builtins.list[AccessRequest]: ...
+    def approve(
+        self, request_id: str, approver: str, *, now: datetime, reason: str | None = None
+    ) -> AccessRequest: ...
+    def deny(
+        self, request_id: str, person: str, *, now: datetime, reason: str
+    ) -> AccessRequest: ...
+    def cancel(self, request_id: str, person: str, *, now: datetime) -> AccessRequest: ...
+    def expire(self, request_id: str, *, now: datetime) -> AccessRequest: ...
+    def mark_issued(
+        self, request_id: str, *, now: datetime, credentials_expire_at: datetime
+    ) -> AccessRequest: ...
+    def mark_revoked(
+        self, request_id: str, person: str, *, now: datetime, reason: str
+    ) -> AccessRequest: ...
+
+
+def open_store(
+    settings: StoreSettings,
+    *,
+    data_dir: Path,
+    client_factory: Callable[[str], Any] | None = None,
+) -> RequestStore:
+    """The configured backend. Nothing is touched (no file, no AWS call) until first use."""
+    # Imported here: the backends import this module, and only one of them is needed.
+    if settings.backend == "sqlite":
+        from jitctl.store.sqlite import SqliteStore
+
+        return SqliteStore(Path(settings.path or data_dir / "requests.db").expanduser())
+    if settings.backend == "dynamodb":
+        from jitctl.store.dynamodb import DynamoStore
+
+        if not settings.table:
+            raise ConfigError('[store] backend "dynamodb" needs table = "NAME"')
+        if client_factory is None:
+            region = settings.region
+
+            def client_factory(service: str) -> Any:
+                import boto3
+
+                return boto3.client(service, region_name=region)
+
+        return DynamoStore(settings.table, client_factory)
+    raise ConfigError(f"[store] backend {settings.backend!r} is not one of sqlite, dynamodb")
+
+
+# ---------------------------------------------------------------- records
+
+# Stored timestamps keep microseconds with a fixed-width fraction, so the text sorts in time
+# order (SQLite ORDER BY, the DynamoDB sort key) and a round trip returns the same datetime.
+_TIME_FIELDS = ("created_at", "expires_at", "decided_at", "issued_at", "credentials_expire_at")
+
+
+def ts(value: datetime) -> str:
+    return aware(value).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def aware(value: datetime) -> datetime:
+    # A naive datetime is a bug in the caller (which timezone?); refuse it instead of guessing.
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: pass an aware UTC datetime")
+    return value
+
+
+def to_record(req: AccessRequest) -> dict[str, Any]:
+    """JSON-able dict of every field (the backends store it as one JSON document)."""
+    data = dataclasses.asdict(req)
+    for name in _TIME_FIELDS:
+        if data[name] is not None:
+            data[name] = ts(data[name])
+    return data
+
+
+def from_record(data: dict[str, Any]) -> AccessRequest:
+    known = {f.name for f in dataclasses.fields(AccessRequest)}
+    # Unknown keys (written by a newer jitctl, or the revocation notes below) are ignored.
+    values = {k: v for k, v in data.items() if k in known}
+    for name in _TIME_FIELDS:
+        if values.get(name) is not None:
+            values[name] = parse_rfc3339(values[name])
+    values["approvers"] = builtins.list(values.get("approvers") or [])
+    return AccessRequest(**values)
+
+
+def dumps(record: dict[str, Any]) -> str:
+    return json.dumps(record, sort_keys=True, separators=(",", ":"))
+
+
+def newest_first(reqs: builtins.list[AccessRequest]) -> builtins.list[AccessRequest]:
+    return sorted(reqs, key=lambda r: (r.created_at, r.request_id), reverse=True)
+
+
+# ---------------------------------------------------------------- the state machine
+
+
+@dataclass
+class Step:
+    """What a transition decided: the record to write (None: nothing changes), an error to raise
+    once that write has committed, and extra keys to keep in the stored document."""
+
+    write: AccessRequest | None = None
+    error: JitctlError | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# A planner sees the current record and returns a Step, or raises if the transition is illegal.
+Planner = Callable[[AccessRequest], Step]
+
+
+def _copy(req: AccessRequest, **changes: Any) -> AccessRequest:
+    changes.setdefault("approvers", builtins.list(req.approvers))
+    return dataclasses.replace(req, **changes)
+
+
+def _not(req: AccessRequest, wanted: str) -> TransitionError:
+    if wanted == PENDING and req.status == APPROVED:
+        return TransitionError(f"request {req.request_id} is already approved")
+    return TransitionError(f"request {req.request_id} is {req.status}, not {wanted}")
+
+
+def _lapsed(req: AccessRequest, now: datetime) -> Step | None:
+    """Any transition on a pending request past its expiry expires it instead."""
+    if req.status == PENDING and now >= req.expires_at:
+        return Step(
+            write=_copy(req, status=EXPIRED, decided_at=now, decided_by=None),
+            error=RequestExpired(
+                f"request {req.request_id} expired at {rfc3339(req.expires_at)} before a decision"
+            ),
+        )
+    return None
+
+
+def plan_approve(approver: str, now: datetime, reason: str | None) -> Planner:
+    person = approver.strip().lower()
+
+    def plan(req: AccessRequest) -> Step:
+        if (lapsed := _lapsed(req, now)) is not None:
+            return lapsed
+        if req.status != PENDING:
+            raise _not(req, PENDING)
+        # Policy decides who may approve; this is defence in depth for the one rule that never bends.
+        if person == req.requester.strip().lower():
+            raise Denied(f"{person} requested {req.request_id} and cannot approve it")
+        if person in req.approvers:
+            return Step()  # the same approver twice counts once
+        approvers = [*req.approvers, person]
+        if len(approvers) < max(1, req.min_approvals):
+            return Step(write=_copy(req, approvers=approvers))
+        return Step(
+            write=_copy(
+                req,
+                status=APPROVED,
+                approval=PEER,
+                approvers=approvers,
+                decided_at=now,
+                decided_by=person,
+                decision_reason=reason,
+            )
+        )
+
+    return plan
+
+
+def plan_deny(person: str, now: datetime, reason: str) -> Planner:
+    if not reason or not reason.strip():
+        raise UsageError("denying a request needs a reason", "pass --reason TEXT")
+
+    def plan(req: AccessRequest) -> Step:
+        if (lapsed := _lapsed(req, now)) is not None:
+            return lapsed
+        if req.status != PENDING:
+            raise _not(req, PENDING)
+        return Step(
+            write=_copy(
+                req, status=DENIED, decided_at=now, decided_by=person, decision_reason=reason
+            )
+        )
+
+    return plan
+
+
+def plan_cancel(person: str, now: datetime) -> Planner:
+    def plan(req: AccessRequest) -> Step:
+        if (lapsed := _lapsed(req, now)) is not None:
+            return lapsed
+        if req.status != PENDING:
+            raise _not(req, PENDING)
+        return Step(write=_copy(req, status=CANCELLED, decided_at=now, decided_by=person))
+
+    return plan
+
+
+def plan_expire(now: datetime) -> Planner:
+    def plan(req: AccessRequest) -> Step:
+        if req.status == EXPIRED:
+            return Step()  # a sweeper and a waiter may both get here: harmless
+        if req.status != PENDING:
+            raise _not(req, PENDING)
+        if now < req.expires_at:
+            raise TransitionError(
+                f"request {req.request_id} does not expire until {rfc3339(req.expires_at)}"
+            )
+        return Step(write=_copy(req, status=EXPIRED, decided_at=now, decided_by=None))
+
+    return plan
+
+
+def plan_lapse(now: datetime) -> Planner:
+    """For get/list: expire a pending request past its expiry, leave anything else alone."""
+
+    def plan(req: AccessRequest) -> Step:
+        lapsed = _lapsed(req, now)
+        # Written without the RequestExpired error: reading is not a failed decision.
+        return Step(write=lapsed.write) if lapsed else Step()
+
+    return plan
+
+
+def plan_issued(now: datetime, credentials_expire_at: datetime) -> Planner:
+    aware(credentials_expire_at)
+
+    def plan(req: AccessRequest) -> Step:
+        if (lapsed := _lapsed(req, now)) is not None:
+            return lapsed
+        # Never pending -> issued: the fast path creates the request already approved.
+        if req.status != APPROVED:
+            raise _not(req, APPROVED)
+        return Step(
+            write=_copy(
+                req, status=ISSUED, issued_at=now, credentials_expire_at=credentials_expire_at
+            )
+        )
+
+    return plan
+
+
+def plan_revoked(person: str, now: datetime, reason: str) -> Planner:
+    def plan(req: AccessRequest) -> Step:
+        if req.status == REVOKED:
+            return Step()  # revoking twice is harmless
+        if (lapsed := _lapsed(req, now)) is not None:
+            return lapsed
+        if req.status != ISSUED:
+            raise _not(req, ISSUED)
+        # AccessRequest has no revocation fields; keep who/when/why in the stored document.
+        notes = {"revoked_at": ts(now), "revoked_by": person, "revoked_reason": reason}
+        return Step(write=_copy(req, status=REVOKED), extra=notes)
+
+    return plan
+
+
+def check_new(req: AccessRequest) -> None:
+    """What ``create`` accepts: a pending request, or a fast-path one created already approved."""
+    aware(req.created_at)
+    aware(req.expires_at)
+    if req.status not in (PENDING, APPROVED):
+        raise StoreError(
+            f"request {req.request_id}: cannot create a request with status {req.status}"
+        )
+    if req.status == APPROVED and not req.approval:
+        raise StoreError(f"request {req.request_id}: an approved request needs approval set")
+
+
+class BaseStore(ABC):
+    """Both backends: the public transitions, expressed as planners over ``_transition``."""
+
+    @abstractmethod
+    def _transition(self, request_id: str, plan: Planner) -> AccessRequest:
+        """Atomically: read the record, ``plan`` it, write the Step's record if any, then raise
+        the Step's error if any. Raises NotFound for an unknown id."""
+
+    def _settle(self, req: AccessRequest, now: datetime | None) -> AccessRequest:
+        """What get/list report at ``now``: a pending request past its expiry is written as
+        expired first (atomically, like any transition), so what is shown is what is stored
+        and lapsed requests leave the pending listings (and DynamoDB's pending index)."""
+        if now is None or req.status != PENDING or aware(now) < req.expires_at:
+            return req
+        return self._transition(req.request_id, plan_lapse(now))
+
+    def approve(
+        self, request_id: str, approver: str, *, now: datetime, reason: str | None = None
+    ) -> AccessRequest:
+        return self._transition(request_id, plan_approve(approver, aware(now), reason))
+
+    def deny(self, request_id: str, person: str, *, now: datetime, reason: str) -> AccessRequest:
+        return self._transition(request_id, plan_deny(person, aware(now), reason))
+
+    def cancel(self, request_id: str, person: str, *, now: datetime) -> AccessRequest:
+        return self._transition(request_id, plan_cancel(person, aware(now)))
+
+    def expire(self, request_id: str, *, now: datetime) -> AccessRequest:
+        return self._transition(request_id, plan_expire(aware(now)))
+
+    def mark_issued(
+        self, request_id: str, *, now: datetime, credentials_expire_at: datetime
+    ) -> AccessRequest:
+        return self._transition(request_id, plan_issued(aware(now), credentials_expire_at))
+
+    def mark_revoked(
+        self, request_id: str, person: str, *, now: datetime, reason: str
+    ) -> AccessRequest:
+        return self._transition(request_id, plan_revoked(person, aware(now), reason))
+
+
+def not_found(request_id: str) -> NotFound:
+    return NotFound(f"no request {request_id}", "`jitctl list` shows the known requests")

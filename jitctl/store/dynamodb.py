@@ -1,0 +1,402 @@
+"""The request store in one DynamoDB table: for teams whose requesters and approvers are on
+different machines.
+
+Item layout: ``request_id`` (partition key), the filterable fields as top-level attributes,
+``version`` for optimistic concurrency, ``body`` (the whole record as JSON, so new model fields
+need no migration), ``ttl`` (epoch seconds; DynamoDB deletes the item 90 days after creation)
+and ``pending_pk`` = "PENDING" only while the request is pending. Two global indexes:
+
+* ``pending-index`` (pending_pk, created_at): SPARSE, items without pending_pk are not in it,
+  so listing pending requests reads only pending requests, however large the table grows.
+* ``requester-index`` (requester, created_at): "my requests" without a Scan.
+
+boto3/botocore are imported inside functions: ``jitctl --help`` must not pay for them.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import random
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+from jitctl.errors import AwsUnavailable, ConfigError
+from jitctl.models import PENDING, AccessRequest
+from jitctl.store.base import (
+    BaseStore,
+    DuplicateRequest,
+    Planner,
+    StoreError,
+    check_new,
+    dumps,
+    from_record,
+    newest_first,
+    not_found,
+    to_record,
+    ts,
+)
+
+PENDING_INDEX = "pending-index"
+REQUESTER_INDEX = "requester-index"
+PENDING_PK = "PENDING"
+TTL_ATTRIBUTE = "ttl"
+RETENTION = timedelta(days=90)
+MAX_ATTEMPTS = 8  # read-modify-write retries when another writer changed the item under us
+ACTIVE_TIMEOUT = 600.0  # seconds init() waits for the table and its indexes
+
+_INDEXES: dict[str, tuple[str, str]] = {
+    PENDING_INDEX: ("pending_pk", "created_at"),
+    REQUESTER_INDEX: ("requester", "created_at"),
+}
+_UNAVAILABLE_CODES = {
+    "InternalServerError",
+    "ServiceUnavailable",
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+}
+_AUTH_CODES = {
+    "AccessDeniedException",
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "ExpiredTokenException",
+    "MissingAuthenticationTokenException",
+}
+
+
+class _Conflict(Exception):
+    """ConditionalCheckFailed: someone else wrote the item between our read and our write."""
+
+
+class _Expected(Exception):
+    """An error code the caller said it handles (``_call(allow=...)``)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class DynamoStore(BaseStore):
+    def __init__(
+        self,
+        table: str,
+        client_factory: Callable[[str], Any],
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        poll_interval: float = 2.0,
+    ) -> None:
+        self.table = table
+        self._client_factory = client_factory
+        self._client: Any = None
+        self._sleep = sleep
+        self._poll_interval = poll_interval
+        # Items DynamoDB read (ScannedCount) in the last list(): a benchmark checks that
+        # list(pending_only=True) reads the pending requests and nothing else.
+        self.last_items_read = 0
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self._client_factory("dynamodb")
+        return self._client
+
+    def _call(self, op: str, *, allow: tuple[str, ...] = (), **kwargs: Any) -> dict[str, Any]:
+        """One API call, with botocore's failures turned into one clear line."""
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            NoCredentialsError,
+            NoRegionError,
+        )
+
+        try:
+            return getattr(self.client, op)(**kwargs)  # type: ignore[no-any-return]
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            message = exc.response.get("Error", {}).get("Message", "")
+            if code == "ConditionalCheckFailedException":
+                raise _Conflict() from exc
+            if code in allow:
+                raise _Expected(code, message) from exc
+            if code == "ResourceNotFoundException":
+                raise ConfigError(
+                    f"DynamoDB table {self.table} does not exist", "run `jitctl init`"
+                ) from exc
+            if code in _AUTH_CODES:
+                raise ConfigError(
+                    f"AWS refused DynamoDB {op} on table {self.table}: {code}: {message}",
+                    "check the AWS credentials and their IAM permissions",
+                ) from exc
+            if code in _UNAVAILABLE_CODES:
+                raise AwsUnavailable(f"DynamoDB is unavailable ({code}): {message}") from exc
+            raise StoreError(
+                f"DynamoDB {op} on table {self.table} failed: {code}: {message}"
+            ) from exc
+        except NoCredentialsError as exc:
+            raise ConfigError(
+                "no AWS credentials found", "set AWS_PROFILE or AWS_ACCESS_KEY_ID and friends"
+            ) from exc
+        except NoRegionError as exc:
+            raise ConfigError(
+                "no AWS region for DynamoDB", "set [store] region in the config or AWS_REGION"
+            ) from exc
+        except BotoCoreError as exc:
+            # EndpointConnectionError, timeouts, closed connections: AWS cannot be reached.
+            raise AwsUnavailable(f"cannot reach DynamoDB: {exc}") from exc
+
+    # ------------------------------------------------------------ init
+
+    def init(self) -> None:
+        """Create the table and its indexes, wait until ACTIVE, enable TTL. Harmless twice."""
+        attributes = {"request_id", *(a for pair in _INDEXES.values() for a in pair)}
+        try:
+            self._call(
+                "create_table",
+                allow=("ResourceInUseException",),
+                TableName=self.table,
+                BillingMode="PAY_PER_REQUEST",  # on demand: requests are rare and bursty
+                KeySchema=[{"AttributeName": "request_id", "KeyType": "HASH"}],
+                AttributeDefinitions=[
+                    {"AttributeName": name, "AttributeType": "S"} for name in sorted(attributes)
+                ],
+                GlobalSecondaryIndexes=[_index_spec(name) for name in _INDEXES],
+            )
+        except _Expected:
+            self._add_missing_indexes()  # it exists already, maybe made by an older jitctl
+        self._wait_active()
+        self._enable_ttl()
+
+    def _add_missing_indexes(self) -> None:
+        table = self._wait_active()
+        keys = [k["AttributeName"] for k in table["KeySchema"]]
+        if keys != ["request_id"]:
+            raise ConfigError(
+                f"DynamoDB table {self.table} exists but is keyed on {keys}, not request_id",
+                "point [store] table at a table jitctl created",
+            )
+        have = {ix["IndexName"] for ix in table.get("GlobalSecondaryIndexes", [])}
+        # DynamoDB creates one index per UpdateTable call, and only on an ACTIVE table.
+        for name in _INDEXES:
+            if name not in have:
+                self._call(
+                    "update_table",
+                    TableName=self.table,
+                    AttributeDefinitions=[
+                        {"AttributeName": a, "AttributeType": "S"} for a in _INDEXES[name]
+                    ],
+                    GlobalSecondaryIndexUpdates=[{"Create": _index_spec(name)}],
+                )
+                self._wait_active()
+
+    def _wait_active(self) -> dict[str, Any]:
+        deadline = time.monotonic() + ACTIVE_TIMEOUT
+        while True:
+            table = self._call("describe_table", TableName=self.table)["Table"]
+            statuses = [table["TableStatus"]]
+            statuses += [ix.get("IndexStatus") for ix in table.get("GlobalSecondaryIndexes", [])]
+            if all(s == "ACTIVE" for s in statuses):
+                return table  # type: ignore[no-any-return]
+            if time.monotonic() > deadline:
+                raise AwsUnavailable(
+                    f"DynamoDB table {self.table} is not ACTIVE after {ACTIVE_TIMEOUT:.0f}s",
+                    "run `jitctl init` again later",
+                )
+            self._sleep(self._poll_interval)
+
+    def _enable_ttl(self) -> None:
+        desc = self._call("describe_time_to_live", TableName=self.table)
+        ttl = desc.get("TimeToLiveDescription", {})
+        if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
+            if ttl.get("AttributeName") != TTL_ATTRIBUTE:
+                raise ConfigError(
+                    f"DynamoDB table {self.table} has TTL on {ttl.get('AttributeName')!r}, "
+                    f"not {TTL_ATTRIBUTE!r}"
+                )
+            return
+        try:
+            self._call(
+                "update_time_to_live",
+                allow=("ValidationException",),
+                TableName=self.table,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
+            )
+        except _Expected as exc:
+            # Another `jitctl init` enabled it between our describe and our update.
+            if "already enabled" not in exc.message.lower():
+                raise StoreError(f"cannot enable TTL on {self.table}: {exc}") from exc
+
+    # ------------------------------------------------------------ reads and writes
+
+    def create(self, req: AccessRequest) -> None:
+        check_new(req)
+        try:
+            self._call(
+                "put_item",
+                TableName=self.table,
+                Item=_item(req),
+                ConditionExpression="attribute_not_exists(request_id)",
+            )
+        except _Conflict:
+            raise DuplicateRequest(f"request {req.request_id} already exists") from None
+
+    def get(self, request_id: str, *, now: datetime | None = None) -> AccessRequest | None:
+        item = self._read(request_id)
+        return None if item is None else self._settle(_load(item), now)
+
+    def _read(self, request_id: str) -> dict[str, Any] | None:
+        # Consistent read: a transition must never plan on a stale copy of the item.
+        resp = self._call(
+            "get_item",
+            TableName=self.table,
+            Key={"request_id": {"S": request_id}},
+            ConsistentRead=True,
+        )
+        return resp.get("Item")
+
+    def list(
+        self,
+        *,
+        pending_only: bool = False,
+        requester: str | None = None,
+        role: str | None = None,
+        limit: int = 100,
+        now: datetime | None = None,
+    ) -> builtins.list[AccessRequest]:
+        self.last_items_read = 0
+        if limit <= 0:
+            return []
+        filters: dict[str, str] = {}
+        if role is not None:
+            filters["role"] = role
+        if pending_only:
+            # Query the sparse index: only pending items are in it. Global indexes are
+            # eventually consistent, so a request created a moment ago may show up a moment late.
+            if requester is not None:
+                filters["requester"] = requester
+            kwargs = _key_query(PENDING_INDEX, "pending_pk", PENDING_PK)
+        elif requester is not None:
+            kwargs = _key_query(REQUESTER_INDEX, "requester", requester)
+        else:
+            # No key to go by: Scan the whole table and sort here. That reads every item, which
+            # is acceptable for an admin's "all requests" view: TTL keeps the table to ~90 days.
+            items = self._pages("scan", filters, None, {"TableName": self.table})
+            reqs = newest_first([_load(i) for i in items])
+            return [self._settle(r, now) for r in reqs[:limit]]
+        out: builtins.list[AccessRequest] = []
+        for item in self._pages("query", filters, limit, kwargs):
+            req = self._settle(_load(item), now)
+            if pending_only and req.status != PENDING:
+                continue  # it lapsed at `now` and was just expired (and left the index)
+            out.append(req)
+            if len(out) >= limit:
+                break
+        return out
+
+    def _pages(
+        self, op: str, filters: dict[str, str], limit: int | None, kwargs: dict[str, Any]
+    ) -> Iterator[dict[str, Any]]:
+        """Items of a Query/Scan, page by page, counting what DynamoDB read."""
+        kwargs = {**kwargs, "TableName": self.table}
+        if filters:
+            names = {f"#f{i}": k for i, k in enumerate(filters)}
+            kwargs["FilterExpression"] = " AND ".join(f"#f{i} = :f{i}" for i in range(len(filters)))
+            kwargs.setdefault("ExpressionAttributeNames", {}).update(names)
+            kwargs.setdefault("ExpressionAttributeValues", {}).update(
+                {f":f{i}": {"S": v} for i, v in enumerate(filters.values())}
+            )
+        elif limit is not None:
+            kwargs["Limit"] = limit  # no filter: each item read is an item returned
+        while True:
+            resp = self._call(op, **kwargs)
+            self.last_items_read += int(resp.get("ScannedCount", resp.get("Count", 0)))
+            yield from resp.get("Items", [])
+            if "LastEvaluatedKey" not in resp:
+                return
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def _transition(self, request_id: str, plan: Planner) -> AccessRequest:
+        for attempt in range(MAX_ATTEMPTS):
+            item = self._read(request_id)
+            if item is None:
+                raise not_found(request_id)
+            current = _load(item)
+            # Re-planned on every attempt: if the winner moved the request on, the plan raises
+            # (e.g. "already approved") instead of retrying a transition that is now illegal.
+            step = plan(current)
+            if step.write is None:
+                result = current
+            else:
+                result = step.write
+                result.version = current.version + 1
+                try:
+                    self._call(
+                        "put_item",
+                        TableName=self.table,
+                        Item=_item(result, step.extra),
+                        # The full item is replaced: leaving pending drops pending_pk, and with
+                        # it the item's entry in the sparse pending index.
+                        ConditionExpression="#v = :v AND #s = :s",
+                        ExpressionAttributeNames={"#v": "version", "#s": "status"},
+                        ExpressionAttributeValues={
+                            ":v": {"N": str(current.version)},
+                            ":s": {"S": current.status},
+                        },
+                    )
+                except _Conflict:
+                    # Jittered backoff so racing writers do not collide again in lockstep.
+                    self._sleep(random.uniform(0, 0.05 * (attempt + 1)))  # noqa: S311
+                    continue
+            if step.error is not None:
+                raise step.error
+            return result
+        raise StoreError(f"request {request_id} kept changing while being updated; try again")
+
+
+def _index_spec(name: str) -> dict[str, Any]:
+    pk, sk = _INDEXES[name]
+    return {
+        "IndexName": name,
+        "KeySchema": [
+            {"AttributeName": pk, "KeyType": "HASH"},
+            {"AttributeName": sk, "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "ALL"},  # list() needs whole records, no second read
+    }
+
+
+def _key_query(index: str, key: str, value: str) -> dict[str, Any]:
+    return {
+        "IndexName": index,
+        "KeyConditionExpression": "#k = :k",
+        "ExpressionAttributeNames": {"#k": key},
+        "ExpressionAttributeValues": {":k": {"S": value}},
+        "ScanIndexForward": False,  # newest first
+    }
+
+
+def _item(req: AccessRequest, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    record = to_record(req) | (extra or {})
+    item: dict[str, Any] = {
+        "request_id": {"S": req.request_id},
+        "status": {"S": req.status},
+        "requester": {"S": req.requester},
+        "role": {"S": req.role},
+        "created_at": {"S": ts(req.created_at)},
+        "expires_at": {"S": ts(req.expires_at)},
+        "version": {"N": str(req.version)},
+        TTL_ATTRIBUTE: {"N": str(int((req.created_at + RETENTION).timestamp()))},
+        "body": {"S": dumps(record)},
+    }
+    if req.status == PENDING:
+        item["pending_pk"] = {"S": PENDING_PK}
+    return item
+
+
+def _load(item: dict[str, Any]) -> AccessRequest:
+    req = from_record(json.loads(item["body"]["S"]))
+    req.version = int(item["version"]["N"])  # the attribute the conditions check is the truth
+    return req

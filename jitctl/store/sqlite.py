@@ -1,0 +1,241 @@
+"""The request store in one SQLite file: the default, for one host.
+
+Several jitctl processes (a requester waiting, an approver approving) share the file, so
+every transition runs in ``BEGIN IMMEDIATE``: it takes the write lock before reading, and a
+second writer waits (busy_timeout) instead of deciding on a stale read. WAL mode lets
+readers carry on while a writer holds that lock.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jitctl.errors import ConfigError
+from jitctl.models import PENDING, AccessRequest
+from jitctl.store.base import (
+    BaseStore,
+    DuplicateRequest,
+    Planner,
+    StoreError,
+    check_new,
+    dumps,
+    from_record,
+    not_found,
+    to_record,
+    ts,
+)
+
+BUSY_TIMEOUT_MS = 15_000  # longer than any transition takes; a waiter never sees "locked"
+SCHEMA_VERSION = 1
+
+# Filterable fields get columns; the whole record is also kept as JSON in ``body`` so new
+# model fields need no migration.
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    request_id TEXT PRIMARY KEY,
+    status     TEXT NOT NULL,
+    requester  TEXT NOT NULL,
+    role       TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    version    INTEGER NOT NULL,
+    body       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS requests_status_created ON requests (status, created_at);
+CREATE INDEX IF NOT EXISTS requests_requester ON requests (requester, created_at);
+"""
+
+
+class SqliteStore(BaseStore):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.last_items_read = 0  # rows returned by the last list(); parity with DynamoStore
+        self._ready = False
+        self._ready_lock = threading.Lock()
+
+    # ------------------------------------------------------------ connections
+
+    def _open(self) -> sqlite3.Connection:
+        # One connection per operation: safe across threads, and nothing stays locked between calls.
+        try:
+            if not self.path.parent.exists():
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Create the file 0600 ourselves; sqlite would use 0644 (umask). WAL/SHM files
+            # inherit the database file's mode.
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                f"cannot open the request store {self.path}: {exc}",
+                "check [store] path in the config and its permissions",
+            ) from exc
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        # FULL: a decision that was reported as recorded must survive a power cut.
+        conn.execute("PRAGMA synchronous = FULL")
+        return conn
+
+    @contextmanager
+    def _conn(self, *, write: bool) -> Iterator[sqlite3.Connection]:
+        self._ensure_schema()
+        conn = self._open()
+        try:
+            if write:
+                conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(f"request store {self.path}: {exc}") from exc
+        finally:
+            conn.close()
+
+    def _ensure_schema(self) -> None:
+        if self._ready:
+            return
+        with self._ready_lock:
+            if self._ready:
+                return
+            conn = self._open()
+            try:
+                # journal_mode is persistent in the file and cannot change inside a transaction.
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("BEGIN IMMEDIATE")
+                (version,) = conn.execute("PRAGMA user_version").fetchone()
+                if version > SCHEMA_VERSION:
+                    conn.execute("ROLLBACK")
+                    raise StoreError(
+                        f"request store {self.path} was written by a newer jitctl "
+                        f"(schema {version}); upgrade jitctl"
+                    )
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot set up the request store {self.path}: {exc}") from exc
+            finally:
+                conn.close()
+            self._ready = True
+
+    # ------------------------------------------------------------ the interface
+
+    def init(self) -> None:
+        """Create the file and schema. Every statement is IF NOT EXISTS: harmless twice."""
+        self._ready = False
+        self._ensure_schema()
+
+    def create(self, req: AccessRequest) -> None:
+        check_new(req)
+        with self._conn(write=True) as conn:
+            try:
+                conn.execute(
+                    "INSERT INTO requests (status, requester, role, created_at, expires_at,"
+                    " version, body, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*_columns(req), req.request_id),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateRequest(f"request {req.request_id} already exists") from exc
+
+    def get(self, request_id: str, *, now: datetime | None = None) -> AccessRequest | None:
+        with self._conn(write=False) as conn:
+            row = conn.execute(
+                "SELECT body FROM requests WHERE request_id = ?", (request_id,)
+            ).fetchone()
+        return None if row is None else self._settle(_load(row[0]), now)
+
+    def list(
+        self,
+        *,
+        pending_only: bool = False,
+        requester: str | None = None,
+        role: str | None = None,
+        limit: int = 100,
+        now: datetime | None = None,
+    ) -> builtins.list[AccessRequest]:
+        if now is not None:
+            self._expire_lapsed(now)  # first, so they neither show as pending nor take up `limit`
+        where: builtins.list[str] = []
+        args: builtins.list[Any] = []
+        if pending_only:
+            where.append("status = ?")
+            args.append(PENDING)
+        if requester is not None:
+            where.append("requester = ?")
+            args.append(requester)
+        if role is not None:
+            where.append("role = ?")
+            args.append(role)
+        sql = "SELECT body FROM requests"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, request_id DESC LIMIT ?"
+        args.append(max(0, limit))
+        with self._conn(write=False) as conn:
+            rows = conn.execute(sql, args).fetchall()
+        self.last_items_read = len(rows)
+        return [_load(body) for (body,) in rows]
+
+    def _expire_lapsed(self, now: datetime) -> None:
+        with self._conn(write=False) as conn:
+            lapsed = conn.execute(
+                "SELECT body FROM requests WHERE status = ? AND expires_at <= ?", (PENDING, ts(now))
+            ).fetchall()
+        for (body,) in lapsed:
+            self._settle(_load(body), now)  # each in its own transaction, re-checked there
+
+    def _transition(self, request_id: str, plan: Planner) -> AccessRequest:
+        with self._conn(write=True) as conn:
+            row = conn.execute(
+                "SELECT body FROM requests WHERE request_id = ?", (request_id,)
+            ).fetchone()
+            if row is None:
+                raise not_found(request_id)
+            current = _load(row[0])
+            step = plan(current)  # raising here rolls back: nothing was written
+            if step.write is None:
+                result = current
+            else:
+                result = step.write
+                result.version = current.version + 1
+                conn.execute(
+                    "UPDATE requests SET status = ?, requester = ?, role = ?, created_at = ?,"
+                    " expires_at = ?, version = ?, body = ? WHERE request_id = ?",
+                    (*_columns(result, step.extra), request_id),
+                )
+        # Raised only after COMMIT: an expiry found on the way is recorded, then reported.
+        if step.error is not None:
+            raise step.error
+        return result
+
+
+def _columns(req: AccessRequest, extra: dict[str, Any] | None = None) -> tuple[Any, ...]:
+    """status, requester, role, created_at, expires_at, version, body."""
+    record = to_record(req) | (extra or {})
+    return (
+        req.status,
+        req.requester,
+        req.role,
+        record["created_at"],
+        record["expires_at"],
+        req.version,
+        dumps(record),
+    )
+
+
+def _load(body: str) -> AccessRequest:
+    return from_record(json.loads(body))

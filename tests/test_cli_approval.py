@@ -152,9 +152,10 @@ def test_list_filters(team):
     a = pending(team, user=ALICE)
     c = pending(team, user=CAROL, role="prod-admin")
     assert team.run(BOB, "deny", c, "--reason", "not now").returncode == 0
-    ids = lambda *args: [
-        r["request_id"] for r in json.loads(team.run(BOB, "list", "--json", *args).stdout)
-    ]  # noqa: E731
+
+    def ids(*args: str) -> list[str]:
+        return [r["request_id"] for r in json.loads(team.run(BOB, "list", "--json", *args).stdout)]
+
     assert ids() == [c, a]  # newest first
     assert ids("--pending") == [a]
     assert ids("--role", "prod-admin") == [c]

@@ -25,7 +25,7 @@ _TOP_KEYS = {"policy", "pagerduty", "store", "audit", "notify"}
 _SECTION_KEYS = {
     "pagerduty": {"url", "ca_bundle", "timeout"},
     "store": {"backend", "path", "table", "region"},
-    "audit": {"path"},
+    "audit": {"path", "table", "bucket", "prefix", "required", "region"},
     "notify": {"webhook_url", "timeout"},
 }
 _BACKENDS = ("sqlite", "dynamodb")
@@ -53,13 +53,31 @@ class NotifySettings:
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    path: Path
+    table: str | None = None  # central sink: DynamoDB table
+    bucket: str | None = None  # central sink: S3 bucket, one object per record
+    prefix: str = "jitctl-audit/"
+    required: bool = True  # a configured central sink that fails blocks issuing
+    region: str | None = None
+
+    @property
+    def central(self) -> bool:
+        return bool(self.table or self.bucket)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None  # the config file read, or None when there was none
     policy_path: Path | None
     pagerduty: PagerDutySettings
     store: StoreSettings
-    audit_path: Path
+    audit: AuditSettings
     notify: NotifySettings
+
+    @property
+    def audit_path(self) -> Path:
+        return self.audit.path
 
     def require_policy_path(self) -> Path:
         if self.policy_path is None:
@@ -150,8 +168,22 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
 
     audit_raw = env.get("JITCTL_AUDIT_LOG") or _opt_str(audit, "path", where)
     audit_path = _resolve(audit_raw, Path.cwd() if env.get("JITCTL_AUDIT_LOG") else base)
+    required = audit.get("required", True)
+    if not isinstance(required, bool):
+        raise ConfigError(f"{where} [audit]: required must be true or false")
+    audit_settings = AuditSettings(
+        path=audit_path or default_data_dir() / "audit.jsonl",
+        table=_opt_str(audit, "table", where),
+        bucket=_opt_str(audit, "bucket", where),
+        prefix=_opt_str(audit, "prefix", where) or "jitctl-audit/",
+        required=required,
+        region=_opt_str(audit, "region", where),
+    )
+    webhook = _opt_str(notify, "webhook_url", where)
+    if webhook and not webhook.startswith(("https://", "http://")):
+        raise ConfigError(f"{where}: [notify] webhook_url is not an http(s) URL")
     notify_settings = NotifySettings(
-        webhook_url=_opt_str(notify, "webhook_url", where),
+        webhook_url=webhook,
         timeout=_seconds(notify.get("timeout"), f"{where} [notify] timeout", 5.0),
     )
     return Config(
@@ -159,7 +191,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         policy_path=policy_path,
         pagerduty=pagerduty,
         store=store_settings,
-        audit_path=audit_path or default_data_dir() / "audit.jsonl",
+        audit=audit_settings,
         notify=notify_settings,
     )
 

@@ -102,6 +102,9 @@ class AccessRequest:
     fast_path_reason: str | None = None  # why the fast path did (not) apply
     issued_at: datetime | None = None
     credentials_expire_at: datetime | None = None
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None  # person who revoked the grant
+    revoked_reason: str | None = None
     version: int = 0  # optimistic-concurrency counter, bumped on every write
 
 
@@ -131,4 +134,7 @@ def public_dict(req: AccessRequest) -> dict[str, object]:
         "fast_path": req.fast_path_reason,
         "issued_at": ts(req.issued_at),
         "credentials_expire_at": ts(req.credentials_expire_at),
+        "revoked_at": ts(req.revoked_at),
+        "revoked_by": req.revoked_by,
+        "revoked_reason": req.revoked_reason,
     }

@@ -127,7 +127,14 @@ def open_store(
 
 # Stored timestamps keep microseconds with a fixed-width fraction, so the text sorts in time
 # order (SQLite ORDER BY, the DynamoDB sort key) and a round trip returns the same datetime.
-_TIME_FIELDS = ("created_at", "expires_at", "decided_at", "issued_at", "credentials_expire_at")
+_TIME_FIELDS = (
+    "created_at",
+    "expires_at",
+    "decided_at",
+    "issued_at",
+    "credentials_expire_at",
+    "revoked_at",
+)
 
 
 def ts(value: datetime) -> str:
@@ -152,7 +159,7 @@ def to_record(req: AccessRequest) -> dict[str, Any]:
 
 def from_record(data: dict[str, Any]) -> AccessRequest:
     known = {f.name for f in dataclasses.fields(AccessRequest)}
-    # Unknown keys (written by a newer jitctl, or the revocation notes below) are ignored.
+    # Unknown keys (written by a newer jitctl) are ignored.
     values = {k: v for k, v in data.items() if k in known}
     for name in _TIME_FIELDS:
         if values.get(name) is not None:
@@ -321,9 +328,11 @@ def plan_revoked(person: str, now: datetime, reason: str) -> Planner:
             return lapsed
         if req.status != ISSUED:
             raise _not(req, ISSUED)
-        # AccessRequest has no revocation fields; keep who/when/why in the stored document.
-        notes = {"revoked_at": ts(now), "revoked_by": person, "revoked_reason": reason}
-        return Step(write=_copy(req, status=REVOKED), extra=notes)
+        return Step(
+            write=_copy(
+                req, status=REVOKED, revoked_at=now, revoked_by=person, revoked_reason=reason
+            )
+        )
 
     return plan
 

@@ -154,7 +154,7 @@ def _client_class() -> type:
                     time.sleep(wait)
                     continue
                 except pagerduty.HttpError:
-                    raise  # 401: the library raises at once; translated by _guard
+                    raise  # 401: the library raises at once; translated by guard
                 except pagerduty.Error as exc:  # a network error (max_network_attempts = 0)
                     cause = exc.__cause__
                     if isinstance(cause, httpx2.TimeoutException):
@@ -229,7 +229,7 @@ def make_client(
 
 
 @contextmanager
-def _guard(client: Any) -> Iterator[None]:
+def guard(client: Any) -> Iterator[None]:
     """Start the lookup's clock (unless running) and turn PagerDuty trouble into LookupFailed."""
     import httpx2
     import pagerduty
@@ -276,7 +276,7 @@ def find_user(client: PagerDutyClient, email: str) -> dict:
     Raises UserNotFound, or LookupFailed when PagerDuty cannot answer.
     """
     wanted = email.strip().lower()
-    with _guard(client):
+    with guard(client):
         users = client.iter_all("/users", params={"query": wanted})
         found = {u["id"]: u for u in users if str(u.get("email", "")).strip().lower() == wanted}
     if not found:
@@ -314,7 +314,7 @@ def check_on_call(
         reason = "the role's on_call names no escalation policy, schedule or service"
         return OnCallResult(on_call=False, reason=reason)
     try:
-        with _guard(client):
+        with guard(client):
             user = find_user(client, email)
             via_service: dict[str, str] = {}  # escalation policy id -> the role's service id
             for service_id in services:

@@ -1,0 +1,114 @@
+"""`jitctl doctor`, `jitctl whoami`, `jitctl roles`."""
+
+from __future__ import annotations
+
+import typer
+
+from jitctl.cli.output import emit_json, local_time, safe, stderr_console
+
+MARKS = {"pass": "[green]✓[/]", "fail": "[red]✗[/]", "skip": "[dim]-[/]"}
+
+
+def doctor(
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> None:
+    """Check config, policy, AWS identity, PagerDuty, store and audit log; say how to fix what fails."""
+    from jitctl.context import Environment
+    from jitctl.doctor import run_doctor
+
+    result = run_doctor(Environment())
+    if json_out:
+        emit_json(
+            {
+                "ok": result.exit_code == 0,
+                "exit_code": result.exit_code,
+                "checks": [c.as_dict() for c in result.checks],
+            }
+        )
+    else:
+        out = stderr_console()
+        for check in result.checks:
+            out.print(f"{MARKS[check.status]} [bold]{safe(check.name)}[/]: {safe(check.detail)}")
+            if check.fix:
+                out.print(f"    fix: {safe(check.fix)}")
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+def whoami(
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> None:
+    """Who AWS says you are, the person jitctl maps you to, and your PagerDuty on-calls now."""
+    from jitctl.context import Environment
+    from jitctl.doctor import whoami as whoami_doc
+    from jitctl.timeutil import parse_rfc3339
+
+    env = Environment()
+    doc = whoami_doc(env)
+    if json_out:
+        emit_json(doc)
+        return
+    out = stderr_console()
+    out.print(f"principal  {safe(doc['principal'])}\nperson     {safe(doc['person'])}")
+    user = doc["pagerduty_user"]
+    if user:
+        out.print(f"pagerduty  {safe(user['id'])} ({safe(user['name'])})")
+    else:
+        out.print(f"pagerduty  [yellow]{safe(doc['pagerduty_error'])}[/]")
+    now = env.clock.now()
+    for oc in doc["on_calls"]:
+        until = f"until {local_time(parse_rfc3339(oc['end']), now)}" if oc["end"] else "permanently"
+        sched = f", schedule {safe(oc['schedule']['id'])}" if oc["schedule"] else ""
+        out.print(
+            f"on call    {safe(oc['escalation_policy']['id'])} level {oc['level']}{sched} {until}"
+        )
+    if user and not doc["on_calls"]:
+        out.print("on call    not now")
+
+
+def roles(
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> None:
+    """The roles you may request, and whether each would fast-track you right now."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from jitctl.context import Environment
+    from jitctl.doctor import roles as roles_doc
+    from jitctl.timeutil import format_duration, parse_rfc3339
+
+    env = Environment()
+    rows = roles_doc(env)
+    if json_out:
+        emit_json(rows)
+        return
+    from datetime import timedelta
+
+    now = env.clock.now()
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for col in ("ROLE", "MAX", "NOW", "APPROVERS"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        if r["fast_track"]:
+            until = r["fast_track_until"]
+            now_cell = "[green]fast track[/]" + (
+                f" until {local_time(parse_rfc3339(until), now)}" if until else ""
+            )
+        elif r["has_fast_track"]:
+            now_cell = "approval (not on call)"
+        else:
+            now_cell = "approval"
+        need = f"{r['min_approvals']} of " if r["min_approvals"] and r["min_approvals"] > 1 else ""
+        table.add_row(
+            safe(r["role"]),
+            format_duration(timedelta(seconds=r["max_duration_seconds"])),
+            now_cell,
+            need + safe(", ".join(r["approvers"]) or "-"),
+        )
+    Console(highlight=False).print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("doctor")(doctor)
+    app.command("whoami")(whoami)
+    app.command("roles")(roles)

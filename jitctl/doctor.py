@@ -1,0 +1,274 @@
+"""`jitctl doctor`, `whoami` and `roles`: check everything before the first 4am page.
+
+Each check reports pass, fail (with the fix and the contract's exit code) or skip (does not
+apply). Later checks that depend on an earlier failure are skipped, not failed again.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from jitctl.context import Environment
+from jitctl.errors import ExitCode, JitctlError
+from jitctl.timeutil import rfc3339
+
+PASS, FAIL, SKIP = "pass", "fail", "skip"
+
+
+@dataclass
+class Check:
+    name: str
+    status: str
+    detail: str
+    fix: str | None = None
+    exit_code: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "detail": self.detail,
+            "fix": self.fix,
+            "exit_code": self.exit_code,
+        }
+
+
+@dataclass
+class Doctor:
+    env: Environment
+    checks: list[Check] = field(default_factory=list)
+
+    def run(
+        self, name: str, fn: Callable[[], str | tuple[str, str]], *, needs: tuple[str, ...] = ()
+    ) -> bool:
+        """Run one check; skipped when a check it needs did not pass."""
+        blocked = [c.name for c in self.checks if c.name in needs and c.status != PASS]
+        if blocked:
+            self.checks.append(Check(name, SKIP, f"needs: {', '.join(blocked)}"))
+            return False
+        try:
+            result = fn()
+        except JitctlError as exc:
+            self.checks.append(Check(name, FAIL, exc.message, exc.hint, int(exc.exit_code)))
+            return False
+        except Exception as exc:  # a check must never crash the doctor
+            self.checks.append(
+                Check(name, FAIL, f"{type(exc).__name__}: {exc}", None, int(ExitCode.ERROR))
+            )
+            return False
+        status, detail = (SKIP, result[1]) if isinstance(result, tuple) else (PASS, result)
+        self.checks.append(Check(name, status, detail))
+        return True
+
+    @property
+    def exit_code(self) -> int:
+        for check in self.checks:
+            if check.status == FAIL:
+                return check.exit_code or int(ExitCode.ERROR)
+        return 0
+
+
+def run_doctor(env: Environment) -> Doctor:
+    d = Doctor(env)
+    d.run(
+        "config",
+        lambda: (
+            f"{env.config.path or 'no config file'}; policy {env.config.policy_path or 'not set'}"
+        ),
+    )
+    d.run("policy", lambda: _policy_summary(env), needs=("config",))
+    d.run("aws caller", lambda: _caller_arn(env), needs=("config",))
+    d.run("person", lambda: env.caller.person, needs=("policy", "aws caller"))
+    token: dict[str, str] = {}
+    d.run("pagerduty token", lambda: _token(env, token), needs=("config",))
+    d.run("keyring", lambda: _keyring(token), needs=())
+    d.run("pagerduty user", lambda: _pd_user(env, token), needs=("pagerduty token", "person"))
+    for role in sorted(env.policy.roles) if _ok(d, "policy") else []:
+        d.run(f"fast track: {role}", lambda r=role: _fast_track(env, r), needs=("pagerduty user",))
+    d.run("store", lambda: _store(env), needs=("config",))
+    d.run("audit log", lambda: _audit(env), needs=("config",))
+    return d
+
+
+def _ok(d: Doctor, name: str) -> bool:
+    return any(c.name == name and c.status == PASS for c in d.checks)
+
+
+def _policy_summary(env: Environment) -> str:
+    policy = env.policy
+    return f"{len(policy.roles)} roles from {len(policy.sources)} files"
+
+
+def _caller_arn(env: Environment) -> str:
+    from jitctl.aws import get_caller_identity
+
+    arn, _ = get_caller_identity(env.aws)
+    return arn
+
+
+def _token(env: Environment, out: dict[str, str]) -> str:
+    from jitctl.oncall import get_token
+
+    token, source = get_token(env.environ, env.keyring_get)
+    out["token"], out["source"] = token, source
+    return "from $JITCTL_PAGERDUTY_TOKEN" if source == "env" else "from the OS keyring"
+
+
+def _keyring(token: dict[str, str]) -> str | tuple[str, str]:
+    if token.get("source") == "env":
+        return SKIP, "the token comes from the environment"
+    import keyring
+
+    backend = keyring.get_keyring()
+    return f"{type(backend).__module__}.{type(backend).__name__}"
+
+
+def _pd_user(env: Environment, token: dict[str, str]) -> str:
+    from jitctl.errors import PagerDutyUnavailable
+    from jitctl.oncall import LookupFailed, find_user, make_client
+
+    with make_client(env.config.pagerduty, token["token"]) as client:
+        try:
+            user = find_user(client, env.caller.person)
+        except LookupFailed as exc:
+            raise PagerDutyUnavailable(
+                exc.reason, "check the token, the URL and the user's email in PagerDuty"
+            ) from None
+    return f"{user['id']} ({user.get('name', '')}) at {env.config.pagerduty.url}"
+
+
+def _fast_track(env: Environment, role_name: str) -> str | tuple[str, str]:
+    role = env.policy.role(role_name)
+    if role.on_call is None:
+        return SKIP, "no on-call fast track; approval only"
+    from jitctl.flow import check_fast_track
+
+    result = check_fast_track(env, role, env.caller.person)
+    return result.reason if result.on_call else f"not now: {result.reason}"
+
+
+def _store(env: Environment) -> str:
+    settings = env.config.store
+    store = env.store
+    store.list(pending_only=True, limit=1)
+    if settings.backend == "dynamodb":
+        return f"dynamodb table {settings.table} reachable"
+    return f"sqlite {getattr(store, 'path', '')}"
+
+
+def _audit(env: Environment) -> str:
+    from jitctl.audit import verify
+    from jitctl.errors import AuditError, AuditTampered
+
+    path = env.config.audit_path
+    result = verify(path)
+    if not result.ok:
+        raise AuditTampered(
+            f"{path}:{result.first_bad_line}: {result.problem}", "investigate before anything else"
+        )
+    directory = path.parent
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent  # created on first write: the nearest existing one decides
+    if not os.access(directory, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise AuditError(f"{path} is not writable", "fix its permissions or set [audit] path")
+    return f"{path}: {result.records} records, chain intact"
+
+
+# -- whoami and roles -------------------------------------------------------------------
+
+
+def whoami(env: Environment) -> dict[str, Any]:
+    """Principal, person, PagerDuty user and current on-calls (with shift ends)."""
+    from jitctl.oncall import LookupFailed, find_user, get_token, guard, make_client
+
+    caller = env.caller
+    doc: dict[str, Any] = {
+        "principal": caller.arn,
+        "account": caller.account,
+        "person": caller.person,
+        "pagerduty_user": None,
+        "on_calls": [],
+        "pagerduty_error": None,
+    }
+    token, _source = get_token(env.environ, env.keyring_get)
+    now = env.clock.now()
+    with make_client(env.config.pagerduty, token) as client:
+        try:
+            user = find_user(client, caller.person)
+            doc["pagerduty_user"] = {
+                "id": user["id"],
+                "name": user.get("name"),
+                "email": user.get("email"),
+            }
+            stamp = rfc3339(now)
+            with guard(client):
+                entries = list(
+                    client.iter_all(
+                        "/oncalls",
+                        params={"user_ids[]": [user["id"]], "since": stamp, "until": stamp},
+                    )
+                )
+            doc["on_calls"] = [_oncall_entry(e) for e in entries if _covers(e, now)]
+        except LookupFailed as exc:
+            doc["pagerduty_error"] = exc.reason
+    return doc
+
+
+def _covers(entry: dict[str, Any], now: datetime) -> bool:
+    from jitctl.timeutil import parse_rfc3339
+
+    start, end = entry.get("start"), entry.get("end")
+    return (start is None or parse_rfc3339(start) <= now) and (
+        end is None or parse_rfc3339(end) > now
+    )
+
+
+def _oncall_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    schedule = entry.get("schedule") or {}
+    return {
+        "escalation_policy": {
+            "id": entry["escalation_policy"]["id"],
+            "name": entry["escalation_policy"].get("summary"),
+        },
+        "level": entry.get("escalation_level"),
+        "schedule": {"id": schedule.get("id"), "name": schedule.get("summary")}
+        if schedule
+        else None,
+        "start": entry.get("start"),
+        "end": entry.get("end"),
+    }
+
+
+def roles(env: Environment) -> list[dict[str, Any]]:
+    """Every role, and whether the caller would be fast-tracked now (and until when)."""
+    from jitctl.flow import check_fast_track
+
+    out = []
+    for name in sorted(env.policy.roles):
+        role = env.policy.role(name)
+        entry: dict[str, Any] = {
+            "role": name,
+            "arn": role.arn,
+            "description": role.description,
+            "max_duration_seconds": int(role.max_duration.total_seconds()),
+            "has_fast_track": role.on_call is not None,
+            "approvers": env.policy.approvers_display(role) if role.approval else [],
+            "min_approvals": role.approval.min_approvals if role.approval else None,
+            "fast_track": False,
+            "fast_track_until": None,
+            "why": None,
+        }
+        if role.on_call is not None:
+            result = check_fast_track(env, role, env.caller.person)
+            entry["fast_track"] = result.on_call
+            entry["why"] = result.reason
+            if result.evidence is not None and result.evidence.end is not None:
+                entry["fast_track_until"] = rfc3339(result.evidence.end)
+        else:
+            entry["why"] = "no on-call fast track"
+        out.append(entry)
+    return out

@@ -1,0 +1,101 @@
+"""`jitctl doctor`, `whoami`, `roles` end to end."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.harness import Team
+
+ALICE = "alice@example.com"
+
+
+@pytest.fixture
+def team(tmp_path, moto_server, pd_sim) -> Team:
+    return Team(tmp_path, moto_server, pd_sim)
+
+
+def checks(out) -> dict[str, dict]:
+    return {c["name"]: c for c in json.loads(out.stdout)["checks"]}
+
+
+def test_doctor_all_good_and_fast_track_status(team):
+    end = datetime.now(UTC) + timedelta(hours=3)
+    team.pd.add_oncall(team.pd_user(ALICE), "PEP1234", 1, start=None, end=end)
+    out = team.run(ALICE, "doctor", "--json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    c = checks(out)
+    assert c["person"]["detail"] == ALICE
+    assert c["pagerduty token"]["detail"] == "from $JITCTL_PAGERDUTY_TOKEN"
+    assert c["keyring"]["status"] == "skip"  # the token comes from the environment
+    assert (
+        c["fast track: prod-readonly"]["status"] == "pass"
+        and "PEP1234" in c["fast track: prod-readonly"]["detail"]
+    )
+    assert c["fast track: prod-admin"]["status"] == "skip"
+    assert c["audit log"]["status"] == "pass"
+    human = team.run(ALICE, "doctor")
+    assert human.returncode == 0 and "✓" in human.stderr
+
+
+def test_doctor_names_the_first_failure_and_the_fix(team):
+    team.pd_user(ALICE)
+    out = team.run("ci-runner", "doctor", "--json")  # an IAM user no rule maps to a person
+    assert out.returncode == 2
+    c = checks(out)
+    assert c["aws caller"]["status"] == "pass"
+    assert c["person"]["status"] == "fail" and "[identities]" in c["person"]["fix"]
+    assert c["pagerduty user"]["status"] == "skip"
+
+
+def test_doctor_reports_a_tampered_audit_log(team):
+    team.pd_user(ALICE)
+    log = team.audit_log(ALICE)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text('{"not": "a record"}\n')
+    out = team.run(ALICE, "doctor", "--json")
+    assert out.returncode == 6
+    assert checks(out)["audit log"]["status"] == "fail"
+
+
+def test_doctor_pagerduty_down(team):
+    team.pd_user(ALICE)
+    team.pd.fail_next(500, count=100)
+    out = team.run(ALICE, "doctor", "--json")
+    assert out.returncode == 5
+    assert checks(out)["pagerduty user"]["status"] == "fail"
+
+
+def test_whoami_lists_current_on_calls(team):
+    now = datetime.now(UTC)
+    uid = team.pd_user(ALICE)
+    team.pd.add_oncall(
+        uid, "PEP1234", 2, start=now - timedelta(hours=1), end=now + timedelta(hours=2)
+    )
+    team.pd.add_oncall(uid, "POTHER", 1, start=now + timedelta(days=1), end=now + timedelta(days=2))
+    out = team.run(ALICE, "whoami", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["principal"] == "arn:aws:iam::123456789012:user/alice@example.com"
+    assert doc["person"] == ALICE and doc["pagerduty_user"]["id"] == uid
+    assert [(o["escalation_policy"]["id"], o["level"]) for o in doc["on_calls"]] == [("PEP1234", 2)]
+
+
+def test_roles_shows_what_would_fast_track(team):
+    now = datetime.now(UTC)
+    team.pd.add_oncall(
+        team.pd_user(ALICE),
+        "PEP1234",
+        1,
+        start=now - timedelta(hours=1),
+        end=now + timedelta(hours=2),
+    )
+    out = team.run(ALICE, "roles", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = {r["role"]: r for r in json.loads(out.stdout)}
+    assert rows["prod-readonly"]["fast_track"] is True and rows["prod-readonly"]["fast_track_until"]
+    assert rows["prod-admin"]["fast_track"] is False and rows["prod-admin"]["min_approvals"] == 2
+    human = team.run(ALICE, "roles")
+    assert "fast track until" in human.stdout

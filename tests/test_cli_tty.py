@@ -1,0 +1,100 @@
+"""The approver's terminal experience, through a real pseudo-terminal: pick a request, confirm."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import time
+
+import pytest
+
+from tests.harness import Team
+
+ALICE, BOB = "alice@example.com", "bob@example.com"
+
+
+@pytest.fixture
+def team(tmp_path, moto_server, pd_sim) -> Team:
+    return Team(tmp_path, moto_server, pd_sim)
+
+
+class Terminal:
+    """`jitctl` on a pty: stdin, stdout and stderr are all the terminal, as for a person."""
+
+    def __init__(self, team: Team, user: str, *args: str) -> None:
+        self.master, slave = pty.openpty()
+        env = team.env(user)
+        env.pop("NO_COLOR", None)
+        env["TERM"] = "xterm"
+        self.proc = subprocess.Popen(
+            [team.exe, *args], stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True
+        )
+        os.close(slave)
+        self.seen = ""
+
+    def expect(self, text: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.seen:
+            left = deadline - time.monotonic()
+            assert left > 0, f"never saw {text!r}; screen so far:\n{self.seen}"
+            ready, _, _ = select.select([self.master], [], [], left)
+            if ready:
+                try:
+                    self.seen += os.read(self.master, 4096).decode(errors="replace")
+                except OSError:  # the child closed the terminal
+                    break
+        assert text in self.seen, f"never saw {text!r}; screen:\n{self.seen}"
+
+    def send(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def finish(self) -> int:
+        code = self.proc.wait(timeout=30)
+        os.close(self.master)
+        return code
+
+
+def pending(team: Team, reason: str) -> str:
+    out = team.run(ALICE, "request", "prod-readonly", "--reason", reason, "--no-wait")
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_approve_without_an_id_offers_the_pending_requests(team):
+    first = pending(team, "INC-20 first")
+    second = pending(team, "INC-21 second")
+    term = Terminal(team, BOB, "approve")
+    term.expect("approve which one")
+    assert first in term.seen and second in term.seen
+    term.send("2\n")  # newest first: 2 is the older one
+    term.expect("Approve " + first + "?")
+    assert "INC-20 first" in term.seen and "alice@example.com" in term.seen
+    term.send("y\n")
+    assert term.finish() == 0
+    states = {
+        r["request_id"]: r["status"] for r in json.loads(team.run(BOB, "list", "--json").stdout)
+    }
+    assert states == {first: "approved", second: "pending"}
+
+
+def test_declining_the_confirmation_records_nothing(team):
+    request_id = pending(team, "INC-22")
+    term = Terminal(team, BOB, "approve", request_id)
+    term.expect(f"Approve {request_id}?")
+    term.send("n\n")
+    assert term.finish() == 130
+    assert json.loads(team.run(BOB, "status", request_id, "--json").stdout)["status"] == "pending"
+    assert not team.audit_log(BOB).exists()
+
+
+def test_waiting_shows_a_live_status_line_with_the_approve_command(team):
+    term = Terminal(team, ALICE, "request", "prod-readonly", "--reason", "INC-23")
+    term.expect("Ctrl-C cancels")  # the live status line
+    assert "waiting" in term.seen and "bob@example.com" in term.seen
+    request_id = json.loads(team.run(BOB, "list", "--pending", "--json").stdout)[0]["request_id"]
+    assert team.run(BOB, "approve", request_id, "--yes").returncode == 0
+    term.expect("credentials in profile")
+    assert term.finish() == 0

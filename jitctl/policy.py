@@ -25,11 +25,10 @@ from jitctl.policy_schema import (
     ROLE_ARN,
     ROLE_KEYS,
     ROLE_NAME,
-    TOP_KEYS,
     check_keys,
-    describe,
+    check_top,
+    collect_entries,
     expect_duration,
-    expect_email,
     expect_positive_int,
     expect_principal_arn,
     expect_session_duration,
@@ -40,7 +39,8 @@ from jitctl.policy_schema import (
     is_arn,
     load_session_policy,
     location,
-    member_of,
+    parse_groups,
+    parse_identities,
     person_of,
     read_toml,
 )
@@ -116,51 +116,121 @@ class Policy:
         return sorted(set(_expand(role.approval.approvers, self.groups)))
 
 
+@dataclass(frozen=True)
+class PolicyCheck:
+    """Every problem found in a policy set, not just the first (``jitctl policy validate``)."""
+
+    policy: Policy | None  # None when there are errors
+    errors: tuple[PolicyError, ...]
+    files: tuple[Path, ...]  # the .toml files read
+    role_names: tuple[str, ...]  # every role declared, valid or not, in file order
+
+
 def load_policy(path: Path) -> Policy:
     """Load and check a policy file, or every ``*.toml`` file directly in a directory."""
-    files = _policy_files(Path(path))
+    result = check_policy(path)
+    if result.errors:
+        raise result.errors[0]
+    assert result.policy is not None
+    return result.policy
+
+
+def check_policy(path: Path) -> PolicyCheck:
+    """Like load_policy, but collects the errors instead of raising the first: each file, each
+    top-level key, group, identity and role is checked on its own (within one role, checking
+    stops at its first error), then the cross-file checks run on what was valid."""
+    try:
+        files = _policy_files(Path(path))
+    except PolicyError as exc:
+        return PolicyCheck(policy=None, errors=(exc,), files=(), role_names=())
+    errors: list[PolicyError] = []
     roles: dict[str, Role] = {}
     role_where: dict[str, str] = {}  # "file:line: role 'NAME'", for cross-file errors
-    role_loc: dict[str, str] = {}  # "file:line"
+    role_loc: dict[str, str] = {}  # "file:line" of the first declaration
+    declared: list[str] = []
+    roles_unreadable = False  # a "roles" that is not a table: "defines no roles" would repeat it
     groups: dict[str, tuple[str, ...]] = {}
     group_src: dict[str, str] = {}
+    bad_groups: set[str] = set()  # declared but invalid: not "missing" in the cross checks
     identities: dict[str, str] = {}
     ident_src: dict[str, str] = {}
     for file in files:
-        data, text = read_toml(file)
-        _check_top(data, file)
+        try:
+            data, text = read_toml(file)
+        except PolicyError as exc:
+            errors.append(exc)
+            continue
+        errors.extend(check_top(data, file))
         where = location(file, header_line(text, "groups"))
-        for name, members in _parse_groups(data.get("groups", {}), where).items():
+        parsed_groups, bad = collect_entries(parse_groups, data, "groups", where, errors)
+        bad_groups |= bad
+        for name, members in parsed_groups.items():
             if name in groups and set(groups[name]) != set(members):
-                raise PolicyError(
-                    f"{where}: group {name!r} is already defined with other members in "
-                    f"{group_src[name]}"
+                errors.append(
+                    PolicyError(
+                        f"{where}: group {name!r} is already defined with other members in "
+                        f"{group_src[name]}"
+                    )
                 )
             groups.setdefault(name, members)
             group_src.setdefault(name, where)
         where = location(file, header_line(text, "identities"))
-        for arn, email in _parse_identities(data.get("identities", {}), where).items():
+        parsed_ids, _ = collect_entries(parse_identities, data, "identities", where, errors)
+        for arn, email in parsed_ids.items():
             if arn in identities and identities[arn] != email:
-                raise PolicyError(
-                    f"{where}: identity {arn!r} maps to {email!r}, but {ident_src[arn]} maps it "
-                    f"to {identities[arn]!r}"
+                errors.append(
+                    PolicyError(
+                        f"{where}: identity {arn!r} maps to {email!r}, but {ident_src[arn]} "
+                        f"maps it to {identities[arn]!r}"
+                    )
                 )
             identities.setdefault(arn, email)
             ident_src.setdefault(arn, where)
-        raw_roles = expect_table(data.get("roles", {}), str(file), "roles")
+        try:
+            raw_roles = expect_table(data.get("roles", {}), str(file), "roles")
+        except PolicyError as exc:
+            errors.append(exc)
+            roles_unreadable = True
+            continue
         for name, raw in raw_roles.items():
-            role, where = _parse_role(name, raw, file, text)
-            if name in roles:
-                raise PolicyError(f"{where}: is already defined in {role_loc[name]}")
+            loc = location(file, header_line(text, "roles", name))
+            declared.append(name)
+            try:
+                role, where = _parse_role(name, raw, file, text)
+            except PolicyError as exc:
+                errors.append(exc)
+                role_loc.setdefault(name, loc)
+                continue
+            if name in role_loc:
+                errors.append(PolicyError(f"{where}: is already defined in {role_loc[name]}"))
+                continue
             roles[name] = role
             role_where[name] = where
-            role_loc[name] = location(file, header_line(text, "roles", name))
-    if not roles:
+            role_loc[name] = loc
+    if not declared and not roles_unreadable:
         shown = files[0] if len(files) == 1 else path
-        raise PolicyError(f"{shown}: the policy defines no roles", "add a [roles.NAME] table")
+        errors.append(
+            PolicyError(f"{shown}: the policy defines no roles", "add a [roles.NAME] table")
+        )
     for name, role in roles.items():
-        _check_approvers(role, role_where[name], groups, identities)
-    return Policy(roles=roles, groups=groups, identities=identities, sources=tuple(files))
+        if role.approval and any(
+            e.startswith(GROUP_PREFIX) and e[len(GROUP_PREFIX) :] in bad_groups
+            for e in role.approval.approvers
+        ):
+            continue  # that group's own error is already reported
+        try:
+            _check_approvers(role, role_where[name], groups, identities)
+        except PolicyError as exc:
+            errors.append(exc)
+    policy = None
+    if not errors:
+        policy = Policy(roles=roles, groups=groups, identities=identities, sources=tuple(files))
+    return PolicyCheck(
+        policy=policy,
+        errors=tuple(errors),
+        files=tuple(files),
+        role_names=tuple(dict.fromkeys(declared)),
+    )
 
 
 def _policy_files(path: Path) -> list[Path]:
@@ -172,38 +242,6 @@ def _policy_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     raise PolicyError(f"{path}: policy file or directory does not exist")
-
-
-def _check_top(data: dict[str, Any], file: Path) -> None:
-    check_keys(data, TOP_KEYS, str(file))
-    if "version" not in data:
-        raise PolicyError(f"{file}: version is required", "add version = 1 at the top")
-    version = data["version"]
-    if isinstance(version, bool) or not isinstance(version, int) or version != 1:
-        shown = repr(version) if isinstance(version, int | str) else describe(version)
-        raise PolicyError(f"{file}: version must be 1, got {shown}")
-
-
-def _parse_groups(raw: Any, where: str) -> dict[str, tuple[str, ...]]:
-    table = expect_table(raw, where, "groups")
-    groups = {}
-    for name, members in table.items():
-        if not name.strip() or any(c.isspace() for c in name):
-            raise PolicyError(f"{where}: group name {name!r} must be non-empty without spaces")
-        key = f"groups.{name}"
-        items = expect_str_list(members, where, key)
-        groups[name] = tuple(dict.fromkeys(member_of(m, where, key) for m in items))
-    return groups
-
-
-def _parse_identities(raw: Any, where: str) -> dict[str, str]:
-    table = expect_table(raw, where, "identities")
-    identities = {}
-    for arn, email in table.items():
-        expect_principal_arn(arn, where, "identities")
-        value = expect_str(email, where, "identities")
-        identities[arn] = expect_email(value.strip(), where, "identities")
-    return identities
 
 
 def _parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:

@@ -226,3 +226,64 @@ def person_of(arn: str, identities: Mapping[str, str]) -> str | None:
     if name and EMAIL.fullmatch(name):
         return name.lower()
     return None
+
+
+def check_top(data: dict[str, Any], file: Path) -> list[PolicyError]:
+    errors = [
+        PolicyError(unknown_key_message(key, TOP_KEYS, str(file)))
+        for key in data
+        if key not in TOP_KEYS
+    ]
+    if "version" not in data:
+        errors.append(PolicyError(f"{file}: version is required", "add version = 1 at the top"))
+        return errors
+    version = data["version"]
+    if isinstance(version, bool) or not isinstance(version, int) or version != 1:
+        shown = repr(version) if isinstance(version, int | str) else describe(version)
+        errors.append(PolicyError(f"{file}: version must be 1, got {shown}"))
+    return errors
+
+
+def parse_groups(
+    table: dict[str, Any], where: str, errors: list[PolicyError]
+) -> tuple[dict[str, tuple[str, ...]], set[str]]:
+    """The valid groups, and the names of the invalid ones (their errors go to ``errors``)."""
+    groups, bad = {}, set()
+    for name, members in table.items():
+        try:
+            if not name.strip() or any(c.isspace() for c in name):
+                raise PolicyError(f"{where}: group name {name!r} must be non-empty without spaces")
+            key = f"groups.{name}"
+            items = expect_str_list(members, where, key)
+            groups[name] = tuple(dict.fromkeys(member_of(m, where, key) for m in items))
+        except PolicyError as exc:
+            errors.append(exc)
+            bad.add(name)
+    return groups, bad
+
+
+def parse_identities(
+    table: dict[str, Any], where: str, errors: list[PolicyError]
+) -> tuple[dict[str, str], set[str]]:
+    identities, bad = {}, set()
+    for arn, email in table.items():
+        try:
+            expect_principal_arn(arn, where, "identities")
+            value = expect_str(email, where, "identities")
+            identities[arn] = expect_email(value.strip(), where, "identities")
+        except PolicyError as exc:
+            errors.append(exc)
+            bad.add(arn)
+    return identities, bad
+
+
+def collect_entries(
+    parse, data: dict[str, Any], key: str, where: str, errors: list[PolicyError]
+) -> tuple[dict, set[str]]:
+    """Run a per-entry table parser that reports into ``errors``; a non-table is one error."""
+    try:
+        table = expect_table(data.get(key, {}), where, key)
+    except PolicyError as exc:
+        errors.append(exc)
+        return {}, set()
+    return parse(table, where, errors)

@@ -1,0 +1,212 @@
+"""`jitctl policy ...`: validate policy files (pre-commit, CI), explain a role."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+policy_app = typer.Typer(help="Check and explain the access policy.", no_args_is_help=True)
+
+
+@policy_app.command("validate")
+def validate_cmd(
+    paths: list[Path] = typer.Argument(
+        None,
+        metavar="PATH",
+        help="Policy files or directories; default: the configured policy. A file is checked "
+        "with the other .toml files of its directory (one policy set).",
+        show_default=False,
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> None:
+    """Check policy files: one FILE:LINE: MESSAGE line per error on stdout, exit 2 if any."""
+    from jitctl.cli.output import emit_json, safe, stderr_console
+    from jitctl.errors import ExitCode
+    from jitctl.explain import validate
+    from jitctl.sanitize import clean
+
+    if not paths:
+        from jitctl.config import load_config
+
+        paths = [load_config().require_policy_path()]
+    result = validate(paths)
+    if json_out:
+        emit_json(result.to_json())
+    else:
+        for finding in result.errors:
+            sys.stdout.write(clean(str(finding)) + "\n")
+        sys.stdout.flush()
+        err = stderr_console()
+        for skipped in result.skipped:
+            err.print(f"{safe(skipped)}: not a policy file nor referenced by one; skipped")
+        mark = "[green]✓[/]" if result.ok else "[red]✗[/]"
+        err.print(f"{mark} {safe(result.summary())}")
+    if not result.ok:
+        raise typer.Exit(int(ExitCode.USAGE))
+
+
+@policy_app.command("explain")
+def explain_cmd(
+    role: str = typer.Argument(..., help="The role to explain."),
+    as_person: str = typer.Option(
+        None, "--as", metavar="PERSON", help="An email or principal ARN: may they approve it?"
+    ),
+    policy_path: Path = typer.Option(
+        None, "--policy", help="A policy file or directory instead of the configured one."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> None:
+    """Who may request ROLE, who is fast-tracked, who approves, for how long, with what."""
+    from jitctl.explain import explain
+    from jitctl.policy import load_policy
+
+    if policy_path is None:
+        from jitctl.config import load_config
+
+        policy_path = load_config().require_policy_path()
+    doc = explain(load_policy(policy_path), role, as_person)
+    if json_out:
+        from jitctl.cli.output import emit_json
+
+        emit_json(doc)
+        return
+    from rich.console import Console
+
+    console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
+    for line in render(doc):
+        console.print(line)
+
+
+def _join(items: list[str]) -> str:
+    from jitctl.cli.output import safe
+
+    return ", ".join(safe(i) for i in items)
+
+
+def _rows(rows: list[tuple[str, str]]) -> list[str]:
+    width = max(len(k) for k, _ in rows)
+    return [f"  {key.ljust(width)}  {value}" for key, value in rows]
+
+
+def render(doc: dict[str, Any]) -> list[str]:
+    """The human explanation: rich markup lines, every value from a file escaped."""
+    from jitctl.cli.output import safe
+
+    lines = [f"[bold]{safe(doc['role'])}[/]"]
+    if doc["description"]:
+        lines.append(f"  {safe(doc['description'])}")
+    lines += _rows([("arn", safe(doc["arn"])), ("defined in", safe(doc["source"]))])
+
+    lines += ["", "[bold]Who may request[/]", f"  {safe(doc['who_may_request']['who'])}."]
+    lines.append(f"  [yellow]Note:[/] {safe(doc['who_may_request']['gate'])}.")
+
+    lines += ["", "[bold]Fast track[/] (credentials at once, no approval)"]
+    fast = doc["fast_track"]
+    if fast is None:
+        lines.append("  never: no on_call rule, so every request needs approval")
+    else:
+        what = [
+            f"{label} {_join(fast[key])}"
+            for key, label in (
+                ("escalation_policies", "escalation policy"),
+                ("schedules", "schedule"),
+                ("services", "service"),
+            )
+            if fast[key]
+        ]
+        level = fast["max_escalation_level"]
+        at = f", at escalation level {level} or lower" if level else ", at any escalation level"
+        lines.append(f"  whoever is on call now in PagerDuty for {' or '.join(what)}{at}")
+
+    lines += ["", "[bold]Approval[/]"]
+    approval = doc["approval"]
+    if approval is None:
+        lines.append("  nobody approves: only the on-call fast track grants this role")
+    else:
+        shown = []
+        for entry in approval["approvers"]:
+            members = approval["groups"].get(entry)
+            shown.append(safe(entry) + (f" ({_join(members)})" if members is not None else ""))
+        n = approval["min_approvals"]
+        lines += _rows(
+            [
+                ("approvers", ", ".join(shown)),
+                (
+                    "needs",
+                    f"{n} approval{'s' if n != 1 else ''} from distinct approvers, never the requester",
+                ),
+                ("expires", f"a pending request expires after {safe(approval['request_ttl'])}"),
+            ]
+        )
+
+    limits = doc["limits"]
+    lines += ["", "[bold]Limits[/]"]
+    lines += _rows(
+        [
+            ("max duration", f"{limits['max_duration']} (default {limits['default_duration']})"),
+            ("minimum", f"{limits['sts_min_duration']} (STS)"),
+        ]
+    )
+    lines.append(f"  {safe(limits['note'])}")
+
+    lines += ["", "[bold]Permissions[/]"]
+    sp = doc["session_policy"]
+    if sp["path"] is None:
+        lines.append(f"  {safe(sp['summary'])}")
+    else:
+        lines.append(f"  {safe(sp['summary'])} ({safe(sp['path'])}):")
+        allows = [s for s in sp["statements"] if s["effect"] != "Deny"]
+        denies = [s for s in sp["statements"] if s["effect"] == "Deny"]
+        for stmt in allows:
+            lines.append(f"  [green]{safe(stmt['effect'])}[/] {_statement(stmt)}")
+        if denies:
+            lines.append("  explicit denies (they win over any Allow):")
+        for stmt in denies:
+            lines.append(f"  [red]Deny[/] {_statement(stmt)}")
+
+    if "as" in doc:
+        lines += ["", *_render_as(doc)]
+    return lines
+
+
+def _statement(stmt: dict[str, Any]) -> str:
+    if stmt["actions"]:
+        acts = _join(stmt["actions"])
+    else:
+        acts = f"every action except {_join(stmt['not_actions'])}"
+    if stmt["resources"]:
+        res = _join(stmt["resources"])
+    else:
+        res = f"everything except {_join(stmt['not_resources'])}"
+    cond = " (with conditions)" if stmt["conditional"] else ""
+    return f"{acts} [dim]on[/] {res}{cond}"
+
+
+def _render_as(doc: dict[str, Any]) -> list[str]:
+    from jitctl.cli.output import safe
+
+    who = doc["as"]
+    name = safe(who["person"] or who["arn"])
+    lines = [f"[bold]As {name}[/]"]
+    if not who["recognised"]:
+        problem = "maps to no person" if who["arn"] else "is not an email address or principal ARN"
+        lines.append(f"  [yellow]{problem}[/], so it could not request this role at all")
+    if who["is_approver"]:
+        lines.append(f"  an approver for {safe(doc['role'])}: may approve other people's requests")
+    else:
+        lines.append(f"  not an approver for {safe(doc['role'])}")
+    lines.append(f"  {safe(who['note'])}")
+    if "other_approvers" in who:
+        n, need = who["other_approvers"], doc["approval"]["min_approvals"]
+        text = f"  a request from {name} can be approved by {n} other approver{'s' * (n != 1)}"
+        if not who["can_be_approved"]:
+            text += f" [yellow]but needs {need}: only the fast track would work[/]"
+        lines.append(text)
+    return lines
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(policy_app, name="policy")

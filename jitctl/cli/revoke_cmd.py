@@ -1,0 +1,52 @@
+"""`jitctl revoke`: end an issued grant now, in AWS and in the records."""
+
+from __future__ import annotations
+
+import typer
+
+from jitctl.cli.output import emit_json, local_time, safe, stderr_console
+
+
+def revoke(
+    request_id: str = typer.Argument(..., help="The issued request to revoke."),
+    reason: str = typer.Option(None, "--reason", "-r", help="Why (required; it is audited)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> None:
+    """Revoke an issued grant: its sessions are denied in AWS at once.
+
+    The requester or an approver of the role may revoke. Every session of the requester on
+    the role issued before now is denied (an inline policy jitctl-revocations on the role);
+    a grant they get later works. Needs iam:GetRolePolicy and iam:PutRolePolicy on the role.
+    """
+    from jitctl.context import Environment
+    from jitctl.models import public_dict
+    from jitctl.revoke import revoke as revoke_request
+
+    env = Environment()
+    done = revoke_request(env, request_id, reason=reason)
+    req = done.request
+    out = stderr_console()
+    for note in done.notes:
+        out.print(f"[yellow]note:[/] {safe(note)}")
+    for profile in done.profiles_removed:
+        out.print(f"removed profile {safe(profile)} from your AWS credentials file")
+    if json_out:
+        emit_json(public_dict(req) | {"revocation": done.as_dict()})
+        return
+    who, role = safe(req.requester), safe(req.role)
+    when = local_time(done.cutoff, env.clock.now())
+    if done.already_revoked:
+        by = f" by {safe(req.revoked_by)}" if req.revoked_by else ""
+        out.print(
+            f"[green]✓[/] {safe(req.request_id)} was already revoked{by}; sessions of {who} "
+            f"on {role} issued before {when} stay denied"
+        )
+    else:
+        out.print(
+            f"[green]✓[/] revoked {safe(req.request_id)}: sessions of {who} on {role} "
+            f"issued before {when} are denied"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("revoke")(revoke)

@@ -1,0 +1,447 @@
+"""Revoking an issued grant so that it really stops working, not just in our records.
+
+STS credentials cannot be recalled once handed out. What AWS offers instead is a deny on the
+role for sessions issued before a point in time: an inline policy ``jitctl-revocations`` on
+the target role with one statement per revoked request,
+
+    Deny * on * if aws:SourceIdentity == <the requester> and aws:TokenIssueTime < <cutoff>
+
+SourceIdentity is set by jitctl at AssumeRole (``aws.sts_name(person)``) and survives role
+chaining, so the session and anything it assumed *through this role* stop working. The deny
+is per person, not per request: every session of that person on that role issued before the
+cutoff is cut off, and their next grant (issued after it) works.
+
+Order, so a failure can always be retried: the AWS deny first (a failure leaves the request
+``issued`` and ``jitctl revoke`` can simply be run again), then the store transition, then
+the audit record, then best-effort cleanup of local copies (profile, credential cache).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from jitctl import models
+from jitctl.context import Environment
+from jitctl.errors import AwsUnavailable, Denied
+from jitctl.filelock import exclusive_lock
+from jitctl.models import AccessRequest
+from jitctl.store.base import TransitionError
+from jitctl.timeutil import parse_rfc3339, rfc3339
+
+POLICY_NAME = "jitctl-revocations"
+SID_PREFIX = "JitctlRevoke"
+POLICY_VERSION = "2012-10-17"
+# STS's hard maximum for an AssumeRole session (a role's MaxSessionDuration can be at most 12h;
+# chained sessions at most 1h). A cutoff older than this can no longer match a live session,
+# so its statement is pruned. The policy's max_duration is not used: it is jitctl's limit, not
+# IAM's, and sessions of the role may come from outside jitctl or an older policy.
+MAX_SESSION = timedelta(hours=12)
+# IAM: a role's inline policies may total 10,240 characters, whitespace not counted.
+POLICY_SIZE_LIMIT = 10_240
+SETTLE_SECONDS = 1.0  # pause before reading back, so a concurrent writer's PUT has landed
+ROUNDS = 4
+_LOCK_TIMEOUT = 30.0
+_SI_KEY = "aws:SourceIdentity"
+_ISSUE_KEY = "aws:TokenIssueTime"
+PERMISSION_HINT = "the revoker needs iam:GetRolePolicy and iam:PutRolePolicy on {arn}"
+_WHITESPACE = re.compile(r"\s")
+
+
+class RevocationPolicyFull(AwsUnavailable):
+    """The role's inline policy would exceed IAM's size limit even after pruning (exit 5)."""
+
+
+@dataclass
+class Revocation:
+    """What `revoke` did. ``statement_written`` is False when no live session could remain."""
+
+    request: AccessRequest
+    role_arn: str
+    iam_role: str
+    statement_id: str
+    source_identity: str
+    cutoff: datetime
+    already_revoked: bool
+    statement_written: bool = True
+    pruned: int = 0
+    profiles_removed: list[str] = field(default_factory=list)
+    cache_removed: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        """The `revocation` part of `jitctl revoke --json`."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        del out["request"]
+        return out | {"policy_name": POLICY_NAME, "cutoff": rfc3339(self.cutoff)}
+
+
+# --------------------------------------------------------------------- the policy document
+
+
+def iam_role_name(role_arn: str) -> str:
+    """The RoleName IAM's APIs want: the ARN's last part (``role/a/b/NAME`` has a path)."""
+    return role_arn.rsplit("/", 1)[-1]  # the policy loader has checked it is a role ARN
+
+
+def statement_id(request_id: str) -> str:
+    return SID_PREFIX + re.sub(r"[^A-Za-z0-9]", "", request_id)
+
+
+def deny_statement(sid: str, source_identity: str, cutoff: datetime) -> dict[str, Any]:
+    return {
+        "Sid": sid,
+        "Effect": "Deny",
+        "Action": "*",
+        "Resource": "*",
+        "Condition": {
+            "StringEquals": {_SI_KEY: source_identity},
+            "DateLessThan": {_ISSUE_KEY: rfc3339(cutoff)},
+        },
+    }
+
+
+def ceil_second(value: datetime) -> datetime:
+    """Round up: 'issued before 04:05:07.8' must include 04:05:07.5, and RFC 3339 here has seconds."""
+    return value.replace(microsecond=0) + timedelta(seconds=1 if value.microsecond else 0)
+
+
+def policy_size(document: dict[str, Any]) -> int:
+    """Characters as IAM counts them: whitespace does not count."""
+    return len(_WHITESPACE.sub("", json.dumps(document, separators=(",", ":"))))
+
+
+def _statements(document: dict[str, Any] | None) -> list[Any]:
+    raw = (document or {}).get("Statement", [])
+    return [raw] if isinstance(raw, dict) else list(raw or [])
+
+
+def parse_deny(statement: Any) -> tuple[str, datetime] | None:
+    """(source identity, cutoff) if ``statement`` has exactly the shape of a revocation."""
+    try:
+        cond = statement["Condition"]
+        who, when = cond["StringEquals"][_SI_KEY], cond["DateLessThan"][_ISSUE_KEY]
+        shaped = (
+            statement["Effect"] == "Deny"
+            and all(statement[key] in ("*", ["*"]) for key in ("Action", "Resource"))
+            and set(cond) == {"StringEquals", "DateLessThan"}
+            and len(cond["StringEquals"]) == len(cond["DateLessThan"]) == 1
+            and isinstance(who, str)
+        )
+        return (who, parse_rfc3339(when)) if shaped else None
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def _ours(statement: Any) -> tuple[str, datetime] | None:
+    """Parsed, if jitctl wrote it; anything else in the policy is never pruned or merged."""
+    if isinstance(statement, dict) and str(statement.get("Sid", "")).startswith(SID_PREFIX):
+        return parse_deny(statement)
+    return None
+
+
+def covers(document: dict[str, Any] | None, statement: dict[str, Any]) -> bool:
+    """Whether ``document`` denies at least what ``statement`` denies (same person, a cutoff
+    at least as late), whatever the Sid."""
+    wanted = parse_deny(statement)
+    assert wanted is not None
+    for existing in _statements(document):
+        found = parse_deny(existing)
+        if found and found[0] == wanted[0] and found[1] >= wanted[1]:
+            return True
+    return False
+
+
+def merge(
+    document: dict[str, Any] | None, statement: dict[str, Any], *, now: datetime
+) -> tuple[dict[str, Any], int]:
+    """``document`` with ``statement`` merged in, and how many expired statements were pruned.
+
+    The same Sid keeps one statement, with the later cutoff. jitctl's statements whose cutoff
+    is older than MAX_SESSION are dropped; anything else in the policy is kept as it is.
+    RevocationPolicyFull if the result is over IAM's size limit.
+    """
+    new = copy.deepcopy(statement)
+    new_who, new_cutoff = parse_deny(new) or ("", now)
+    horizon = now - MAX_SESSION
+    kept: list[Any] = []
+    pruned = 0
+    placed = False
+    for existing in _statements(document):
+        if isinstance(existing, dict) and existing.get("Sid") == new["Sid"]:
+            found = parse_deny(existing)
+            if found and found[0] == new_who and found[1] > new_cutoff:
+                new = deny_statement(new["Sid"], new_who, found[1])
+            if not placed:
+                kept.append(new)  # in place: the smallest change to the document
+                placed = True
+            continue
+        ours = _ours(existing)
+        if ours is not None and ours[1] < horizon:
+            pruned += 1
+            continue
+        kept.append(existing)
+    if not placed:
+        kept.append(new)
+    version = (document or {}).get("Version") or POLICY_VERSION
+    merged = {"Version": version, "Statement": kept}
+    if policy_size(merged) > POLICY_SIZE_LIMIT:
+        raise RevocationPolicyFull(
+            f"the inline policy {POLICY_NAME} would be {policy_size(merged)} characters, over "
+            f"IAM's {POLICY_SIZE_LIMIT} even after pruning revocations older than 12h",
+            f"statements age out 12h after their cutoff; until then, remove statements for "
+            f"sessions you know have ended from {POLICY_NAME} on the role by hand",
+        )
+    return merged, pruned
+
+
+# --------------------------------------------------------------------- talking to IAM
+
+
+def _aws_error(exc: Exception, action: str, role_arn: str) -> Exception:
+    from botocore.exceptions import ClientError
+
+    from jitctl.aws import translate_error
+
+    code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+    if code == "LimitExceeded":
+        return RevocationPolicyFull(
+            f"{action}: IAM says the role's inline policies are too large",
+            "the role's inline policies total over 10,240 characters: shrink its other inline "
+            "policies, or delete old statements from " + POLICY_NAME,
+        )
+    if code == "NoSuchEntity":
+        hint = f"the role does not exist in this account: check its arn in the policy ({role_arn})"
+    elif code in ("AccessDenied", "AccessDeniedException"):
+        hint = PERMISSION_HINT.format(arn=role_arn)
+    else:
+        hint = PERMISSION_HINT.format(arn=role_arn) + "; check AWS_ENDPOINT_URL / your network"
+    return translate_error(exc, action, hint=hint)
+
+
+def read_policy(iam: Any, role_name: str, role_arn: str) -> dict[str, Any] | None:
+    """The current revocation policy of the role, or None if it has none yet."""
+    try:
+        resp = iam.get_role_policy(RoleName=role_name, PolicyName=POLICY_NAME)
+    except Exception as exc:
+        if getattr(exc, "response", {}).get("Error", {}).get("Code") == "NoSuchEntity":
+            return None  # no policy yet (or no role: PutRolePolicy will say so)
+        raise _aws_error(exc, f"cannot read {POLICY_NAME} on {role_arn}", role_arn) from exc
+    return resp["PolicyDocument"]  # boto3 URL-decodes and parses it
+
+
+def _write_policy(iam: Any, role_name: str, role_arn: str, document: dict[str, Any]) -> None:
+    text = json.dumps(document, separators=(",", ":"))
+    try:
+        iam.put_role_policy(RoleName=role_name, PolicyName=POLICY_NAME, PolicyDocument=text)
+    except Exception as exc:
+        raise _aws_error(exc, f"cannot write {POLICY_NAME} on {role_arn}", role_arn) from exc
+
+
+def ensure_denied(
+    iam: Any,
+    *,
+    role_name: str,
+    role_arn: str,
+    statement: dict[str, Any],
+    now: datetime,
+    lock_path: Path,
+    settle: float = SETTLE_SECONDS,
+    rounds: int = ROUNDS,
+) -> tuple[bool, int]:
+    """Merge ``statement`` into the role's revocation policy until a read-back shows it.
+    Returns (whether anything was written, statements pruned).
+
+    IAM has no conditional write, so this is read-merge-write, guarded twice:
+    - an exclusive file lock serializes revocations by this OS user on this host, so none of
+      them can overwrite another's statement;
+    - across hosts (or OS users) nothing can: after writing we pause, read back, and if our
+      deny is gone (someone who read before our write wrote after it) merge and write again,
+      up to ``rounds`` times. That makes a loss unlikely, not impossible: a writer whose PUT
+      lands after our last read-back can still drop our statement, and IAM's eventual
+      consistency can serve a stale read (which also risks dropping a statement another host
+      just wrote). The request's status in the store remains the record of what was revoked,
+      and re-running `jitctl revoke ID` re-asserts the deny at any time.
+    """
+    pruned = 0
+    wrote = False
+    for _ in range(rounds):
+        with exclusive_lock(lock_path, timeout=_LOCK_TIMEOUT):
+            current = read_policy(iam, role_name, role_arn)
+            merged, dropped = merge(current, statement, now=now)
+            if covers(current, statement) and not dropped:
+                return wrote, pruned  # already in place; nothing to tidy
+            _write_policy(iam, role_name, role_arn, merged)
+            wrote, pruned = True, pruned + dropped
+        if settle > 0:
+            time.sleep(settle * random.uniform(1.0, 1.5))  # noqa: S311 (jitter, not crypto)
+        if covers(read_policy(iam, role_name, role_arn), statement):
+            return wrote, pruned
+    raise AwsUnavailable(
+        f"the deny for {statement['Sid']} did not stick on {role_arn} after {rounds} writes "
+        "(revocations from other hosts kept overwriting the policy)",
+        "run the same `jitctl revoke` again; the request is still marked issued",
+    )
+
+
+def lock_path_for(role_arn: str, lock_dir: Path | None = None) -> Path:
+    if lock_dir is None:
+        from jitctl.config import default_data_dir
+
+        lock_dir = default_data_dir() / "locks"
+    digest = hashlib.sha256(role_arn.encode()).hexdigest()[:20]
+    return lock_dir / f"iam-revocations-{digest}"
+
+
+# --------------------------------------------------------------------- the command's core
+
+
+def check_may_revoke(env: Environment, req: AccessRequest) -> None:
+    """The requester, or one of the role's approvers (persons compared, never ARNs)."""
+    caller = env.caller
+    if caller.person == req.requester:
+        return
+    role = env.policy.role(req.role)
+    if env.policy.approver_matches(role, caller.person, caller.arn):
+        return
+    approvers = env.policy.approvers_display(role)
+    raise Denied(
+        f"you ({caller.person}) may not revoke {req.request_id}: only {req.requester} or an "
+        f"approver of role {req.role!r} may",
+        "approvers: " + (", ".join(approvers) or "none (on-call only)"),
+    )
+
+
+def revoke(
+    env: Environment,
+    request_id: str,
+    *,
+    reason: str | None,
+    settle: float = SETTLE_SECONDS,
+    lock_dir: Path | None = None,
+) -> Revocation:
+    """Revoke an issued grant: AWS deny, then store, then audit, then local cleanup."""
+    from jitctl.aws import sts_name
+    from jitctl.decisions import get_request
+    from jitctl.flow import audit_fields, check_reason, notify
+
+    reason = check_reason(reason)
+    req = get_request(env, request_id)
+    check_may_revoke(env, req)
+    if req.status not in (models.ISSUED, models.REVOKED):
+        raise TransitionError(
+            f"request {req.request_id} is {req.status}, not issued: there is no grant to revoke",
+            "deny a pending request instead" if req.status == models.PENDING else None,
+        )
+    role = env.policy.role(req.role)
+    now = env.clock.now()
+    already = req.status == models.REVOKED
+    # Revoking again re-asserts the original cutoff: a later one would also cut the person's
+    # newer, legitimate grants (their sessions issued in between).
+    cutoff = ceil_second(req.revoked_at if already and req.revoked_at else now)
+    result = Revocation(
+        request=req,
+        role_arn=role.arn,
+        iam_role=iam_role_name(role.arn),
+        statement_id=statement_id(req.request_id),
+        source_identity=sts_name(req.requester),
+        cutoff=cutoff,
+        already_revoked=already,
+    )
+    statement = deny_statement(result.statement_id, result.source_identity, cutoff)
+    if cutoff + MAX_SESSION <= now:
+        result.statement_written = False
+        result.notes.append("every session issued before the cutoff has expired: nothing to deny")
+    else:
+        result.statement_written, result.pruned = ensure_denied(
+            env.aws.client("iam"),
+            role_name=result.iam_role,
+            role_arn=role.arn,
+            statement=statement,
+            now=now,
+            lock_path=lock_path_for(role.arn, lock_dir),
+            settle=settle,
+        )
+    caller = env.caller
+    if not already:
+        updated = env.store.mark_revoked(request_id, caller.person, now=now, reason=reason)
+        # A concurrent revoker may have won the transition: theirs is the recorded one.
+        result.already_revoked = updated.revoked_at != now or updated.revoked_by != caller.person
+        result.request = updated
+    env.audit.append(
+        "revoked",
+        **audit_fields(env, result.request),
+        requester=req.requester,
+        reason=reason,
+        cutoff=rfc3339(cutoff),
+        role_arn=role.arn,
+        policy_name=POLICY_NAME,
+        statement_id=result.statement_id,
+        source_identity=result.source_identity,
+        already_revoked=result.already_revoked,
+        pruned=result.pruned,
+    )
+    if not result.already_revoked:  # the webhook's "by" and "reason" are the revoker's
+        revoked = result.request
+        told = dataclasses.replace(
+            revoked, decided_by=revoked.revoked_by, decision_reason=revoked.revoked_reason
+        )
+        result.notes += [w for w in [notify(env, "revoked", told)] if w]
+    _remove_local_copies(env, result)
+    return result
+
+
+def _remove_local_copies(env: Environment, result: Revocation) -> None:
+    """Best effort: the revocation is done whatever happens here; problems become notes."""
+    from jitctl import credentials
+
+    request_id = result.request.request_id
+    path = credentials.shared_credentials_path(env.environ)
+    try:
+        for profile in profiles_for_request(path, request_id):
+            if credentials.remove_profile(path, profile):
+                result.profiles_removed.append(profile)
+    except (OSError, ValueError) as exc:
+        result.notes.append(f"could not clean {path}: {exc}")
+    try:
+        from jitctl.cache import CredentialCache
+    except ImportError:  # pragma: no cover - the cache module is optional
+        return
+    try:
+        cache = CredentialCache()
+        grant = cache.lookup(result.request.role).grant
+        # Keyed by role: only drop it if it is this grant, not a newer one.
+        if grant is not None and grant.request_id == request_id:
+            result.cache_removed = cache.remove(result.request.role)
+    except Exception as exc:  # never fail a done revocation over a local cache
+        result.notes.append(f"could not clean the credential cache ({type(exc).__name__})")
+
+
+def profiles_for_request(path: Path, request_id: str) -> list[str]:
+    """Profiles in the shared credentials file written for ``request_id`` (read the way
+    botocore reads it, like ``credentials.read_profile``)."""
+    import configparser
+
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
+    except FileNotFoundError:
+        return []
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read_string(text, source=str(path))
+    except configparser.Error as exc:
+        raise ValueError(f"cannot parse it: {exc}") from None
+    return [
+        name
+        for name in parser.sections()
+        if parser.get(name, "x_jitctl_request_id", fallback=None) == request_id
+    ]

@@ -98,13 +98,12 @@ def describe(req, now) -> None:
         rows.append(("approval", req.approval))
     if req.approvers:
         rows.append(("approvers", ", ".join(req.approvers)))
-    if req.decided_by and req.status in ("denied", "cancelled", "revoked"):
-        rows.append(
-            (
-                f"{req.status} by",
-                req.decided_by + (f": {req.decision_reason}" if req.decision_reason else ""),
-            )
-        )
+    if req.decided_by and req.status in ("denied", "cancelled"):
+        why = f": {req.decision_reason}" if req.decision_reason else ""
+        rows.append((f"{req.status} by", req.decided_by + why))
+    if req.revoked_by:
+        why = f": {req.revoked_reason}" if req.revoked_reason else ""
+        rows.append(("revoked by", req.revoked_by + why))
     if req.fast_path_reason:
         rows.append(("fast path", req.fast_path_reason))
     if req.credentials_expire_at:

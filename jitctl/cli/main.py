@@ -43,9 +43,29 @@ def root(
 
 
 def _register() -> None:
-    from jitctl.cli import admin_cmd, audit_cmd, decide_cmd, request_cmd, show_cmd
+    from jitctl.cli import (
+        admin_cmd,
+        audit_cmd,
+        decide_cmd,
+        demo_cmd,
+        doctor_cmd,
+        policy_cmd,
+        request_cmd,
+        revoke_cmd,
+        show_cmd,
+    )
 
-    for module in (request_cmd, decide_cmd, show_cmd, admin_cmd, audit_cmd):
+    for module in (
+        request_cmd,
+        decide_cmd,
+        show_cmd,
+        doctor_cmd,
+        admin_cmd,
+        audit_cmd,
+        policy_cmd,
+        revoke_cmd,
+        demo_cmd,
+    ):
         module.register(app)
 
 
@@ -73,6 +93,8 @@ def run(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         return _fail(str(exc), int(exc.exit_code))
     except typer.Exit as exc:
+        if exc.exit_code == ExitCode.INTERRUPTED:  # typer turns Ctrl-C into a silent Exit(130)
+            return _fail("interrupted", int(ExitCode.INTERRUPTED))
         return int(exc.exit_code)
     except typer.TyperException as exc:  # usage errors from the parser: it prints them itself
         show = getattr(exc, "show", None)

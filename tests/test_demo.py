@@ -1,0 +1,258 @@
+"""`jitctl demo`: the installed command, run as a newcomer would, with nothing from the outside."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from jitctl.demo.story import Story, shell_quote
+from jitctl.demo.team import TRUST_POLICY_TEMPLATE, trust_policy
+from tests.conftest import clean_env
+
+REPO = Path(__file__).resolve().parent.parent
+EXE = shutil.which("jitctl")
+
+
+def newcomer_env(tmp_path: Path) -> dict[str, str]:
+    """No AWS_*/JITCTL_* from outside; HOME, XDG dirs and TMPDIR inside tmp_path."""
+    home, tmp = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir()
+    tmp.mkdir()
+    return clean_env(
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_DATA_HOME=str(home / ".local" / "share"),
+        XDG_CACHE_HOME=str(home / ".cache"),
+        TMPDIR=str(tmp),
+        NO_COLOR="1",
+    )
+
+
+def files_under(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*"))
+
+
+@pytest.mark.slow
+def test_the_story_plays_end_to_end(tmp_path):
+    assert EXE, "jitctl is not installed (pip install -e .)"
+    env = newcomer_env(tmp_path)
+    kept = tmp_path / "kept"
+    out = subprocess.run(
+        [EXE, "demo", "--keep", str(kept)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    story = out.stdout
+    assert "Traceback" not in out.stderr and "Traceback" not in story
+    assert 'alice$ jitctl request prod-readonly --reason "INC-4211 checkout latency"' in story
+    assert "fast-tracked: on call, PEP1234 level 1" in story
+    assert "bob$ jitctl approve r-" in story
+    assert "approved by bob@example.com" in story
+    assert "arn:aws:sts::123456789012:assumed-role/prod-readonly/dave@example.com" in story
+    assert "carol$ jitctl status r-" in story
+    assert re.search(r"denied by\s+bob@example.com: read-only is enough to diagnose", story)
+    assert story.count("hash chain intact") == 4
+    assert "All 5 steps behaved as expected" in story
+    # --keep: the files stay, in the directory named; the real home was never touched.
+    assert (kept / "config.toml").is_file() and (kept / "policies" / "team.toml").is_file()
+    events = [
+        json.loads(line)["event"]
+        for line in (kept / "home" / "dave" / "audit.jsonl").read_text().splitlines()
+    ]
+    assert events == ["requested", "pending", "approved", "issued"]
+    assert files_under(Path(env["HOME"])) == []
+    assert files_under(Path(env["TMPDIR"])) == []
+
+
+def test_keep_refuses_a_directory_with_files(tmp_path):
+    env = newcomer_env(tmp_path)
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    out = subprocess.run(
+        [EXE, "demo", "--keep", str(busy)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2
+    assert "not an empty directory" in out.stderr
+    assert [p.name for p in busy.iterdir()] == ["notes.txt"]
+
+
+class Lines:
+    """Lines of a pipe, read in a thread, so the test can wait for one with a deadline."""
+
+    def __init__(self, stream) -> None:
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream) -> None:
+        for line in stream:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def until(self, prefix: str, timeout: float = 120) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self._queue.get(timeout=max(0.01, deadline - time.monotonic()))
+            if line is None:
+                raise AssertionError(f"ended before {prefix!r}: {self.seen}")
+            self.seen.append(line)
+            if line.startswith(prefix):
+                return self.seen
+
+    def rest(self, timeout: float = 30) -> list[str]:
+        tail = []
+        while (line := self._queue.get(timeout=timeout)) is not None:
+            tail.append(line)
+        return tail
+
+
+def refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except OSError:
+        return True
+    return False
+
+
+def test_serve_exports_an_environment_and_stops_on_ctrl_c(tmp_path, monkeypatch):
+    env = newcomer_env(tmp_path)
+    for key in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(key)  # this test's own boto3 sees only what the demo printed
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    proc = subprocess.Popen(
+        [EXE, "demo", "--serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        lines = Lines(proc.stdout).until("# ready")
+        exports = dict(
+            shlex.split(line)[1].split("=", 1) for line in lines if line.startswith("export ")
+        )
+        assert exports["JITCTL_CONFIG"].startswith(env["TMPDIR"])
+        workspace = Path(exports["JITCTL_CONFIG"]).parent
+        shell = {**env, **exports}
+        who = subprocess.run(
+            [EXE, "whoami", "--json"], env=shell, capture_output=True, text=True, timeout=60
+        )
+        assert who.returncode == 0, who.stderr
+        doc = json.loads(who.stdout)
+        assert doc["principal"] == "arn:aws:iam::123456789012:user/alice@example.com"
+        assert [oc["escalation_policy"]["id"] for oc in doc["on_calls"]] == ["PEP1234"]
+
+        import boto3
+
+        def client(service):
+            return boto3.client(
+                service,
+                endpoint_url=exports["AWS_ENDPOINT_URL"],
+                region_name=exports["AWS_REGION"],
+                aws_access_key_id=exports["AWS_ACCESS_KEY_ID"],
+                aws_secret_access_key=exports["AWS_SECRET_ACCESS_KEY"],
+            )
+
+        me = client("sts").get_caller_identity()["Arn"]
+        assert me == "arn:aws:iam::123456789012:user/alice@example.com"
+        role = client("iam").get_role(RoleName="prod-readonly")["Role"]
+        assert role["AssumeRolePolicyDocument"] == trust_policy("123456789012")
+        ports = [
+            int(exports["AWS_ENDPOINT_URL"].rsplit(":", 1)[1]),
+            int(next(ln for ln in lines if "PagerDuty https://" in ln).rsplit(":", 1)[1]),
+        ]
+        assert not any(refused(port) for port in ports)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        assert proc.returncode in (0, 130)
+        assert "Traceback" not in proc.stderr.read()
+        assert all(refused(port) for port in ports)
+        assert not workspace.exists()
+        assert files_under(Path(env["HOME"])) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_without_the_demo_extra_it_says_what_to_install():
+    code = (
+        "import sys; sys.modules['moto'] = None\n"
+        "from jitctl.cli.main import run\n"
+        "sys.exit(run(['demo']))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=clean_env(), capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2
+    assert out.stderr == "jitctl: the demo needs the demo extra: pip install 'jitctl[demo]'\n"
+
+
+def test_importing_the_demo_package_pulls_in_nothing_heavy():
+    code = (
+        "import json, sys\n"
+        "import jitctl.demo, jitctl.demo.pdsim, jitctl.demo.team, jitctl.demo.story\n"
+        "import jitctl.cli.demo_cmd\n"
+        "heavy = {'moto', 'boto3', 'botocore', 'cryptography', 'flask'}\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & heavy)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=clean_env(), capture_output=True, text=True, check=True
+    )
+    assert json.loads(out.stdout) == []
+
+
+def test_the_trust_policy_is_the_repository_template():
+    template = json.loads((REPO / "policies" / "trust-policy-template.json").read_text())
+    assert template == TRUST_POLICY_TEMPLATE
+    principal = trust_policy("111122223333")["Statement"][0]["Principal"]["AWS"]
+    assert principal == "arn:aws:iam::111122223333:root"
+    assert TRUST_POLICY_TEMPLATE["Statement"][0]["Principal"]["AWS"].endswith("ACCOUNT_ID:root")
+
+
+@pytest.mark.parametrize(
+    ("arg", "typed"),
+    [
+        ("prod-readonly", "prod-readonly"),
+        ("INC-4211 checkout latency", '"INC-4211 checkout latency"'),
+        ('say "$HOME"', '"say \\"\\$HOME\\""'),
+        ("", '""'),
+    ],
+)
+def test_commands_are_shown_as_typed(arg, typed):
+    assert shell_quote(arg) == typed
+
+
+def test_a_step_that_misbehaves_is_named_and_stops_the_story():
+    class Refusing:  # every jitctl command exits 3
+        def run(self, name, *args):
+            return subprocess.CompletedProcess(args, 3, "", "jitctl: no\n")
+
+    lines: list[str] = []
+    done, failure = Story(Refusing(), lines.append).play()
+    assert done == 0
+    assert (
+        failure
+        == "step 1 (the shared request table) failed: `alice$ jitctl init` exited 3, expected 0"
+    )
+    assert lines[-2:] == ["alice$ jitctl init", "jitctl: no"]

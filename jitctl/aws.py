@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jitctl.errors import AwsUnavailable, UsageError
+from jitctl.errors import AwsUnavailable, JitctlError, UsageError
 from jitctl.models import Credentials
 
 STS_NAME_MAX = 64
@@ -86,6 +86,8 @@ def translate_error(exc: Exception, action: str, *, hint: str | None = None) -> 
         ProfileNotFound,
     )
 
+    if isinstance(exc, JitctlError):
+        return exc  # already one clear line (e.g. from setting up the session)
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return UsageError(
             f"{action}: no AWS credentials found",

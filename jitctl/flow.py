@@ -182,8 +182,12 @@ def issue(
     evidence: OnCallEvidence | None,
     profile: str | None,
     write_profile: bool,
+    cache: bool = True,
 ) -> Grant:
-    """Assume the role for an approved request, record it, then hand the credentials over."""
+    """Assume the role for an approved request, record it, then hand the credentials over.
+
+    `write_profile` puts them in the shared credentials file; `cache` keeps them for
+    `jitctl credential-process` (keyring or a 0600 file). `jitctl exec` does neither."""
     from jitctl import aws, credentials
 
     role = env.policy.role(req.role)
@@ -232,6 +236,10 @@ def issue(
         credentials.write_profile(
             path, profile_name, creds, extra={"x_jitctl_request_id": req.request_id}
         )
+    if cache:
+        from jitctl.cache import CredentialCache
+
+        CredentialCache().store(role.name, creds, req.request_id, person=caller.person)
     issued.fast_path_reason = req.fast_path_reason
     return Grant(
         request=issued,

@@ -8,7 +8,8 @@ import typer
 def init(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
-    """Create the request store (the DynamoDB table and its indexes, or the SQLite file). Safe to rerun."""
+    """Create the request store (the DynamoDB table and its indexes, or the SQLite file) and the
+    central audit table when [audit] table is set. Safe to rerun."""
     from jitctl.cli.output import emit_json, safe, stderr_console
     from jitctl.context import Environment
 
@@ -18,10 +19,32 @@ def init(
     where = (
         settings.table if settings.backend == "dynamodb" else str(getattr(env.store, "path", ""))
     )
+    sinks = _audit_sinks(env)
+    for sink in sinks:
+        sink.init()  # the DynamoDB audit table (waits until ACTIVE); the S3 bucket is checked
     if json_out:
-        emit_json({"backend": settings.backend, "location": where, "ready": True})
+        emit_json(
+            {
+                "backend": settings.backend,
+                "location": where,
+                "ready": True,
+                "audit_sinks": [sink.name for sink in sinks],
+            }
+        )
     else:
-        stderr_console().print(f"[green]✓[/] {settings.backend} store ready: {safe(where)}")
+        out = stderr_console()
+        out.print(f"[green]✓[/] {settings.backend} store ready: {safe(where)}")
+        for sink in sinks:
+            out.print(f"[green]✓[/] central audit sink ready: {safe(sink.name)}")
+
+
+def _audit_sinks(env) -> list:
+    if not env.config.audit.central:
+        return []
+    from jitctl.audit_sink import AuditTrail
+
+    audit = env.audit
+    return list(audit.sinks) if isinstance(audit, AuditTrail) else []
 
 
 def register(app: typer.Typer) -> None:

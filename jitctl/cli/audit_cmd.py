@@ -1,40 +1,218 @@
-"""`jitctl audit ...`: the local audit log."""
+"""`jitctl audit ...`: the local audit log and the team's central copy of it."""
 
 from __future__ import annotations
+
+import sys
+from datetime import datetime
+from typing import Any
 
 import typer
 
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 
+CSV_COLUMNS = ("ts", "event", "request_id", "actor", "person", "role", "prev", "hash")
+_DETAIL_KEYS = ("error", "reason", "why", "expires_at", "approval")
+_DETAIL_MAX = 80
+
+
+def _env():
+    from jitctl.context import Environment
+
+    return Environment()
+
+
+def _sinks(env) -> list:
+    from jitctl.audit_sink import AuditTrail
+
+    audit = env.audit
+    return list(audit.sinks) if isinstance(audit, AuditTrail) else []
+
+
+def _since(text: str | None, now: datetime) -> datetime | None:
+    """'2h' (newer than now minus 2h) or an RFC 3339 timestamp."""
+    if text is None:
+        return None
+    from jitctl.errors import UsageError
+    from jitctl.timeutil import parse_duration, parse_rfc3339
+
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        return parse_rfc3339(text)
+    except ValueError:
+        raise UsageError(
+            f"--since {text!r} is neither a duration nor a timestamp",
+            "use e.g. --since 2h or --since 2026-11-21T04:00:00Z",
+        ) from None
+
+
+def _records(
+    env,
+    *,
+    since: str | None,
+    request_id: str | None = None,
+    person: str | None = None,
+    local: bool = False,
+) -> list[dict[str, Any]]:
+    """Matching records, oldest first: from the central copy when configured, else local."""
+    from jitctl.audit import read_records
+    from jitctl.audit_sink import matches, sort_key
+
+    now = env.clock.now()
+    after = _since(since, now)
+    person = person.lower() if person else None
+    sinks = _sinks(env) if env.config.audit.central and not local else []
+    if sinks:  # the table when there is one (it filters server-side), else the bucket
+        found = sinks[0].records(since=after, request_id=request_id, person=person, now=now)
+        return sorted(found, key=sort_key)
+    found = read_records(env.config.audit_path)
+    return [r for r in found if matches(r, since=after, request_id=request_id, person=person)]
+
+
+@audit_app.command("log")
+def log(
+    request_id: str = typer.Option(None, "--request", help="Only this request's records."),
+    since: str = typer.Option(
+        None, "--since", help='Only newer records: a duration ("2h") or an RFC 3339 timestamp.'
+    ),
+    person: str = typer.Option(None, "--person", help="Only records of this person (email)."),
+    local: bool = typer.Option(
+        False, "--local", help="Read this machine's log even when a central sink is configured."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> None:
+    """Audit records, oldest first: the team's central copy when configured, else the local log."""
+    from jitctl.cli.output import emit_json
+
+    records = _records(_env(), since=since, request_id=request_id, person=person, local=local)
+    if json_out:
+        emit_json(records)
+        return
+    _table(records)
+
+
+def _table(records: list[dict[str, Any]]) -> None:
+    import os
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from jitctl.cli.output import safe, stderr_console
+    from jitctl.timeutil import parse_rfc3339
+
+    if not records:
+        stderr_console().print("no audit records")
+        return
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name in ("time", "event", "person", "role", "request", "detail"):
+        table.add_column(name, overflow="fold")
+    for r in records:
+        try:
+            when = parse_rfc3339(str(r.get("ts"))).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            when = str(r.get("ts"))
+        cells = [when, r.get("event"), r.get("person"), r.get("role"), r.get("request_id")]
+        table.add_row(*(safe(c if c is not None else "-") for c in cells), safe(_detail(r)))
+    Console(highlight=False, no_color=bool(os.environ.get("NO_COLOR"))).print(table)
+
+
+def _detail(record: dict[str, Any]) -> str:
+    text = next((str(record[k]) for k in _DETAIL_KEYS if record.get(k)), "")
+    if record.get("sink"):
+        text = f"{record['sink']}: {text}"
+    return text if len(text) <= _DETAIL_MAX else text[: _DETAIL_MAX - 1] + "…"
+
+
+@audit_app.command("export")
+def export(
+    fmt: str = typer.Option(..., "--format", help="jsonl (one record per line) or csv."),
+    since: str = typer.Option(
+        None, "--since", help='Only newer records: a duration ("2h") or an RFC 3339 timestamp.'
+    ),
+    local: bool = typer.Option(
+        False, "--local", help="Read this machine's log even when a central sink is configured."
+    ),
+) -> None:
+    """Write audit records to stdout for a SIEM: the central copy when configured, else local."""
+    import csv
+    import json
+
+    from jitctl.errors import UsageError
+
+    if fmt not in ("jsonl", "csv"):
+        raise UsageError(f"--format {fmt!r} is not one of jsonl, csv")
+    records = _records(_env(), since=since, local=local)
+    if fmt == "jsonl":
+        for r in records:  # the exact hashing form plus hash: each line verifies on its own
+            sys.stdout.write(json.dumps(r, sort_keys=True, separators=(",", ":")) + "\n")
+        return
+    writer = csv.writer(sys.stdout)
+    writer.writerow([*CSV_COLUMNS, "details"])
+    for r in records:
+        rest = {k: v for k, v in r.items() if k not in CSV_COLUMNS}
+        values = [r.get(k) for k in CSV_COLUMNS]
+        writer.writerow([*values, json.dumps(rest, sort_keys=True, separators=(",", ":"))])
+
 
 @audit_app.command("verify")
 def verify(
+    remote: bool = typer.Option(
+        False,
+        "--remote",
+        help="Also verify the central copy, and that it holds this log's records unchanged.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Check the local audit log's hash chain: exit 0 if intact, 6 naming the first bad line."""
+    from dataclasses import asdict
+
+    from jitctl.audit import read_records, verify_central
     from jitctl.audit import verify as verify_log
     from jitctl.cli.output import emit_json, safe, stderr_console
-    from jitctl.config import load_config
-    from jitctl.errors import AuditTampered
+    from jitctl.errors import AuditTampered, ConfigError
 
-    path = load_config().audit_path
+    env = _env()
+    path = env.config.audit_path
     result = verify_log(path)
+    doc: dict[str, Any] = {
+        "path": str(path),
+        "ok": result.ok,
+        "records": result.records,
+        "first_bad_line": result.first_bad_line,
+        "problem": result.problem,
+    }
+    failure = None if result.ok else f"{path}:{result.first_bad_line}: {result.problem}"
+    checked = []
+    if remote and failure is None:
+        sinks = _sinks(env) if env.config.audit.central else []
+        if not sinks:
+            raise ConfigError(
+                "no central audit sink is configured",
+                'set [audit] table = "NAME" and/or bucket = "NAME" in the config',
+            )
+        local = read_records(path)
+        doc["remote"] = []
+        for sink in sinks:
+            central = verify_central(sink.entries(), local, sink=sink.name)
+            checked.append((sink, central))
+            doc["remote"].append({"sink": sink.name, **asdict(central)})
+            if not central.ok and failure is None:
+                failure = f"{sink.name}: chain {central.chain} seq {central.seq}: {central.problem}"
+        doc["ok"] = failure is None
     if json_out:
-        emit_json(
-            {
-                "path": str(path),
-                "ok": result.ok,
-                "records": result.records,
-                "first_bad_line": result.first_bad_line,
-                "problem": result.problem,
-            }
-        )
-    if not result.ok:
-        raise AuditTampered(f"{path}:{result.first_bad_line}: {result.problem}")
+        emit_json(doc)
+    if failure is not None:
+        raise AuditTampered(failure)
     if not json_out:
-        stderr_console().print(
-            f"[green]✓[/] {safe(path)}: {result.records} records, hash chain intact"
-        )
+        out = stderr_console()
+        out.print(f"[green]✓[/] {safe(path)}: {result.records} records, hash chain intact")
+        for sink, central in checked:
+            out.print(
+                f"[green]✓[/] {safe(sink.name)}: {central.records} records in "
+                f"{central.chains} chains intact, this log's records all present"
+            )
 
 
 def register(app: typer.Typer) -> None:

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from jitctl.cli.output import emit_json, safe, stderr_console
+from jitctl.cli.output import emit_json, interactive, safe, stderr_console
 
 
 def _pick(env) -> str:
@@ -14,7 +14,7 @@ def _pick(env) -> str:
     from jitctl.decisions import decidable
     from jitctl.errors import UsageError
 
-    if not sys.stdin.isatty():
+    if not (sys.stdin.isatty() and interactive()):
         raise UsageError("which request? pass REQUEST_ID", "see `jitctl list --pending`")
     reqs = decidable(env)
     if not reqs:
@@ -34,8 +34,8 @@ def _pick(env) -> str:
 
 def _confirm(env, request_id: str, verb: str, yes: bool) -> None:
     """On a terminal, show what is being decided and ask; never prompt when stdin is not a TTY."""
-    if yes or not sys.stdin.isatty():
-        return
+    if yes or not (sys.stdin.isatty() and interactive()):
+        return  # scripts, pipes, NO_COLOR and --quiet never get a prompt
     from jitctl.cli.show_cmd import describe
     from jitctl.decisions import check_may_decide, get_request
     from jitctl.errors import Interrupted

@@ -38,8 +38,15 @@ def root(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No prompts, spinners, colour or progress messages."
+    ),
 ) -> None:
     """Just-in-time AWS access: on call, get credentials at once; otherwise ask a peer."""
+    if quiet:
+        from jitctl.cli import output
+
+        output.QUIET = True
 
 
 def _register() -> None:
@@ -85,6 +92,10 @@ def run(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_requested(argv)
     _register()
+    if os.environ.get("_JITCTL_COMPLETE"):  # a completion script is asking for candidates
+        from typer._completion_classes import completion_init
+
+        completion_init()
     try:
         result = app(args=argv, prog_name="jitctl", standalone_mode=False)
         return int(result or 0) if isinstance(result, int) else 0

@@ -24,11 +24,22 @@ def safe(text: object) -> str:
     return escape(clean(str(text)))
 
 
+QUIET = False  # set by the global --quiet option
+
+
+def interactive() -> bool:
+    """Spinners, prompts and colour only for a person at a terminal (not scripts, NO_COLOR, -q)."""
+    return (
+        sys.stderr.isatty() and sys.stdout.isatty() and not os.environ.get("NO_COLOR") and not QUIET
+    )
+
+
 def stderr_console():
+    """Human messages go to stderr; --quiet silences them (errors still print, from main)."""
     from rich.console import Console
 
-    no_color = bool(os.environ.get("NO_COLOR"))
-    return Console(stderr=True, highlight=False, no_color=no_color, soft_wrap=True)
+    plain = not interactive()
+    return Console(stderr=True, highlight=False, no_color=plain, soft_wrap=True, quiet=QUIET)
 
 
 def local_time(value: datetime, now: datetime | None = None) -> str:

@@ -1,4 +1,4 @@
-"""`jitctl request` and `jitctl wait`: the fast path, or a pending request and the wait for a peer."""
+"""`jitctl request`, `wait`, `exec` and `credential-process`: getting and handing out credentials."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from datetime import timedelta
 
 import typer
 
-from jitctl.cli.output import emit_json, local_time, relative, safe, stderr_console
+from jitctl.cli.output import emit_json, interactive, local_time, relative, safe, stderr_console
+
+FORMATS = ("profile", "env", "credential-process")
+FORMAT_HELP = "profile: write the shared credentials file (default); env: print export lines for eval; credential-process: print the AWS credential_process JSON."
 
 
 def parse_duration_option(value: str | None, flag: str) -> timedelta | None:
@@ -22,10 +25,28 @@ def parse_duration_option(value: str | None, flag: str) -> timedelta | None:
         raise UsageError(f"{flag}: {exc}") from exc
 
 
-def interactive() -> bool:
-    import os
+def check_format(fmt: str, shell: str, json_out: bool) -> None:
+    """Refuse impossible combinations before anything is requested."""
+    from jitctl.errors import UsageError
+    from jitctl.formats import SHELLS
 
-    return sys.stderr.isatty() and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    if shell not in SHELLS:
+        raise UsageError(f"--shell {shell!r} is not one of {', '.join(SHELLS)}")
+    if json_out and fmt != "profile":
+        raise UsageError(f"--json and --format {fmt} both print to stdout", "choose one")
+
+
+def deliver(env, grant, *, fmt: str, shell: str, json_out: bool) -> None:
+    """Secrets reach stdout only when a format asks for them; the summary goes to stderr."""
+    from jitctl.formats import credential_process_json, env_lines
+
+    if fmt == "env":
+        sys.stdout.write(env_lines(grant.credentials, shell))
+    elif fmt == "credential-process":
+        sys.stdout.write(credential_process_json(grant.credentials) + "\n")
+    render_grant(env, grant, json_out)
 
 
 def render_grant(env, grant, json_out: bool) -> None:
@@ -41,9 +62,12 @@ def render_grant(env, grant, json_out: bool) -> None:
     now = env.clock.now()
     out = stderr_console()
     expires = grant.credentials.expiration
+    where = f"in profile [bold]{safe(grant.profile)}[/]" if grant.profile else "issued"
+    short = timedelta(0) < expires - now < timedelta(minutes=10)
+    flag = " [yellow](under 10 minutes)[/]" if short else ""
     out.print(
-        f"[green]✓[/] {safe(grant.request.role)}: credentials in profile [bold]{safe(grant.profile)}[/], "
-        f"expire {local_time(expires, now)} ({relative(expires, now)})"
+        f"[green]✓[/] {safe(grant.request.role)}: credentials {where}, "
+        f"expire {local_time(expires, now)} ({relative(expires, now)}){flag}"
     )
     if grant.evidence is not None:
         ev = grant.evidence
@@ -53,22 +77,22 @@ def render_grant(env, grant, json_out: bool) -> None:
         out.print(f"  approved by {safe(', '.join(grant.request.approvers))}")
     for note in grant.notes:
         out.print(f"  [yellow]note:[/] {safe(note)}")
-    out.print(
-        f"  request {safe(grant.request.request_id)}; try: "
-        f"AWS_PROFILE={safe(grant.profile)} aws sts get-caller-identity"
-    )
+    if grant.profile:
+        out.print(
+            f"  request {safe(grant.request.request_id)}; try: "
+            f"AWS_PROFILE={safe(grant.profile)} aws sts get-caller-identity"
+        )
 
 
-def wait_and_issue(env, req, *, timeout, profile, json_out: bool, cancel_on_interrupt: bool):
-    """Wait for a decision with a live status line on a terminal, then issue as the fast path does."""
+def await_approval(env, req, *, timeout, cancel_on_interrupt: bool):
+    """Wait for a decision with a live status line on a terminal; returns the approved request."""
     from jitctl.decisions import approvers_for
-    from jitctl.flow import issue
     from jitctl.waiting import wait_for_decision
 
     approvers = ", ".join(approvers_for(env, req)) or "nobody (check the policy)"
+    status = on_poll = None
     if interactive():
-        out = stderr_console()
-        status = out.status("", spinner="dots")
+        status = stderr_console().status("", spinner="dots")
         status.start()
 
         def on_poll(current, elapsed: float) -> None:
@@ -84,11 +108,9 @@ def wait_and_issue(env, req, *, timeout, profile, json_out: bool, cancel_on_inte
                 f"{safe(req.request_id)} from {safe(approvers)}; send them: "
                 f"[bold]jitctl approve {safe(req.request_id)}[/]  (Ctrl-C cancels)"
             )
-    else:
-        status = None
-        on_poll = None
+
     try:
-        approved = wait_for_decision(
+        return wait_for_decision(
             env,
             req.request_id,
             timeout=timeout,
@@ -98,8 +120,39 @@ def wait_and_issue(env, req, *, timeout, profile, json_out: bool, cancel_on_inte
     finally:
         if status is not None:
             status.stop()
-    grant = issue(env, approved, evidence=None, profile=profile, write_profile=True)
-    render_grant(env, grant, json_out)
+
+
+def obtain(
+    env, *, role, reason, duration, timeout, wait: bool, profile, write_profile: bool, cache: bool
+):
+    """The request flow shared by `request` and `exec`: a grant, or the pending request (--no-wait)."""
+    from jitctl.flow import issue, submit
+
+    submitted = submit(env, role_name=role, reason=reason, duration=duration)
+    req = submitted.request
+    out = stderr_console()
+    for warning in submitted.warnings:
+        out.print(f"[yellow]warning:[/] {safe(warning)}")
+    if submitted.fast_tracked:
+        return issue(
+            env,
+            req,
+            evidence=submitted.on_call.evidence,
+            profile=profile,
+            write_profile=write_profile,
+            cache=cache,
+        )
+    out.print(
+        f"approval needed for {safe(req.role)}: {safe(submitted.on_call.reason)}\n"
+        f"  request [bold]{safe(req.request_id)}[/] is pending until {local_time(req.expires_at, env.clock.now())}; "
+        f"approvers ({safe(', '.join(submitted.approvers))}) run: [bold]jitctl approve {safe(req.request_id)}[/]"
+    )
+    if not wait:
+        return req
+    approved = await_approval(env, req, timeout=timeout, cancel_on_interrupt=True)
+    return issue(
+        env, approved, evidence=None, profile=profile, write_profile=write_profile, cache=cache
+    )
 
 
 def request(
@@ -126,45 +179,41 @@ def request(
     profile: str = typer.Option(
         None, "--profile", help="Profile name in the shared credentials file (default jit-ROLE)."
     ),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+    fmt: str = typer.Option("profile", "--format", "-f", help=FORMAT_HELP),
+    shell: str = typer.Option(
+        "sh", "--shell", help="With --format env: sh (bash, zsh), fish or powershell."
+    ),
+    json_out: bool = typer.Option(
+        False, "--json", help="Print one JSON document on stdout (no secrets)."
+    ),
 ) -> None:
     """Request access to ROLE: on call, credentials at once; otherwise wait for a peer's approval."""
     from jitctl.context import Environment
-    from jitctl.flow import issue, submit
+    from jitctl.flow import Grant
     from jitctl.models import public_dict
 
+    check_format(fmt, shell, json_out)
     env = Environment()
-    wait_for = parse_duration_option(timeout, "--timeout")
-    submitted = submit(
-        env, role_name=role, reason=reason, duration=parse_duration_option(duration, "--duration")
+    result = obtain(
+        env,
+        role=role,
+        reason=reason,
+        duration=parse_duration_option(duration, "--duration"),
+        timeout=parse_duration_option(timeout, "--timeout"),
+        wait=wait,
+        profile=profile,
+        write_profile=fmt == "profile",
+        cache=True,
     )
-    req = submitted.request
-    out = stderr_console()
-    for warning in submitted.warnings:
-        out.print(f"[yellow]warning:[/] {safe(warning)}")
-    if submitted.fast_tracked:
-        grant = issue(
-            env, req, evidence=submitted.on_call.evidence, profile=profile, write_profile=True
-        )
-        render_grant(env, grant, json_out)
-        return
-    out.print(
-        f"approval needed for {safe(req.role)}: {safe(submitted.on_call.reason)}\n"
-        f"  request [bold]{safe(req.request_id)}[/] is pending until {local_time(req.expires_at, env.clock.now())}; "
-        f"approvers ({safe(', '.join(submitted.approvers))}) run: [bold]jitctl approve {safe(req.request_id)}[/]"
-    )
-    if not wait:
-        if json_out:
-            emit_json(public_dict(req))
-        else:
-            sys.stdout.write(req.request_id + "\n")
-        return
-    wait_and_issue(
-        env, req, timeout=wait_for, profile=profile, json_out=json_out, cancel_on_interrupt=True
-    )
+    if isinstance(result, Grant):
+        deliver(env, result, fmt=fmt, shell=shell, json_out=json_out)
+    elif json_out:
+        emit_json(public_dict(result))
+    else:
+        sys.stdout.write(result.request_id + "\n")
 
 
-def wait(
+def wait_cmd(
     request_id: str = typer.Argument(..., help="The request to wait for (from `jitctl request`)."),
     timeout: str = typer.Option(
         None, "--timeout", help='Stop waiting after this long, e.g. "10m" (exit 4).'
@@ -172,27 +221,93 @@ def wait(
     profile: str = typer.Option(
         None, "--profile", help="Profile name in the shared credentials file (default jit-ROLE)."
     ),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+    fmt: str = typer.Option("profile", "--format", "-f", help=FORMAT_HELP),
+    shell: str = typer.Option(
+        "sh", "--shell", help="With --format env: sh (bash, zsh), fish or powershell."
+    ),
+    json_out: bool = typer.Option(
+        False, "--json", help="Print one JSON document on stdout (no secrets)."
+    ),
 ) -> None:
     """Resume waiting for a decision on your request, and get credentials once it is approved."""
     from jitctl.context import Environment
     from jitctl.decisions import get_request
     from jitctl.errors import Denied
+    from jitctl.flow import issue
 
+    check_format(fmt, shell, json_out)
     env = Environment()
     req = get_request(env, request_id)
     if req.requester != env.caller.person:
         raise Denied(f"request {request_id} belongs to {req.requester}; only they can wait for it")
-    wait_and_issue(
+    approved = await_approval(
+        env, req, timeout=parse_duration_option(timeout, "--timeout"), cancel_on_interrupt=False
+    )
+    grant = issue(env, approved, evidence=None, profile=profile, write_profile=fmt == "profile")
+    deliver(env, grant, fmt=fmt, shell=shell, json_out=json_out)
+
+
+def exec_cmd(
+    ctx: typer.Context,
+    role: str = typer.Argument(..., help="Role name from the policy."),
+    reason: str = typer.Option(
+        None, "--reason", "-r", help="Why you need access (an incident id helps)."
+    ),
+    duration: str = typer.Option(None, "--duration", "-d", help="How long the credentials last."),
+    timeout: str = typer.Option(
+        None, "--timeout", help="Stop waiting for approval after this long (exit 4)."
+    ),
+) -> None:
+    """Run a command with credentials for ROLE in its environment only: jitctl exec ROLE --reason R -- CMD [ARGS...]"""
+    from jitctl.context import Environment
+    from jitctl.errors import UsageError
+    from jitctl.execute import run_child
+    from jitctl.formats import child_environment
+
+    argv = list(ctx.args)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise UsageError(
+            "no command to run", 'put it after --: jitctl exec ROLE --reason "..." -- aws s3 ls'
+        )
+    env = Environment()
+    grant = obtain(
         env,
-        req,
+        role=role,
+        reason=reason,
+        duration=parse_duration_option(duration, "--duration"),
         timeout=parse_duration_option(timeout, "--timeout"),
-        profile=profile,
-        json_out=json_out,
-        cancel_on_interrupt=False,
+        wait=True,
+        profile=None,
+        write_profile=False,
+        cache=False,  # nothing written to disk
+    )
+    render_grant(env, grant, json_out=False)
+    code = run_child(argv, child_environment(env.environ, grant.credentials))
+    raise typer.Exit(code)
+
+
+def credential_process_cmd(
+    role: str = typer.Argument(
+        ..., help="Role name, as in `credential_process = jitctl credential-process ROLE`."
+    ),
+) -> None:
+    """For ~/.aws/config: print your latest grant for ROLE while it has 5+ minutes left; never prompts."""
+    from jitctl.cache import CredentialCache
+    from jitctl.credproc import credential_process
+    from jitctl.timeutil import SystemClock
+
+    # No Environment: no STS, no policy, no PagerDuty. This runs inside every AWS SDK call.
+    sys.stdout.write(
+        credential_process(role, now=SystemClock().now(), cache=CredentialCache()) + "\n"
     )
 
 
 def register(app: typer.Typer) -> None:
     app.command("request")(request)
-    app.command("wait")(wait)
+    app.command("wait")(wait_cmd)
+    app.command(
+        "exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+    )(exec_cmd)
+    app.command("credential-process")(credential_process_cmd)

@@ -1,0 +1,173 @@
+"""Credentials in every form the AWS ecosystem expects, each read by a real consumer process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.conftest import clean_env
+from tests.harness import Team
+
+ALICE = "alice@example.com"
+ROLE_ARN = "arn:aws:sts::123456789012:assumed-role/prod-readonly/alice@example.com"
+WHO = "import boto3; print(boto3.client('sts').get_caller_identity()['Arn'])"
+
+
+@pytest.fixture
+def team(tmp_path, moto_server, pd_sim) -> Team:
+    t = Team(tmp_path, moto_server, pd_sim)
+    now = datetime.now(UTC)
+    pd_sim.add_oncall(
+        t.pd_user(ALICE), "PEP1234", 1, start=now - timedelta(hours=1), end=now + timedelta(hours=4)
+    )
+    return t
+
+
+def consumer_env(team: Team, **extra: str) -> dict[str, str]:
+    base = {
+        "AWS_ENDPOINT_URL": team.moto,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_SHARED_CREDENTIALS_FILE": str(team.root / "none"),
+        "AWS_CONFIG_FILE": str(team.root / "none"),
+    }
+    return clean_env(**(base | extra))
+
+
+def test_env_format_evals_in_sh_and_writes_no_file(team):
+    out = team.run(ALICE, "request", "prod-readonly", "--reason", "INC-1", "--format", "env")
+    assert out.returncode == 0, out.stderr
+    assert "export AWS_SESSION_TOKEN=" in out.stdout and "AWS_CREDENTIAL_EXPIRATION" in out.stdout
+    assert not team.credentials_file(ALICE).exists()
+    script = f'eval "$JITCTL_OUT"; exec {sys.executable} -c "{WHO}"'
+    env = consumer_env(team, JITCTL_OUT=out.stdout, AWS_PROFILE="someone-else")
+    who = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert who.returncode == 0, who.stderr
+    assert who.stdout.strip() == ROLE_ARN
+
+
+def test_credential_process_format_prints_the_aws_document(team):
+    out = team.run(
+        ALICE, "request", "prod-readonly", "--reason", "INC-2", "--format", "credential-process"
+    )
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["Version"] == 1 and doc["Expiration"].endswith("Z")
+    assert set(doc) == {"Version", "AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration"}
+    assert not team.credentials_file(ALICE).exists()
+
+
+def test_json_and_a_secret_format_do_not_mix(team):
+    out = team.run(ALICE, "request", "prod-readonly", "--reason", "x", "--format", "env", "--json")
+    assert out.returncode == 2 and "choose one" in out.stderr
+    out = team.run(ALICE, "request", "prod-readonly", "--reason", "x", "--format", "yaml")
+    assert out.returncode == 2
+
+
+def test_credential_process_serves_the_cached_grant_to_an_sdk(team):
+    assert team.run(ALICE, "request", "prod-readonly", "--reason", "INC-3").returncode == 0
+    config = team.root / "aws-config"
+    env = team.env(ALICE)
+    jitctl_cmd = f"{team.exe} credential-process prod-readonly"
+    config.write_text(f"[profile jit]\ncredential_process = {jitctl_cmd}\n")
+    # The SDK runs jitctl itself: only this user's HOME/XDG dirs point it at the cache.
+    sdk_env = consumer_env(
+        team,
+        AWS_PROFILE="jit",
+        AWS_CONFIG_FILE=str(config),
+        HOME=env["HOME"],
+        XDG_CACHE_HOME=env["XDG_CACHE_HOME"],
+        XDG_DATA_HOME=env["XDG_DATA_HOME"],
+    )
+    who = subprocess.run(
+        [sys.executable, "-c", WHO], env=sdk_env, capture_output=True, text=True, timeout=60
+    )
+    assert who.returncode == 0, who.stderr
+    assert who.stdout.strip() == ROLE_ARN
+
+
+def test_credential_process_without_a_fresh_grant_fails_fast_and_offline(team):
+    before = len(team.pd.requests())
+    start = time.monotonic()
+    out = team.run(ALICE, "credential-process", "prod-readonly")
+    assert out.returncode == 4
+    assert (
+        "jitctl request prod-readonly" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    )
+    assert time.monotonic() - start < 10
+    assert len(team.pd.requests()) == before  # PagerDuty was never asked
+
+
+def test_exec_runs_the_command_with_only_the_grant(team):
+    child = textwrap.dedent("""
+        import os, sys, boto3
+        assert "AWS_PROFILE" not in os.environ, "inherited profile leaked"
+        assert os.environ["AWS_DEFAULT_REGION"] == "us-east-1"
+        print(boto3.client("sts").get_caller_identity()["Arn"])
+        sys.exit(7)
+    """)
+    # jitctl itself runs as alice through a named profile; the child must not inherit it.
+    env = team.env(ALICE, AWS_PROFILE="base", AWS_DEFAULT_REGION="us-east-1")
+    base = team.root / "base-credentials"
+    keys = (env.pop("AWS_ACCESS_KEY_ID"), env.pop("AWS_SECRET_ACCESS_KEY"))
+    base.write_text(f"[base]\naws_access_key_id = {keys[0]}\naws_secret_access_key = {keys[1]}\n")
+    env["AWS_SHARED_CREDENTIALS_FILE"] = str(base)
+    out = team.run(
+        ALICE,
+        "exec",
+        "prod-readonly",
+        "--reason",
+        "INC-4",
+        "--",
+        sys.executable,
+        "-c",
+        child,
+        env=env,
+    )
+    assert out.returncode == 7, out.stderr
+    assert out.stdout.strip() == ROLE_ARN
+    assert (
+        base.read_text()
+        == f"[base]\naws_access_key_id = {keys[0]}\naws_secret_access_key = {keys[1]}\n"
+    )
+    assert not team.credentials_file(ALICE).exists()
+
+
+def test_sigterm_to_jitctl_reaches_the_child(team, tmp_path):
+    marker = tmp_path / "got-sigterm"
+    child = textwrap.dedent(f"""
+        import signal, sys, time, pathlib
+        def bye(*_):
+            pathlib.Path({str(marker)!r}).write_text("yes")
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, bye)
+        print("ready", flush=True)
+        time.sleep(60)
+    """)
+    proc = team.popen(
+        ALICE, "exec", "prod-readonly", "--reason", "INC-5", "--", sys.executable, "-c", child
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    assert marker.read_text() == "yes"
+    assert proc.returncode == 0
+
+
+def test_exec_without_a_command_is_a_usage_error(team):
+    out = team.run(ALICE, "exec", "prod-readonly", "--reason", "x")
+    assert out.returncode == 2 and "no command to run" in out.stderr
+
+
+def test_quiet_silences_human_messages(team):
+    out = team.run(ALICE, "--quiet", "request", "prod-readonly", "--reason", "INC-6")
+    assert out.returncode == 0 and out.stderr == "" and out.stdout == ""
+    assert os.path.exists(team.credentials_file(ALICE))

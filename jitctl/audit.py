@@ -7,6 +7,11 @@ in UTF-8. Editing, removing, reordering or inserting a record breaks the chain.
 
 The chain shows tampering by someone who does not recompute every later hash; it is not a
 signature. Appends take an exclusive lock so concurrent processes extend one chain.
+
+Records also carry ``chain`` (a random id of this local log, fixed by its first record and
+read back from the last record on each append) and ``seq`` (1-based position in that chain),
+so a central copy (jitctl.audit_sink) can be checked record by record: ``verify_central``.
+Logs written before these fields existed still verify; their next record starts a chain.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator
+import secrets
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,12 +43,14 @@ EVENTS = (
     "issue_failed",
     "oncall_check_failed",
     "notify_failed",
+    "audit_sink_failed",
 )
 REQUIRED_FIELDS = ("ts", "event", "request_id", "actor", "person", "role", "prev", "hash")
-_RESERVED = frozenset({"ts", "event", "prev", "hash"})
+_RESERVED = frozenset({"ts", "event", "prev", "hash", "chain", "seq"})
 _SECRET_WORDS = ("secret", "password", "passwd", "token")  # session_token, token, ...
 _EVENT_NAME = re.compile(r"[a-z][a-z0-9_]*")
 _HASH = re.compile(r"[0-9a-f]{64}")
+CHAIN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # safe in an S3 key and a DynamoDB key
 _LOCK_TIMEOUT = 30.0  # seconds; a stuck writer should produce an error, not a hang
 _TAIL_CHUNK = 8192
 _VERIFY_HINT = "run `jitctl audit verify`"
@@ -119,9 +127,12 @@ class AuditLog:
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             size = os.fstat(fd).st_size
-            prev, ends_with_newline = self._tail(fd, size)
+            last, ends_with_newline = self._tail(fd, size)
+            chain, seq = _next_position(last)
             record["ts"] = rfc3339(self.clock.now())
-            record["prev"] = prev
+            record["chain"] = chain
+            record["seq"] = seq
+            record["prev"] = None if last is None else last["hash"]
             record["hash"] = record_hash(record)
             line = _dump(record) + "\n"
             # A whole last record without its newline (e.g. edited by hand): finish the line
@@ -135,8 +146,8 @@ class AuditLog:
             fsync_dir(self.path.parent)  # make the new file's directory entry durable too
         return record
 
-    def _tail(self, fd: int, size: int) -> tuple[str | None, bool]:
-        """(hash of the last record or None for an empty log, whether the file ends in "\\n").
+    def _tail(self, fd: int, size: int) -> tuple[dict[str, Any] | None, bool]:
+        """(the last record or None for an empty log, whether the file ends in "\\n").
 
         Reads backwards from the end in chunks, so the cost does not grow with the log.
         """
@@ -162,7 +173,21 @@ class AuditLog:
                 "(not a JSON record with a hash); refusing to start a new chain",
                 _VERIFY_HINT,
             )
-        return stored, ends_with_newline
+        assert isinstance(record, dict)
+        return record, ends_with_newline
+
+
+def _next_position(last: dict[str, Any] | None) -> tuple[str, int]:
+    """(chain, seq) for the record after ``last``: a new chain for a new (or pre-chain) log."""
+    if last is not None:
+        chain, seq = last.get("chain"), last.get("seq")
+        if isinstance(chain, str) and CHAIN_ID.fullmatch(chain) and _is_seq(seq):
+            return chain, seq + 1
+    return secrets.token_hex(8), 1
+
+
+def _is_seq(value: Any) -> bool:
+    return type(value) is int and value >= 1
 
 
 def verify(path: Path) -> VerifyResult:
@@ -172,6 +197,7 @@ def verify(path: Path) -> VerifyResult:
     """
     good = 0
     previous_hash: str | None = None
+    previous: dict[str, Any] | None = None
     try:
         for number, raw in _lines(path):
             record, problem = _parse(raw)
@@ -197,11 +223,130 @@ def verify(path: Path) -> VerifyResult:
                     f"prev does not match line {number - 1}'s hash: "
                     "a record was removed, reordered or inserted",
                 )
+            position = _position_problem(record, previous)
+            if position:
+                return VerifyResult(False, good, number, position)
             previous_hash = record["hash"]
+            previous = record
             good += 1
     except OSError as e:
         raise AuditError(f"cannot read the audit log {path}: {e.strerror or e}") from None
     return VerifyResult(True, good)
+
+
+def _position_problem(record: dict[str, Any], previous: dict[str, Any] | None) -> str | None:
+    """chain/seq (when present) continue the previous record's chain, or start one at 1."""
+    if "chain" not in record and "seq" not in record:
+        return None  # written before records carried a position
+    chain, seq = record.get("chain"), record.get("seq")
+    if not isinstance(chain, str) or not CHAIN_ID.fullmatch(chain) or not _is_seq(seq):
+        return "chain/seq malformed"
+    same_chain = previous is not None and previous.get("chain") == chain
+    expected = previous["seq"] + 1 if same_chain and previous is not None else 1
+    if seq != expected:
+        return f"seq {seq} of chain {chain} should be {expected}"
+    return None
+
+
+@dataclass(frozen=True)
+class CentralEntry:
+    """One record as a central sink holds it: the key it is stored under, and its text."""
+
+    chain: str
+    seq: int
+    text: str
+    where: str  # for messages: "dynamodb table T", "s3://bucket/key"
+
+
+@dataclass(frozen=True)
+class CentralResult:
+    ok: bool
+    chains: int
+    records: int
+    chain: str | None = None
+    seq: int | None = None
+    problem: str | None = None
+
+
+def verify_central(
+    entries: Iterable[CentralEntry], local: Iterable[dict[str, Any]] = (), *, sink: str = ""
+) -> CentralResult:
+    """Check a central copy: per chain, seqs contiguous from 1, every hash right, every prev
+    the previous seq's hash, each record stored under its own chain/seq; then every record of
+    ``local`` (this machine's log) that has a position must be there, identical.
+
+    Other people's chains cannot be checked for a removed newest record: only their own
+    ``audit verify --remote`` can, against their local logs.
+    """
+    local = list(local)
+    undelivered = {
+        (r.get("chain"), r.get("failed_seq"))
+        for r in local
+        if r.get("event") == "audit_sink_failed" and r.get("sink") == sink
+    }
+    held: dict[str, dict[int, CentralEntry]] = {}
+    count = 0
+    for entry in entries:
+        seqs = held.setdefault(entry.chain, {})
+        if entry.seq in seqs:
+            where = f"{seqs[entry.seq].where} and {entry.where}"
+            return CentralResult(
+                False, len(held), count, entry.chain, entry.seq, f"stored twice: {where}"
+            )
+        seqs[entry.seq] = entry
+        count += 1
+
+    def bad(chain: str, seq: int, problem: str) -> CentralResult:
+        return CentralResult(False, len(held), count, chain, seq, problem)
+
+    found: dict[tuple[str, int], dict[str, Any]] = {}
+    for chain in sorted(held):
+        previous: dict[str, Any] | None = None
+        for expected, seq in enumerate(sorted(held[chain]), start=1):
+            if seq != expected:
+                return bad(chain, expected, _missing(chain, expected, undelivered))
+            entry = held[chain][seq]
+            record, problem = _parse(entry.text.encode("utf-8", "surrogatepass"))
+            if record is None:
+                return bad(chain, seq, f"{entry.where}: {problem}")
+            missing = [name for name in REQUIRED_FIELDS if name not in record]
+            if missing:
+                return bad(chain, seq, f"{entry.where}: missing field {missing[0]!r}")
+            if record.get("chain") != chain or record.get("seq") != seq:
+                return bad(
+                    chain,
+                    seq,
+                    f"{entry.where} holds the record of chain {record.get('chain')} seq "
+                    f"{record.get('seq')}: records were moved or swapped",
+                )
+            if not isinstance(record["hash"], str) or record_hash(record) != record["hash"]:
+                return bad(chain, seq, f"{entry.where}: hash mismatch: the record was edited")
+            if previous is not None and record["prev"] != previous["hash"]:
+                return bad(
+                    chain,
+                    seq,
+                    f"{entry.where}: prev does not match seq {seq - 1}'s hash: "
+                    "a record was edited, removed or reordered",
+                )
+            found[(chain, seq)] = record
+            previous = record
+    for record in local:
+        chain, seq = record.get("chain"), record.get("seq")
+        if not isinstance(chain, str) or not _is_seq(seq):
+            continue
+        central = found.get((chain, seq))
+        if central is None:
+            return bad(chain, seq, _missing(chain, seq, undelivered, local=True))
+        if central != record:
+            return bad(chain, seq, "differs from the local log: the central record was edited")
+    return CentralResult(True, len(held), count)
+
+
+def _missing(chain: str, seq: int, undelivered: set[Any], *, local: bool = False) -> str:
+    what = "in the local log but missing from the central copy" if local else "missing"
+    if (chain, seq) in undelivered:
+        return f"{what}: never delivered (the local log records the sink failing for it)"
+    return f"{what}: a record was removed"
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:

@@ -73,10 +73,27 @@ class Environment:
 
     @property
     def audit(self) -> AuditLog:
+        """The local log; with [audit] table/bucket, an AuditTrail that also writes centrally."""
         if self._audit is None:
             from jitctl.audit import AuditLog
 
-            self._audit = AuditLog(self.config.audit_path, self.clock)
+            settings = self.config.audit
+            if settings.central:
+                from jitctl.audit_sink import AuditTrail, open_sinks, stderr_warning
+
+                sinks = open_sinks(
+                    settings,
+                    lambda service: self.aws.client(service, region=settings.region),
+                )
+                self._audit = AuditTrail(
+                    settings.path,
+                    self.clock,
+                    sinks,
+                    required=settings.required,
+                    on_warning=stderr_warning,
+                )
+            else:
+                self._audit = AuditLog(settings.path, self.clock)
         return self._audit
 
     @property

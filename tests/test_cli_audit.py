@@ -1,0 +1,229 @@
+"""The team's central audit trail end to end: the installed CLI, several people, moto's server."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+
+import boto3
+import pytest
+
+from jitctl.audit import record_hash
+from tests.harness import Team
+from tests.test_cli_request import on_call
+
+ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@example.com"
+
+
+def _aws(team: Team, service: str):
+    return boto3.client(
+        service,
+        endpoint_url=team.moto,
+        region_name="us-east-1",
+        aws_access_key_id="AKIAADMIN",
+        aws_secret_access_key="x",
+    )
+
+
+def _audit_config(team: Team, *, table: str | None, bucket: str | None, extra: str = "") -> None:
+    lines = ["[audit]"]
+    lines += [f'table = "{table}"'] if table else []
+    lines += [f'bucket = "{bucket}"', 'prefix = "audit/"'] if bucket else []
+    team.config.write_text(team.config.read_text() + "\n".join(lines) + "\n" + extra)
+
+
+@pytest.fixture
+def team(tmp_path, moto_server, pd_sim) -> Team:
+    t = Team(tmp_path, moto_server, pd_sim)
+    t.audit_table = f"jitctl-audit-{uuid.uuid4().hex[:8]}"
+    t.audit_bucket = f"jitctl-audit-{uuid.uuid4().hex[:8]}"
+    _aws(t, "s3").create_bucket(Bucket=t.audit_bucket)
+    _audit_config(t, table=t.audit_table, bucket=t.audit_bucket)
+    out = t.run(ALICE, "init", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["audit_sinks"] == [
+        f"dynamodb:{t.audit_table}",
+        f"s3:{t.audit_bucket}/audit/",
+    ]
+    assert t.run(ALICE, "init").returncode == 0  # twice is harmless
+    return t
+
+
+def _ok(out) -> str:
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def approved_and_issued(team: Team, reason: str = "INC-21 disk full") -> str:
+    """Alice asks, Bob approves, Alice collects: records from two people."""
+    request_id = _ok(team.run(ALICE, "request", "prod-readonly", "--reason", reason, "--no-wait"))
+    request_id = request_id.strip()
+    _ok(team.run(BOB, "approve", request_id, "--reason", "go ahead"))
+    _ok(team.run(ALICE, "wait", request_id))
+    return request_id
+
+
+def log_json(team: Team, user: str, *args: str) -> list[dict]:
+    return json.loads(_ok(team.run(user, "audit", "log", "--json", *args)))
+
+
+def test_init_creates_the_audit_table(team):
+    desc = _aws(team, "dynamodb").describe_table(TableName=team.audit_table)["Table"]
+    assert desc["TableStatus"] == "ACTIVE"
+    assert [k["AttributeName"] for k in desc["KeySchema"]] == ["chain", "seq"]
+
+
+@pytest.mark.slow
+def test_central_log_holds_everyone_and_filters(team):
+    request_id = approved_and_issued(team)
+    other = _ok(team.run(CAROL, "request", "prod-admin", "--reason", "INC-22", "--no-wait"))
+    other = other.strip()
+
+    records = log_json(team, CAROL)  # Carol reads what Alice and Bob wrote on their machines
+    assert {r["person"] for r in records} == {ALICE, BOB, CAROL}
+    assert records == sorted(records, key=lambda r: (r["ts"], r["chain"], r["seq"]))
+    local = team.audit_records(ALICE) + team.audit_records(BOB) + team.audit_records(CAROL)
+    assert sorted(records, key=record_hash) == sorted(local, key=record_hash)
+
+    mine = log_json(team, CAROL, "--request", request_id)
+    assert {r["request_id"] for r in mine} == {request_id}
+    assert [r["event"] for r in mine if r["person"] == BOB] == ["approved"]
+    assert "issued" in [r["event"] for r in mine]
+    bobs = log_json(team, ALICE, "--person", "BOB@example.com")
+    assert bobs and {r["person"] for r in bobs} == {BOB}
+    assert log_json(team, ALICE, "--local") == team.audit_records(ALICE)
+    assert len(log_json(team, ALICE, "--since", "1h")) == len(records)
+    assert log_json(team, ALICE, "--since", "2999-01-01T00:00:00Z") == []
+    assert [r["request_id"] for r in log_json(team, ALICE, "--request", other)] == [other] * 2
+
+    out = team.run(ALICE, "audit", "log", "--since", "yesterday")
+    assert out.returncode == 2 and "--since" in out.stderr
+    human = _ok(team.run(ALICE, "audit", "log", "--request", request_id))
+    assert request_id in human and "approved" in human and "go ahead" in human
+
+
+@pytest.mark.slow
+def test_export_csv_and_jsonl(team):
+    approved_and_issued(team, reason='INC-23 "quoted", with commas\nand a newline')
+    records = log_json(team, BOB)
+    rows = list(
+        csv.DictReader(io.StringIO(_ok(team.run(BOB, "audit", "export", "--format", "csv"))))
+    )
+    assert len(rows) == len(records)
+    assert list(rows[0]) == [
+        "ts",
+        "event",
+        "request_id",
+        "actor",
+        "person",
+        "role",
+        "prev",
+        "hash",
+        "details",
+    ]
+    for row, record in zip(rows, records, strict=True):
+        assert row["hash"] == record["hash"] and row["person"] == record["person"]
+        details = json.loads(row["details"])
+        assert details["chain"] == record["chain"] and details["seq"] == record["seq"]
+    reasons = [json.loads(r["details"]).get("reason") for r in rows]
+    assert 'INC-23 "quoted", with commas and a newline' in reasons  # clean() made it one line
+    lines = _ok(team.run(BOB, "audit", "export", "--format", "jsonl")).splitlines()
+    assert [json.loads(line) for line in lines] == records
+    assert all(record_hash(json.loads(line)) == json.loads(line)["hash"] for line in lines)
+    assert team.run(BOB, "audit", "export", "--format", "xml").returncode == 2
+
+
+@pytest.mark.slow
+def test_verify_remote_passes_then_catches_a_tampered_central_record(team):
+    approved_and_issued(team)
+    for user in (ALICE, BOB):
+        out = team.run(user, "audit", "verify", "--remote")
+        assert out.returncode == 0, out.stderr
+        assert "chains intact" in out.stderr
+    bob_record = team.audit_records(BOB)[0]
+    edited = {**bob_record, "reason": "nothing to see here"}
+    _aws(team, "dynamodb").put_item(
+        TableName=team.audit_table,
+        Item={
+            "chain": {"S": bob_record["chain"]},
+            "seq": {"N": str(bob_record["seq"])},
+            "record": {"S": json.dumps(edited, sort_keys=True, separators=(",", ":"))},
+        },
+    )
+    out = team.run(ALICE, "audit", "verify", "--remote", "--json")
+    assert out.returncode == 6
+    where = f"chain {bob_record['chain']} seq {bob_record['seq']}"
+    assert where in out.stderr and "hash mismatch" in out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["ok"] is False and doc["remote"][0]["seq"] == bob_record["seq"]
+    assert team.run(ALICE, "audit", "verify").returncode == 0  # the local log is fine
+
+
+@pytest.mark.slow
+def test_verify_remote_catches_a_removed_newest_record(team):
+    approved_and_issued(team)
+    newest = team.audit_records(ALICE)[-1]
+    s3 = _aws(team, "s3")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=team.audit_bucket)["Contents"]]
+    (key,) = [k for k in keys if k.endswith(f"/{newest['chain']}/{newest['seq']:010d}.json")]
+    s3.delete_object(Bucket=team.audit_bucket, Key=key)
+    out = team.run(ALICE, "audit", "verify", "--remote")
+    assert out.returncode == 6
+    assert f"s3:{team.audit_bucket}/audit/: chain {newest['chain']} seq {newest['seq']}" in (
+        out.stderr
+    )
+    assert team.run(BOB, "audit", "verify", "--remote").returncode == 0  # Bob cannot tell
+
+
+def test_verify_remote_without_a_sink_is_a_usage_error(tmp_path, moto_server, pd_sim):
+    team = Team(tmp_path, moto_server, pd_sim)
+    out = team.run(ALICE, "audit", "verify", "--remote")
+    assert out.returncode == 2 and "no central audit sink" in out.stderr
+
+
+@pytest.fixture
+def broken(tmp_path, moto_server, pd_sim) -> Team:
+    """A team whose audit table was never created (nobody ran `jitctl init`)."""
+    t = Team(tmp_path, moto_server, pd_sim)
+    t.audit_table = f"jitctl-never-created-{uuid.uuid4().hex[:8]}"
+    return t
+
+
+def test_failing_central_sink_blocks_issuing(broken):
+    _audit_config(broken, table=broken.audit_table, bucket=None)
+    on_call(broken, ALICE)
+    out = broken.run(ALICE, "request", "prod-readonly", "--reason", "INC-24")
+    assert out.returncode == 5, out.stderr
+    assert "central audit sink failed" in out.stderr and "jitctl init" in out.stderr
+    assert not broken.credentials_file(ALICE).exists()
+    records = broken.audit_records(ALICE)
+    assert [r["event"] for r in records] == ["requested", "audit_sink_failed"]
+    assert records[1]["sink"] == f"dynamodb:{broken.audit_table}"
+    assert "Traceback" not in out.stderr
+
+
+def test_optional_central_sink_lets_it_through_with_a_warning(broken):
+    _audit_config(broken, table=broken.audit_table, bucket=None, extra="required = false\n")
+    on_call(broken, ALICE)
+    out = broken.run(ALICE, "request", "prod-readonly", "--reason", "INC-25", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["status"] == "issued"
+    assert out.stderr.count("warning: the central audit sink failed") == 1
+    assert broken.credentials_file(ALICE).exists()
+    events = [r["event"] for r in broken.audit_records(ALICE)]
+    assert events.count("audit_sink_failed") == 3 and events[-2] == "issued"
+    assert broken.run(ALICE, "audit", "verify").returncode == 0
+
+
+def test_sink_failing_at_issue_time_drops_the_credentials(team):
+    request_id = _ok(team.run(ALICE, "request", "prod-readonly", "--reason", "INC-26", "--no-wait"))
+    _ok(team.run(BOB, "approve", request_id.strip()))
+    ddb = _aws(team, "dynamodb")
+    ddb.update_table(TableName=team.audit_table, DeletionProtectionEnabled=False)
+    ddb.delete_table(TableName=team.audit_table)
+    out = team.run(ALICE, "wait", request_id.strip())
+    assert out.returncode == 5, out.stderr
+    assert "central audit sink failed" in out.stderr
+    assert not team.credentials_file(ALICE).exists()

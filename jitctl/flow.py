@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from jitctl import models
 from jitctl.context import Environment
-from jitctl.errors import Denied, UsageError
+from jitctl.errors import Denied, JitctlError, UsageError
 from jitctl.models import AccessRequest, Credentials, OnCallEvidence, OnCallResult
 from jitctl.sanitize import MAX_REASON, clean
 from jitctl.timeutil import format_duration, rfc3339
@@ -217,9 +217,8 @@ def issue(
     except Exception as exc:
         env.audit.append("issue_failed", **common, error=str(exc))
         raise
-    # The store claims the grant atomically (two waiters cannot both issue), then the audit
-    # record is written; only then do the credentials leave this function.
-    issued = env.store.mark_issued(req.request_id, now=now, credentials_expire_at=creds.expiration)
+    # The record comes first: if the audit trail (local or central) cannot take it, the
+    # credentials are dropped and the request stays approved, so `jitctl wait` can retry.
     profile_name = profile or f"jit-{role.name}"
     env.audit.append(
         "issued",
@@ -231,6 +230,17 @@ def issue(
         duration_seconds=seconds,
         profile=profile_name if write_profile else None,
     )
+    # Then the store claims the grant atomically: of two waiters, one wins; the other's
+    # credentials never leave this function, and the log says why.
+    try:
+        issued = env.store.mark_issued(
+            req.request_id, now=now, credentials_expire_at=creds.expiration
+        )
+    except JitctlError as exc:
+        env.audit.append(
+            "issue_failed", **common, access_key_id=creds.access_key_id, error=str(exc)
+        )
+        raise
     if write_profile:
         path = credentials.shared_credentials_path(env.environ)
         credentials.write_profile(

@@ -22,27 +22,9 @@ from jitctl.aws import (
     tag_value,
 )
 from jitctl.errors import AwsUnavailable, ExitCode, UsageError
+from tests.harness import iam_keys
 
 ROLE = "arn:aws:iam::123456789012:role/prod-readonly"
-
-
-def iam_user(endpoint: str, name: str) -> dict[str, str]:
-    iam = boto3.client(
-        "iam",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="AKIAADMIN",
-        aws_secret_access_key="x",
-    )
-    try:
-        iam.create_user(UserName=name)
-    except iam.exceptions.EntityAlreadyExistsException:
-        pass
-    key = iam.create_access_key(UserName=name)["AccessKey"]
-    return {
-        "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
-        "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
-    }
 
 
 def capture_params(clients: AwsClients, operation: str) -> list[dict]:
@@ -55,7 +37,7 @@ def capture_params(clients: AwsClients, operation: str) -> list[dict]:
 
 
 def test_caller_identity_comes_from_sts(aws_env, monkeypatch):
-    for key, value in iam_user(aws_env["AWS_ENDPOINT_URL"], "alice@example.com").items():
+    for key, value in iam_keys(aws_env["AWS_ENDPOINT_URL"], "alice@example.com").items():
         monkeypatch.setenv(key, value)
     arn, account = get_caller_identity(AwsClients())
     assert arn == "arn:aws:iam::123456789012:user/alice@example.com"

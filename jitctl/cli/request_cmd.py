@@ -13,6 +13,17 @@ FORMATS = ("profile", "env", "credential-process")
 FORMAT_HELP = "profile: write the shared credentials file (default); env: print export lines for eval; credential-process: print the AWS credential_process JSON."
 
 
+# Shared by `request` and `wait`: typer options are plain default values, safe to reuse.
+PROFILE_OPTION = typer.Option(
+    None, "--profile", help="Profile name in the shared credentials file (default jit-ROLE)."
+)
+FORMAT_OPTION = typer.Option("profile", "--format", "-f", help=FORMAT_HELP)
+SHELL_OPTION = typer.Option(
+    "sh", "--shell", help="With --format env: sh (bash, zsh), fish or powershell."
+)
+JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document on stdout (no secrets).")
+
+
 def parse_duration_option(value: str | None, flag: str) -> timedelta | None:
     if value is None:
         return None
@@ -176,16 +187,10 @@ def request(
         "--timeout",
         help='Stop waiting after this long, e.g. "10m" (exit 4; resume with `jitctl wait ID`).',
     ),
-    profile: str = typer.Option(
-        None, "--profile", help="Profile name in the shared credentials file (default jit-ROLE)."
-    ),
-    fmt: str = typer.Option("profile", "--format", "-f", help=FORMAT_HELP),
-    shell: str = typer.Option(
-        "sh", "--shell", help="With --format env: sh (bash, zsh), fish or powershell."
-    ),
-    json_out: bool = typer.Option(
-        False, "--json", help="Print one JSON document on stdout (no secrets)."
-    ),
+    profile: str = PROFILE_OPTION,
+    fmt: str = FORMAT_OPTION,
+    shell: str = SHELL_OPTION,
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Request access to ROLE: on call, credentials at once; otherwise wait for a peer's approval."""
     from jitctl.context import Environment
@@ -218,16 +223,10 @@ def wait_cmd(
     timeout: str = typer.Option(
         None, "--timeout", help='Stop waiting after this long, e.g. "10m" (exit 4).'
     ),
-    profile: str = typer.Option(
-        None, "--profile", help="Profile name in the shared credentials file (default jit-ROLE)."
-    ),
-    fmt: str = typer.Option("profile", "--format", "-f", help=FORMAT_HELP),
-    shell: str = typer.Option(
-        "sh", "--shell", help="With --format env: sh (bash, zsh), fish or powershell."
-    ),
-    json_out: bool = typer.Option(
-        False, "--json", help="Print one JSON document on stdout (no secrets)."
-    ),
+    profile: str = PROFILE_OPTION,
+    fmt: str = FORMAT_OPTION,
+    shell: str = SHELL_OPTION,
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Resume waiting for a decision on your request, and get credentials once it is approved."""
     from jitctl.context import Environment

@@ -18,15 +18,13 @@ the audit record, then best-effort cleanup of local copies (profile, credential 
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import json
 import random
-import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,30 +33,24 @@ from jitctl.context import Environment
 from jitctl.errors import AwsUnavailable, Denied
 from jitctl.filelock import exclusive_lock
 from jitctl.models import AccessRequest
+from jitctl.revocation_policy import (
+    MAX_SESSION,
+    POLICY_NAME,
+    RevocationPolicyFull,
+    ceil_second,
+    covers,
+    deny_statement,
+    iam_role_name,
+    merge,
+    statement_id,
+)
 from jitctl.store.base import TransitionError
-from jitctl.timeutil import parse_rfc3339, rfc3339
+from jitctl.timeutil import rfc3339
 
-POLICY_NAME = "jitctl-revocations"
-SID_PREFIX = "JitctlRevoke"
-POLICY_VERSION = "2012-10-17"
-# STS's hard maximum for an AssumeRole session (a role's MaxSessionDuration can be at most 12h;
-# chained sessions at most 1h). A cutoff older than this can no longer match a live session,
-# so its statement is pruned. The policy's max_duration is not used: it is jitctl's limit, not
-# IAM's, and sessions of the role may come from outside jitctl or an older policy.
-MAX_SESSION = timedelta(hours=12)
-# IAM: a role's inline policies may total 10,240 characters, whitespace not counted.
-POLICY_SIZE_LIMIT = 10_240
 SETTLE_SECONDS = 1.0  # pause before reading back, so a concurrent writer's PUT has landed
 ROUNDS = 4
 _LOCK_TIMEOUT = 30.0
-_SI_KEY = "aws:SourceIdentity"
-_ISSUE_KEY = "aws:TokenIssueTime"
 PERMISSION_HINT = "the revoker needs iam:GetRolePolicy and iam:PutRolePolicy on {arn}"
-_WHITESPACE = re.compile(r"\s")
-
-
-class RevocationPolicyFull(AwsUnavailable):
-    """The role's inline policy would exceed IAM's size limit even after pruning (exit 5)."""
 
 
 @dataclass
@@ -86,123 +78,6 @@ class Revocation:
 
 
 # --------------------------------------------------------------------- the policy document
-
-
-def iam_role_name(role_arn: str) -> str:
-    """The RoleName IAM's APIs want: the ARN's last part (``role/a/b/NAME`` has a path)."""
-    return role_arn.rsplit("/", 1)[-1]  # the policy loader has checked it is a role ARN
-
-
-def statement_id(request_id: str) -> str:
-    return SID_PREFIX + re.sub(r"[^A-Za-z0-9]", "", request_id)
-
-
-def deny_statement(sid: str, source_identity: str, cutoff: datetime) -> dict[str, Any]:
-    return {
-        "Sid": sid,
-        "Effect": "Deny",
-        "Action": "*",
-        "Resource": "*",
-        "Condition": {
-            "StringEquals": {_SI_KEY: source_identity},
-            "DateLessThan": {_ISSUE_KEY: rfc3339(cutoff)},
-        },
-    }
-
-
-def ceil_second(value: datetime) -> datetime:
-    """Round up: 'issued before 04:05:07.8' must include 04:05:07.5, and RFC 3339 here has seconds."""
-    return value.replace(microsecond=0) + timedelta(seconds=1 if value.microsecond else 0)
-
-
-def policy_size(document: dict[str, Any]) -> int:
-    """Characters as IAM counts them: whitespace does not count."""
-    return len(_WHITESPACE.sub("", json.dumps(document, separators=(",", ":"))))
-
-
-def _statements(document: dict[str, Any] | None) -> list[Any]:
-    raw = (document or {}).get("Statement", [])
-    return [raw] if isinstance(raw, dict) else list(raw or [])
-
-
-def parse_deny(statement: Any) -> tuple[str, datetime] | None:
-    """(source identity, cutoff) if ``statement`` has exactly the shape of a revocation."""
-    try:
-        cond = statement["Condition"]
-        who, when = cond["StringEquals"][_SI_KEY], cond["DateLessThan"][_ISSUE_KEY]
-        shaped = (
-            statement["Effect"] == "Deny"
-            and all(statement[key] in ("*", ["*"]) for key in ("Action", "Resource"))
-            and set(cond) == {"StringEquals", "DateLessThan"}
-            and len(cond["StringEquals"]) == len(cond["DateLessThan"]) == 1
-            and isinstance(who, str)
-        )
-        return (who, parse_rfc3339(when)) if shaped else None
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return None
-
-
-def _ours(statement: Any) -> tuple[str, datetime] | None:
-    """Parsed, if jitctl wrote it; anything else in the policy is never pruned or merged."""
-    if isinstance(statement, dict) and str(statement.get("Sid", "")).startswith(SID_PREFIX):
-        return parse_deny(statement)
-    return None
-
-
-def covers(document: dict[str, Any] | None, statement: dict[str, Any]) -> bool:
-    """Whether ``document`` denies at least what ``statement`` denies (same person, a cutoff
-    at least as late), whatever the Sid."""
-    wanted = parse_deny(statement)
-    assert wanted is not None
-    for existing in _statements(document):
-        found = parse_deny(existing)
-        if found and found[0] == wanted[0] and found[1] >= wanted[1]:
-            return True
-    return False
-
-
-def merge(
-    document: dict[str, Any] | None, statement: dict[str, Any], *, now: datetime
-) -> tuple[dict[str, Any], int]:
-    """``document`` with ``statement`` merged in, and how many expired statements were pruned.
-
-    The same Sid keeps one statement, with the later cutoff. jitctl's statements whose cutoff
-    is older than MAX_SESSION are dropped; anything else in the policy is kept as it is.
-    RevocationPolicyFull if the result is over IAM's size limit.
-    """
-    new = copy.deepcopy(statement)
-    new_who, new_cutoff = parse_deny(new) or ("", now)
-    horizon = now - MAX_SESSION
-    kept: list[Any] = []
-    pruned = 0
-    placed = False
-    for existing in _statements(document):
-        if isinstance(existing, dict) and existing.get("Sid") == new["Sid"]:
-            found = parse_deny(existing)
-            if found and found[0] == new_who and found[1] > new_cutoff:
-                new = deny_statement(new["Sid"], new_who, found[1])
-            if not placed:
-                kept.append(new)  # in place: the smallest change to the document
-                placed = True
-            continue
-        ours = _ours(existing)
-        if ours is not None and ours[1] < horizon:
-            pruned += 1
-            continue
-        kept.append(existing)
-    if not placed:
-        kept.append(new)
-    version = (document or {}).get("Version") or POLICY_VERSION
-    merged = {"Version": version, "Statement": kept}
-    if policy_size(merged) > POLICY_SIZE_LIMIT:
-        raise RevocationPolicyFull(
-            f"the inline policy {POLICY_NAME} would be {policy_size(merged)} characters, over "
-            f"IAM's {POLICY_SIZE_LIMIT} even after pruning revocations older than 12h",
-            f"statements age out 12h after their cutoff; until then, remove statements for "
-            f"sessions you know have ended from {POLICY_NAME} on the role by hand",
-        )
-    return merged, pruned
-
 
 # --------------------------------------------------------------------- talking to IAM
 

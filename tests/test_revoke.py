@@ -18,21 +18,20 @@ from jitctl.credentials import read_profile, write_profile
 from jitctl.errors import Denied, ExitCode
 from jitctl.flow import new_request_id
 from jitctl.models import AccessRequest, Credentials
-from jitctl.revoke import (
+from jitctl.revocation_policy import (
     POLICY_NAME,
     POLICY_SIZE_LIMIT,
     RevocationPolicyFull,
     ceil_second,
     covers,
     deny_statement,
-    ensure_denied,
     iam_role_name,
     merge,
     parse_deny,
     policy_size,
-    revoke,
     statement_id,
 )
+from jitctl.revoke import ensure_denied, revoke
 from jitctl.store.base import TransitionError
 from tests.harness import ACCOUNT, POLICY, Team, iam_keys
 

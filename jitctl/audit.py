@@ -73,6 +73,8 @@ class VerifyResult:
 
 
 class AuditLog:
+    sinks: tuple = ()  # the local log alone; AuditTrail adds central sinks
+
     def __init__(self, path: Path, clock: Clock) -> None:
         self.path = path
         self.clock = clock

@@ -7,10 +7,8 @@ and/or S3 so the team has one place to read and verify (issue 5).
 * ``S3Sink``: one object per record at ``{prefix}YYYY/MM/DD/{chain}/{seq:010d}.json`` (the
   record's UTC date), server-side encryption requested on every PutObject.
 
-Both write conditionally, so a record already there is never overwritten. ``AuditTrail`` is
-the local log plus the sinks: local first, then each sink; a failing sink is itself recorded
-locally (``audit_sink_failed``) and, when ``[audit] required`` (the default), stops the
-command with AuditError (exit 5) before anything is issued.
+Both write conditionally, so a record already there is never overwritten. How records are
+delivered to them (and what a failure means) is ``jitctl.audit_trail.AuditTrail``.
 
 boto3/botocore are imported inside functions: ``jitctl --help`` must not pay for them.
 """
@@ -23,13 +21,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from jitctl.audit import AuditLog, CentralEntry
+from jitctl.audit import CentralEntry
 from jitctl.errors import AuditError, AuditTampered, AwsUnavailable, ConfigError, JitctlError
 from jitctl.sanitize import clean
-from jitctl.timeutil import Clock, parse_rfc3339, rfc3339
+from jitctl.timeutil import parse_rfc3339, rfc3339
 
 ClientFactory = Callable[[str], Any]
 ACTIVE_TIMEOUT = 600.0  # seconds init() waits for the table
@@ -359,89 +356,3 @@ def one_line(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     text = clean(text).strip()
     return text if len(text) <= _ERROR_MAX else text[: _ERROR_MAX - 1] + "…"
-
-
-# ------------------------------------------------------------------ the composite
-
-
-class AuditTrail(AuditLog):
-    """The local log plus central sinks, with AuditLog's ``append``."""
-
-    def __init__(
-        self,
-        path: Path,
-        clock: Clock,
-        sinks: list[Sink],
-        *,
-        required: bool = True,
-        on_warning: Callable[[str], None] | None = None,
-    ) -> None:
-        super().__init__(path, clock)
-        self.sinks = sinks
-        self.required = required
-        self.on_warning = on_warning
-        self.warnings: list[str] = []
-
-    def append(
-        self,
-        event: str,
-        *,
-        request_id: str | None,
-        actor: str,
-        person: str | None,
-        role: str | None,
-        **fields: Any,
-    ) -> dict[str, Any]:
-        record = super().append(
-            event, request_id=request_id, actor=actor, person=person, role=role, **fields
-        )
-        failures = self._deliver(record, self.sinks)
-        if not failures:
-            return record
-        # Record every failure locally; pass the notes on to the sinks that still work (a
-        # note that fails there too is a new failure, so this ends when the sinks run out).
-        healthy = [s for s in self.sinks if all(s is not f[0] for f in failures)]
-        pending, everything = failures, list(failures)
-        while pending:
-            more: list[tuple[Sink, str]] = []
-            for sink, error in pending:
-                note = super().append(
-                    "audit_sink_failed",
-                    request_id=request_id,
-                    actor=actor,
-                    person=person,
-                    role=role,
-                    sink=sink.name,
-                    error=error,
-                    failed_event=record["event"],
-                    failed_seq=record["seq"],
-                )
-                for failed in self._deliver(note, healthy):
-                    healthy = [s for s in healthy if s is not failed[0]]
-                    more.append(failed)
-            pending = more
-            everything += more
-        summary = "; ".join(f"{sink.name}: {error}" for sink, error in everything)
-        if self.required:
-            raise AuditError(
-                f"the central audit sink failed ({summary}), so jitctl stops here: nothing is "
-                "issued without a central record",
-                f"the local log {self.path} has the record; list, status and audit verify still "
-                "work. Fix the sink (e.g. `jitctl init`), or set [audit] required = false to "
-                "carry on with the local log alone",
-            )
-        warning = f"the central audit sink failed ({summary}); recorded in the local log only"
-        if warning not in self.warnings:
-            self.warnings.append(warning)
-            if self.on_warning is not None:
-                self.on_warning(warning)
-        return record
-
-    def _deliver(self, record: dict[str, Any], sinks: list[Sink]) -> list[tuple[Sink, str]]:
-        failures = []
-        for sink in sinks:
-            try:
-                sink.put(record)
-            except Exception as exc:  # any failure at all: the record did not get there
-                failures.append((sink, one_line(exc)))
-        return failures

@@ -79,7 +79,8 @@ class Environment:
 
             settings = self.config.audit
             if settings.central:
-                from jitctl.audit_sink import AuditTrail, open_sinks, stderr_warning
+                from jitctl.audit_sink import open_sinks, stderr_warning
+                from jitctl.audit_trail import AuditTrail
 
                 sinks = open_sinks(
                     settings,

@@ -11,7 +11,8 @@ import boto3
 import pytest
 
 from jitctl.audit import AuditLog, read_records, record_hash, verify, verify_central
-from jitctl.audit_sink import AuditTrail, DynamoSink, S3Sink, open_sinks
+from jitctl.audit_sink import DynamoSink, S3Sink, open_sinks
+from jitctl.audit_trail import AuditTrail
 from jitctl.aws import AwsClients
 from jitctl.config import AuditSettings
 from jitctl.errors import AuditError, ConfigError, ExitCode

@@ -99,7 +99,11 @@ def test_pending_request_expires_and_cannot_be_approved(team, monkeypatch):
 
 def test_on_call_only_role_refuses_when_not_on_call(team, monkeypatch):
     policy = team.policy_dir / "team.toml"
-    policy.write_text(policy.read_text().replace("[roles.prod-readonly.approval]\napprovers = [\"group:sre\"]\nrequest_ttl = \"30m\"\n", ""))
+    policy.write_text(
+        policy.read_text().replace(
+            '[roles.prod-readonly.approval]\napprovers = ["group:sre"]\nrequest_ttl = "30m"\n', ""
+        )
+    )
     use_identity(monkeypatch, team, ALICE)
     env = environment(team, ALICE, FixedClock(datetime.now(UTC)))
     with pytest.raises(Denied, match="on-call only"):

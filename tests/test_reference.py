@@ -9,13 +9,34 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_readme_command_reference_is_current():
     gen = runpy.run_path(str(ROOT / "scripts" / "gen-reference"))
     readme = (ROOT / "README.md").read_text()
-    assert readme == gen["updated"](readme), "README.md command reference is stale: run scripts/gen-reference"
+    assert readme == gen["updated"](readme), (
+        "README.md command reference is stale: run scripts/gen-reference"
+    )
 
 
 def test_reference_covers_every_command():
     gen = runpy.run_path(str(ROOT / "scripts" / "gen-reference"))
     names = {" ".join(p) for p in gen["commands"]()}
-    for expected in ("request", "wait", "approve", "deny", "list", "status", "init", "audit verify",
-                     "exec", "credential-process", "revoke", "doctor", "whoami", "roles", "demo",
-                     "policy validate", "policy explain", "audit log", "audit export", "cancel"):
+    for expected in (
+        "request",
+        "wait",
+        "approve",
+        "deny",
+        "list",
+        "status",
+        "init",
+        "audit verify",
+        "exec",
+        "credential-process",
+        "revoke",
+        "doctor",
+        "whoami",
+        "roles",
+        "demo",
+        "policy validate",
+        "policy explain",
+        "audit log",
+        "audit export",
+        "cancel",
+    ):
         assert expected in names

@@ -19,7 +19,7 @@ def init(
     where = (
         settings.table if settings.backend == "dynamodb" else str(getattr(env.store, "path", ""))
     )
-    sinks = _audit_sinks(env)
+    sinks = list(env.audit.sinks)
     for sink in sinks:
         sink.init()  # the DynamoDB audit table (waits until ACTIVE); the S3 bucket is checked
     if json_out:
@@ -36,15 +36,6 @@ def init(
         out.print(f"[green]✓[/] {settings.backend} store ready: {safe(where)}")
         for sink in sinks:
             out.print(f"[green]✓[/] central audit sink ready: {safe(sink.name)}")
-
-
-def _audit_sinks(env) -> list:
-    if not env.config.audit.central:
-        return []
-    from jitctl.audit_sink import AuditTrail
-
-    audit = env.audit
-    return list(audit.sinks) if isinstance(audit, AuditTrail) else []
 
 
 def register(app: typer.Typer) -> None:

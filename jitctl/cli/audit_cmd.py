@@ -21,13 +21,6 @@ def _env():
     return Environment()
 
 
-def _sinks(env) -> list:
-    from jitctl.audit_sink import AuditTrail
-
-    audit = env.audit
-    return list(audit.sinks) if isinstance(audit, AuditTrail) else []
-
-
 def _since(text: str | None, now: datetime) -> datetime | None:
     """'2h' (newer than now minus 2h) or an RFC 3339 timestamp."""
     if text is None:
@@ -63,7 +56,7 @@ def _records(
     now = env.clock.now()
     after = _since(since, now)
     person = person.lower() if person else None
-    sinks = _sinks(env) if env.config.audit.central and not local else []
+    sinks = list(env.audit.sinks) if env.config.audit.central and not local else []
     if sinks:  # the table when there is one (it filters server-side), else the bucket
         found = sinks[0].records(since=after, request_id=request_id, person=person, now=now)
         return sorted(found, key=sort_key)
@@ -186,7 +179,7 @@ def verify(
     failure = None if result.ok else f"{path}:{result.first_bad_line}: {result.problem}"
     checked = []
     if remote and failure is None:
-        sinks = _sinks(env) if env.config.audit.central else []
+        sinks = list(env.audit.sinks) if env.config.audit.central else []
         if not sinks:
             raise ConfigError(
                 "no central audit sink is configured",

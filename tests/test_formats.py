@@ -161,8 +161,10 @@ def test_powershell_quoting():
     )
 
 
-@pytest.mark.parametrize("shell", ["fish", "pwsh"])
-def test_fish_and_powershell_for_real_when_installed(tmp_path, shell):
+# PowerShell is not in the package registries this project can reach, so its output is checked
+# as text (test_powershell_quoting); fish is installed by .ci/run and runs the output for real.
+@pytest.mark.parametrize("shell", ["fish"])
+def test_fish_output_for_real_when_installed(tmp_path, shell):
     exe = shutil.which(shell)
     if exe is None:
         pytest.skip(f"{shell} is not installed")

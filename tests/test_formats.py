@@ -170,16 +170,8 @@ def test_fish_output_for_real_when_installed(tmp_path, shell):
         pytest.skip(f"{shell} is not installed")
     creds = Credentials("ASIAKEY", NASTY, "tok'en", EXPIRES)
     script = tmp_path / "env.txt"
-    script.write_text(env_lines(creds, "fish" if shell == "fish" else "powershell"))
-    if shell == "fish":
-        cmd = [exe, "--no-config", "-c", f"source {script}; {sys.executable} -c {SHOW_ENV!r}"]
-    else:
-        cmd = [
-            exe,
-            "-NoProfile",
-            "-Command",
-            f"Get-Content -Raw '{script}' | Invoke-Expression; & '{sys.executable}' -c '{SHOW_ENV}'",
-        ]
+    script.write_text(env_lines(creds, shell))
+    cmd = [exe, "--no-config", "-c", f"source {script}; {sys.executable} -c {SHOW_ENV!r}"]
     out = subprocess.run(
         cmd, capture_output=True, text=True, env=clean_env(AWS_PROFILE="old"), timeout=60
     )

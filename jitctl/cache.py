@@ -28,6 +28,7 @@ RECORD_VERSION = 1
 # process again; 5 minutes is the least that still leaves a long command time to finish.
 MIN_LEFT = timedelta(minutes=5)
 _LOCK_TIMEOUT = 10.0  # seconds; credential-process must fail, not hang
+PROBE_TTL = timedelta(days=1)  # how long "no usable keyring here" is remembered
 _MAX_FILE_BYTES = 64 * 1024  # a record is ~2 KB; anything huge is not ours
 KEYRING = "keyring"
 FILE = "file"
@@ -80,13 +81,15 @@ class CredentialCache:
 
     def file_path(self, role: str) -> Path:
         """The fallback file for ``role``. Hashed: a role name need not be a safe file name."""
-        base = self._cache_dir
-        if base is None:
-            from jitctl.config import default_cache_dir
-
-            base = default_cache_dir()
         digest = hashlib.sha256(role.encode("utf-8")).hexdigest()
-        return base / "credentials" / f"{digest}.json"
+        return self._base_dir() / "credentials" / f"{digest}.json"
+
+    def _base_dir(self) -> Path:
+        if self._cache_dir is not None:
+            return self._cache_dir
+        from jitctl.config import default_cache_dir
+
+        return default_cache_dir()
 
     def store(
         self, role: str, creds: Credentials, request_id: str, person: str | None = None
@@ -163,16 +166,56 @@ class CredentialCache:
             self._resolved = True
             backend = self._given_backend
             if backend is None:
+                remembered = self._remembered_problem()
+                if remembered is not None:
+                    self._backend_problem = remembered
+                    return None
                 try:
                     import keyring
 
                     backend = keyring.get_keyring()
                 except Exception as exc:  # a broken keyring config must not break us
                     self._backend_problem = f"keyring unavailable ({type(exc).__name__})"
+                    self._remember_problem(self._backend_problem)
                     return None
             self._backend_problem = _unusable_reason(backend)
             self._backend = None if self._backend_problem else backend
+            if self._given_backend is None and self._backend_problem:
+                self._remember_problem(self._backend_problem)
         return self._backend
+
+    # Finding keyring's backend imports every backend it knows (on Linux, the macOS one probes
+    # for a library in a subprocess): about 180 ms, on every grant and every SDK call through
+    # credential-process. A machine with no usable keyring remembers that for PROBE_TTL in a
+    # small, non-secret file; a different PYTHON_KEYRING_BACKEND, or a day, asks again.
+    def _probe_path(self) -> Path:
+        return self._base_dir() / "keyring-probe.json"
+
+    def _remembered_problem(self) -> str | None:
+        import os
+        import time
+
+        try:
+            probe = json.loads(self._probe_path().read_text(encoding="utf-8"))
+            fresh = 0 <= time.time() - float(probe["checked"]) < PROBE_TTL.total_seconds()
+            same = probe.get("backend_env") == os.environ.get("PYTHON_KEYRING_BACKEND")
+            return f"{probe['problem']} (checked earlier)" if fresh and same else None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _remember_problem(self, problem: str) -> None:
+        import os
+        import time
+
+        record = {
+            "problem": problem,
+            "checked": time.time(),
+            "backend_env": os.environ.get("PYTHON_KEYRING_BACKEND"),
+        }
+        try:
+            atomic_write(self._probe_path(), json.dumps(record).encode("utf-8"), 0o600)
+        except OSError:
+            pass  # only an optimisation: the next run asks keyring again
 
     def _remove_file(self, role: str) -> bool:
         path = self.file_path(role)

@@ -371,3 +371,38 @@ def test_boto3_gets_cached_credentials_through_credential_process(aws_env, tmp_p
     # The SDK shows the user our one line, fix included.
     assert "no fresh jitctl credentials for stale-role (expired at " in stale.stderr
     assert 'run: jitctl request stale-role --reason "..."' in stale.stderr
+
+
+PROBE_SCRIPT = """
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from jitctl.cache import CredentialCache
+from jitctl.models import Credentials
+exp = datetime.now(timezone.utc) + timedelta(hours=1)
+where = CredentialCache(cache_dir=Path(sys.argv[1])).store("r", Credentials("AK", "s", "t", exp), "r-1")
+print(where, "keyring" in sys.modules)
+"""
+
+
+def test_no_usable_keyring_is_remembered_and_rechecked_when_the_backend_changes(tmp_path):
+    """The second grant on a machine without a keyring skips keyring's slow backend discovery."""
+    env = clean_env(PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
+
+    def grant(environ):
+        out = subprocess.run(
+            [sys.executable, "-c", PROBE_SCRIPT, str(tmp_path)],
+            env=environ,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout.split()
+
+    assert grant(env) == ["file", "True"]  # asked keyring, found nothing usable
+    probe = tmp_path / "keyring-probe.json"
+    assert stat.S_IMODE(probe.stat().st_mode) == 0o600
+    assert "secret" not in probe.read_text() and "AK" not in probe.read_text()
+    assert grant(env) == ["file", "False"]  # remembered: keyring never imported
+    other = dict(env, PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring")
+    assert grant(other) == ["file", "True"]  # another backend setting: asked again

@@ -21,7 +21,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,7 +167,7 @@ class AuditLog:
                 break
         ends_with_newline = buffer.endswith(b"\n")
         last = buffer[cut + 1 : -1] if ends_with_newline else buffer[cut + 1 :]
-        record, _ = _parse(last)
+        record, _ = parse_line(last)
         stored = record.get("hash") if isinstance(record, dict) else None
         if not isinstance(stored, str) or not _HASH.fullmatch(stored):
             raise AuditError(
@@ -183,12 +183,12 @@ def _next_position(last: dict[str, Any] | None) -> tuple[str, int]:
     """(chain, seq) for the record after ``last``: a new chain for a new (or pre-chain) log."""
     if last is not None:
         chain, seq = last.get("chain"), last.get("seq")
-        if isinstance(chain, str) and CHAIN_ID.fullmatch(chain) and _is_seq(seq):
+        if isinstance(chain, str) and CHAIN_ID.fullmatch(chain) and is_seq(seq):
             return chain, seq + 1
     return secrets.token_hex(8), 1
 
 
-def _is_seq(value: Any) -> bool:
+def is_seq(value: Any) -> bool:
     return type(value) is int and value >= 1
 
 
@@ -202,7 +202,7 @@ def verify(path: Path) -> VerifyResult:
     previous: dict[str, Any] | None = None
     try:
         for number, raw in _lines(path):
-            record, problem = _parse(raw)
+            record, problem = parse_line(raw)
             if record is None:
                 return VerifyResult(False, good, number, problem)
             missing = [name for name in REQUIRED_FIELDS if name not in record]
@@ -241,7 +241,7 @@ def _position_problem(record: dict[str, Any], previous: dict[str, Any] | None) -
     if "chain" not in record and "seq" not in record:
         return None  # written before records carried a position
     chain, seq = record.get("chain"), record.get("seq")
-    if not isinstance(chain, str) or not CHAIN_ID.fullmatch(chain) or not _is_seq(seq):
+    if not isinstance(chain, str) or not CHAIN_ID.fullmatch(chain) or not is_seq(seq):
         return "chain/seq malformed"
     same_chain = previous is not None and previous.get("chain") == chain
     expected = previous["seq"] + 1 if same_chain and previous is not None else 1
@@ -250,113 +250,12 @@ def _position_problem(record: dict[str, Any], previous: dict[str, Any] | None) -
     return None
 
 
-@dataclass(frozen=True)
-class CentralEntry:
-    """One record as a central sink holds it: the key it is stored under, and its text."""
-
-    chain: str
-    seq: int
-    text: str
-    where: str  # for messages: "dynamodb table T", "s3://bucket/key"
-
-
-@dataclass(frozen=True)
-class CentralResult:
-    ok: bool
-    chains: int
-    records: int
-    chain: str | None = None
-    seq: int | None = None
-    problem: str | None = None
-
-
-def verify_central(
-    entries: Iterable[CentralEntry], local: Iterable[dict[str, Any]] = (), *, sink: str = ""
-) -> CentralResult:
-    """Check a central copy: per chain, seqs contiguous from 1, every hash right, every prev
-    the previous seq's hash, each record stored under its own chain/seq; then every record of
-    ``local`` (this machine's log) that has a position must be there, identical.
-
-    Other people's chains cannot be checked for a removed newest record: only their own
-    ``audit verify --remote`` can, against their local logs.
-    """
-    local = list(local)
-    undelivered = {
-        (r.get("chain"), r.get("failed_seq"))
-        for r in local
-        if r.get("event") == "audit_sink_failed" and r.get("sink") == sink
-    }
-    held: dict[str, dict[int, CentralEntry]] = {}
-    count = 0
-    for entry in entries:
-        seqs = held.setdefault(entry.chain, {})
-        if entry.seq in seqs:
-            where = f"{seqs[entry.seq].where} and {entry.where}"
-            return CentralResult(
-                False, len(held), count, entry.chain, entry.seq, f"stored twice: {where}"
-            )
-        seqs[entry.seq] = entry
-        count += 1
-
-    def bad(chain: str, seq: int, problem: str) -> CentralResult:
-        return CentralResult(False, len(held), count, chain, seq, problem)
-
-    found: dict[tuple[str, int], dict[str, Any]] = {}
-    for chain in sorted(held):
-        previous: dict[str, Any] | None = None
-        for expected, seq in enumerate(sorted(held[chain]), start=1):
-            if seq != expected:
-                return bad(chain, expected, _missing(chain, expected, undelivered))
-            entry = held[chain][seq]
-            record, problem = _parse(entry.text.encode("utf-8", "surrogatepass"))
-            if record is None:
-                return bad(chain, seq, f"{entry.where}: {problem}")
-            missing = [name for name in REQUIRED_FIELDS if name not in record]
-            if missing:
-                return bad(chain, seq, f"{entry.where}: missing field {missing[0]!r}")
-            if record.get("chain") != chain or record.get("seq") != seq:
-                return bad(
-                    chain,
-                    seq,
-                    f"{entry.where} holds the record of chain {record.get('chain')} seq "
-                    f"{record.get('seq')}: records were moved or swapped",
-                )
-            if not isinstance(record["hash"], str) or record_hash(record) != record["hash"]:
-                return bad(chain, seq, f"{entry.where}: hash mismatch: the record was edited")
-            if previous is not None and record["prev"] != previous["hash"]:
-                return bad(
-                    chain,
-                    seq,
-                    f"{entry.where}: prev does not match seq {seq - 1}'s hash: "
-                    "a record was edited, removed or reordered",
-                )
-            found[(chain, seq)] = record
-            previous = record
-    for record in local:
-        chain, seq = record.get("chain"), record.get("seq")
-        if not isinstance(chain, str) or not _is_seq(seq):
-            continue
-        central = found.get((chain, seq))
-        if central is None:
-            return bad(chain, seq, _missing(chain, seq, undelivered, local=True))
-        if central != record:
-            return bad(chain, seq, "differs from the local log: the central record was edited")
-    return CentralResult(True, len(held), count)
-
-
-def _missing(chain: str, seq: int, undelivered: set[Any], *, local: bool = False) -> str:
-    what = "in the local log but missing from the central copy" if local else "missing"
-    if (chain, seq) in undelivered:
-        return f"{what}: never delivered (the local log records the sink failing for it)"
-    return f"{what}: a record was removed"
-
-
 def read_records(path: Path) -> list[dict[str, Any]]:
     """Every record, in order. Missing log: []. A line that is not a record: AuditTampered."""
     records: list[dict[str, Any]] = []
     try:
         for number, raw in _lines(path):
-            record, problem = _parse(raw)
+            record, problem = parse_line(raw)
             if record is None:
                 raise AuditTampered(f"audit log {path} line {number}: {problem}", _VERIFY_HINT)
             records.append(record)
@@ -395,7 +294,7 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
             yield number, raw[:-1] if raw.endswith(b"\n") else raw
 
 
-def _parse(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
+def parse_line(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
     if not raw.strip():
         return None, "empty line"
     try:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from jitctl.audit import CentralEntry
+from jitctl.audit_central import CentralEntry
 from jitctl.errors import AuditError, AuditTampered, AwsUnavailable, ConfigError, JitctlError
 from jitctl.sanitize import clean
 from jitctl.timeutil import parse_rfc3339, rfc3339

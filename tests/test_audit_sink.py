@@ -10,7 +10,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from jitctl.audit import AuditLog, read_records, record_hash, verify, verify_central
+from jitctl.audit import AuditLog, read_records, record_hash, verify
+from jitctl.audit_central import verify_central
 from jitctl.audit_sink import DynamoSink, S3Sink, open_sinks
 from jitctl.audit_trail import AuditTrail
 from jitctl.aws import AwsClients

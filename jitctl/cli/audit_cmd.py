@@ -161,8 +161,9 @@ def verify(
     """Check the local audit log's hash chain: exit 0 if intact, 6 naming the first bad line."""
     from dataclasses import asdict
 
-    from jitctl.audit import read_records, verify_central
+    from jitctl.audit import read_records
     from jitctl.audit import verify as verify_log
+    from jitctl.audit_central import verify_central
     from jitctl.cli.output import emit_json, safe, stderr_console
     from jitctl.errors import AuditTampered, ConfigError
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from jitctl import models
 from jitctl.context import Environment
-from jitctl.errors import Denied, UsageError
-from jitctl.flow import audit_fields, notify
+from jitctl.errors import Denied
+from jitctl.flow import audit_fields, check_reason, notify
 from jitctl.models import AccessRequest
-from jitctl.sanitize import MAX_REASON, clean
 from jitctl.store.base import NotFound
 
 
@@ -23,13 +22,10 @@ def get_request(env: Environment, request_id: str) -> AccessRequest:
 
 
 def _reason(reason: str | None, *, required: bool) -> str | None:
-    if reason is None or not reason.strip():
-        if required:
-            raise UsageError("a reason is required", 'pass --reason "why"')
+    """An approval's reason is optional; a denial's is not. Same limits as a request's."""
+    if not required and (reason is None or not reason.strip()):
         return None
-    if len(reason) > MAX_REASON:
-        raise UsageError(f"the reason is {len(reason)} characters long; the limit is {MAX_REASON}")
-    return clean(reason).strip()
+    return check_reason(reason)
 
 
 def check_may_decide(env: Environment, req: AccessRequest) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from jitctl.context import Environment
@@ -183,7 +182,7 @@ def _audit(env: Environment) -> str:
 
 def whoami(env: Environment) -> dict[str, Any]:
     """Principal, person, PagerDuty user and current on-calls (with shift ends)."""
-    from jitctl.oncall import LookupFailed, find_user, get_token, guard, make_client
+    from jitctl.oncall import LookupFailed, covers, find_user, get_token, guard, make_client
 
     caller = env.caller
     doc: dict[str, Any] = {
@@ -212,19 +211,10 @@ def whoami(env: Environment) -> dict[str, Any]:
                         params={"user_ids[]": [user["id"]], "since": stamp, "until": stamp},
                     )
                 )
-            doc["on_calls"] = [_oncall_entry(e) for e in entries if _covers(e, now)]
+            doc["on_calls"] = [_oncall_entry(e) for e in entries if covers(e, now)]
         except LookupFailed as exc:
             doc["pagerduty_error"] = exc.reason
     return doc
-
-
-def _covers(entry: dict[str, Any], now: datetime) -> bool:
-    from jitctl.timeutil import parse_rfc3339
-
-    start, end = entry.get("start"), entry.get("end")
-    return (start is None or parse_rfc3339(start) <= now) and (
-        end is None or parse_rfc3339(end) > now
-    )
 
 
 def _oncall_entry(entry: dict[str, Any]) -> dict[str, Any]:

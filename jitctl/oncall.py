@@ -345,9 +345,9 @@ def _decide(
     for entry in entries:
         if entry["user"]["id"] != user_id:
             continue  # the server filtered on user_ids[]; check anyway
+        if not covers(entry, now):
+            continue  # the server was asked since = until = now; check anyway
         start, end = _when(entry.get("start")), _when(entry.get("end"))
-        if (start is not None and start > now) or (end is not None and end <= now):
-            continue  # not covering now (the server was asked since = until = now)
         policy_id = str(entry["escalation_policy"]["id"])
         schedule_id = (entry.get("schedule") or {}).get("id")
         level = entry["escalation_level"]
@@ -382,6 +382,12 @@ def _decide(
 
 def _when(value: Any) -> datetime | None:
     return None if value is None else parse_rfc3339(str(value))
+
+
+def covers(entry: dict[str, Any], now: datetime) -> bool:
+    """Whether an /oncalls entry's shift covers ``now`` (a null start or end is open)."""
+    start, end = _when(entry.get("start")), _when(entry.get("end"))
+    return (start is None or start <= now) and (end is None or end > now)
 
 
 def _preference(ev: OnCallEvidence) -> tuple[bool, datetime, int]:

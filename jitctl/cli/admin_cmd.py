@@ -11,9 +11,9 @@ def init(
     """Create the request store (the DynamoDB table and its indexes, or the SQLite file) and the
     central audit table when [audit] table is set. Safe to rerun."""
     from jitctl.cli.output import emit_json, safe, stderr_console
-    from jitctl.context import Environment
+    from jitctl.cli.session import current_env
 
-    env = Environment()
+    env = current_env()
     settings = env.config.store
     env.store.init()
     where = (

@@ -16,9 +16,9 @@ _DETAIL_MAX = 80
 
 
 def _env():
-    from jitctl.context import Environment
+    from jitctl.cli.session import current_env
 
-    return Environment()
+    return current_env()
 
 
 def _since(text: str | None, now: datetime) -> datetime | None:

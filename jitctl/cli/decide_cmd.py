@@ -56,11 +56,11 @@ def approve(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Approve a pending request, if you are one of its role's approvers (and not the requester)."""
-    from jitctl.context import Environment
+    from jitctl.cli.session import current_env
     from jitctl.decisions import approve as approve_request
     from jitctl.models import public_dict
 
-    env = Environment()
+    env = current_env()
     request_id = request_id or _pick(env)
     _confirm(env, request_id, "Approve", yes)
     req, warnings = approve_request(env, request_id, reason=reason)
@@ -89,11 +89,11 @@ def deny(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Deny a pending request, if you are one of its role's approvers."""
-    from jitctl.context import Environment
+    from jitctl.cli.session import current_env
     from jitctl.decisions import deny as deny_request
     from jitctl.models import public_dict
 
-    env = Environment()
+    env = current_env()
     _confirm(env, request_id, "Deny", yes)
     req, warnings = deny_request(env, request_id, reason=reason)
     out = stderr_console()
@@ -110,11 +110,11 @@ def cancel(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Withdraw your own pending request."""
-    from jitctl.context import Environment
+    from jitctl.cli.session import current_env
     from jitctl.decisions import cancel as cancel_request
     from jitctl.models import public_dict
 
-    env = Environment()
+    env = current_env()
     req = cancel_request(env, request_id)
     if json_out:
         emit_json(public_dict(req))

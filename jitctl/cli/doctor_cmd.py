@@ -13,10 +13,10 @@ def doctor(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Check config, policy, AWS identity, PagerDuty, store and audit log; say how to fix what fails."""
-    from jitctl.context import Environment
+    from jitctl.cli.session import current_env
     from jitctl.doctor import run_doctor
 
-    result = run_doctor(Environment())
+    result = run_doctor(current_env())
     if json_out:
         emit_json(
             {
@@ -39,11 +39,11 @@ def whoami(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Who AWS says you are, the person jitctl maps you to, and your PagerDuty on-calls now."""
-    from jitctl.context import Environment
+    from jitctl.cli.session import current_env
     from jitctl.doctor import whoami as whoami_doc
     from jitctl.timeutil import parse_rfc3339
 
-    env = Environment()
+    env = current_env()
     doc = whoami_doc(env)
     if json_out:
         emit_json(doc)
@@ -73,11 +73,11 @@ def roles(
     from rich.console import Console
     from rich.table import Table
 
-    from jitctl.context import Environment
+    from jitctl.cli.session import current_env
     from jitctl.doctor import roles as roles_doc
     from jitctl.timeutil import format_duration, parse_rfc3339
 
-    env = Environment()
+    env = current_env()
     rows = roles_doc(env)
     if json_out:
         emit_json(rows)

@@ -9,11 +9,15 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from typing import TYPE_CHECKING
 
 import typer
 
 from jitctl import __version__
 from jitctl.errors import ExitCode, JitctlError
+
+if TYPE_CHECKING:
+    from jitctl.context import Environment
 
 app = typer.Typer(
     name="jitctl",
@@ -87,9 +91,16 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-def run(argv: list[str] | None = None) -> int:
-    """Run the CLI and return the exit code; every expected error becomes one line on stderr."""
+def run(argv: list[str] | None = None, env: Environment | None = None) -> int:
+    """Run the CLI and return the exit code; every expected error becomes one line on stderr.
+
+    ``env`` is built here once (or handed in by in-process tests) and reaches every command
+    through click's context object (``jitctl.cli.session.current_env``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if env is None:
+        from jitctl.context import Environment
+
+        env = Environment()
     debug = _debug_requested(argv)
     _register()
     if os.environ.get("_JITCTL_COMPLETE"):  # a completion script is asking for candidates
@@ -97,7 +108,7 @@ def run(argv: list[str] | None = None) -> int:
 
         completion_init()
     try:
-        result = app(args=argv, prog_name="jitctl", standalone_mode=False)
+        result = app(args=argv, prog_name="jitctl", standalone_mode=False, obj=env)
         return int(result or 0) if isinstance(result, int) else 0
     except JitctlError as exc:
         if debug:

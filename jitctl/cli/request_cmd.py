@@ -193,12 +193,12 @@ def request(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Request access to ROLE: on call, credentials at once; otherwise wait for a peer's approval."""
-    from jitctl.context import Environment
+    from jitctl.cli.session import current_env
     from jitctl.flow import Grant
     from jitctl.models import public_dict
 
     check_format(fmt, shell, json_out)
-    env = Environment()
+    env = current_env()
     result = obtain(
         env,
         role=role,
@@ -229,13 +229,13 @@ def wait_cmd(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Resume waiting for a decision on your request, and get credentials once it is approved."""
-    from jitctl.context import Environment
+    from jitctl.cli.session import current_env
     from jitctl.decisions import get_request
     from jitctl.errors import Denied
     from jitctl.flow import issue
 
     check_format(fmt, shell, json_out)
-    env = Environment()
+    env = current_env()
     req = get_request(env, request_id)
     if req.requester != env.caller.person:
         raise Denied(f"request {request_id} belongs to {req.requester}; only they can wait for it")
@@ -258,7 +258,7 @@ def exec_cmd(
     ),
 ) -> None:
     """Run a command with credentials for ROLE in its environment only: jitctl exec ROLE --reason R -- CMD [ARGS...]"""
-    from jitctl.context import Environment
+    from jitctl.cli.session import current_env
     from jitctl.errors import UsageError
     from jitctl.execute import run_child
     from jitctl.formats import child_environment
@@ -270,7 +270,7 @@ def exec_cmd(
         raise UsageError(
             "no command to run", 'put it after --: jitctl exec ROLE --reason "..." -- aws s3 ls'
         )
-    env = Environment()
+    env = current_env()
     grant = obtain(
         env,
         role=role,

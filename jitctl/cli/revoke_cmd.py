@@ -18,11 +18,11 @@ def revoke(
     the role issued before now is denied (an inline policy jitctl-revocations on the role);
     a grant they get later works. Needs iam:GetRolePolicy and iam:PutRolePolicy on the role.
     """
-    from jitctl.context import Environment
+    from jitctl.cli.session import current_env
     from jitctl.models import public_dict
     from jitctl.revoke import revoke as revoke_request
 
-    env = Environment()
+    env = current_env()
     done = revoke_request(env, request_id, reason=reason)
     req = done.request
     out = stderr_console()

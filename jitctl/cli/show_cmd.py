@@ -39,11 +39,11 @@ def list_cmd(
     """List requests, newest first."""
     from rich.console import Console
 
-    from jitctl.context import Environment
+    from jitctl.cli.session import current_env
     from jitctl.decisions import list_requests
     from jitctl.models import public_dict
 
-    env = Environment()
+    env = current_env()
     reqs = list_requests(env, pending_only=pending, mine=mine, role=role, limit=limit)
     if json_out:
         emit_json([public_dict(r) for r in reqs])
@@ -61,11 +61,11 @@ def status(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Show one request."""
-    from jitctl.context import Environment
+    from jitctl.cli.session import current_env
     from jitctl.decisions import get_request
     from jitctl.models import public_dict
 
-    env = Environment()
+    env = current_env()
     req = get_request(env, request_id)
     if json_out:
         emit_json(public_dict(req))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from jitctl.cli.session import current_env
+    from jitctl.context import Environment
 
 
 def current_env() -> Environment:

@@ -21,13 +21,23 @@ APP_NAME = "jitctl"
 DEFAULT_PAGERDUTY_URL = "https://api.pagerduty.com"
 DEFAULT_PAGERDUTY_TIMEOUT = 10.0  # seconds for the whole on-call lookup, retries included
 
-_TOP_KEYS = {"policy", "pagerduty", "store", "audit", "notify"}
+_TOP_KEYS = {"policy", "pagerduty", "store", "audit", "notify", "broker"}
 _SECTION_KEYS = {
-    "pagerduty": {"url", "ca_bundle", "timeout"},
+    "pagerduty": {"url", "ca_bundle", "timeout", "token_secret"},
     "store": {"backend", "path", "table", "region"},
     "audit": {"path", "table", "bucket", "prefix", "required", "region"},
     "notify": {"webhook_url", "timeout"},
+    "broker": {
+        "url",
+        "server_id",
+        "sts_endpoint",
+        "sts_region",
+        "ca_bundle",
+        "nonce_table",
+        "timeout",
+    },
 }
+DEFAULT_STS_ENDPOINT = "https://sts.us-east-1.amazonaws.com"
 _BACKENDS = ("sqlite", "dynamodb")
 
 
@@ -36,6 +46,7 @@ class PagerDutySettings:
     url: str = DEFAULT_PAGERDUTY_URL
     ca_bundle: Path | None = None
     timeout: float = DEFAULT_PAGERDUTY_TIMEOUT
+    token_secret: str | None = None  # Secrets Manager id of the token (the broker's way)
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,23 @@ class AuditSettings:
 
 
 @dataclass(frozen=True)
+class BrokerSettings:
+    """[broker]: a client needs url and server_id; the broker itself reads the rest."""
+
+    url: str | None = None  # set: this jitctl is a client of that broker
+    server_id: str | None = None
+    sts_endpoint: str = DEFAULT_STS_ENDPOINT  # the one STS endpoint proofs are checked against
+    sts_region: str = "us-east-1"
+    ca_bundle: Path | None = None  # to trust a broker behind a private CA
+    nonce_table: str | None = None  # DynamoDB table of seen nonces; else SQLite beside the store
+    timeout: float = 30.0
+
+    @property
+    def client(self) -> bool:
+        return bool(self.url)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None  # the config file read, or None when there was none
     policy_path: Path | None
@@ -74,6 +102,7 @@ class Config:
     store: StoreSettings
     audit: AuditSettings
     notify: NotifySettings
+    broker: BrokerSettings = BrokerSettings()
 
     @property
     def audit_path(self) -> Path:
@@ -113,7 +142,11 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     explicit = env.get("JITCTL_CONFIG")
     path = Path(explicit).expanduser() if explicit else default_config_path()
     data: dict[str, Any] = {}
-    if path.is_file():
+    inline = env.get("JITCTL_CONFIG_TOML")  # the broker under Lambda: the config as text
+    if inline:
+        data = _parse_toml(inline, "JITCTL_CONFIG_TOML")
+        path = None
+    elif path.is_file():
         data = _read_toml(path)
     elif explicit:
         raise ConfigError(
@@ -147,6 +180,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         timeout=_seconds(
             pd.get("timeout"), f"{where} [pagerduty] timeout", DEFAULT_PAGERDUTY_TIMEOUT
         ),
+        token_secret=_opt_str(pd, "token_secret", where),
     )
     if not pagerduty.url.startswith(("https://", "http://")):
         raise ConfigError(f"{where}: [pagerduty] url {pagerduty.url!r} is not an http(s) URL")
@@ -193,6 +227,49 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         store=store_settings,
         audit=audit_settings,
         notify=notify_settings,
+        broker=_broker(data.get("broker", {}), env, base, where),
+    )
+
+
+def _broker(raw: dict[str, Any], env: Mapping[str, str], base: Path, where: str) -> BrokerSettings:
+    url = (env.get("JITCTL_BROKER_URL") or _opt_str(raw, "url", where) or "").rstrip("/") or None
+    server_id = env.get("JITCTL_BROKER_SERVER_ID") or _opt_str(raw, "server_id", where)
+    if url is not None:
+        _check_broker_url(url, where)
+        if not server_id:
+            raise ConfigError(
+                f"{where}: [broker] url is set but server_id is not",
+                "ask whoever runs the broker for its server_id",
+            )
+    ca = env.get("JITCTL_BROKER_CA_BUNDLE") or _opt_str(raw, "ca_bundle", where)
+    return BrokerSettings(
+        url=url,
+        server_id=server_id,
+        sts_endpoint=(_opt_str(raw, "sts_endpoint", where) or DEFAULT_STS_ENDPOINT).rstrip("/"),
+        sts_region=_opt_str(raw, "sts_region", where) or "us-east-1",
+        ca_bundle=_resolve(ca, Path.cwd() if env.get("JITCTL_BROKER_CA_BUNDLE") else base),
+        nonce_table=_opt_str(raw, "nonce_table", where),
+        timeout=_seconds(raw.get("timeout"), f"{where} [broker] timeout", 30.0),
+    )
+
+
+def _check_broker_url(url: str, where: str) -> None:
+    """https, or plain http only to a loopback address (a broker on this machine, tests)."""
+    from ipaddress import ip_address
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        loopback = host == "localhost" or ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and loopback:
+        return
+    raise ConfigError(
+        f"{where}: [broker] url {url!r} must be https (plain http only on a loopback address)"
     )
 
 
@@ -204,6 +281,13 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+
+
+def _parse_toml(text: str, where: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML: {exc}") from exc
 
 
 def _check(table: dict[str, Any], allowed: set[str], where: str) -> None:

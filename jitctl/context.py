@@ -6,10 +6,11 @@ their own clock, environment or keyring.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from jitctl.timeutil import Clock, SystemClock
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from jitctl.config import Config
     from jitctl.models import Caller
     from jitctl.policy import Policy
+    from jitctl.service import AccessService
     from jitctl.store.base import RequestStore
 
 
@@ -34,7 +36,26 @@ class Environment:
     _caller: Caller | None = None
     _audit: AuditLog | None = None
     _store: RequestStore | None = None
-    _cache: dict[str, Any] = field(default_factory=dict)
+    _service: AccessService | None = None
+
+    def for_caller(self, caller: Caller) -> Environment:
+        """This environment acting for ``caller``, sharing config, policy, clients, store and
+        audit trail: the broker makes one per authenticated call."""
+        return dataclasses.replace(self, _caller=caller, _service=None)
+
+    @property
+    def service(self) -> AccessService:
+        """What commands ask the core through: a broker's, when [broker] url is set."""
+        if self._service is None:
+            if self.config.broker.client:
+                from jitctl.broker.client import BrokerService
+
+                self._service = BrokerService(self)
+            else:
+                from jitctl.service import LocalService
+
+                self._service = LocalService(self)
+        return self._service
 
     @property
     def config(self) -> Config:

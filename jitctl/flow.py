@@ -175,20 +175,12 @@ def submit(
     return Submitted(req, result, approvers, [warning] if warning else [])
 
 
-def issue(
-    env: Environment,
-    req: AccessRequest,
-    *,
-    evidence: OnCallEvidence | None,
-    profile: str | None,
-    write_profile: bool,
-    cache: bool = True,
-) -> Grant:
-    """Assume the role for an approved request, record it, then hand the credentials over.
+def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | None) -> Grant:
+    """Assume the role for an approved request, record it, and return the credentials.
 
-    `write_profile` puts them in the shared credentials file; `cache` keeps them for
-    `jitctl credential-process` (keyring or a 0600 file). `jitctl exec` does neither."""
-    from jitctl import aws, credentials
+    Nothing is written to the caller's disk here: that is ``jitctl.delivery``'s job, on the
+    caller's machine (in broker mode the broker runs this and the client delivers)."""
+    from jitctl import aws
 
     role = env.policy.role(req.role)
     caller = env.caller
@@ -219,7 +211,6 @@ def issue(
         raise
     # The record comes first: if the audit trail (local or central) cannot take it, the
     # credentials are dropped and the request stays approved, so `jitctl wait` can retry.
-    profile_name = profile or f"jit-{role.name}"
     env.audit.append(
         "issued",
         **common,
@@ -228,7 +219,6 @@ def issue(
         access_key_id=creds.access_key_id,
         expires_at=rfc3339(creds.expiration),
         duration_seconds=seconds,
-        profile=profile_name if write_profile else None,
     )
     # Then the store claims the grant atomically: of two waiters, one wins; the other's
     # credentials never leave this function, and the log says why.
@@ -241,20 +231,11 @@ def issue(
             "issue_failed", **common, access_key_id=creds.access_key_id, error=str(exc)
         )
         raise
-    if write_profile:
-        path = credentials.shared_credentials_path(env.environ)
-        credentials.write_profile(
-            path, profile_name, creds, extra={"x_jitctl_request_id": req.request_id}
-        )
-    if cache:
-        from jitctl.cache import CredentialCache
-
-        CredentialCache().store(role.name, creds, req.request_id, person=caller.person)
     issued.fast_path_reason = req.fast_path_reason
     return Grant(
         request=issued,
         credentials=creds,
-        profile=profile_name if write_profile else None,
+        profile=None,
         evidence=evidence,
         notes=[note] if note else [],
     )

@@ -66,8 +66,6 @@ class Revocation:
     already_revoked: bool
     statement_written: bool = True
     pruned: int = 0
-    profiles_removed: list[str] = field(default_factory=list)
-    cache_removed: bool = False
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
@@ -271,34 +269,41 @@ def revoke(
             revoked, decided_by=revoked.revoked_by, decision_reason=revoked.revoked_reason
         )
         result.notes += [w for w in [notify(env, "revoked", told)] if w]
-    _remove_local_copies(env, result)
     return result
 
 
-def _remove_local_copies(env: Environment, result: Revocation) -> None:
+@dataclass
+class LocalCleanup:
+    """What revoking removed from the revoker's own machine (the broker never has copies)."""
+
+    profiles_removed: list[str] = field(default_factory=list)
+    cache_removed: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def remove_local_copies(env: Environment, req: AccessRequest) -> LocalCleanup:
     """Best effort: the revocation is done whatever happens here; problems become notes."""
     from jitctl import credentials
 
-    request_id = result.request.request_id
+    done = LocalCleanup()
     path = credentials.shared_credentials_path(env.environ)
     try:
-        for profile in profiles_for_request(path, request_id):
+        for profile in profiles_for_request(path, req.request_id):
             if credentials.remove_profile(path, profile):
-                result.profiles_removed.append(profile)
+                done.profiles_removed.append(profile)
     except (OSError, ValueError) as exc:
-        result.notes.append(f"could not clean {path}: {exc}")
+        done.notes.append(f"could not clean {path}: {exc}")
     try:
         from jitctl.cache import CredentialCache
-    except ImportError:  # pragma: no cover - the cache module is optional
-        return
-    try:
+
         cache = CredentialCache()
-        grant = cache.lookup(result.request.role).grant
+        grant = cache.lookup(req.role).grant
         # Keyed by role: only drop it if it is this grant, not a newer one.
-        if grant is not None and grant.request_id == request_id:
-            result.cache_removed = cache.remove(result.request.role)
+        if grant is not None and grant.request_id == req.request_id:
+            done.cache_removed = cache.remove(req.role)
     except Exception as exc:  # never fail a done revocation over a local cache
-        result.notes.append(f"could not clean the credential cache ({type(exc).__name__})")
+        done.notes.append(f"could not clean the credential cache ({type(exc).__name__})")
+    return done
 
 
 def profiles_for_request(path: Path, request_id: str) -> list[str]:

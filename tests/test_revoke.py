@@ -31,7 +31,7 @@ from jitctl.revocation_policy import (
     policy_size,
     statement_id,
 )
-from jitctl.revoke import ensure_denied, revoke
+from jitctl.revoke import ensure_denied, remove_local_copies, revoke
 from jitctl.store.base import TransitionError
 from tests.harness import ACCOUNT, POLICY, Team, iam_keys
 
@@ -365,7 +365,8 @@ def test_local_profiles_of_that_grant_are_removed(team, monkeypatch):
     cache.store("prod-readonly", creds, rid, ALICE)
     cache.store("prod-admin", creds, other, ALICE)
     done = revoke(env, rid, reason="mine", settle=0)
-    assert done.profiles_removed == ["jit-prod-readonly", "copy"] and done.cache_removed
+    local = remove_local_copies(env, done.request)  # the revoker's machine: the CLI's step
+    assert local.profiles_removed == ["jit-prod-readonly", "copy"] and local.cache_removed
     assert cache.load("prod-readonly") is None and cache.load("prod-admin") is not None
     assert read_profile(path, "jit-prod-readonly") is None and read_profile(path, "copy") is None
     assert read_profile(path, "newer") is not None

@@ -11,12 +11,11 @@ from jitctl.cli.output import emit_json, interactive, safe, stderr_console
 
 def _pick(env) -> str:
     """`jitctl approve` with no id on a terminal: choose among the requests you may approve."""
-    from jitctl.decisions import decidable
     from jitctl.errors import UsageError
 
     if not (sys.stdin.isatty() and interactive()):
         raise UsageError("which request? pass REQUEST_ID", "see `jitctl list --pending`")
-    reqs = decidable(env)
+    reqs = env.service.decidable()
     if not reqs:
         raise UsageError("no pending requests you may approve")
     from jitctl.cli.show_cmd import request_table
@@ -37,11 +36,9 @@ def _confirm(env, request_id: str, verb: str, yes: bool) -> None:
     if yes or not (sys.stdin.isatty() and interactive()):
         return  # scripts, pipes, NO_COLOR and --quiet never get a prompt
     from jitctl.cli.show_cmd import describe
-    from jitctl.decisions import check_may_decide, get_request
     from jitctl.errors import Interrupted
 
-    req = get_request(env, request_id)
-    check_may_decide(env, req)  # refuse before asking
+    req = env.service.check_may_decide(request_id)  # refuse before asking
     describe(req, env.clock.now())
     if not typer.confirm(f"{verb} {request_id}?", default=False, err=True):
         raise Interrupted(f"not {verb.lower()}d; nothing recorded")
@@ -57,13 +54,12 @@ def approve(
 ) -> None:
     """Approve a pending request, if you are one of its role's approvers (and not the requester)."""
     from jitctl.cli.session import current_env
-    from jitctl.decisions import approve as approve_request
     from jitctl.models import public_dict
 
     env = current_env()
     request_id = request_id or _pick(env)
     _confirm(env, request_id, "Approve", yes)
-    req, warnings = approve_request(env, request_id, reason=reason)
+    req, warnings = env.service.approve(request_id, reason)
     out = stderr_console()
     for warning in warnings:
         out.print(f"[yellow]warning:[/] {safe(warning)}")
@@ -90,12 +86,11 @@ def deny(
 ) -> None:
     """Deny a pending request, if you are one of its role's approvers."""
     from jitctl.cli.session import current_env
-    from jitctl.decisions import deny as deny_request
     from jitctl.models import public_dict
 
     env = current_env()
     _confirm(env, request_id, "Deny", yes)
-    req, warnings = deny_request(env, request_id, reason=reason)
+    req, warnings = env.service.deny(request_id, reason)
     out = stderr_console()
     for warning in warnings:
         out.print(f"[yellow]warning:[/] {safe(warning)}")
@@ -111,11 +106,9 @@ def cancel(
 ) -> None:
     """Withdraw your own pending request."""
     from jitctl.cli.session import current_env
-    from jitctl.decisions import cancel as cancel_request
     from jitctl.models import public_dict
 
-    env = current_env()
-    req = cancel_request(env, request_id)
+    req = current_env().service.cancel(request_id)
     if json_out:
         emit_json(public_dict(req))
     else:

@@ -57,6 +57,7 @@ def _register() -> None:
     from jitctl.cli import (
         admin_cmd,
         audit_cmd,
+        broker_cmd,
         decide_cmd,
         demo_cmd,
         doctor_cmd,
@@ -76,6 +77,7 @@ def _register() -> None:
         policy_cmd,
         revoke_cmd,
         demo_cmd,
+        broker_cmd,
     ):
         module.register(app)
 

@@ -49,63 +49,63 @@ def check_format(fmt: str, shell: str, json_out: bool) -> None:
         raise UsageError(f"--json and --format {fmt} both print to stdout", "choose one")
 
 
-def deliver(env, grant, *, fmt: str, shell: str, json_out: bool) -> None:
+def deliver(env, issued, *, profile, fmt: str, shell: str, json_out: bool, cache: bool = True):
     """Secrets reach stdout only when a format asks for them; the summary goes to stderr."""
+    from jitctl.delivery import deliver as keep
     from jitctl.formats import credential_process_json, env_lines
 
+    written = keep(env, issued, profile=profile, write_profile=fmt == "profile", cache=cache)
     if fmt == "env":
-        sys.stdout.write(env_lines(grant.credentials, shell))
+        sys.stdout.write(env_lines(issued.credentials, shell))
     elif fmt == "credential-process":
-        sys.stdout.write(credential_process_json(grant.credentials) + "\n")
-    render_grant(env, grant, json_out)
+        sys.stdout.write(credential_process_json(issued.credentials) + "\n")
+    render_grant(env, issued, written, json_out)
 
 
-def render_grant(env, grant, json_out: bool) -> None:
+def render_grant(env, issued, profile: str | None, json_out: bool) -> None:
     from jitctl.models import public_dict
 
     if json_out:
-        doc = public_dict(grant.request)
-        doc["profile"] = grant.profile
-        doc["on_call"] = grant.evidence.as_dict() if grant.evidence else None
-        doc["notes"] = grant.notes
+        doc = public_dict(issued.request)
+        doc["profile"] = profile
+        doc["on_call"] = issued.evidence.as_dict() if issued.evidence else None
+        doc["notes"] = issued.notes
         emit_json(doc)
         return
     now = env.clock.now()
     out = stderr_console()
-    expires = grant.credentials.expiration
-    where = f"in profile [bold]{safe(grant.profile)}[/]" if grant.profile else "issued"
+    expires = issued.credentials.expiration
+    where = f"in profile [bold]{safe(profile)}[/]" if profile else "issued"
     short = timedelta(0) < expires - now < timedelta(minutes=10)
     flag = " [yellow](under 10 minutes)[/]" if short else ""
     out.print(
-        f"[green]✓[/] {safe(grant.request.role)}: credentials {where}, "
+        f"[green]✓[/] {safe(issued.request.role)}: credentials {where}, "
         f"expire {local_time(expires, now)} ({relative(expires, now)}){flag}"
     )
-    if grant.evidence is not None:
-        ev = grant.evidence
+    if issued.evidence is not None:
+        ev = issued.evidence
         until = f"until {local_time(ev.end, now)}" if ev.end else "permanently"
         out.print(f"  fast-tracked: on call, {safe(ev.matched_id)} level {ev.level} {until}")
-    elif grant.request.approvers:
-        out.print(f"  approved by {safe(', '.join(grant.request.approvers))}")
-    for note in grant.notes:
+    elif issued.request.approvers:
+        out.print(f"  approved by {safe(', '.join(issued.request.approvers))}")
+    for note in issued.notes:
         out.print(f"  [yellow]note:[/] {safe(note)}")
-    if grant.profile:
+    if profile:
         out.print(
-            f"  request {safe(grant.request.request_id)}; try: "
-            f"AWS_PROFILE={safe(grant.profile)} aws sts get-caller-identity"
+            f"  request {safe(issued.request.request_id)}; try: "
+            f"AWS_PROFILE={safe(profile)} aws sts get-caller-identity"
         )
 
 
-def await_approval(env, req, *, timeout, cancel_on_interrupt: bool):
-    """Wait for a decision with a live status line on a terminal; returns the approved request."""
-    from jitctl.decisions import approvers_for
-    from jitctl.waiting import wait_for_decision
+def poll_display(env, approvers: list[str]):
+    """A per-request status-line updater for a person at a terminal (None otherwise), and the
+    status to stop when the wait ends."""
+    if not interactive():
+        return None, None
+    status = stderr_console().status("", spinner="dots")
+    shown = ", ".join(approvers) or "nobody (check the policy)"
 
-    approvers = ", ".join(approvers_for(env, req)) or "nobody (check the policy)"
-    status = on_poll = None
-    if interactive():
-        status = stderr_console().status("", spinner="dots")
-        status.start()
-
+    def for_request(req):
         def on_poll(current, elapsed: float) -> None:
             from jitctl.timeutil import format_duration
 
@@ -116,54 +116,60 @@ def await_approval(env, req, *, timeout, cancel_on_interrupt: bool):
             )
             status.update(
                 f"waiting {format_duration(timedelta(seconds=int(elapsed)))} for approval{got} of "
-                f"{safe(req.request_id)} from {safe(approvers)}; send them: "
+                f"{safe(req.request_id)} from {safe(shown)}; send them: "
                 f"[bold]jitctl approve {safe(req.request_id)}[/]  (Ctrl-C cancels)"
             )
 
+        status.start()
+        return on_poll
+
+    return for_request, status
+
+
+def announce_pending(env, outcome) -> None:
+    req = outcome.request
+    out = stderr_console()
+    out.print(
+        f"approval needed for {safe(req.role)}: {safe(outcome.fast_path_reason)}\n"
+        f"  request [bold]{safe(req.request_id)}[/] is pending until {local_time(req.expires_at, env.clock.now())}; "
+        f"approvers ({safe(', '.join(outcome.approvers))}) run: [bold]jitctl approve {safe(req.request_id)}[/]"
+    )
+
+
+def obtain(env, *, role, reason, duration, timeout, wait: bool):
+    """The request flow shared by `request` and `exec`: credentials, or the pending request
+    (--no-wait)."""
+    from jitctl.lifecycle import obtain as run_lifecycle
+
+    approvers: list[str] = []
+
+    def on_pending(outcome) -> None:
+        for warning in outcome.warnings:
+            stderr_console().print(f"[yellow]warning:[/] {safe(warning)}")
+        approvers.extend(outcome.approvers)
+        announce_pending(env, outcome)
+
+    status = None
+
+    def on_poll(req):
+        nonlocal status
+        for_request, status = poll_display(env, approvers)
+        return for_request(req) if for_request else None
+
     try:
-        return wait_for_decision(
-            env,
-            req.request_id,
+        return run_lifecycle(
+            env.service,
+            role=role,
+            reason=reason,
+            duration=duration,
             timeout=timeout,
-            cancel_on_interrupt=cancel_on_interrupt,
+            wait=wait,
+            on_pending=on_pending,
             on_poll=on_poll,
         )
     finally:
         if status is not None:
             status.stop()
-
-
-def obtain(
-    env, *, role, reason, duration, timeout, wait: bool, profile, write_profile: bool, cache: bool
-):
-    """The request flow shared by `request` and `exec`: a grant, or the pending request (--no-wait)."""
-    from jitctl.flow import issue, submit
-
-    submitted = submit(env, role_name=role, reason=reason, duration=duration)
-    req = submitted.request
-    out = stderr_console()
-    for warning in submitted.warnings:
-        out.print(f"[yellow]warning:[/] {safe(warning)}")
-    if submitted.fast_tracked:
-        return issue(
-            env,
-            req,
-            evidence=submitted.on_call.evidence,
-            profile=profile,
-            write_profile=write_profile,
-            cache=cache,
-        )
-    out.print(
-        f"approval needed for {safe(req.role)}: {safe(submitted.on_call.reason)}\n"
-        f"  request [bold]{safe(req.request_id)}[/] is pending until {local_time(req.expires_at, env.clock.now())}; "
-        f"approvers ({safe(', '.join(submitted.approvers))}) run: [bold]jitctl approve {safe(req.request_id)}[/]"
-    )
-    if not wait:
-        return req
-    approved = await_approval(env, req, timeout=timeout, cancel_on_interrupt=True)
-    return issue(
-        env, approved, evidence=None, profile=profile, write_profile=write_profile, cache=cache
-    )
 
 
 def request(
@@ -194,8 +200,8 @@ def request(
 ) -> None:
     """Request access to ROLE: on call, credentials at once; otherwise wait for a peer's approval."""
     from jitctl.cli.session import current_env
-    from jitctl.flow import Grant
     from jitctl.models import public_dict
+    from jitctl.service import Issued
 
     check_format(fmt, shell, json_out)
     env = current_env()
@@ -206,12 +212,9 @@ def request(
         duration=parse_duration_option(duration, "--duration"),
         timeout=parse_duration_option(timeout, "--timeout"),
         wait=wait,
-        profile=profile,
-        write_profile=fmt == "profile",
-        cache=True,
     )
-    if isinstance(result, Grant):
-        deliver(env, result, fmt=fmt, shell=shell, json_out=json_out)
+    if isinstance(result, Issued):
+        deliver(env, result, profile=profile, fmt=fmt, shell=shell, json_out=json_out)
     elif json_out:
         emit_json(public_dict(result))
     else:
@@ -230,20 +233,23 @@ def wait_cmd(
 ) -> None:
     """Resume waiting for a decision on your request, and get credentials once it is approved."""
     from jitctl.cli.session import current_env
-    from jitctl.decisions import get_request
-    from jitctl.errors import Denied
-    from jitctl.flow import issue
 
     check_format(fmt, shell, json_out)
     env = current_env()
-    req = get_request(env, request_id)
-    if req.requester != env.caller.person:
-        raise Denied(f"request {request_id} belongs to {req.requester}; only they can wait for it")
-    approved = await_approval(
-        env, req, timeout=parse_duration_option(timeout, "--timeout"), cancel_on_interrupt=False
-    )
-    grant = issue(env, approved, evidence=None, profile=profile, write_profile=fmt == "profile")
-    deliver(env, grant, fmt=fmt, shell=shell, json_out=json_out)
+    service = env.service
+    for_request, status = poll_display(env, service.approvers_for(request_id))
+    try:
+        approved = service.wait(
+            request_id,
+            timeout=parse_duration_option(timeout, "--timeout"),
+            cancel_on_interrupt=False,
+            on_poll=for_request(service.get(request_id)) if for_request else None,
+        )
+    finally:
+        if status is not None:
+            status.stop()
+    issued = service.issue(approved.request_id)
+    deliver(env, issued, profile=profile, fmt=fmt, shell=shell, json_out=json_out)
 
 
 def exec_cmd(
@@ -278,11 +284,8 @@ def exec_cmd(
         duration=parse_duration_option(duration, "--duration"),
         timeout=parse_duration_option(timeout, "--timeout"),
         wait=True,
-        profile=None,
-        write_profile=False,
-        cache=False,  # nothing written to disk
     )
-    render_grant(env, grant, json_out=False)
+    render_grant(env, grant, None, json_out=False)  # nothing written to disk
     code = run_child(argv, child_environment(env.environ, grant.credentials))
     raise typer.Exit(code)
 

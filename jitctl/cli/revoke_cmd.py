@@ -20,21 +20,27 @@ def revoke(
     """
     from jitctl.cli.session import current_env
     from jitctl.models import public_dict
-    from jitctl.revoke import revoke as revoke_request
+    from jitctl.revoke import remove_local_copies
+    from jitctl.timeutil import parse_rfc3339
 
     env = current_env()
-    done = revoke_request(env, request_id, reason=reason)
+    done = env.service.revoke(request_id, reason)
     req = done.request
+    local = remove_local_copies(env, req)
     out = stderr_console()
-    for note in done.notes:
+    for note in [*done.notes, *local.notes]:
         out.print(f"[yellow]note:[/] {safe(note)}")
-    for profile in done.profiles_removed:
+    for profile in local.profiles_removed:
         out.print(f"removed profile {safe(profile)} from your AWS credentials file")
     if json_out:
-        emit_json(public_dict(req) | {"revocation": done.as_dict()})
+        details = done.details | {
+            "profiles_removed": local.profiles_removed,
+            "cache_removed": local.cache_removed,
+        }
+        emit_json(public_dict(req) | {"revocation": details})
         return
     who, role = safe(req.requester), safe(req.role)
-    when = local_time(done.cutoff, env.clock.now())
+    when = local_time(parse_rfc3339(done.details["cutoff"]), env.clock.now())
     if done.already_revoked:
         by = f" by {safe(req.revoked_by)}" if req.revoked_by else ""
         out.print(

@@ -40,11 +40,10 @@ def list_cmd(
     from rich.console import Console
 
     from jitctl.cli.session import current_env
-    from jitctl.decisions import list_requests
     from jitctl.models import public_dict
 
     env = current_env()
-    reqs = list_requests(env, pending_only=pending, mine=mine, role=role, limit=limit)
+    reqs = env.service.list(pending_only=pending, mine=mine, role=role, limit=limit)
     if json_out:
         emit_json([public_dict(r) for r in reqs])
         return
@@ -62,11 +61,10 @@ def status(
 ) -> None:
     """Show one request."""
     from jitctl.cli.session import current_env
-    from jitctl.decisions import get_request
     from jitctl.models import public_dict
 
     env = current_env()
-    req = get_request(env, request_id)
+    req = env.service.get(request_id)
     if json_out:
         emit_json(public_dict(req))
         return

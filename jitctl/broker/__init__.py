@@ -1,0 +1,1 @@
+"""The broker: jitctl as a gate that requesters cannot skip (see ARCHITECTURE.md)."""

@@ -1,0 +1,56 @@
+"""The broker under AWS Lambda, behind a function URL with ``AuthType: AWS_IAM``.
+
+Lambda has verified the SigV4 signature of the HTTP call before this runs and names the key
+in ``requestContext.authorizer.iam``; the broker still checks the caller's own proof, and
+that the proof was signed with that same key. One broker is built per container and reused.
+An EventBridge schedule invokes the function with ``{"jitctl": "housekeeping"}``.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from jitctl.broker.handler import Broker, HttpRequest
+
+_broker: Broker | None = None
+
+
+def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    if event.get("jitctl") == "housekeeping":
+        return {"ok": True}
+    response = broker().handle(to_request(event))
+    return {
+        "statusCode": response.status,
+        "headers": response.headers,
+        "body": response.encoded().decode(),
+        "isBase64Encoded": False,
+    }
+
+
+def broker() -> Broker:
+    global _broker
+    if _broker is None:
+        from jitctl.broker.build import build_broker
+        from jitctl.context import Environment
+
+        _broker = build_broker(Environment())
+    return _broker
+
+
+def to_request(event: dict[str, Any]) -> HttpRequest:
+    """A function-URL event (payload format 2.0) as the broker's transport-free request."""
+    ctx = event.get("requestContext") or {}
+    body = event.get("body") or ""
+    raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
+    path = event.get("rawPath") or "/"
+    if event.get("rawQueryString"):
+        path += "?" + event["rawQueryString"]
+    iam = (ctx.get("authorizer") or {}).get("iam") or {}
+    return HttpRequest(
+        method=(ctx.get("http") or {}).get("method", "GET"),
+        path=path,
+        headers={k.lower(): v for k, v in (event.get("headers") or {}).items()},
+        body=raw,
+        lambda_access_key=iam.get("accessKey") or "",
+    )

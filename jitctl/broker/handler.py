@@ -1,0 +1,279 @@
+"""The broker's core: one transport-free handler, request in, response out.
+
+Every call but ``GET /v1/info`` carries a proof of who is calling (``jitctl.broker.proof``);
+the broker checks it against its own pinned STS endpoint, maps the ARN to a person by the one
+identity rule, and runs ``LocalService`` for that caller with the broker's own AWS
+credentials. The HTTP server (``jitctl.broker.wsgi``) and the Lambda handler
+(``jitctl.broker.aws_lambda``) only translate to and from ``HttpRequest``/``HttpResponse``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from jitctl import __version__, errors
+from jitctl.broker import wire
+from jitctl.models import PENDING
+
+if TYPE_CHECKING:
+    from jitctl.broker.nonces import NonceStore
+    from jitctl.broker.proof import ProofSettings
+    from jitctl.context import Environment
+    from jitctl.service import LocalService
+
+MAX_BODY = 64 * 1024  # a request's JSON is small; anything larger is refused unread
+MAX_WAIT = 20.0  # seconds one long-poll may hold a connection
+_ID = r"(?P<id>r-[a-z0-9]{1,32})"
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    path: str  # with the query string, exactly as sent (the proof binds it)
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes = b""
+    lambda_access_key: str | None = None  # under Lambda: the key AWS authenticated
+
+    @property
+    def query(self) -> dict[str, str]:
+        from urllib.parse import parse_qsl, urlsplit
+
+        return dict(parse_qsl(urlsplit(self.path).query))
+
+    def json(self) -> dict[str, Any]:
+        if not self.body:
+            return {}
+        try:
+            doc = json.loads(self.body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise errors.UsageError(f"the request body is not JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise errors.UsageError("the request body must be a JSON object")
+        return doc
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(
+        default_factory=lambda: {"content-type": "application/json", "cache-control": "no-store"}
+    )
+
+    def encoded(self) -> bytes:
+        return json.dumps(self.body, sort_keys=True).encode()
+
+
+Action = Callable[["LocalService", HttpRequest, dict[str, str]], dict[str, Any]]
+
+
+class Broker:
+    """Routes authenticated calls to the core, for one environment (the broker's own)."""
+
+    def __init__(
+        self,
+        env: Environment,
+        *,
+        proof: ProofSettings,
+        nonces: NonceStore,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self.env = env
+        self.proof = proof
+        self.nonces = nonces
+        self.on_error = on_error or (lambda text: sys.stderr.write(text + "\n"))
+        self._warm = threading.Lock()
+        self._ready = False
+
+    def handle(self, request: HttpRequest) -> HttpResponse:
+        try:
+            if len(request.body) > MAX_BODY:
+                raise errors.UsageError(f"request body over {MAX_BODY} bytes")
+            if (request.method, request.path) == ("GET", f"{wire.API}/info"):
+                return HttpResponse(200, self.info())
+            action, params = _route(request.method, request.path.split("?", 1)[0])
+            service = self.service_for(request)
+            return HttpResponse(200, action(service, request, params))
+        except errors.JitctlError as exc:
+            status, body = wire.error_out(exc)
+            return HttpResponse(getattr(exc, "http_status", status), body)
+        except Exception as exc:  # a bug: say so without details a caller could mine
+            self.on_error(f"jitctl broker: unexpected {type(exc).__name__} on {request.path}")
+            return HttpResponse(500, {"error": {"message": "internal error", "exit_code": 1}})
+
+    def info(self) -> dict[str, Any]:
+        """What a client needs before it can sign a proof: no secret, no auth."""
+        return {
+            "server_id": self.proof.server_id,
+            "sts_endpoint": self.proof.sts_endpoint,
+            "sts_region": self.proof.sts_region,
+            "version": __version__,
+        }
+
+    def service_for(self, request: HttpRequest) -> LocalService:
+        from jitctl.broker.proof import verify_proof
+        from jitctl.identity import resolve_caller
+        from jitctl.service import LocalService
+
+        self._warm_up()
+        verified = verify_proof(
+            request.headers,
+            method=request.method,
+            path=request.path,
+            body=request.body,
+            settings=self.proof,
+            now=self.env.clock.now(),
+            nonces=self.nonces,
+            lambda_access_key=request.lambda_access_key,
+        )
+        caller = resolve_caller(verified.arn, verified.account, self.env.policy.identities)
+        return LocalService(self.env.for_caller(caller))
+
+    def _warm_up(self) -> None:
+        """Build what every call shares once, before threads race to build it lazily."""
+        if self._ready:
+            return
+        with self._warm:
+            if not self._ready:
+                _ = (self.env.config, self.env.policy, self.env.store, self.env.audit)
+                self._ready = True
+
+
+# ------------------------------------------------------------------ the endpoints
+
+
+def _whoami(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+    return {"caller": wire.caller_out(service.whoami())}
+
+
+def _submit(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+    doc = request.json()
+    seconds = doc.get("duration_seconds")
+    if seconds is not None and (type(seconds) is not int or not 0 < seconds <= 43200):
+        raise errors.UsageError("duration_seconds must be a whole number from 1 to 43200")
+    duration = timedelta(seconds=seconds) if seconds else None
+    outcome = service.request(_text(doc, "role"), doc.get("reason"), duration)
+    return wire.outcome_out(outcome)
+
+
+def _list(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+    q = request.query
+    try:
+        limit = min(max(int(q.get("limit", "100")), 1), 1000)
+    except ValueError:
+        raise errors.UsageError("limit must be a whole number") from None
+    reqs = service.list(
+        pending_only=q.get("pending") == "1",
+        mine=q.get("mine") == "1",
+        role=q.get("role") or None,
+        limit=limit,
+    )
+    return {"requests": [wire.request_out(r) for r in reqs]}
+
+
+def _decidable(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+    return {"requests": [wire.request_out(r) for r in service.decidable()]}
+
+
+def _get(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+    return {"request": wire.request_out(service.get(params["id"]))}
+
+
+def _approvers(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+    return {"approvers": service.approvers_for(params["id"])}
+
+
+def _may_decide(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+    return {"request": wire.request_out(service.check_may_decide(params["id"]))}
+
+
+def _approve(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+    req, warnings = service.approve(params["id"], request.json().get("reason"))
+    return {"request": wire.request_out(req), "warnings": warnings}
+
+
+def _deny(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+    req, warnings = service.deny(params["id"], request.json().get("reason"))
+    return {"request": wire.request_out(req), "warnings": warnings}
+
+
+def _cancel(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+    return {"request": wire.request_out(service.cancel(params["id"]))}
+
+
+def _wait(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+    """Long-poll: answers once the request is approved, or still pending after ``seconds``."""
+    try:
+        seconds = min(max(float(request.query.get("seconds", MAX_WAIT)), 0.0), MAX_WAIT)
+    except ValueError:
+        raise errors.UsageError("seconds must be a number") from None
+    try:
+        req = service.wait(
+            params["id"], timeout=timedelta(seconds=seconds), cancel_on_interrupt=False
+        )
+        return {"request": wire.request_out(req), "decided": True}
+    except errors.TimedOut:
+        current = service.get(params["id"])
+        if current.status != PENDING:
+            raise
+        return {"request": wire.request_out(current), "decided": False}
+
+
+def _issue(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+    return {"issued": wire.issued_out(service.issue(params["id"]))}
+
+
+def _revoke(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+    return wire.revoked_out(service.revoke(params["id"], request.json().get("reason")))
+
+
+def _text(doc: dict[str, Any], key: str) -> str:
+    value = doc.get(key)
+    if not isinstance(value, str) or not value:
+        raise errors.UsageError(f"{key} must be a non-empty string")
+    return value
+
+
+_ROUTES: list[tuple[str, re.Pattern[str], Action]] = [
+    (method, re.compile(f"{wire.API}{pattern}"), action)
+    for method, pattern, action in (
+        ("GET", "/whoami", _whoami),
+        ("POST", "/requests", _submit),
+        ("GET", "/requests", _list),
+        ("GET", "/decidable", _decidable),
+        ("GET", f"/requests/{_ID}", _get),
+        ("GET", f"/requests/{_ID}/approvers", _approvers),
+        ("GET", f"/requests/{_ID}/may-decide", _may_decide),
+        ("POST", f"/requests/{_ID}/approve", _approve),
+        ("POST", f"/requests/{_ID}/deny", _deny),
+        ("POST", f"/requests/{_ID}/cancel", _cancel),
+        ("GET", f"/requests/{_ID}/wait", _wait),
+        ("POST", f"/requests/{_ID}/issue", _issue),
+        ("POST", f"/requests/{_ID}/revoke", _revoke),
+    )
+]
+
+
+def _route(method: str, path: str) -> tuple[Action, dict[str, str]]:
+    allowed = False
+    for want, pattern, action in _ROUTES:
+        match = pattern.fullmatch(path)
+        if match and want == method:
+            return action, match.groupdict()
+        allowed = allowed or bool(match)
+    if allowed:
+        raise _HttpError(405, f"{method} is not allowed on {path}")
+    raise _HttpError(404, f"no broker endpoint {path}")
+
+
+class _HttpError(errors.UsageError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.http_status = status

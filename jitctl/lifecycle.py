@@ -1,0 +1,42 @@
+"""The request lifecycle, the same for every host: submit, wait for a decision, issue.
+
+Hosts pass callbacks to show progress; the steps themselves go through an ``AccessService``
+(local or a broker), so a terminal and a server run one sequence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from jitctl.models import AccessRequest
+from jitctl.service import AccessService, Issued, Outcome, PollCallback
+
+
+def obtain(
+    service: AccessService,
+    *,
+    role: str,
+    reason: str | None,
+    duration: timedelta | None,
+    timeout: timedelta | None,
+    wait: bool,
+    on_pending: Callable[[Outcome], None] | None = None,
+    on_poll: Callable[[AccessRequest], PollCallback | None] | None = None,
+) -> Issued | AccessRequest:
+    """Credentials (at once when fast-tracked, else after approval), or the pending request
+    when ``wait`` is false. ``on_poll`` builds the per-poll callback for a pending request."""
+    outcome = service.request(role, reason, duration)
+    if outcome.issued is not None:
+        return outcome.issued
+    if on_pending is not None:
+        on_pending(outcome)
+    if not wait:
+        return outcome.request
+    approved = service.wait(
+        outcome.request.request_id,
+        timeout=timeout,
+        cancel_on_interrupt=True,
+        on_poll=on_poll(outcome.request) if on_poll else None,
+    )
+    return service.issue(approved.request_id)

@@ -1,0 +1,209 @@
+"""What a command asks of jitctl's core: one interface, two implementations.
+
+``LocalService`` runs the core in this process with the caller's own AWS credentials (direct
+mode). ``jitctl.broker.client.BrokerService`` sends the same questions to a broker, which runs
+``LocalService`` on its side with its own credentials and the authenticated caller. The CLI
+depends only on ``AccessService``; ``Environment.service`` picks the implementation.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from jitctl.models import AccessRequest, Caller, Credentials, OnCallEvidence
+
+if TYPE_CHECKING:
+    from jitctl.context import Environment
+
+PollCallback = Callable[[AccessRequest, float], None]
+
+
+@dataclass
+class Issued:
+    """Credentials the core handed out for a request. ``credentials`` is secret."""
+
+    request: AccessRequest
+    credentials: Credentials
+    evidence: OnCallEvidence | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    """What ``request`` did: issued at once (``issued`` set) or recorded as pending."""
+
+    request: AccessRequest
+    fast_path_reason: str
+    approvers: list[str]
+    warnings: list[str] = field(default_factory=list)
+    issued: Issued | None = None
+
+
+@dataclass
+class Revoked:
+    """What ``revoke`` did in AWS and in the records (local copies are the client's job)."""
+
+    request: AccessRequest
+    details: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+    already_revoked: bool = False
+
+
+class AccessService(Protocol):
+    def whoami(self) -> Caller: ...
+    def request(self, role: str, reason: str | None, duration: timedelta | None) -> Outcome: ...
+    def get(self, request_id: str) -> AccessRequest: ...
+    def list(
+        self, *, pending_only: bool, mine: bool, role: str | None, limit: int
+    ) -> builtins.list[AccessRequest]: ...
+    def decidable(self) -> builtins.list[AccessRequest]: ...
+    def check_may_decide(self, request_id: str) -> AccessRequest: ...
+    def approvers_for(self, request_id: str) -> builtins.list[str]: ...
+    def approve(
+        self, request_id: str, reason: str | None
+    ) -> tuple[AccessRequest, builtins.list[str]]: ...
+    def deny(
+        self, request_id: str, reason: str | None
+    ) -> tuple[AccessRequest, builtins.list[str]]: ...
+    def cancel(self, request_id: str) -> AccessRequest: ...
+    def wait(
+        self,
+        request_id: str,
+        *,
+        timeout: timedelta | None,
+        cancel_on_interrupt: bool,
+        on_poll: PollCallback | None = None,
+    ) -> AccessRequest: ...
+    def issue(self, request_id: str) -> Issued: ...
+    def revoke(self, request_id: str, reason: str | None) -> Revoked: ...
+
+
+class LocalService:
+    """The core, run here: every check, AWS call, store write and audit record in-process."""
+
+    def __init__(self, env: Environment) -> None:
+        self.env = env
+
+    def whoami(self) -> Caller:
+        return self.env.caller
+
+    def request(self, role: str, reason: str | None, duration: timedelta | None) -> Outcome:
+        from jitctl.flow import issue, submit
+
+        submitted = submit(self.env, role_name=role, reason=reason, duration=duration)
+        outcome = Outcome(
+            request=submitted.request,
+            fast_path_reason=submitted.on_call.reason,
+            approvers=[a for a in submitted.approvers if a != submitted.request.requester],
+            warnings=list(submitted.warnings),
+        )
+        if submitted.fast_tracked:
+            evidence = submitted.on_call.evidence
+            outcome.issued = _issued(issue(self.env, submitted.request, evidence=evidence))
+            outcome.request = outcome.issued.request
+        return outcome
+
+    def get(self, request_id: str) -> AccessRequest:
+        from jitctl.decisions import get_request
+
+        return get_request(self.env, request_id)
+
+    def list(
+        self, *, pending_only: bool, mine: bool, role: str | None, limit: int
+    ) -> builtins.list[AccessRequest]:
+        from jitctl.decisions import list_requests
+
+        return list_requests(self.env, pending_only=pending_only, mine=mine, role=role, limit=limit)
+
+    def decidable(self) -> builtins.list[AccessRequest]:
+        from jitctl.decisions import decidable
+
+        return decidable(self.env)
+
+    def check_may_decide(self, request_id: str) -> AccessRequest:
+        from jitctl.decisions import check_may_decide
+
+        req = self.get(request_id)
+        check_may_decide(self.env, req)
+        return req
+
+    def approvers_for(self, request_id: str) -> builtins.list[str]:
+        from jitctl.decisions import approvers_for
+
+        return approvers_for(self.env, self.get(request_id))
+
+    def approve(
+        self, request_id: str, reason: str | None
+    ) -> tuple[AccessRequest, builtins.list[str]]:
+        from jitctl.decisions import approve
+
+        return approve(self.env, request_id, reason=reason)
+
+    def deny(self, request_id: str, reason: str | None) -> tuple[AccessRequest, builtins.list[str]]:
+        from jitctl.decisions import deny
+
+        return deny(self.env, request_id, reason=reason)
+
+    def cancel(self, request_id: str) -> AccessRequest:
+        from jitctl.decisions import cancel
+
+        return cancel(self.env, request_id)
+
+    def wait(
+        self,
+        request_id: str,
+        *,
+        timeout: timedelta | None,
+        cancel_on_interrupt: bool,
+        on_poll: PollCallback | None = None,
+    ) -> AccessRequest:
+        from jitctl.waiting import wait_for_decision
+
+        self._check_own(self.get(request_id), "wait for")
+        return wait_for_decision(
+            self.env,
+            request_id,
+            timeout=timeout,
+            cancel_on_interrupt=cancel_on_interrupt,
+            on_poll=on_poll,
+        )
+
+    def issue(self, request_id: str) -> Issued:
+        """Credentials for an approved peer request (the fast path issues inside ``request``)."""
+        from jitctl.flow import issue
+
+        req = self.get(request_id)
+        self._check_own(req, "get credentials for")
+        return _issued(issue(self.env, req, evidence=None))
+
+    def revoke(self, request_id: str, reason: str | None) -> Revoked:
+        from jitctl.revoke import revoke
+
+        done = revoke(self.env, request_id, reason=reason)
+        return Revoked(
+            request=done.request,
+            details=done.as_dict(),
+            notes=list(done.notes),
+            already_revoked=done.already_revoked,
+        )
+
+    def _check_own(self, req: AccessRequest, verb: str) -> None:
+        from jitctl.errors import Denied
+
+        if req.requester != self.env.caller.person:
+            raise Denied(
+                f"request {req.request_id} belongs to {req.requester}; only they can {verb} it"
+            )
+
+
+def _issued(grant: Any) -> Issued:
+    return Issued(
+        request=grant.request,
+        credentials=grant.credentials,
+        evidence=grant.evidence,
+        notes=list(grant.notes),
+    )

@@ -1,1 +1,1 @@
-"""The broker: jitctl as a gate that requesters cannot skip (see ARCHITECTURE.md)."""
+"""The broker: a server that alone assumes the elevated roles, writes the store and the audit trail."""

@@ -1,0 +1,501 @@
+"""Who is calling the broker: a signed sts:GetCallerIdentity request that the broker replays.
+
+The client signs (SigV4, its own credential chain) a POST of GetCallerIdentity whose signed
+headers carry the broker's server id and a binding: a hash of this one broker call (method, path,
+body, a fresh nonce, the signature date). It sends the signed request, not its secret, in
+``X-Jitctl-Proof``. The broker checks it locally, claims the nonce, then POSTs it to its own
+pinned STS endpoint and reads the ARN from the answer. AWS checks the signature; we check
+everything AWS cannot know about.
+
+Holes others closed, closed here the same way:
+* Vault's server-id header counted even when it was not signed, so a proof made for one server
+  was replayed to another: every header we forward must be in SignedHeaders.
+* Vault (CVE-2020-16250) let the caller choose URL, body and headers, and read the answer's XML
+  leniently: another AWS endpoint reflected attacker text that parsed as an identity. Here the
+  URL is the pinned one, the body is fixed, only a short list of headers exists, redirects are
+  never followed, and the answer must be exactly a GetCallerIdentityResponse in STS's namespace.
+* A caller-chosen STS host or region (Infisical) let other partitions or fake endpoints answer:
+  the client's host is never dialled, and the credential scope must name our region.
+* A proof is a bearer token for its validity window: the binding ties it to one call and the
+  nonce to one use.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import http.client
+import ipaddress
+import json
+import re
+import secrets
+import ssl
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import SplitResult, urlsplit
+
+from jitctl.broker.nonces import NonceStore
+from jitctl.errors import AwsUnavailable, ConfigError, ExitCode, JitctlError
+
+PROOF_HEADER = "X-Jitctl-Proof"  # base64url(JSON) of the signed STS request, on every broker call
+NONCE_HEADER = "X-Jitctl-Nonce"
+SERVER_ID_HEADER = "x-jitctl-server-id"  # inside the signed STS request
+BINDING_HEADER = "x-jitctl-binding"  # inside the signed STS request
+
+STS_BODY = "Action=GetCallerIdentity&Version=2011-06-15"
+CONTENT_TYPE = "application/x-www-form-urlencoded; charset=utf-8"
+MAX_PROOF_CHARS = 8192  # a proof with an SSO session token is ~3 KB
+MAX_RESPONSE_BYTES = 16384  # GetCallerIdentity answers are well under 1 KB
+AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
+STS_NAMESPACE = "https://sts.amazonaws.com/doc/2011-06-15/"
+
+_MUST_SIGN = ("host", "x-amz-date", "content-type", SERVER_ID_HEADER, BINDING_HEADER)
+_MAY_SEND = frozenset({*_MUST_SIGN, "x-amz-security-token", "authorization"})
+_AUTHORIZATION = re.compile(
+    r"AWS4-HMAC-SHA256 Credential=(?P<key>[A-Z0-9]{16,128})/(?P<date>\d{8})/(?P<region>[a-z0-9-]+)"
+    r"/(?P<service>[a-z0-9-]+)/aws4_request, ?SignedHeaders=(?P<signed>[a-z0-9;-]+),"
+    r" ?Signature=[0-9a-f]{64}"
+)
+_AMZ_DATE = re.compile(r"\d{8}T\d{6}Z")
+_NONCE = re.compile(r"[A-Za-z0-9_-]{22,128}")
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]{1,4096}")  # printable ASCII: nothing to inject
+_ARN = re.compile(r"arn:aws[a-z-]*:(?:iam|sts)::(?P<account>\d{12}):[\x21-\x7e]{1,2000}")
+_ERROR_CODE = re.compile(r"[A-Za-z0-9._]{1,64}")
+_SERVER_FAULTS = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "InternalFailure"}
+
+
+class ProofError(JitctlError):
+    """The caller's proof of identity is refused. The broker answers HTTP 401."""
+
+    exit_code = ExitCode.DENIED
+
+    def __init__(self, message: str, hint: str | None = None, *, reason: str = "refused") -> None:
+        super().__init__(message, hint)
+        self.reason = reason  # a short stable tag for logs and tests: "binding", "nonce", ...
+
+
+@dataclass(frozen=True)
+class ProofSettings:
+    server_id: str
+    sts_endpoint: (
+        str  # the broker's pinned STS endpoint URL, e.g. https://sts.us-east-1.amazonaws.com
+    )
+    sts_region: str
+    max_skew: timedelta = timedelta(minutes=5)
+    timeout: float = 5.0
+    ca_bundle: str | None = None
+
+    def __post_init__(self) -> None:
+        _pinned(self.sts_endpoint)
+        if not self.server_id:
+            raise ConfigError("[broker] server_id is empty", "set it to a name for this broker")
+        if not re.fullmatch(r"[a-z]{2}(?:-[a-z0-9]+)+", self.sts_region):
+            raise ConfigError(f"invalid STS region {self.sts_region!r}", "e.g. us-east-1")
+        if self.max_skew <= timedelta(0) or self.timeout <= 0:
+            raise ConfigError("the proof's max_skew and timeout must be positive")
+
+
+@dataclass(frozen=True)
+class VerifiedCaller:
+    arn: str
+    account: str
+    user_id: str
+    access_key: str
+
+
+@dataclass(frozen=True)
+class _Authorization:
+    access_key: str
+    date: str
+    signed: frozenset[str]
+
+
+# ------------------------------------------------------------------ both sides
+
+
+def binding(method: str, path: str, body: bytes, nonce: str, amz_date: str) -> str:
+    """Hex SHA-256 tying a proof to one broker call: method, path (with query), the body's
+    SHA-256, the nonce and the signature date, as a JSON array so no field can bleed into
+    another."""
+    fields = ["jitctl-binding-v1", method.upper(), path, hashlib.sha256(body).hexdigest()]
+    material = json.dumps([*fields, nonce, amz_date], separators=(",", ":"))
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def _pinned(url: str) -> SplitResult:
+    """An STS endpoint URL, checked: https (or http on loopback, for tests), no path or query."""
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 -- raises ValueError for a bad port
+    except ValueError:
+        raise ConfigError(f"invalid STS endpoint {url!r}: bad port") from None
+    loopback = parts.hostname in ("localhost",) or _is_loopback_ip(parts.hostname or "")
+    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+        raise ConfigError(f"invalid STS endpoint {url!r}", "use https://sts.REGION.amazonaws.com")
+    if not parts.hostname or parts.username or parts.password:
+        raise ConfigError(f"invalid STS endpoint {url!r}: no host, or a user name in it")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(f"invalid STS endpoint {url!r}: it must have no path or query")
+    return parts
+
+
+def _is_loopback_ip(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _host(parts: SplitResult) -> str:
+    """The Host header for an endpoint: the default port left out, as botocore does."""
+    default = {"https": 443, "http": 80}[parts.scheme]
+    host = (parts.hostname or "").lower()
+    return host if parts.port in (None, default) else f"{host}:{parts.port}"
+
+
+def _canonical_url(parts: SplitResult) -> str:
+    return f"{parts.scheme}://{_host(parts)}/"
+
+
+def _amz_date(now: datetime) -> str:
+    return _utc(now).strftime(AMZ_DATE_FORMAT)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+# ------------------------------------------------------------------ client side
+
+
+def make_proof(
+    credentials: Any,
+    *,
+    sts_url: str,
+    sts_region: str,
+    server_id: str,
+    method: str,
+    path: str,
+    body: bytes,
+    now: datetime,
+) -> dict[str, str]:
+    """The headers that prove who makes this broker call: {PROOF_HEADER: ..., NONCE_HEADER: ...}.
+
+    ``credentials`` are botocore credentials from the caller's own chain
+    (``boto3.Session().get_credentials()``); the secret never leaves this function."""
+    frozen = (
+        credentials.get_frozen_credentials()
+        if hasattr(credentials, "get_frozen_credentials")
+        else credentials
+    )
+    parts = _pinned(sts_url)
+    nonce = secrets.token_urlsafe(24)
+    amz_date = _amz_date(now)
+    headers = {
+        "host": _host(parts),
+        "content-type": CONTENT_TYPE,
+        "x-amz-date": amz_date,
+        SERVER_ID_HEADER: server_id,
+        BINDING_HEADER: binding(method, path, body, nonce, amz_date),
+    }
+    if frozen.token:
+        headers["x-amz-security-token"] = frozen.token
+    headers["authorization"] = _sign(frozen, sts_region, _canonical_url(parts), headers, amz_date)
+    proof = {"method": "POST", "url": _canonical_url(parts), "headers": headers, "body": STS_BODY}
+    encoded = base64.urlsafe_b64encode(json.dumps(proof, separators=(",", ":")).encode())
+    return {PROOF_HEADER: encoded.rstrip(b"=").decode(), NONCE_HEADER: nonce}
+
+
+def _sign(frozen: Any, region: str, url: str, headers: dict[str, str], amz_date: str) -> str:
+    """The Authorization header, from botocore's SigV4 signer at our own timestamp (add_auth
+    would read the clock itself, and the binding already covers ``amz_date``)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    signer = SigV4Auth(frozen, "sts", region)
+    request = AWSRequest(method="POST", url=url, data=STS_BODY.encode(), headers=headers)
+    request.context["timestamp"] = amz_date
+    signature = signer.signature(
+        signer.string_to_sign(request, signer.canonical_request(request)), request
+    )
+    signed = signer.signed_headers(signer.headers_to_sign(request))
+    return (
+        f"AWS4-HMAC-SHA256 Credential={signer.scope(request)}, "
+        f"SignedHeaders={signed}, Signature={signature}"
+    )
+
+
+# ------------------------------------------------------------------ broker side
+
+
+def verify_proof(
+    headers: Mapping[str, str],
+    *,
+    method: str,
+    path: str,
+    body: bytes,
+    settings: ProofSettings,
+    now: datetime,
+    nonces: NonceStore,
+    lambda_access_key: str | None = None,
+) -> VerifiedCaller:
+    """The AWS principal that made this broker call, or ProofError (Unavailable when STS or the
+    nonce store cannot answer). Cheap local checks first; the nonce is claimed only for a proof
+    that passed them all, and STS is asked only after that, so a replay never reaches AWS."""
+    proof = _decode(_request_header(headers, PROOF_HEADER))
+    _check_request_line(proof, settings)
+    sent = _header_map(proof["headers"])
+    auth = _check_authorization(sent, settings)
+    _check_signed_headers(sent, auth, settings)
+    _check_server_id(sent, settings)
+    nonce = _request_header(headers, NONCE_HEADER)
+    _check_binding(sent, method, path, body, nonce)
+    _check_date(sent, auth, settings, now)
+    if lambda_access_key is not None and not hmac.compare_digest(
+        auth.access_key, lambda_access_key
+    ):
+        raise ProofError(
+            "the proof was signed with other AWS credentials than the call to the function URL",
+            "sign both with the same credentials",
+            reason="lambda_access_key",
+        )
+    if not nonces.claim(nonce, expires_at=_utc(now) + 2 * settings.max_skew):
+        raise ProofError("the proof's nonce was used before (a replay)", reason="replay")
+    return _ask_sts(sent, settings, auth.access_key)
+
+
+def _request_header(headers: Mapping[str, str], name: str) -> str:
+    values = [v for k, v in headers.items() if k.lower() == name.lower()]
+    if len(values) != 1 or not values[0]:
+        raise ProofError(
+            f"the call carries no {name} header",
+            "call the broker with jitctl, which proves who you are with your AWS credentials",
+            reason="missing",
+        )
+    return values[0]
+
+
+def _decode(text: str) -> dict[str, Any]:
+    def bad(why: str) -> ProofError:
+        return ProofError(f"the {PROOF_HEADER} header is not a valid proof: {why}", reason="decode")
+
+    if len(text) > MAX_PROOF_CHARS:
+        raise bad(f"longer than {MAX_PROOF_CHARS} characters")
+    if not re.fullmatch(r"[A-Za-z0-9_-]+={0,2}", text):
+        raise bad("not base64url")
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        proof = json.loads(raw.decode(), object_pairs_hook=_no_duplicate_keys)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise bad(str(exc)) from None
+    if not isinstance(proof, dict) or set(proof) != {"method", "url", "headers", "body"}:
+        raise bad("expected exactly method, url, headers, body")
+    fields = (proof["method"], proof["url"], proof["body"])
+    if not all(isinstance(v, str) for v in fields) or not isinstance(proof["headers"], dict):
+        raise bad("method, url and body must be strings, headers an object")
+    if not all(isinstance(v, str) for v in proof["headers"].values()):
+        raise bad("header values must be strings")
+    return proof
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("a key appears twice")
+    return dict(pairs)
+
+
+def _check_request_line(proof: dict[str, Any], settings: ProofSettings) -> None:
+    if proof["method"] != "POST":
+        raise ProofError("the proof must be a POST", reason="method")
+    if proof["url"] != _canonical_url(_pinned(settings.sts_endpoint)):
+        # Never dialled: the broker replays to its own endpoint. A mismatch means the client
+        # signed for another host or region, which AWS would (rightly) refuse anyway.
+        raise ProofError(
+            f"the proof is signed for {proof['url'][:200]!r}, not this broker's STS endpoint",
+            f"sign for {settings.sts_endpoint}",
+            reason="url",
+        )
+    if proof["body"] != STS_BODY:
+        raise ProofError(f"the proof's body must be exactly {STS_BODY}", reason="body")
+
+
+def _header_map(headers: dict[str, str]) -> dict[str, str]:
+    sent: dict[str, str] = {}
+    for name, value in headers.items():
+        key = name.lower()
+        if key in sent:
+            raise ProofError(f"the proof sends header {key} twice", reason="duplicate_header")
+        if key not in _MAY_SEND:
+            raise ProofError(f"the proof may not send header {key[:64]!r}", reason="header")
+        if not _HEADER_VALUE.fullmatch(value):
+            raise ProofError(f"the proof's header {key} has a bad value", reason="header")
+        sent[key] = value
+    return sent
+
+
+def _check_authorization(sent: dict[str, str], settings: ProofSettings) -> _Authorization:
+    m = _AUTHORIZATION.fullmatch(sent.get("authorization", ""))
+    if m is None:
+        raise ProofError(
+            "the proof's Authorization is not an AWS4-HMAC-SHA256 signature", reason="authorization"
+        )
+    if (m["region"], m["service"]) != (settings.sts_region, "sts"):
+        raise ProofError(
+            f"the proof is signed for {m['service']} in {m['region']}, "
+            f"not sts in {settings.sts_region}",
+            reason="scope",
+        )
+    return _Authorization(m["key"], m["date"], frozenset(m["signed"].split(";")))
+
+
+def _check_signed_headers(
+    sent: dict[str, str], auth: _Authorization, settings: ProofSettings
+) -> None:
+    # Every header we forward must be signed: an unsigned server id or binding proves nothing.
+    unsigned = sorted(set(sent) - {"authorization"} - auth.signed)
+    missing = sorted(set(_MUST_SIGN) - auth.signed)
+    if unsigned or missing:
+        raise ProofError(
+            f"the proof's headers {', '.join(unsigned + missing)} are not signed",
+            "sign them (jitctl does)",
+            reason="unsigned_header",
+        )
+    if not auth.signed <= set(sent):
+        raise ProofError("the proof signs headers it does not send", reason="unsigned_header")
+    if sent["host"] != _host(_pinned(settings.sts_endpoint)):
+        raise ProofError("the proof's Host is not this broker's STS endpoint", reason="url")
+    if sent["content-type"].split(";")[0].strip() != "application/x-www-form-urlencoded":
+        raise ProofError("the proof's Content-Type must be a form", reason="header")
+
+
+def _check_server_id(sent: dict[str, str], settings: ProofSettings) -> None:
+    if not hmac.compare_digest(sent[SERVER_ID_HEADER].encode(), settings.server_id.encode()):
+        raise ProofError(
+            "the proof was made for another broker (server id mismatch)",
+            "set [broker] server_id to this broker's",
+            reason="server_id",
+        )
+
+
+def _check_binding(sent: dict[str, str], method: str, path: str, body: bytes, nonce: str) -> None:
+    if not _NONCE.fullmatch(nonce):
+        raise ProofError(f"the {NONCE_HEADER} header is malformed", reason="nonce")
+    expected = binding(method, path, body, nonce, sent["x-amz-date"])
+    if not hmac.compare_digest(sent[BINDING_HEADER].encode(), expected.encode()):
+        raise ProofError(
+            "the proof was made for another call (method, path, body or nonce differ)",
+            reason="binding",
+        )
+
+
+def _check_date(
+    sent: dict[str, str], auth: _Authorization, settings: ProofSettings, now: datetime
+) -> None:
+    text = sent["x-amz-date"]
+    if not _AMZ_DATE.fullmatch(text) or auth.date != text[:8]:
+        raise ProofError("the proof's X-Amz-Date is malformed", reason="date")
+    try:
+        signed_at = datetime.strptime(text, AMZ_DATE_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        raise ProofError("the proof's X-Amz-Date is malformed", reason="date") from None
+    off = abs(signed_at - _utc(now))
+    if off > settings.max_skew:
+        raise ProofError(
+            f"the proof was signed {int(off.total_seconds())}s away from the broker's clock "
+            f"(at most {int(settings.max_skew.total_seconds())}s allowed)",
+            "check this machine's clock (NTP) and try again",
+            reason="date",
+        )
+
+
+# ------------------------------------------------------------------ asking STS
+
+
+def _ask_sts(sent: dict[str, str], settings: ProofSettings, access_key: str) -> VerifiedCaller:
+    parts = _pinned(settings.sts_endpoint)
+    status, data = _post(parts, sent, settings)
+    if status == 200:
+        return _identity(data, access_key)
+    code = _error_code(data)
+    if 300 <= status < 400:
+        raise AwsUnavailable(
+            f"the STS endpoint {settings.sts_endpoint} answered with a redirect ({status}); "
+            "the broker follows none",
+            "set [broker] sts_endpoint to a regional STS endpoint",
+        )
+    if status >= 500 or code in _SERVER_FAULTS:
+        raise AwsUnavailable(f"STS could not check the proof ({status} {code})")
+    raise ProofError(f"AWS did not accept the proof: {code}", reason="sts")
+
+
+def _post(parts: SplitResult, sent: dict[str, str], settings: ProofSettings) -> tuple[int, bytes]:
+    """POST the proof to the pinned endpoint: our host, our path, the signed headers only.
+    http.client follows no redirects; TLS is verified against the system or ca_bundle."""
+    conn: http.client.HTTPConnection
+    if parts.scheme == "https":
+        context = ssl.create_default_context(cafile=settings.ca_bundle)
+        conn = http.client.HTTPSConnection(
+            parts.hostname or "", parts.port, timeout=settings.timeout, context=context
+        )
+    else:
+        conn = http.client.HTTPConnection(
+            parts.hostname or "", parts.port, timeout=settings.timeout
+        )
+    try:
+        conn.request("POST", "/", body=STS_BODY.encode(), headers=sent)
+        response = conn.getresponse()
+        data = response.read(MAX_RESPONSE_BYTES + 1)
+        return response.status, data
+    except (OSError, http.client.HTTPException) as exc:
+        raise AwsUnavailable(
+            f"cannot reach STS at {settings.sts_endpoint} to check the proof: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        conn.close()
+
+
+def _identity(data: bytes, access_key: str) -> VerifiedCaller:
+    """Arn, Account and UserId from exactly GetCallerIdentityResponse/GetCallerIdentityResult."""
+    root = _xml(data)
+    ns = f"{{{STS_NAMESPACE}}}"
+    results = root.findall(f"{ns}GetCallerIdentityResult")
+    if root.tag != f"{ns}GetCallerIdentityResponse" or len(results) != 1:
+        raise AwsUnavailable("STS's answer is not a GetCallerIdentityResponse")
+    values: dict[str, str] = {}
+    for name in ("Arn", "Account", "UserId"):
+        found = results[0].findall(f"{ns}{name}")
+        if len(found) != 1 or not (found[0].text or "").strip():
+            raise AwsUnavailable(f"STS's answer has no single {name}")
+        values[name] = (found[0].text or "").strip()
+    m = _ARN.fullmatch(values["Arn"])
+    if m is None or m["account"] != values["Account"]:
+        raise AwsUnavailable("STS's answer names a malformed ARN or another account")
+    return VerifiedCaller(values["Arn"], values["Account"], values["UserId"], access_key)
+
+
+def _xml(data: bytes) -> ET.Element:
+    if len(data) > MAX_RESPONSE_BYTES or b"<!" in data:  # no DTDs, entities or CDATA tricks
+        raise AwsUnavailable("STS's answer is too large or not plain XML")
+    try:
+        return ET.fromstring(data)
+    except ET.ParseError as exc:
+        raise AwsUnavailable(f"STS's answer is not XML: {exc}") from None
+
+
+def _error_code(data: bytes) -> str:
+    """The <Code> of an AWS error answer, for the message; "unknown" when there is none."""
+    try:
+        root = _xml(data)
+    except AwsUnavailable:
+        return "unknown"
+    for element in root.iter():
+        if element.tag.rsplit("}", 1)[-1] == "Code" and _ERROR_CODE.fullmatch(element.text or ""):
+            return element.text or "unknown"
+    return "unknown"

@@ -103,7 +103,7 @@ class Broker:
             return HttpResponse(200, action(service, request, params))
         except errors.JitctlError as exc:
             status, body = wire.error_out(exc)
-            return HttpResponse(getattr(exc, "http_status", status), body)
+            return HttpResponse(_http_status(exc, status), body)
         except Exception as exc:  # a bug: say so without details a caller could mine
             self.on_error(f"jitctl broker: unexpected {type(exc).__name__} on {request.path}")
             return HttpResponse(500, {"error": {"message": "internal error", "exit_code": 1}})
@@ -271,6 +271,14 @@ def _route(method: str, path: str) -> tuple[Action, dict[str, str]]:
     if allowed:
         raise _HttpError(405, f"{method} is not allowed on {path}")
     raise _HttpError(404, f"no broker endpoint {path}")
+
+
+def _http_status(exc: errors.JitctlError, default: int) -> int:
+    from jitctl.broker.proof import ProofError
+
+    if isinstance(exc, ProofError):
+        return 401
+    return getattr(exc, "http_status", default)
 
 
 class _HttpError(errors.UsageError):

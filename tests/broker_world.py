@@ -1,0 +1,242 @@
+"""A team that runs jitctl through a broker, against moto's server with IAM enforcement on.
+
+Requesters' IAM users hold no AWS permissions at all; the broker's IAM user holds the
+permissions the deployment template gives the broker's role; the target roles trust the
+broker alone. `jitctl broker serve` runs as a subprocess with the broker's keys and
+PagerDuty token; each person runs the installed `jitctl` with a client config that holds only
+[broker] url and server_id.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import textwrap
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from tests.conftest import clean_env
+
+ACCOUNT = "123456789012"
+SERVER_ID = "jitctl-e2e"
+REGION = "us-east-1"
+TABLE = "jitctl-broker-requests"
+POLICY = """
+version = 1
+
+[groups]
+sre = ["bob@example.com", "carol@example.com"]
+
+[roles.prod-readonly]
+arn = "arn:aws:iam::123456789012:role/jit-prod-readonly"
+max_duration = "2h"
+
+[roles.prod-readonly.on_call]
+escalation_policies = ["PEP1234"]
+
+[roles.prod-readonly.approval]
+approvers = ["group:sre"]
+request_ttl = "30m"
+"""
+ADMIN = {"aws_access_key_id": "AKIAADMIN0000000", "aws_secret_access_key": "admin"}
+
+
+def broker_policy() -> dict[str, Any]:
+    """The actions deploy/broker.yaml grants the broker's role, for an IAM user here.
+
+    moto authorizes these services' calls against the resource "*" (it does not resolve
+    resource ARNs), so the resources are "*" here; the template scopes them."""
+    actions = [
+        "sts:AssumeRole",
+        "sts:SetSourceIdentity",
+        "sts:TagSession",
+        "iam:GetRolePolicy",
+        "iam:PutRolePolicy",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:Query",
+        "dynamodb:DescribeTable",
+    ]
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}],
+    }
+
+
+def trust_broker_only(broker_arn: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"AWS": broker_arn},
+                    "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"],
+                }
+            ],
+        }
+    )
+
+
+class BrokerWorld:
+    def __init__(self, root: Path, moto: str, pd: Any) -> None:
+        self.root, self.moto, self.pd = root, moto, pd
+        self.exe = shutil.which("jitctl")
+        assert self.exe, "jitctl is not installed (pip install -e .)"
+        self.iam = boto3.client("iam", endpoint_url=moto, region_name=REGION, **ADMIN)
+        self.keys: dict[str, dict[str, str]] = {}
+        self.pd_ids: dict[str, str] = {}
+        self.broker_dir = root / "broker"
+        self.broker_dir.mkdir(parents=True)
+        self.url = ""
+        self._server: subprocess.Popen[str] | None = None
+
+    # ------------------------------------------------------------ AWS, with enforcement off
+
+    def user(self, name: str, policy: dict[str, Any] | None = None) -> dict[str, str]:
+        if name not in self.keys:
+            self.iam.create_user(UserName=name)
+            if policy is not None:
+                self.iam.put_user_policy(
+                    UserName=name, PolicyName="jitctl", PolicyDocument=json.dumps(policy)
+                )
+            key = self.iam.create_access_key(UserName=name)["AccessKey"]
+            self.keys[name] = {
+                "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+                "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+            }
+        return self.keys[name]
+
+    def build(self) -> None:
+        ddb = boto3.client("dynamodb", endpoint_url=self.moto, region_name=REGION, **ADMIN)
+        from jitctl.store.dynamodb import DynamoStore
+
+        DynamoStore(TABLE, lambda service: ddb).init()
+        self.user("broker", broker_policy())
+        broker_arn = f"arn:aws:iam::{ACCOUNT}:user/broker"
+        self.iam.create_role(
+            RoleName="jit-prod-readonly", AssumeRolePolicyDocument=trust_broker_only(broker_arn)
+        )
+        for person in ("alice@example.com", "bob@example.com", "carol@example.com"):
+            self.user(person)  # no policy: requesters may do nothing in AWS themselves
+            self.pd_ids[person] = self.pd.add_user(person)
+        policies = self.broker_dir / "policies"
+        policies.mkdir()
+        (policies / "team.toml").write_text(textwrap.dedent(POLICY))
+        (self.broker_dir / "config.toml").write_text(
+            'policy = "policies"\n'
+            f'[pagerduty]\nurl = "{self.pd.url}"\nca_bundle = "{self.pd.ca_bundle}"\n'
+            'timeout = "3s"\n'
+            f'[store]\nbackend = "dynamodb"\ntable = "{TABLE}"\n'
+            f'[broker]\nserver_id = "{SERVER_ID}"\nsts_endpoint = "{self.moto}"\n'
+        )
+
+    # ------------------------------------------------------------ processes
+
+    def broker_env(self) -> dict[str, str]:
+        home = self.broker_dir / "home"
+        return clean_env(
+            HOME=str(home),
+            XDG_DATA_HOME=str(home / "data"),
+            XDG_CACHE_HOME=str(home / "cache"),
+            AWS_ENDPOINT_URL=self.moto,
+            AWS_REGION=REGION,
+            AWS_EC2_METADATA_DISABLED="true",
+            AWS_SHARED_CREDENTIALS_FILE=str(home / "aws-credentials"),
+            AWS_CONFIG_FILE=str(home / "aws-config"),
+            JITCTL_CONFIG=str(self.broker_dir / "config.toml"),
+            JITCTL_AUDIT_LOG=str(self.broker_dir / "audit.jsonl"),
+            JITCTL_PAGERDUTY_TOKEN=self.pd.token or "",
+            **self.keys["broker"],
+        )
+
+    @contextmanager
+    def serving(self) -> Iterator[str]:
+        log = self.broker_dir / "broker.log"
+        with log.open("w") as sink:
+            proc = subprocess.Popen(
+                [self.exe, "broker", "serve", "--port", "0"],
+                env=self.broker_env(),
+                stdout=subprocess.DEVNULL,
+                stderr=sink,
+                text=True,
+            )
+        try:
+            self.url = _await_listening(proc, log)
+            yield self.url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+    def client_env(self, person: str, **extra: str) -> dict[str, str]:
+        home = self.root / "home" / person
+        config = home / "config.toml"
+        if not config.exists():
+            home.mkdir(parents=True)
+            config.write_text(f'[broker]\nurl = "{self.url}"\nserver_id = "{SERVER_ID}"\n')
+        env = clean_env(
+            HOME=str(home),
+            XDG_CONFIG_HOME=str(home / ".config"),
+            XDG_DATA_HOME=str(home / ".local" / "share"),
+            XDG_CACHE_HOME=str(home / ".cache"),
+            AWS_ENDPOINT_URL=self.moto,
+            AWS_REGION=REGION,
+            AWS_EC2_METADATA_DISABLED="true",
+            AWS_SHARED_CREDENTIALS_FILE=str(home / ".aws" / "credentials"),
+            AWS_CONFIG_FILE=str(home / ".aws" / "config"),
+            JITCTL_CONFIG=str(config),
+            JITCTL_AUDIT_LOG=str(home / "audit.jsonl"),
+            NO_COLOR="1",
+            COLUMNS="200",
+            **self.keys[person],
+        )
+        env.update(extra)
+        return env
+
+    def run(self, person: str, *args: str, timeout: float = 60, **extra: str):
+        return subprocess.run(
+            [self.exe, *args],
+            env=self.client_env(person, **extra),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def popen(self, person: str, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [self.exe, *args],
+            env=self.client_env(person),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def boto(self, person: str, service: str) -> Any:
+        keys = self.keys[person]
+        return boto3.client(
+            service,
+            endpoint_url=self.moto,
+            region_name=REGION,
+            aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
+        )
+
+
+def _await_listening(proc: subprocess.Popen[str], log: Path, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = re.search(r"listening on (http://\S+)", log.read_text())
+        if found:
+            return found.group(1)
+        if proc.poll() is not None:
+            raise AssertionError(f"the broker exited with {proc.returncode}: {log.read_text()}")
+        time.sleep(0.05)
+    raise AssertionError("the broker did not start listening in time")

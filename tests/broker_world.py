@@ -63,6 +63,7 @@ def broker_policy() -> dict[str, Any]:
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
         "dynamodb:Query",
+        "dynamodb:Scan",
         "dynamodb:DescribeTable",
     ]
     return {

@@ -18,7 +18,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.broker_world import TABLE, BrokerWorld
+from tests.broker_world import SERVER_ID, TABLE, BrokerWorld
 
 pytestmark = pytest.mark.slow
 
@@ -145,3 +145,114 @@ def test_a_broker_with_another_server_id_is_refused(world):
 def test_an_unreachable_broker_exits_5(world):
     out = world.run("alice@example.com", "list", JITCTL_BROKER_URL="http://127.0.0.1:9")
     assert out.returncode == 5 and "cannot reach the broker" in out.stderr
+
+
+# ------------------------------------------------------------------ the proof, at the door
+
+
+def signed(world: BrokerWorld, person: str, method: str, path: str, body: bytes = b""):
+    """The headers `jitctl` would send for this call, signed with the person's own keys."""
+    from botocore.credentials import Credentials
+
+    from jitctl.broker.proof import make_proof
+
+    keys = world.keys[person]
+    creds = Credentials(keys["AWS_ACCESS_KEY_ID"], keys["AWS_SECRET_ACCESS_KEY"])
+    return make_proof(
+        creds.get_frozen_credentials(),
+        sts_url=world.moto,
+        sts_region="us-east-1",
+        server_id=SERVER_ID,
+        method=method,
+        path=path,
+        body=body,
+        now=datetime.now(UTC),
+    )
+
+
+def send(world: BrokerWorld, method: str, path: str, headers: dict, body: bytes = b""):
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(
+        world.url + path, data=body or None, method=method, headers=headers
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_a_proof_works_once_and_only_for_its_own_call(world):
+    headers = signed(world, "alice@example.com", "GET", "/v1/whoami")
+    status, doc = send(world, "GET", "/v1/whoami", headers)
+    assert status == 200 and doc["caller"]["person"] == "alice@example.com"
+    replayed, doc = send(world, "GET", "/v1/whoami", headers)
+    assert replayed == 401 and "nonce" in doc["error"]["message"]
+
+
+def test_a_tampered_body_or_path_is_refused(world):
+    body = json.dumps({"role": "prod-readonly", "reason": "INC-9"}).encode()
+    headers = signed(world, "alice@example.com", "POST", "/v1/requests", body)
+    other = json.dumps({"role": "prod-readonly", "reason": "INC-9", "duration_seconds": 7200})
+    status, doc = send(world, "POST", "/v1/requests", headers, other.encode())
+    assert status == 401 and doc["error"]["exit_code"] == 3
+    headers = signed(world, "alice@example.com", "GET", "/v1/whoami")
+    status, _ = send(world, "GET", "/v1/decidable", headers)
+    assert status == 401
+
+
+def test_no_proof_no_answer(world):
+    status, doc = send(world, "GET", "/v1/requests", {})
+    assert status == 401 and "proof" in doc["error"]["message"].lower()
+    status, doc = send(world, "GET", "/v1/info", {})
+    assert status == 200 and doc["server_id"] == SERVER_ID and "secret" not in json.dumps(doc)
+
+
+# ------------------------------------------------------------------ the Lambda host
+
+
+def function_url_event(world, person, method, path, body=b"", access_key=None) -> dict:
+    """A function-URL event in AWS's documented shape (payload format 2.0)."""
+    keys = world.keys[person]
+    raw_path, _, query = path.partition("?")
+    return {
+        "version": "2.0",
+        "rawPath": raw_path,
+        "rawQueryString": query,
+        "headers": {k.lower(): v for k, v in signed(world, person, method, path, body).items()},
+        "requestContext": {
+            "accountId": "123456789012",
+            "http": {"method": method, "path": raw_path, "protocol": "HTTP/1.1"},
+            "authorizer": {
+                "iam": {
+                    "accessKey": access_key or keys["AWS_ACCESS_KEY_ID"],
+                    "accountId": "123456789012",
+                    "callerId": "AIDAEXAMPLE",
+                    "userArn": f"arn:aws:iam::123456789012:user/{person}",
+                    "userId": "AIDAEXAMPLE",
+                }
+            },
+        },
+        "body": body.decode(),
+        "isBase64Encoded": False,
+    }
+
+
+def test_the_lambda_handler_serves_a_function_url_event(world, monkeypatch):
+    from jitctl.broker import aws_lambda
+
+    for key, value in world.broker_env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(aws_lambda, "_broker", None)  # a cold start with this environment
+    event = function_url_event(world, "carol@example.com", "GET", "/v1/requests?limit=5")
+    answer = aws_lambda.handler(event)
+    assert answer["statusCode"] == 200, answer["body"]
+    assert isinstance(json.loads(answer["body"])["requests"], list)
+    # Lambda authenticated bob's key, but the proof is carol's: refused.
+    bob_key = world.keys["bob@example.com"]["AWS_ACCESS_KEY_ID"]
+    event = function_url_event(world, "carol@example.com", "GET", "/v1/whoami", access_key=bob_key)
+    answer = aws_lambda.handler(event)
+    assert answer["statusCode"] == 401
+    assert aws_lambda.handler({"jitctl": "housekeeping"}) == {"ok": True}

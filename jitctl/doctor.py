@@ -73,6 +73,8 @@ class Doctor:
 
 def run_doctor(env: Environment) -> Doctor:
     d = Doctor(env)
+    if env.config.broker.client:
+        return _broker_doctor(d, env)
     d.run(
         "config",
         lambda: (
@@ -91,6 +93,25 @@ def run_doctor(env: Environment) -> Doctor:
     d.run("store", lambda: _store(env), needs=("config",))
     d.run("audit log", lambda: _audit(env), needs=("config",))
     return d
+
+
+def _broker_doctor(d: Doctor, env: Environment) -> Doctor:
+    """A broker's client checks the broker: reachable, the configured one, who it says you are."""
+    settings = env.config.broker
+    d.run("config", lambda: f"{env.config.path or 'environment'}; broker {settings.url}")
+    d.run("broker", lambda: _broker_info(env), needs=("config",))
+    d.run("person", lambda: _broker_person(env), needs=("broker",))
+    return d
+
+
+def _broker_info(env: Environment) -> str:
+    info = env.service.info()  # type: ignore[attr-defined]  # BrokerService, in broker mode
+    return f"{env.config.broker.url}: server id {info['server_id']}, jitctl {info['version']}"
+
+
+def _broker_person(env: Environment) -> str:
+    caller = env.service.whoami()
+    return f"{caller.person} ({caller.arn}), as the broker sees you"
 
 
 def _ok(d: Doctor, name: str) -> bool:

@@ -80,6 +80,8 @@ class AccessService(Protocol):
     ) -> AccessRequest: ...
     def issue(self, request_id: str) -> Issued: ...
     def revoke(self, request_id: str, reason: str | None) -> Revoked: ...
+    def describe_caller(self) -> dict[str, Any]: ...
+    def roles(self) -> builtins.list[dict[str, Any]]: ...
 
 
 class LocalService:
@@ -190,6 +192,18 @@ class LocalService:
             notes=list(done.notes),
             already_revoked=done.already_revoked,
         )
+
+    def describe_caller(self) -> dict[str, Any]:
+        """`jitctl whoami`: principal, person, PagerDuty user and on-calls now."""
+        from jitctl.doctor import whoami
+
+        return whoami(self.env)
+
+    def roles(self) -> builtins.list[dict[str, Any]]:
+        """`jitctl roles`: each role, and whether it would fast-track the caller now."""
+        from jitctl.doctor import roles
+
+        return roles(self.env)
 
     def _check_own(self, req: AccessRequest, verb: str) -> None:
         from jitctl.errors import Denied

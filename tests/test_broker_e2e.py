@@ -256,3 +256,20 @@ def test_the_lambda_handler_serves_a_function_url_event(world, monkeypatch):
     answer = aws_lambda.handler(event)
     assert answer["statusCode"] == 401
     assert aws_lambda.handler({"jitctl": "housekeeping"}) == {"ok": True}
+
+
+def test_doctor_whoami_and_roles_ask_the_broker(world):
+    doctor = world.run("carol@example.com", "doctor", "--json")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
+    assert checks["broker"]["status"] == "pass" and SERVER_ID in checks["broker"]["detail"]
+    assert "carol@example.com" in checks["person"]["detail"]
+    who = json.loads(world.run("carol@example.com", "whoami", "--json").stdout)
+    assert who["person"] == "carol@example.com" and who["principal"].endswith(
+        "user/carol@example.com"
+    )
+    roles = json.loads(world.run("carol@example.com", "roles", "--json").stdout)
+    assert [r["role"] for r in roles] == ["prod-readonly"]
+    wrong = world.run("carol@example.com", "doctor", "--json", JITCTL_BROKER_SERVER_ID="nope")
+    checks = {c["name"]: c for c in json.loads(wrong.stdout)["checks"]}
+    assert wrong.returncode == 5 and checks["broker"]["status"] == "fail"

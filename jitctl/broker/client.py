@@ -115,6 +115,12 @@ class BrokerService:
     def revoke(self, request_id: str, reason: str | None) -> Revoked:
         return wire.revoked_in(self._call("POST", _rid(request_id, "revoke"), {"reason": reason}))
 
+    def describe_caller(self) -> dict[str, Any]:
+        return self._call("GET", "/whoami/report")["report"]
+
+    def roles(self) -> builtins.list[dict[str, Any]]:
+        return self._call("GET", "/roles")["roles"]
+
     # ------------------------------------------------------------ the transport
 
     def info(self) -> dict[str, Any]:

@@ -153,6 +153,14 @@ def _whoami(service: LocalService, request: HttpRequest, params: dict[str, str])
     return {"caller": wire.caller_out(service.whoami())}
 
 
+def _report(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+    return {"report": service.describe_caller()}
+
+
+def _roles(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+    return {"roles": service.roles()}
+
+
 def _submit(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
     doc = request.json()
     seconds = doc.get("duration_seconds")
@@ -245,6 +253,8 @@ _ROUTES: list[tuple[str, re.Pattern[str], Action]] = [
     (method, re.compile(f"{wire.API}{pattern}"), action)
     for method, pattern, action in (
         ("GET", "/whoami", _whoami),
+        ("GET", "/whoami/report", _report),
+        ("GET", "/roles", _roles),
         ("POST", "/requests", _submit),
         ("GET", "/requests", _list),
         ("GET", "/decidable", _decidable),

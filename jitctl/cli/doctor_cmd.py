@@ -40,11 +40,10 @@ def whoami(
 ) -> None:
     """Who AWS says you are, the person jitctl maps you to, and your PagerDuty on-calls now."""
     from jitctl.cli.session import current_env
-    from jitctl.doctor import whoami as whoami_doc
     from jitctl.timeutil import parse_rfc3339
 
     env = current_env()
-    doc = whoami_doc(env)
+    doc = env.service.describe_caller()
     if json_out:
         emit_json(doc)
         return
@@ -74,11 +73,10 @@ def roles(
     from rich.table import Table
 
     from jitctl.cli.session import current_env
-    from jitctl.doctor import roles as roles_doc
     from jitctl.timeutil import format_duration, parse_rfc3339
 
     env = current_env()
-    rows = roles_doc(env)
+    rows = env.service.roles()
     if json_out:
         emit_json(rows)
         return

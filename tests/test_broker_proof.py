@@ -344,7 +344,7 @@ def test_a_client_chosen_sts_host_is_never_dialled(enforcing, tmp_path, fake_htt
     # Even with the right URL in the proof, a Host header naming another host is refused.
     doc = decoded(headers)
     doc["url"] = enforcing["url"] + "/"
-    refused("url", enforcing, encoded(doc, headers[NONCE_HEADER]), tmp_path)
+    refused("host", enforcing, encoded(doc, headers[NONCE_HEADER]), tmp_path)
     assert evil.hits == 0
 
 
@@ -468,7 +468,10 @@ def test_a_proof_that_does_not_decode_is_refused(iam_moto, tmp_path, raw):
 
 
 def test_an_oversized_proof_is_refused_before_decoding(iam_moto, tmp_path):
-    refused("decode", iam_moto, {PROOF_HEADER: "A" * 9000, NONCE_HEADER: "N" * 32}, tmp_path)
+    headers = proof(iam_moto)
+    padded = json.dumps(decoded(headers), indent=4000)  # still a valid proof, just large
+    error = refused("decode", iam_moto, encoded(padded, headers[NONCE_HEADER]), tmp_path)
+    assert "longer than" in error.message
 
 
 @pytest.mark.parametrize(
@@ -488,6 +491,14 @@ def test_a_proof_bent_out_of_shape_is_refused(iam_moto, tmp_path, edit, reason):
     doc = decoded(headers)
     edit(doc)
     refused(reason, iam_moto, encoded(doc, headers[NONCE_HEADER]), tmp_path)
+
+
+def test_an_unsigned_session_token_is_refused(iam_moto, tmp_path):
+    headers = proof(iam_moto)
+    doc = decoded(headers)
+    doc["headers"]["x-amz-security-token"] = "FwoGZXIvYXdzEBY"
+    error = refused("unsigned_header", iam_moto, encoded(doc, headers[NONCE_HEADER]), tmp_path)
+    assert "x-amz-security-token" in error.message
 
 
 def test_a_signed_but_unsent_header_is_refused(iam_moto, tmp_path):

@@ -369,7 +369,7 @@ def _check_signed_headers(
     if not auth.signed <= set(sent):
         raise ProofError("the proof signs headers it does not send", reason="unsigned_header")
     if sent["host"] != _host(_pinned(settings.sts_endpoint)):
-        raise ProofError("the proof's Host is not this broker's STS endpoint", reason="url")
+        raise ProofError("the proof's Host is not this broker's STS endpoint", reason="host")
     if sent["content-type"].split(";")[0].strip() != "application/x-www-form-urlencoded":
         raise ProofError("the proof's Content-Type must be a form", reason="header")
 

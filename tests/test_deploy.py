@@ -9,9 +9,9 @@ null, which its IAM validator rejects: so the stacks here are created with a Pag
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -20,6 +20,7 @@ import time
 import tomllib
 import uuid
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -296,30 +297,40 @@ def test_with_an_org_id_the_url_is_for_the_organization(moto_server):
 # --------------------------------------------------------------------- with IAM enforced
 
 
-@pytest.fixture
-def enforcing_moto() -> Any:
-    """Our own moto server (IAM enforcement is process-wide): open for setup, then enforcing
-    once the test posts /moto-api/reset-auth."""
+@contextlib.contextmanager
+def own_moto() -> Iterator[str]:
+    """A moto server of our own (IAM enforcement is process-wide, so not the shared one):
+    open for setup; `enforce(url)` switches IAM enforcement on from then."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env=dict(os.environ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def enforce(url: str) -> None:
+    requests.post(f"{url}/moto-api/reset-auth", data=b"0", timeout=10).raise_for_status()
+
+
+@pytest.fixture
+def enforcing_moto() -> Iterator[str]:
+    with own_moto() as url:
+        yield url
 
 
 def trust_for(broker_arn: str) -> str:
@@ -363,7 +374,7 @@ def test_broker_role_is_refused_outside_its_roles(enforcing_moto):
     session = client("sts", ep).assume_role(  # as Lambda would, before IAM is enforced
         RoleArn=outputs["BrokerRoleArn"], RoleSessionName="broker"
     )["Credentials"]
-    requests.post(f"{ep}/moto-api/reset-auth", data=b"0", timeout=10).raise_for_status()
+    enforce(ep)
 
     creds = (session["AccessKeyId"], session["SecretAccessKey"], session["SessionToken"])
     broker_iam = client("iam", ep, *creds)

@@ -65,7 +65,7 @@ class RoleFinding:
 
     def problems(self) -> list[str]:
         """One phrase per problem, for the human line."""
-        found = [hole.describe() for hole in self.holes]
+        found = [f"hole: {hole.describe()}" for hole in self.holes]
         found += [f"lacks {action} for the broker" for action in self.missing]
         return found + ([f"cannot check: {self.error}"] if self.error else [])
 

@@ -46,10 +46,10 @@ def check(
             if f.gated:
                 out.print(f"[green]✓[/] {where}: gated (only the broker's role may assume it)")
             else:
-                out.print(f"[red]✗[/] {where}: hole: {safe('; '.join(f.problems()))}")
+                out.print(f"[red]✗[/] {where}: {safe('; '.join(f.problems()))}")
     if open_roles:
         raise Denied(
-            f"the gate is open on {len(open_roles)} of {len(findings)} roles: "
+            f"{len(open_roles)} of {len(findings)} roles are not proven gated: "
             + ", ".join(open_roles),
             "make each role trust the broker's role alone: deploy/target-role-trust-policy.json",
         )

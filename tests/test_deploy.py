@@ -407,3 +407,16 @@ def test_broker_role_is_refused_outside_its_roles(enforcing_moto):
     assert denied(
         alice_sts.assume_role, RoleArn=target, RoleSessionName="alice", SourceIdentity="alice"
     )
+
+
+def test_caller_policy_invokes_only_through_the_url(stack):
+    """A caller allowed plain lambda:InvokeFunction could hand the broker any event it likes."""
+    text = (ROOT / "deploy" / "caller-policy.json").read_text()
+    document = json.loads(text.replace("BROKER_FUNCTION_ARN", stack["BrokerFunctionArn"]))
+    conditions = {st["Action"]: st["Condition"] for st in document["Statement"]}
+    assert conditions == {
+        "lambda:InvokeFunctionUrl": {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}},
+        "lambda:InvokeFunction": {"Bool": {"lambda:InvokedViaFunctionUrl": "true"}},
+    }
+    assert {st["Resource"] for st in document["Statement"]} == {stack["BrokerFunctionArn"]}
+    assert stack["BrokerFunctionArn"].endswith(f":function:{stack['BrokerFunctionName']}")

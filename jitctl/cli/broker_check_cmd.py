@@ -1,0 +1,60 @@
+"""`jitctl broker check`: is the broker a gate nobody can go around? (registered by the lead)"""
+
+from __future__ import annotations
+
+import typer
+
+from jitctl.cli.output import emit_json, safe, stderr_console
+
+
+def check(
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+    broker_role: str = typer.Option(
+        ...,
+        "--broker-role",
+        metavar="ARN",
+        help="The broker's IAM role (the stack's BrokerRoleArn output).",
+    ),
+) -> None:
+    """Check every policy role's trust policy: the broker's role alone may assume it.
+
+    One line per role: ✓ gated, or ✗ with each hole (a principal other than the broker that
+    may assume the role, conditions noted) and each action the broker needs but lacks
+    (sts:AssumeRole, sts:SetSourceIdentity, sts:TagSession). Exits 3 if any role is not
+    proven gated, 0 if all are. Needs iam:GetRole on the policy's roles.
+    """
+    from jitctl.broker.trustcheck import check_broker_arn, check_gate
+    from jitctl.context import Environment
+    from jitctl.errors import Denied
+
+    broker = check_broker_arn(broker_role)  # bad input first, before AWS is touched
+    env = Environment()
+    findings = check_gate(env.policy, env.aws.client("iam"), broker)
+    open_roles = [f.role for f in findings if not f.gated]
+    if json_out:
+        emit_json(
+            {
+                "broker_role": broker,
+                "gated": not open_roles,
+                "roles": [f.as_dict() for f in findings],
+            }
+        )
+    else:
+        out = stderr_console()
+        for f in findings:
+            where = f"{safe(f.role)} ({safe(f.arn)})"
+            if f.gated:
+                out.print(f"[green]✓[/] {where}: gated (only the broker's role may assume it)")
+            else:
+                out.print(f"[red]✗[/] {where}: {safe('; '.join(f.problems()))}")
+    if open_roles:
+        raise Denied(
+            f"{len(open_roles)} of {len(findings)} roles are not proven gated: "
+            + ", ".join(open_roles),
+            "make each role trust the broker's role alone: deploy/target-role-trust-policy.json",
+        )
+
+
+def register(app: typer.Typer) -> None:
+    """For the lead: `broker` is a sub-app; this adds `check` to it."""
+    app.command("check")(check)

@@ -17,13 +17,15 @@ from typing import Any
 
 from jitctl.errors import PolicyError
 from jitctl.flow import DEFAULT_DURATION
+from jitctl.identity import EMAIL, person_for
 from jitctl.policy import Policy, Role, check_policy
-from jitctl.policy_schema import EMAIL, GROUP_PREFIX, MIN_DURATION, is_arn, person_of
+from jitctl.policy_schema import GROUP_PREFIX, MIN_DURATION, is_arn
 from jitctl.timeutil import format_duration
 
 WHO_MAY_REQUEST = (
     "anyone whose AWS principal maps to a person: through the policy's [identities], an IAM "
-    "user named by email, or an assumed-role session named by email (IAM Identity Center)"
+    "user named by email, or an assumed-role session named by email for IAM Identity Center "
+    "roles and roles listed in [identities] session_name_roles"
 )
 REAL_GATE = (
     "jitctl assumes the role with the requester's own credentials, so the role's trust policy "
@@ -288,7 +290,7 @@ def _as_person(policy: Policy, role: Role, who: str) -> dict[str, Any]:
     """Whether ``who`` (an email or a principal ARN) approves ``role``, and what that means."""
     who = who.strip()
     if is_arn(who):
-        arn, person = who, person_of(who, policy.identities) or ""
+        arn, person = who, person_for(who, policy.identity) or ""
     else:
         arn, person = "", who.lower()
     result: dict[str, Any] = {
@@ -301,7 +303,7 @@ def _as_person(policy: Policy, role: Role, who: str) -> dict[str, Any]:
     if role.approval is not None:
         # the people who could approve this person's own request
         others = {
-            (person_of(m, policy.identities) or m) if is_arn(m) else m
+            (person_for(m, policy.identity) or m) if is_arn(m) else m
             for m in policy.approvers_display(role)
             if m != arn
         } - {person, ""}

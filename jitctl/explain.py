@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from jitctl.identity import EMAIL, person_for
 from jitctl.policy import Policy, Role, check_policy
 from jitctl.policy_schema import GROUP_PREFIX, MIN_DURATION, is_arn
 from jitctl.timeutil import format_duration
+from jitctl.tomlcheck import TomlError, parse_toml
 
 WHO_MAY_REQUEST = (
     "anyone whose AWS principal maps to a person: through the policy's [identities], an IAM "
@@ -118,8 +118,8 @@ def _references(directory: Path, target: Path) -> bool:
     want = target.resolve()
     for file in _toml_siblings(directory) if directory.is_dir() else ():
         try:
-            roles = tomllib.loads(file.read_text(encoding="utf-8")).get("roles", {})
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            roles = parse_toml(file.read_bytes())[0].get("roles", {})
+        except (OSError, TomlError):
             continue  # validating the directory reports it, if it is ever a target
         for raw in roles.values() if isinstance(roles, dict) else ():
             rel = raw.get("session_policy") if isinstance(raw, dict) else None

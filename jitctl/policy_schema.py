@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 from jitctl.errors import PolicyError
 from jitctl.identity import EMAIL, PARTITIONS
 from jitctl.timeutil import format_duration, parse_duration
-from jitctl.tomlcheck import first_unknown_key, unknown_key_message
+from jitctl.tomlcheck import TomlError, first_unknown_key, parse_toml, unknown_key_message
 
 TOP_KEYS = frozenset({"version", "identities", "groups", "roles"})
 ROLE_KEYS = frozenset(
@@ -72,17 +71,13 @@ def describe(value: Any) -> str:
 def read_toml(path: Path) -> tuple[dict[str, Any], str]:
     """The parsed document and its raw text (for line numbers)."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise PolicyError(f"{path}: cannot read policy file: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise PolicyError(f"{path}: not valid TOML: not UTF-8 ({exc.reason})") from exc
     try:
-        return tomllib.loads(text), text
-    except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"at line (\d+)", str(exc))
-        where = f"{path}:{m.group(1)}" if m else str(path)
-        raise PolicyError(f"{where}: not valid TOML: {exc}") from exc
+        return parse_toml(raw)
+    except TomlError as exc:
+        raise PolicyError(f"{location(path, exc.line)}: not valid TOML: {exc}") from None
 
 
 def _key_pattern(part: str) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jitctl.errors import ConfigError
+from jitctl.sanitize import clean, is_valid_text
 from jitctl.timeutil import parse_duration
 from jitctl.tomlcheck import TomlError, first_unknown_key, parse_toml, unknown_key_message
 
@@ -225,6 +226,8 @@ def _check_url(url: str, what: str) -> None:
     """An http(s) URL urllib can use: what fails here would otherwise fail on every use."""
     from urllib.parse import urlsplit
 
+    if not is_valid_text(url):  # from the environment: undecodable bytes
+        raise ConfigError(f"{what} '{clean(url)}' is not valid UTF-8")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 (raises ValueError for a port out of range or not a number)

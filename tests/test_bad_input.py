@@ -220,3 +220,10 @@ def test_status_never_renders_markup_from_a_reason(team):
     out = team.run(BOB, "status", request_id)
     assert out.returncode == 0, out.stderr
     assert "[link=https://evil.example]x[/link]" in out.stderr  # shown as text, not a link
+
+
+def test_pagerduty_url_with_invalid_utf8_in_the_environment_is_refused(team):
+    env = team.env(BOB)
+    env_bytes = {k.encode(): v.encode("utf-8", "surrogateescape") for k, v in env.items()}
+    env_bytes[b"JITCTL_PAGERDUTY_URL"] = b"https://pd\xff.example"
+    refused(team.run(BOB, "list", env=env_bytes), "[pagerduty] url", "not valid UTF-8")

@@ -88,9 +88,10 @@ class IdentityRules:
     def trusts_session_names(self, principal: Principal) -> bool:
         role_arn = principal.role_arn
         if role_arn is None or principal.role_name is None:
-            return False
+            return False  # not an assumed-role session
         if principal.role_name.startswith(SSO_ROLE_PREFIX):
             return True
+        # case-sensitive: a pattern that differs only in case trusts nothing (fails closed)
         return any(fnmatchcase(role_arn, pattern) for pattern in self.session_name_roles)
 
 

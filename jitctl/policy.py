@@ -40,8 +40,8 @@ from jitctl.policy_schema import (
     is_arn,
     load_session_policy,
     location,
+    merge_identities,
     parse_groups,
-    parse_identities,
     parse_session_name_roles,
     read_toml,
 )
@@ -184,7 +184,7 @@ def check_policy(path: Path) -> PolicyCheck:
             groups.setdefault(name, members)
             group_src.setdefault(name, where)
         where = location(file, header_line(text, "identities"))
-        _merge_identities(data, where, errors, identities, ident_src)
+        merge_identities(data, where, errors, identities, ident_src)
         try:
             trusted_roles.extend(parse_session_name_roles(data.get("identities"), where))
         except PolicyError as exc:
@@ -241,27 +241,6 @@ def check_policy(path: Path) -> PolicyCheck:
         files=tuple(files),
         role_names=tuple(dict.fromkeys(declared)),
     )
-
-
-def _merge_identities(
-    data: dict[str, Any],
-    where: str,
-    errors: list[PolicyError],
-    identities: dict[str, str],
-    ident_src: dict[str, str],
-) -> None:
-    """Add one file's [identities] entries; one ARN mapped to two people is an error."""
-    parsed_ids, _ = collect_entries(parse_identities, data, "identities", where, errors)
-    for arn, email in parsed_ids.items():
-        if arn in identities and identities[arn] != email:
-            errors.append(
-                PolicyError(
-                    f"{where}: identity {arn!r} maps to {email!r}, but {ident_src[arn]} "
-                    f"maps it to {identities[arn]!r}"
-                )
-            )
-        identities.setdefault(arn, email)
-        ident_src.setdefault(arn, where)
 
 
 def _policy_files(path: Path) -> list[Path]:

@@ -324,3 +324,24 @@ def collect_entries(
         errors.append(exc)
         return {}, set()
     return parse(table, where, errors)
+
+
+def merge_identities(
+    data: dict[str, Any],
+    where: str,
+    errors: list[PolicyError],
+    identities: dict[str, str],
+    ident_src: dict[str, str],
+) -> None:
+    """Add one file's [identities] entries; one ARN mapped to two people is an error."""
+    parsed_ids, _ = collect_entries(parse_identities, data, "identities", where, errors)
+    for arn, email in parsed_ids.items():
+        if arn in identities and identities[arn] != email:
+            errors.append(
+                PolicyError(
+                    f"{where}: identity {arn!r} maps to {email!r}, but {ident_src[arn]} "
+                    f"maps it to {identities[arn]!r}"
+                )
+            )
+        identities.setdefault(arn, email)
+        ident_src.setdefault(arn, where)

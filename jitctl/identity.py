@@ -114,14 +114,15 @@ def resolve_caller(arn: str, account: str, rules: IdentityRules | Mapping[str, s
     rules = IdentityRules.of(rules)
     person = person_for(arn, rules)
     if person is None:
-        raise IdentityError(*_unmapped(arn))
+        raise IdentityError(*_unmapped(arn, rules))
     return Caller(arn=arn, account=account, person=person)
 
 
-def _unmapped(arn: str) -> tuple[str, str]:
+def _unmapped(arn: str, rules: IdentityRules) -> tuple[str, str]:
+    """What is wrong and how to map the caller (IdentityError's message and hint)."""
     mapping = f'[identities] "{arn}" = "you@example.com"'
     principal = parse_principal(arn)
-    if principal is None or principal.role_arn is None:
+    if principal is None or principal.role_arn is None or rules.trusts_session_names(principal):
         return f"cannot tell which person {arn} is", f"map it in the policy: {mapping}"
     return (
         f"cannot tell which person {arn} is: the session name of role {principal.role_name} "

@@ -140,3 +140,11 @@ def test_resolve_caller_maps_a_listed_role():
         DEPLOY_SESSION,
         "123456789012",
     )
+
+
+def test_a_trusted_session_without_an_email_is_told_to_map_the_arn_only():
+    arn = "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Admin_abc/carol"
+    with pytest.raises(IdentityError) as info:
+        resolve_caller(arn, "123456789012", IdentityRules())
+    assert f'[identities] "{arn}"' in str(info.value)
+    assert "session_name_roles" not in str(info.value)

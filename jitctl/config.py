@@ -7,15 +7,15 @@ Relative paths in the config file are relative to the config file.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from jitctl.errors import ConfigError
+from jitctl.sanitize import clean, is_valid_text
 from jitctl.timeutil import parse_duration
-from jitctl.tomlcheck import first_unknown_key, unknown_key_message
+from jitctl.tomlcheck import TomlError, first_unknown_key, parse_toml, unknown_key_message
 
 APP_NAME = "jitctl"
 DEFAULT_PAGERDUTY_URL = "https://api.pagerduty.com"
@@ -182,8 +182,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         ),
         token_secret=_opt_str(pd, "token_secret", where),
     )
-    if not pagerduty.url.startswith(("https://", "http://")):
-        raise ConfigError(f"{where}: [pagerduty] url {pagerduty.url!r} is not an http(s) URL")
+    _check_url(pagerduty.url, f"{where}: [pagerduty] url")
 
     backend = _opt_str(store, "backend", where) or "sqlite"
     if backend not in _BACKENDS:
@@ -214,8 +213,8 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         region=_opt_str(audit, "region", where),
     )
     webhook = _opt_str(notify, "webhook_url", where)
-    if webhook and not webhook.startswith(("https://", "http://")):
-        raise ConfigError(f"{where}: [notify] webhook_url is not an http(s) URL")
+    if webhook:
+        _check_url(webhook, f"{where}: [notify] webhook_url")
     notify_settings = NotifySettings(
         webhook_url=webhook,
         timeout=_seconds(notify.get("timeout"), f"{where} [notify] timeout", 5.0),
@@ -275,12 +274,14 @@ def _check_broker_url(url: str, where: str) -> None:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        return parse_toml(raw)[0]
+    except TomlError as exc:
+        where = f"{path}:{exc.line}" if exc.line else str(path)
+        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
 
 
 def _parse_toml(text: str, where: str) -> dict[str, Any]:
@@ -303,6 +304,23 @@ def _opt_str(table: dict[str, Any], key: str, where: str) -> str | None:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{where}: {key} must be a non-empty string")
     return value
+
+
+def _check_url(url: str, what: str) -> None:
+    """An http(s) URL urllib can use: what fails here would otherwise fail on every use."""
+    from urllib.parse import urlsplit
+
+    if not is_valid_text(url):  # from the environment: undecodable bytes
+        raise ConfigError(f"{what} '{clean(url)}' is not valid UTF-8")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port out of range or not a number)
+    except ValueError as exc:
+        raise ConfigError(f"{what} {url!r} is not a valid URL: {exc}") from None
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError(
+            f"{what} {url!r} is not an http(s) URL", "e.g. https://hooks.example.com/..."
+        )
 
 
 def _resolve(value: str | None, base: Path) -> Path | None:

@@ -89,7 +89,7 @@ class Environment:
             from jitctl.identity import resolve_caller
 
             arn, account = get_caller_identity(self.aws)
-            self._caller = resolve_caller(arn, account, self.policy.identities)
+            self._caller = resolve_caller(arn, account, self.policy.identity)
         return self._caller
 
     @property

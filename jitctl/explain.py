@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +16,16 @@ from typing import Any
 
 from jitctl.errors import PolicyError
 from jitctl.flow import DEFAULT_DURATION
+from jitctl.identity import EMAIL, person_for
 from jitctl.policy import Policy, Role, check_policy
-from jitctl.policy_schema import EMAIL, GROUP_PREFIX, MIN_DURATION, is_arn, person_of
+from jitctl.policy_schema import GROUP_PREFIX, MIN_DURATION, is_arn
 from jitctl.timeutil import format_duration
+from jitctl.tomlcheck import TomlError, parse_toml
 
 WHO_MAY_REQUEST = (
     "anyone whose AWS principal maps to a person: through the policy's [identities], an IAM "
-    "user named by email, or an assumed-role session named by email (IAM Identity Center)"
+    "user named by email, or an assumed-role session named by email for IAM Identity Center "
+    "roles and roles listed in [identities] session_name_roles"
 )
 REAL_GATE = (
     "jitctl assumes the role with the requester's own credentials, so the role's trust policy "
@@ -116,8 +118,8 @@ def _references(directory: Path, target: Path) -> bool:
     want = target.resolve()
     for file in _toml_siblings(directory) if directory.is_dir() else ():
         try:
-            roles = tomllib.loads(file.read_text(encoding="utf-8")).get("roles", {})
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            roles = parse_toml(file.read_bytes())[0].get("roles", {})
+        except (OSError, TomlError):
             continue  # validating the directory reports it, if it is ever a target
         for raw in roles.values() if isinstance(roles, dict) else ():
             rel = raw.get("session_policy") if isinstance(raw, dict) else None
@@ -288,7 +290,7 @@ def _as_person(policy: Policy, role: Role, who: str) -> dict[str, Any]:
     """Whether ``who`` (an email or a principal ARN) approves ``role``, and what that means."""
     who = who.strip()
     if is_arn(who):
-        arn, person = who, person_of(who, policy.identities) or ""
+        arn, person = who, person_for(who, policy.identity) or ""
     else:
         arn, person = "", who.lower()
     result: dict[str, Any] = {
@@ -301,7 +303,7 @@ def _as_person(policy: Policy, role: Role, who: str) -> dict[str, Any]:
     if role.approval is not None:
         # the people who could approve this person's own request
         others = {
-            (person_of(m, policy.identities) or m) if is_arn(m) else m
+            (person_for(m, policy.identity) or m) if is_arn(m) else m
             for m in policy.approvers_display(role)
             if m != arn
         } - {person, ""}

@@ -14,7 +14,7 @@ from jitctl import models
 from jitctl.context import Environment
 from jitctl.errors import Denied, JitctlError, UsageError
 from jitctl.models import AccessRequest, Credentials, OnCallEvidence, OnCallResult
-from jitctl.sanitize import MAX_REASON, clean
+from jitctl.sanitize import MAX_REASON, clean, require_text
 from jitctl.timeutil import format_duration, rfc3339
 
 STS_MIN_SECONDS = 900
@@ -58,7 +58,7 @@ def check_reason(reason: str | None) -> str:
         raise UsageError(
             f"the reason is {len(reason)} characters long; the limit is {MAX_REASON}", "shorten it"
         )
-    return clean(reason).strip()
+    return clean(require_text(reason, "the reason")).strip()
 
 
 def check_duration(requested: timedelta | None, max_duration: timedelta, role: str) -> timedelta:

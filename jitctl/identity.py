@@ -1,44 +1,132 @@
 """Who the caller is: the person behind the AWS principal STS reports (shared/CONTRACT.md).
 
-Never a name the caller types. Order: the policy's [identities] table, an IAM user name that
-is an email, an assumed-role session name that is an email (IAM Identity Center's way).
+Never a name the caller types. In order: the policy's [identities] table; an IAM user whose
+name is an email; an assumed-role session name that is an email, but only for roles whose
+session names AWS sets (IAM Identity Center's ``AWSReservedSSO_*``) or that the policy lists in
+``[identities] session_name_roles``. Any other session name is whatever the caller passed to
+``sts:AssumeRole``, so it names nobody: with her own keys alice could call herself bob.
+
+This module is the one place that turns an ARN into a person; the policy code uses it too.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 
 from jitctl.errors import IdentityError
 from jitctl.models import Caller
 
-EMAIL = re.compile(r"^[^@\s/:]+@[^@\s/:]+\.[^@\s/:.]+$")
-_ARN = re.compile(r"^arn:aws[a-z-]*:(iam|sts)::(\d{12}):(.+)$")
+# Deliberately narrower than RFC 5322: dot-atoms only, so "a@b..c", ".a@b.c" and "a@b" are not
+# people. IAM user and session names allow only [\w+=,.@-], so nothing real is lost.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+EMAIL = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})+", re.ASCII)
+
+PARTITIONS = ("aws", "aws-cn", "aws-us-gov")
+SSO_ROLE_PREFIX = "AWSReservedSSO_"  # IAM Identity Center: AWS sets the session name
+_NAME = r"[\w+=,.@-]{1,128}"
+_PRINCIPAL = re.compile(
+    rf"arn:(?P<partition>{'|'.join(PARTITIONS)}):(?P<service>iam|sts)::(?P<account>\d{{12}}):"
+    rf"(?:(?P<user>user/(?:{_NAME}/)*(?P<user_name>{_NAME}))"
+    rf"|(?P<session>assumed-role/(?P<role>{_NAME})/(?P<session_name>{_NAME})))",
+    re.ASCII,
+)
 
 
-def person_for(arn: str, identities: Mapping[str, str]) -> str | None:
-    """The person (lower-case email) for a principal ARN, or None when no rule maps it."""
-    if arn in identities:
-        return identities[arn].lower()
-    m = _ARN.match(arn)
-    if not m:
+def is_email(text: str) -> bool:
+    return EMAIL.fullmatch(text) is not None
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The parts of a user or assumed-role ARN that the identity rule looks at."""
+
+    partition: str
+    account: str
+    user_name: str | None = None  # an IAM user (its path dropped)
+    role_name: str | None = None  # an assumed role...
+    session_name: str | None = None  # ...and the session name its caller chose (mostly)
+
+    @property
+    def role_arn(self) -> str | None:
+        """The role an assumed-role session belongs to, as session_name_roles names it."""
+        if self.role_name is None:
+            return None
+        return f"arn:{self.partition}:iam::{self.account}:role/{self.role_name}"
+
+
+def parse_principal(arn: str) -> Principal | None:
+    """A user or assumed-role ARN, strictly (partition, 12-digit account, names); else None."""
+    m = _PRINCIPAL.fullmatch(arn)
+    if m is None:
         return None
-    service, _account, resource = m.groups()
-    if service == "iam" and resource.startswith("user/"):
-        name = resource.rsplit("/", 1)[-1]  # user names may carry a path: user/eng/alice@x.com
-        return name.lower() if EMAIL.match(name) else None
-    if service == "sts" and resource.startswith("assumed-role/"):
-        parts = resource.split("/")
-        if len(parts) >= 3 and EMAIL.match(parts[-1]):
-            return parts[-1].lower()
-    return None
-
-
-def resolve_caller(arn: str, account: str, identities: Mapping[str, str]) -> Caller:
-    person = person_for(arn, identities)
-    if person is None:
-        raise IdentityError(
-            f"cannot tell which person {arn} is",
-            f'map it in the policy: [identities] "{arn}" = "you@example.com"',
+    service = m["service"]
+    if m["user"] and service == "iam":
+        return Principal(m["partition"], m["account"], user_name=m["user_name"])
+    if m["session"] and service == "sts":
+        return Principal(
+            m["partition"], m["account"], role_name=m["role"], session_name=m["session_name"]
         )
+    return None  # iam:assumed-role/... or sts:user/... do not exist
+
+
+@dataclass(frozen=True)
+class IdentityRules:
+    """The policy's [identities] settings: ARN -> person, and roles whose session names count."""
+
+    mapping: Mapping[str, str] = field(default_factory=dict)  # principal ARN -> email
+    session_name_roles: tuple[str, ...] = ()  # role ARNs or fnmatch globs over them
+
+    @classmethod
+    def of(cls, value: IdentityRules | Mapping[str, str]) -> IdentityRules:
+        """Accept a bare [identities] mapping too: then no session name is trusted but SSO's."""
+        return value if isinstance(value, IdentityRules) else cls(mapping=dict(value))
+
+    def trusts_session_names(self, principal: Principal) -> bool:
+        role_arn = principal.role_arn
+        if role_arn is None or principal.role_name is None:
+            return False  # not an assumed-role session
+        if principal.role_name.startswith(SSO_ROLE_PREFIX):
+            return True
+        # case-sensitive: a pattern that differs only in case trusts nothing (fails closed)
+        return any(fnmatchcase(role_arn, pattern) for pattern in self.session_name_roles)
+
+
+def person_for(arn: str, rules: IdentityRules | Mapping[str, str]) -> str | None:
+    """The person (lower-case email) behind a principal ARN, or None when no rule maps it."""
+    rules = IdentityRules.of(rules)
+    if arn in rules.mapping:
+        return rules.mapping[arn].lower()
+    principal = parse_principal(arn)
+    if principal is None:
+        return None
+    name = principal.user_name
+    if name is None and rules.trusts_session_names(principal):
+        name = principal.session_name
+    return name.lower() if name is not None and is_email(name) else None
+
+
+def resolve_caller(arn: str, account: str, rules: IdentityRules | Mapping[str, str]) -> Caller:
+    """The caller as a person; an IdentityError (exit 2) saying how to map them otherwise."""
+    rules = IdentityRules.of(rules)
+    person = person_for(arn, rules)
+    if person is None:
+        raise IdentityError(*_unmapped(arn, rules))
     return Caller(arn=arn, account=account, person=person)
+
+
+def _unmapped(arn: str, rules: IdentityRules) -> tuple[str, str]:
+    """What is wrong and how to map the caller (IdentityError's message and hint)."""
+    mapping = f'[identities] "{arn}" = "you@example.com"'
+    principal = parse_principal(arn)
+    if principal is None or principal.role_arn is None or rules.trusts_session_names(principal):
+        return f"cannot tell which person {arn} is", f"map it in the policy: {mapping}"
+    return (
+        f"cannot tell which person {arn} is: the session name of role {principal.role_name} "
+        "is chosen by whoever assumes the role, so it names nobody",
+        f"map the exact ARN in the policy: {mapping}, or, if only AWS or a trusted system sets "
+        f'that role\'s session names, list it: [identities] session_name_roles = ["{principal.role_arn}"]',
+    )

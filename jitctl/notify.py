@@ -44,13 +44,13 @@ def post(settings: NotifySettings, payload: dict[str, str]) -> str | None:
     if not settings.webhook_url:
         return None
     body = json.dumps(payload).encode()
-    req = urllib.request.Request(
-        settings.webhook_url,
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": "jitctl"},
-    )
-    try:
+    try:  # Request() parses the URL: a bad one is a failed post like any other
+        req = urllib.request.Request(
+            settings.webhook_url,
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", "User-Agent": "jitctl"},
+        )
         with urllib.request.urlopen(req, timeout=settings.timeout) as resp:  # noqa: S310 (configured URL)
             resp.read(1024)
         return None

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from jitctl.errors import PolicyError, UsageError
+from jitctl.identity import IdentityRules, person_for
 from jitctl.policy_schema import (
     APPROVAL_KEYS,
     DEFAULT_MAX_DURATION,
@@ -28,9 +29,9 @@ from jitctl.policy_schema import (
     check_keys,
     check_top,
     collect_entries,
-    expect_duration,
     expect_positive_int,
     expect_principal_arn,
+    expect_request_ttl,
     expect_session_duration,
     expect_str,
     expect_str_list,
@@ -39,9 +40,9 @@ from jitctl.policy_schema import (
     is_arn,
     load_session_policy,
     location,
+    merge_identities,
     parse_groups,
-    parse_identities,
-    person_of,
+    parse_session_name_roles,
     read_toml,
 )
 from jitctl.tomlcheck import closest
@@ -81,6 +82,12 @@ class Policy:
     groups: dict[str, tuple[str, ...]]  # members: lower-cased emails or principal ARNs
     identities: dict[str, str]  # principal ARN -> lower-cased email
     sources: tuple[Path, ...]
+    session_name_roles: tuple[str, ...] = ()  # [identities] session_name_roles, as written
+
+    @property
+    def identity(self) -> IdentityRules:
+        """What jitctl.identity needs to turn a principal ARN into a person."""
+        return IdentityRules(mapping=self.identities, session_name_roles=self.session_name_roles)
 
     def role(self, name: str) -> Role:
         """The role called ``name``; a UsageError with a suggestion if there is none."""
@@ -96,14 +103,15 @@ class Policy:
     def approver_matches(self, role: Role, person: str, arn: str) -> bool:
         """Whether the caller (person: lower-case email; arn: their principal ARN) is one of
         ``role``'s approvers. An ARN entry also matches the person it maps to (through
-        ``[identities]`` or an email-shaped user/session name). Excluding the requester is the
+        jitctl.identity's rule). Excluding the requester is the
         caller's job, not this one's."""
         if role.approval is None:
             return False
         person = (person or "").strip().lower()
+        rules = self.identity
         for member in _expand(role.approval.approvers, self.groups):
             if is_arn(member):
-                if member == arn or (person and person_of(member, self.identities) == person):
+                if member == arn or (person and person_for(member, rules) == person):
                     return True
             elif person and member == person:
                 return True
@@ -154,6 +162,7 @@ def check_policy(path: Path) -> PolicyCheck:
     bad_groups: set[str] = set()  # declared but invalid: not "missing" in the cross checks
     identities: dict[str, str] = {}
     ident_src: dict[str, str] = {}
+    trusted_roles: list[str] = []  # [identities] session_name_roles of every file
     for file in files:
         try:
             data, text = read_toml(file)
@@ -175,17 +184,11 @@ def check_policy(path: Path) -> PolicyCheck:
             groups.setdefault(name, members)
             group_src.setdefault(name, where)
         where = location(file, header_line(text, "identities"))
-        parsed_ids, _ = collect_entries(parse_identities, data, "identities", where, errors)
-        for arn, email in parsed_ids.items():
-            if arn in identities and identities[arn] != email:
-                errors.append(
-                    PolicyError(
-                        f"{where}: identity {arn!r} maps to {email!r}, but {ident_src[arn]} "
-                        f"maps it to {identities[arn]!r}"
-                    )
-                )
-            identities.setdefault(arn, email)
-            ident_src.setdefault(arn, where)
+        merge_identities(data, where, errors, identities, ident_src)
+        try:
+            trusted_roles.extend(parse_session_name_roles(data.get("identities"), where))
+        except PolicyError as exc:
+            errors.append(exc)
         try:
             raw_roles = expect_table(data.get("roles", {}), str(file), "roles")
         except PolicyError as exc:
@@ -219,12 +222,19 @@ def check_policy(path: Path) -> PolicyCheck:
         ):
             continue  # that group's own error is already reported
         try:
-            _check_approvers(role, role_where[name], groups, identities)
+            rules = IdentityRules(identities, tuple(trusted_roles))
+            _check_approvers(role, role_where[name], groups, rules)
         except PolicyError as exc:
             errors.append(exc)
     policy = None
     if not errors:
-        policy = Policy(roles=roles, groups=groups, identities=identities, sources=tuple(files))
+        policy = Policy(
+            roles=roles,
+            groups=groups,
+            identities=identities,
+            sources=tuple(files),
+            session_name_roles=tuple(dict.fromkeys(trusted_roles)),
+        )
     return PolicyCheck(
         policy=policy,
         errors=tuple(errors),
@@ -340,12 +350,12 @@ def _parse_approval(table: dict[str, Any], where: str) -> ApprovalRule:
                 f"{where}: approvers: {entry!r} is not an email, a principal ARN or group:NAME"
             )
     min_approvals = expect_positive_int(table.get("min_approvals", 1), where, "min_approvals")
-    ttl = expect_duration(table.get("request_ttl", DEFAULT_REQUEST_TTL), where, "request_ttl")
+    ttl = expect_request_ttl(table.get("request_ttl", DEFAULT_REQUEST_TTL), where, "request_ttl")
     return ApprovalRule(approvers=approvers, min_approvals=min_approvals, request_ttl=ttl)
 
 
 def _check_approvers(
-    role: Role, role_where: str, groups: Mapping[str, Any], identities: Mapping[str, str]
+    role: Role, role_where: str, groups: Mapping[str, Any], rules: IdentityRules
 ) -> None:
     """Cross-file checks, once every file is read: groups exist, min_approvals is reachable."""
     if role.approval is None:
@@ -358,7 +368,7 @@ def _check_approvers(
             known = f"did you mean 'group:{guess}'?" if guess else "define it under [groups]"
             raise PolicyError(f"{where}: approvers: group {group!r} does not exist; {known}")
     people = {
-        (person_of(m, identities) or m) if is_arn(m) else m
+        (person_for(m, rules) or m) if is_arn(m) else m
         for m in _expand(role.approval.approvers, groups)
     }
     if role.approval.min_approvals > len(people):

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from jitctl.errors import PolicyError
+from jitctl.identity import EMAIL, PARTITIONS
 from jitctl.timeutil import format_duration, parse_duration
-from jitctl.tomlcheck import first_unknown_key, unknown_key_message
+from jitctl.tomlcheck import TomlError, first_unknown_key, parse_toml, unknown_key_message
 
 TOP_KEYS = frozenset({"version", "identities", "groups", "roles"})
 ROLE_KEYS = frozenset(
@@ -29,14 +29,25 @@ APPROVAL_KEYS = frozenset({"approvers", "min_approvals", "request_ttl"})
 # STS AssumeRole: DurationSeconds 900..43200, Policy (plaintext) at most 2048 characters.
 MIN_DURATION = timedelta(minutes=15)
 MAX_DURATION = timedelta(hours=12)
+# A pending request outlives its request_ttl by nothing; a week is already generous.
+MAX_REQUEST_TTL = timedelta(days=7)
 DEFAULT_MAX_DURATION = "1h"
 DEFAULT_REQUEST_TTL = "30m"
 SESSION_POLICY_MAX_CHARS = 2048
 
 ROLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/(?:[\w+=,.@-]+/)*[\w+=,.@-]+", re.ASCII)
-PRINCIPAL_ARN = re.compile(r"arn:aws[a-z-]*:(?:iam|sts)::\d{12}:[\w+=,.@/-]+", re.ASCII)
-EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
+_PARTITION = "(?:" + "|".join(PARTITIONS) + ")"
+ROLE_ARN = re.compile(
+    rf"arn:{_PARTITION}:iam::\d{{12}}:role/(?:[\w+=,.@-]+/)*[\w+=,.@-]+", re.ASCII
+)
+PRINCIPAL_ARN = re.compile(rf"arn:{_PARTITION}:(?:iam|sts)::\d{{12}}:[\w+=,.@/-]+", re.ASCII)
+# session_name_roles: a role ARN without its path (assumed-role ARNs carry none), globs allowed
+ROLE_GLOB = re.compile(
+    r"arn:(?P<partition>[\w*?\[\]!-]+):iam::(?P<account>[\d*?\[\]!-]{1,12}):role/"
+    r"(?P<name>[\w+=,.@*?\[\]!-]+)",
+    re.ASCII,
+)
+SESSION_NAME_ROLES = "session_name_roles"
 GROUP_PREFIX = "group:"
 
 
@@ -60,17 +71,13 @@ def describe(value: Any) -> str:
 def read_toml(path: Path) -> tuple[dict[str, Any], str]:
     """The parsed document and its raw text (for line numbers)."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise PolicyError(f"{path}: cannot read policy file: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise PolicyError(f"{path}: not valid TOML: not UTF-8 ({exc.reason})") from exc
     try:
-        return tomllib.loads(text), text
-    except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"at line (\d+)", str(exc))
-        where = f"{path}:{m.group(1)}" if m else str(path)
-        raise PolicyError(f"{where}: not valid TOML: {exc}") from exc
+        return parse_toml(raw)
+    except TomlError as exc:
+        raise PolicyError(f"{location(path, exc.line)}: not valid TOML: {exc}") from None
 
 
 def _key_pattern(part: str) -> str:
@@ -140,11 +147,26 @@ def expect_duration(value: Any, where: str, key: str) -> timedelta:
 
 
 def expect_session_duration(value: Any, where: str, key: str) -> timedelta:
+    return expect_bounded_duration(
+        value, where, key, (MIN_DURATION, MAX_DURATION), "STS session limits"
+    )
+
+
+def expect_request_ttl(value: Any, where: str, key: str) -> timedelta:
+    return expect_bounded_duration(
+        value, where, key, (timedelta(minutes=1), MAX_REQUEST_TTL), "a request waits at most that"
+    )
+
+
+def expect_bounded_duration(
+    value: Any, where: str, key: str, bounds: tuple[timedelta, timedelta], why: str
+) -> timedelta:
     duration = expect_duration(value, where, key)
-    if not MIN_DURATION <= duration <= MAX_DURATION:
+    low, high = bounds
+    if not low <= duration <= high:
         raise PolicyError(
-            f"{where}: {key} must be between {format_duration(MIN_DURATION)} and "
-            f"{format_duration(MAX_DURATION)} (STS session limits), got {value!r}"
+            f"{where}: {key} must be between {format_duration(low)} and "
+            f"{format_duration(high)} ({why}), got {value!r}"
         )
     return duration
 
@@ -212,22 +234,6 @@ def load_session_policy(value: Any, source: Path, where: str) -> tuple[str, Path
     return text, path
 
 
-def person_of(arn: str, identities: Mapping[str, str]) -> str | None:
-    """The person behind a principal ARN, by the contract's rules, or None."""
-    if arn in identities:
-        return identities[arn]
-    resource = arn.split(":", 5)[-1]
-    kind, _, rest = resource.partition("/")
-    name = None
-    if kind == "user" and rest:
-        name = rest.rsplit("/", 1)[-1]  # IAM user names may sit under a path
-    elif kind == "assumed-role" and rest.count("/") >= 1:
-        name = rest.rsplit("/", 1)[-1]  # the session name
-    if name and EMAIL.fullmatch(name):
-        return name.lower()
-    return None
-
-
 def check_top(data: dict[str, Any], file: Path) -> list[PolicyError]:
     errors = [
         PolicyError(unknown_key_message(key, TOP_KEYS, str(file)))
@@ -265,8 +271,11 @@ def parse_groups(
 def parse_identities(
     table: dict[str, Any], where: str, errors: list[PolicyError]
 ) -> tuple[dict[str, str], set[str]]:
+    """The ARN -> person entries of [identities] (session_name_roles is read on its own)."""
     identities, bad = {}, set()
     for arn, email in table.items():
+        if arn == SESSION_NAME_ROLES:
+            continue
         try:
             expect_principal_arn(arn, where, "identities")
             value = expect_str(email, where, "identities")
@@ -275,6 +284,34 @@ def parse_identities(
             errors.append(exc)
             bad.add(arn)
     return identities, bad
+
+
+def parse_session_name_roles(table: Any, where: str) -> tuple[str, ...]:
+    """[identities] session_name_roles: roles whose session names the admin vouches for."""
+    if not isinstance(table, dict) or SESSION_NAME_ROLES not in table:
+        return ()
+    key = f"identities.{SESSION_NAME_ROLES}"
+    return tuple(
+        expect_role_glob(p, where, key)
+        for p in expect_str_list(table[SESSION_NAME_ROLES], where, key)
+    )
+
+
+def expect_role_glob(value: str, where: str, key: str) -> str:
+    m = ROLE_GLOB.fullmatch(value)
+    if m is None:
+        raise PolicyError(
+            f"{where}: {key}: {value!r} is not a role ARN like "
+            "arn:aws:iam::123456789012:role/NAME (globs * ? [..] allowed; no role path: "
+            "assumed-role ARNs carry none)"
+        )
+    if not m["name"].strip("*?"):
+        raise PolicyError(
+            f"{where}: {key}: {value!r} would trust the session names of every role, which "
+            "whoever assumes a role chooses",
+            "name the roles whose session names only AWS or a trusted system sets",
+        )
+    return value
 
 
 def collect_entries(
@@ -287,3 +324,24 @@ def collect_entries(
         errors.append(exc)
         return {}, set()
     return parse(table, where, errors)
+
+
+def merge_identities(
+    data: dict[str, Any],
+    where: str,
+    errors: list[PolicyError],
+    identities: dict[str, str],
+    ident_src: dict[str, str],
+) -> None:
+    """Add one file's [identities] entries; one ARN mapped to two people is an error."""
+    parsed_ids, _ = collect_entries(parse_identities, data, "identities", where, errors)
+    for arn, email in parsed_ids.items():
+        if arn in identities and identities[arn] != email:
+            errors.append(
+                PolicyError(
+                    f"{where}: identity {arn!r} maps to {email!r}, but {ident_src[arn]} "
+                    f"maps it to {identities[arn]!r}"
+                )
+            )
+        identities.setdefault(arn, email)
+        ident_src.setdefault(arn, where)

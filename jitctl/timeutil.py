@@ -10,6 +10,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 _DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+# No duration jitctl takes (a session, a wait, a request's life, an audit window) is longer;
+# bounding it here keeps "99999999999999999999h" a usage error instead of an OverflowError.
+MAX_DURATION = timedelta(days=366)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -20,11 +23,19 @@ def parse_duration(text: str) -> timedelta:
     m = _DURATION.fullmatch(s)
     if not s or m is None or not any(m.groups()):
         raise ValueError(f'invalid duration {text!r}: use forms like "90s", "15m", "2h", "1h30m"')
+    too_long = (
+        f"invalid duration {text!r}: the longest is {format_duration(MAX_DURATION)} (366 days)"
+    )
+    # Length first: int() of a 5000-digit string is an error of its own.
+    if any(g and len(g.lstrip("0")) > 9 for g in m.groups()):
+        raise ValueError(too_long)
     hours, minutes, seconds = (int(g) if g else 0 for g in m.groups())
-    value = timedelta(hours=hours, minutes=minutes, seconds=seconds)
-    if value <= timedelta(0):
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
         raise ValueError(f"invalid duration {text!r}: must be longer than zero")
-    return value
+    if total > MAX_DURATION.total_seconds():
+        raise ValueError(too_long)
+    return timedelta(seconds=total)
 
 
 def format_duration(value: timedelta) -> str:

@@ -1,8 +1,11 @@
-"""Strict checking of TOML tables: unknown keys are errors, with the closest valid key suggested."""
+"""Reading TOML safely, and strict checking of its tables: unknown keys are errors, with the
+closest valid key suggested."""
 
 from __future__ import annotations
 
 import difflib
+import re
+import tomllib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -26,3 +29,27 @@ def first_unknown_key(table: Mapping[str, Any], allowed: Iterable[str]) -> str |
         if key not in allowed:
             return key
     return None
+
+
+class TomlError(ValueError):
+    """A file that is not TOML jitctl can read; ``line`` when tomllib knows it."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def parse_toml(data: bytes) -> tuple[dict[str, Any], str]:
+    """The document and its text. Every way a file can be unreadable is a TomlError: bad UTF-8,
+    bad TOML, and nesting deep enough to exhaust tomllib's recursion."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TomlError(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"at line (\d+)", str(exc))
+        raise TomlError(str(exc), int(m.group(1)) if m else None) from None
+    except RecursionError:
+        raise TomlError("nested too deeply to read") from None

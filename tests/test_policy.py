@@ -506,3 +506,88 @@ def test_unknown_role_suggests_the_closest(matching_policy):
         matching_policy.role("ap")
     with pytest.raises(UsageError, match=r"^unknown role 'zzzzzz'; known roles: app$"):
         matching_policy.role("zzzzzz")
+
+
+# --- [identities] session_name_roles and bounds -----------------------------------------------
+
+DEPLOY_ROLE = "arn:aws:iam::123456789012:role/deploy"
+DEPLOY_BOB = "arn:aws:sts::123456789012:assumed-role/deploy/bob@example.com"
+
+
+def test_session_name_roles_are_read_beside_the_mapping(tmp_path):
+    extra = (
+        f'[identities]\n"{CI_ARN}" = "ci@example.com"\n'
+        f'session_name_roles = ["{DEPLOY_ROLE}", "arn:aws:iam::123456789012:role/ci-*"]\n'
+    )
+    policy = load_policy(policy_file(tmp_path, extra=extra))
+    assert policy.identities == {CI_ARN: "ci@example.com"}
+    assert policy.session_name_roles == (DEPLOY_ROLE, "arn:aws:iam::123456789012:role/ci-*")
+    assert policy.identity.session_name_roles == policy.session_name_roles
+
+
+def test_session_name_roles_merge_across_files(tmp_path):
+    extra = f'[identities]\nsession_name_roles = ["{DEPLOY_ROLE}"]\n'
+    policy_file(tmp_path, name="a.toml", extra=extra)
+    write(
+        tmp_path / "b.toml",
+        'version = 1\n[identities]\nsession_name_roles = ["arn:aws:iam::123456789012:role/x"]\n',
+    )
+    assert load_policy(tmp_path).session_name_roles == (
+        DEPLOY_ROLE,
+        "arn:aws:iam::123456789012:role/x",
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (f'"{DEPLOY_ROLE}"', "must be a list of strings, got a string"),
+        ("[1]", "identities.session_name_roles[0] must be a non-empty string, got an integer"),
+        ('["deploy"]', "'deploy' is not a role ARN like arn:aws:iam::123456789012:role/NAME"),
+        ('["arn:aws:iam::123456789012:user/x"]', "is not a role ARN"),
+        ('["arn:aws:iam::123456789012:role/path/deploy"]', "no role path"),
+        ('["arn:aws:iam::123456789012:role/*"]', "would trust the session names of every role"),
+    ],
+)
+def test_session_name_roles_are_checked(tmp_path, value, expected):
+    extra = f"[identities]\nsession_name_roles = {value}\n"
+    assert expected in error_of(policy_file(tmp_path, extra=extra))
+
+
+def test_approver_arn_of_an_untrusted_session_is_not_a_person(tmp_path):
+    body = f'[roles.app.approval]\napprovers = ["{DEPLOY_BOB}"]\n'
+    policy = load_policy(policy_file(tmp_path, body))
+    role = policy.role("app")
+    # the ARN itself matches; the person its session name claims does not
+    assert policy.approver_matches(role, "", DEPLOY_BOB)
+    assert not policy.approver_matches(role, "bob@example.com", "arn:aws:iam::123456789012:user/b")
+    extra = f'[identities]\nsession_name_roles = ["{DEPLOY_ROLE}"]\n'
+    policy = load_policy(policy_file(tmp_path, body, extra=extra))
+    assert policy.approver_matches(role, "bob@example.com", "arn:aws:iam::123456789012:user/b")
+
+
+@pytest.mark.parametrize(
+    ("ttl", "ok"), [("7d", False), ("168h", True), ("169h", False), ("999999999h", False)]
+)
+def test_request_ttl_is_bounded(tmp_path, ttl, ok):
+    body = f'[roles.app.approval]\napprovers = ["a@b.io"]\nrequest_ttl = "{ttl}"\n'
+    if ok:
+        assert load_policy(policy_file(tmp_path, body)).role("app").approval
+    else:
+        assert "request_ttl" in error_of(policy_file(tmp_path, body))
+
+
+def test_long_request_ttl_names_the_limit(tmp_path):
+    body = '[roles.app.approval]\napprovers = ["a@b.io"]\nrequest_ttl = "200h"\n'
+    msg = error_of(policy_file(tmp_path, body))
+    assert "request_ttl must be between 1m and 168h" in msg
+
+
+def test_huge_max_duration_is_a_policy_error(tmp_path):
+    msg = error_of(policy_file(tmp_path, 'max_duration = "99999999999999999999h"\n'))
+    assert "max_duration: invalid duration" in msg and "the longest is" in msg
+
+
+def test_emails_in_a_policy_follow_the_identity_rule(tmp_path):
+    body = '[roles.app.approval]\napprovers = ["a@b..c"]\n'
+    assert "'a@b..c' is not an email" in error_of(policy_file(tmp_path, body))

@@ -133,7 +133,7 @@ class Broker:
             nonces=self.nonces,
             lambda_access_key=request.lambda_access_key,
         )
-        caller = resolve_caller(verified.arn, verified.account, self.env.policy.identities)
+        caller = resolve_caller(verified.arn, verified.account, self.env.policy.identity)
         return LocalService(self.env.for_caller(caller))
 
     def _warm_up(self) -> None:

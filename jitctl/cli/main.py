@@ -110,6 +110,9 @@ def run(argv: list[str] | None = None, env: Environment | None = None) -> int:
 
         completion_init()
     try:
+        from jitctl.sanitize import check_argv
+
+        check_argv(argv)  # undecodable bytes reach no command (nor sqlite, nor a log line)
         result = app(args=argv, prog_name="jitctl", standalone_mode=False, obj=env)
         return int(result or 0) if isinstance(result, int) else 0
     except JitctlError as exc:

@@ -78,6 +78,8 @@ class SqliteStore(BaseStore):
                 f"cannot open the request store {self.path}: {exc}",
                 "check [store] path in the config and its permissions",
             ) from exc
+        # Rows are other people's writes: bytes that are not UTF-8 are shown escaped, not fatal.
+        conn.text_factory = lambda raw: raw.decode("utf-8", "surrogateescape")
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         # FULL: a decision that was reported as recorded must survive a power cut.
         conn.execute("PRAGMA synchronous = FULL")
@@ -238,4 +240,4 @@ def _columns(req: AccessRequest, extra: dict[str, Any] | None = None) -> tuple[A
 
 
 def _load(body: str) -> AccessRequest:
-    return from_record(json.loads(body))
+    return from_record(json.loads(body, strict=False))  # strict=False: raw control characters

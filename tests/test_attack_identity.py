@@ -1,0 +1,216 @@
+"""Issue 9, break 1: a session name is chosen by whoever calls sts:AssumeRole.
+
+alice, with nothing but her own IAM keys, assumes a role she may assume and names the session
+"bob@example.com", then tries to approve her own request as bob. Against moto's server with IAM
+enforcement on, through the installed CLI. Only IAM Identity Center roles (AWS sets the name)
+and roles the admin lists in [identities] session_name_roles may name a person this way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import boto3
+import pytest
+
+from tests import harness
+from tests.harness import POLICY, Team
+
+ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@example.com"
+DEPLOY = "deploy"
+DEPLOY_ARN = f"arn:aws:iam::{harness.ACCOUNT}:role/{DEPLOY}"
+SSO_ROLE = "AWSReservedSSO_Approver_0123456789abcdef"
+SSO_PATH = "/aws-reserved/sso.amazonaws.com/"
+WHOAMI = {"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def enforcing_moto() -> Iterator[tuple[str, dict[str, str]]]:
+    """moto's server enforcing IAM once an admin exists (3 unauthenticated calls make it)."""
+    port = _free_port()
+    env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="3")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(port)
+        iam = _client("iam", url, {"AWS_ACCESS_KEY_ID": "AKIASETUP", "AWS_SECRET_ACCESS_KEY": "x"})
+        iam.create_user(UserName="admin")
+        key = iam.create_access_key(UserName="admin")["AccessKey"]
+        admin = {
+            "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+        }
+        iam.put_user_policy(
+            UserName="admin",
+            PolicyName="all",
+            PolicyDocument=_doc({"Effect": "Allow", "Action": "*", "Resource": "*"}),
+        )
+        yield url, admin
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _wait_for(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("moto server did not start")
+
+
+def _client(service: str, url: str, keys: dict[str, str]):
+    return boto3.client(
+        service,
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=keys.get("AWS_SESSION_TOKEN"),
+    )
+
+
+def _doc(*statements: dict) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+@pytest.fixture(scope="module")
+def iam_setup(enforcing_moto) -> dict[str, dict[str, str]]:
+    """People with keys that may only ask who they are and assume the two test roles."""
+    url, admin = enforcing_moto
+    iam = _client("iam", url, admin)
+    people = [f"arn:aws:iam::{harness.ACCOUNT}:user/{u}" for u in (ALICE, BOB, CAROL)]
+    trust = _doc({"Effect": "Allow", "Principal": {"AWS": people}, "Action": "sts:AssumeRole"})
+    for name, path in ((DEPLOY, "/"), (SSO_ROLE, SSO_PATH)):
+        iam.create_role(RoleName=name, Path=path, AssumeRolePolicyDocument=trust)
+        iam.put_role_policy(RoleName=name, PolicyName="whoami", PolicyDocument=_doc(WHOAMI))
+    keys = {}
+    for user in (ALICE, BOB, CAROL):
+        iam.create_user(UserName=user)
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+        keys[user] = {
+            "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+        }
+        assume = {
+            "Effect": "Allow",
+            "Action": "sts:AssumeRole",
+            "Resource": [
+                DEPLOY_ARN,
+                f"arn:aws:iam::{harness.ACCOUNT}:role{SSO_PATH}{SSO_ROLE}",
+            ],
+        }
+        iam.put_user_policy(UserName=user, PolicyName="jit", PolicyDocument=_doc(WHOAMI, assume))
+        harness._keys[(url, user)] = keys[user]  # Team.env uses these instead of making users
+    return keys
+
+
+def _team(tmp_path, enforcing_moto, pd_sim, policy: str = POLICY) -> Team:
+    return Team(tmp_path, enforcing_moto[0], pd_sim, policy=policy)
+
+
+def _session_as(team: Team, keys: dict[str, str], role: str, name: str) -> dict[str, str]:
+    """What someone's own keys get from sts:AssumeRole with a session name of their choosing
+    (``role``: its name with its path, if any)."""
+    sts = _client("sts", team.moto, keys)
+    arn = f"arn:aws:iam::{harness.ACCOUNT}:role/{role}"
+    creds = sts.assume_role(RoleArn=arn, RoleSessionName=name)["Credentials"]
+    return {
+        "AWS_ACCESS_KEY_ID": creds["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
+        "AWS_SESSION_TOKEN": creds["SessionToken"],
+    }
+
+
+def _pending(team: Team, role: str = "prod-readonly") -> str:
+    out = team.run(ALICE, "request", role, "--reason", "INC-9 disk full", "--no-wait")
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def _status(team: Team, request_id: str) -> dict:
+    out = team.run(ALICE, "status", request_id, "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def _whoami(team: Team, env: dict[str, str]) -> str:
+    return _client("sts", team.moto, env).get_caller_identity()["Arn"]
+
+
+def test_alice_cannot_approve_her_own_request_through_a_session_named_bob(
+    tmp_path, enforcing_moto, iam_setup, pd_sim
+):
+    team = _team(tmp_path, enforcing_moto, pd_sim)
+    request_id = _pending(team)
+    as_bob = _session_as(team, iam_setup[ALICE], DEPLOY, BOB)
+    session_arn = f"arn:aws:sts::{harness.ACCOUNT}:assumed-role/{DEPLOY}/{BOB}"
+    assert _whoami(team, as_bob) == session_arn  # STS really reports the name she chose
+    out = team.run(ALICE, "approve", request_id, env=team.env(ALICE, **as_bob))
+    assert out.returncode == 2, out.stderr
+    (line,) = out.stderr.splitlines()
+    assert "Traceback" not in out.stderr
+    assert f'[identities] "{session_arn}"' in line
+    assert f'session_name_roles = ["{DEPLOY_ARN}"]' in line
+    doc = _status(team, request_id)
+    assert doc["status"] == "pending" and not doc.get("approvers")
+    assert "approved" not in [r["event"] for r in team.audit_records(ALICE)]
+
+
+def test_two_approvals_cannot_be_forged_with_two_session_names(
+    tmp_path, enforcing_moto, iam_setup, pd_sim
+):
+    team = _team(tmp_path, enforcing_moto, pd_sim)
+    request_id = _pending(team, "prod-admin")  # min_approvals = 2
+    for name in (BOB, CAROL):
+        session = _session_as(team, iam_setup[ALICE], DEPLOY, name)
+        out = team.run(ALICE, "approve", request_id, env=team.env(ALICE, **session))
+        assert out.returncode == 2, out.stderr
+    assert _status(team, request_id)["status"] == "pending"
+
+
+def test_a_role_listed_in_session_name_roles_is_the_admins_choice(
+    tmp_path, enforcing_moto, iam_setup, pd_sim
+):
+    policy = POLICY.replace(
+        "[identities]\n", f'[identities]\nsession_name_roles = ["{DEPLOY_ARN}"]\n'
+    )
+    team = _team(tmp_path, enforcing_moto, pd_sim, policy)
+    request_id = _pending(team)
+    as_bob = _session_as(team, iam_setup[ALICE], DEPLOY, BOB)
+    out = team.run(ALICE, "approve", request_id, env=team.env(ALICE, **as_bob))
+    assert out.returncode == 0, out.stderr
+    doc = _status(team, request_id)
+    assert doc["status"] == "approved" and doc["approvers"] == [BOB]
+
+
+def test_an_identity_center_session_names_its_person(tmp_path, enforcing_moto, iam_setup, pd_sim):
+    team = _team(tmp_path, enforcing_moto, pd_sim)
+    request_id = _pending(team)
+    # In AWS, Identity Center assumes this role for bob and sets the session name itself.
+    sso_bob = _session_as(team, iam_setup[BOB], SSO_PATH[1:] + SSO_ROLE, BOB)
+    assert _whoami(team, sso_bob).endswith(f"assumed-role/{SSO_ROLE}/{BOB}")
+    out = team.run(BOB, "approve", request_id, env=team.env(BOB, **sso_bob))
+    assert out.returncode == 0, out.stderr
+    doc = _status(team, request_id)
+    assert doc["status"] == "approved" and doc["approvers"] == [BOB]

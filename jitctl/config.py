@@ -286,9 +286,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 def _parse_toml(text: str, where: str) -> dict[str, Any]:
     try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: not valid TOML: {exc}") from exc
+        return parse_toml(text.encode("utf-8", "surrogateescape"))[0]
+    except TomlError as exc:
+        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
 
 
 def _check(table: dict[str, Any], allowed: set[str], where: str) -> None:

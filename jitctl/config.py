@@ -35,6 +35,7 @@ _SECTION_KEYS = {
         "ca_bundle",
         "nonce_table",
         "timeout",
+        "role_arn",
     },
 }
 DEFAULT_STS_ENDPOINT = "https://sts.us-east-1.amazonaws.com"
@@ -88,6 +89,7 @@ class BrokerSettings:
     ca_bundle: Path | None = None  # to trust a broker behind a private CA
     nonce_table: str | None = None  # DynamoDB table of seen nonces; else SQLite beside the store
     timeout: float = 30.0
+    role_arn: str | None = None  # the broker's own role, for `jitctl broker check`
 
     @property
     def client(self) -> bool:
@@ -241,15 +243,26 @@ def _broker(raw: dict[str, Any], env: Mapping[str, str], base: Path, where: str)
                 "ask whoever runs the broker for its server_id",
             )
     ca = env.get("JITCTL_BROKER_CA_BUNDLE") or _opt_str(raw, "ca_bundle", where)
+    sts_endpoint = (_opt_str(raw, "sts_endpoint", where) or DEFAULT_STS_ENDPOINT).rstrip("/")
     return BrokerSettings(
         url=url,
         server_id=server_id,
-        sts_endpoint=(_opt_str(raw, "sts_endpoint", where) or DEFAULT_STS_ENDPOINT).rstrip("/"),
-        sts_region=_opt_str(raw, "sts_region", where) or "us-east-1",
+        sts_endpoint=sts_endpoint,
+        sts_region=_opt_str(raw, "sts_region", where) or _sts_region(sts_endpoint),
         ca_bundle=_resolve(ca, Path.cwd() if env.get("JITCTL_BROKER_CA_BUNDLE") else base),
         nonce_table=_opt_str(raw, "nonce_table", where),
         timeout=_seconds(raw.get("timeout"), f"{where} [broker] timeout", 30.0),
+        role_arn=_opt_str(raw, "role_arn", where),
     )
+
+
+def _sts_region(endpoint: str) -> str:
+    """The signing region of an STS endpoint: sts.REGION.amazonaws.com, else us-east-1 (the
+    global endpoint's, and a local test endpoint's)."""
+    import re
+
+    found = re.match(r"https://sts\.([a-z]{2}(?:-[a-z0-9]+)+)\.amazonaws\.com", endpoint)
+    return found.group(1) if found else "us-east-1"
 
 
 def _check_broker_url(url: str, where: str) -> None:

@@ -5,8 +5,8 @@ as a subprocess with the CLI's own error handling."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
-import sys
 import textwrap
 import uuid
 from pathlib import Path
@@ -273,20 +273,6 @@ def test_a_checker_without_iam_get_role_proves_nothing(tmp_path):
 # --------------------------------------------------------------------- the command
 
 
-RUNNER = """
-import sys
-import typer
-from jitctl.cli import broker_check_cmd, main
-main._register()
-if not any(g.name == "broker" for g in main.app.registered_groups):  # until the lead wires it
-    sub = typer.Typer(help="The broker.")
-    broker_check_cmd.register(sub)
-    main.app.add_typer(sub, name="broker")
-main._register = lambda: None
-sys.exit(main.run(sys.argv[1:]))
-"""
-
-
 def jitctl(tmp_path: Path, moto: str, policy: Path, *args: str) -> subprocess.CompletedProcess:
     config = tmp_path / "config.toml"
     config.write_text(f'policy = "{policy}"\n')
@@ -301,7 +287,7 @@ def jitctl(tmp_path: Path, moto: str, policy: Path, *args: str) -> subprocess.Co
         NO_COLOR="1",
     )
     return subprocess.run(
-        [sys.executable, "-c", RUNNER, "broker", "check", *args],
+        [shutil.which("jitctl") or "jitctl", "broker", "check", *args],
         capture_output=True,
         text=True,
         env=env,

@@ -1,4 +1,4 @@
-"""`jitctl broker check`: is the broker a gate nobody can go around? (registered by the lead)"""
+"""`jitctl broker check`: is the broker a gate nobody can go around?"""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from jitctl.cli.output import emit_json, safe, stderr_console
 def check(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
     broker_role: str = typer.Option(
-        ...,
+        None,
         "--broker-role",
         metavar="ARN",
-        help="The broker's IAM role (the stack's BrokerRoleArn output).",
+        help="The broker's IAM role (the stack's BrokerRoleArn output; default [broker] role_arn).",
     ),
 ) -> None:
     """Check every policy role's trust policy: the broker's role alone may assume it.
@@ -24,11 +24,16 @@ def check(
     proven gated, 0 if all are. Needs iam:GetRole on the policy's roles.
     """
     from jitctl.broker.trustcheck import check_broker_arn, check_gate
-    from jitctl.context import Environment
-    from jitctl.errors import Denied
+    from jitctl.cli.session import current_env
+    from jitctl.errors import Denied, UsageError
 
+    env = current_env()
+    broker_role = broker_role or env.config.broker.role_arn
+    if not broker_role:
+        raise UsageError(
+            "which role is the broker's?", "pass --broker-role ARN or set [broker] role_arn"
+        )
     broker = check_broker_arn(broker_role)  # bad input first, before AWS is touched
-    env = Environment()
     findings = check_gate(env.policy, env.aws.client("iam"), broker)
     open_roles = [f.role for f in findings if not f.gated]
     if json_out:
@@ -53,8 +58,3 @@ def check(
             + ", ".join(open_roles),
             "make each role trust the broker's role alone: deploy/target-role-trust-policy.json",
         )
-
-
-def register(app: typer.Typer) -> None:
-    """For the lead: `broker` is a sub-app; this adds `check` to it."""
-    app.command("check")(check)

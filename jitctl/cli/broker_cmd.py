@@ -33,5 +33,14 @@ def serve(
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
+def _register_check() -> None:
+    from jitctl.cli.broker_check_cmd import check
+
+    broker_app.command("check")(check)
+
+
+_register_check()
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(broker_app, name="broker")

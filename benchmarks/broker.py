@@ -41,9 +41,15 @@ def on_call(world: BrokerWorld, email: str) -> None:
 
 
 def direct_env(world: BrokerWorld, person: str) -> dict[str, str]:
-    """The same person in direct mode: the broker's config, their own keys and a token."""
+    """The same person in direct mode: the broker's config (less its token secret and its
+    [broker] table), their own keys and a token in the environment."""
+    direct = world.broker_dir / "direct.toml"
+    if not direct.exists():
+        text = (world.broker_dir / "config.toml").read_text()
+        kept = [line for line in text.splitlines() if not line.startswith("token_secret")]
+        direct.write_text("\n".join(kept).split("[broker]")[0])
     env = world.client_env(person)
-    env["JITCTL_CONFIG"] = str(world.broker_dir / "config.toml")
+    env["JITCTL_CONFIG"] = str(direct)
     env["JITCTL_PAGERDUTY_TOKEN"] = world.pd.token or ""
     return env
 

@@ -37,11 +37,26 @@ class Environment:
     _audit: AuditLog | None = None
     _store: RequestStore | None = None
     _service: AccessService | None = None
+    _secrets: dict[str, str] = field(default_factory=dict)  # shared by for_caller copies
 
     def for_caller(self, caller: Caller) -> Environment:
         """This environment acting for ``caller``, sharing config, policy, clients, store and
         audit trail: the broker makes one per authenticated call."""
         return dataclasses.replace(self, _caller=caller, _service=None)
+
+    def pagerduty_token(self) -> tuple[str, str]:
+        """(token, source): ``[pagerduty] token_secret`` from Secrets Manager (the broker's
+        way, read once per process), else the environment or the OS keyring."""
+        secret_id = self.config.pagerduty.token_secret
+        if not secret_id:
+            from jitctl.oncall import get_token
+
+            return get_token(self.environ, self.keyring_get)
+        if secret_id not in self._secrets:
+            from jitctl.oncall import read_token_secret
+
+            self._secrets[secret_id] = read_token_secret(self.aws, secret_id)
+        return self._secrets[secret_id], "secretsmanager"
 
     @property
     def service(self) -> AccessService:

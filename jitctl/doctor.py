@@ -131,9 +131,7 @@ def _caller_arn(env: Environment) -> str:
 
 
 def _token(env: Environment, out: dict[str, str]) -> str:
-    from jitctl.oncall import get_token
-
-    token, source = get_token(env.environ, env.keyring_get)
+    token, source = env.pagerduty_token()
     out["token"], out["source"] = token, source
     return "from $JITCTL_PAGERDUTY_TOKEN" if source == "env" else "from the OS keyring"
 
@@ -203,7 +201,7 @@ def _audit(env: Environment) -> str:
 
 def whoami(env: Environment) -> dict[str, Any]:
     """Principal, person, PagerDuty user and current on-calls (with shift ends)."""
-    from jitctl.oncall import LookupFailed, covers, find_user, get_token, guard, make_client
+    from jitctl.oncall import LookupFailed, covers, find_user, guard, make_client
 
     caller = env.caller
     doc: dict[str, Any] = {
@@ -214,7 +212,7 @@ def whoami(env: Environment) -> dict[str, Any]:
         "on_calls": [],
         "pagerduty_error": None,
     }
-    token, _source = get_token(env.environ, env.keyring_get)
+    token, _source = env.pagerduty_token()
     now = env.clock.now()
     with make_client(env.config.pagerduty, token) as client:
         try:

@@ -99,6 +99,24 @@ def get_token(
     )
 
 
+def read_token_secret(aws: Any, secret_id: str) -> str:
+    """The token stored in Secrets Manager (the broker's; clients need none). A failure is
+    TokenError or AwsUnavailable: the fast track fails closed, peer approval still works."""
+    from jitctl.aws import translate_error
+
+    try:
+        value = aws.client("secretsmanager").get_secret_value(SecretId=secret_id)
+    except Exception as exc:
+        raise translate_error(exc, f"cannot read the PagerDuty token secret {secret_id}") from exc
+    token = (value.get("SecretString") or "").strip()
+    if not token:
+        raise TokenError(
+            f"the PagerDuty token secret {secret_id} has no SecretString",
+            "store the token as the secret's string value",
+        )
+    return token
+
+
 # -- the client -----------------------------------------------------------------------------
 @cache
 def _client_class() -> type:

@@ -65,6 +65,7 @@ def broker_policy() -> dict[str, Any]:
         "dynamodb:Query",
         "dynamodb:Scan",
         "dynamodb:DescribeTable",
+        "secretsmanager:GetSecretValue",
     ]
     return {
         "Version": "2012-10-17",
@@ -121,6 +122,10 @@ class BrokerWorld:
         from jitctl.store.dynamodb import DynamoStore
 
         DynamoStore(TABLE, lambda service: ddb).init()
+        secrets = boto3.client(
+            "secretsmanager", endpoint_url=self.moto, region_name=REGION, **ADMIN
+        )
+        secret = secrets.create_secret(Name="jitctl/pagerduty", SecretString=self.pd.token)
         self.user("broker", broker_policy())
         broker_arn = f"arn:aws:iam::{ACCOUNT}:user/broker"
         self.iam.create_role(
@@ -135,7 +140,7 @@ class BrokerWorld:
         (self.broker_dir / "config.toml").write_text(
             'policy = "policies"\n'
             f'[pagerduty]\nurl = "{self.pd.url}"\nca_bundle = "{self.pd.ca_bundle}"\n'
-            'timeout = "3s"\n'
+            f'timeout = "3s"\ntoken_secret = "{secret["ARN"]}"\n'
             f'[store]\nbackend = "dynamodb"\ntable = "{TABLE}"\n'
             f'[broker]\nserver_id = "{SERVER_ID}"\nsts_endpoint = "{self.moto}"\n'
         )
@@ -155,8 +160,7 @@ class BrokerWorld:
             AWS_CONFIG_FILE=str(home / "aws-config"),
             JITCTL_CONFIG=str(self.broker_dir / "config.toml"),
             JITCTL_AUDIT_LOG=str(self.broker_dir / "audit.jsonl"),
-            JITCTL_PAGERDUTY_TOKEN=self.pd.token or "",
-            **self.keys["broker"],
+            **self.keys["broker"],  # and no PagerDuty token: the broker reads its secret
         )
 
     @contextmanager

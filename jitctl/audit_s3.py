@@ -19,7 +19,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jitctl.audit_central import CentralEntry
-from jitctl.audit_sink import ClientFactory, Sink, error_code, load_record, matches, record_text
+from jitctl.audit_sink import (
+    DENIED,
+    PROBE,
+    ClientFactory,
+    Sink,
+    error_code,
+    load_record,
+    matches,
+    record_text,
+)
 from jitctl.errors import AuditError, AuditTampered, ConfigError, JitctlError
 from jitctl.timeutil import parse_rfc3339
 
@@ -109,6 +118,27 @@ class S3Sink(Sink):
             raise AuditError(
                 f"S3 bucket {self.bucket} already holds {key}; not overwritten"
             ) from exc
+
+    def writable(self) -> bool:
+        """Whether the caller may put records here, found without writing one: a PutObject
+        that only replaces an object with an ETag none has fails on that when allowed (404 or
+        412), on IAM when not (403)."""
+        try:
+            self._call(
+                "put_object",
+                "cannot probe the audit bucket",
+                keep=("NoSuchKey", "404", "PreconditionFailed", "412", *DENIED),
+                Bucket=self.bucket,
+                Key=f"{self.prefix}{PROBE}",
+                Body=b"",
+                IfMatch='"00000000000000000000000000000000"',
+            )
+        except Exception as exc:
+            if error_code(exc) in DENIED:
+                return False
+            if error_code(exc) not in ("NoSuchKey", "404", "PreconditionFailed", "412"):
+                raise
+        return True
 
     def _keys(self, prefixes: list[str]) -> Iterator[str]:
         for prefix in prefixes:

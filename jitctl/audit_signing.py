@@ -79,6 +79,25 @@ class Signer:
         self._last = (digest, signature)
         return signature
 
+    def can_sign(self) -> bool:
+        """Whether the caller may sign with the key. Found by signing 32 zero bytes: no
+        record's hash is that, so the signature vouches for nothing."""
+        from jitctl.aws import translate_error
+
+        try:
+            self._client_factory("kms").sign(
+                KeyId=self.key_id,
+                Message=bytes(32),
+                MessageType=MESSAGE_TYPE,
+                SigningAlgorithm=SIGNING_ALGORITHM,
+            )
+        except Exception as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if code in ("AccessDeniedException", "AccessDenied"):
+                return False
+            raise translate_error(exc, f"cannot probe KMS key {self.key_id}") from exc
+        return True
+
 
 class Verifier:
     """Checks signatures against the key's public key, fetched once with kms:GetPublicKey."""

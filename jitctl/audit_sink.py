@@ -36,6 +36,8 @@ from jitctl.sanitize import clean
 from jitctl.timeutil import parse_rfc3339
 
 ClientFactory = Callable[[str], Any]
+PROBE = "jitctl-doctor-probe"  # the key `jitctl doctor` tries (and fails) to write
+DENIED = ("AccessDenied", "AccessDeniedException")
 ACTIVE_TIMEOUT = 600.0  # seconds init() waits for the table
 _ERROR_MAX = 300  # characters of a sink error kept in the local log and in messages
 
@@ -207,6 +209,26 @@ class DynamoSink(Sink):
             if "LastEvaluatedKey" not in resp:
                 return
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def writable(self) -> bool:
+        """Whether the caller may put records here, found without writing one: a PutItem whose
+        condition can never hold fails on its condition when allowed, on IAM when not."""
+        try:
+            self._call(
+                "put_item",
+                "cannot probe the audit table",
+                keep=("ConditionalCheckFailedException", *DENIED),
+                TableName=self.table,
+                Item={"chain": {"S": PROBE}, "seq": {"N": "0"}},
+                ConditionExpression="attribute_exists(#c) AND attribute_not_exists(#c)",
+                ExpressionAttributeNames={"#c": "chain"},
+            )
+        except Exception as exc:
+            if error_code(exc) in DENIED:
+                return False
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+        return True
 
     def entries(self) -> Iterator[CentralEntry]:
         for item in self._scan():

@@ -125,7 +125,9 @@ class Verifier:
                 f"cannot read the public key of KMS key {self.key_id}",
                 hint="reading the trail needs kms:GetPublicKey on [audit] kms_key",
             ) from exc
-        spec, usage = resp.get("KeySpec"), resp.get("KeyUsage")
+        # CustomerMasterKeySpec: the deprecated name AWS still returns (and moto only returns)
+        spec = resp.get("KeySpec") or resp.get("CustomerMasterKeySpec")
+        usage = resp.get("KeyUsage")
         if spec != KEY_SPEC or usage != "SIGN_VERIFY":
             raise ConfigError(f"KMS key {self.key_id} is {spec} for {usage}", _KEY_HINT)
         public = load_der_public_key(resp["PublicKey"])
@@ -149,9 +151,14 @@ class Verifier:
         try:
             self._public.verify(raw, message(record), ec.ECDSA(hashes.SHA256()))
         except (InvalidSignature, ValueError):  # ValueError: not a DER signature at all
-            by = f" (it names {key_id})" if key_id and key_id != self.key_arn else ""
+            by = f" (it names {key_id})" if key_id and not same_key(key_id, self.key_arn) else ""
             return f"bad signature{by}: not KMS key {self.key_arn}'s signature of this record"
         return None
+
+
+def same_key(one: str, other: str) -> bool:
+    """Whether two key ids name the same key: a key ARN ends in key/ID, a bare id is ID."""
+    return one.rsplit("/", 1)[-1] == other.rsplit("/", 1)[-1]
 
 
 def open_signer(settings: Any, client_factory: Any) -> Signer | None:

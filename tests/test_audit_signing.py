@@ -1,0 +1,293 @@
+"""Signed central audit records (jitctl.audit_signing) and what a writer of the central copy
+can and cannot get past `audit verify --remote`: moto's server for KMS, DynamoDB, S3 and IAM."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime, timedelta
+
+import boto3
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+from jitctl.audit import read_records, record_hash
+from jitctl.audit_central import verify_central
+from jitctl.audit_s3 import S3Sink
+from jitctl.audit_signing import Signer, Verifier, same_key
+from jitctl.audit_sink import open_sinks
+from jitctl.aws import AwsClients
+from jitctl.config import AuditSettings
+from jitctl.errors import AuditError, ConfigError
+from tests.test_audit_sink import Central, add, fill, trail, unique
+
+BOB = "bob@example.com"
+
+
+def new_key(spec: str = "ECC_NIST_P256", usage: str = "SIGN_VERIFY") -> str:
+    kms = boto3.client("kms")
+    key = kms.create_key(KeySpec=spec, KeyUsage=usage)["KeyMetadata"]
+    alias = f"alias/{unique('key')}"
+    kms.create_alias(AliasName=alias, TargetKeyId=key["KeyId"])
+    return alias
+
+
+@pytest.fixture
+def key(aws_env) -> str:
+    return new_key()
+
+
+@pytest.fixture
+def clients(aws_env) -> AwsClients:
+    return AwsClients()
+
+
+@pytest.fixture
+def bucket(clients) -> S3Sink:
+    name = unique("b")
+    boto3.client("s3").create_bucket(Bucket=name)
+    return S3Sink(name, "audit/", clients.client)
+
+
+def settings(tmp_path, **kw) -> AuditSettings:
+    return AuditSettings(path=tmp_path / "audit.jsonl", **kw)
+
+
+@pytest.fixture
+def signed(tmp_path, clients, key, request):
+    """A table or a bucket whose sink signs with `key` (as open_sinks wires it)."""
+    kind = request.param
+    table = unique("t") if kind == "dynamodb" else None
+    bucket = unique("b") if kind == "s3" else None
+    if bucket:
+        boto3.client("s3").create_bucket(Bucket=bucket)
+    (sink,) = open_sinks(
+        settings(tmp_path, table=table, bucket=bucket, prefix="audit/", kms_key=key),
+        clients.client,
+    )
+    if table:
+        sink._poll_interval = 0.01
+    sink.init()
+    return sink
+
+
+both = pytest.mark.parametrize("signed", ["dynamodb", "s3"], indirect=True)
+
+
+def verifier(key: str, clients) -> Verifier:
+    return Verifier(key, clients.client)
+
+
+def dump(record: dict) -> str:
+    return json.dumps(record, sort_keys=True, separators=(",", ":"))
+
+
+def test_a_signature_is_kms_ecdsa_over_the_record_hash(tmp_path, clients, key):
+    record = add(trail(tmp_path, []), 1)
+    signature = Signer(key, clients.client).sign(record)
+    assert signature.key_id.startswith("arn:aws:kms:")
+    # Checked with nothing of jitctl's: the key's public key, the 32 hash bytes, ECDSA/SHA-256.
+    public = boto3.client("kms").get_public_key(KeyId=key)["PublicKey"]
+    load_der_public_key(public).verify(
+        base64.b64decode(signature.sig), bytes.fromhex(record["hash"]), ec.ECDSA(hashes.SHA256())
+    )
+    check = verifier(key, clients)
+    assert check.problem(record, signature.sig, signature.key_id) is None
+    assert same_key(check.key_arn, signature.key_id)
+    edited = {**record, "reason": "edited"}
+    edited["hash"] = record_hash(edited)
+    assert "bad signature" in check.problem(edited, signature.sig, signature.key_id)
+    assert "no signature" in check.problem(record, None, None)
+    assert "not base64" in check.problem(record, "%%%", None)
+    assert "bad signature" in check.problem(record, base64.b64encode(b"junk").decode(), None)
+
+
+def test_the_same_record_is_signed_once_for_every_sink(tmp_path, clients, key):
+    signer = Signer(key, clients.client)
+    record = add(trail(tmp_path, []), 1)
+    first = signer.sign(record)
+    assert signer.sign(record) is first  # ECDSA is randomised: a second call would differ
+
+
+def test_a_key_of_the_wrong_kind_is_a_config_error(aws_env, clients):
+    for spec, usage in (("RSA_2048", "SIGN_VERIFY"), ("SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT")):
+        with pytest.raises(ConfigError, match="ECC_NIST_P256"):
+            Verifier(new_key(spec, usage), clients.client).load()
+
+
+@both
+def test_signed_records_verify_and_carry_their_signature(tmp_path, signed, key, clients):
+    log = trail(tmp_path, [signed])
+    records = fill(log, 3)
+    entries = list(signed.entries())
+    assert all(e.sig and e.key_id.startswith("arn:aws:kms:") for e in entries)
+    result = verify_central(entries, read_records(log.path), verifier=verifier(key, clients))
+    assert (result.ok, result.records) == (True, 3)
+    assert [json.loads(e.text) for e in entries] == records  # the record itself is unchanged
+
+
+@both
+def test_a_forged_chain_and_an_edit_fail_on_the_signature(tmp_path, signed, key, clients):
+    """Issue 9 item 5: with only PutItem/PutObject, a requester adds a self-consistent chain
+    attributed to bob, and rewrites her own newest record (rehashed)."""
+    log = trail(tmp_path, [signed])
+    records = fill(log, 3)
+    chain = records[0]["chain"]
+    check = verifier(key, clients)
+    forger = trail(tmp_path / "forger", [])  # her own log: every hash and prev right
+    fresh = [
+        forger.append("approved", request_id=f"r-{n}", actor="x", person=BOB, role="prod-admin")
+        for n in range(2)
+    ]
+    signed.signer = None  # she has no kms:Sign
+    for record in fresh:
+        signed.put(record)
+    assert verify_central(signed.entries()).ok  # the chain alone cannot tell
+    result = verify_central(signed.entries(), verifier=check)
+    assert (result.ok, result.chain, result.seq) == (False, fresh[0]["chain"], 1)
+    assert "no signature" in result.problem
+    # The newest record of a real chain edited and rehashed; its old signature kept.
+    edited = {**records[2], "event": "cancelled"}
+    edited["hash"] = record_hash(edited)
+    rewrite_keeping_signature(signed, chain, 3, dump(edited))
+    entries = [e for e in signed.entries() if e.chain == chain]
+    result = verify_central(entries, verifier=check)
+    assert (result.ok, result.chain, result.seq) == (False, chain, 3)
+    assert "bad signature" in result.problem
+
+
+def rewrite_keeping_signature(sink, chain: str, seq: int, text: str) -> None:
+    if not isinstance(sink, S3Sink):
+        Central(sink).rewrite(chain, seq, text)  # UpdateItem leaves sig and key_id alone
+        return
+    s3 = boto3.client("s3")
+    key = Central(sink)._key(chain, seq)
+    meta = s3.head_object(Bucket=sink.bucket, Key=key)["Metadata"]
+    s3.put_object(Bucket=sink.bucket, Key=key, Body=text.encode(), Metadata=meta)
+
+
+def test_a_record_signed_by_another_key_fails(tmp_path, clients, key):
+    """The forger signs with a key of her own and names it; only [audit] kms_key counts."""
+    own = new_key()
+    table = unique("t")
+    (sink,) = open_sinks(settings(tmp_path, table=table, kms_key=own), clients.client)
+    sink._poll_interval = 0.01
+    sink.init()
+    fill(trail(tmp_path, [sink]), 2)
+    result = verify_central(sink.entries(), verifier=verifier(key, clients))
+    assert not result.ok and result.seq == 1
+    assert "bad signature (it names arn:aws:kms:" in result.problem
+
+
+def test_signing_failure_is_a_sink_failure_and_blocks(tmp_path, clients):
+    table = unique("t")
+    missing = "alias/jitctl-no-such-key"
+    (sink,) = open_sinks(settings(tmp_path, table=table, kms_key=missing), clients.client)
+    sink._poll_interval = 0.01
+    sink.init()
+    log = trail(tmp_path, [sink])
+    with pytest.raises(AuditError, match="central audit sink failed"):
+        add(log, 1)
+    events = read_records(log.path)
+    assert [r["event"] for r in events] == ["requested", "audit_sink_failed"]
+    assert "cannot sign" in events[1]["error"]
+    assert boto3.client("dynamodb").scan(TableName=table)["Items"] == []  # nothing unsigned
+
+
+# ------------------------------------------------------------------ several writers
+
+
+def test_many_chains_verify_and_a_deleted_chain_is_noticed_by_its_writer(tmp_path, signed_table):
+    sink, check = signed_table
+    logs = [trail(tmp_path / f"writer-{n}", [sink]) for n in range(5)]
+    for n, log in enumerate(logs):
+        fill(log, n + 1)
+    for log in logs:
+        result = verify_central(sink.entries(), read_records(log.path), verifier=check)
+        assert (result.ok, result.chains, result.records) == (True, 5, 15)
+    victim = read_records(logs[2].path)
+    for record in victim:
+        Central(sink).delete(record["chain"], record["seq"])
+    result = verify_central(sink.entries(), read_records(logs[2].path), verifier=check)
+    assert (result.ok, result.chain, result.seq) == (False, victim[0]["chain"], 1)
+    assert "in the local log but missing from the central copy" in result.problem
+    # What cannot be noticed: the other writers' logs never held that chain.
+    assert verify_central(sink.entries(), read_records(logs[0].path), verifier=check).ok
+
+
+@pytest.fixture
+def signed_table(tmp_path, clients, key):
+    (sink,) = open_sinks(settings(tmp_path, table=unique("t"), kms_key=key), clients.client)
+    sink._poll_interval = 0.01
+    sink.init()
+    return sink, verifier(key, clients)
+
+
+# ------------------------------------------------------------------ S3 Object Lock
+
+
+@pytest.fixture
+def locked(tmp_path, clients) -> S3Sink:
+    name = unique("lock")
+    boto3.client("s3").create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+    sink = S3Sink(name, "audit/", clients.client, retention=("COMPLIANCE", 30))
+    sink.init()
+    return sink
+
+
+def test_object_lock_retains_every_record(tmp_path, locked):
+    records = fill(trail(tmp_path, [locked]), 2)
+    s3 = boto3.client("s3")
+    key = locked.key(records[0])
+    head = s3.head_object(Bucket=locked.bucket, Key=key)
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+    until = datetime.fromisoformat(records[0]["ts"].replace("Z", "+00:00")) + timedelta(days=30)
+    assert abs(head["ObjectLockRetainUntilDate"] - until) < timedelta(seconds=1)
+    with pytest.raises(s3.exceptions.ClientError, match="AccessDenied"):
+        s3.delete_object(Bucket=locked.bucket, Key=key, VersionId=head["VersionId"])
+    assert locked.object_lock() == (True, None, None)
+
+
+def test_an_overwrite_under_object_lock_is_reported_and_the_original_kept(tmp_path, locked):
+    log = trail(tmp_path, [locked])
+    records = fill(log, 3)
+    rewritten = {**records[1], "event": "cancelled"}
+    rewritten["hash"] = record_hash(rewritten)
+    key = locked.key(records[1])
+    boto3.client("s3").put_object(Bucket=locked.bucket, Key=key, Body=dump(rewritten).encode())
+    result = verify_central(locked.entries(), read_records(log.path), sink=locked.name)
+    assert (result.ok, result.chain, result.seq) == (False, records[0]["chain"], 2)
+    assert "overwritten: 2 versions" in result.problem
+    versions = boto3.client("s3").list_object_versions(Bucket=locked.bucket, Prefix=key)
+    (oldest,) = [v for v in versions["Versions"] if not v["IsLatest"]]
+    assert f"version {oldest['VersionId']}, is the original" in result.problem
+    body = boto3.client("s3").get_object(
+        Bucket=locked.bucket, Key=key, VersionId=oldest["VersionId"]
+    )
+    assert json.loads(body["Body"].read()) == records[1]
+
+
+def test_retention_needs_a_bucket_with_object_lock(tmp_path, clients):
+    name = unique("nolock")
+    boto3.client("s3").create_bucket(Bucket=name)
+    sink = S3Sink(name, "audit/", clients.client, retention=("GOVERNANCE", 7))
+    assert sink.object_lock() == (False, None, None)
+    with pytest.raises(ConfigError, match="no Object Lock"):
+        sink.init()
+
+
+def test_a_record_moved_to_another_day_is_reported(tmp_path, bucket):
+    """Moving a record under an older day's key would hide it from `audit log --since`."""
+    records = fill(trail(tmp_path, [bucket]), 2)
+    s3 = boto3.client("s3")
+    key = bucket.key(records[1])
+    moved = key.replace(records[1]["ts"][:4], "2001", 1)
+    s3.copy_object(
+        Bucket=bucket.bucket, Key=moved, CopySource={"Bucket": bucket.bucket, "Key": key}
+    )
+    s3.delete_object(Bucket=bucket.bucket, Key=key)
+    result = verify_central(bucket.entries())
+    assert (result.ok, result.seq) == (False, 2)
+    assert "stored under 2001/" in result.problem and "moved" in result.problem

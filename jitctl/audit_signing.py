@@ -92,8 +92,9 @@ class Signer:
                 SigningAlgorithm=SIGNING_ALGORITHM,
             )
         except Exception as exc:
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
-            if code in ("AccessDeniedException", "AccessDenied"):
+            from jitctl.audit_sink import DENIED, error_code
+
+            if error_code(exc) in DENIED:
                 return False
             raise translate_error(exc, f"cannot probe KMS key {self.key_id}") from exc
         return True

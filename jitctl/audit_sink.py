@@ -37,7 +37,9 @@ from jitctl.timeutil import parse_rfc3339
 
 ClientFactory = Callable[[str], Any]
 PROBE = "jitctl-doctor-probe"  # the key `jitctl doctor` tries (and fails) to write
-DENIED = ("AccessDenied", "AccessDeniedException")
+# IAM said no. "403": a denial botocore could not parse a code from (moto answers DynamoDB's
+# JSON protocol in XML); the caller's keys themselves are checked before any probe.
+DENIED = ("AccessDenied", "AccessDeniedException", "403")
 ACTIVE_TIMEOUT = 600.0  # seconds init() waits for the table
 _ERROR_MAX = 300  # characters of a sink error kept in the local log and in messages
 

@@ -291,3 +291,52 @@ def test_a_record_moved_to_another_day_is_reported(tmp_path, bucket):
     result = verify_central(bucket.entries())
     assert (result.ok, result.seq) == (False, 2)
     assert "stored under 2001/" in result.problem and "moved" in result.problem
+
+
+# ------------------------------------------------------------------ who can write (doctor's probes)
+
+
+def keys_of(user: str, actions: list[str]) -> dict[str, str]:
+    """An IAM user in moto allowed `actions` on everything (none: no policy at all)."""
+    iam = boto3.client("iam")
+    iam.create_user(UserName=user)
+    if actions:
+        document = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}],
+        }
+        iam.put_user_policy(UserName=user, PolicyName="p", PolicyDocument=json.dumps(document))
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    return {
+        "aws_access_key_id": key["AccessKeyId"],
+        "aws_secret_access_key": key["SecretAccessKey"],
+    }
+
+
+def factory_for(keys: dict[str, str]):
+    return lambda service: boto3.client(service, **keys)
+
+
+def test_probes_tell_who_may_write_without_writing(tmp_path, clients, key, signed_table):
+    from moto.core import set_initial_no_auth_action_count
+
+    table, _ = signed_table
+    bucket = unique("b")
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    writer = factory_for(
+        keys_of(unique("writer"), ["dynamodb:PutItem", "s3:PutObject", "kms:Sign"])
+    )
+    reader = factory_for(keys_of(unique("reader"), []))
+
+    @set_initial_no_auth_action_count(0)  # moto checks every call against IAM from here on
+    def probe(factory) -> tuple[bool, bool, bool]:
+        sinks = open_sinks(
+            settings(tmp_path, table=table.table, bucket=bucket, prefix="audit/"), factory
+        )
+        return (*(s.writable() for s in sinks), Signer(key, factory).can_sign())
+
+    assert probe(writer) == (True, True, True)
+    assert probe(reader) == (False, False, False)
+    # Nothing was written by either probe.
+    assert boto3.client("dynamodb").scan(TableName=table.table)["Items"] == []
+    assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket=bucket)

@@ -150,7 +150,7 @@ def verify_report(env: Environment, *, remote: bool) -> dict[str, Any]:
     """
     from jitctl.audit import read_records
     from jitctl.audit import verify as verify_log
-    from jitctl.errors import ConfigError
+    from jitctl.errors import AuditTampered, ConfigError
 
     path = env.config.audit_path
     result = verify_log(path)
@@ -175,7 +175,10 @@ def verify_report(env: Environment, *, remote: bool) -> dict[str, Any]:
     doc["signed"] = verifier is not None
     doc["remote"] = []
     for sink in sinks:
-        central = verify_central(sink.entries(), local, sink=sink.name, verifier=verifier)
+        try:
+            central = verify_central(sink.entries(), local, sink=sink.name, verifier=verifier)
+        except AuditTampered as exc:  # e.g. a stray object in the bucket: still a verdict
+            central = CentralResult(False, 0, 0, problem=exc.message)
         doc["remote"].append({"sink": sink.name, **asdict(central)})
         if not central.ok and doc["failure"] is None:
             doc["failure"] = (

@@ -30,12 +30,21 @@ def central_checks(env: Environment) -> Iterator[tuple[str, Callable[[], Any]]]:
         yield "audit signing key", lambda: _signing_key(env)
 
 
+def _you(env: Environment) -> str:
+    """The caller's ARN (not env.caller: these checks do not need a mapped person)."""
+    from jitctl.aws import get_caller_identity
+
+    return f"you ({get_caller_identity(env.aws)[0]})"
+
+
 def _writable(env: Environment, sink: Any) -> str | tuple[str, str, str]:
+    """A probe with one key: a policy allowing only some keys (dynamodb:LeadingKeys, an S3
+    prefix) is judged by the probe key alone."""
     if not sink.writable():
-        return f"you ({env.caller.arn}) cannot write records to it"
+        return f"{_you(env)} cannot write records to it"
     signed = env.config.audit.kms_key is not None
     detail = (
-        f"you ({env.caller.arn}) can write records to it, and so can every requester with "
+        f"{_you(env)} can write records to it, and so can every requester with "
         "the same rights: they can rewrite or invent their own chain"
         + (
             ", which `audit verify --remote` catches only by the signatures"
@@ -89,7 +98,7 @@ def _signing_key(env: Environment) -> str | tuple[str, str, str]:
     if Signer(key, factory).can_sign():
         return (
             WARN,
-            f"you ({env.caller.arn}) can sign with {verifier.key_arn}: your signatures make "
+            f"{_you(env)} can sign with {verifier.key_arn}: your signatures make "
             "forged records look genuine",
             "grant kms:Sign on the audit key to the broker's role alone",
         )

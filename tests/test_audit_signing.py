@@ -340,3 +340,49 @@ def test_probes_tell_who_may_write_without_writing(tmp_path, clients, key, signe
     # Nothing was written by either probe.
     assert boto3.client("dynamodb").scan(TableName=table.table)["Items"] == []
     assert "Contents" not in boto3.client("s3").list_objects_v2(Bucket=bucket)
+
+
+# ------------------------------------------------------------------ [audit] settings
+
+
+def audit_config(tmp_path, body: str) -> AuditSettings:
+    from jitctl.config import load_config
+
+    path = tmp_path / "config.toml"
+    path.write_text('[audit]\ntable = "t"\nbucket = "b"\n' + body)
+    return load_config({"JITCTL_CONFIG": str(path)}).audit
+
+
+def test_audit_settings_for_signing_and_retention(tmp_path):
+    plain = audit_config(tmp_path, "")
+    assert (plain.kms_key, plain.retention_days, plain.retention_mode) == (
+        None,
+        None,
+        "COMPLIANCE",
+    )
+    full = audit_config(
+        tmp_path, 'kms_key = "alias/a"\nretention_days = 400\nretention_mode = "GOVERNANCE"\n'
+    )
+    assert (full.kms_key, full.retention_days, full.retention_mode) == (
+        "alias/a",
+        400,
+        "GOVERNANCE",
+    )
+
+
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ("retention_days = 0", "retention_days must be a whole number"),
+        ("retention_days = 1.5", "retention_days must be a whole number"),
+        ('retention_days = "30"', "retention_days must be a whole number"),
+        ("retention_days = true", "retention_days must be a whole number"),
+        ("retention_days = 99999999999999999999", "retention_days must be a whole number"),
+        ('retention_mode = "compliance"', "retention_mode must be one of"),
+        ('kms_key = ""', "kms_key must be a non-empty string"),
+    ],
+)
+def test_bad_audit_settings_are_one_line_config_errors(tmp_path, body, words):
+    with pytest.raises(ConfigError, match=words) as info:
+        audit_config(tmp_path, body + "\n")
+    assert int(info.value.exit_code) == 2 and "\n" not in info.value.message

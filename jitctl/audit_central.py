@@ -181,9 +181,8 @@ def verify_report(env: Environment, *, remote: bool) -> dict[str, Any]:
             central = CentralResult(False, 0, 0, problem=exc.message)
         doc["remote"].append({"sink": sink.name, **asdict(central)})
         if not central.ok and doc["failure"] is None:
-            doc["failure"] = (
-                f"{sink.name}: chain {central.chain} seq {central.seq}: {central.problem}"
-            )
+            where = f" chain {central.chain} seq {central.seq}" if central.chain else ""
+            doc["failure"] = f"{sink.name}:{where}: {central.problem}"
     doc["ok"] = doc["failure"] is None
     return doc
 

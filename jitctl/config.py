@@ -22,20 +22,15 @@ DEFAULT_PAGERDUTY_URL = "https://api.pagerduty.com"
 DEFAULT_PAGERDUTY_TIMEOUT = 10.0  # seconds for the whole on-call lookup, retries included
 
 _TOP_KEYS = {"policy", "pagerduty", "store", "audit", "notify"}
+_AUDIT_KEYS = {"path", "table", "bucket", "prefix", "required", "region"} | {
+    "kms_key",  # central records are signed (jitctl.audit_signing)
+    "retention_days",  # S3 Object Lock retention of each central record
+    "retention_mode",
+}
 _SECTION_KEYS = {
     "pagerduty": {"url", "ca_bundle", "timeout"},
     "store": {"backend", "path", "table", "region"},
-    "audit": {
-        "path",
-        "table",
-        "bucket",
-        "prefix",
-        "required",
-        "region",
-        "kms_key",
-        "retention_days",
-        "retention_mode",
-    },
+    "audit": _AUDIT_KEYS,
     "notify": {"webhook_url", "timeout"},
 }
 _BACKENDS = ("sqlite", "dynamodb")

@@ -386,3 +386,32 @@ def test_bad_audit_settings_are_one_line_config_errors(tmp_path, body, words):
     with pytest.raises(ConfigError, match=words) as info:
         audit_config(tmp_path, body + "\n")
     assert int(info.value.exit_code) == 2 and "\n" not in info.value.message
+
+
+# ------------------------------------------------------------------ what a server returns
+
+
+def test_verify_report_is_one_json_verdict(tmp_path, aws_env, key):
+    """What the broker returns for `audit verify --remote`: a JSON document, not an exception."""
+    from jitctl.audit_central import verify_report
+    from jitctl.context import Environment
+
+    table = unique("t")
+    config = tmp_path / "config.toml"
+    config.write_text(f'[audit]\npath = "audit.jsonl"\ntable = "{table}"\nkms_key = "{key}"\n')
+    env = Environment(environ={**aws_env, "JITCTL_CONFIG": str(config)})
+    (sink,) = env.audit.sinks
+    sink._poll_interval = 0.01
+    sink.init()
+    fill(env.audit, 3)
+    doc = verify_report(env, remote=True)
+    assert json.loads(json.dumps(doc)) == doc
+    assert (doc["ok"], doc["failure"], doc["signed"]) == (True, None, True)
+    assert doc["remote"][0]["records"] == 3
+    forged = add(trail(tmp_path / "forger", []), 9)
+    sink.signer = None
+    sink.put(forged)
+    doc = verify_report(env, remote=True)
+    assert doc["ok"] is False
+    assert doc["failure"].startswith(f"dynamodb:{table}: chain {forged['chain']} seq 1: ")
+    assert "no signature" in doc["failure"]

@@ -43,14 +43,11 @@ def _writable(env: Environment, sink: Any) -> str | tuple[str, str, str]:
     if not sink.writable():
         return f"{_you(env)} cannot write records to it"
     signed = env.config.audit.kms_key is not None
+    caught = "by the signatures" if signed else "against the writer's own local log"
     detail = (
-        f"{_you(env)} can write records to it, and so can every requester with "
-        "the same rights: they can rewrite or invent their own chain"
-        + (
-            ", which `audit verify --remote` catches only by the signatures"
-            if signed
-            else ", which `audit verify --remote` catches only against their own local log"
-        )
+        f"{_you(env)} can write records to it, and so can anyone with the same rights (in "
+        "direct mode, every requester): a writer can rewrite or invent chains, which "
+        f"`audit verify --remote` catches only {caught} (expected when you are the broker)"
     )
     return WARN, detail, _AUTHORITATIVE
 

@@ -269,6 +269,19 @@ def test_an_overwrite_under_object_lock_is_reported_and_the_original_kept(tmp_pa
     assert json.loads(body["Body"].read()) == records[1]
 
 
+def test_a_chain_deleted_under_object_lock_is_reported(tmp_path, locked):
+    """Issue 9 item 5: she deletes her whole chain (and her local log): in a locked bucket a
+    DeleteObject only adds a delete marker, and verify names it for anyone."""
+    records = fill(trail(tmp_path, [locked]), 2)
+    s3 = boto3.client("s3")
+    for record in records:
+        s3.delete_object(Bucket=locked.bucket, Key=locked.key(record))
+    assert "Contents" not in s3.list_objects_v2(Bucket=locked.bucket)  # it looks gone
+    result = verify_central(locked.entries())  # no local log to compare with
+    assert (result.ok, result.chain, result.seq) == (False, records[0]["chain"], 1)
+    assert "deleted: a delete marker hides it" in result.problem
+
+
 def test_retention_needs_a_bucket_with_object_lock(tmp_path, clients):
     name = unique("nolock")
     boto3.client("s3").create_bucket(Bucket=name)

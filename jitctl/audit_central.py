@@ -3,16 +3,27 @@
 Each record carries ``chain`` (which local log it came from) and ``seq`` (its position there),
 so the central copy can be checked like the local one: contiguous seqs from 1, every hash per
 the contract's formula, every ``prev`` the previous record's hash, and every record of this
-machine's local log present and identical.
+machine's local log present and identical. With ``[audit] kms_key``, every record must also
+carry the key's signature (jitctl.audit_signing).
+
+Each writer (a person's machine, a broker instance) has its own local log and so its own
+chain; the copy is checked chain by chain, however many there are. What no check here can
+notice: a whole chain removed, or the newest records of a chain removed, when no local log
+that still holds them is compared (each writer can only vouch for its own chain). Signatures
+prove who wrote a record, not that none is missing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 from jitctl.audit import REQUIRED_FIELDS, is_seq, parse_line, record_hash
+
+if TYPE_CHECKING:
+    from jitctl.audit_signing import Verifier
+    from jitctl.context import Environment
 
 
 @dataclass(frozen=True)
@@ -23,6 +34,9 @@ class CentralEntry:
     seq: int
     text: str
     where: str  # for messages: "dynamodb table T", "s3://bucket/key"
+    sig: str | None = None  # base64 signature stored beside the record (jitctl.audit_signing)
+    key_id: str | None = None
+    problem: str | None = None  # what the sink itself found wrong (e.g. an overwritten object)
 
 
 @dataclass(frozen=True)
@@ -36,11 +50,16 @@ class CentralResult:
 
 
 def verify_central(
-    entries: Iterable[CentralEntry], local: Iterable[dict[str, Any]] = (), *, sink: str = ""
+    entries: Iterable[CentralEntry],
+    local: Iterable[dict[str, Any]] = (),
+    *,
+    sink: str = "",
+    verifier: Verifier | None = None,
 ) -> CentralResult:
     """Check a central copy: per chain, seqs contiguous from 1, every hash right, every prev
-    the previous seq's hash, each record stored under its own chain/seq; then every record of
-    ``local`` (this machine's log) that has a position must be there, identical.
+    the previous seq's hash, each record stored under its own chain/seq and (with a
+    ``verifier``) signed by the audit key; then every record of ``local`` (this machine's log)
+    that has a position must be there, identical.
 
     Other people's chains cannot be checked for a removed newest record: only their own
     ``audit verify --remote`` can, against their local logs.
@@ -60,6 +79,8 @@ def verify_central(
             return CentralResult(
                 False, len(held), count, entry.chain, entry.seq, f"stored twice: {where}"
             )
+        if entry.problem:
+            return CentralResult(False, len(held), count, entry.chain, entry.seq, entry.problem)
         seqs[entry.seq] = entry
         count += 1
 
@@ -95,6 +116,9 @@ def verify_central(
                     f"{entry.where}: prev does not match seq {seq - 1}'s hash: "
                     "a record was edited, removed or reordered",
                 )
+            unsigned = verifier and verifier.problem(record, entry.sig, entry.key_id)
+            if unsigned:
+                return bad(chain, seq, f"{entry.where}: {unsigned}")
             found[(chain, seq)] = record
             previous = record
     for record in local:
@@ -114,3 +138,57 @@ def _missing(chain: str, seq: int, undelivered: set[Any], *, local: bool = False
     if (chain, seq) in undelivered:
         return f"{what}: never delivered (the local log records the sink failing for it)"
     return f"{what}: a record was removed"
+
+
+def verify_report(env: Environment, *, remote: bool) -> dict[str, Any]:
+    """`jitctl audit verify [--remote] --json`'s document: the local log's chain and, with
+    ``remote``, each central sink's copy (chains, signatures, this log's records present).
+    ``ok`` is the verdict; ``failure`` the one line that explains a False (else None).
+
+    Raises ConfigError when ``remote`` is asked for and no central sink is configured. A
+    server (the broker) can return this document as it is.
+    """
+    from jitctl.audit import read_records
+    from jitctl.audit import verify as verify_log
+    from jitctl.errors import AuditTampered, ConfigError
+
+    path = env.config.audit_path
+    result = verify_log(path)
+    doc: dict[str, Any] = {
+        "path": str(path),
+        "ok": result.ok,
+        "records": result.records,
+        "first_bad_line": result.first_bad_line,
+        "problem": result.problem,
+        "failure": None if result.ok else f"{path}:{result.first_bad_line}: {result.problem}",
+    }
+    if not remote or not result.ok:
+        return doc
+    sinks = list(env.audit.sinks) if env.config.audit.central else []
+    if not sinks:
+        raise ConfigError(
+            "no central audit sink is configured",
+            'set [audit] table = "NAME" and/or bucket = "NAME" in the config',
+        )
+    local = read_records(path)
+    verifier = _verifier(env)
+    doc["signed"] = verifier is not None
+    doc["remote"] = []
+    for sink in sinks:
+        try:
+            central = verify_central(sink.entries(), local, sink=sink.name, verifier=verifier)
+        except AuditTampered as exc:  # e.g. a stray object in the bucket: still a verdict
+            central = CentralResult(False, 0, 0, problem=exc.message)
+        doc["remote"].append({"sink": sink.name, **asdict(central)})
+        if not central.ok and doc["failure"] is None:
+            where = f" chain {central.chain} seq {central.seq}" if central.chain else ""
+            doc["failure"] = f"{sink.name}:{where}: {central.problem}"
+    doc["ok"] = doc["failure"] is None
+    return doc
+
+
+def _verifier(env: Environment) -> Verifier | None:
+    from jitctl.audit_signing import open_verifier
+
+    settings = env.config.audit
+    return open_verifier(settings, lambda service: env.aws.client(service, region=settings.region))

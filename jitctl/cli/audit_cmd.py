@@ -11,6 +11,10 @@ import typer
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 
 CSV_COLUMNS = ("ts", "event", "request_id", "actor", "person", "role", "prev", "hash")
+# A cell starting with one of these is a formula to a spreadsheet (=HYPERLINK(...), +cmd|...,
+# @SUM(...)); tab and CR too (OWASP "CSV injection"), and the full-width forms some
+# spreadsheets accept. Such cells get a leading single quote: shown, never evaluated.
+_FORMULA_START = tuple("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
 _DETAIL_KEYS = ("error", "reason", "why", "expires_at", "approval")
 _DETAIL_MAX = 80
 
@@ -146,7 +150,15 @@ def export(
     for r in records:
         rest = {k: v for k, v in r.items() if k not in CSV_COLUMNS}
         values = [r.get(k) for k in CSV_COLUMNS]
-        writer.writerow([*values, json.dumps(rest, sort_keys=True, separators=(",", ":"))])
+        details = json.dumps(rest, sort_keys=True, separators=(",", ":"))
+        writer.writerow([csv_cell(v) for v in (*values, details)])
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell no spreadsheet evaluates (see _FORMULA_START)."""
+    if isinstance(value, str) and value.lstrip(" ").startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 @audit_app.command("verify")
@@ -159,53 +171,23 @@ def verify(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Check the local audit log's hash chain: exit 0 if intact, 6 naming the first bad line."""
-    from dataclasses import asdict
-
-    from jitctl.audit import read_records
-    from jitctl.audit import verify as verify_log
-    from jitctl.audit_central import verify_central
+    from jitctl.audit_central import verify_report
     from jitctl.cli.output import emit_json, safe, stderr_console
-    from jitctl.errors import AuditTampered, ConfigError
+    from jitctl.errors import AuditTampered
 
-    env = _env()
-    path = env.config.audit_path
-    result = verify_log(path)
-    doc: dict[str, Any] = {
-        "path": str(path),
-        "ok": result.ok,
-        "records": result.records,
-        "first_bad_line": result.first_bad_line,
-        "problem": result.problem,
-    }
-    failure = None if result.ok else f"{path}:{result.first_bad_line}: {result.problem}"
-    checked = []
-    if remote and failure is None:
-        sinks = list(env.audit.sinks) if env.config.audit.central else []
-        if not sinks:
-            raise ConfigError(
-                "no central audit sink is configured",
-                'set [audit] table = "NAME" and/or bucket = "NAME" in the config',
-            )
-        local = read_records(path)
-        doc["remote"] = []
-        for sink in sinks:
-            central = verify_central(sink.entries(), local, sink=sink.name)
-            checked.append((sink, central))
-            doc["remote"].append({"sink": sink.name, **asdict(central)})
-            if not central.ok and failure is None:
-                failure = f"{sink.name}: chain {central.chain} seq {central.seq}: {central.problem}"
-        doc["ok"] = failure is None
+    doc = verify_report(_env(), remote=remote)
     if json_out:
         emit_json(doc)
-    if failure is not None:
-        raise AuditTampered(failure)
+    if doc["failure"] is not None:
+        raise AuditTampered(doc["failure"])
     if not json_out:
         out = stderr_console()
-        out.print(f"[green]✓[/] {safe(path)}: {result.records} records, hash chain intact")
-        for sink, central in checked:
+        out.print(f"[green]✓[/] {safe(doc['path'])}: {doc['records']} records, hash chain intact")
+        signed = ", every record signed by the audit key" if doc.get("signed") else ""
+        for central in doc.get("remote", []):
             out.print(
-                f"[green]✓[/] {safe(sink.name)}: {central.records} records in "
-                f"{central.chains} chains intact, this log's records all present"
+                f"[green]✓[/] {safe(central['sink'])}: {central['records']} records in "
+                f"{central['chains']} chains intact{signed}, this log's records all present"
             )
 
 

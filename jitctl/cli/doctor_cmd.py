@@ -6,7 +6,7 @@ import typer
 
 from jitctl.cli.output import emit_json, local_time, safe, stderr_console
 
-MARKS = {"pass": "[green]✓[/]", "fail": "[red]✗[/]", "skip": "[dim]-[/]"}
+MARKS = {"pass": "[green]✓[/]", "fail": "[red]✗[/]", "skip": "[dim]-[/]", "warn": "[yellow]![/]"}
 
 
 def doctor(

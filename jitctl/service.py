@@ -82,6 +82,10 @@ class AccessService(Protocol):
     def revoke(self, request_id: str, reason: str | None) -> Revoked: ...
     def describe_caller(self) -> dict[str, Any]: ...
     def roles(self) -> builtins.list[dict[str, Any]]: ...
+    def audit_records(
+        self, *, since: str | None, request_id: str | None, person: str | None, local: bool
+    ) -> builtins.list[dict[str, Any]]: ...
+    def audit_verify(self, *, remote: bool) -> dict[str, Any]: ...
 
 
 class LocalService:
@@ -204,6 +208,20 @@ class LocalService:
         from jitctl.doctor import roles
 
         return roles(self.env)
+
+    def audit_records(
+        self, *, since: str | None, request_id: str | None, person: str | None, local: bool
+    ) -> builtins.list[dict[str, Any]]:
+        """Audit records, oldest first: the central copy when configured, else the local log."""
+        from jitctl.audit_read import read_audit
+
+        return read_audit(self.env, since=since, request_id=request_id, person=person, local=local)
+
+    def audit_verify(self, *, remote: bool) -> dict[str, Any]:
+        """The local log's chain and, with ``remote``, the central copy's chains and signatures."""
+        from jitctl.audit_central import verify_report
+
+        return verify_report(self.env, remote=remote)
 
     def _check_own(self, req: AccessRequest, verb: str) -> None:
         from jitctl.errors import Denied

@@ -28,6 +28,7 @@ ACCOUNT = "123456789012"
 SERVER_ID = "jitctl-e2e"
 REGION = "us-east-1"
 TABLE = "jitctl-broker-requests"
+AUDIT_TABLE = "jitctl-broker-audit"
 POLICY = """
 version = 1
 
@@ -66,6 +67,8 @@ def broker_policy() -> dict[str, Any]:
         "dynamodb:Scan",
         "dynamodb:DescribeTable",
         "secretsmanager:GetSecretValue",
+        "kms:Sign",
+        "kms:GetPublicKey",
     ]
     return {
         "Version": "2012-10-17",
@@ -122,6 +125,13 @@ class BrokerWorld:
         from jitctl.store.dynamodb import DynamoStore
 
         DynamoStore(TABLE, lambda service: ddb).init()
+        from jitctl.audit_sink import DynamoSink
+
+        DynamoSink(AUDIT_TABLE, lambda service: ddb).init()
+        kms = boto3.client("kms", endpoint_url=self.moto, region_name=REGION, **ADMIN)
+        self.audit_key = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")[
+            "KeyMetadata"
+        ]["Arn"]
         secrets = boto3.client(
             "secretsmanager", endpoint_url=self.moto, region_name=REGION, **ADMIN
         )
@@ -142,6 +152,7 @@ class BrokerWorld:
             f'[pagerduty]\nurl = "{self.pd.url}"\nca_bundle = "{self.pd.ca_bundle}"\n'
             f'timeout = "3s"\ntoken_secret = "{secret["ARN"]}"\n'
             f'[store]\nbackend = "dynamodb"\ntable = "{TABLE}"\n'
+            f'[audit]\ntable = "{AUDIT_TABLE}"\nkms_key = "{self.audit_key}"\n'
             f'[broker]\nserver_id = "{SERVER_ID}"\nsts_endpoint = "{self.moto}"\n'
         )
 

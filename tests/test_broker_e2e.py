@@ -12,13 +12,14 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.broker_world import SERVER_ID, TABLE, BrokerWorld
+from tests.broker_world import AUDIT_TABLE, SERVER_ID, TABLE, BrokerWorld
 
 pytestmark = pytest.mark.slow
 
@@ -273,3 +274,76 @@ def test_doctor_whoami_and_roles_ask_the_broker(world):
     wrong = world.run("carol@example.com", "doctor", "--json", JITCTL_BROKER_SERVER_ID="nope")
     checks = {c["name"]: c for c in json.loads(wrong.stdout)["checks"]}
     assert wrong.returncode == 5 and checks["broker"]["status"] == "fail"
+
+
+# ------------------------------------------------------------------ the audit trail
+
+
+def test_the_broker_writes_a_signed_trail_requesters_cannot(world):
+    on_call(world, "alice@example.com")
+    done = world.run("alice@example.com", "request", "prod-readonly", "--reason", "INC-7", "--json")
+    assert done.returncode == 0, done.stderr
+    rid = json.loads(done.stdout)["request_id"]
+    log = world.run("carol@example.com", "audit", "log", "--request", rid, "--json")
+    assert log.returncode == 0, log.stderr
+    records = json.loads(log.stdout)
+    events = [r["event"] for r in records]
+    assert events[:3] == ["requested", "auto_approved", "issued"]
+    assert {r["actor"] for r in records} == {"arn:aws:iam::123456789012:user/alice@example.com"}
+    verified = world.run("carol@example.com", "audit", "verify", "--remote", "--json")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    report = json.loads(verified.stdout)
+    assert report["signed"] is True and report["remote"][0]["records"] >= 3
+    ddb = world.boto("alice@example.com", "dynamodb")
+    with pytest.raises(ClientError) as refused:
+        ddb.put_item(TableName=AUDIT_TABLE, Item={"chain": {"S": "x"}, "seq": {"N": "1"}})
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+def test_a_record_forged_by_someone_with_table_access_fails_verification(world):
+    """Even a principal that may write the audit table cannot make a record the broker's key
+    signed: `audit verify --remote` (run by the broker) exits 6 naming the record."""
+    from jitctl.audit import record_hash
+
+    dba = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["dynamodb:PutItem", "dynamodb:DeleteItem"],
+                "Resource": "*",
+            }
+        ],
+    }
+    with _enforcement_off():
+        world.user("dba", dba)
+    forged = {
+        "ts": "2026-11-28T04:00:00Z",
+        "event": "issued",
+        "request_id": "r-forged00",
+        "actor": "arn:aws:iam::123456789012:user/bob@example.com",
+        "person": "bob@example.com",
+        "role": "prod-readonly",
+        "chain": "f0f0f0f0f0f0f0f0",
+        "seq": 1,
+        "prev": None,
+    }
+    forged["hash"] = record_hash(forged)
+    text = json.dumps(forged, sort_keys=True, separators=(",", ":"))
+    ddb = world.boto("dba", "dynamodb")
+    key = {"chain": {"S": forged["chain"]}, "seq": {"N": "1"}}
+    ddb.put_item(TableName=AUDIT_TABLE, Item={**key, "record": {"S": text}})
+    try:
+        out = world.run("carol@example.com", "audit", "verify", "--remote")
+        assert out.returncode == 6, out.stderr
+        assert "f0f0f0f0f0f0f0f0" in out.stderr and "sign" in out.stderr
+    finally:
+        ddb.delete_item(TableName=AUDIT_TABLE, Key=key)
+
+
+@contextmanager
+def _enforcement_off() -> Iterator[None]:
+    from moto.core.authorization import disable_iam_authentication
+
+    with disable_iam_authentication():
+        yield

@@ -121,6 +121,17 @@ class BrokerService:
     def roles(self) -> builtins.list[dict[str, Any]]:
         return self._call("GET", "/roles")["roles"]
 
+    def audit_records(
+        self, *, since: str | None, request_id: str | None, person: str | None, local: bool
+    ) -> builtins.list[dict[str, Any]]:
+        """The broker's trail (there is no local one in broker mode: ``local`` changes nothing)."""
+        query = {"since": since or "", "request": request_id or "", "person": person or ""}
+        path = "/audit?" + urlencode({k: v for k, v in query.items() if v})
+        return self._call("GET", path.rstrip("?"))["records"]
+
+    def audit_verify(self, *, remote: bool) -> dict[str, Any]:
+        return self._call("POST", "/audit/verify", {"remote": remote})["report"]
+
     # ------------------------------------------------------------ the transport
 
     def info(self) -> dict[str, Any]:

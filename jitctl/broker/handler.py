@@ -242,6 +242,20 @@ def _revoke(service: LocalService, request: HttpRequest, params: dict[str, str])
     return wire.revoked_out(service.revoke(params["id"], request.json().get("reason")))
 
 
+def _audit(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+    q = request.query
+    records = service.audit_records(
+        since=q.get("since"), request_id=q.get("request"), person=q.get("person"), local=False
+    )
+    return {"records": records}
+
+
+def _audit_verify(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+    """The broker's own trail: its log's chain and, with remote, the central copy's chains and
+    signatures. A failed verification is a verdict in the report, not an error."""
+    return {"report": service.audit_verify(remote=bool(request.json().get("remote")))}
+
+
 def _text(doc: dict[str, Any], key: str) -> str:
     value = doc.get(key)
     if not isinstance(value, str) or not value:
@@ -267,6 +281,8 @@ _ROUTES: list[tuple[str, re.Pattern[str], Action]] = [
         ("GET", f"/requests/{_ID}/wait", _wait),
         ("POST", f"/requests/{_ID}/issue", _issue),
         ("POST", f"/requests/{_ID}/revoke", _revoke),
+        ("GET", "/audit", _audit),
+        ("POST", "/audit/verify", _audit_verify),
     )
 ]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 from typing import Any
 
 import typer
@@ -25,49 +24,6 @@ def _env():
     return current_env()
 
 
-def _since(text: str | None, now: datetime) -> datetime | None:
-    """'2h' (newer than now minus 2h) or an RFC 3339 timestamp."""
-    if text is None:
-        return None
-    from jitctl.errors import UsageError
-    from jitctl.timeutil import parse_duration, parse_rfc3339
-
-    try:
-        return now - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        return parse_rfc3339(text)
-    except ValueError:
-        raise UsageError(
-            f"--since {text!r} is neither a duration nor a timestamp",
-            "use e.g. --since 2h or --since 2026-11-21T04:00:00Z",
-        ) from None
-
-
-def _records(
-    env,
-    *,
-    since: str | None,
-    request_id: str | None = None,
-    person: str | None = None,
-    local: bool = False,
-) -> list[dict[str, Any]]:
-    """Matching records, oldest first: from the central copy when configured, else local."""
-    from jitctl.audit import read_records
-    from jitctl.audit_sink import matches, sort_key
-
-    now = env.clock.now()
-    after = _since(since, now)
-    person = person.lower() if person else None
-    sinks = list(env.audit.sinks) if env.config.audit.central and not local else []
-    if sinks:  # the table when there is one (it filters server-side), else the bucket
-        found = sinks[0].records(since=after, request_id=request_id, person=person, now=now)
-        return sorted(found, key=sort_key)
-    found = read_records(env.config.audit_path)
-    return [r for r in found if matches(r, since=after, request_id=request_id, person=person)]
-
-
 @audit_app.command("log")
 def log(
     request_id: str = typer.Option(None, "--request", help="Only this request's records."),
@@ -83,7 +39,9 @@ def log(
     """Audit records, oldest first: the team's central copy when configured, else the local log."""
     from jitctl.cli.output import emit_json
 
-    records = _records(_env(), since=since, request_id=request_id, person=person, local=local)
+    records = _env().service.audit_records(
+        since=since, request_id=request_id, person=person, local=local
+    )
     if json_out:
         emit_json(records)
         return
@@ -140,7 +98,7 @@ def export(
 
     if fmt not in ("jsonl", "csv"):
         raise UsageError(f"--format {fmt!r} is not one of jsonl, csv")
-    records = _records(_env(), since=since, local=local)
+    records = _env().service.audit_records(since=since, request_id=None, person=None, local=local)
     if fmt == "jsonl":
         for r in records:  # the exact hashing form plus hash: each line verifies on its own
             sys.stdout.write(json.dumps(r, sort_keys=True, separators=(",", ":")) + "\n")
@@ -171,11 +129,10 @@ def verify(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Check the local audit log's hash chain: exit 0 if intact, 6 naming the first bad line."""
-    from jitctl.audit_central import verify_report
     from jitctl.cli.output import emit_json, safe, stderr_console
     from jitctl.errors import AuditTampered
 
-    doc = verify_report(_env(), remote=remote)
+    doc = _env().service.audit_verify(remote=remote)
     if json_out:
         emit_json(doc)
     if doc["failure"] is not None:

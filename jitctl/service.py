@@ -86,6 +86,7 @@ class AccessService(Protocol):
         self, *, since: str | None, request_id: str | None, person: str | None, local: bool
     ) -> builtins.list[dict[str, Any]]: ...
     def audit_verify(self, *, remote: bool) -> dict[str, Any]: ...
+    def explain(self, role: str, as_person: str | None) -> dict[str, Any]: ...
 
 
 class LocalService:
@@ -222,6 +223,12 @@ class LocalService:
         from jitctl.audit_central import verify_report
 
         return verify_report(self.env, remote=remote)
+
+    def explain(self, role: str, as_person: str | None) -> dict[str, Any]:
+        """`jitctl policy explain`: who may request, who is fast-tracked, who approves."""
+        from jitctl.explain import explain
+
+        return explain(self.env.policy, role, as_person)
 
     def _check_own(self, req: AccessRequest, verb: str) -> None:
         from jitctl.errors import Denied

@@ -347,3 +347,27 @@ def _enforcement_off() -> Iterator[None]:
 
     with disable_iam_authentication():
         yield
+
+
+def test_policy_explain_comes_from_the_broker(world):
+    out = world.run("alice@example.com", "policy", "explain", "prod-readonly", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["role"] == "prod-readonly" and "bob@example.com" in json.dumps(doc["approval"])
+    unknown = world.run("alice@example.com", "policy", "explain", "prod-readonyl")
+    assert unknown.returncode == 2 and "did you mean 'prod-readonly'" in unknown.stderr
+
+
+def test_an_untrusted_or_foreign_tls_endpoint_is_not_a_broker(world):
+    """The PagerDuty simulator speaks TLS with a private CA: untrusted, then trusted but not
+    a broker. Either way nothing is sent on and the command exits 5 in one line."""
+    untrusted = world.run("alice@example.com", "list", JITCTL_BROKER_URL=world.pd.url)
+    assert untrusted.returncode == 5 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+    foreign = world.run(
+        "alice@example.com",
+        "list",
+        JITCTL_BROKER_URL=world.pd.url,
+        JITCTL_BROKER_CA_BUNDLE=str(world.pd.ca_bundle),
+    )
+    assert foreign.returncode == 5 and "Traceback" not in foreign.stderr
+    assert len(foreign.stderr.strip().splitlines()) == 1

@@ -132,6 +132,10 @@ class BrokerService:
     def audit_verify(self, *, remote: bool) -> dict[str, Any]:
         return self._call("POST", "/audit/verify", {"remote": remote})["report"]
 
+    def explain(self, role: str, as_person: str | None) -> dict[str, Any]:
+        query = "?" + urlencode({"as": as_person}) if as_person else ""
+        return self._call("GET", f"/roles/{quote(role, safe='')}/explain{query}")["explain"]
+
     # ------------------------------------------------------------ the transport
 
     def info(self) -> dict[str, Any]:

@@ -161,6 +161,10 @@ def _roles(service: LocalService, request: HttpRequest, params: dict[str, str]) 
     return {"roles": service.roles()}
 
 
+def _explain(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+    return {"explain": service.explain(params["role"], request.query.get("as") or None)}
+
+
 def _submit(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
     doc = request.json()
     seconds = doc.get("duration_seconds")
@@ -269,6 +273,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], Action]] = [
         ("GET", "/whoami", _whoami),
         ("GET", "/whoami/report", _report),
         ("GET", "/roles", _roles),
+        ("GET", r"/roles/(?P<role>[A-Za-z0-9_.-]{1,64})/explain", _explain),
         ("POST", "/requests", _submit),
         ("GET", "/requests", _list),
         ("GET", "/decidable", _decidable),

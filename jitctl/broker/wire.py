@@ -148,12 +148,12 @@ def error_out(exc: errors.JitctlError) -> tuple[int, dict[str, Any]]:
 def error_in(status: int, doc: Any) -> errors.JitctlError:
     """The error a broker answered with, as the exception the same failure raises locally."""
     err = doc.get("error") if isinstance(doc, dict) else None
-    if not isinstance(err, dict) or not isinstance(err.get("message"), str):
+    code = err.get("exit_code") if isinstance(err, dict) else None
+    if type(code) is not int or not isinstance(err.get("message"), str):
         return errors.Unavailable(
             f"the broker answered HTTP {status} without a jitctl error",
             "check [broker] url: is it the broker, not a proxy's error page?",
         )
-    code = err.get("exit_code")
-    cls = _ERRORS.get(code, errors.JitctlError) if isinstance(code, int) else errors.JitctlError
+    cls = _ERRORS.get(code, errors.JitctlError)
     hint = err.get("hint") if isinstance(err.get("hint"), str) else None
     return cls(f"broker: {err['message']}", hint)

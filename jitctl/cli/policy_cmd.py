@@ -60,14 +60,15 @@ def explain_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Who may request ROLE, who is fast-tracked, who approves, for how long, with what."""
-    from jitctl.explain import explain
-    from jitctl.policy import load_policy
+    if policy_path is None:  # the configured policy: here, or the broker's
+        from jitctl.cli.session import current_env
 
-    if policy_path is None:
-        from jitctl.config import load_config
+        doc = current_env().service.explain(role, as_person)
+    else:
+        from jitctl.explain import explain
+        from jitctl.policy import load_policy
 
-        policy_path = load_config().require_policy_path()
-    doc = explain(load_policy(policy_path), role, as_person)
+        doc = explain(load_policy(policy_path), role, as_person)
     if json_out:
         from jitctl.cli.output import emit_json
 

@@ -37,7 +37,7 @@ from jitctl.broker.proof import (
     make_proof,
     verify_proof,
 )
-from jitctl.errors import AwsUnavailable, ExitCode
+from jitctl.errors import AwsUnavailable, ConfigError, ExitCode, UsageError
 
 NOW = datetime(2026, 11, 28, 4, 0, tzinfo=UTC)
 SERVER_ID = "jitctl-test-broker"
@@ -184,7 +184,8 @@ def verify(env: dict[str, Any], headers: dict[str, str], tmp_path: Path, **over:
     args = {
         "settings": settings,
         "now": NOW,
-        "nonces": SqliteNonces(tmp_path / "nonces.db"),
+        # The store's clock is the broker's: the same fixed NOW that verify_proof is given.
+        "nonces": SqliteNonces(tmp_path / "nonces.db", clock=lambda: NOW),
         **CALL,
         **over,
     }
@@ -540,19 +541,65 @@ def test_a_refused_proof_claims_no_nonce_and_a_replay_never_reaches_sts(
 
 
 @pytest.mark.parametrize(
-    "endpoint",
+    "endpoint,region",
     [
-        "http://sts.amazonaws.com",
-        "https://sts.amazonaws.com/path",
-        "https://u@sts.amazonaws.com",
-        "ftp://x",
+        ("http://sts.amazonaws.com", REGION),  # plain http off loopback
+        ("https://sts.amazonaws.com/path", REGION),
+        ("https://u@sts.amazonaws.com", REGION),
+        ("https://sts.amazonaws.com?Action=x", REGION),
+        ("ftp://sts.amazonaws.com", REGION),
+        ("https://sts.amazonaws.com", "eu-west-1"),  # the global endpoint signs as us-east-1
+        ("https://sts.eu-west-1.amazonaws.com", REGION),
+        ("https://sts.us-east-1.amazonaws.com", "US-EAST-1"),
     ],
 )
-def test_a_bad_pinned_endpoint_is_a_config_error(endpoint):
-    from jitctl.errors import ConfigError
-
+def test_a_bad_pinned_endpoint_is_a_config_error(endpoint, region):
     with pytest.raises(ConfigError):
-        ProofSettings(server_id=SERVER_ID, sts_endpoint=endpoint, sts_region=REGION)
+        ProofSettings(server_id=SERVER_ID, sts_endpoint=endpoint, sts_region=region)
+
+
+@pytest.mark.parametrize("server_id", ["", " padded ", "tab\there", "é-broker", "x" * 129])
+def test_a_bad_server_id_is_a_config_error_on_both_sides(iam_moto, server_id):
+    with pytest.raises(ConfigError, match="server_id"):
+        ProofSettings(server_id=server_id, sts_endpoint=iam_moto["url"], sts_region=REGION)
+    with pytest.raises(ConfigError, match="server_id"):
+        proof(iam_moto, server_id=server_id)
+
+
+def test_good_pinned_endpoints_are_accepted():
+    for endpoint, region in [
+        ("https://sts.amazonaws.com", "us-east-1"),
+        ("https://sts.eu-west-1.amazonaws.com/", "eu-west-1"),
+        ("https://sts-fips.us-east-2.amazonaws.com", "us-east-2"),
+        ("https://vpce-0abc-xyz.sts.eu-west-1.vpce.amazonaws.com", "eu-west-1"),
+        ("http://127.0.0.1:5000", "us-east-1"),
+    ]:
+        ProofSettings(server_id=SERVER_ID, sts_endpoint=endpoint, sts_region=region)
+
+
+def test_no_credentials_is_a_usage_error():
+    with pytest.raises(UsageError, match="no AWS credentials"):
+        make_proof(
+            None,
+            sts_url="https://sts.amazonaws.com",
+            sts_region="us-east-1",
+            server_id=SERVER_ID,
+            now=NOW,
+            **CALL,
+        )
+
+
+def test_a_proof_header_sent_twice_is_refused(iam_moto, tmp_path):
+    headers = proof(iam_moto)
+    twice = {**headers, PROOF_HEADER.lower(): headers[PROOF_HEADER]}
+    refused("duplicate_header", iam_moto, twice, tmp_path)
+
+
+@pytest.mark.parametrize("nonce", ["short", "N" * 31 + "!", "N" * 129])
+def test_a_malformed_nonce_is_refused(iam_moto, tmp_path, nonce):
+    headers = proof(iam_moto)
+    headers[NONCE_HEADER] = nonce
+    refused("nonce", iam_moto, headers, tmp_path)
 
 
 # ------------------------------------------------------------------ nonce stores
@@ -607,17 +654,23 @@ def test_sqlite_nonces_one_winner_across_threads(tmp_path):
     assert wins.count(True) == 1
 
 
-def _claim_all(path: str) -> int:
-    store = SqliteNonces(path)
-    expires = datetime.now(UTC) + timedelta(minutes=10)
-    return sum(store.claim(f"nonce-{i:026d}", expires_at=expires) for i in range(40))
+def _claim_in_new_process(args: tuple[str, int]) -> bool | str:
+    path, i = args
+    try:  # a new store object each time: every process sets the file up, racing the others
+        store = SqliteNonces(path)
+        return store.claim(
+            f"nonce-{i % 3:026d}", expires_at=datetime.now(UTC) + timedelta(minutes=10)
+        )
+    except Exception as exc:  # reported, not raised: the assertion shows which
+        return repr(exc)
 
 
-def test_sqlite_nonces_one_winner_across_processes(tmp_path):
-    path = str(tmp_path / "nonces.db")
-    with ProcessPoolExecutor(4) as pool:
-        wins = list(pool.map(_claim_all, [path] * 4))
-    assert sum(wins) == 40
+def test_sqlite_nonces_one_winner_across_processes_from_a_fresh_file(tmp_path):
+    with ProcessPoolExecutor(6) as pool:
+        for attempt in range(12):
+            path = str(tmp_path / f"nonces-{attempt}.db")
+            results = list(pool.map(_claim_in_new_process, [(path, i) for i in range(18)]))
+            assert sorted(map(str, results)) == ["False"] * 15 + ["True"] * 3, results
 
 
 def test_dynamo_nonces_refuse_a_replay_and_accept_after_expiry(aws_env):
@@ -636,8 +689,6 @@ def test_dynamo_nonces_refuse_a_replay_and_accept_after_expiry(aws_env):
 
 
 def test_dynamo_nonces_without_a_table_say_how_to_fix_it(aws_env):
-    from jitctl.errors import ConfigError
-
     store = DynamoNonces("jitctl-no-such-table", lambda service: boto3.client(service))
     with pytest.raises(ConfigError, match="does not exist"):
         store.claim("n" * 32, expires_at=NOW)

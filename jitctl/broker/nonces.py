@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from jitctl.errors import ConfigError, Unavailable
+from jitctl.filelock import ensure_dir, exclusive_lock
 
 BUSY_TIMEOUT_S = 15.0
 TTL_ATTRIBUTE = "expires"  # epoch seconds; DynamoDB's TTL deletes the item some time after
@@ -75,20 +76,30 @@ class SqliteNonces:
     def _open(self) -> sqlite3.Connection:
         # A connection per claim: safe across threads; nothing stays locked between calls.
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            ensure_dir(self.path.parent)
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            if not self._ready:
+                self._set_up()
         except OSError as exc:
             raise ConfigError(
                 f"cannot create the nonce store {self.path}: {exc}",
                 "check the broker's data directory and its permissions",
             ) from exc
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        with self._lock:
-            if not self._ready:
-                conn.execute("PRAGMA journal_mode=WAL")
+        return sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+
+    def _set_up(self) -> None:
+        # Two processes switching a new file to WAL at once get "database is locked" (SQLite
+        # does not wait for that lock), so the first set-up is serialised across processes.
+        with self._lock, exclusive_lock(self.path):
+            if self._ready:
+                return
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")  # claims do not block each other's reads
                 conn.executescript(_SCHEMA)
-                self._ready = True
-        return conn
+            finally:
+                conn.close()
+            self._ready = True
 
 
 class DynamoNonces:

@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import sqlite3
+import ssl
 import stat
 import threading
 from collections.abc import Iterator
@@ -143,11 +144,19 @@ def fake_http() -> Iterator[Any]:
     """Start local fake endpoints: fake_http(status, headers, body) -> server (.url, .hits)."""
     servers: list[ThreadingHTTPServer] = []
 
-    def start(status: int, headers: dict[str, str], body: bytes) -> ThreadingHTTPServer:
+    def start(
+        status: int, headers: dict[str, str], body: bytes, tls: Any = None
+    ) -> ThreadingHTTPServer:
         server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
         server.hits = 0  # type: ignore[attr-defined]
         server.answer = (status, headers, body)  # type: ignore[attr-defined]
-        server.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+        scheme = "http"
+        if tls is not None:  # jitctl.demo.tls CertFiles: a certificate from a throwaway CA
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(tls.cert, tls.key)
+            server.socket = context.wrap_socket(server.socket, server_side=True)
+            scheme = "https"
+        server.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
         return server
@@ -424,6 +433,25 @@ def test_an_identity_anywhere_but_the_exact_place_is_refused(enforcing, tmp_path
         verify(enforcing, proof(enforcing, sts_url=fake.url), tmp_path, settings=settings)
 
 
+def test_sts_tls_is_verified_against_the_ca_bundle(enforcing, tmp_path, fake_http):
+    from jitctl.demo.tls import make_certs
+
+    certs = make_certs(tmp_path / "tls")
+    fake = fake_http(200, {}, IDENTITY_XML.format(arn=FORGED_ARN).encode(), tls=certs)
+    headers = proof(enforcing, sts_url=fake.url)
+    untrusted = ProofSettings(server_id=SERVER_ID, sts_endpoint=fake.url, sts_region=REGION)
+    with pytest.raises(AwsUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+        verify(enforcing, headers, tmp_path, settings=untrusted)
+    assert fake.hits == 0
+    # The same endpoint, trusted through ca_bundle (as a company CA would be), is asked.
+    trusted = ProofSettings(
+        server_id=SERVER_ID, sts_endpoint=fake.url, sts_region=REGION, ca_bundle=str(certs.ca)
+    )
+    fresh = proof(enforcing, sts_url=fake.url)
+    assert verify(enforcing, fresh, tmp_path, settings=trusted).arn == FORGED_ARN
+    assert fake.hits == 1
+
+
 def test_an_unreachable_sts_is_exit_5(enforcing, tmp_path, fake_http):
     gone = fake_http(200, {}, b"")
     url = gone.url
@@ -445,6 +473,19 @@ def test_an_sts_server_error_is_exit_5(enforcing, tmp_path, fake_http):
 
 
 # ------------------------------------------------------------------ malformed proofs
+
+
+def test_a_proof_too_long_for_the_broker_is_refused_on_the_client(iam_moto):
+    key = iam_moto["keys"]["alice@example.com"]
+    with pytest.raises(UsageError, match="longer than"):
+        make_proof(
+            creds(key, token="T" * 6000),
+            sts_url=iam_moto["url"],
+            sts_region=REGION,
+            server_id=SERVER_ID,
+            now=NOW,
+            **CALL,
+        )
 
 
 def test_a_call_without_a_proof_is_refused(iam_moto, tmp_path):

@@ -182,7 +182,14 @@ def make_proof(
     headers["authorization"] = _sign(frozen, sts_region, canonical_url(parts), headers, amz_date)
     proof = {"method": "POST", "url": canonical_url(parts), "headers": headers, "body": STS_BODY}
     encoded = base64.urlsafe_b64encode(json.dumps(proof, separators=(",", ":")).encode())
-    return {PROOF_HEADER: encoded.rstrip(b"=").decode(), NONCE_HEADER: nonce}
+    text = encoded.rstrip(b"=").decode()
+    if len(text) > MAX_PROOF_CHARS:  # the broker would refuse it: say why here, once
+        raise UsageError(
+            f"the proof of who you are would be {len(text)} characters, longer than the "
+            f"broker's {MAX_PROOF_CHARS} (your AWS session token is unusually long)",
+            "use credentials with a shorter session token (fewer session tags or policies)",
+        )
+    return {PROOF_HEADER: text, NONCE_HEADER: nonce}
 
 
 def _sign(frozen: Any, region: str, url: str, headers: dict[str, str], amz_date: str) -> str:

@@ -69,7 +69,7 @@ def iam_moto() -> Iterator[dict[str, Any]]:
     kw = {"endpoint_url": url, "region_name": REGION, "aws_access_key_id": "AKIAADMIN0000000"}
     iam = boto3.client("iam", aws_secret_access_key="admin", **kw)
     keys = {}
-    for user in ("alice@example.com", "bob@example.com"):
+    for user in ("alice.proof@example.com", "bob.proof@example.com"):
         iam.create_user(UserName=user)
         keys[user] = iam.create_access_key(UserName=user)["AccessKey"]
     role = iam.create_role(
@@ -87,7 +87,7 @@ def iam_moto() -> Iterator[dict[str, Any]]:
             }
         ),
     )["Role"]
-    alice = keys["alice@example.com"]
+    alice = keys["alice.proof@example.com"]
     sts = boto3.client(
         "sts",
         aws_access_key_id=alice["AccessKeyId"],
@@ -176,7 +176,9 @@ def creds(key: dict[str, str], secret: str | None = None, token: str | None = No
     return session.get_credentials()
 
 
-def proof(env: dict[str, Any], user: str = "alice@example.com", **over: Any) -> dict[str, str]:
+def proof(
+    env: dict[str, Any], user: str = "alice.proof@example.com", **over: Any
+) -> dict[str, str]:
     args = {
         "sts_url": env["url"],
         "sts_region": REGION,
@@ -232,7 +234,7 @@ def hand_signed(
     request = AWSRequest(method="POST", url=env["url"] + "/", data=STS_BODY, headers=signed)
     request.headers["Content-Type"] = "application/x-www-form-urlencoded; charset=utf-8"
     SigV4Auth(
-        creds(env["keys"]["alice@example.com"]).get_frozen_credentials(), "sts", region
+        creds(env["keys"]["alice.proof@example.com"]).get_frozen_credentials(), "sts", region
     ).add_auth(request)
     headers = {k.lower(): v for k, v in request.headers.items()}
     headers["host"] = env["url"].split("://")[1]
@@ -258,12 +260,12 @@ def post_to_sts(env: dict[str, Any], headers: dict[str, str]) -> tuple[int, str]
 def test_a_good_proof_names_the_signer(enforcing, tmp_path):
     headers = proof(enforcing)
     caller = verify(enforcing, headers, tmp_path)
-    assert caller.arn == "arn:aws:iam::123456789012:user/alice@example.com"
+    assert caller.arn == "arn:aws:iam::123456789012:user/alice.proof@example.com"
     assert caller.account == "123456789012"
-    assert caller.access_key == enforcing["keys"]["alice@example.com"]["AccessKeyId"]
+    assert caller.access_key == enforcing["keys"]["alice.proof@example.com"]["AccessKeyId"]
     assert caller.user_id
-    bob = verify(enforcing, proof(enforcing, "bob@example.com"), tmp_path)
-    assert bob.arn.endswith("user/bob@example.com")
+    bob = verify(enforcing, proof(enforcing, "bob.proof@example.com"), tmp_path)
+    assert bob.arn.endswith("user/bob.proof@example.com")
 
 
 def test_a_session_token_is_signed_and_forwarded(enforcing, tmp_path):
@@ -285,7 +287,7 @@ def test_a_session_token_is_signed_and_forwarded(enforcing, tmp_path):
 
 def test_the_proof_holds_no_secret(enforcing):
     text = json.dumps(decoded(proof(enforcing)))
-    assert enforcing["keys"]["alice@example.com"]["SecretAccessKey"] not in text
+    assert enforcing["keys"]["alice.proof@example.com"]["SecretAccessKey"] not in text
 
 
 def test_binding_covers_every_field():
@@ -334,7 +336,7 @@ def test_an_unsigned_server_id_header_is_refused(enforcing, tmp_path, monkeypatc
     assert forged["headers"]["x-amz-date"] == "20261128T040000Z"
     # The attack is real: AWS (moto) ignores an unsigned header and still names alice.
     status, answer = post_to_sts(enforcing, forged["headers"])
-    assert status == 200 and "alice@example.com" in answer
+    assert status == 200 and "alice.proof@example.com" in answer
     error = refused("unsigned_header", enforcing, encoded(forged, nonce), tmp_path)
     assert SERVER_ID_HEADER in error.message
     # The same request with the server id signed is accepted: the refusal was for that alone.
@@ -342,7 +344,9 @@ def test_an_unsigned_server_id_header_is_refused(enforcing, tmp_path, monkeypatc
     honest = hand_signed(
         enforcing, signed={BINDING_HEADER: bound, SERVER_ID_HEADER: SERVER_ID}, unsigned={}
     )
-    assert verify(enforcing, encoded(honest, nonce), tmp_path).arn.endswith("alice@example.com")
+    assert verify(enforcing, encoded(honest, nonce), tmp_path).arn.endswith(
+        "alice.proof@example.com"
+    )
 
 
 def test_a_client_chosen_sts_host_is_never_dialled(enforcing, tmp_path, fake_http):
@@ -372,7 +376,7 @@ def test_a_proof_dated_outside_the_window_is_refused(enforcing, tmp_path, minute
 
 def test_a_proof_dated_inside_the_window_is_accepted(enforcing, tmp_path):
     headers = proof(enforcing, now=NOW - timedelta(minutes=4, seconds=59))
-    assert verify(enforcing, headers, tmp_path).arn.endswith("alice@example.com")
+    assert verify(enforcing, headers, tmp_path).arn.endswith("alice.proof@example.com")
 
 
 def test_a_replayed_proof_is_refused(enforcing, tmp_path):
@@ -382,7 +386,7 @@ def test_a_replayed_proof_is_refused(enforcing, tmp_path):
 
 
 def test_a_wrong_signature_is_refused_by_aws(enforcing, tmp_path):
-    alice = enforcing["keys"]["alice@example.com"]
+    alice = enforcing["keys"]["alice.proof@example.com"]
     headers = make_proof(
         creds(alice, secret="not-alice-secret"),
         sts_url=enforcing["url"],
@@ -404,9 +408,9 @@ def test_a_signature_edited_in_transit_is_refused_by_aws(enforcing, tmp_path):
 
 
 def test_under_lambda_the_access_key_must_match(enforcing, tmp_path):
-    bob_key = enforcing["keys"]["bob@example.com"]["AccessKeyId"]
+    bob_key = enforcing["keys"]["bob.proof@example.com"]["AccessKeyId"]
     refused("lambda_access_key", enforcing, proof(enforcing), tmp_path, lambda_access_key=bob_key)
-    alice_key = enforcing["keys"]["alice@example.com"]["AccessKeyId"]
+    alice_key = enforcing["keys"]["alice.proof@example.com"]["AccessKeyId"]
     caller = verify(enforcing, proof(enforcing), tmp_path, lambda_access_key=alice_key)
     assert caller.access_key == alice_key
 
@@ -476,7 +480,7 @@ def test_an_sts_server_error_is_exit_5(enforcing, tmp_path, fake_http):
 
 
 def test_a_proof_too_long_for_the_broker_is_refused_on_the_client(iam_moto):
-    key = iam_moto["keys"]["alice@example.com"]
+    key = iam_moto["keys"]["alice.proof@example.com"]
     with pytest.raises(UsageError, match="longer than"):
         make_proof(
             creds(key, token="T" * 6000),
@@ -717,14 +721,18 @@ def test_sqlite_nonces_one_winner_across_processes_from_a_fresh_file(tmp_path):
 def test_dynamo_nonces_refuse_a_replay_and_accept_after_expiry(aws_env):
     clock = Clock(NOW)
     client = boto3.client("dynamodb")
-    store = DynamoNonces("jitctl-nonces-test", lambda service: boto3.client(service), clock=clock)
+    store = DynamoNonces(
+        "jitctl-nonces-proof-test", lambda service: boto3.client(service), clock=clock
+    )
     store.init()
     store.init()  # harmless twice
-    ttl = client.describe_time_to_live(TableName="jitctl-nonces-test")["TimeToLiveDescription"]
+    ttl = client.describe_time_to_live(TableName="jitctl-nonces-proof-test")[
+        "TimeToLiveDescription"
+    ]
     assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expires")
     check_replay_then_expiry(store, clock)
     item = client.get_item(
-        TableName="jitctl-nonces-test", Key={"nonce": {"S": "nonce-bbbbbbbbbbbbbbbbbbbbbb"}}
+        TableName="jitctl-nonces-proof-test", Key={"nonce": {"S": "nonce-bbbbbbbbbbbbbbbbbbbbbb"}}
     )
     assert item["Item"]["expires"] == {"N": str(int((NOW + timedelta(minutes=10)).timestamp()))}
 

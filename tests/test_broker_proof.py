@@ -224,7 +224,7 @@ def encoded(proof_doc: dict[str, Any] | str, nonce: str) -> dict[str, str]:
 
 
 def hand_signed(
-    env: dict[str, Any], signed: dict[str, str], unsigned: dict[str, str], region: str = REGION
+    env: dict[str, Any], signed: dict[str, str], unsigned: dict[str, str]
 ) -> dict[str, Any]:
     """A proof signed by botocore's SigV4Auth.add_auth directly (not our make_proof), with
     ``unsigned`` headers added after signing: what an attacker can build."""
@@ -234,7 +234,7 @@ def hand_signed(
     request = AWSRequest(method="POST", url=env["url"] + "/", data=STS_BODY, headers=signed)
     request.headers["Content-Type"] = "application/x-www-form-urlencoded; charset=utf-8"
     SigV4Auth(
-        creds(env["keys"]["alice.proof@example.com"]).get_frozen_credentials(), "sts", region
+        creds(env["keys"]["alice.proof@example.com"]).get_frozen_credentials(), "sts", REGION
     ).add_auth(request)
     headers = {k.lower(): v for k, v in request.headers.items()}
     headers["host"] = env["url"].split("://")[1]

@@ -40,7 +40,10 @@ ON CONFLICT (nonce) DO UPDATE SET expires = excluded.expires WHERE nonces.expire
 
 class NonceStore(Protocol):
     def claim(self, nonce: str, *, expires_at: datetime) -> bool:
-        """True if ``nonce`` is new (now remembered until ``expires_at``), False for a replay."""
+        """True if ``nonce`` is new (now remembered until ``expires_at``), False for a replay.
+
+        A store judges "expired" by its own clock, which must be the broker's: the clock that
+        gives verify_proof its ``now`` (pass the same fake clock to both in tests)."""
         ...
 
 

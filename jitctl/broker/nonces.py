@@ -158,11 +158,19 @@ class DynamoNonces:
             )
         except _InUse:
             pass  # made by an earlier init
-        self.client.get_waiter("table_exists").wait(
-            TableName=self.table,
-            WaiterConfig={"Delay": 2, "MaxAttempts": ACTIVE_TIMEOUT_S // 2},
-        )
+        self._wait_active()
         self._enable_ttl()
+
+    def _wait_active(self) -> None:
+        from jitctl.aws import translate_error
+
+        try:
+            self.client.get_waiter("table_exists").wait(
+                TableName=self.table,
+                WaiterConfig={"Delay": 2, "MaxAttempts": ACTIVE_TIMEOUT_S // 2},
+            )
+        except Exception as exc:  # WaiterError, or the errors of its DescribeTable calls
+            raise translate_error(exc, f"waiting for DynamoDB nonce table {self.table}") from exc
 
     def _enable_ttl(self) -> None:
         ttl = self._call("describe_time_to_live", TableName=self.table)

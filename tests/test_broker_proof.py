@@ -634,6 +634,31 @@ def test_no_credentials_is_a_usage_error():
         )
 
 
+def test_an_expired_sso_login_is_a_usage_error(tmp_path, monkeypatch):
+    # A real botocore SSO profile with no cached token: what `aws sso login` fixes.
+    config = tmp_path / "aws-config"
+    config.write_text(
+        "[profile sso-user]\nsso_start_url = https://example.awsapps.com/start\n"
+        "sso_region = us-east-1\nsso_account_id = 123456789012\nsso_role_name = ReadOnly\n"
+    )
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    credentials = boto3.Session(profile_name="sso-user").get_credentials()
+    with pytest.raises(UsageError, match="cannot be refreshed") as info:
+        make_proof(
+            credentials,
+            sts_url="https://sts.amazonaws.com",
+            sts_region=REGION,
+            server_id=SERVER_ID,
+            now=NOW,
+            **CALL,
+        )
+    assert info.value.exit_code == ExitCode.USAGE
+    assert "sso login" in info.value.hint
+
+
 def test_a_proof_header_sent_twice_is_refused(iam_moto, tmp_path):
     headers = proof(iam_moto)
     twice = {**headers, PROOF_HEADER.lower(): headers[PROOF_HEADER]}

@@ -159,14 +159,8 @@ def make_proof(
 
     ``credentials`` are botocore credentials from the caller's own chain
     (``boto3.Session().get_credentials()``); the secret never leaves this function."""
-    if credentials is None:
-        raise UsageError(
-            "no AWS credentials found to prove who you are to the broker",
-            "log in first (e.g. `aws sso login`) or set AWS_PROFILE / AWS_ACCESS_KEY_ID",
-        )
     _check_server_id_text(server_id)
-    # One consistent (key, secret, token) triple even if the chain refreshes meanwhile.
-    frozen = getattr(credentials, "get_frozen_credentials", lambda: credentials)()
+    frozen = _frozen(credentials)
     parts = pinned(sts_url, sts_region)
     nonce = secrets.token_urlsafe(24)
     amz_date = _amz_date(now)
@@ -190,6 +184,28 @@ def make_proof(
             "use credentials with a shorter session token (fewer session tags or policies)",
         )
     return {PROOF_HEADER: text, NONCE_HEADER: nonce}
+
+
+def _frozen(credentials: Any) -> Any:
+    """One consistent (key, secret, token) triple, refreshed first if the chain needs it."""
+    from botocore.exceptions import CredentialRetrievalError, SSOError, TokenRetrievalError
+
+    from jitctl.aws import translate_error
+
+    if credentials is None:
+        raise UsageError(
+            "no AWS credentials found to prove who you are to the broker",
+            "log in first (e.g. `aws sso login`) or set AWS_PROFILE / AWS_ACCESS_KEY_ID",
+        )
+    try:
+        return getattr(credentials, "get_frozen_credentials", lambda: credentials)()
+    except (SSOError, TokenRetrievalError, CredentialRetrievalError) as exc:
+        raise UsageError(
+            f"your AWS login cannot be refreshed to prove who you are to the broker: {exc}",
+            "log in again (e.g. `aws sso login`) and retry",
+        ) from exc
+    except Exception as exc:
+        raise translate_error(exc, "cannot prove who you are to the broker") from exc
 
 
 def _sign(frozen: Any, region: str, url: str, headers: dict[str, str], amz_date: str) -> str:

@@ -618,6 +618,7 @@ def test_good_pinned_endpoints_are_accepted():
         ("https://sts-fips.us-east-2.amazonaws.com", "us-east-2"),
         ("https://vpce-0abc-xyz.sts.eu-west-1.vpce.amazonaws.com", "eu-west-1"),
         ("http://127.0.0.1:5000", "us-east-1"),
+        ("http://[::1]:5000", "us-east-1"),
     ]:
         ProofSettings(server_id=SERVER_ID, sts_endpoint=endpoint, sts_region=region)
 

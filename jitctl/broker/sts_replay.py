@@ -75,6 +75,7 @@ def host_header(parts: SplitResult) -> str:
     """The Host header for an endpoint: the default port left out, as botocore does."""
     default = {"https": 443, "http": 80}[parts.scheme]
     host = (parts.hostname or "").lower()
+    host = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets
     return host if parts.port in (None, default) else f"{host}:{parts.port}"
 
 

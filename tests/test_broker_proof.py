@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import sqlite3
+import ssl
 import stat
 import threading
 from collections.abc import Iterator
@@ -37,7 +38,7 @@ from jitctl.broker.proof import (
     make_proof,
     verify_proof,
 )
-from jitctl.errors import AwsUnavailable, ExitCode
+from jitctl.errors import AwsUnavailable, ConfigError, ExitCode, UsageError
 
 NOW = datetime(2026, 11, 28, 4, 0, tzinfo=UTC)
 SERVER_ID = "jitctl-test-broker"
@@ -68,7 +69,7 @@ def iam_moto() -> Iterator[dict[str, Any]]:
     kw = {"endpoint_url": url, "region_name": REGION, "aws_access_key_id": "AKIAADMIN0000000"}
     iam = boto3.client("iam", aws_secret_access_key="admin", **kw)
     keys = {}
-    for user in ("alice@example.com", "bob@example.com"):
+    for user in ("alice.proof@example.com", "bob.proof@example.com"):
         iam.create_user(UserName=user)
         keys[user] = iam.create_access_key(UserName=user)["AccessKey"]
     role = iam.create_role(
@@ -86,7 +87,7 @@ def iam_moto() -> Iterator[dict[str, Any]]:
             }
         ),
     )["Role"]
-    alice = keys["alice@example.com"]
+    alice = keys["alice.proof@example.com"]
     sts = boto3.client(
         "sts",
         aws_access_key_id=alice["AccessKeyId"],
@@ -143,11 +144,19 @@ def fake_http() -> Iterator[Any]:
     """Start local fake endpoints: fake_http(status, headers, body) -> server (.url, .hits)."""
     servers: list[ThreadingHTTPServer] = []
 
-    def start(status: int, headers: dict[str, str], body: bytes) -> ThreadingHTTPServer:
+    def start(
+        status: int, headers: dict[str, str], body: bytes, tls: Any = None
+    ) -> ThreadingHTTPServer:
         server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
         server.hits = 0  # type: ignore[attr-defined]
         server.answer = (status, headers, body)  # type: ignore[attr-defined]
-        server.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+        scheme = "http"
+        if tls is not None:  # jitctl.demo.tls CertFiles: a certificate from a throwaway CA
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(tls.cert, tls.key)
+            server.socket = context.wrap_socket(server.socket, server_side=True)
+            scheme = "https"
+        server.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
         return server
@@ -167,7 +176,9 @@ def creds(key: dict[str, str], secret: str | None = None, token: str | None = No
     return session.get_credentials()
 
 
-def proof(env: dict[str, Any], user: str = "alice@example.com", **over: Any) -> dict[str, str]:
+def proof(
+    env: dict[str, Any], user: str = "alice.proof@example.com", **over: Any
+) -> dict[str, str]:
     args = {
         "sts_url": env["url"],
         "sts_region": REGION,
@@ -184,7 +195,8 @@ def verify(env: dict[str, Any], headers: dict[str, str], tmp_path: Path, **over:
     args = {
         "settings": settings,
         "now": NOW,
-        "nonces": SqliteNonces(tmp_path / "nonces.db"),
+        # The store's clock is the broker's: the same fixed NOW that verify_proof is given.
+        "nonces": SqliteNonces(tmp_path / "nonces.db", clock=lambda: NOW),
         **CALL,
         **over,
     }
@@ -212,7 +224,7 @@ def encoded(proof_doc: dict[str, Any] | str, nonce: str) -> dict[str, str]:
 
 
 def hand_signed(
-    env: dict[str, Any], signed: dict[str, str], unsigned: dict[str, str], region: str = REGION
+    env: dict[str, Any], signed: dict[str, str], unsigned: dict[str, str]
 ) -> dict[str, Any]:
     """A proof signed by botocore's SigV4Auth.add_auth directly (not our make_proof), with
     ``unsigned`` headers added after signing: what an attacker can build."""
@@ -222,7 +234,7 @@ def hand_signed(
     request = AWSRequest(method="POST", url=env["url"] + "/", data=STS_BODY, headers=signed)
     request.headers["Content-Type"] = "application/x-www-form-urlencoded; charset=utf-8"
     SigV4Auth(
-        creds(env["keys"]["alice@example.com"]).get_frozen_credentials(), "sts", region
+        creds(env["keys"]["alice.proof@example.com"]).get_frozen_credentials(), "sts", REGION
     ).add_auth(request)
     headers = {k.lower(): v for k, v in request.headers.items()}
     headers["host"] = env["url"].split("://")[1]
@@ -248,12 +260,12 @@ def post_to_sts(env: dict[str, Any], headers: dict[str, str]) -> tuple[int, str]
 def test_a_good_proof_names_the_signer(enforcing, tmp_path):
     headers = proof(enforcing)
     caller = verify(enforcing, headers, tmp_path)
-    assert caller.arn == "arn:aws:iam::123456789012:user/alice@example.com"
+    assert caller.arn == "arn:aws:iam::123456789012:user/alice.proof@example.com"
     assert caller.account == "123456789012"
-    assert caller.access_key == enforcing["keys"]["alice@example.com"]["AccessKeyId"]
+    assert caller.access_key == enforcing["keys"]["alice.proof@example.com"]["AccessKeyId"]
     assert caller.user_id
-    bob = verify(enforcing, proof(enforcing, "bob@example.com"), tmp_path)
-    assert bob.arn.endswith("user/bob@example.com")
+    bob = verify(enforcing, proof(enforcing, "bob.proof@example.com"), tmp_path)
+    assert bob.arn.endswith("user/bob.proof@example.com")
 
 
 def test_a_session_token_is_signed_and_forwarded(enforcing, tmp_path):
@@ -275,7 +287,7 @@ def test_a_session_token_is_signed_and_forwarded(enforcing, tmp_path):
 
 def test_the_proof_holds_no_secret(enforcing):
     text = json.dumps(decoded(proof(enforcing)))
-    assert enforcing["keys"]["alice@example.com"]["SecretAccessKey"] not in text
+    assert enforcing["keys"]["alice.proof@example.com"]["SecretAccessKey"] not in text
 
 
 def test_binding_covers_every_field():
@@ -324,7 +336,7 @@ def test_an_unsigned_server_id_header_is_refused(enforcing, tmp_path, monkeypatc
     assert forged["headers"]["x-amz-date"] == "20261128T040000Z"
     # The attack is real: AWS (moto) ignores an unsigned header and still names alice.
     status, answer = post_to_sts(enforcing, forged["headers"])
-    assert status == 200 and "alice@example.com" in answer
+    assert status == 200 and "alice.proof@example.com" in answer
     error = refused("unsigned_header", enforcing, encoded(forged, nonce), tmp_path)
     assert SERVER_ID_HEADER in error.message
     # The same request with the server id signed is accepted: the refusal was for that alone.
@@ -332,7 +344,9 @@ def test_an_unsigned_server_id_header_is_refused(enforcing, tmp_path, monkeypatc
     honest = hand_signed(
         enforcing, signed={BINDING_HEADER: bound, SERVER_ID_HEADER: SERVER_ID}, unsigned={}
     )
-    assert verify(enforcing, encoded(honest, nonce), tmp_path).arn.endswith("alice@example.com")
+    assert verify(enforcing, encoded(honest, nonce), tmp_path).arn.endswith(
+        "alice.proof@example.com"
+    )
 
 
 def test_a_client_chosen_sts_host_is_never_dialled(enforcing, tmp_path, fake_http):
@@ -362,7 +376,7 @@ def test_a_proof_dated_outside_the_window_is_refused(enforcing, tmp_path, minute
 
 def test_a_proof_dated_inside_the_window_is_accepted(enforcing, tmp_path):
     headers = proof(enforcing, now=NOW - timedelta(minutes=4, seconds=59))
-    assert verify(enforcing, headers, tmp_path).arn.endswith("alice@example.com")
+    assert verify(enforcing, headers, tmp_path).arn.endswith("alice.proof@example.com")
 
 
 def test_a_replayed_proof_is_refused(enforcing, tmp_path):
@@ -372,7 +386,7 @@ def test_a_replayed_proof_is_refused(enforcing, tmp_path):
 
 
 def test_a_wrong_signature_is_refused_by_aws(enforcing, tmp_path):
-    alice = enforcing["keys"]["alice@example.com"]
+    alice = enforcing["keys"]["alice.proof@example.com"]
     headers = make_proof(
         creds(alice, secret="not-alice-secret"),
         sts_url=enforcing["url"],
@@ -394,9 +408,9 @@ def test_a_signature_edited_in_transit_is_refused_by_aws(enforcing, tmp_path):
 
 
 def test_under_lambda_the_access_key_must_match(enforcing, tmp_path):
-    bob_key = enforcing["keys"]["bob@example.com"]["AccessKeyId"]
+    bob_key = enforcing["keys"]["bob.proof@example.com"]["AccessKeyId"]
     refused("lambda_access_key", enforcing, proof(enforcing), tmp_path, lambda_access_key=bob_key)
-    alice_key = enforcing["keys"]["alice@example.com"]["AccessKeyId"]
+    alice_key = enforcing["keys"]["alice.proof@example.com"]["AccessKeyId"]
     caller = verify(enforcing, proof(enforcing), tmp_path, lambda_access_key=alice_key)
     assert caller.access_key == alice_key
 
@@ -423,6 +437,25 @@ def test_an_identity_anywhere_but_the_exact_place_is_refused(enforcing, tmp_path
         verify(enforcing, proof(enforcing, sts_url=fake.url), tmp_path, settings=settings)
 
 
+def test_sts_tls_is_verified_against_the_ca_bundle(enforcing, tmp_path, fake_http):
+    from jitctl.demo.tls import make_certs
+
+    certs = make_certs(tmp_path / "tls")
+    fake = fake_http(200, {}, IDENTITY_XML.format(arn=FORGED_ARN).encode(), tls=certs)
+    headers = proof(enforcing, sts_url=fake.url)
+    untrusted = ProofSettings(server_id=SERVER_ID, sts_endpoint=fake.url, sts_region=REGION)
+    with pytest.raises(AwsUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+        verify(enforcing, headers, tmp_path, settings=untrusted)
+    assert fake.hits == 0
+    # The same endpoint, trusted through ca_bundle (as a company CA would be), is asked.
+    trusted = ProofSettings(
+        server_id=SERVER_ID, sts_endpoint=fake.url, sts_region=REGION, ca_bundle=str(certs.ca)
+    )
+    fresh = proof(enforcing, sts_url=fake.url)
+    assert verify(enforcing, fresh, tmp_path, settings=trusted).arn == FORGED_ARN
+    assert fake.hits == 1
+
+
 def test_an_unreachable_sts_is_exit_5(enforcing, tmp_path, fake_http):
     gone = fake_http(200, {}, b"")
     url = gone.url
@@ -444,6 +477,19 @@ def test_an_sts_server_error_is_exit_5(enforcing, tmp_path, fake_http):
 
 
 # ------------------------------------------------------------------ malformed proofs
+
+
+def test_a_proof_too_long_for_the_broker_is_refused_on_the_client(iam_moto):
+    key = iam_moto["keys"]["alice.proof@example.com"]
+    with pytest.raises(UsageError, match="longer than"):
+        make_proof(
+            creds(key, token="T" * 6000),
+            sts_url=iam_moto["url"],
+            sts_region=REGION,
+            server_id=SERVER_ID,
+            now=NOW,
+            **CALL,
+        )
 
 
 def test_a_call_without_a_proof_is_refused(iam_moto, tmp_path):
@@ -540,19 +586,91 @@ def test_a_refused_proof_claims_no_nonce_and_a_replay_never_reaches_sts(
 
 
 @pytest.mark.parametrize(
-    "endpoint",
+    "endpoint,region",
     [
-        "http://sts.amazonaws.com",
-        "https://sts.amazonaws.com/path",
-        "https://u@sts.amazonaws.com",
-        "ftp://x",
+        ("http://sts.amazonaws.com", REGION),  # plain http off loopback
+        ("https://sts.amazonaws.com/path", REGION),
+        ("https://u@sts.amazonaws.com", REGION),
+        ("https://sts.amazonaws.com?Action=x", REGION),
+        ("ftp://sts.amazonaws.com", REGION),
+        ("https://sts.amazonaws.com", "eu-west-1"),  # the global endpoint signs as us-east-1
+        ("https://sts.eu-west-1.amazonaws.com", REGION),
+        ("https://sts.us-east-1.amazonaws.com", "US-EAST-1"),
     ],
 )
-def test_a_bad_pinned_endpoint_is_a_config_error(endpoint):
-    from jitctl.errors import ConfigError
-
+def test_a_bad_pinned_endpoint_is_a_config_error(endpoint, region):
     with pytest.raises(ConfigError):
-        ProofSettings(server_id=SERVER_ID, sts_endpoint=endpoint, sts_region=REGION)
+        ProofSettings(server_id=SERVER_ID, sts_endpoint=endpoint, sts_region=region)
+
+
+@pytest.mark.parametrize("server_id", ["", " padded ", "tab\there", "é-broker", "x" * 129])
+def test_a_bad_server_id_is_a_config_error_on_both_sides(iam_moto, server_id):
+    with pytest.raises(ConfigError, match="server_id"):
+        ProofSettings(server_id=server_id, sts_endpoint=iam_moto["url"], sts_region=REGION)
+    with pytest.raises(ConfigError, match="server_id"):
+        proof(iam_moto, server_id=server_id)
+
+
+def test_good_pinned_endpoints_are_accepted():
+    for endpoint, region in [
+        ("https://sts.amazonaws.com", "us-east-1"),
+        ("https://sts.eu-west-1.amazonaws.com/", "eu-west-1"),
+        ("https://sts-fips.us-east-2.amazonaws.com", "us-east-2"),
+        ("https://vpce-0abc-xyz.sts.eu-west-1.vpce.amazonaws.com", "eu-west-1"),
+        ("http://127.0.0.1:5000", "us-east-1"),
+        ("http://[::1]:5000", "us-east-1"),
+    ]:
+        ProofSettings(server_id=SERVER_ID, sts_endpoint=endpoint, sts_region=region)
+
+
+def test_no_credentials_is_a_usage_error():
+    with pytest.raises(UsageError, match="no AWS credentials"):
+        make_proof(
+            None,
+            sts_url="https://sts.amazonaws.com",
+            sts_region="us-east-1",
+            server_id=SERVER_ID,
+            now=NOW,
+            **CALL,
+        )
+
+
+def test_an_expired_sso_login_is_a_usage_error(tmp_path, monkeypatch):
+    # A real botocore SSO profile with no cached token: what `aws sso login` fixes.
+    config = tmp_path / "aws-config"
+    config.write_text(
+        "[profile sso-user]\nsso_start_url = https://example.awsapps.com/start\n"
+        "sso_region = us-east-1\nsso_account_id = 123456789012\nsso_role_name = ReadOnly\n"
+    )
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    credentials = boto3.Session(profile_name="sso-user").get_credentials()
+    with pytest.raises(UsageError, match="cannot be refreshed") as info:
+        make_proof(
+            credentials,
+            sts_url="https://sts.amazonaws.com",
+            sts_region=REGION,
+            server_id=SERVER_ID,
+            now=NOW,
+            **CALL,
+        )
+    assert info.value.exit_code == ExitCode.USAGE
+    assert "sso login" in info.value.hint
+
+
+def test_a_proof_header_sent_twice_is_refused(iam_moto, tmp_path):
+    headers = proof(iam_moto)
+    twice = {**headers, PROOF_HEADER.lower(): headers[PROOF_HEADER]}
+    refused("duplicate_header", iam_moto, twice, tmp_path)
+
+
+@pytest.mark.parametrize("nonce", ["short", "N" * 31 + "!", "N" * 129])
+def test_a_malformed_nonce_is_refused(iam_moto, tmp_path, nonce):
+    headers = proof(iam_moto)
+    headers[NONCE_HEADER] = nonce
+    refused("nonce", iam_moto, headers, tmp_path)
 
 
 # ------------------------------------------------------------------ nonce stores
@@ -607,37 +725,45 @@ def test_sqlite_nonces_one_winner_across_threads(tmp_path):
     assert wins.count(True) == 1
 
 
-def _claim_all(path: str) -> int:
-    store = SqliteNonces(path)
-    expires = datetime.now(UTC) + timedelta(minutes=10)
-    return sum(store.claim(f"nonce-{i:026d}", expires_at=expires) for i in range(40))
+def _claim_in_new_process(args: tuple[str, int]) -> bool | str:
+    path, i = args
+    try:  # a new store object each time: every process sets the file up, racing the others
+        store = SqliteNonces(path)
+        return store.claim(
+            f"nonce-{i % 3:026d}", expires_at=datetime.now(UTC) + timedelta(minutes=10)
+        )
+    except Exception as exc:  # reported, not raised: the assertion shows which
+        return repr(exc)
 
 
-def test_sqlite_nonces_one_winner_across_processes(tmp_path):
-    path = str(tmp_path / "nonces.db")
-    with ProcessPoolExecutor(4) as pool:
-        wins = list(pool.map(_claim_all, [path] * 4))
-    assert sum(wins) == 40
+def test_sqlite_nonces_one_winner_across_processes_from_a_fresh_file(tmp_path):
+    with ProcessPoolExecutor(6) as pool:
+        for attempt in range(12):
+            path = str(tmp_path / f"nonces-{attempt}.db")
+            results = list(pool.map(_claim_in_new_process, [(path, i) for i in range(18)]))
+            assert sorted(map(str, results)) == ["False"] * 15 + ["True"] * 3, results
 
 
 def test_dynamo_nonces_refuse_a_replay_and_accept_after_expiry(aws_env):
     clock = Clock(NOW)
     client = boto3.client("dynamodb")
-    store = DynamoNonces("jitctl-nonces-test", lambda service: boto3.client(service), clock=clock)
+    store = DynamoNonces(
+        "jitctl-nonces-proof-test", lambda service: boto3.client(service), clock=clock
+    )
     store.init()
     store.init()  # harmless twice
-    ttl = client.describe_time_to_live(TableName="jitctl-nonces-test")["TimeToLiveDescription"]
+    ttl = client.describe_time_to_live(TableName="jitctl-nonces-proof-test")[
+        "TimeToLiveDescription"
+    ]
     assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expires")
     check_replay_then_expiry(store, clock)
     item = client.get_item(
-        TableName="jitctl-nonces-test", Key={"nonce": {"S": "nonce-bbbbbbbbbbbbbbbbbbbbbb"}}
+        TableName="jitctl-nonces-proof-test", Key={"nonce": {"S": "nonce-bbbbbbbbbbbbbbbbbbbbbb"}}
     )
     assert item["Item"]["expires"] == {"N": str(int((NOW + timedelta(minutes=10)).timestamp()))}
 
 
 def test_dynamo_nonces_without_a_table_say_how_to_fix_it(aws_env):
-    from jitctl.errors import ConfigError
-
     store = DynamoNonces("jitctl-no-such-table", lambda service: boto3.client(service))
     with pytest.raises(ConfigError, match="does not exist"):
         store.claim("n" * 32, expires_at=NOW)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from jitctl.errors import ConfigError, Unavailable
+from jitctl.filelock import ensure_dir, exclusive_lock
 
 BUSY_TIMEOUT_S = 15.0
 TTL_ATTRIBUTE = "expires"  # epoch seconds; DynamoDB's TTL deletes the item some time after
@@ -39,7 +40,10 @@ ON CONFLICT (nonce) DO UPDATE SET expires = excluded.expires WHERE nonces.expire
 
 class NonceStore(Protocol):
     def claim(self, nonce: str, *, expires_at: datetime) -> bool:
-        """True if ``nonce`` is new (now remembered until ``expires_at``), False for a replay."""
+        """True if ``nonce`` is new (now remembered until ``expires_at``), False for a replay.
+
+        A store judges "expired" by its own clock, which must be the broker's: the clock that
+        gives verify_proof its ``now`` (pass the same fake clock to both in tests)."""
         ...
 
 
@@ -75,20 +79,30 @@ class SqliteNonces:
     def _open(self) -> sqlite3.Connection:
         # A connection per claim: safe across threads; nothing stays locked between calls.
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            ensure_dir(self.path.parent)
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            if not self._ready:
+                self._set_up()
         except OSError as exc:
             raise ConfigError(
                 f"cannot create the nonce store {self.path}: {exc}",
                 "check the broker's data directory and its permissions",
             ) from exc
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        with self._lock:
-            if not self._ready:
-                conn.execute("PRAGMA journal_mode=WAL")
+        return sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+
+    def _set_up(self) -> None:
+        # Two processes switching a new file to WAL at once get "database is locked" (SQLite
+        # does not wait for that lock), so the first set-up is serialised across processes.
+        with self._lock, exclusive_lock(self.path):
+            if self._ready:
+                return
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")  # claims do not block each other's reads
                 conn.executescript(_SCHEMA)
-                self._ready = True
-        return conn
+            finally:
+                conn.close()
+            self._ready = True
 
 
 class DynamoNonces:
@@ -144,11 +158,19 @@ class DynamoNonces:
             )
         except _InUse:
             pass  # made by an earlier init
-        self.client.get_waiter("table_exists").wait(
-            TableName=self.table,
-            WaiterConfig={"Delay": 2, "MaxAttempts": ACTIVE_TIMEOUT_S // 2},
-        )
+        self._wait_active()
         self._enable_ttl()
+
+    def _wait_active(self) -> None:
+        from jitctl.aws import translate_error
+
+        try:
+            self.client.get_waiter("table_exists").wait(
+                TableName=self.table,
+                WaiterConfig={"Delay": 2, "MaxAttempts": ACTIVE_TIMEOUT_S // 2},
+            )
+        except Exception as exc:  # WaiterError, or the errors of its DescribeTable calls
+            raise translate_error(exc, f"waiting for DynamoDB nonce table {self.table}") from exc
 
     def _enable_ttl(self) -> None:
         ttl = self._call("describe_time_to_live", TableName=self.table)

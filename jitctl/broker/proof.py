@@ -26,21 +26,24 @@ import base64
 import binascii
 import hashlib
 import hmac
-import http.client
-import ipaddress
 import json
 import re
 import secrets
-import ssl
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import SplitResult, urlsplit
 
 from jitctl.broker.nonces import NonceStore
-from jitctl.errors import AwsUnavailable, ConfigError, ExitCode, JitctlError
+from jitctl.broker.sts_replay import (
+    canonical_url,
+    error_code,
+    host_header,
+    pinned,
+    post,
+    read_identity,
+)
+from jitctl.errors import AwsUnavailable, ConfigError, ExitCode, JitctlError, UsageError
 
 PROOF_HEADER = "X-Jitctl-Proof"  # base64url(JSON) of the signed STS request, on every broker call
 NONCE_HEADER = "X-Jitctl-Nonce"
@@ -50,9 +53,7 @@ BINDING_HEADER = "x-jitctl-binding"  # inside the signed STS request
 STS_BODY = "Action=GetCallerIdentity&Version=2011-06-15"
 CONTENT_TYPE = "application/x-www-form-urlencoded; charset=utf-8"
 MAX_PROOF_CHARS = 8192  # a proof with an SSO session token is ~3 KB
-MAX_RESPONSE_BYTES = 16384  # GetCallerIdentity answers are well under 1 KB
 AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
-STS_NAMESPACE = "https://sts.amazonaws.com/doc/2011-06-15/"
 
 _MUST_SIGN = ("host", "x-amz-date", "content-type", SERVER_ID_HEADER, BINDING_HEADER)
 _MAY_SEND = frozenset({*_MUST_SIGN, "x-amz-security-token", "authorization"})
@@ -62,10 +63,9 @@ _AUTHORIZATION = re.compile(
     r" ?Signature=[0-9a-f]{64}"
 )
 _AMZ_DATE = re.compile(r"\d{8}T\d{6}Z")
+_SERVER_ID = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,126}[\x21-\x7e])?")
 _NONCE = re.compile(r"[A-Za-z0-9_-]{22,128}")
 _HEADER_VALUE = re.compile(r"[\x20-\x7e]{1,4096}")  # printable ASCII: nothing to inject
-_ARN = re.compile(r"arn:aws[a-z-]*:(?:iam|sts)::(?P<account>\d{12}):[\x21-\x7e]{1,2000}")
-_ERROR_CODE = re.compile(r"[A-Za-z0-9._]{1,64}")
 _SERVER_FAULTS = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "InternalFailure"}
 
 
@@ -82,20 +82,18 @@ class ProofError(JitctlError):
 @dataclass(frozen=True)
 class ProofSettings:
     server_id: str
-    sts_endpoint: (
-        str  # the broker's pinned STS endpoint URL, e.g. https://sts.us-east-1.amazonaws.com
-    )
+    # The broker's pinned STS endpoint URL, e.g. https://sts.us-east-1.amazonaws.com
+    sts_endpoint: str
     sts_region: str
     max_skew: timedelta = timedelta(minutes=5)
     timeout: float = 5.0
     ca_bundle: str | None = None
 
     def __post_init__(self) -> None:
-        _pinned(self.sts_endpoint)
-        if not self.server_id:
-            raise ConfigError("[broker] server_id is empty", "set it to a name for this broker")
         if not re.fullmatch(r"[a-z]{2}(?:-[a-z0-9]+)+", self.sts_region):
             raise ConfigError(f"invalid STS region {self.sts_region!r}", "e.g. us-east-1")
+        pinned(self.sts_endpoint, self.sts_region)
+        _check_server_id_text(self.server_id)
         if self.max_skew <= timedelta(0) or self.timeout <= 0:
             raise ConfigError("the proof's max_skew and timeout must be positive")
 
@@ -127,39 +125,12 @@ def binding(method: str, path: str, body: bytes, nonce: str, amz_date: str) -> s
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-def _pinned(url: str) -> SplitResult:
-    """An STS endpoint URL, checked: https (or http on loopback, for tests), no path or query."""
-    parts = urlsplit(url)
-    try:
-        parts.port  # noqa: B018 -- raises ValueError for a bad port
-    except ValueError:
-        raise ConfigError(f"invalid STS endpoint {url!r}: bad port") from None
-    loopback = parts.hostname in ("localhost",) or _is_loopback_ip(parts.hostname or "")
-    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
-        raise ConfigError(f"invalid STS endpoint {url!r}", "use https://sts.REGION.amazonaws.com")
-    if not parts.hostname or parts.username or parts.password:
-        raise ConfigError(f"invalid STS endpoint {url!r}: no host, or a user name in it")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ConfigError(f"invalid STS endpoint {url!r}: it must have no path or query")
-    return parts
-
-
-def _is_loopback_ip(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _host(parts: SplitResult) -> str:
-    """The Host header for an endpoint: the default port left out, as botocore does."""
-    default = {"https": 443, "http": 80}[parts.scheme]
-    host = (parts.hostname or "").lower()
-    return host if parts.port in (None, default) else f"{host}:{parts.port}"
-
-
-def _canonical_url(parts: SplitResult) -> str:
-    return f"{parts.scheme}://{_host(parts)}/"
+def _check_server_id_text(server_id: str) -> None:
+    if not _SERVER_ID.fullmatch(server_id):
+        raise ConfigError(
+            f"invalid [broker] server_id {server_id[:80]!r}",
+            "use 1-128 printable ASCII characters, the same on the broker and its clients",
+        )
 
 
 def _amz_date(now: datetime) -> str:
@@ -188,16 +159,13 @@ def make_proof(
 
     ``credentials`` are botocore credentials from the caller's own chain
     (``boto3.Session().get_credentials()``); the secret never leaves this function."""
-    frozen = (
-        credentials.get_frozen_credentials()
-        if hasattr(credentials, "get_frozen_credentials")
-        else credentials
-    )
-    parts = _pinned(sts_url)
+    _check_server_id_text(server_id)
+    frozen = _frozen(credentials)
+    parts = pinned(sts_url, sts_region)
     nonce = secrets.token_urlsafe(24)
     amz_date = _amz_date(now)
     headers = {
-        "host": _host(parts),
+        "host": host_header(parts),
         "content-type": CONTENT_TYPE,
         "x-amz-date": amz_date,
         SERVER_ID_HEADER: server_id,
@@ -205,10 +173,39 @@ def make_proof(
     }
     if frozen.token:
         headers["x-amz-security-token"] = frozen.token
-    headers["authorization"] = _sign(frozen, sts_region, _canonical_url(parts), headers, amz_date)
-    proof = {"method": "POST", "url": _canonical_url(parts), "headers": headers, "body": STS_BODY}
+    headers["authorization"] = _sign(frozen, sts_region, canonical_url(parts), headers, amz_date)
+    proof = {"method": "POST", "url": canonical_url(parts), "headers": headers, "body": STS_BODY}
     encoded = base64.urlsafe_b64encode(json.dumps(proof, separators=(",", ":")).encode())
-    return {PROOF_HEADER: encoded.rstrip(b"=").decode(), NONCE_HEADER: nonce}
+    text = encoded.rstrip(b"=").decode()
+    if len(text) > MAX_PROOF_CHARS:  # the broker would refuse it: say why here, once
+        raise UsageError(
+            f"the proof of who you are would be {len(text)} characters, longer than the "
+            f"broker's {MAX_PROOF_CHARS} (your AWS session token is unusually long)",
+            "use credentials with a shorter session token (fewer session tags or policies)",
+        )
+    return {PROOF_HEADER: text, NONCE_HEADER: nonce}
+
+
+def _frozen(credentials: Any) -> Any:
+    """One consistent (key, secret, token) triple, refreshed first if the chain needs it."""
+    from botocore.exceptions import CredentialRetrievalError, SSOError, TokenRetrievalError
+
+    from jitctl.aws import translate_error
+
+    if credentials is None:
+        raise UsageError(
+            "no AWS credentials found to prove who you are to the broker",
+            "log in first (e.g. `aws sso login`) or set AWS_PROFILE / AWS_ACCESS_KEY_ID",
+        )
+    try:
+        return getattr(credentials, "get_frozen_credentials", lambda: credentials)()
+    except (SSOError, TokenRetrievalError, CredentialRetrievalError) as exc:
+        raise UsageError(
+            f"your AWS login cannot be refreshed to prove who you are to the broker: {exc}",
+            "log in again (e.g. `aws sso login`) and retry",
+        ) from exc
+    except Exception as exc:
+        raise translate_error(exc, "cannot prove who you are to the broker") from exc
 
 
 def _sign(frozen: Any, region: str, url: str, headers: dict[str, str], amz_date: str) -> str:
@@ -271,7 +268,9 @@ def verify_proof(
 
 def _request_header(headers: Mapping[str, str], name: str) -> str:
     values = [v for k, v in headers.items() if k.lower() == name.lower()]
-    if len(values) != 1 or not values[0]:
+    if len(values) > 1:
+        raise ProofError(f"the call carries {name} more than once", reason="duplicate_header")
+    if not values or not values[0]:
         raise ProofError(
             f"the call carries no {name} header",
             "call the broker with jitctl, which proves who you are with your AWS credentials",
@@ -313,7 +312,7 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _check_request_line(proof: dict[str, Any], settings: ProofSettings) -> None:
     if proof["method"] != "POST":
         raise ProofError("the proof must be a POST", reason="method")
-    if proof["url"] != _canonical_url(_pinned(settings.sts_endpoint)):
+    if proof["url"] != canonical_url(pinned(settings.sts_endpoint)):
         # Never dialled: the broker replays to its own endpoint. A mismatch means the client
         # signed for another host or region, which AWS would (rightly) refuse anyway.
         raise ProofError(
@@ -368,7 +367,7 @@ def _check_signed_headers(
         )
     if not auth.signed <= set(sent):
         raise ProofError("the proof signs headers it does not send", reason="unsigned_header")
-    if sent["host"] != _host(_pinned(settings.sts_endpoint)):
+    if sent["host"] != host_header(pinned(settings.sts_endpoint)):
         raise ProofError("the proof's Host is not this broker's STS endpoint", reason="host")
     if sent["content-type"].split(";")[0].strip() != "application/x-www-form-urlencoded":
         raise ProofError("the proof's Content-Type must be a form", reason="header")
@@ -418,11 +417,15 @@ def _check_date(
 
 
 def _ask_sts(sent: dict[str, str], settings: ProofSettings, access_key: str) -> VerifiedCaller:
-    parts = _pinned(settings.sts_endpoint)
-    status, data = _post(parts, sent, settings)
+    """Replay the checked proof to our own endpoint (never the client's) and read the answer."""
+    parts = pinned(settings.sts_endpoint)
+    status, data = post(
+        parts, sent, STS_BODY.encode(), timeout=settings.timeout, ca_bundle=settings.ca_bundle
+    )
     if status == 200:
-        return _identity(data, access_key)
-    code = _error_code(data)
+        found = read_identity(data)
+        return VerifiedCaller(found.arn, found.account, found.user_id, access_key)
+    code = error_code(data)
     if 300 <= status < 400:
         raise AwsUnavailable(
             f"the STS endpoint {settings.sts_endpoint} answered with a redirect ({status}); "
@@ -432,70 +435,3 @@ def _ask_sts(sent: dict[str, str], settings: ProofSettings, access_key: str) -> 
     if status >= 500 or code in _SERVER_FAULTS:
         raise AwsUnavailable(f"STS could not check the proof ({status} {code})")
     raise ProofError(f"AWS did not accept the proof: {code}", reason="sts")
-
-
-def _post(parts: SplitResult, sent: dict[str, str], settings: ProofSettings) -> tuple[int, bytes]:
-    """POST the proof to the pinned endpoint: our host, our path, the signed headers only.
-    http.client follows no redirects; TLS is verified against the system or ca_bundle."""
-    conn: http.client.HTTPConnection
-    if parts.scheme == "https":
-        context = ssl.create_default_context(cafile=settings.ca_bundle)
-        conn = http.client.HTTPSConnection(
-            parts.hostname or "", parts.port, timeout=settings.timeout, context=context
-        )
-    else:
-        conn = http.client.HTTPConnection(
-            parts.hostname or "", parts.port, timeout=settings.timeout
-        )
-    try:
-        conn.request("POST", "/", body=STS_BODY.encode(), headers=sent)
-        response = conn.getresponse()
-        data = response.read(MAX_RESPONSE_BYTES + 1)
-        return response.status, data
-    except (OSError, http.client.HTTPException) as exc:
-        raise AwsUnavailable(
-            f"cannot reach STS at {settings.sts_endpoint} to check the proof: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
-    finally:
-        conn.close()
-
-
-def _identity(data: bytes, access_key: str) -> VerifiedCaller:
-    """Arn, Account and UserId from exactly GetCallerIdentityResponse/GetCallerIdentityResult."""
-    root = _xml(data)
-    ns = f"{{{STS_NAMESPACE}}}"
-    results = root.findall(f"{ns}GetCallerIdentityResult")
-    if root.tag != f"{ns}GetCallerIdentityResponse" or len(results) != 1:
-        raise AwsUnavailable("STS's answer is not a GetCallerIdentityResponse")
-    values: dict[str, str] = {}
-    for name in ("Arn", "Account", "UserId"):
-        found = results[0].findall(f"{ns}{name}")
-        if len(found) != 1 or not (found[0].text or "").strip():
-            raise AwsUnavailable(f"STS's answer has no single {name}")
-        values[name] = (found[0].text or "").strip()
-    m = _ARN.fullmatch(values["Arn"])
-    if m is None or m["account"] != values["Account"]:
-        raise AwsUnavailable("STS's answer names a malformed ARN or another account")
-    return VerifiedCaller(values["Arn"], values["Account"], values["UserId"], access_key)
-
-
-def _xml(data: bytes) -> ET.Element:
-    if len(data) > MAX_RESPONSE_BYTES or b"<!" in data:  # no DTDs, entities or CDATA tricks
-        raise AwsUnavailable("STS's answer is too large or not plain XML")
-    try:
-        return ET.fromstring(data)
-    except ET.ParseError as exc:
-        raise AwsUnavailable(f"STS's answer is not XML: {exc}") from None
-
-
-def _error_code(data: bytes) -> str:
-    """The <Code> of an AWS error answer, for the message; "unknown" when there is none."""
-    try:
-        root = _xml(data)
-    except AwsUnavailable:
-        return "unknown"
-    for element in root.iter():
-        if element.tag.rsplit("}", 1)[-1] == "Code" and _ERROR_CODE.fullmatch(element.text or ""):
-            return element.text or "unknown"
-    return "unknown"

@@ -61,11 +61,26 @@ def _records(
     after = _since(since, now)
     person = person.lower() if person else None
     sinks = list(env.audit.sinks) if env.config.audit.central and not local else []
-    if sinks:  # the table when there is one (it filters server-side), else the bucket
+    if sinks:  # the table when there is one, else the bucket
         found = sinks[0].records(since=after, request_id=request_id, person=person, now=now)
+        _warn_unhashed(found, sinks[0].name)
         return sorted(found, key=sort_key)
     found = read_records(env.config.audit_path)
     return [r for r in found if matches(r, since=after, request_id=request_id, person=person)]
+
+
+def _warn_unhashed(records: list[dict[str, Any]], where: str) -> None:
+    """The filters trust only what a record's hash covers: say when a shown record's hash
+    does not cover it (edited in the central copy). Signatures are `audit verify`'s job."""
+    from jitctl.audit import record_hash
+    from jitctl.audit_sink import stderr_warning
+
+    bad = sum(1 for r in records if record_hash(r) != r.get("hash"))
+    if bad:
+        stderr_warning(
+            f"{bad} of these records from {where} fail their hash check (edited): "
+            "run `jitctl audit verify --remote`"
+        )
 
 
 @audit_app.command("log")

@@ -344,6 +344,12 @@ def test_rewritten_person_and_ts_attributes_do_not_hide_records(team):
     assert len(found) == len(mine) and {r["person"] for r in found} == {ALICE}
     assert request_id in {r["request_id"] for r in found}
     assert log_json(team, CAROL, "--person", "nobody@example.com") == []
+    # An edit of the record itself (hash not recomputed) is shown, with a warning.
+    first = json.loads(mine[0]["record"]["S"])
+    _put_record(team, {**first, "person": "nobody@example.com"})
+    out = team.run(CAROL, "audit", "log", "--person", "nobody@example.com", "--json")
+    assert out.returncode == 0 and len(json.loads(out.stdout)) == 1
+    assert "1 of these records" in out.stderr and "fail their hash check" in out.stderr
 
 
 def test_csv_export_never_writes_a_formula(team):

@@ -24,6 +24,20 @@ def _env():
     return current_env()
 
 
+def _warn_unhashed(records: list[dict[str, Any]]) -> None:
+    """The filters trust only what a record's hash covers: say when a shown record's hash
+    does not cover it (edited in the central copy). Signatures are `audit verify`'s job."""
+    from jitctl.audit import record_hash
+    from jitctl.audit_sink import stderr_warning
+
+    bad = sum(1 for r in records if record_hash(r) != r.get("hash"))
+    if bad:
+        stderr_warning(
+            f"{bad} of these records fail their hash check (edited): "
+            "run `jitctl audit verify --remote`"
+        )
+
+
 @audit_app.command("log")
 def log(
     request_id: str = typer.Option(None, "--request", help="Only this request's records."),
@@ -42,6 +56,7 @@ def log(
     records = _env().service.audit_records(
         since=since, request_id=request_id, person=person, local=local
     )
+    _warn_unhashed(records)
     if json_out:
         emit_json(records)
         return

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import textwrap
 import uuid
@@ -273,7 +274,9 @@ def test_a_checker_without_iam_get_role_proves_nothing(tmp_path):
 # --------------------------------------------------------------------- the command
 
 
-def jitctl(tmp_path: Path, moto: str, policy: Path, *args: str) -> subprocess.CompletedProcess:
+def jitctl(
+    tmp_path: Path, moto: str, policy: Path, *args: str, **extra: str
+) -> subprocess.CompletedProcess:
     config = tmp_path / "config.toml"
     config.write_text(f'policy = "{policy}"\n')
     env = clean_env(
@@ -285,6 +288,7 @@ def jitctl(tmp_path: Path, moto: str, policy: Path, *args: str) -> subprocess.Co
         AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "credentials"),
         AWS_CONFIG_FILE=str(tmp_path / "aws-config"),
         NO_COLOR="1",
+        **extra,
     )
     return subprocess.run(
         [shutil.which("jitctl") or "jitctl", "broker", "check", *args],
@@ -350,3 +354,14 @@ def test_command_refuses_a_bad_broker_role(tmp_path, moto_server, roles, args, m
     out = jitctl(tmp_path, moto_server, roles["policy"], *args)
     assert out.returncode == 2
     assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_aws_unreachable_is_exit_5_not_a_verdict(tmp_path, roles):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    out = jitctl(tmp_path, closed, roles["policy"], "--broker-role", roles["broker"], "--json")
+    assert out.returncode == 5, out.stderr
+    assert out.stdout == "" and "✓" not in out.stderr
+    (line,) = out.stderr.splitlines()
+    assert line.startswith("jitctl: cannot read the trust policy of arn:aws:iam::")

@@ -103,7 +103,7 @@ def check_gate(policy: Policy, iam_client: Any, broker_role_arn: str) -> list[Ro
 def _check_role(name: str, arn: str, iam_client: Any, broker: str) -> RoleFinding:
     try:
         document = read_trust_policy(iam_client, arn)
-    except _Unreadable as exc:
+    except Unreadable as exc:
         return RoleFinding(name, arn, error=str(exc))
     return analyse(name, arn, document, broker)
 
@@ -119,12 +119,14 @@ def analyse(name: str, arn: str, document: dict[str, Any], broker: str) -> RoleF
 # --------------------------------------------------------------------- reading IAM
 
 
-class _Unreadable(Exception):
+class Unreadable(Exception):
     """This role's trust policy cannot be read (no such role, access denied)."""
 
 
 def read_trust_policy(iam_client: Any, role_arn: str) -> dict[str, Any]:
-    """The role's trust policy. Per-role refusals are _Unreadable; AWS being down is raised."""
+    """The role's trust policy. Refusals about this role raise Unreadable (the caller reports
+    the role as unchecked); AWS being unreachable or the caller's login failing raise the
+    usual jitctl errors (exit 5 or 2): nothing is reported as gated either way."""
     from botocore.exceptions import ClientError
 
     from jitctl.aws import translate_error
@@ -135,15 +137,15 @@ def read_trust_policy(iam_client: Any, role_arn: str) -> dict[str, Any]:
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code == "NoSuchEntity":
-            raise _Unreadable("no such role in this account") from None
+            raise Unreadable("no such role in this account") from None
         if code in ("AccessDenied", "AccessDeniedException"):
-            raise _Unreadable("access denied (the checker needs iam:GetRole)") from None
+            raise Unreadable("access denied (the checker needs iam:GetRole)") from None
         raise translate_error(exc, f"cannot read the trust policy of {role_arn}") from exc
     except Exception as exc:
         raise translate_error(exc, f"cannot read the trust policy of {role_arn}") from exc
     if role.get("Arn") != role_arn:
         # Same name, other account or path: the policy's role is not the one we read.
-        raise _Unreadable(f"IAM's role by that name is {role.get('Arn')}, not this ARN")
+        raise Unreadable(f"IAM's role by that name is {role.get('Arn')}, not this ARN")
     return _document(role.get("AssumeRolePolicyDocument"))
 
 
@@ -153,9 +155,9 @@ def _document(raw: Any) -> dict[str, Any]:
         try:
             raw = json.loads(unquote(raw))
         except ValueError:
-            raise _Unreadable("its trust policy is not JSON") from None
+            raise Unreadable("its trust policy is not JSON") from None
     if not isinstance(raw, dict):
-        raise _Unreadable("it has no trust policy document")
+        raise Unreadable("it has no trust policy document")
     return raw
 
 

@@ -44,6 +44,7 @@ EVENTS = (
     "oncall_check_failed",
     "notify_failed",
     "audit_sink_failed",
+    "revoke_failed",
     "audit_torn_tail",  # an unfinished last line was moved aside (see AuditLog.append)
 )
 REQUIRED_FIELDS = ("ts", "event", "request_id", "actor", "person", "role", "prev", "hash")

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jitctl.audit_tail import Tail, move_aside, read_tail, torn_path
 from jitctl.errors import AuditError, AuditTampered
 from jitctl.filelock import ensure_dir, exclusive_lock, fsync_dir, write_all
 from jitctl.timeutil import Clock, rfc3339
@@ -54,14 +55,8 @@ _EVENT_NAME = re.compile(r"[a-z][a-z0-9_]*")
 _HASH = re.compile(r"[0-9a-f]{64}")
 CHAIN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # safe in an S3 key and a DynamoDB key
 _LOCK_TIMEOUT = 30.0  # seconds; a stuck writer should produce an error, not a hang
-_TAIL_CHUNK = 8192
 _VERIFY_HINT = "run `jitctl audit verify`"
-TORN_SUFFIX = ".torn"  # <log>.torn keeps the bytes of torn tails moved out of the log
 _MAX_TORN_REPAIRS = 3  # per append; each repair removes one torn tail
-
-
-def torn_path(log: Path) -> Path:
-    return log.with_name(log.name + TORN_SUFFIX)
 
 
 def is_torn_tail(raw: bytes, complete: bool) -> bool:
@@ -76,13 +71,6 @@ def is_torn_tail(raw: bytes, complete: bool) -> bool:
         return False
     record, _ = parse_line(raw)
     return not (isinstance(record, dict) and _HASH.fullmatch(str(record.get("hash"))))
-
-
-@dataclass(frozen=True)
-class _Tail:
-    start: int  # byte offset of the last line in the log
-    raw: bytes  # the last line, without its newline
-    complete: bool  # whether it ends with a newline
 
 
 def record_hash(record: dict[str, Any]) -> str:
@@ -177,9 +165,9 @@ class AuditLog:
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             size = os.fstat(fd).st_size
-            tail = _read_tail(fd, size)
+            tail = read_tail(fd, size)
             if tail is not None and is_torn_tail(tail.raw, tail.complete):
-                return None, self._move_aside(fd, tail)
+                return None, move_aside(fd, tail, self.path)
             last = self._last_record(tail)
             ends_with_newline = tail is None or tail.complete
             chain, seq = _next_position(last)
@@ -200,7 +188,7 @@ class AuditLog:
             fsync_dir(self.path.parent)  # make the new file's directory entry durable too
         return record, {}
 
-    def _last_record(self, tail: _Tail | None) -> dict[str, Any] | None:
+    def _last_record(self, tail: Tail | None) -> dict[str, Any] | None:
         """The log's last record (None for an empty log); AuditError if the line is damaged."""
         if tail is None:
             return None
@@ -214,54 +202,6 @@ class AuditLog:
             )
         assert isinstance(record, dict)
         return record
-
-    def _move_aside(self, fd: int, tail: _Tail) -> dict[str, Any]:
-        """Append the torn tail's bytes to <log>.torn (0600, synced), then cut the log back
-        to its last whole line. Returns the fields of the audit_torn_tail record.
-
-        The bytes are kept first: if that fails (the disk is still full) the log is left as
-        it was and the append fails, so nothing is ever lost.
-        """
-        kept = torn_path(self.path)
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
-        out = os.open(kept, flags, 0o600)
-        try:
-            kept_at = os.fstat(out).st_size
-            write_all(out, tail.raw + b"\n")  # the newline only separates one tear from the next
-            os.fsync(out)
-        finally:
-            os.close(out)
-        os.ftruncate(fd, tail.start)
-        os.fsync(fd)
-        return {
-            "torn_offset": tail.start,
-            "torn_bytes": len(tail.raw),
-            "torn_sha256": hashlib.sha256(tail.raw).hexdigest(),
-            "kept_in": str(kept),
-            "kept_at": kept_at,
-            "note": "an unfinished write (no newline, not a whole record), never acknowledged; "
-            "its bytes were moved out of the log",
-        }
-
-
-def _read_tail(fd: int, size: int) -> _Tail | None:
-    """The log's last line (None for an empty log). Reads backwards from the end in chunks,
-    so the cost does not grow with the log."""
-    if size == 0:
-        return None
-    buffer = b""
-    position = size
-    while True:
-        start = max(0, position - _TAIL_CHUNK)
-        buffer = os.pread(fd, position - start, start) + buffer
-        position = start
-        # Skip the file's final newline; the last line starts after the newline before it.
-        cut = buffer.rfind(b"\n", 0, len(buffer) - 1)
-        if cut >= 0 or position == 0:
-            break
-    complete = buffer.endswith(b"\n")
-    raw = buffer[cut + 1 : -1] if complete else buffer[cut + 1 :]
-    return _Tail(start=position + cut + 1, raw=raw, complete=complete)
 
 
 def _next_position(last: dict[str, Any] | None) -> tuple[str, int]:

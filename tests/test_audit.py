@@ -423,6 +423,10 @@ def test_cli_a_torn_tail_blocks_nothing_and_verify_names_it(tmp_path, moto_serve
 
     alice = "alice@example.com"
     team = Team(tmp_path, moto_server, pd_sim)
+    # With a central copy too: the audit_torn_tail record must reach it, or its chain has a gap.
+    table = f"jitctl-audit-{os.urandom(4).hex()}"
+    team.config.write_text(team.config.read_text() + f'[audit]\ntable = "{table}"\n')
+    assert team.run(alice, "init").returncode == 0
     now = datetime.now(UTC)
     pd_sim.add_oncall(
         team.pd_user(alice),
@@ -443,6 +447,7 @@ def test_cli_a_torn_tail_blocks_nothing_and_verify_names_it(tmp_path, moto_serve
 
     out = team.run(alice, "request", "prod-readonly", "--reason", "INC-2")
     assert out.returncode == 0, out.stderr
-    assert team.run(alice, "audit", "verify").returncode == 0
+    out = team.run(alice, "audit", "verify", "--remote")
+    assert out.returncode == 0, out.stderr
     events = [r["event"] for r in team.audit_records(alice)]
     assert events[good] == "audit_torn_tail" and events[-1] == "issued"

@@ -376,3 +376,34 @@ def test_a_symlinked_lock_file_is_refused_and_its_target_untouched(
     assert stat.S_IMODE(victim.stat().st_mode) == 0o644
     assert not (tmp_path / "would-be-created").exists()
     assert cred_file.read_text() == ORIGINAL
+
+
+def test_cli_refuses_a_symlinked_credentials_lock_in_one_line(tmp_path, moto_server, pd_sim):
+    from datetime import timedelta
+
+    from tests.harness import Team
+
+    alice = "alice@example.com"
+    team = Team(tmp_path, moto_server, pd_sim)
+    now = datetime.now(UTC)
+    pd_sim.add_oncall(
+        team.pd_user(alice),
+        "PEP1234",
+        1,
+        start=now - timedelta(hours=1),
+        end=now + timedelta(hours=4),
+    )
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    lock = team.credentials_file(alice).with_name("credentials.lock")
+    lock.parent.mkdir(parents=True)
+    lock.symlink_to(victim)
+
+    out = team.run(alice, "request", "prod-readonly", "--reason", "INC-8")
+
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"lock file {lock}: it is a symlink" in lines[0]
+    assert "Traceback" not in out.stderr
+    assert victim.read_text() == "precious\n" and lock.is_symlink()
+    assert not team.credentials_file(alice).exists()

@@ -34,7 +34,7 @@ from typing import Any
 
 from jitctl import models
 from jitctl.context import Environment
-from jitctl.errors import AwsUnavailable, Denied
+from jitctl.errors import AwsUnavailable, Denied, JitctlError
 from jitctl.filelock import exclusive_lock
 from jitctl.models import AccessRequest
 from jitctl.revocation_policy import (
@@ -357,7 +357,7 @@ def _remove_local_copies(env: Environment, result: Revocation) -> None:
         for profile in profiles_for_request(path, request_id):
             if credentials.remove_profile(path, profile):
                 result.profiles_removed.append(profile)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, JitctlError) as exc:  # e.g. a linked lock file: refused
         result.notes.append(f"could not clean {path}: {exc}")
     try:
         from jitctl.cache import CredentialCache

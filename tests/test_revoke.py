@@ -507,3 +507,21 @@ def test_revoke_fails_with_exit_5_when_the_read_back_does_not_deny_the_grant(tea
     (record,) = [r for r in team.audit_records(BOB) if r["event"] == "revoke_failed"]
     assert record["request_id"] == rid and "NOT revoked" in record["error"]
     assert not [r for r in team.audit_records(BOB) if r["event"] == "revoked"]
+
+
+def test_a_linked_credentials_lock_does_not_undo_a_done_revocation(team, monkeypatch, tmp_path):
+    use_identity(monkeypatch, team, ALICE)
+    env = env_at(team, NOW, user=ALICE)
+    rid = issued(env, ALICE)
+    path = team.credentials_file(ALICE)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"[jit-prod-readonly]\naws_access_key_id = ASIAX\nx_jitctl_request_id = {rid}\n"
+    )
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    path.with_name("credentials.lock").symlink_to(victim)
+    done = revoke(env, rid, reason="mine", settle=0)
+    assert done.confirmed and env.store.get(rid).status == "revoked"
+    assert any("it is a symlink" in note for note in done.notes)
+    assert victim.read_text() == "precious\n"

@@ -2,7 +2,7 @@
 
 STS credentials cannot be recalled once handed out. What AWS offers instead is a deny on the
 role for sessions issued before a point in time: an inline policy ``jitctl-revocations`` on
-the target role with one statement per revoked request,
+the target role with one statement per revoked person (the latest cutoff wins),
 
     Deny * on * if aws:SourceIdentity == <the requester> and aws:TokenIssueTime < <cutoff>
 

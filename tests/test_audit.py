@@ -451,3 +451,14 @@ def test_cli_a_torn_tail_blocks_nothing_and_verify_names_it(tmp_path, moto_serve
     assert out.returncode == 0, out.stderr
     events = [r["event"] for r in team.audit_records(alice)]
     assert events[good] == "audit_torn_tail" and events[-1] == "issued"
+
+
+def test_a_torn_first_record_leaves_a_log_that_starts_afresh(log: AuditLog, log_path: Path) -> None:
+    log_path.parent.mkdir(parents=True)
+    log_path.write_bytes(b'{"actor":"a","chain":"c1","event":"requ')
+    assert verify(log_path).torn_tail and verify(log_path).first_bad_line == 1
+    add(log, "issued", 1)
+    records = read_records(log_path)
+    assert [r["event"] for r in records] == ["audit_torn_tail", "issued"]
+    assert records[0]["prev"] is None and records[0]["torn_offset"] == 0
+    assert verify(log_path).ok

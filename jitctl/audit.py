@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jitctl.audit_tail import Tail, move_aside, read_tail, torn_path
 from jitctl.errors import AuditError, AuditTampered
 from jitctl.filelock import ensure_dir, exclusive_lock, fsync_dir, write_all
 from jitctl.timeutil import Clock, rfc3339
@@ -44,6 +45,8 @@ EVENTS = (
     "oncall_check_failed",
     "notify_failed",
     "audit_sink_failed",
+    "revoke_failed",
+    "audit_torn_tail",  # an unfinished last line was moved aside (see AuditLog.append)
 )
 REQUIRED_FIELDS = ("ts", "event", "request_id", "actor", "person", "role", "prev", "hash")
 _RESERVED = frozenset({"ts", "event", "prev", "hash", "chain", "seq"})
@@ -52,8 +55,22 @@ _EVENT_NAME = re.compile(r"[a-z][a-z0-9_]*")
 _HASH = re.compile(r"[0-9a-f]{64}")
 CHAIN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # safe in an S3 key and a DynamoDB key
 _LOCK_TIMEOUT = 30.0  # seconds; a stuck writer should produce an error, not a hang
-_TAIL_CHUNK = 8192
 _VERIFY_HINT = "run `jitctl audit verify`"
+_MAX_TORN_REPAIRS = 3  # per append; each repair removes one torn tail
+
+
+def is_torn_tail(raw: bytes, complete: bool) -> bool:
+    """Whether the log's last line is a torn tail: a write cut short (disk full, a crash).
+
+    Every record is written as one ``os.write`` of the JSON line and its newline, so a line
+    without its newline that is not a whole record with a hash never finished: ``append``
+    raised, and no command reported it as recorded. A line that ends in a newline was written
+    in full; if it is damaged, that is tampering (or another program's doing), not a tear.
+    """
+    if complete:
+        return False
+    record, _ = parse_line(raw)
+    return not (isinstance(record, dict) and _HASH.fullmatch(str(record.get("hash"))))
 
 
 def record_hash(record: dict[str, Any]) -> str:
@@ -70,6 +87,7 @@ class VerifyResult:
     records: int  # records checked and found good (all of them when ok)
     first_bad_line: int | None = None  # 1-based
     problem: str | None = None
+    torn_tail: bool = False  # the failure is an unfinished last line, not an edited record
 
 
 class AuditLog:
@@ -115,6 +133,22 @@ class AuditLog:
         except (TypeError, ValueError) as e:
             raise ValueError(f"audit record is not plain JSON: {e}") from None
 
+        for _ in range(_MAX_TORN_REPAIRS):
+            written, moved = self._append_once(record)
+            if written is not None:
+                return written
+            # Through self.append, so the central sinks get this record like any other (their
+            # chains must stay gap-free); the lock was released, so this does not deadlock.
+            self.append(
+                "audit_torn_tail", request_id=None, actor=actor, person=person, role=None, **moved
+            )
+        raise AuditError(
+            f"the audit log {self.path} kept ending in an unfinished line", _VERIFY_HINT
+        )
+
+    def _append_once(self, record: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """(the record as written, {}), or (None, what was moved) when a torn tail had to be
+        moved aside first: the caller records that, then tries again."""
         try:
             ensure_dir(self.path.parent)
             with exclusive_lock(self.path, timeout=_LOCK_TIMEOUT):
@@ -125,11 +159,17 @@ class AuditLog:
                 "jitctl does nothing it cannot record; fix the path or permissions and retry",
             ) from None
 
-    def _append_locked(self, record: dict[str, Any]) -> dict[str, Any]:
+    def _append_locked(
+        self, record: dict[str, Any]
+    ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             size = os.fstat(fd).st_size
-            last, ends_with_newline = self._tail(fd, size)
+            tail = read_tail(fd, size)
+            if tail is not None and is_torn_tail(tail.raw, tail.complete):
+                return None, move_aside(fd, tail, self.path)
+            last = self._last_record(tail)
+            ends_with_newline = tail is None or tail.complete
             chain, seq = _next_position(last)
             record["ts"] = rfc3339(self.clock.now())
             record["chain"] = chain
@@ -146,28 +186,13 @@ class AuditLog:
             os.close(fd)
         if size == 0:
             fsync_dir(self.path.parent)  # make the new file's directory entry durable too
-        return record
+        return record, {}
 
-    def _tail(self, fd: int, size: int) -> tuple[dict[str, Any] | None, bool]:
-        """(the last record or None for an empty log, whether the file ends in "\\n").
-
-        Reads backwards from the end in chunks, so the cost does not grow with the log.
-        """
-        if size == 0:
-            return None, True
-        buffer = b""
-        position = size
-        while True:
-            start = max(0, position - _TAIL_CHUNK)
-            buffer = os.pread(fd, position - start, start) + buffer
-            position = start
-            # Skip the file's final newline; the last line starts after the newline before it.
-            cut = buffer.rfind(b"\n", 0, len(buffer) - 1)
-            if cut >= 0 or position == 0:
-                break
-        ends_with_newline = buffer.endswith(b"\n")
-        last = buffer[cut + 1 : -1] if ends_with_newline else buffer[cut + 1 :]
-        record, _ = parse_line(last)
+    def _last_record(self, tail: Tail | None) -> dict[str, Any] | None:
+        """The log's last record (None for an empty log); AuditError if the line is damaged."""
+        if tail is None:
+            return None
+        record, _ = parse_line(tail.raw)
         stored = record.get("hash") if isinstance(record, dict) else None
         if not isinstance(stored, str) or not _HASH.fullmatch(stored):
             raise AuditError(
@@ -176,7 +201,7 @@ class AuditLog:
                 _VERIFY_HINT,
             )
         assert isinstance(record, dict)
-        return record, ends_with_newline
+        return record
 
 
 def _next_position(last: dict[str, Any] | None) -> tuple[str, int]:
@@ -201,7 +226,9 @@ def verify(path: Path) -> VerifyResult:
     previous_hash: str | None = None
     previous: dict[str, Any] | None = None
     try:
-        for number, raw in _lines(path):
+        for number, raw, complete in _lines(path):
+            if is_torn_tail(raw, complete):
+                return VerifyResult(False, good, number, _torn_problem(path, raw), torn_tail=True)
             record, problem = parse_line(raw)
             if record is None:
                 return VerifyResult(False, good, number, problem)
@@ -236,6 +263,15 @@ def verify(path: Path) -> VerifyResult:
     return VerifyResult(True, good)
 
 
+def _torn_problem(path: Path, raw: bytes) -> str:
+    return (
+        f"torn tail: the last line ({len(raw)} bytes, no newline, not a whole record) is a "
+        "write that was cut short and never acknowledged; the records before it are intact. "
+        f"The next jitctl command that writes the log moves it to {torn_path(path)} and "
+        "records audit_torn_tail"
+    )
+
+
 def _position_problem(record: dict[str, Any], previous: dict[str, Any] | None) -> str | None:
     """chain/seq (when present) continue the previous record's chain, or start one at 1."""
     if "chain" not in record and "seq" not in record:
@@ -251,10 +287,13 @@ def _position_problem(record: dict[str, Any], previous: dict[str, Any] | None) -
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """Every record, in order. Missing log: []. A line that is not a record: AuditTampered."""
+    """Every record, in order. Missing log: []. A line that is not a record: AuditTampered.
+    A torn tail is skipped: it was never a record (see ``is_torn_tail``)."""
     records: list[dict[str, Any]] = []
     try:
-        for number, raw in _lines(path):
+        for number, raw, complete in _lines(path):
+            if is_torn_tail(raw, complete):
+                continue
             record, problem = parse_line(raw)
             if record is None:
                 raise AuditTampered(f"audit log {path} line {number}: {problem}", _VERIFY_HINT)
@@ -282,16 +321,17 @@ def _refuse_secrets(value: Any, where: str = "") -> None:
             _refuse_secrets(inner, where)
 
 
-def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(1-based number, bytes without the newline) for each line; a final newline ends the
-    last line rather than starting an empty one."""
+def _lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
+    """(1-based number, bytes without the newline, whether it had one) for each line; a
+    final newline ends the last line rather than starting an empty one."""
     try:
         handle = open(path, "rb")
     except FileNotFoundError:
         return
     with handle:
         for number, raw in enumerate(handle, start=1):
-            yield number, raw[:-1] if raw.endswith(b"\n") else raw
+            complete = raw.endswith(b"\n")
+            yield number, raw[:-1] if complete else raw, complete
 
 
 def parse_line(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:

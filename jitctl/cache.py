@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from jitctl.filelock import atomic_write, exclusive_lock
+from jitctl.filelock import atomic_write, exclusive_lock, remove_stale_temps
 from jitctl.models import Credentials
 from jitctl.timeutil import parse_rfc3339, rfc3339
 
@@ -108,6 +108,7 @@ class CredentialCache:
                 pass
         path = self.file_path(role)
         with exclusive_lock(path, timeout=_LOCK_TIMEOUT):
+            remove_stale_temps(path)  # secrets left by writers killed mid-write
             atomic_write(path, value.encode("utf-8"), 0o600)
         return FILE
 
@@ -222,6 +223,7 @@ class CredentialCache:
         if not path.exists():
             return False
         with exclusive_lock(path, timeout=_LOCK_TIMEOUT):
+            remove_stale_temps(path)
             try:
                 path.unlink()
             except FileNotFoundError:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from jitctl.filelock import atomic_write, exclusive_lock
+from jitctl.filelock import atomic_write, exclusive_lock, remove_stale_temps
 from jitctl.models import Credentials
 from jitctl.timeutil import rfc3339
 
@@ -81,6 +81,7 @@ def write_profile(
 
     target = _real(path)
     with exclusive_lock(target, timeout=_LOCK_TIMEOUT):
+        remove_stale_temps(target)  # full credentials left by writers killed mid-write
         text = _read_text(target)
         lines = _split_lines(text)
         newline = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
@@ -93,6 +94,7 @@ def remove_profile(path: Path, profile: str) -> bool:
     validate_profile_name(profile)
     target = _real(path)
     with exclusive_lock(target, timeout=_LOCK_TIMEOUT):
+        remove_stale_temps(target)
         text = _read_text(target)
         lines = _split_lines(text)
         if not _spans(lines, profile):

@@ -9,11 +9,15 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import secrets
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from jitctl.errors import UsageError
 
 _POLL_SECONDS = 0.02
 
@@ -43,6 +47,24 @@ def lock_path_for(path: Path) -> Path:
     return path.with_name(path.name + ".lock")
 
 
+def open_lock_file(lock_path: Path) -> int:
+    """Open (creating, 0600) a lock file, never through a symlink.
+
+    A lock file is opened O_RDWR|O_CREAT: through a planted symlink that would create or
+    open whatever file the link names, with our permissions. O_NOFOLLOW makes the last path
+    component's link an error (ELOOP) instead; it is refused with UsageError (exit 2).
+    """
+    try:
+        return os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or os.path.islink(lock_path):
+            raise UsageError(
+                f"refusing to use the lock file {lock_path}: it is a symlink",
+                "remove the link; jitctl creates a plain lock file in its place",
+            ) from None
+        raise
+
+
 @contextmanager
 def exclusive_lock(path: Path, *, timeout: float | None = None) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``<path>.lock`` for the duration of the block.
@@ -57,7 +79,7 @@ def exclusive_lock(path: Path, *, timeout: float | None = None) -> Iterator[None
     """
     lock_path = lock_path_for(path)
     ensure_dir(lock_path.parent)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = open_lock_file(lock_path)
     try:
         if timeout is None:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -100,17 +122,53 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+def _temp_pattern(path: Path) -> re.Pattern[str]:
+    """The names ``atomic_write`` gives its temporary files for ``path`` (see ``_temp_path``)."""
+    return re.compile(rf"\.{re.escape(path.name)}\.[0-9]+\.[0-9a-f]{{8}}\.tmp")
+
+
+def _temp_path(path: Path) -> Path:
+    return path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+
+
+def remove_stale_temps(path: Path) -> int:
+    """Delete the temporary files earlier writers of ``path`` left behind; return how many.
+
+    A writer killed between creating its temp and renaming it leaves a full copy of what it
+    was writing (credentials, for the shared credentials file) in a stray 0600 file. Call
+    this only while holding ``exclusive_lock(path)``: every writer of ``path`` holds that lock
+    from before it creates its temp until after the rename, so any temp seen then is dead.
+    Only regular files whose name has exactly atomic_write's shape are touched.
+    """
+    pattern = _temp_pattern(path)
+    removed = 0
+    try:
+        names = os.listdir(path.parent)
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        candidate = path.parent / name
+        try:
+            if pattern.fullmatch(name) and stat.S_ISREG(os.lstat(candidate).st_mode):
+                candidate.unlink()
+                removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
+
+
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Replace ``path`` with ``data`` so readers see the old or the new file, never a mix.
 
     The temporary file lives in the same directory (``os.replace`` is only atomic within a
     filesystem) and is created with ``mode`` via ``O_EXCL``, so it is never briefly
     world-readable and never follows a planted symlink. After a crash a stray
-    ``.<name>.*.tmp`` may be left behind; the target itself is always whole.
+    ``.<name>.*.tmp`` may be left behind (the target itself is always whole): writers that
+    hold ``exclusive_lock(path)`` call ``remove_stale_temps`` first to clear them.
     """
     directory = path.parent
     ensure_dir(directory)
-    tmp = directory / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    tmp = _temp_path(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
         try:

@@ -133,13 +133,23 @@ def credential_process_json(creds: Credentials) -> str:
     return json.dumps(doc)
 
 
+# jitctl's own settings (JITCTL_PAGERDUTY_TOKEN above all, but also the config, policy and
+# audit paths) are jitctl's business, not the child's: a child that could read the token could
+# act as the on-call fast track's PagerDuty identity. Every variable with this prefix is removed.
+JITCTL_PREFIX = "JITCTL_"
+
+
+def _for_child(name: str) -> bool:
+    return (
+        name not in CONFLICTING_VARS
+        and name not in CREDENTIAL_VARS
+        and not name.upper().startswith(JITCTL_PREFIX)
+    )
+
+
 def child_environment(base: Mapping[str, str], creds: Credentials) -> dict[str, str]:
-    """A copy of ``base`` for `jitctl exec`'s child: other credentials out, ours in."""
-    values = credential_values(creds)
-    env = {
-        name: value
-        for name, value in base.items()
-        if name not in CONFLICTING_VARS and name not in CREDENTIAL_VARS
-    }
-    env.update(values)
+    """A copy of ``base`` for `jitctl exec`'s child: other credentials and jitctl's own
+    settings out, ours in."""
+    env = {name: value for name, value in base.items() if _for_child(name)}
+    env.update(credential_values(creds))
     return env

@@ -24,6 +24,12 @@ POLICY_VERSION = "2012-10-17"
 # so its statement is pruned. The policy's max_duration is not used: it is jitctl's limit, not
 # IAM's, and sessions of the role may come from outside jitctl or an older policy.
 MAX_SESSION = timedelta(hours=12)
+# The grant's issued_at is the issuer's clock just before it called AssumeRole; AWS stamps
+# aws:TokenIssueTime a moment later by its own clock. The trusted clock keeps the issuer within
+# ~90 s of AWS, and the call takes seconds, so a cutoff this far past issued_at is after the
+# session's TokenIssueTime. The price: the person's other sessions of the role issued in that
+# window are cut too (only when the grant is revoked within it).
+ISSUE_MARGIN = timedelta(minutes=3)
 # IAM: a role's inline policies may total 10,240 characters, whitespace not counted.
 POLICY_SIZE_LIMIT = 10_240
 _SI_KEY = "aws:SourceIdentity"
@@ -55,6 +61,16 @@ def deny_statement(sid: str, source_identity: str, cutoff: datetime) -> dict[str
             "DateLessThan": {_ISSUE_KEY: rfc3339(cutoff)},
         },
     }
+
+
+def cutoff_for(issued_at: datetime | None, when: datetime) -> datetime:
+    """The cutoff that denies a grant issued at ``issued_at``, revoked at ``when``.
+
+    ``when`` alone is not enough: a revoker whose clock is slow would put it before the grant
+    was issued, and the deny would miss the very session it is meant to end.
+    """
+    floor = issued_at + ISSUE_MARGIN if issued_at is not None else when
+    return ceil_second(max(when, floor))
 
 
 def ceil_second(value: datetime) -> datetime:
@@ -96,16 +112,25 @@ def _ours(statement: Any) -> tuple[str, datetime] | None:
     return None
 
 
+def latest_cutoff(document: dict[str, Any] | None, source_identity: str) -> datetime | None:
+    """The latest cutoff ``document`` denies ``source_identity``'s sessions before (a deny
+    before a later time denies everything one before an earlier time does), whatever the
+    Sid; None if it denies them nothing."""
+    cutoffs = [
+        found[1]
+        for found in map(parse_deny, _statements(document))
+        if found and found[0] == source_identity
+    ]
+    return max(cutoffs, default=None)
+
+
 def covers(document: dict[str, Any] | None, statement: dict[str, Any]) -> bool:
     """Whether ``document`` denies at least what ``statement`` denies (same person, a cutoff
     at least as late), whatever the Sid."""
     wanted = parse_deny(statement)
     assert wanted is not None
-    for existing in _statements(document):
-        found = parse_deny(existing)
-        if found and found[0] == wanted[0] and found[1] >= wanted[1]:
-            return True
-    return False
+    latest = latest_cutoff(document, wanted[0])
+    return latest is not None and latest >= wanted[1]
 
 
 def merge(
@@ -113,32 +138,38 @@ def merge(
 ) -> tuple[dict[str, Any], int]:
     """``document`` with ``statement`` merged in, and how many expired statements were pruned.
 
-    The same Sid keeps one statement, with the later cutoff. jitctl's statements whose cutoff
-    is older than MAX_SESSION are dropped; anything else in the policy is kept as it is.
+    One statement per person: ``statement``, the one with the same Sid and jitctl's other
+    statements for the same person become the one with the LATEST cutoff (it denies all the
+    others deny), in the place of the first of them. Merging an earlier cutoff never moves a
+    person's cutoff back. jitctl's statements whose cutoff is older than MAX_SESSION are
+    dropped; anything else in the policy is kept as it is.
     RevocationPolicyFull if the result is over IAM's size limit.
     """
     new = copy.deepcopy(statement)
     new_who, new_cutoff = parse_deny(new) or ("", now)
     horizon = now - MAX_SESSION
     kept: list[Any] = []
+    slot: int | None = None  # where the person's one statement goes
     pruned = 0
-    placed = False
     for existing in _statements(document):
-        if isinstance(existing, dict) and existing.get("Sid") == new["Sid"]:
+        ours = _ours(existing)
+        same_sid = isinstance(existing, dict) and existing.get("Sid") == new["Sid"]
+        if same_sid or (ours is not None and ours[0] == new_who):
             found = parse_deny(existing)
             if found and found[0] == new_who and found[1] > new_cutoff:
-                new = deny_statement(new["Sid"], new_who, found[1])
-            if not placed:
-                kept.append(new)  # in place: the smallest change to the document
-                placed = True
+                new, new_cutoff = copy.deepcopy(existing), found[1]
+            if slot is None:
+                slot = len(kept)  # in place: the smallest change to the document
+                kept.append(None)
             continue
-        ours = _ours(existing)
         if ours is not None and ours[1] < horizon:
             pruned += 1
             continue
         kept.append(existing)
-    if not placed:
+    if slot is None:
         kept.append(new)
+    else:
+        kept[slot] = new
     version = (document or {}).get("Version") or POLICY_VERSION
     merged = {"Version": version, "Statement": kept}
     if policy_size(merged) > POLICY_SIZE_LIMIT:

@@ -2,9 +2,13 @@
 
 STS credentials cannot be recalled once handed out. What AWS offers instead is a deny on the
 role for sessions issued before a point in time: an inline policy ``jitctl-revocations`` on
-the target role with one statement per revoked request,
+the target role with one statement per revoked person (the latest cutoff wins),
 
     Deny * on * if aws:SourceIdentity == <the requester> and aws:TokenIssueTime < <cutoff>
+
+The cutoff is now, but never earlier than a margin past the grant's ``issued_at``
+(``cutoff_for``): a revoker with a slow clock must still deny the grant it revokes. After
+writing, the policy is read back and must deny that grant, or the command fails (exit 5).
 
 SourceIdentity is set by jitctl at AssumeRole (``aws.sts_name(person)``) and survives role
 chaining, so the session and anything it assumed *through this role* stop working. The deny
@@ -30,17 +34,18 @@ from typing import Any
 
 from jitctl import models
 from jitctl.context import Environment
-from jitctl.errors import AwsUnavailable, Denied
+from jitctl.errors import AwsUnavailable, Denied, JitctlError
 from jitctl.filelock import exclusive_lock
 from jitctl.models import AccessRequest
 from jitctl.revocation_policy import (
     MAX_SESSION,
     POLICY_NAME,
     RevocationPolicyFull,
-    ceil_second,
     covers,
+    cutoff_for,
     deny_statement,
     iam_role_name,
+    latest_cutoff,
     merge,
     statement_id,
 )
@@ -51,6 +56,10 @@ SETTLE_SECONDS = 1.0  # pause before reading back, so a concurrent writer's PUT 
 ROUNDS = 4
 _LOCK_TIMEOUT = 30.0
 PERMISSION_HINT = "the revoker needs iam:GetRolePolicy and iam:PutRolePolicy on {arn}"
+
+
+class RevocationNotInForce(AwsUnavailable):
+    """The policy read back after writing does not deny the grant (exit 5): never "revoked"."""
 
 
 @dataclass
@@ -64,6 +73,8 @@ class Revocation:
     source_identity: str
     cutoff: datetime
     already_revoked: bool
+    issued_at: datetime | None = None
+    confirmed: bool = False  # a read-back showed the grant denied
     statement_written: bool = True
     pruned: int = 0
     notes: list[str] = field(default_factory=list)
@@ -72,7 +83,12 @@ class Revocation:
         """The `revocation` part of `jitctl revoke --json`."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         del out["request"]
-        return out | {"policy_name": POLICY_NAME, "cutoff": rfc3339(self.cutoff)}
+        issued_at = rfc3339(self.issued_at) if self.issued_at else None
+        return out | {
+            "policy_name": POLICY_NAME,
+            "cutoff": rfc3339(self.cutoff),
+            "issued_at": issued_at,
+        }
 
 
 # --------------------------------------------------------------------- the policy document
@@ -166,6 +182,33 @@ def ensure_denied(
     )
 
 
+def confirm_denied(iam: Any, result: Revocation) -> None:
+    """Read the policy back: it must deny the requester's sessions issued at the grant's
+    ``issued_at`` (and up to our cutoff). RevocationNotInForce otherwise."""
+    document = read_policy(iam, result.iam_role, result.role_arn)
+    latest = latest_cutoff(document, result.source_identity)
+    issued_at = result.issued_at
+    if latest is not None and latest >= result.cutoff and (issued_at is None or latest > issued_at):
+        result.confirmed = True
+        return
+    denies = (
+        f"only their sessions issued before {rfc3339(latest)}"
+        if latest
+        else "none of their sessions"
+    )
+    issued = (
+        f"was issued at {rfc3339(issued_at)}"
+        if issued_at
+        else "needs a cutoff of " + rfc3339(result.cutoff)
+    )
+    raise RevocationNotInForce(
+        f"{result.request.request_id} is NOT revoked: read back, {POLICY_NAME} on "
+        f"{result.role_arn} denies {result.source_identity} {denies}, and the grant {issued}",
+        "the request is still marked issued; run the same `jitctl revoke` again, and check "
+        f"what else edits {POLICY_NAME}",
+    )
+
+
 def lock_path_for(role_arn: str, lock_dir: Path | None = None) -> Path:
     if lock_dir is None:
         from jitctl.config import default_data_dir
@@ -220,7 +263,7 @@ def revoke(
     already = req.status == models.REVOKED
     # Revoking again re-asserts the original cutoff: a later one would also cut the person's
     # newer, legitimate grants (their sessions issued in between).
-    cutoff = ceil_second(req.revoked_at if already and req.revoked_at else now)
+    cutoff = cutoff_for(req.issued_at, req.revoked_at if already and req.revoked_at else now)
     result = Revocation(
         request=req,
         role_arn=role.arn,
@@ -229,21 +272,14 @@ def revoke(
         source_identity=sts_name(req.requester),
         cutoff=cutoff,
         already_revoked=already,
+        issued_at=req.issued_at,
     )
     statement = deny_statement(result.statement_id, result.source_identity, cutoff)
     if cutoff + MAX_SESSION <= now:
         result.statement_written = False
         result.notes.append("every session issued before the cutoff has expired: nothing to deny")
     else:
-        result.statement_written, result.pruned = ensure_denied(
-            env.aws.client("iam"),
-            role_name=result.iam_role,
-            role_arn=role.arn,
-            statement=statement,
-            now=now,
-            lock_path=lock_path_for(role.arn, lock_dir),
-            settle=settle,
-        )
+        _deny_in_aws(env, result, statement, now=now, settle=settle, lock_dir=lock_dir)
     caller = env.caller
     if not already:
         updated = env.store.mark_revoked(request_id, caller.person, now=now, reason=reason)
@@ -272,6 +308,42 @@ def revoke(
     return result
 
 
+def _deny_in_aws(
+    env: Environment,
+    result: Revocation,
+    statement: dict[str, Any],
+    *,
+    now: datetime,
+    settle: float,
+    lock_dir: Path | None,
+) -> None:
+    """Write the deny and confirm it from a read-back; a failure to confirm is audited."""
+    from jitctl.flow import audit_fields
+
+    iam = env.aws.client("iam")
+    result.statement_written, result.pruned = ensure_denied(
+        iam,
+        role_name=result.iam_role,
+        role_arn=result.role_arn,
+        statement=statement,
+        now=now,
+        lock_path=lock_path_for(result.role_arn, lock_dir),
+        settle=settle,
+    )
+    try:
+        confirm_denied(iam, result)
+    except RevocationNotInForce as exc:
+        env.audit.append(
+            "revoke_failed",
+            **audit_fields(env, result.request),
+            error=exc.message,
+            cutoff=rfc3339(result.cutoff),
+            role_arn=result.role_arn,
+            source_identity=result.source_identity,
+        )
+        raise
+
+
 @dataclass
 class LocalCleanup:
     """What revoking removed from the revoker's own machine (the broker never has copies)."""
@@ -291,7 +363,7 @@ def remove_local_copies(env: Environment, req: AccessRequest) -> LocalCleanup:
         for profile in profiles_for_request(path, req.request_id):
             if credentials.remove_profile(path, profile):
                 done.profiles_removed.append(profile)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, JitctlError) as exc:  # e.g. a linked lock file: refused
         done.notes.append(f"could not clean {path}: {exc}")
     try:
         from jitctl.cache import CredentialCache

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from jitctl.audit import AuditLog, read_records, verify
+from jitctl.audit import AuditLog, read_records, torn_path, verify
 from jitctl.errors import AuditError, AuditTampered
 
 ACTOR = "arn:aws:iam::123456789012:user/alice@example.com"
@@ -192,7 +192,9 @@ def test_duplicate_keys_are_refused(log: AuditLog, log_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "tail",
-    [b'{"event":"issued","request_id":"req-9"', b'{"event":"issued"}\n', b"\n", b"garbage\n"],
+    # Each of these lines ends in a newline, so it was written in full: damage, not a tear
+    # (a line cut short without its newline is a torn tail: see the tests below).
+    [b'{"event":"issued"}\n', b"\n", b"garbage\n", b'{"event":"issued","request_id":"r"\n'],
 )
 def test_damaged_tail_refuses_further_appends(log: AuditLog, log_path: Path, tail: bytes) -> None:
     filled(log, 3)
@@ -296,3 +298,167 @@ def test_ten_processes_appending_keep_one_chain(log_path: Path) -> None:
     assert result.records == 200
     ids = {r["request_id"] for r in read_records(log_path)}
     assert ids == {f"w{w}-{i}" for w in range(10) for i in range(20)}
+
+
+# --- a torn tail: a write cut short (disk full) ------------------------------------------------
+
+# Runs AuditLog.append in a process whose file size limit (RLIMIT_FSIZE) lets the record's
+# line through only in part, as on a full disk: the write is short, then fails (EFBIG).
+_SHORT_WRITER = """
+import resource, signal, sys
+from datetime import UTC, datetime
+from pathlib import Path
+from jitctl.audit import AuditLog
+from jitctl.errors import AuditError
+class Clock:
+    def now(self):
+        return datetime(2026, 11, 21, 5, 0, tzinfo=UTC)
+path = Path(sys.argv[1])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a plain EFBIG error instead of a kill
+limit = path.stat().st_size + 60
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+try:
+    AuditLog(path, Clock()).append("issued", request_id="req-torn", actor="a", person="p",
+                                   role="prod-readonly", reason="cut short")
+except AuditError as exc:
+    print(exc)
+    sys.exit(5)
+"""
+
+
+def cut_short(log_path: Path) -> bytes:
+    """Append a record whose write is cut short, the real way; return the torn bytes."""
+    import subprocess
+    import sys
+
+    size = log_path.stat().st_size
+    out = subprocess.run(
+        [sys.executable, "-c", _SHORT_WRITER, str(log_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 5, out.stderr
+    assert "cannot write the audit log" in out.stdout  # the command failed: never acknowledged
+    torn = log_path.read_bytes()[size:]
+    assert 0 < len(torn) and not torn.endswith(b"\n")
+    return torn
+
+
+def test_verify_names_a_torn_tail(log: AuditLog, log_path: Path) -> None:
+    filled(log, 3)
+    cut_short(log_path)
+    result = verify(log_path)
+    assert not result.ok and result.torn_tail
+    assert result.records == 3 and result.first_bad_line == 4
+    assert "torn tail" in result.problem and "never acknowledged" in result.problem
+    assert str(torn_path(log_path)) in result.problem
+    assert [r["seq"] for r in read_records(log_path)] == [1, 2, 3]  # the records are readable
+
+
+def test_next_append_moves_a_torn_tail_aside_and_records_it(log: AuditLog, log_path: Path) -> None:
+    first = filled(log, 3)
+    intact = log_path.read_bytes()
+    torn = cut_short(log_path)
+
+    written = add(log, "issued", 9)
+
+    records = read_records(log_path)
+    assert log_path.read_bytes().startswith(intact)  # cut back to the last whole line
+    assert [r["event"] for r in records] == [
+        *(r["event"] for r in first),
+        "audit_torn_tail",
+        "issued",
+    ]
+    note = records[3]
+    assert note["prev"] == first[-1]["hash"] and written["prev"] == note["hash"]
+    assert note["torn_offset"] == len(intact) and note["torn_bytes"] == len(torn)
+    assert note["torn_sha256"] == hashlib.sha256(torn).hexdigest()
+    kept = torn_path(log_path)
+    assert note["kept_in"] == str(kept)
+    assert kept.read_bytes()[note["kept_at"] : note["kept_at"] + len(torn)] == torn
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert verify(log_path).ok and verify(log_path).records == 5
+
+
+def test_a_second_torn_tail_is_kept_after_the_first(log: AuditLog, log_path: Path) -> None:
+    filled(log, 2)
+    tears = []
+    for n in range(2):
+        tears.append(cut_short(log_path))
+        add(log, "issued", n)
+    notes = [r for r in read_records(log_path) if r["event"] == "audit_torn_tail"]
+    kept = torn_path(log_path).read_bytes()
+    assert [kept[r["kept_at"] : r["kept_at"] + r["torn_bytes"]] for r in notes] == tears
+    assert verify(log_path).ok
+
+
+def test_a_torn_tail_that_cannot_be_kept_leaves_the_log_alone(
+    log: AuditLog, log_path: Path, tmp_path: Path
+) -> None:
+    filled(log, 2)
+    cut_short(log_path)
+    before = log_path.read_bytes()
+    torn_path(log_path).symlink_to(tmp_path / "elsewhere")  # never followed
+    with pytest.raises(AuditError):
+        add(log, "issued", 9)
+    assert log_path.read_bytes() == before
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_damaged_line_in_the_middle_is_still_tampering(log: AuditLog, log_path: Path) -> None:
+    filled(log, 4)
+    lines = log_path.read_bytes().splitlines(keepends=True)
+    lines[1] = lines[1][: len(lines[1]) // 2] + b"\n"  # a cut-off record, but not the last line
+    log_path.write_bytes(b"".join(lines))
+    result = verify(log_path)
+    assert not result.ok and not result.torn_tail
+    assert result.first_bad_line == 2 and "not valid JSON" in result.problem
+    with pytest.raises(AuditTampered):
+        read_records(log_path)
+
+
+def test_cli_a_torn_tail_blocks_nothing_and_verify_names_it(tmp_path, moto_server, pd_sim) -> None:
+    from tests.harness import Team
+
+    alice = "alice@example.com"
+    team = Team(tmp_path, moto_server, pd_sim)
+    # With a central copy too: the audit_torn_tail record must reach it, or its chain has a gap.
+    table = f"jitctl-audit-{os.urandom(4).hex()}"
+    team.config.write_text(team.config.read_text() + f'[audit]\ntable = "{table}"\n')
+    assert team.run(alice, "init").returncode == 0
+    now = datetime.now(UTC)
+    pd_sim.add_oncall(
+        team.pd_user(alice),
+        "PEP1234",
+        1,
+        start=now - timedelta(hours=1),
+        end=now + timedelta(hours=4),
+    )
+    out = team.run(alice, "request", "prod-readonly", "--reason", "INC-1")
+    assert out.returncode == 0, out.stderr
+    path = team.audit_log(alice)
+    good = len(path.read_bytes().splitlines())
+    cut_short(path)
+
+    out = team.run(alice, "audit", "verify")
+    assert out.returncode == 6
+    assert f"{path}:{good + 1}: torn tail" in out.stderr and "never acknowledged" in out.stderr
+
+    out = team.run(alice, "request", "prod-readonly", "--reason", "INC-2")
+    assert out.returncode == 0, out.stderr
+    out = team.run(alice, "audit", "verify", "--remote")
+    assert out.returncode == 0, out.stderr
+    events = [r["event"] for r in team.audit_records(alice)]
+    assert events[good] == "audit_torn_tail" and events[-1] == "issued"
+
+
+def test_a_torn_first_record_leaves_a_log_that_starts_afresh(log: AuditLog, log_path: Path) -> None:
+    log_path.parent.mkdir(parents=True)
+    log_path.write_bytes(b'{"actor":"a","chain":"c1","event":"requ')
+    assert verify(log_path).torn_tail and verify(log_path).first_bad_line == 1
+    add(log, "issued", 1)
+    records = read_records(log_path)
+    assert [r["event"] for r in records] == ["audit_torn_tail", "issued"]
+    assert records[0]["prev"] is None and records[0]["torn_offset"] == 0
+    assert verify(log_path).ok

@@ -162,6 +162,23 @@ def test_a_new_grant_in_a_working_keyring_removes_the_old_file(tmp_path):
     assert not cache.file_path(ROLE).exists()  # no second copy of secrets left on disk
 
 
+def test_a_crashed_writers_temp_file_is_gone_after_the_next_store(tmp_path):
+    cache = CredentialCache(fail.Keyring(), cache_dir=tmp_path)
+    cache.store(ROLE, creds(n=1), "req-1")
+    path = cache.file_path(ROLE)
+    # What a writer killed between writing its temp and the rename leaves behind.
+    stray = path.with_name(f".{path.name}.4242.0badc0de.tmp")
+    stray.write_text(f"secret {SECRET}")
+    other_role = path.with_name(".another.json.4242.0badc0de.tmp")
+    other_role.write_text("another role's temp: its own writer clears it")
+    cache.store(ROLE, creds(n=2), "req-2")
+    assert not stray.exists() and other_role.exists()
+    # The same when the keyring works again and the file goes.
+    stray.write_text(f"secret {SECRET}")
+    CredentialCache(MemoryKeyring(), cache_dir=tmp_path).store(ROLE, creds(n=3), "req-3")
+    assert not stray.exists() and not path.exists()
+
+
 def test_the_grant_that_expires_last_wins_across_keyring_and_file(tmp_path):
     ring = MemoryKeyring()
     CredentialCache(ring, cache_dir=tmp_path).store(ROLE, creds(NOW + timedelta(minutes=10)), "old")

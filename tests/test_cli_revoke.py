@@ -14,6 +14,7 @@ import boto3
 import pytest
 
 from jitctl.credentials import read_profile
+from jitctl.revocation_policy import ISSUE_MARGIN
 from tests.harness import POLICY, Team
 
 ALICE, BOB, DAVE = "alice@example.com", "bob@example.com", "dave@example.com"
@@ -86,7 +87,13 @@ def test_an_approver_revokes_and_the_session_is_denied_in_aws(team):
     assert (statement["Effect"], statement["Action"], statement["Resource"]) == ("Deny", "*", "*")
     assert statement["Condition"]["StringEquals"] == {"aws:SourceIdentity": ALICE}
     cutoff = statement["Condition"]["DateLessThan"]["aws:TokenIssueTime"]
-    assert before <= datetime.fromisoformat(cutoff.replace("Z", "+00:00")) <= datetime.now(UTC)
+    # Now, or (revoked this soon after it was issued) a margin past issued_at: after the grant.
+    issued_at = datetime.fromisoformat(doc["issued_at"].replace("Z", "+00:00"))
+    latest = max(datetime.now(UTC), issued_at + ISSUE_MARGIN) + timedelta(
+        seconds=1
+    )  # JSON: whole s
+    assert issued_at < datetime.fromisoformat(cutoff.replace("Z", "+00:00")) <= latest
+    assert before <= datetime.fromisoformat(cutoff.replace("Z", "+00:00"))
 
     (record,) = [r for r in team.audit_records(BOB) if r["event"] == "revoked"]
     assert (record["request_id"], record["person"], record["requester"]) == (request_id, BOB, ALICE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
@@ -289,3 +290,120 @@ def test_ten_processes_writing_at_once_lose_nothing(cred_file: Path) -> None:
         "region": "eu-west-1",
     }
     assert stat.S_IMODE(cred_file.stat().st_mode) == 0o600
+
+
+# --- files left by crashed writers, and lock files that are links ---------------------------
+
+# A writer that dies in the worst place: its temp file (full credentials) is written and
+# synced, and the process is killed (SIGKILL, nothing runs after) just before the rename.
+_CRASHING_WRITER = """
+import os, signal, sys
+from pathlib import Path
+from datetime import UTC, datetime
+from jitctl.credentials import write_profile
+from jitctl.models import Credentials
+os.replace = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+write_profile(Path(sys.argv[1]), "jit-crash", Credentials("ASIACRASH", "crash-secret", "t",
+              datetime(2026, 11, 21, 4, 0, tzinfo=UTC)))
+"""
+
+
+def _temps(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_a_crashed_writers_temp_file_is_gone_after_the_next_write(cred_file: Path) -> None:
+    import subprocess
+    import sys
+
+    def crash() -> list[str]:
+        argv = [sys.executable, "-c", _CRASHING_WRITER, str(cred_file)]
+        assert subprocess.run(argv, timeout=60).returncode == -signal.SIGKILL
+        return _temps(cred_file.parent)
+
+    first = crash()
+    assert len(first) == 1 and first[0].startswith(".credentials.")
+    assert "crash-secret" in (cred_file.parent / first[0]).read_text()
+    second = crash()  # the next writer (crashing too) cleared the first one's temp
+    assert len(second) == 1 and second != first
+    # Not ours: another file's temp, a look-alike name, and a link with our temps' shape.
+    other = cred_file.parent / ".credentials.bak.123.0123abcd.tmp"
+    other.write_text("another file's temp")
+    lookalike = cred_file.parent / ".credentials.notes.tmp"
+    lookalike.write_text("mine")
+    target = cred_file.parent / "link-target"
+    target.write_text("keep")
+    (cred_file.parent / ".credentials.99.89abcdef.tmp").symlink_to(target)
+
+    write_profile(cred_file, "jit-prod", creds())
+
+    assert _temps(cred_file.parent) == sorted(
+        [other.name, lookalike.name, ".credentials.99.89abcdef.tmp"]
+    )
+    assert target.read_text() == "keep"
+    assert read_profile(cred_file, "jit-crash") is None  # the crashed write never landed
+    assert read_profile(cred_file, "jit-prod") is not None
+
+
+def test_remove_profile_clears_crashed_temps_too(cred_file: Path) -> None:
+    stray = cred_file.parent / ".credentials.4242.deadbeef.tmp"
+    stray.write_text("[jit-x]\naws_secret_access_key = left-behind\n")
+    assert remove_profile(cred_file, "dev") is True
+    assert not stray.exists()
+
+
+def test_a_symlinked_lock_file_is_refused_and_its_target_untouched(
+    cred_file: Path, tmp_path: Path
+) -> None:
+    from jitctl.errors import ExitCode, UsageError
+
+    victim = tmp_path / "victim"
+    victim.write_text("do not touch\n")
+    victim.chmod(0o644)
+    lock = cred_file.parent / "credentials.lock"
+    lock.symlink_to(victim)
+    dangling = tmp_path / "other" / "credentials.lock"
+    dangling.parent.mkdir()
+    dangling.symlink_to(tmp_path / "would-be-created")
+
+    for path, link in ((cred_file, lock), (dangling.parent / "credentials", dangling)):
+        with pytest.raises(UsageError) as err:
+            write_profile(path, "jit-prod", creds())
+        assert err.value.exit_code == ExitCode.USAGE
+        assert f"refusing to use the lock file {link}: it is a symlink" in str(err.value)
+        assert "\n" not in str(err.value)
+    assert victim.read_text() == "do not touch\n"
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o644
+    assert not (tmp_path / "would-be-created").exists()
+    assert cred_file.read_text() == ORIGINAL
+
+
+def test_cli_refuses_a_symlinked_credentials_lock_in_one_line(tmp_path, moto_server, pd_sim):
+    from datetime import timedelta
+
+    from tests.harness import Team
+
+    alice = "alice@example.com"
+    team = Team(tmp_path, moto_server, pd_sim)
+    now = datetime.now(UTC)
+    pd_sim.add_oncall(
+        team.pd_user(alice),
+        "PEP1234",
+        1,
+        start=now - timedelta(hours=1),
+        end=now + timedelta(hours=4),
+    )
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    lock = team.credentials_file(alice).with_name("credentials.lock")
+    lock.parent.mkdir(parents=True)
+    lock.symlink_to(victim)
+
+    out = team.run(alice, "request", "prod-readonly", "--reason", "INC-8")
+
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"lock file {lock}: it is a symlink" in lines[0]
+    assert "Traceback" not in out.stderr
+    assert victim.read_text() == "precious\n" and lock.is_symlink()
+    assert not team.credentials_file(alice).exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import select
@@ -193,3 +194,45 @@ def test_terminal_key_reaches_the_child_once(tmp_path, sig, key):
             pass
     assert marker.read_text() == str(int(sig))  # the terminal's own copy reached the child
     assert not sent.exists(), "jitctl passed on a signal the child already had from the terminal"
+
+
+# --- what the child sees, through the installed CLI --------------------------------------------
+
+ALICE = "alice@example.com"
+SHOW_ENV = "import json, os; print(json.dumps(dict(os.environ)))"
+
+
+def test_exec_child_gets_no_jitctl_variable_and_no_token(tmp_path, moto_server, pd_sim):
+    from datetime import UTC, datetime, timedelta
+
+    from tests.harness import Team
+
+    team = Team(tmp_path, moto_server, pd_sim)
+    now = datetime.now(UTC)
+    pd_sim.add_oncall(
+        team.pd_user(ALICE),
+        "PEP1234",
+        1,
+        start=now - timedelta(hours=1),
+        end=now + timedelta(hours=4),
+    )
+    env = team.env(ALICE, JITCTL_EXTRA_SETTING="anything")
+    token = env["JITCTL_PAGERDUTY_TOKEN"]
+    assert token and "JITCTL_CONFIG" in env  # the parent has them, so the test means something
+    out = team.run(
+        ALICE,
+        "exec",
+        "prod-readonly",
+        "--reason",
+        "INC-7",
+        "--",
+        sys.executable,
+        "-c",
+        SHOW_ENV,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    child = json.loads(out.stdout)
+    assert [name for name in child if name.startswith("JITCTL_")] == []
+    assert token not in out.stdout
+    assert child["AWS_SESSION_TOKEN"] and child["PATH"] == env["PATH"]

@@ -263,6 +263,22 @@ def test_child_environment_drops_other_credentials_and_keeps_settings():
     }
 
 
+def test_child_environment_strips_every_jitctl_variable():
+    base = {
+        "PATH": "/usr/bin",
+        "JITCTL_PAGERDUTY_TOKEN": "pd-secret-token",
+        "JITCTL_CONFIG": "/etc/jitctl.toml",
+        "JITCTL_AUDIT_LOG": "/var/log/jitctl.jsonl",
+        "JITCTL_SOMETHING_NEW": "x",
+        "Jitctl_Mixed_Case": "y",
+        "MY_JITCTL_NOTE": "kept: not jitctl's prefix",
+    }
+    env = child_environment(base, Credentials("ASIAKEY", "s", "t", EXPIRES))
+    assert not [name for name in env if name.upper().startswith("JITCTL_")]
+    assert "pd-secret-token" not in env.values()
+    assert env["MY_JITCTL_NOTE"] == "kept: not jitctl's prefix" and env["PATH"] == "/usr/bin"
+
+
 def test_child_environment_works_for_boto3_despite_stale_sources(aws_env, tmp_path):
     creds = assumed(aws_env)
     base = stale_env(

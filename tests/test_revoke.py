@@ -19,20 +19,24 @@ from jitctl.errors import Denied, ExitCode
 from jitctl.flow import new_request_id
 from jitctl.models import AccessRequest, Credentials
 from jitctl.revocation_policy import (
+    ISSUE_MARGIN,
     POLICY_NAME,
     POLICY_SIZE_LIMIT,
     RevocationPolicyFull,
     ceil_second,
     covers,
+    cutoff_for,
     deny_statement,
     iam_role_name,
+    latest_cutoff,
     merge,
     parse_deny,
     policy_size,
     statement_id,
 )
-from jitctl.revoke import ensure_denied, remove_local_copies, revoke
+from jitctl.revoke import RevocationNotInForce, ensure_denied, remove_local_copies, revoke
 from jitctl.store.base import TransitionError
+from jitctl.timeutil import rfc3339
 from tests.harness import ACCOUNT, POLICY, Team, iam_keys
 
 ALICE, BOB, CAROL, DAVE = (
@@ -385,3 +389,140 @@ def test_policy_document_helpers():
     assert parse_deny("nonsense") is None
     later = deny_statement("JitctlRevokeY", ALICE, NOW + timedelta(seconds=1))
     assert covers({"Statement": later}, s) and not covers({"Statement": [s]}, later)
+
+
+# --- a revoker whose clock is slow; one statement per person; the read-back ----------------
+
+
+def alice_statements(team: Team) -> list[dict]:
+    return [
+        s
+        for s in statements(team, team.ro_name)
+        if s["Condition"]["StringEquals"]["aws:SourceIdentity"] == ALICE
+    ]
+
+
+def cutoff_of(statement: dict) -> datetime:
+    return parse_deny(statement)[1]
+
+
+def test_a_revoker_whose_clock_is_5_minutes_slow_still_denies_the_grant(team):
+    rid = issued(env_at(team, NOW), ALICE, at=NOW - timedelta(minutes=1))
+    slow = env_at(team, NOW - timedelta(minutes=5))
+    done = revoke(slow, rid, reason="slow clock", settle=0)
+    (statement,) = alice_statements(team)
+    assert cutoff_of(statement) > NOW - timedelta(minutes=1)  # after the grant's issued_at
+    assert done.cutoff == NOW - timedelta(minutes=1) + ISSUE_MARGIN and done.confirmed
+    assert done.as_dict()["issued_at"] == rfc3339(NOW - timedelta(minutes=1))
+
+
+def test_a_slow_revoker_does_not_stop_at_an_older_cutoff_of_the_same_person(team):
+    """The break as reported: alice's earlier grant was revoked 2 minutes ago; her new grant
+    (issued after that cutoff) is revoked by bob, whose clock is 5 minutes slow. The older
+    statement "covered" bob's too-early cutoff, nothing was written, and bob saw "revoked"."""
+    env = env_at(team, NOW - timedelta(minutes=2))
+    earlier = issued(env, ALICE, at=NOW - timedelta(minutes=40))
+    revoke(env, earlier, reason="first grant", settle=0)
+    grant = issued(env, ALICE, at=NOW - timedelta(minutes=1))
+
+    done = revoke(env_at(team, NOW - timedelta(minutes=5)), grant, reason="second", settle=0)
+
+    (statement,) = alice_statements(team)  # one per person: the latest cutoff
+    assert statement["Sid"] == statement_id(grant)
+    assert cutoff_of(statement) == NOW - timedelta(minutes=1) + ISSUE_MARGIN
+    assert done.statement_written and done.confirmed
+    assert env.store.get(grant).status == "revoked"
+
+
+def test_merging_keeps_the_later_cutoff_per_person(team):
+    older = deny_statement("JitctlRevokeOlder", ALICE, NOW - timedelta(minutes=30))
+    carol = deny_statement("JitctlRevokeCarol", CAROL, NOW - timedelta(minutes=20))
+    foreign = {"Sid": "NotOurs", "Effect": "Deny", "Action": "s3:*", "Resource": "*"}
+    doc = {"Version": "2012-10-17", "Statement": [older, carol, foreign]}
+    iam(team).put_role_policy(
+        RoleName=team.ro_name, PolicyName=POLICY_NAME, PolicyDocument=json.dumps(doc)
+    )
+    env = env_at(team, NOW)
+    rid = issued(env, ALICE)
+    revoke(env, rid, reason="newer grant", settle=0)
+    # alice's later cutoff takes the older statement's place; the others are untouched.
+    assert statements(team, team.ro_name) == [expected(rid, ALICE, NOW), carol, foreign]
+    # Merging an earlier cutoff for her (a re-asserted old revocation) changes nothing.
+    current = {"Version": "2012-10-17", "Statement": statements(team, team.ro_name)}
+    merged, pruned = merge(current, older, now=NOW)
+    assert merged == current and pruned == 0
+    assert covers(current, older)
+
+
+def test_latest_cutoff_and_cutoff_for():
+    doc = {
+        "Statement": [
+            deny_statement("JitctlRevokeA", ALICE, NOW - timedelta(minutes=9)),
+            deny_statement("Handwritten", ALICE, NOW - timedelta(minutes=3)),
+            deny_statement("JitctlRevokeC", CAROL, NOW),
+        ]
+    }
+    assert latest_cutoff(doc, ALICE) == NOW - timedelta(minutes=3)
+    assert latest_cutoff(doc, DAVE) is None and latest_cutoff(None, ALICE) is None
+    issued_at = NOW - timedelta(minutes=1)
+    assert cutoff_for(issued_at, NOW - timedelta(minutes=5)) == issued_at + ISSUE_MARGIN
+    assert cutoff_for(issued_at, NOW + timedelta(hours=1)) == NOW + timedelta(hours=1)
+    assert cutoff_for(None, NOW - timedelta(seconds=0.5)) == NOW
+
+
+class RemovedBehindOurBack:
+    """The real IAM client; someone else deletes the policy right after our write has been
+    read back (an admin tidying up, another tool that owns the role's inline policies)."""
+
+    def __init__(self, client, role_name: str) -> None:
+        self._client, self._role, self.reads = client, role_name, 0
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def get_role_policy(self, **kw):
+        self.reads += 1
+        if self.reads == 3:  # ensure_denied read, wrote and read back; this is the check
+            self._client.delete_role_policy(RoleName=self._role, PolicyName=POLICY_NAME)
+        return self._client.get_role_policy(**kw)
+
+
+def test_revoke_fails_with_exit_5_when_the_read_back_does_not_deny_the_grant(team):
+    from jitctl.aws import AwsClients
+
+    class Clients(AwsClients):
+        def client(self, service, *, region=None):
+            real = super().client(service, region=region)
+            return RemovedBehindOurBack(real, team.ro_name) if service == "iam" else real
+
+    clients = Clients()
+    env = Environment(environ=team.env(BOB), clock=FixedClock(NOW), aws_factory=lambda: clients)
+    rid = issued(env, ALICE)
+    with pytest.raises(RevocationNotInForce) as info:
+        revoke(env, rid, reason="gone again", settle=0)
+    assert info.value.exit_code == ExitCode.UNAVAILABLE
+    assert f"{rid} is NOT revoked" in info.value.message
+    assert "denies alice@example.com none of their sessions" in info.value.message
+    assert "run the same `jitctl revoke` again" in info.value.hint
+    assert env.store.get(rid).status == "issued"  # not recorded as revoked
+    (record,) = [r for r in team.audit_records(BOB) if r["event"] == "revoke_failed"]
+    assert record["request_id"] == rid and "NOT revoked" in record["error"]
+    assert not [r for r in team.audit_records(BOB) if r["event"] == "revoked"]
+
+
+def test_a_linked_credentials_lock_does_not_undo_a_done_revocation(team, monkeypatch, tmp_path):
+    use_identity(monkeypatch, team, ALICE)
+    env = env_at(team, NOW, user=ALICE)
+    rid = issued(env, ALICE)
+    path = team.credentials_file(ALICE)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"[jit-prod-readonly]\naws_access_key_id = ASIAX\nx_jitctl_request_id = {rid}\n"
+    )
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    path.with_name("credentials.lock").symlink_to(victim)
+    done = revoke(env, rid, reason="mine", settle=0)
+    assert done.confirmed and env.store.get(rid).status == "revoked"
+    assert any("it is a symlink" in note for note in done.notes)
+    assert victim.read_text() == "precious\n"

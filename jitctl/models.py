@@ -105,6 +105,7 @@ class AccessRequest:
     revoked_at: datetime | None = None
     revoked_by: str | None = None  # person who revoked the grant
     revoked_reason: str | None = None
+    delivery_failed_at: datetime | None = None  # issued, but the credentials were not delivered
     version: int = 0  # optimistic-concurrency counter, bumped on every write
 
 

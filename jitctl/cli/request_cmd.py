@@ -24,6 +24,11 @@ SHELL_OPTION = typer.Option(
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document on stdout (no secrets).")
 
 
+def clock_warning(message: str) -> None:
+    """Told once by the trusted clock when this machine's clock disagrees with AWS's."""
+    stderr_console().print(f"[yellow]warning:[/] {safe(message)}")
+
+
 def parse_duration_option(value: str | None, flag: str) -> timedelta | None:
     if value is None:
         return None
@@ -198,7 +203,7 @@ def request(
     from jitctl.models import public_dict
 
     check_format(fmt, shell, json_out)
-    env = Environment()
+    env = Environment(on_clock_skew=clock_warning)
     result = obtain(
         env,
         role=role,
@@ -235,7 +240,7 @@ def wait_cmd(
     from jitctl.flow import issue
 
     check_format(fmt, shell, json_out)
-    env = Environment()
+    env = Environment(on_clock_skew=clock_warning)
     req = get_request(env, request_id)
     if req.requester != env.caller.person:
         raise Denied(f"request {request_id} belongs to {req.requester}; only they can wait for it")
@@ -270,7 +275,7 @@ def exec_cmd(
         raise UsageError(
             "no command to run", 'put it after --: jitctl exec ROLE --reason "..." -- aws s3 ls'
         )
-    env = Environment()
+    env = Environment(on_clock_skew=clock_warning)
     grant = obtain(
         env,
         role=role,

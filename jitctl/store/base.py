@@ -5,6 +5,7 @@ every rule about which transition is legal lives here, so SQLite and DynamoDB ca
 
     pending -> approved -> issued -> revoked
     pending -> denied | expired | cancelled
+    issued (delivery failed) -> issued   (a retried delivery, while the approval holds)
 """
 
 from __future__ import annotations
@@ -62,9 +63,9 @@ class NotFound(UsageError):
 
 class RequestStore(Protocol):
     """Both backends. Every transition is atomic and takes the caller's ``now`` (the clock is
-    the app's). ``get``/``list`` given ``now`` first write any pending request past its
-    expiry as expired; without ``now`` they return exactly what is stored. ``list`` is
-    newest first."""
+    the app's). Reads never write: ``get``/``list`` given ``now`` REPORT a pending request
+    past its expiry as expired (``derive``), and ``list(pending_only=True)`` leaves it out;
+    without ``now`` they return exactly what is stored. ``list`` is newest first."""
 
     def init(self) -> None: ...
     def create(self, req: AccessRequest) -> None: ...
@@ -89,6 +90,7 @@ class RequestStore(Protocol):
     def mark_issued(
         self, request_id: str, *, now: datetime, credentials_expire_at: datetime
     ) -> AccessRequest: ...
+    def mark_delivery_failed(self, request_id: str, *, now: datetime) -> AccessRequest: ...
     def mark_revoked(
         self, request_id: str, person: str, *, now: datetime, reason: str
     ) -> AccessRequest: ...
@@ -134,6 +136,7 @@ _TIME_FIELDS = (
     "issued_at",
     "credentials_expire_at",
     "revoked_at",
+    "delivery_failed_at",
 )
 
 
@@ -291,15 +294,18 @@ def plan_expire(now: datetime) -> Planner:
     return plan
 
 
-def plan_lapse(now: datetime) -> Planner:
-    """For get/list: expire a pending request past its expiry, leave anything else alone."""
+def derive(req: AccessRequest, now: datetime | None) -> AccessRequest:
+    """What a reader reports at ``now``: a pending request past its expiry is expired (as of
+    its ``expires_at``). Nothing is written: a reader with a wrong clock must not change the
+    team's state; the next transition records the expiry with the trusted time."""
+    if now is None or req.status != PENDING or aware(now) < req.expires_at:
+        return req
+    return _copy(req, status=EXPIRED, decided_at=req.expires_at, decided_by=None)
 
-    def plan(req: AccessRequest) -> Step:
-        lapsed = _lapsed(req, now)
-        # Written without the RequestExpired error: reading is not a failed decision.
-        return Step(write=lapsed.write) if lapsed else Step()
 
-    return plan
+def redeliverable(req: AccessRequest) -> bool:
+    """Issued, but the credentials never reached the requester: `jitctl wait` may issue again."""
+    return req.status == ISSUED and req.delivery_failed_at is not None
 
 
 def plan_issued(now: datetime, credentials_expire_at: datetime) -> Planner:
@@ -308,14 +314,28 @@ def plan_issued(now: datetime, credentials_expire_at: datetime) -> Planner:
     def plan(req: AccessRequest) -> Step:
         if (lapsed := _lapsed(req, now)) is not None:
             return lapsed
-        # Never pending -> issued: the fast path creates the request already approved.
-        if req.status != APPROVED:
+        # Never pending -> issued: the fast path creates the request already approved. Issued
+        # again only after a failed delivery, once: the first retry clears the mark.
+        if req.status != APPROVED and not redeliverable(req):
             raise _not(req, APPROVED)
         return Step(
             write=_copy(
-                req, status=ISSUED, issued_at=now, credentials_expire_at=credentials_expire_at
+                req,
+                status=ISSUED,
+                issued_at=now,
+                credentials_expire_at=credentials_expire_at,
+                delivery_failed_at=None,
             )
         )
+
+    return plan
+
+
+def plan_delivery_failed(now: datetime) -> Planner:
+    def plan(req: AccessRequest) -> Step:
+        if req.status != ISSUED:
+            raise _not(req, ISSUED)
+        return Step(write=_copy(req, delivery_failed_at=now))
 
     return plan
 
@@ -357,14 +377,6 @@ class BaseStore(ABC):
         """Atomically: read the record, ``plan`` it, write the Step's record if any, then raise
         the Step's error if any. Raises NotFound for an unknown id."""
 
-    def _settle(self, req: AccessRequest, now: datetime | None) -> AccessRequest:
-        """What get/list report at ``now``: a pending request past its expiry is written as
-        expired first (atomically, like any transition), so what is shown is what is stored
-        and lapsed requests leave the pending listings (and DynamoDB's pending index)."""
-        if now is None or req.status != PENDING or aware(now) < req.expires_at:
-            return req
-        return self._transition(req.request_id, plan_lapse(now))
-
     def approve(
         self, request_id: str, approver: str, *, now: datetime, reason: str | None = None
     ) -> AccessRequest:
@@ -383,6 +395,9 @@ class BaseStore(ABC):
         self, request_id: str, *, now: datetime, credentials_expire_at: datetime
     ) -> AccessRequest:
         return self._transition(request_id, plan_issued(aware(now), credentials_expire_at))
+
+    def mark_delivery_failed(self, request_id: str, *, now: datetime) -> AccessRequest:
+        return self._transition(request_id, plan_delivery_failed(aware(now)))
 
     def mark_revoked(
         self, request_id: str, person: str, *, now: datetime, reason: str

@@ -9,7 +9,6 @@ the contract's exit codes.
 
 from __future__ import annotations
 
-import errno
 import os
 import secrets
 from pathlib import Path
@@ -25,17 +24,23 @@ def target(path: Path) -> Path:
     return Path(os.path.realpath(path))
 
 
-def check_writable(path: Path, request_id: str) -> None:
-    """Raise the error delivery would hit, now: a lock held past LOCK_WAIT (exit 5), or a
-    path that cannot be written (exit 2). Probes with a 0600 temp file, removed at once."""
+def check_writable(path: Path, profile: str, request_id: str) -> None:
+    """Raise the error delivery would hit, now: a bad profile name or a path that cannot be
+    written (exit 2), a lock held past LOCK_WAIT (exit 5). Probes with a 0600 temp file."""
+    from jitctl.credentials import validate_profile_name
+
+    try:
+        validate_profile_name(profile)
+    except ValueError as exc:
+        raise UsageError(f"--profile: {exc}", "choose another profile name") from None
     real = target(path)
     try:
         with exclusive_lock(real, timeout=LOCK_WAIT):
             probe = real.parent / f".{real.name}.{os.getpid()}.{secrets.token_hex(4)}.probe"
             os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
             os.unlink(probe)
-            if real.exists() and not os.access(real, os.R_OK):
-                raise PermissionError(errno.EACCES, "cannot read it", str(real))
+            if real.exists():
+                real.open("rb").close()  # it is read, then replaced
     except OSError as exc:
         raise delivery_error(path, exc, request_id) from None
 

@@ -285,9 +285,10 @@ def issue(
         raise Denied(f"request {req.request_id} belongs to {req.requester}; only they can use it")
     now = env.clock.now()
     evidence = check_redeemable(env, role, req, evidence, now)
+    profile_name = profile or f"jit-{role.name}"
     path = credentials_path(env) if write_profile else None
     if path is not None:
-        delivery.check_writable(path, req.request_id)  # before anything is issued
+        delivery.check_writable(path, profile_name, req.request_id)  # before anything is issued
     seconds, note = session_seconds(
         timedelta(seconds=req.duration_seconds), evidence.end if evidence else None, now
     )
@@ -312,7 +313,6 @@ def issue(
         raise
     # The record comes first: if the audit trail (local or central) cannot take it, the
     # credentials are dropped and the request stays approved, so `jitctl wait` can retry.
-    profile_name = profile or f"jit-{role.name}"
     env.audit.append(
         "issued",
         **common,

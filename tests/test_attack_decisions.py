@@ -8,6 +8,7 @@ Clocks are faked only through our own Clock interface, in-process.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sqlite3
 import subprocess
@@ -344,3 +345,106 @@ def test_an_approver_an_hour_slow_cannot_approve_past_the_ttl(team, monkeypatch)
     assert info.value.exit_code == ExitCode.TIMEOUT
     assert then.store.get(req.request_id).status == models.EXPIRED
     assert "behind AWS's" in told[0]
+
+
+# ---------------------------------------------------------------- delivery
+
+
+def approved(team: Team) -> str:
+    request_id = pending(team)
+    assert team.run(BOB, "approve", request_id).returncode == 0
+    return request_id
+
+
+def unwritable(tmp_path, how: str):
+    """A credentials path that cannot be written, and how to fix it."""
+    if how == "read-only directory":
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only directories")
+        directory = tmp_path / "ro"
+        directory.mkdir()
+        directory.chmod(0o500)
+        return directory / "credentials", lambda: directory.chmod(0o700)
+    blocker = tmp_path / "not-a-dir"  # a file where the directory should be
+    blocker.write_text("")
+    return blocker / "credentials", blocker.unlink
+
+
+@pytest.mark.parametrize("how", ["read-only directory", "a file in the way"])
+def test_an_unwritable_credentials_path_fails_before_issuing_and_wait_retries(team, tmp_path, how):
+    request_id = approved(team)
+    path, fix = unwritable(tmp_path, how)
+    env = team.env(ALICE, AWS_SHARED_CREDENTIALS_FILE=str(path))
+    out = team.run(ALICE, "wait", request_id, env=env)
+    assert out.returncode == ExitCode.USAGE, out.stderr
+    assert f"cannot write the credentials file {path}" in out.stderr
+    assert f"jitctl wait {request_id}" in out.stderr and "Traceback" not in out.stderr
+    assert "issued" not in [r["event"] for r in events(team, ALICE, request_id)]
+    fix()
+    out = team.run(ALICE, "wait", request_id, "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    assert (
+        json.loads(out.stdout)["status"] == "issued" and "[jit-prod-readonly]" in path.read_text()
+    )
+
+
+LOCK_HOLDER = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_credentials_lock_held_elsewhere_is_exit_5_naming_it_and_wait_retries(team):
+    request_id = approved(team)
+    lock = team.credentials_file(ALICE).with_name("credentials.lock")
+    lock.parent.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(lock)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        started = time.monotonic()
+        out = team.run(ALICE, "wait", request_id)
+        waited = time.monotonic() - started
+    finally:
+        holder.communicate("", timeout=10)
+    assert out.returncode == ExitCode.UNAVAILABLE, out.stderr
+    assert f"lock file {lock}" in out.stderr and 10 <= waited < 25
+    assert "issued" not in [r["event"] for r in events(team, ALICE, request_id)]
+    assert team.run(ALICE, "wait", request_id).returncode == 0
+    assert "[jit-prod-readonly]" in team.credentials_file(ALICE).read_text()
+
+
+def test_a_delivery_that_fails_after_assume_role_is_retried_once(team, tmp_path, monkeypatch):
+    """A failure the check cannot foresee (another process took the lock meanwhile, the disk
+    filled up): stood in for by skipping our own check and writing to a path in a file."""
+    from jitctl import delivery
+
+    request_id = approved(team)
+    path, fix = unwritable(tmp_path, "a file in the way")
+    use_identity(monkeypatch, team, ALICE)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(path))
+    monkeypatch.setattr(delivery, "check_writable", lambda *args: None)
+    env = Environment(environ=team.env(ALICE, AWS_SHARED_CREDENTIALS_FILE=str(path)))
+    with pytest.raises(UsageError, match="cannot write the credentials file") as info:
+        issue(env, env.store.get(request_id), evidence=None, profile=None, write_profile=True)
+    assert info.value.exit_code == ExitCode.USAGE
+    stored = env.store.get(request_id)
+    assert stored.status == models.ISSUED and stored.delivery_failed_at is not None
+    fix()
+    env_cli = team.env(ALICE, AWS_SHARED_CREDENTIALS_FILE=str(path))
+    out = team.run(ALICE, "wait", request_id, env=env_cli)
+    assert out.returncode == 0, out.stderr
+    records = events(team, ALICE, request_id)
+    issued = [r for r in records if r["event"] == "issued"]
+    assert [r["retry"] for r in issued] == [False, True]
+    assert issued[0]["access_key_id"] != issued[1]["access_key_id"]
+    assert "delivery_failed" in [r["event"] for r in records]
+    again = team.run(ALICE, "wait", request_id, env=env_cli)  # delivered: no third grant
+    assert again.returncode == ExitCode.USAGE and "already issued" in again.stderr

@@ -138,4 +138,5 @@ def public_dict(req: AccessRequest) -> dict[str, object]:
         "revoked_at": ts(req.revoked_at),
         "revoked_by": req.revoked_by,
         "revoked_reason": req.revoked_reason,
+        "delivery_failed_at": ts(req.delivery_failed_at),
     }

@@ -112,6 +112,18 @@ def test_a_forged_sqlite_approval_is_refused(team, name):
     assert_refused(team, request_id, why)
 
 
+def test_a_rewritten_min_approvals_on_a_pending_request_does_not_count(team):
+    request_id = pending(team, "prod-admin")
+    undecided = {"status": "pending", "approval": None, "decided_at": None, "decided_by": None}
+    forge_sqlite(team, request_id, min_approvals=1, **undecided)
+    assert team.run(BOB, "approve", request_id).returncode == 0
+    out = team.run(ALICE, "status", request_id, "--json")
+    doc = json.loads(out.stdout)
+    assert (doc["status"], doc["approvers"], doc["min_approvals"]) == ("pending", [BOB], 2)
+    assert team.run(CAROL, "approve", request_id).returncode == 0
+    assert team.run(ALICE, "wait", request_id).returncode == 0
+
+
 def test_an_approver_removed_from_the_policy_after_approving_does_not_count(team):
     request_id = pending(team)
     assert team.run(BOB, "approve", request_id, "--reason", "ok").returncode == 0

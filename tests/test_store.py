@@ -580,3 +580,12 @@ def test_a_failed_delivery_may_be_issued_again_once(store: Any) -> None:
     assert (again.status, again.issued_at, again.delivery_failed_at) == (ISSUED, later, None)
     with pytest.raises(TransitionError):  # the retry cleared the mark: a second one loses
         store.mark_issued(req.request_id, now=later, credentials_expire_at=until)
+
+
+def test_approve_counts_to_the_policys_min_approvals_not_the_stored_one(store: Any) -> None:
+    req = make_req(min_approvals=1)  # as its requester rewrote it
+    store.create(req)
+    first = store.approve(req.request_id, BOB, now=T0, min_approvals=2)
+    assert (first.status, first.approvers, first.min_approvals) == (PENDING, [BOB], 2)
+    done = store.approve(req.request_id, CAROL, now=T0, min_approvals=2)
+    assert (done.status, done.approvers, done.min_approvals) == (APPROVED, [BOB, CAROL], 2)

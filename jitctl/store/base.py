@@ -80,7 +80,13 @@ class RequestStore(Protocol):
         now: datetime | None = None,
     ) -> builtins.list[AccessRequest]: ...
     def approve(
-        self, request_id: str, approver: str, *, now: datetime, reason: str | None = None
+        self,
+        request_id: str,
+        approver: str,
+        *,
+        now: datetime,
+        reason: str | None = None,
+        min_approvals: int | None = None,
     ) -> AccessRequest: ...
     def deny(
         self, request_id: str, person: str, *, now: datetime, reason: str
@@ -219,7 +225,11 @@ def _lapsed(req: AccessRequest, now: datetime) -> Step | None:
     return None
 
 
-def plan_approve(approver: str, now: datetime, reason: str | None) -> Planner:
+def plan_approve(
+    approver: str, now: datetime, reason: str | None, min_approvals: int | None = None
+) -> Planner:
+    """``min_approvals``: the policy's current number (None: the one stored with the request,
+    which its requester could have rewritten)."""
     person = approver.strip().lower()
 
     def plan(req: AccessRequest) -> Step:
@@ -233,14 +243,16 @@ def plan_approve(approver: str, now: datetime, reason: str | None) -> Planner:
         if person in req.approvers:
             return Step()  # the same approver twice counts once
         approvers = [*req.approvers, person]
-        if len(approvers) < max(1, req.min_approvals):
-            return Step(write=_copy(req, approvers=approvers))
+        need = max(1, req.min_approvals if min_approvals is None else min_approvals)
+        if len(approvers) < need:
+            return Step(write=_copy(req, approvers=approvers, min_approvals=need))
         return Step(
             write=_copy(
                 req,
                 status=APPROVED,
                 approval=PEER,
                 approvers=approvers,
+                min_approvals=need,
                 decided_at=now,
                 decided_by=person,
                 decision_reason=reason,
@@ -378,9 +390,16 @@ class BaseStore(ABC):
         the Step's error if any. Raises NotFound for an unknown id."""
 
     def approve(
-        self, request_id: str, approver: str, *, now: datetime, reason: str | None = None
+        self,
+        request_id: str,
+        approver: str,
+        *,
+        now: datetime,
+        reason: str | None = None,
+        min_approvals: int | None = None,
     ) -> AccessRequest:
-        return self._transition(request_id, plan_approve(approver, aware(now), reason))
+        plan = plan_approve(approver, aware(now), reason, min_approvals)
+        return self._transition(request_id, plan)
 
     def deny(self, request_id: str, person: str, *, now: datetime, reason: str) -> AccessRequest:
         return self._transition(request_id, plan_deny(person, aware(now), reason))

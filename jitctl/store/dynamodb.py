@@ -32,13 +32,9 @@ from jitctl.store.base import (
     StoreError,
     check_new,
     derive,
-    dumps,
-    from_record,
-    newest_first,
     not_found,
-    to_record,
-    ts,
 )
+from jitctl.store.records import dumps, from_record, newest_first, to_record, ts
 
 PENDING_INDEX = "pending-index"
 REQUESTER_INDEX = "requester-index"

@@ -28,12 +28,9 @@ from jitctl.store.base import (
     StoreError,
     check_new,
     derive,
-    dumps,
-    from_record,
     not_found,
-    to_record,
-    ts,
 )
+from jitctl.store.records import dumps, from_record, to_record, ts
 
 BUSY_TIMEOUT_MS = 15_000  # longer than any transition takes; a waiter never sees "locked"
 SCHEMA_VERSION = 1

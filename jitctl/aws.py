@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from jitctl.errors import AwsUnavailable, JitctlError, UsageError
@@ -43,6 +43,8 @@ class AwsClients:
         self._session: Any = None
         self._timeouts = (connect_timeout, read_timeout)
         self._cache: dict[tuple[str, str | None], Any] = {}
+        # botocore `after-call` handler for STS responses: the trusted clock reads their Date.
+        self.sts_listener: Callable[..., None] | None = None
 
     def session(self) -> Any:
         if self._session is None:
@@ -72,7 +74,10 @@ class AwsClients:
                 read_timeout=self._timeouts[1],
                 retries={"max_attempts": 3, "mode": "standard"},
             )
-            self._cache[key] = session.client(service, region_name=region_name, config=config)
+            client = session.client(service, region_name=region_name, config=config)
+            if service == "sts" and self.sts_listener is not None:
+                client.meta.events.register("after-call.sts", self.sts_listener)
+            self._cache[key] = client
         return self._cache[key]
 
 

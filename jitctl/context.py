@@ -12,7 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from jitctl.timeutil import Clock, SystemClock
+from jitctl.timeutil import Clock
+from jitctl.trusted_time import TrustedClock
 
 if TYPE_CHECKING:
     from jitctl.audit import AuditLog
@@ -27,9 +28,13 @@ if TYPE_CHECKING:
 @dataclass
 class Environment:
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-    clock: Clock = field(default_factory=SystemClock)
+    # Trusted by default: the local clock, corrected by AWS's Date (jitctl.trusted_time).
+    # Tests hand in a plain clock to control time exactly, or a TrustedClock over one.
+    clock: Clock = field(default_factory=TrustedClock)
     keyring_get: Callable[[str, str], str | None] | None = None
     aws_factory: Callable[[], AwsClients] | None = None
+    on_clock_skew: Callable[[str], None] | None = None  # told once; the CLI prints it
+    _identity: tuple[str, str] | None = None
     _config: Config | None = None
     _policy: Policy | None = None
     _aws: AwsClients | None = None
@@ -72,6 +77,14 @@ class Environment:
                 self._service = LocalService(self)
         return self._service
 
+    def __post_init__(self) -> None:
+        # The trusted clock learns AWS's time from the STS call that names the caller.
+        if isinstance(self.clock, TrustedClock):
+            if self.clock.sync is None:
+                self.clock.sync = self.identity
+            if self.clock.on_skew is None:
+                self.clock.on_skew = self.on_clock_skew
+
     @property
     def config(self) -> Config:
         if self._config is None:
@@ -94,16 +107,25 @@ class Environment:
             from jitctl.aws import AwsClients
 
             self._aws = self.aws_factory() if self.aws_factory else AwsClients()
+            if isinstance(self.clock, TrustedClock):
+                self._aws.sts_listener = self.clock.after_call
         return self._aws
+
+    def identity(self) -> tuple[str, str]:
+        """(principal ARN, account) from sts:GetCallerIdentity, asked once per command."""
+        if self._identity is None:
+            from jitctl.aws import get_caller_identity
+
+            self._identity = get_caller_identity(self.aws)
+        return self._identity
 
     @property
     def caller(self) -> Caller:
         """The AWS principal STS reports, mapped to a person by the policy's rules."""
         if self._caller is None:
-            from jitctl.aws import get_caller_identity
             from jitctl.identity import resolve_caller
 
-            arn, account = get_caller_identity(self.aws)
+            arn, account = self.identity()
             self._caller = resolve_caller(arn, account, self.policy.identity)
         return self._caller
 

@@ -68,7 +68,16 @@ def approve(
     req = get_request(env, request_id)
     check_may_decide(env, req)
     caller = env.caller
-    updated = env.store.approve(request_id, caller.person, now=env.clock.now(), reason=reason)
+    role = env.policy.role(req.role)
+    updated = env.store.approve(
+        request_id,
+        caller.person,
+        now=env.clock.now(),
+        reason=reason,
+        # The policy's number now, not the one stored with the request (its requester can
+        # rewrite that); `flow.issue` checks again before anything is issued.
+        min_approvals=role.approval.min_approvals if role.approval else None,
+    )
     env.audit.append(
         "approved",
         **audit_fields(env, updated),

@@ -12,13 +12,16 @@ from datetime import datetime, timedelta
 
 from jitctl import models
 from jitctl.context import Environment
-from jitctl.errors import Denied, JitctlError, UsageError
+from jitctl.errors import Denied, JitctlError, TimedOut, UsageError
 from jitctl.models import AccessRequest, Credentials, OnCallEvidence, OnCallResult
 from jitctl.sanitize import MAX_REASON, clean, require_text
+from jitctl.store.base import TransitionError, redeliverable
 from jitctl.timeutil import format_duration, rfc3339
+from jitctl.trusted_time import SKEW_LIMIT
 
 STS_MIN_SECONDS = 900
 DEFAULT_DURATION = timedelta(hours=1)
+DEFAULT_REQUEST_TTL = timedelta(minutes=30)  # for roles without an [approval] table
 
 
 @dataclass
@@ -93,6 +96,11 @@ def session_seconds(
     return seconds, note
 
 
+def request_ttl(role) -> timedelta:
+    """How long a request waits for a decision, and how long a decision stays redeemable."""
+    return role.approval.request_ttl if role.approval else DEFAULT_REQUEST_TTL
+
+
 def check_fast_track(env: Environment, role, person: str) -> OnCallResult:
     """Ask PagerDuty whether the caller is on call where the role's policy says it matters."""
     if role.on_call is None:
@@ -148,7 +156,7 @@ def submit(
         duration_seconds=int(wanted.total_seconds()),
         status=models.PENDING,
         created_at=now,
-        expires_at=now + (role.approval.request_ttl if role.approval else timedelta(minutes=30)),
+        expires_at=now + request_ttl(role),
         min_approvals=role.approval.min_approvals if role.approval else 1,
     )
     common = audit_fields(env, req)
@@ -175,11 +183,91 @@ def submit(
     return Submitted(req, result, approvers, [warning] if warning else [])
 
 
-def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | None) -> Grant:
-    """Assume the role for an approved request, record it, and return the credentials.
+def refuse(
+    env: Environment, req: AccessRequest, why: str, *, hint: str | None = None, lapsed: bool = False
+) -> JitctlError:
+    """Audit why a request is not issued; return the error (exit 3, or 4 for a lapsed approval)."""
+    env.audit.append("issue_refused", **audit_fields(env, req), why=why)
+    error = TimedOut if lapsed else Denied
+    return error(f"request {req.request_id} cannot be issued: {why}", hint)
 
-    Nothing is written to the caller's disk here: that is ``jitctl.delivery``'s job, on the
-    caller's machine (in broker mode the broker runs this and the client delivers)."""
+
+def peer_problem(env: Environment, role, req: AccessRequest) -> str | None:
+    """Why the stored peer approvals do not satisfy the policy as it is NOW, or None.
+
+    The stored list is only what the store says (anyone with the store's keys can write it);
+    the approvers' own `approved` audit records are the evidence. Approvers are matched by
+    person: their ARN is not known here."""
+    if role.approval is None:
+        return f"role {role.name!r} takes no peer approvals"
+    people = [p.strip().lower() for p in req.approvers]
+    if len(set(people)) != len(people):
+        return "the same approver is counted more than once"
+    if req.requester.strip().lower() in people:
+        return f"the requester ({req.requester}) is listed as an approver"
+    for person in people:
+        if not env.policy.approver_matches(role, person, ""):
+            return f"{person} may not approve role {role.name!r} under the current policy"
+    if len(people) < role.approval.min_approvals:
+        return f"{len(people)} approval(s); role {role.name!r} needs {role.approval.min_approvals}"
+    return None
+
+
+def fresh_on_call(
+    env: Environment, role, req: AccessRequest, evidence: OnCallEvidence | None, now: datetime
+) -> OnCallEvidence:
+    """An `on_call` record proves nothing by itself: use the evidence this process got from
+    PagerDuty (the fast path, moments ago) or ask PagerDuty again; refuse if not on call now."""
+    if role.on_call is None:
+        raise refuse(env, req, f"role {role.name!r} has no on-call fast track")
+    if evidence is None:
+        result = check_fast_track(env, role, env.caller.person)
+        if not (result.on_call and result.evidence is not None):
+            raise refuse(
+                env,
+                req,
+                f"approved as on call, but PagerDuty does not show you on call now: {result.reason}",
+                hint="request again; a peer can approve it",
+            )
+        evidence = result.evidence
+    if evidence.end is not None and evidence.end <= now:
+        raise refuse(env, req, "your on-call shift has ended", hint="request again")
+    return evidence
+
+
+def check_redeemable(
+    env: Environment, role, req: AccessRequest, evidence: OnCallEvidence | None, now: datetime
+) -> OnCallEvidence | None:
+    """Re-check a stored decision before issuing: the kind of approval against the policy as
+    it is now, and that the approval has not lapsed (request_ttl after `decided_at`)."""
+    if req.status != models.APPROVED and not redeliverable(req):
+        raise TransitionError(f"request {req.request_id} is {req.status}, not approved")
+    if req.decided_at is None or req.decided_at > now + SKEW_LIMIT:
+        raise refuse(env, req, "the stored decision has no believable time")
+    if now > req.decided_at + request_ttl(role):
+        raise refuse(
+            env,
+            req,
+            f"the approval lapsed at {rfc3339(req.decided_at + request_ttl(role))} "
+            f"({format_duration(request_ttl(role))} after the decision)",
+            hint="request again",
+            lapsed=True,
+        )
+    if req.approval == models.ON_CALL:
+        return fresh_on_call(env, role, req, evidence, now)
+    if req.approval == models.PEER:
+        if (problem := peer_problem(env, role, req)) is not None:
+            raise refuse(env, req, problem, hint="request again; ask the role's approvers")
+        return None
+    raise refuse(env, req, f"unknown kind of approval {req.approval!r}")
+
+
+def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | None) -> Grant:
+    """Re-check the decision, assume the role, record it, and return the credentials.
+
+    The broker runs this same step, so every check on the decision lives here. Nothing is
+    written to the caller's disk here: that is ``jitctl.delivery``'s job, on the caller's
+    machine (in broker mode the broker runs this and the client delivers)."""
     from jitctl import aws
 
     role = env.policy.role(req.role)
@@ -187,6 +275,7 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
     if caller.person != req.requester:
         raise Denied(f"request {req.request_id} belongs to {req.requester}; only they can use it")
     now = env.clock.now()
+    evidence = check_redeemable(env, role, req, evidence, now)
     seconds, note = session_seconds(
         timedelta(seconds=req.duration_seconds), evidence.end if evidence else None, now
     )
@@ -215,10 +304,11 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
         "issued",
         **common,
         approval=req.approval,
-        approvers=req.approvers,
+        approvers=req.approvers,  # as stored, checked against the policy just now
         access_key_id=creds.access_key_id,
         expires_at=rfc3339(creds.expiration),
         duration_seconds=seconds,
+        retry=redeliverable(req),
     )
     # Then the store claims the grant atomically: of two waiters, one wins; the other's
     # credentials never leave this function, and the log says why.

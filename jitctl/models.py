@@ -105,6 +105,7 @@ class AccessRequest:
     revoked_at: datetime | None = None
     revoked_by: str | None = None  # person who revoked the grant
     revoked_reason: str | None = None
+    delivery_failed_at: datetime | None = None  # issued, but the credentials were not delivered
     version: int = 0  # optimistic-concurrency counter, bumped on every write
 
 
@@ -137,4 +138,5 @@ def public_dict(req: AccessRequest) -> dict[str, object]:
         "revoked_at": ts(req.revoked_at),
         "revoked_by": req.revoked_by,
         "revoked_reason": req.revoked_reason,
+        "delivery_failed_at": ts(req.delivery_failed_at),
     }

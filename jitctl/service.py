@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from jitctl.errors import JitctlError
 from jitctl.models import AccessRequest, Caller, Credentials, OnCallEvidence
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ class AccessService(Protocol):
         on_poll: PollCallback | None = None,
     ) -> AccessRequest: ...
     def issue(self, request_id: str) -> Issued: ...
+    def delivery_failed(self, request_id: str, error: str) -> None: ...
     def revoke(self, request_id: str, reason: str | None) -> Revoked: ...
     def describe_caller(self) -> dict[str, Any]: ...
     def roles(self) -> builtins.list[dict[str, Any]]: ...
@@ -186,6 +188,22 @@ class LocalService:
         req = self.get(request_id)
         self._check_own(req, "get credentials for")
         return _issued(issue(self.env, req, evidence=None))
+
+    def delivery_failed(self, request_id: str, error: str) -> None:
+        """The caller could not write the credentials it was given: mark the request so that
+        `jitctl wait ID` may issue again while the approval holds (once), and audit it."""
+        from jitctl.flow import audit_fields
+
+        req = self.get(request_id)
+        self._check_own(req, "report a delivery for")
+        env = self.env
+        try:
+            env.store.mark_delivery_failed(request_id, now=env.clock.now())
+            retry = None
+        except JitctlError as exc:  # the delivery error is still the one to report
+            retry = exc.message
+        fields = audit_fields(env, req)
+        env.audit.append("delivery_failed", **fields, error=error[:300], retry_not_recorded=retry)
 
     def revoke(self, request_id: str, reason: str | None) -> Revoked:
         from jitctl.revoke import revoke

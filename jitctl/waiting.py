@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from jitctl import models
 from jitctl.context import Environment
 from jitctl.errors import Denied, Interrupted, TimedOut
 from jitctl.flow import audit_fields
 from jitctl.models import AccessRequest
-from jitctl.store.base import NotFound, RequestExpired, TransitionError
+from jitctl.store.base import NotFound, RequestExpired, TransitionError, redeliverable
 from jitctl.timeutil import format_duration
 
 FIRST_INTERVAL = 0.5  # seconds between polls at first: an approval shows up within a second
@@ -44,13 +44,17 @@ def wait_for_decision(
         while True:
             req = _observe(env, request_id)
             elapsed = monotonic() - start
+            if redeliverable(req):
+                return req  # issued, but never delivered: issue again while the approval holds
             if req.status == models.APPROVED:
                 if req.approval == models.PEER:
+                    # What the store says, seen by the requester: the evidence of a decision is
+                    # each approver's own `approved` record (actor = the approver's principal).
                     env.audit.append(
                         "approved",
                         **audit_fields(env, req),
-                        approvers=req.approvers,
-                        decided_by=req.decided_by,
+                        stored_approvers=req.approvers,
+                        stored_decided_by=req.decided_by,
                         observed=True,
                     )
                 return req
@@ -85,13 +89,23 @@ def wait_for_decision(
         ) from None
 
 
+def record_expiry(env: Environment, request_id: str, now: datetime) -> None:
+    """The requester's waiter records its own request's expiry (a transition, at the trusted
+    time), so it leaves the pending listings; a reader elsewhere only reports it."""
+    try:
+        env.store.expire(request_id, now=now)
+    except TransitionError:
+        pass  # decided just now, or already expired: the next poll sees which
+
+
 def _observe(env: Environment, request_id: str) -> AccessRequest:
     """One poll: the request's state now, with terminal states turned into their exit codes."""
-    # get(now=...) itself records a lapsed pending request as expired, atomically.
-    req = env.store.get(request_id, now=env.clock.now())
+    now = env.clock.now()
+    req = env.store.get(request_id, now=now)  # reports a lapsed request as expired
     if req is None:
         raise NotFound(f"no request {request_id}")
     if req.status == models.EXPIRED:
+        record_expiry(env, request_id, now)
         env.audit.append("expired", **audit_fields(env, req))
         raise TimedOut(f"request {request_id} expired before anyone decided", "request again")
     if req.status == models.DENIED:
@@ -102,7 +116,7 @@ def _observe(env: Environment, request_id: str) -> AccessRequest:
         raise Denied(f"request {request_id} was denied by {req.decided_by}{why}")
     if req.status == models.CANCELLED:
         raise Denied(f"request {request_id} was cancelled")
-    if req.status in (models.ISSUED, models.REVOKED):
+    if req.status in (models.ISSUED, models.REVOKED) and not redeliverable(req):
         raise TransitionError(
             f"request {request_id} is already {req.status}; request again for new credentials"
         )

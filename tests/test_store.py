@@ -339,7 +339,7 @@ def test_deny_and_cancel_after_expiry_also_expire(store: Any) -> None:
     assert {store.get(r.request_id).status for r in (a, b)} == {EXPIRED}
 
 
-def test_get_and_list_at_a_time_expire_lapsed_requests(store: Any) -> None:
+def test_get_and_list_at_a_time_report_lapsed_requests_without_writing(store: Any) -> None:
     a, b, c = (make_req(created_at=T0 + timedelta(seconds=i)) for i in range(3))
     for req in (a, b, c):
         store.create(req)
@@ -347,10 +347,18 @@ def test_get_and_list_at_a_time_expire_lapsed_requests(store: Any) -> None:
     assert store.get(a.request_id).status == PENDING  # no `now`: exactly what is stored
     late = c.expires_at  # all three have lapsed
     got = store.get(a.request_id, now=late)
-    assert (got.status, got.decided_at) == (EXPIRED, late)
-    assert store.get(a.request_id) == got  # written, not just reported
+    assert (got.status, got.decided_at) == (EXPIRED, a.expires_at)  # when it lapsed
     assert store.list(pending_only=True, now=late) == []
-    assert [r.status for r in store.list()] == [EXPIRED] * 3
+    assert [r.status for r in store.list(now=late)] == [EXPIRED] * 3
+    # A reader (maybe with a clock an hour fast) changed nothing: all three are stored pending,
+    # and a reader at the right time still sees them pending.
+    assert [r.status for r in store.list()] == [PENDING] * 3
+    assert [r.version for r in store.list()] == [a.version] * 3
+    assert len(store.list(pending_only=True, now=T0)) == 3
+    # A transition at the late time still refuses them, and records the expiry.
+    with pytest.raises(RequestExpired):
+        store.approve(a.request_id, BOB, now=late)
+    assert store.get(a.request_id).status == EXPIRED
 
 
 def test_expire_explicitly(store: Any) -> None:
@@ -492,7 +500,11 @@ def test_dynamodb_pending_index_holds_only_pending(dynamo: DynamoStore, ddb: Any
         ExpressionAttributeValues={":p": {"S": "PENDING"}},
     )
     assert [i["request_id"]["S"] for i in resp["Items"]] == [reqs[4].request_id]
-    dynamo.list(now=T0 + timedelta(hours=1))  # lapsed requests leave the index too
+    # A reader reports the lapsed request as expired but writes nothing: it stays in the index
+    # (filtered out of pending listings) until a transition records the expiry.
+    assert dynamo.list(pending_only=True, now=T0 + timedelta(hours=1)) == []
+    assert dynamo.get(reqs[4].request_id).status == PENDING
+    dynamo.expire(reqs[4].request_id, now=T0 + timedelta(hours=1))
     resp = ddb.query(
         TableName=dynamo.table,
         IndexName=PENDING_INDEX,
@@ -549,3 +561,31 @@ def test_importing_the_store_does_not_import_boto() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_a_failed_delivery_may_be_issued_again_once(store: Any) -> None:
+    req = make_req()
+    store.create(req)
+    store.approve(req.request_id, BOB, now=T0)
+    until = T0 + timedelta(hours=1)
+    with pytest.raises(TransitionError, match="is approved, not issued"):
+        store.mark_delivery_failed(req.request_id, now=T0)  # nothing issued yet
+    store.mark_issued(req.request_id, now=T0, credentials_expire_at=until)
+    with pytest.raises(TransitionError, match="is issued, not approved"):
+        store.mark_issued(req.request_id, now=T0, credentials_expire_at=until)
+    failed = store.mark_delivery_failed(req.request_id, now=T0 + timedelta(seconds=1))
+    assert (failed.status, failed.delivery_failed_at) == (ISSUED, T0 + timedelta(seconds=1))
+    later = T0 + timedelta(minutes=2)
+    again = store.mark_issued(req.request_id, now=later, credentials_expire_at=until)
+    assert (again.status, again.issued_at, again.delivery_failed_at) == (ISSUED, later, None)
+    with pytest.raises(TransitionError):  # the retry cleared the mark: a second one loses
+        store.mark_issued(req.request_id, now=later, credentials_expire_at=until)
+
+
+def test_approve_counts_to_the_policys_min_approvals_not_the_stored_one(store: Any) -> None:
+    req = make_req(min_approvals=1)  # as its requester rewrote it
+    store.create(req)
+    first = store.approve(req.request_id, BOB, now=T0, min_approvals=2)
+    assert (first.status, first.approvers, first.min_approvals) == (PENDING, [BOB], 2)
+    done = store.approve(req.request_id, CAROL, now=T0, min_approvals=2)
+    assert (done.status, done.approvers, done.min_approvals) == (APPROVED, [BOB, CAROL], 2)

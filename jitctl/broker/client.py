@@ -112,6 +112,9 @@ class BrokerService:
     def issue(self, request_id: str) -> Issued:
         return wire.issued_in(self._call("POST", _rid(request_id, "issue"), {})["issued"])
 
+    def delivery_failed(self, request_id: str, error: str) -> None:
+        self._call("POST", _rid(request_id, "delivery-failed"), {"error": error})
+
     def revoke(self, request_id: str, reason: str | None) -> Revoked:
         return wire.revoked_in(self._call("POST", _rid(request_id, "revoke"), {"reason": reason}))
 

@@ -242,6 +242,11 @@ def _issue(service: LocalService, request: HttpRequest, params: dict[str, str]) 
     return {"issued": wire.issued_out(service.issue(params["id"]))}
 
 
+def _delivery_failed(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+    service.delivery_failed(params["id"], str(request.json().get("error") or "")[:300])
+    return {}
+
+
 def _revoke(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
     return wire.revoked_out(service.revoke(params["id"], request.json().get("reason")))
 
@@ -285,6 +290,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], Action]] = [
         ("POST", f"/requests/{_ID}/cancel", _cancel),
         ("GET", f"/requests/{_ID}/wait", _wait),
         ("POST", f"/requests/{_ID}/issue", _issue),
+        ("POST", f"/requests/{_ID}/delivery-failed", _delivery_failed),
         ("POST", f"/requests/{_ID}/revoke", _revoke),
         ("GET", "/audit", _audit),
         ("POST", "/audit/verify", _audit_verify),

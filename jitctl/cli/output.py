@@ -59,3 +59,8 @@ def relative(value: datetime, now: datetime) -> str:
     seconds = round(seconds / 60) * 60 if seconds >= 60 else int(seconds)
     text = format_duration(timedelta(seconds=seconds)) if seconds else "0s"
     return f"in {text}" if value >= now else f"{text} ago"
+
+
+def clock_warning(message: str) -> None:
+    """Told once by the trusted clock when this machine's clock disagrees with AWS's."""
+    stderr_console().print(f"[yellow]warning:[/] {safe(message)}")

@@ -49,12 +49,35 @@ def check_format(fmt: str, shell: str, json_out: bool) -> None:
         raise UsageError(f"--json and --format {fmt} both print to stdout", "choose one")
 
 
+def check_destination(env, profile: str | None, fmt: str, role: str | None, request_id=None):
+    """Before anything is requested or issued: can the credentials be written where asked?"""
+    if fmt != "profile":
+        return
+    from jitctl.credentials import shared_credentials_path
+    from jitctl.delivery import check_writable
+
+    if role is None:
+        role = env.service.get(request_id).role
+    path = shared_credentials_path(env.environ)
+    check_writable(path, profile or f"jit-{role}", request_id)
+
+
 def deliver(env, issued, *, profile, fmt: str, shell: str, json_out: bool, cache: bool = True):
     """Secrets reach stdout only when a format asks for them; the summary goes to stderr."""
     from jitctl.delivery import deliver as keep
     from jitctl.formats import credential_process_json, env_lines
 
-    written = keep(env, issued, profile=profile, write_profile=fmt == "profile", cache=cache)
+    def failed(error: str) -> None:
+        env.service.delivery_failed(issued.request.request_id, error)
+
+    written = keep(
+        env,
+        issued,
+        profile=profile,
+        write_profile=fmt == "profile",
+        cache=cache,
+        on_failure=failed,
+    )
     if fmt == "env":
         sys.stdout.write(env_lines(issued.credentials, shell))
     elif fmt == "credential-process":
@@ -205,6 +228,7 @@ def request(
 
     check_format(fmt, shell, json_out)
     env = current_env()
+    check_destination(env, profile, fmt, role)
     result = obtain(
         env,
         role=role,
@@ -237,6 +261,7 @@ def wait_cmd(
     check_format(fmt, shell, json_out)
     env = current_env()
     service = env.service
+    check_destination(env, profile, fmt, None, request_id)
     for_request, status = poll_display(env, service.approvers_for(request_id))
     try:
         approved = service.wait(

@@ -5,17 +5,17 @@ every rule about which transition is legal lives here, so SQLite and DynamoDB ca
 
     pending -> approved -> issued -> revoked
     pending -> denied | expired | cancelled
+    issued (delivery failed) -> issued   (a retried delivery, while the approval holds)
 """
 
 from __future__ import annotations
 
 import builtins
 import dataclasses
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,7 +32,9 @@ from jitctl.models import (
     REVOKED,
     AccessRequest,
 )
-from jitctl.timeutil import parse_rfc3339, rfc3339
+from jitctl.store.records import aware
+from jitctl.store.records import ts as ts  # re-exported: benchmarks/run.py imports it here
+from jitctl.timeutil import rfc3339
 
 # ---------------------------------------------------------------- errors
 
@@ -62,9 +64,9 @@ class NotFound(UsageError):
 
 class RequestStore(Protocol):
     """Both backends. Every transition is atomic and takes the caller's ``now`` (the clock is
-    the app's). ``get``/``list`` given ``now`` first write any pending request past its
-    expiry as expired; without ``now`` they return exactly what is stored. ``list`` is
-    newest first."""
+    the app's). Reads never write: ``get``/``list`` given ``now`` REPORT a pending request
+    past its expiry as expired (``derive``), and ``list(pending_only=True)`` leaves it out;
+    without ``now`` they return exactly what is stored. ``list`` is newest first."""
 
     def init(self) -> None: ...
     def create(self, req: AccessRequest) -> None: ...
@@ -79,7 +81,13 @@ class RequestStore(Protocol):
         now: datetime | None = None,
     ) -> builtins.list[AccessRequest]: ...
     def approve(
-        self, request_id: str, approver: str, *, now: datetime, reason: str | None = None
+        self,
+        request_id: str,
+        approver: str,
+        *,
+        now: datetime,
+        reason: str | None = None,
+        min_approvals: int | None = None,
     ) -> AccessRequest: ...
     def deny(
         self, request_id: str, person: str, *, now: datetime, reason: str
@@ -89,6 +97,7 @@ class RequestStore(Protocol):
     def mark_issued(
         self, request_id: str, *, now: datetime, credentials_expire_at: datetime
     ) -> AccessRequest: ...
+    def mark_delivery_failed(self, request_id: str, *, now: datetime) -> AccessRequest: ...
     def mark_revoked(
         self, request_id: str, person: str, *, now: datetime, reason: str
     ) -> AccessRequest: ...
@@ -121,59 +130,6 @@ def open_store(
 
         return DynamoStore(settings.table, client_factory)
     raise ConfigError(f"[store] backend {settings.backend!r} is not one of sqlite, dynamodb")
-
-
-# ---------------------------------------------------------------- records
-
-# Stored timestamps keep microseconds with a fixed-width fraction, so the text sorts in time
-# order (SQLite ORDER BY, the DynamoDB sort key) and a round trip returns the same datetime.
-_TIME_FIELDS = (
-    "created_at",
-    "expires_at",
-    "decided_at",
-    "issued_at",
-    "credentials_expire_at",
-    "revoked_at",
-)
-
-
-def ts(value: datetime) -> str:
-    return aware(value).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def aware(value: datetime) -> datetime:
-    # A naive datetime is a bug in the caller (which timezone?); refuse it instead of guessing.
-    if value.tzinfo is None:
-        raise ValueError(f"naive datetime {value!r}: pass an aware UTC datetime")
-    return value
-
-
-def to_record(req: AccessRequest) -> dict[str, Any]:
-    """JSON-able dict of every field (the backends store it as one JSON document)."""
-    data = dataclasses.asdict(req)
-    for name in _TIME_FIELDS:
-        if data[name] is not None:
-            data[name] = ts(data[name])
-    return data
-
-
-def from_record(data: dict[str, Any]) -> AccessRequest:
-    known = {f.name for f in dataclasses.fields(AccessRequest)}
-    # Unknown keys (written by a newer jitctl) are ignored.
-    values = {k: v for k, v in data.items() if k in known}
-    for name in _TIME_FIELDS:
-        if values.get(name) is not None:
-            values[name] = parse_rfc3339(values[name])
-    values["approvers"] = builtins.list(values.get("approvers") or [])
-    return AccessRequest(**values)
-
-
-def dumps(record: dict[str, Any]) -> str:
-    return json.dumps(record, sort_keys=True, separators=(",", ":"))
-
-
-def newest_first(reqs: builtins.list[AccessRequest]) -> builtins.list[AccessRequest]:
-    return sorted(reqs, key=lambda r: (r.created_at, r.request_id), reverse=True)
 
 
 # ---------------------------------------------------------------- the state machine
@@ -216,7 +172,11 @@ def _lapsed(req: AccessRequest, now: datetime) -> Step | None:
     return None
 
 
-def plan_approve(approver: str, now: datetime, reason: str | None) -> Planner:
+def plan_approve(
+    approver: str, now: datetime, reason: str | None, min_approvals: int | None = None
+) -> Planner:
+    """``min_approvals``: the policy's current number (None: the one stored with the request,
+    which its requester could have rewritten)."""
     person = approver.strip().lower()
 
     def plan(req: AccessRequest) -> Step:
@@ -230,14 +190,16 @@ def plan_approve(approver: str, now: datetime, reason: str | None) -> Planner:
         if person in req.approvers:
             return Step()  # the same approver twice counts once
         approvers = [*req.approvers, person]
-        if len(approvers) < max(1, req.min_approvals):
-            return Step(write=_copy(req, approvers=approvers))
+        need = max(1, req.min_approvals if min_approvals is None else min_approvals)
+        if len(approvers) < need:
+            return Step(write=_copy(req, approvers=approvers, min_approvals=need))
         return Step(
             write=_copy(
                 req,
                 status=APPROVED,
                 approval=PEER,
                 approvers=approvers,
+                min_approvals=need,
                 decided_at=now,
                 decided_by=person,
                 decision_reason=reason,
@@ -291,15 +253,18 @@ def plan_expire(now: datetime) -> Planner:
     return plan
 
 
-def plan_lapse(now: datetime) -> Planner:
-    """For get/list: expire a pending request past its expiry, leave anything else alone."""
+def derive(req: AccessRequest, now: datetime | None) -> AccessRequest:
+    """What a reader reports at ``now``: a pending request past its expiry is expired (as of
+    its ``expires_at``). Nothing is written: a reader with a wrong clock must not change the
+    team's state; the next transition records the expiry with the trusted time."""
+    if now is None or req.status != PENDING or aware(now) < req.expires_at:
+        return req
+    return _copy(req, status=EXPIRED, decided_at=req.expires_at, decided_by=None)
 
-    def plan(req: AccessRequest) -> Step:
-        lapsed = _lapsed(req, now)
-        # Written without the RequestExpired error: reading is not a failed decision.
-        return Step(write=lapsed.write) if lapsed else Step()
 
-    return plan
+def redeliverable(req: AccessRequest) -> bool:
+    """Issued, but the credentials never reached the requester: `jitctl wait` may issue again."""
+    return req.status == ISSUED and req.delivery_failed_at is not None
 
 
 def plan_issued(now: datetime, credentials_expire_at: datetime) -> Planner:
@@ -308,14 +273,28 @@ def plan_issued(now: datetime, credentials_expire_at: datetime) -> Planner:
     def plan(req: AccessRequest) -> Step:
         if (lapsed := _lapsed(req, now)) is not None:
             return lapsed
-        # Never pending -> issued: the fast path creates the request already approved.
-        if req.status != APPROVED:
+        # Never pending -> issued: the fast path creates the request already approved. Issued
+        # again only after a failed delivery, once: the first retry clears the mark.
+        if req.status != APPROVED and not redeliverable(req):
             raise _not(req, APPROVED)
         return Step(
             write=_copy(
-                req, status=ISSUED, issued_at=now, credentials_expire_at=credentials_expire_at
+                req,
+                status=ISSUED,
+                issued_at=now,
+                credentials_expire_at=credentials_expire_at,
+                delivery_failed_at=None,
             )
         )
+
+    return plan
+
+
+def plan_delivery_failed(now: datetime) -> Planner:
+    def plan(req: AccessRequest) -> Step:
+        if req.status != ISSUED:
+            raise _not(req, ISSUED)
+        return Step(write=_copy(req, delivery_failed_at=now))
 
     return plan
 
@@ -357,18 +336,17 @@ class BaseStore(ABC):
         """Atomically: read the record, ``plan`` it, write the Step's record if any, then raise
         the Step's error if any. Raises NotFound for an unknown id."""
 
-    def _settle(self, req: AccessRequest, now: datetime | None) -> AccessRequest:
-        """What get/list report at ``now``: a pending request past its expiry is written as
-        expired first (atomically, like any transition), so what is shown is what is stored
-        and lapsed requests leave the pending listings (and DynamoDB's pending index)."""
-        if now is None or req.status != PENDING or aware(now) < req.expires_at:
-            return req
-        return self._transition(req.request_id, plan_lapse(now))
-
     def approve(
-        self, request_id: str, approver: str, *, now: datetime, reason: str | None = None
+        self,
+        request_id: str,
+        approver: str,
+        *,
+        now: datetime,
+        reason: str | None = None,
+        min_approvals: int | None = None,
     ) -> AccessRequest:
-        return self._transition(request_id, plan_approve(approver, aware(now), reason))
+        plan = plan_approve(approver, aware(now), reason, min_approvals)
+        return self._transition(request_id, plan)
 
     def deny(self, request_id: str, person: str, *, now: datetime, reason: str) -> AccessRequest:
         return self._transition(request_id, plan_deny(person, aware(now), reason))
@@ -383,6 +361,9 @@ class BaseStore(ABC):
         self, request_id: str, *, now: datetime, credentials_expire_at: datetime
     ) -> AccessRequest:
         return self._transition(request_id, plan_issued(aware(now), credentials_expire_at))
+
+    def mark_delivery_failed(self, request_id: str, *, now: datetime) -> AccessRequest:
+        return self._transition(request_id, plan_delivery_failed(aware(now)))
 
     def mark_revoked(
         self, request_id: str, person: str, *, now: datetime, reason: str

@@ -31,13 +31,10 @@ from jitctl.store.base import (
     Planner,
     StoreError,
     check_new,
-    dumps,
-    from_record,
-    newest_first,
+    derive,
     not_found,
-    to_record,
-    ts,
 )
+from jitctl.store.records import dumps, from_record, newest_first, to_record, ts
 
 PENDING_INDEX = "pending-index"
 REQUESTER_INDEX = "requester-index"
@@ -245,7 +242,7 @@ class DynamoStore(BaseStore):
 
     def get(self, request_id: str, *, now: datetime | None = None) -> AccessRequest | None:
         item = self._read(request_id)
-        return None if item is None else self._settle(_load(item), now)
+        return None if item is None else derive(_load(item), now)
 
     def _read(self, request_id: str) -> dict[str, Any] | None:
         # Consistent read: a transition must never plan on a stale copy of the item.
@@ -285,12 +282,14 @@ class DynamoStore(BaseStore):
             # is acceptable for an admin's "all requests" view: TTL keeps the table to ~90 days.
             items = self._pages("scan", filters, None, {"TableName": self.table})
             reqs = newest_first([_load(i) for i in items])
-            return [self._settle(r, now) for r in reqs[:limit]]
+            return [derive(r, now) for r in reqs[:limit]]
         out: builtins.list[AccessRequest] = []
         for item in self._pages("query", filters, limit, kwargs):
-            req = self._settle(_load(item), now)
+            req = derive(_load(item), now)
             if pending_only and req.status != PENDING:
-                continue  # it lapsed at `now` and was just expired (and left the index)
+                # Lapsed at `now`: reported expired, never written by a reader, so it stays in
+                # the pending index until a transition (e.g. the requester's wait) records it.
+                continue
             out.append(req)
             if len(out) >= limit:
                 break

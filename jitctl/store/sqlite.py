@@ -27,12 +27,10 @@ from jitctl.store.base import (
     Planner,
     StoreError,
     check_new,
-    dumps,
-    from_record,
+    derive,
     not_found,
-    to_record,
-    ts,
 )
+from jitctl.store.records import dumps, from_record, to_record, ts
 
 BUSY_TIMEOUT_MS = 15_000  # longer than any transition takes; a waiter never sees "locked"
 SCHEMA_VERSION = 1
@@ -158,7 +156,7 @@ class SqliteStore(BaseStore):
             row = conn.execute(
                 "SELECT body FROM requests WHERE request_id = ?", (request_id,)
             ).fetchone()
-        return None if row is None else self._settle(_load(row[0]), now)
+        return None if row is None else derive(_load(row[0]), now)
 
     def list(
         self,
@@ -169,13 +167,14 @@ class SqliteStore(BaseStore):
         limit: int = 100,
         now: datetime | None = None,
     ) -> builtins.list[AccessRequest]:
-        if now is not None:
-            self._expire_lapsed(now)  # first, so they neither show as pending nor take up `limit`
         where: builtins.list[str] = []
         args: builtins.list[Any] = []
         if pending_only:
             where.append("status = ?")
             args.append(PENDING)
+            if now is not None:  # lapsed ones are expired now: neither listed nor counted
+                where.append("expires_at > ?")
+                args.append(ts(now))
         if requester is not None:
             where.append("requester = ?")
             args.append(requester)
@@ -190,15 +189,7 @@ class SqliteStore(BaseStore):
         with self._conn(write=False) as conn:
             rows = conn.execute(sql, args).fetchall()
         self.last_items_read = len(rows)
-        return [_load(body) for (body,) in rows]
-
-    def _expire_lapsed(self, now: datetime) -> None:
-        with self._conn(write=False) as conn:
-            lapsed = conn.execute(
-                "SELECT body FROM requests WHERE status = ? AND expires_at <= ?", (PENDING, ts(now))
-            ).fetchall()
-        for (body,) in lapsed:
-            self._settle(_load(body), now)  # each in its own transaction, re-checked there
+        return [derive(_load(body), now) for (body,) in rows]
 
     def _transition(self, request_id: str, plan: Planner) -> AccessRequest:
         with self._conn(write=True) as conn:

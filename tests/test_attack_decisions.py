@@ -170,22 +170,14 @@ def test_an_approval_lapses_request_ttl_after_the_decision(team, monkeypatch):
         environ=team.env(ALICE), clock=FixedClock(start + ttl + timedelta(minutes=1))
     )
     with pytest.raises(TimedOut, match="the approval lapsed") as info:
-        issue(
-            alice,
-            alice.store.get(late.request_id),
-            evidence=None,
-            profile=None,
-            write_profile=False,
-        )
+        issue(alice, alice.store.get(late.request_id), evidence=None)
     assert info.value.exit_code == ExitCode.TIMEOUT
     assert alice.store.get(late.request_id).status == models.APPROVED  # nothing issued
     assert [r["event"] for r in events(team, ALICE, late.request_id)][-1] == "issue_refused"
     alice = Environment(
         environ=team.env(ALICE), clock=FixedClock(start + ttl - timedelta(minutes=1))
     )
-    grant = issue(
-        alice, alice.store.get(in_time.request_id), evidence=None, profile=None, write_profile=False
-    )
+    grant = issue(alice, alice.store.get(in_time.request_id), evidence=None)
     assert grant.request.status == models.ISSUED
 
 
@@ -412,7 +404,7 @@ sys.stdin.read()
 def test_a_credentials_lock_held_elsewhere_is_exit_5_naming_it_and_wait_retries(team):
     request_id = approved(team)
     lock = team.credentials_file(ALICE).with_name("credentials.lock")
-    lock.parent.mkdir(parents=True)
+    lock.parent.mkdir(parents=True, exist_ok=True)
     holder = subprocess.Popen(
         [sys.executable, "-c", LOCK_HOLDER, str(lock)],
         stdin=subprocess.PIPE,
@@ -435,17 +427,27 @@ def test_a_credentials_lock_held_elsewhere_is_exit_5_naming_it_and_wait_retries(
 
 def test_a_delivery_that_fails_after_assume_role_is_retried_once(team, tmp_path, monkeypatch):
     """A failure the check cannot foresee (another process took the lock meanwhile, the disk
-    filled up): stood in for by skipping our own check and writing to a path in a file."""
-    from jitctl import delivery
+    filled up): stood in for by issuing, then delivering to a path in a file, the two steps
+    the CLI takes after its check."""
+    from jitctl.delivery import deliver
+    from jitctl.service import LocalService
 
     request_id = approved(team)
     path, fix = unwritable(tmp_path, "a file in the way")
     use_identity(monkeypatch, team, ALICE)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(path))
-    monkeypatch.setattr(delivery, "check_writable", lambda *args: None)
     env = Environment(environ=team.env(ALICE, AWS_SHARED_CREDENTIALS_FILE=str(path)))
+    service = LocalService(env)
+    issued = service.issue(request_id)
     with pytest.raises(UsageError, match="cannot write the credentials file") as info:
-        issue(env, env.store.get(request_id), evidence=None, profile=None, write_profile=True)
+        deliver(
+            env,
+            issued,
+            profile=None,
+            write_profile=True,
+            cache=False,
+            on_failure=lambda error: service.delivery_failed(request_id, error),
+        )
     assert info.value.exit_code == ExitCode.USAGE
     stored = env.store.get(request_id)
     assert stored.status == models.ISSUED and stored.delivery_failed_at is not None

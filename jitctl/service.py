@@ -89,6 +89,7 @@ class AccessService(Protocol):
     ) -> builtins.list[dict[str, Any]]: ...
     def audit_verify(self, *, remote: bool) -> dict[str, Any]: ...
     def explain(self, role: str, as_person: str | None) -> dict[str, Any]: ...
+    def grants(self) -> builtins.list[AccessRequest]: ...
 
 
 class LocalService:
@@ -241,6 +242,13 @@ class LocalService:
         from jitctl.audit_central import verify_report
 
         return verify_report(self.env, remote=remote)
+
+    def grants(self) -> builtins.list[AccessRequest]:
+        """The caller's live grants, newest first: issued, not expired, not cut off."""
+        from jitctl.grants import live
+
+        mine = self.list(pending_only=False, mine=True, role=None, limit=1000)
+        return live(mine, self.env.clock.now())
 
     def explain(self, role: str, as_person: str | None) -> dict[str, Any]:
         """`jitctl policy explain`: who may request, who is fast-tracked, who approves."""

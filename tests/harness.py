@@ -51,6 +51,7 @@ SESSION_POLICY = {
     "Statement": [{"Effect": "Allow", "Action": ["s3:List*", "s3:Get*"], "Resource": "*"}],
 }
 
+ADMIN_KEYS = {"aws_access_key_id": "AKIAADMIN", "aws_secret_access_key": "x"}  # moto, auth off
 _keys: dict[tuple[str, str], dict[str, str]] = {}  # (endpoint, user) -> access key env
 
 

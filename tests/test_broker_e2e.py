@@ -371,3 +371,15 @@ def test_an_untrusted_or_foreign_tls_endpoint_is_not_a_broker(world):
     )
     assert foreign.returncode == 5 and "Traceback" not in foreign.stderr
     assert len(foreign.stderr.strip().splitlines()) == 1
+
+
+def test_grants_come_from_the_broker(world):
+    on_call(world, "alice@example.com")
+    done = world.run("alice@example.com", "request", "prod-readonly", "--reason", "INC-8", "--json")
+    assert done.returncode == 0, done.stderr
+    rid = json.loads(done.stdout)["request_id"]
+    out = world.run("alice@example.com", "grants", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert rid in [r["request_id"] for r in rows]
+    assert {r["requester"] for r in rows} == {"alice@example.com"}

@@ -135,6 +135,9 @@ class BrokerService:
     def audit_verify(self, *, remote: bool) -> dict[str, Any]:
         return self._call("POST", "/audit/verify", {"remote": remote})["report"]
 
+    def grants(self) -> builtins.list[AccessRequest]:
+        return [wire.request_in(r) for r in self._call("GET", "/grants")["requests"]]
+
     def explain(self, role: str, as_person: str | None) -> dict[str, Any]:
         query = "?" + urlencode({"as": as_person}) if as_person else ""
         return self._call("GET", f"/roles/{quote(role, safe='')}/explain{query}")["explain"]

@@ -190,6 +190,10 @@ def _list(service: LocalService, request: HttpRequest, params: dict[str, str]) -
     return {"requests": [wire.request_out(r) for r in reqs]}
 
 
+def _grants(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+    return {"requests": [wire.request_out(r) for r in service.grants()]}
+
+
 def _decidable(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
     return {"requests": [wire.request_out(r) for r in service.decidable()]}
 
@@ -282,6 +286,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], Action]] = [
         ("POST", "/requests", _submit),
         ("GET", "/requests", _list),
         ("GET", "/decidable", _decidable),
+        ("GET", "/grants", _grants),
         ("GET", f"/requests/{_ID}", _get),
         ("GET", f"/requests/{_ID}/approvers", _approvers),
         ("GET", f"/requests/{_ID}/may-decide", _may_decide),

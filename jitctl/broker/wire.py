@@ -11,7 +11,7 @@ from typing import Any
 from jitctl import errors
 from jitctl.models import AccessRequest, Caller, Credentials, OnCallEvidence
 from jitctl.service import Issued, Outcome, Revoked
-from jitctl.store.base import from_record, to_record
+from jitctl.store.records import from_record, to_record
 from jitctl.timeutil import parse_rfc3339, rfc3339
 
 API = "/v1"

@@ -15,8 +15,10 @@ def revoke(
     """Revoke an issued grant: its sessions are denied in AWS at once.
 
     The requester or an approver of the role may revoke. Every session of the requester on
-    the role issued before now is denied (an inline policy jitctl-revocations on the role);
-    a grant they get later works. Needs iam:GetRolePolicy and iam:PutRolePolicy on the role.
+    the role issued before the cutoff (now, or 3 minutes after the grant was issued if that
+    is later) is denied by an inline policy jitctl-revocations on the role, read back to
+    confirm; a grant they get later works. Needs iam:GetRolePolicy and iam:PutRolePolicy on
+    the role (the broker's, in broker mode).
     """
     from jitctl.cli.session import current_env
     from jitctl.models import public_dict

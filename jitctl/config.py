@@ -41,6 +41,7 @@ _SECTION_KEYS = {
         "nonce_table",
         "timeout",
         "role_arn",
+        "accounts",
     },
 }
 DEFAULT_STS_ENDPOINT = "https://sts.us-east-1.amazonaws.com"
@@ -100,6 +101,7 @@ class BrokerSettings:
     nonce_table: str | None = None  # DynamoDB table of seen nonces; else SQLite beside the store
     timeout: float = 30.0
     role_arn: str | None = None  # the broker's own role, for `jitctl broker check`
+    accounts: tuple[str, ...] = ()  # whose callers it serves; empty: the broker's own account
 
     @property
     def client(self) -> bool:
@@ -266,7 +268,24 @@ def _broker(raw: dict[str, Any], env: Mapping[str, str], base: Path, where: str)
         nonce_table=_opt_str(raw, "nonce_table", where),
         timeout=_seconds(raw.get("timeout"), f"{where} [broker] timeout", 30.0),
         role_arn=_opt_str(raw, "role_arn", where),
+        accounts=_accounts(raw.get("accounts"), where),
     )
+
+
+def _accounts(value: Any, where: str) -> tuple[str, ...]:
+    """[broker] accounts: 12-digit AWS account ids whose principals the broker serves."""
+    import re
+
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and re.fullmatch(r"\d{12}", v) for v in value
+    ):
+        raise ConfigError(
+            f"{where}: [broker] accounts must be a list of 12-digit AWS account ids",
+            'e.g. accounts = ["123456789012"]',
+        )
+    return tuple(value)
 
 
 def _sts_region(endpoint: str) -> str:

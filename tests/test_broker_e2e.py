@@ -383,3 +383,36 @@ def test_grants_come_from_the_broker(world):
     rows = json.loads(out.stdout)
     assert rid in [r["request_id"] for r in rows]
     assert {r["requester"] for r in rows} == {"alice@example.com"}
+
+
+def test_a_colleagues_name_in_another_account_is_nobody(world):
+    """Anyone can create an IAM user named bob@example.com in an AWS account of their own and
+    sign a perfect proof with it. The broker serves only its own account's principals."""
+    import boto3
+
+    with _enforcement_off():
+        kw = {"endpoint_url": world.moto, "region_name": "us-east-1"}
+        admin = boto3.client(
+            "sts", aws_access_key_id="AKIAADMIN0000000", aws_secret_access_key="x", **kw
+        )
+        creds = admin.assume_role(
+            RoleArn="arn:aws:iam::210987654321:role/attacker-admin", RoleSessionName="mallory"
+        )["Credentials"]
+        iam = boto3.client(
+            "iam",
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+            **kw,
+        )
+        iam.create_user(UserName="bob@example.com")
+        key = iam.create_access_key(UserName="bob@example.com")["AccessKey"]
+    world.keys["mallory"] = {
+        "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+    }
+    out = world.run("mallory", "whoami")
+    assert out.returncode == 3, out.stderr
+    assert "account 210987654321 are not served by this broker" in out.stderr
+    listed = world.run("mallory", "list", "--pending")
+    assert listed.returncode == 3

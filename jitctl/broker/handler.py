@@ -133,8 +133,19 @@ class Broker:
             nonces=self.nonces,
             lambda_access_key=request.lambda_access_key,
         )
+        self._check_account(verified.account)
         caller = resolve_caller(verified.arn, verified.account, self.env.policy.identity)
         return LocalService(self.env.for_caller(caller))
+
+    def _check_account(self, account: str) -> None:
+        """Only principals of the accounts this broker serves: an IAM user named like a
+        colleague's email in some other account is nobody here."""
+        allowed = self.env.config.broker.accounts or (self.env.identity()[1],)
+        if account not in allowed:
+            raise errors.Denied(
+                f"principals of account {account} are not served by this broker",
+                "ask its operators to add the account to [broker] accounts",
+            )
 
     def _warm_up(self) -> None:
         """Build what every call shares once, before threads race to build it lazily."""

@@ -42,10 +42,10 @@ ROLE_ARN = re.compile(
 )
 PRINCIPAL_ARN = re.compile(rf"arn:{_PARTITION}:(?:iam|sts)::\d{{12}}:[\w+=,.@/-]+", re.ASCII)
 # session_name_roles: a role ARN without its path (assumed-role ARNs carry none), globs allowed
+# The partition and the 12-digit account are literal: a glob there would trust a same-named
+# role in any account, one the caller owns included. Globs go in the role name only.
 ROLE_GLOB = re.compile(
-    r"arn:(?P<partition>[\w*?\[\]!-]+):iam::(?P<account>[\d*?\[\]!-]{1,12}):role/"
-    r"(?P<name>[\w+=,.@*?\[\]!-]+)",
-    re.ASCII,
+    rf"arn:{_PARTITION}:iam::\d{{12}}:role/(?P<name>[\w+=,.@*?\[\]!-]+)", re.ASCII
 )
 SESSION_NAME_ROLES = "session_name_roles"
 GROUP_PREFIX = "group:"
@@ -302,8 +302,8 @@ def expect_role_glob(value: str, where: str, key: str) -> str:
     if m is None:
         raise PolicyError(
             f"{where}: {key}: {value!r} is not a role ARN like "
-            "arn:aws:iam::123456789012:role/NAME (globs * ? [..] allowed; no role path: "
-            "assumed-role ARNs carry none)"
+            "arn:aws:iam::123456789012:role/NAME (a literal account; globs * ? [..] in NAME; "
+            "no role path: assumed-role ARNs carry none)"
         )
     if not m["name"].strip("*?"):
         raise PolicyError(

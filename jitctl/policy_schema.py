@@ -41,9 +41,9 @@ ROLE_ARN = re.compile(
     rf"arn:{_PARTITION}:iam::\d{{12}}:role/(?:[\w+=,.@-]+/)*[\w+=,.@-]+", re.ASCII
 )
 PRINCIPAL_ARN = re.compile(rf"arn:{_PARTITION}:(?:iam|sts)::\d{{12}}:[\w+=,.@/-]+", re.ASCII)
-# session_name_roles: a role ARN without its path (assumed-role ARNs carry none), globs allowed
-# The partition and the 12-digit account are literal: a glob there would trust a same-named
-# role in any account, one the caller owns included. Globs go in the role name only.
+# session_name_roles: a role ARN without its path (assumed-role ARNs carry none). Partition and
+# 12-digit account are literal: a glob there would trust a same-named role in any account, one
+# the caller owns included. Globs go in the role name only.
 ROLE_GLOB = re.compile(
     rf"arn:{_PARTITION}:iam::\d{{12}}:role/(?P<name>[\w+=,.@*?\[\]!-]+)", re.ASCII
 )

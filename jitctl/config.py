@@ -113,7 +113,13 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     explicit = env.get("JITCTL_CONFIG")
     path = Path(explicit).expanduser() if explicit else default_config_path()
     data: dict[str, Any] = {}
-    if path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as exc:  # e.g. a name too long to look up: bad input, not a bug
+        raise ConfigError(
+            f"cannot use config file {clean(str(path))[:200]}: {exc.strerror}"
+        ) from None
+    if found:
         data = _read_toml(path)
     elif explicit:
         raise ConfigError(

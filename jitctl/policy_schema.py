@@ -207,7 +207,11 @@ def load_session_policy(value: Any, source: Path, where: str) -> tuple[str, Path
     path = Path(rel).expanduser()
     if not path.is_absolute():
         path = source.parent / path
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as exc:  # e.g. a name too long to look up
+        raise PolicyError(f"{where}: session_policy: {rel[:200]}: {exc.strerror}") from None
+    if not found:
         raise PolicyError(f"{where}: session_policy: {path} does not exist or is not a file")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))

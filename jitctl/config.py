@@ -157,10 +157,16 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     path = Path(explicit).expanduser() if explicit else default_config_path()
     data: dict[str, Any] = {}
     inline = env.get("JITCTL_CONFIG_TOML")  # the broker under Lambda: the config as text
+    try:
+        found = not inline and path.is_file()
+    except OSError as exc:  # e.g. a name too long to look up: bad input, not a bug
+        raise ConfigError(
+            f"cannot use config file {clean(str(path))[:200]}: {exc.strerror}"
+        ) from None
     if inline:
         data = _parse_toml(inline, "JITCTL_CONFIG_TOML")
         path = None
-    elif path.is_file():
+    elif found:
         data = _read_toml(path)
     elif explicit:
         raise ConfigError(

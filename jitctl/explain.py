@@ -135,7 +135,12 @@ def validate(paths: Iterable[Path]) -> Validation:
     skipped: list[str] = []
     for path in paths:
         path = Path(path)
-        if not path.exists():
+        try:
+            exists = path.exists()
+        except OSError as exc:  # e.g. a name too long to look up: `validate` never crashes
+            errors.append(Finding(str(path)[:200], None, f"cannot use this path: {exc.strerror}"))
+            continue
+        if not exists:
             errors.append(Finding(str(path), None, "policy file or directory does not exist"))
             continue
         target = policy_target(path)

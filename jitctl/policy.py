@@ -244,6 +244,13 @@ def check_policy(path: Path) -> PolicyCheck:
 
 
 def _policy_files(path: Path) -> list[Path]:
+    try:
+        return _toml_files(path)
+    except OSError as exc:  # e.g. a name too long to look up: bad input, not a bug
+        raise PolicyError(f"{str(path)[:200]}: cannot read: {exc.strerror}") from None
+
+
+def _toml_files(path: Path) -> list[Path]:
     if path.is_dir():
         files = sorted(p for p in path.glob("*.toml") if p.is_file() and not p.name.startswith("."))
         if not files:

@@ -41,11 +41,11 @@ ROLE_ARN = re.compile(
     rf"arn:{_PARTITION}:iam::\d{{12}}:role/(?:[\w+=,.@-]+/)*[\w+=,.@-]+", re.ASCII
 )
 PRINCIPAL_ARN = re.compile(rf"arn:{_PARTITION}:(?:iam|sts)::\d{{12}}:[\w+=,.@/-]+", re.ASCII)
-# session_name_roles: a role ARN without its path (assumed-role ARNs carry none), globs allowed
+# session_name_roles: a role ARN without its path (assumed-role ARNs carry none). Partition and
+# 12-digit account are literal: a glob there would trust a same-named role in any account, one
+# the caller owns included. Globs go in the role name only.
 ROLE_GLOB = re.compile(
-    r"arn:(?P<partition>[\w*?\[\]!-]+):iam::(?P<account>[\d*?\[\]!-]{1,12}):role/"
-    r"(?P<name>[\w+=,.@*?\[\]!-]+)",
-    re.ASCII,
+    rf"arn:{_PARTITION}:iam::\d{{12}}:role/(?P<name>[\w+=,.@*?\[\]!-]+)", re.ASCII
 )
 SESSION_NAME_ROLES = "session_name_roles"
 GROUP_PREFIX = "group:"
@@ -207,7 +207,11 @@ def load_session_policy(value: Any, source: Path, where: str) -> tuple[str, Path
     path = Path(rel).expanduser()
     if not path.is_absolute():
         path = source.parent / path
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as exc:  # e.g. a name too long to look up
+        raise PolicyError(f"{where}: session_policy: {rel[:200]}: {exc.strerror}") from None
+    if not found:
         raise PolicyError(f"{where}: session_policy: {path} does not exist or is not a file")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -302,8 +306,8 @@ def expect_role_glob(value: str, where: str, key: str) -> str:
     if m is None:
         raise PolicyError(
             f"{where}: {key}: {value!r} is not a role ARN like "
-            "arn:aws:iam::123456789012:role/NAME (globs * ? [..] allowed; no role path: "
-            "assumed-role ARNs carry none)"
+            "arn:aws:iam::123456789012:role/NAME (a literal account; globs * ? [..] in NAME; "
+            "no role path: assumed-role ARNs carry none)"
         )
     if not m["name"].strip("*?"):
         raise PolicyError(

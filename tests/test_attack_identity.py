@@ -214,3 +214,18 @@ def test_an_identity_center_session_names_its_person(tmp_path, enforcing_moto, i
     assert out.returncode == 0, out.stderr
     doc = _status(team, request_id)
     assert doc["status"] == "approved" and doc["approvers"] == [BOB]
+
+
+@pytest.mark.parametrize("command", [("cancel",), ("revoke", "--reason", "as carol")])
+def test_alice_cannot_act_as_carol_on_carols_request(
+    tmp_path, enforcing_moto, iam_setup, pd_sim, command
+):
+    team = _team(tmp_path, enforcing_moto, pd_sim)
+    out = team.run(CAROL, "request", "prod-readonly", "--reason", "INC-9 carol's", "--no-wait")
+    assert out.returncode == 0, out.stderr
+    request_id = out.stdout.strip()
+    as_carol = _session_as(team, iam_setup[ALICE], DEPLOY, CAROL)
+    out = team.run(ALICE, command[0], request_id, *command[1:], env=team.env(ALICE, **as_carol))
+    assert out.returncode == 2, out.stderr
+    assert "session_name_roles" in out.stderr and "Traceback" not in out.stderr
+    assert _status(team, request_id)["status"] == "pending"

@@ -227,3 +227,27 @@ def test_pagerduty_url_with_invalid_utf8_in_the_environment_is_refused(team):
     env_bytes = {k.encode(): v.encode("utf-8", "surrogateescape") for k, v in env.items()}
     env_bytes[b"JITCTL_PAGERDUTY_URL"] = b"https://pd\xff.example"
     refused(team.run(BOB, "list", env=env_bytes), "[pagerduty] url", "not valid UTF-8")
+
+
+LONG = "a" * 5000  # longer than any file name the OS will look up (ENAMETOOLONG)
+
+
+@pytest.mark.parametrize("variable", ["JITCTL_CONFIG", "JITCTL_POLICY"])
+def test_a_path_too_long_to_look_up_is_exit_2(team, tmp_path, variable):
+    env = team.env(ALICE, **{variable: str(tmp_path / LONG)})
+    refused(
+        team.run(ALICE, "request", "prod-readonly", "--reason", "x", env=env), "File name too long"
+    )
+
+
+def test_policy_validate_survives_a_path_too_long_to_look_up(team, tmp_path):
+    out = team.run(BOB, "policy", "validate", str(tmp_path / LONG))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "File name too long" in out.stdout + out.stderr
+
+
+def test_a_session_policy_path_too_long_to_look_up_is_a_policy_error(team):
+    text = (team.policy_dir / "team.toml").read_text()
+    (team.policy_dir / "team.toml").write_text(text.replace("readonly.json", LONG + ".json"))
+    code, output = validate(team)
+    assert code == 2 and "session_policy" in output and "File name too long" in output

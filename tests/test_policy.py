@@ -547,6 +547,9 @@ def test_session_name_roles_merge_across_files(tmp_path):
         ('["arn:aws:iam::123456789012:user/x"]', "is not a role ARN"),
         ('["arn:aws:iam::123456789012:role/path/deploy"]', "no role path"),
         ('["arn:aws:iam::123456789012:role/*"]', "would trust the session names of every role"),
+        ('["arn:aws:iam::*:role/deploy"]', "a literal account"),
+        ('["arn:aws:iam::12345:role/deploy"]', "is not a role ARN"),
+        ('["arn:*:iam::123456789012:role/deploy"]', "is not a role ARN"),
     ],
 )
 def test_session_name_roles_are_checked(tmp_path, value, expected):

@@ -120,7 +120,8 @@ def describe(req, now) -> None:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         out.print(
-            f"  [bold]{key.ljust(width)}[/]  {safe(value) if '[yellow]' not in value else value}"
+            # only our own credentials line carries markup; every other value is data
+            f"  [bold]{key.ljust(width)}[/]  {value if key == 'credentials' else safe(value)}"
         )
 
 

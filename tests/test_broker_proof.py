@@ -399,6 +399,20 @@ def test_a_wrong_signature_is_refused_by_aws(enforcing, tmp_path):
     assert error.message == "AWS did not accept the proof: SignatureDoesNotMatch"
 
 
+def test_an_unknown_access_key_is_refused_by_aws(enforcing, tmp_path):
+    stranger = {"AccessKeyId": "AKIAUNKNOWNUNKNOWN00", "SecretAccessKey": "whatever"}
+    headers = make_proof(
+        creds(stranger),
+        sts_url=enforcing["url"],
+        sts_region=REGION,
+        server_id=SERVER_ID,
+        now=NOW,
+        **CALL,
+    )
+    error = refused("sts", enforcing, headers, tmp_path)
+    assert error.message == "AWS did not accept the proof: InvalidClientTokenId"
+
+
 def test_a_signature_edited_in_transit_is_refused_by_aws(enforcing, tmp_path):
     headers = proof(enforcing)
     doc = decoded(headers)

@@ -731,6 +731,14 @@ def test_sqlite_nonces_refuse_a_replay_and_forget_after_expiry(tmp_path):
         ]
 
 
+def test_sqlite_nonces_in_an_impossible_place_say_how_to_fix_it(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    store = SqliteNonces(tmp_path / "a-file" / "nonces.db")
+    with pytest.raises(ConfigError, match="cannot create the nonce store") as info:
+        store.claim("n" * 32, expires_at=NOW)
+    assert "data directory" in info.value.hint
+
+
 def test_sqlite_nonces_one_winner_across_threads(tmp_path):
     store = SqliteNonces(tmp_path / "nonces.db")
     expires = datetime.now(UTC) + timedelta(minutes=10)

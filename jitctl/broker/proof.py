@@ -54,7 +54,7 @@ SERVER_ID_HEADER = "x-jitctl-server-id"  # inside the signed STS request
 BINDING_HEADER = "x-jitctl-binding"  # inside the signed STS request
 
 CONTENT_TYPE = "application/x-www-form-urlencoded; charset=utf-8"
-MAX_PROOF_CHARS = 8192  # a proof with an SSO session token is ~3 KB
+MAX_PROOF_CHARS = 8192  # measured: 866 with long-term keys, ~2.5 KB with a 1.2 KB session token
 AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 
 _MUST_SIGN = ("host", "x-amz-date", "content-type", SERVER_ID_HEADER, BINDING_HEADER)
@@ -219,7 +219,7 @@ def verify_proof(
     _check_binding(sent, method, path, body, nonce)
     _check_date(sent, auth, settings, now)
     if lambda_access_key is not None and not hmac.compare_digest(
-        auth.access_key, lambda_access_key
+        auth.access_key.encode(), lambda_access_key.encode()
     ):
         raise ProofError(
             "the proof was signed with other AWS credentials than the call to the function URL",

@@ -399,6 +399,20 @@ def test_a_wrong_signature_is_refused_by_aws(enforcing, tmp_path):
     assert error.message == "AWS did not accept the proof: SignatureDoesNotMatch"
 
 
+def test_an_unknown_access_key_is_refused_by_aws(enforcing, tmp_path):
+    stranger = {"AccessKeyId": "AKIAUNKNOWNUNKNOWN00", "SecretAccessKey": "whatever"}
+    headers = make_proof(
+        creds(stranger),
+        sts_url=enforcing["url"],
+        sts_region=REGION,
+        server_id=SERVER_ID,
+        now=NOW,
+        **CALL,
+    )
+    error = refused("sts", enforcing, headers, tmp_path)
+    assert error.message == "AWS did not accept the proof: InvalidClientTokenId"
+
+
 def test_a_signature_edited_in_transit_is_refused_by_aws(enforcing, tmp_path):
     headers = proof(enforcing)
     doc = decoded(headers)
@@ -715,6 +729,14 @@ def test_sqlite_nonces_refuse_a_replay_and_forget_after_expiry(tmp_path):
         assert conn.execute("SELECT nonce FROM nonces").fetchall() == [
             ("nonce-aaaaaaaaaaaaaaaaaaaaaa",)
         ]
+
+
+def test_sqlite_nonces_in_an_impossible_place_say_how_to_fix_it(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    store = SqliteNonces(tmp_path / "a-file" / "nonces.db")
+    with pytest.raises(ConfigError, match="cannot create the nonce store") as info:
+        store.claim("n" * 32, expires_at=NOW)
+    assert "data directory" in info.value.hint
 
 
 def test_sqlite_nonces_one_winner_across_threads(tmp_path):

@@ -78,31 +78,31 @@ class SqliteNonces:
 
     def _open(self) -> sqlite3.Connection:
         # A connection per claim: safe across threads; nothing stays locked between calls.
-        try:
-            ensure_dir(self.path.parent)
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-            if not self._ready:
-                self._set_up()
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot create the nonce store {self.path}: {exc}",
-                "check the broker's data directory and its permissions",
-            ) from exc
+        if not self._ready:
+            self._set_up()
         return sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
 
     def _set_up(self) -> None:
         # Two processes switching a new file to WAL at once get "database is locked" (SQLite
         # does not wait for that lock), so the first set-up is serialised across processes.
-        with self._lock, exclusive_lock(self.path):
-            if self._ready:
-                return
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-            try:
-                conn.execute("PRAGMA journal_mode=WAL")  # claims do not block each other's reads
-                conn.executescript(_SCHEMA)
-            finally:
-                conn.close()
-            self._ready = True
+        try:
+            ensure_dir(self.path.parent)
+            with self._lock, exclusive_lock(self.path):
+                if self._ready:
+                    return
+                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))  # not sqlite's 0644
+                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+                try:
+                    conn.execute("PRAGMA journal_mode=WAL")  # a commit is one append
+                    conn.executescript(_SCHEMA)
+                finally:
+                    conn.close()
+                self._ready = True
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create the nonce store {self.path}: {exc}",
+                "check the broker's data directory and its permissions",
+            ) from exc
 
 
 class DynamoNonces:

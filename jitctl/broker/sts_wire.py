@@ -1,5 +1,5 @@
-"""The broker's side of talking to STS about a proof: the pinned endpoint, the one POST, the
-answer read strictly.
+"""The STS request behind a proof, on the wire: the pinned endpoint, signing it (client),
+POSTing it (broker), reading the answer strictly.
 
 Only ``jitctl.broker.proof`` uses this module; it is split out to keep each module small.
 Vault's CVE-2020-16250 came from reading an identity out of whatever XML came back: here the
@@ -15,11 +15,13 @@ import re
 import ssl
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-from jitctl.errors import AwsUnavailable, ConfigError
+from jitctl.errors import AwsUnavailable, ConfigError, UsageError
 
 STS_NAMESPACE = "https://sts.amazonaws.com/doc/2011-06-15/"
+STS_BODY = "Action=GetCallerIdentity&Version=2011-06-15"
 MAX_RESPONSE_BYTES = 16384  # GetCallerIdentity answers are well under 1 KB
 _ARN = re.compile(r"arn:aws[a-z-]*:(?:iam|sts)::(?P<account>\d{12}):[\x21-\x7e]{1,2000}")
 _ERROR_CODE = re.compile(r"[A-Za-z0-9._]{1,64}")
@@ -81,6 +83,48 @@ def host_header(parts: SplitResult) -> str:
 
 def canonical_url(parts: SplitResult) -> str:
     return f"{parts.scheme}://{host_header(parts)}/"
+
+
+def frozen_credentials(credentials: Any) -> Any:
+    """One consistent (key, secret, token) triple, refreshed first if the chain needs it."""
+    from botocore.exceptions import CredentialRetrievalError, SSOError, TokenRetrievalError
+
+    from jitctl.aws import translate_error
+
+    if credentials is None:
+        raise UsageError(
+            "no AWS credentials found to prove who you are to the broker",
+            "log in first (e.g. `aws sso login`) or set AWS_PROFILE / AWS_ACCESS_KEY_ID",
+        )
+    try:
+        return getattr(credentials, "get_frozen_credentials", lambda: credentials)()
+    except (SSOError, TokenRetrievalError, CredentialRetrievalError) as exc:
+        raise UsageError(
+            f"your AWS login cannot be refreshed to prove who you are to the broker: {exc}",
+            "log in again (e.g. `aws sso login`) and retry",
+        ) from exc
+    except Exception as exc:
+        raise translate_error(exc, "cannot prove who you are to the broker") from exc
+
+
+def sign(frozen: Any, region: str, url: str, headers: dict[str, str], amz_date: str) -> str:
+    """The Authorization header of a GetCallerIdentity POST, from botocore's SigV4 signer at
+    our own timestamp (add_auth would read the clock itself; the caller's binding covers
+    ``amz_date`` already)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    signer = SigV4Auth(frozen, "sts", region)
+    request = AWSRequest(method="POST", url=url, data=STS_BODY.encode(), headers=headers)
+    request.context["timestamp"] = amz_date
+    signature = signer.signature(
+        signer.string_to_sign(request, signer.canonical_request(request)), request
+    )
+    signed = signer.signed_headers(signer.headers_to_sign(request))
+    return (
+        f"AWS4-HMAC-SHA256 Credential={signer.scope(request)}, "
+        f"SignedHeaders={signed}, Signature={signature}"
+    )
 
 
 def post(

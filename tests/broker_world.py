@@ -24,7 +24,9 @@ import boto3
 
 from tests.conftest import clean_env
 
-ACCOUNT = "123456789012"
+# An account of the world's own: moto keeps one state per process, shared by every server and
+# test, and other tests create alice, bob and carol in 123456789012 with keys and policies.
+ACCOUNT = "444455556666"
 SERVER_ID = "jitctl-e2e"
 REGION = "us-east-1"
 TABLE = "jitctl-broker-requests"
@@ -36,7 +38,7 @@ version = 1
 sre = ["bob@example.com", "carol@example.com"]
 
 [roles.prod-readonly]
-arn = "arn:aws:iam::123456789012:role/jit-prod-readonly"
+arn = "arn:aws:iam::444455556666:role/jit-prod-readonly"
 max_duration = "2h"
 
 [roles.prod-readonly.on_call]
@@ -46,7 +48,7 @@ escalation_policies = ["PEP1234"]
 approvers = ["group:sre"]
 request_ttl = "30m"
 """
-ADMIN = {"aws_access_key_id": "AKIAADMIN0000000", "aws_secret_access_key": "admin"}
+ROOT = {"aws_access_key_id": "AKIAADMIN0000000", "aws_secret_access_key": "admin"}
 
 
 def broker_policy() -> dict[str, Any]:
@@ -96,7 +98,8 @@ class BrokerWorld:
         self.root, self.moto, self.pd = root, moto, pd
         self.exe = shutil.which("jitctl")
         assert self.exe, "jitctl is not installed (pip install -e .)"
-        self.iam = boto3.client("iam", endpoint_url=moto, region_name=REGION, **ADMIN)
+        self.admin = _account_admin(moto)
+        self.iam = self.admin_client("iam")
         self.keys: dict[str, dict[str, str]] = {}
         self.pd_ids: dict[str, str] = {}
         self.broker_dir = root / "broker"
@@ -105,6 +108,10 @@ class BrokerWorld:
         self._server: subprocess.Popen[str] | None = None
 
     # ------------------------------------------------------------ AWS, with enforcement off
+
+    def admin_client(self, service: str) -> Any:
+        """A client acting in the world's own account (moto: enforcement off)."""
+        return boto3.client(service, endpoint_url=self.moto, region_name=REGION, **self.admin)
 
     def user(self, name: str, policy: dict[str, Any] | None = None) -> dict[str, str]:
         if name not in self.keys:
@@ -121,20 +128,18 @@ class BrokerWorld:
         return self.keys[name]
 
     def build(self) -> None:
-        ddb = boto3.client("dynamodb", endpoint_url=self.moto, region_name=REGION, **ADMIN)
+        ddb = self.admin_client("dynamodb")
         from jitctl.store.dynamodb import DynamoStore
 
         DynamoStore(TABLE, lambda service: ddb).init()
         from jitctl.audit_sink import DynamoSink
 
         DynamoSink(AUDIT_TABLE, lambda service: ddb).init()
-        kms = boto3.client("kms", endpoint_url=self.moto, region_name=REGION, **ADMIN)
+        kms = self.admin_client("kms")
         self.audit_key = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")[
             "KeyMetadata"
         ]["Arn"]
-        secrets = boto3.client(
-            "secretsmanager", endpoint_url=self.moto, region_name=REGION, **ADMIN
-        )
+        secrets = self.admin_client("secretsmanager")
         secret = secrets.create_secret(Name="jitctl/pagerduty", SecretString=self.pd.token)
         self.user("broker", broker_policy())
         broker_arn = f"arn:aws:iam::{ACCOUNT}:user/broker"
@@ -244,6 +249,18 @@ class BrokerWorld:
             aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
         )
+
+
+def _account_admin(moto: str) -> dict[str, str]:
+    """Credentials of an administrator in ACCOUNT: moto hands out a session in any account."""
+    sts = boto3.client("sts", endpoint_url=moto, region_name=REGION, **ROOT)
+    role = f"arn:aws:iam::{ACCOUNT}:role/world-admin"
+    creds = sts.assume_role(RoleArn=role, RoleSessionName="world-admin")["Credentials"]
+    return {
+        "aws_access_key_id": creds["AccessKeyId"],
+        "aws_secret_access_key": creds["SecretAccessKey"],
+        "aws_session_token": creds["SessionToken"],
+    }
 
 
 def _await_listening(proc: subprocess.Popen[str], log: Path, timeout: float = 30) -> str:

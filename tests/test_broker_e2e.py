@@ -88,7 +88,7 @@ def test_on_call_fast_path_through_the_broker(world):
         aws_session_token=keys["aws_session_token"],
     )
     arn = issued.get_caller_identity()["Arn"]
-    assert arn.startswith("arn:aws:sts::123456789012:assumed-role/jit-prod-readonly/")
+    assert arn.startswith("arn:aws:sts::444455556666:assumed-role/jit-prod-readonly/")
     assert (
         "aws_secret_access_key" not in out.stdout
         and keys["aws_secret_access_key"] not in out.stdout
@@ -122,7 +122,7 @@ def test_requesters_cannot_skip_the_gate_in_aws(world):
     sts = world.boto("alice@example.com", "sts")
     with pytest.raises(ClientError) as denied:
         sts.assume_role(
-            RoleArn="arn:aws:iam::123456789012:role/jit-prod-readonly",
+            RoleArn="arn:aws:iam::444455556666:role/jit-prod-readonly",
             RoleSessionName="alice-direct",
         )
     assert denied.value.response["Error"]["Code"] == "AccessDenied"
@@ -224,14 +224,14 @@ def function_url_event(world, person, method, path, body=b"", access_key=None) -
         "rawQueryString": query,
         "headers": {k.lower(): v for k, v in signed(world, person, method, path, body).items()},
         "requestContext": {
-            "accountId": "123456789012",
+            "accountId": "444455556666",
             "http": {"method": method, "path": raw_path, "protocol": "HTTP/1.1"},
             "authorizer": {
                 "iam": {
                     "accessKey": access_key or keys["AWS_ACCESS_KEY_ID"],
-                    "accountId": "123456789012",
+                    "accountId": "444455556666",
                     "callerId": "AIDAEXAMPLE",
-                    "userArn": f"arn:aws:iam::123456789012:user/{person}",
+                    "userArn": f"arn:aws:iam::444455556666:user/{person}",
                     "userId": "AIDAEXAMPLE",
                 }
             },
@@ -289,7 +289,7 @@ def test_the_broker_writes_a_signed_trail_requesters_cannot(world):
     records = json.loads(log.stdout)
     events = [r["event"] for r in records]
     assert events[:3] == ["requested", "auto_approved", "issued"]
-    assert {r["actor"] for r in records} == {"arn:aws:iam::123456789012:user/alice@example.com"}
+    assert {r["actor"] for r in records} == {"arn:aws:iam::444455556666:user/alice@example.com"}
     verified = world.run("carol@example.com", "audit", "verify", "--remote", "--json")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     report = json.loads(verified.stdout)
@@ -321,7 +321,7 @@ def test_a_record_forged_by_someone_with_table_access_fails_verification(world):
         "ts": "2026-11-28T04:00:00Z",
         "event": "issued",
         "request_id": "r-forged00",
-        "actor": "arn:aws:iam::123456789012:user/bob@example.com",
+        "actor": "arn:aws:iam::444455556666:user/bob@example.com",
         "person": "bob@example.com",
         "role": "prod-readonly",
         "chain": "f0f0f0f0f0f0f0f0",

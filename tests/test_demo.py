@@ -216,9 +216,29 @@ def test_serve_exports_an_environment_and_stops_on_ctrl_c(tmp_path, monkeypatch)
         assert me == "arn:aws:iam::123456789012:user/alice@example.com"
         role = client("iam").get_role(RoleName="prod-readonly")["Role"]
         assert role["AssumeRolePolicyDocument"] == trust_policy("123456789012")
+        # The team's broker runs alongside; the printed client config is all a client needs.
+        broker = re.search(
+            r"listens on (http://127\.0\.0\.1:(\d+)) \(server id jitctl-demo\)", "\n".join(lines)
+        )
+        assert broker, lines
+        client = next(ln for ln in lines if ln.startswith("# Go through the broker: export "))
+        client_config = shlex.split(client.split("export ", 1)[1])[0].split("=", 1)[1]
+        assert Path(client_config).read_text() == (
+            f'[broker]\nurl = "{broker.group(1)}"\nserver_id = "jitctl-demo"\n'
+        )
+        checked = subprocess.run(
+            [EXE, "doctor"],
+            env={**shell, "JITCTL_CONFIG": client_config},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "as the broker sees you" in checked.stdout + checked.stderr
         ports = [
             int(exports["AWS_ENDPOINT_URL"].rsplit(":", 1)[1]),
             int(next(ln for ln in lines if "PagerDuty https://" in ln).rsplit(":", 1)[1]),
+            int(broker.group(2)),
         ]
         assert not any(refused(port) for port in ports)
         proc.send_signal(signal.SIGINT)
@@ -251,6 +271,7 @@ def test_importing_the_demo_package_pulls_in_nothing_heavy():
     code = (
         "import json, sys\n"
         "import jitctl.demo, jitctl.demo.pdsim, jitctl.demo.team, jitctl.demo.story\n"
+        "import jitctl.demo.gate, jitctl.demo.broker_story\n"
         "import jitctl.cli.demo_cmd\n"
         "heavy = {'moto', 'boto3', 'botocore', 'cryptography', 'flask'}\n"
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & heavy)))\n"

@@ -57,8 +57,8 @@ class BrokerChapter:
             "alone (deploy/target-role-trust-policy.json) and takes the requesters' own AWS\n"
             "permissions away. The broker runs with its own AWS keys and PagerDuty token:"
         )
-        keys = gate.close_the_gate(team)
-        gate.write_broker_config(team)
+        keys = gate.add_broker(team)
+        gate.close_the_gate(team)
         s.prompt("broker", ["jitctl", "broker", "serve", "--port", "0"], "   # in the background")
         try:
             url = s.cleanup.enter_context(gate.serving(team, keys))

@@ -81,24 +81,30 @@ def target_trust_policy(broker_arn: str = BROKER_ARN) -> dict[str, Any]:
     return doc
 
 
-def close_the_gate(team: DemoTeam) -> dict[str, str]:
-    """The admin's part (enforcement off): the broker's principal and its permissions, the
-    target roles trusting it alone, no requester allowed to assume anything. Its keys."""
+def add_broker(team: DemoTeam) -> dict[str, str]:
+    """The broker's principal with the deployment's permissions, and its config. Its keys."""
     iam = _aws("iam", team.aws_url)
     iam.create_user(UserName=BROKER_USER)
     iam.put_user_policy(
         UserName=BROKER_USER, PolicyName="jitctl-broker", PolicyDocument=_allow(BROKER_ACTIONS)
     )
+    key = iam.create_access_key(UserName=BROKER_USER)["AccessKey"]
+    write_broker_config(team)
+    return {
+        "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+    }
+
+
+def close_the_gate(team: DemoTeam) -> None:
+    """The admin's part (enforcement off): the target roles trust the broker alone, and no
+    requester may assume anything with their own keys."""
+    iam = _aws("iam", team.aws_url)
     trust = json.dumps(target_trust_policy())
     for role in ROLES:
         iam.update_assume_role_policy(RoleName=role, PolicyDocument=trust)
     for name in PEOPLE:
         iam.delete_user_policy(UserName=email(name), PolicyName=CALLER_POLICY_NAME)
-    key = iam.create_access_key(UserName=BROKER_USER)["AccessKey"]
-    return {
-        "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
-        "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
-    }
 
 
 def write_broker_config(team: DemoTeam) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from jitctl.demo import gate
 from jitctl.demo.team import ACCOUNT, REGION, email
+from jitctl.errors import JitctlError
 
 if TYPE_CHECKING:
     from jitctl.demo.story import Story
@@ -28,7 +29,8 @@ DIRECT_ASSUME = (
     "try:\n"
     "    r = boto3.client('sts').assume_role(RoleArn=sys.argv[1], RoleSessionName=sys.argv[2])\n"
     "except Exception as e:\n"
-    "    sys.exit(print(f'\\n{e}', file=sys.stderr) or 254)\n"
+    "    print(f'\\n{e}', file=sys.stderr)\n"
+    "    sys.exit(254)\n"
     "print(r['AssumedRoleUser']['Arn'])  # the ARN only: never the secret\n"
 )
 
@@ -62,7 +64,7 @@ class BrokerChapter:
         s.prompt("broker", ["jitctl", "broker", "serve", "--port", "0"], "   # in the background")
         try:
             url = s.cleanup.enter_context(gate.serving(team, keys))
-        except RuntimeError as exc:
+        except JitctlError as exc:
             raise StepFailed(str(exc)) from None
         s.write(f"jitctl broker {gate.SERVER_ID} listening on {url}")
         s.cleanup.enter_context(gate.enforcing())

@@ -29,9 +29,10 @@ from jitctl.demo.team import (
     ROLES,
     TABLE,
     DemoTeam,
-    _aws,
+    admin_client,
     email,
 )
+from jitctl.errors import JitctlError
 
 SERVER_ID = "jitctl-demo"
 BROKER_USER = "jitctl-broker"
@@ -50,9 +51,9 @@ TARGET_TRUST_TEMPLATE: dict[str, Any] = {
         }
     ],
 }
-# What deploy/broker.yaml grants the broker's role, for the demo's store (the same as
-# tests/broker_world.py's broker_policy, without the audit table, KMS and Secrets Manager). moto authorizes these
-# calls against the resource "*" (it does not resolve resource ARNs); the template scopes them.
+# What deploy/broker.yaml grants the broker's role for the demo's store (tests/broker_world.py's
+# broker_policy without the audit table, KMS and Secrets Manager). moto authorizes these calls
+# against the resource "*" (it does not resolve resource ARNs); the template scopes them.
 BROKER_ACTIONS = (
     "sts:AssumeRole",
     "sts:SetSourceIdentity",
@@ -83,7 +84,7 @@ def target_trust_policy(broker_arn: str = BROKER_ARN) -> dict[str, Any]:
 
 def add_broker(team: DemoTeam) -> dict[str, str]:
     """The broker's principal with the deployment's permissions, and its config. Its keys."""
-    iam = _aws("iam", team.aws_url)
+    iam = admin_client("iam", team.aws_url)
     iam.create_user(UserName=BROKER_USER)
     iam.put_user_policy(
         UserName=BROKER_USER, PolicyName="jitctl-broker", PolicyDocument=_allow(BROKER_ACTIONS)
@@ -99,7 +100,7 @@ def add_broker(team: DemoTeam) -> dict[str, str]:
 def close_the_gate(team: DemoTeam) -> None:
     """The admin's part (enforcement off): the target roles trust the broker alone, and no
     requester may assume anything with their own keys."""
-    iam = _aws("iam", team.aws_url)
+    iam = admin_client("iam", team.aws_url)
     trust = json.dumps(target_trust_policy())
     for role in ROLES:
         iam.update_assume_role_policy(RoleName=role, PolicyDocument=trust)
@@ -125,6 +126,8 @@ def write_broker_config(team: DemoTeam) -> None:
 def broker_env(team: DemoTeam, keys: dict[str, str]) -> dict[str, str]:
     """The broker process's environment: its own home, AWS keys and the PagerDuty token."""
     home = team.broker_dir / "home"
+    # A person's process environment (PYTHONPATH, the null keyring, no proxies) without any
+    # person's AWS or jitctl settings; then the broker's own.
     env = {k: v for k, v in team.env("alice").items() if not k.startswith(("AWS_", "JITCTL_"))}
     env.update(
         HOME=str(home),
@@ -186,9 +189,9 @@ def _await_listening(proc: subprocess.Popen[bytes], log: Path, timeout: float) -
             return found.group(1)
         if proc.poll() is not None:
             last = log.read_text(encoding="utf-8").strip().splitlines()[-1:] or ["no output"]
-            raise RuntimeError(f"the broker exited with {proc.returncode}: {last[0]}")
+            raise JitctlError(f"demo setup: the broker exited with {proc.returncode}: {last[0]}")
         time.sleep(0.05)
-    raise RuntimeError("the broker did not start listening in time")
+    raise JitctlError(f"demo setup: the broker did not start listening in {timeout:g}s")
 
 
 @contextmanager

@@ -299,7 +299,8 @@ def trust_policy(account: str = ACCOUNT) -> dict[str, Any]:
     return doc
 
 
-def _aws(service: str, endpoint: str) -> Any:
+def admin_client(service: str, endpoint: str) -> Any:
+    """A boto3 client for the admin who seeds the world (enforcement off)."""
     import boto3
     from botocore.config import Config
 
@@ -315,7 +316,7 @@ def _aws(service: str, endpoint: str) -> Any:
 
 def seed_aws(aws_url: str) -> dict[str, dict[str, str]]:
     """Target roles with the trust policy, and one IAM user with access keys per person."""
-    iam = _aws("iam", aws_url)
+    iam = admin_client("iam", aws_url)
     for role, max_session in ROLES.items():
         iam.create_role(
             RoleName=role,

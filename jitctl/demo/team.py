@@ -96,7 +96,8 @@ TRUST_POLICY_TEMPLATE: dict[str, Any] = {
         }
     ],
 }
-# What the callers' own IAM policy needs (moto does not enforce it; a real account would).
+# What the callers' own IAM policy needs in direct mode (moto enforces nothing until the
+# broker chapter; a real account would).
 CALLER_POLICY = {
     "Version": "2012-10-17",
     "Statement": [
@@ -107,10 +108,10 @@ CALLER_POLICY = {
         }
     ],
 }
-CALLER_POLICY_NAME = "jitctl-assume-prod"
-# Settings from the outside that must not reach the demo's processes.
+CALLER_POLICY_NAME = "jitctl-assume-prod"  # the broker chapter takes it away again
 # The admin who seeds the world (moto's server accepts any key while enforcement is off).
 ADMIN_KEYS = ("AKIADEMOADMIN0000000", "demo-admin-secret")
+# Settings from the outside that must not reach the demo's processes.
 _OUTSIDE = ("AWS_", "JITCTL_", "PYTHON_KEYRING_", "MOTO_")
 _PROXIES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 

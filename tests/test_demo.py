@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from jitctl.demo.gate import TARGET_TRUST_TEMPLATE, target_trust_policy
 from jitctl.demo.story import Story, shell_quote
 from jitctl.demo.team import TRUST_POLICY_TEMPLATE, trust_policy
 from tests.conftest import clean_env
@@ -69,7 +70,8 @@ def test_the_story_plays_end_to_end(tmp_path):
     assert "carol$ jitctl status r-" in story
     assert re.search(r"denied by\s+bob@example.com: read-only is enough to diagnose", story)
     assert story.count("hash chain intact") == 4
-    assert "All 5 steps behaved as expected" in story
+    assert_the_broker_chapter(story, kept)
+    assert "All 9 steps behaved as expected" in story
     # --keep: the files stay, in the directory named; the real home was never touched.
     assert (kept / "config.toml").is_file() and (kept / "policies" / "team.toml").is_file()
     events = [
@@ -79,6 +81,43 @@ def test_the_story_plays_end_to_end(tmp_path):
     assert events == ["requested", "pending", "approved", "issued"]
     assert files_under(Path(env["HOME"])) == []
     assert files_under(Path(env["TMPDIR"])) == []
+
+
+def assert_the_broker_chapter(story: str, kept: Path) -> None:
+    """The gate: a grant issued by the broker, alice's own AssumeRole refused, doctor's checks."""
+    chapter = story[story.index("# 6. the broker: a gate nobody can skip") :]
+    url = re.search(r"jitctl broker jitctl-demo listening on (http://127\.0\.0\.1:(\d+))", chapter)
+    assert url, chapter
+    assert f'url = "{url.group(1)}"\nserver_id = "jitctl-demo"' in chapter  # a client's config
+    issued = chapter.index('alice$ jitctl request prod-readonly --reason "INC-4211 replica lag')
+    assert "fast-tracked: on call, PEP1234 level 1" in chapter[issued:]
+    assert (
+        "AWS sees the broker-issued grant: "
+        "arn:aws:sts::123456789012:assumed-role/prod-readonly/alice@example.com" in chapter
+    )
+    assert "alice$ aws sts assume-role --role-arn arn:aws:iam::123456789012:role/prod-readonly" in (
+        chapter
+    )
+    assert (
+        "An error occurred (AccessDenied) when calling the AssumeRole operation: User: "
+        "arn:aws:iam::123456789012:user/alice@example.com is not authorized to perform: "
+        "sts:AssumeRole" in chapter
+    )
+    assert "broker: " + url.group(1) + ": server id jitctl-demo" in chapter
+    assert (
+        "alice@example.com (arn:aws:iam::123456789012:user/alice@example.com), as the broker"
+        in (chapter)
+    )
+    # The broker, not alice's machine, recorded the grant; and it is stopped at the end.
+    records = [
+        json.loads(line) for line in (kept / "broker" / "audit.jsonl").read_text().splitlines()
+    ]
+    assert [(r["event"], r["person"]) for r in records] == [
+        ("requested", "alice@example.com"),
+        ("auto_approved", "alice@example.com"),
+        ("issued", "alice@example.com"),
+    ]
+    assert refused(int(url.group(2)))
 
 
 def test_keep_refuses_a_directory_with_files(tmp_path):
@@ -177,9 +216,29 @@ def test_serve_exports_an_environment_and_stops_on_ctrl_c(tmp_path, monkeypatch)
         assert me == "arn:aws:iam::123456789012:user/alice@example.com"
         role = client("iam").get_role(RoleName="prod-readonly")["Role"]
         assert role["AssumeRolePolicyDocument"] == trust_policy("123456789012")
+        # The team's broker runs alongside; the printed client config is all a client needs.
+        broker = re.search(
+            r"listens on (http://127\.0\.0\.1:(\d+)) \(server id jitctl-demo\)", "\n".join(lines)
+        )
+        assert broker, lines
+        client = next(ln for ln in lines if ln.startswith("# Go through the broker: export "))
+        client_config = shlex.split(client.split("export ", 1)[1])[0].split("=", 1)[1]
+        assert Path(client_config).read_text() == (
+            f'[broker]\nurl = "{broker.group(1)}"\nserver_id = "jitctl-demo"\n'
+        )
+        checked = subprocess.run(
+            [EXE, "doctor"],
+            env={**shell, "JITCTL_CONFIG": client_config},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "as the broker sees you" in checked.stdout + checked.stderr
         ports = [
             int(exports["AWS_ENDPOINT_URL"].rsplit(":", 1)[1]),
             int(next(ln for ln in lines if "PagerDuty https://" in ln).rsplit(":", 1)[1]),
+            int(broker.group(2)),
         ]
         assert not any(refused(port) for port in ports)
         proc.send_signal(signal.SIGINT)
@@ -212,6 +271,7 @@ def test_importing_the_demo_package_pulls_in_nothing_heavy():
     code = (
         "import json, sys\n"
         "import jitctl.demo, jitctl.demo.pdsim, jitctl.demo.team, jitctl.demo.story\n"
+        "import jitctl.demo.gate, jitctl.demo.broker_story\n"
         "import jitctl.cli.demo_cmd\n"
         "heavy = {'moto', 'boto3', 'botocore', 'cryptography', 'flask'}\n"
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & heavy)))\n"
@@ -228,6 +288,14 @@ def test_the_trust_policy_is_the_repository_template():
     principal = trust_policy("111122223333")["Statement"][0]["Principal"]["AWS"]
     assert principal == "arn:aws:iam::111122223333:root"
     assert TRUST_POLICY_TEMPLATE["Statement"][0]["Principal"]["AWS"].endswith("ACCOUNT_ID:root")
+
+
+def test_the_broker_chapter_uses_the_deployment_trust_policy():
+    template = json.loads((REPO / "deploy" / "target-role-trust-policy.json").read_text())
+    assert template == TARGET_TRUST_TEMPLATE
+    broker = "arn:aws:iam::123456789012:user/jitctl-broker"
+    assert target_trust_policy(broker)["Statement"][0]["Principal"]["AWS"] == broker
+    assert TARGET_TRUST_TEMPLATE["Statement"][0]["Principal"]["AWS"] == "BROKER_ROLE_ARN"
 
 
 @pytest.mark.parametrize(

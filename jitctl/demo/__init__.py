@@ -20,8 +20,12 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jitctl.errors import Interrupted, JitctlError, UsageError
+
+if TYPE_CHECKING:
+    from jitctl.demo.team import DemoTeam
 
 Write = Callable[[str], None]
 
@@ -123,10 +127,11 @@ def _play(root: Path, write: Write, remove: bool) -> int:
 
 
 def _serve(root: Path, write: Write, remove: bool) -> int:
+    from jitctl.demo import gate
     from jitctl.demo.team import PEOPLE, email
 
     stop = threading.Event()
-    with _team(root) as team, _stop_on_signals(stop):
+    with _team(root) as team, gate.serving(team, gate.add_broker(team)), _stop_on_signals(stop):
         write(f"# jitctl demo --serve: AWS (moto) {team.aws_url}, PagerDuty {team.pd.url}")
         write(f"# team in {root}; policy {team.policy_file}")
         write(f"# Act as {email('alice')} (on call) in your shell; to be someone else:")
@@ -136,11 +141,27 @@ def _serve(root: Path, write: Write, remove: bool) -> int:
         for key, value in team.exports("alice").items():
             write(f"export {key}={shlex.quote(value)}")
         write('# try: jitctl whoami; jitctl request prod-readonly --reason "INC-1 test"')
+        _tell_broker(team, write)
         write("# ready; Ctrl-C stops the endpoints" + (" and removes the files" if remove else ""))
         while not stop.wait(0.5):
             pass
     write("# stopped")
     return 0
+
+
+def _tell_broker(team: DemoTeam, write: Write) -> None:
+    """Where the team's broker listens, and how to be its client (the roles still trust the
+    account here, so direct mode works too; `jitctl demo` shows the gate closed)."""
+    from jitctl.demo import gate
+
+    gate.write_client_configs(team)
+    config = team.client_config("alice")
+    write(f"# A broker for this team listens on {team.broker_url} (server id {gate.SERVER_ID}).")
+    write(f"# A client's whole config, e.g. alice's {config}:")
+    for line in config.read_text(encoding="utf-8").splitlines():
+        write(f"#   {line}")
+    write(f"# Go through the broker: export JITCTL_CONFIG={shlex.quote(str(config))}")
+    write('# then try: jitctl doctor; jitctl request prod-readonly --reason "INC-2 test"')
 
 
 @contextmanager

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack
 
 from jitctl.demo.team import ESCALATION_POLICY, PEOPLE, DemoTeam, email
 
@@ -34,6 +35,7 @@ class Story:
     def __init__(self, team: DemoTeam, write: Callable[[str], None]) -> None:
         self.team = team
         self.write = write
+        self.cleanup = ExitStack()  # what a step left running (the broker): ended after the story
 
     # -- telling ---------------------------------------------------------------------------
     def say(self, text: str = "") -> None:
@@ -50,12 +52,47 @@ class Story:
 
     # -- doing -----------------------------------------------------------------------------
     def jitctl(
-        self, name: str, *args: str, expect: int = 0, shows: Iterable[str] = ()
+        self,
+        name: str,
+        *args: str,
+        expect: int = 0,
+        shows: Iterable[str] = (),
+        broker: bool = False,
     ) -> subprocess.CompletedProcess[str]:
+        """``jitctl ARGS`` as ``name``, shown and checked; ``broker``: as the broker's client."""
         self.prompt(name, ["jitctl", *args])
-        done = self.team.run(name, *args)
+        done = self.team.run(name, *args, broker=True) if broker else self.team.run(name, *args)
         self.output(done)
         check(done, f"{name}$ jitctl {' '.join(map(shell_quote, args))}", expect, shows)
+        return done
+
+    def shown(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: dict[str, str],
+        *,
+        run: Sequence[str] | None = None,
+        note: str = "",
+        expect: int = 0,
+        shows: Iterable[str] = (),
+    ) -> subprocess.CompletedProcess[str]:
+        """``argv`` shown as ``name`` types it, run (as ``run``, if given) with ``env``, checked."""
+        self.prompt(name, argv, note)
+        command = run or self.team.command(*argv[1:])  # argv is `jitctl ...` unless run says
+        done = subprocess.run(
+            command,
+            env=env,
+            cwd=self.team.root,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+        self.output(done)
+        check(done, f"{name}$ {' '.join(map(shell_quote, argv))}", expect, shows)
         return done
 
     def quietly(self, name: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -64,12 +101,15 @@ class Story:
 
     # -- the story -------------------------------------------------------------------------
     def steps(self) -> list[tuple[str, Callable[[], None]]]:
+        from jitctl.demo.broker_story import BrokerChapter
+
         return [
             ("the shared request table", self.setup),
             ("on call: the fast track", self.fast_track),
             ("peer approval", self.peer_approval),
             ("a denial", self.denial),
             ("audit verify", self.audit),
+            *BrokerChapter(self).steps(),
         ]
 
     def setup(self) -> None:
@@ -181,17 +221,18 @@ class Story:
 
     def play(self) -> tuple[int, str | None]:
         """Run every step: (steps done, the failure message or None)."""
-        steps = self.steps()
-        for number, (title, step) in enumerate(steps, 1):
-            self.write("")
-            self.say(f"{number}. {title}")
-            try:
-                step()
-            except StepFailed as exc:
-                return number - 1, f"step {number} ({title}) failed: {exc}"
-            except subprocess.TimeoutExpired as exc:
-                return number - 1, f"step {number} ({title}) failed: timed out: {exc.cmd}"
-        return len(steps), None
+        with self.cleanup:
+            steps = self.steps()
+            for number, (title, step) in enumerate(steps, 1):
+                self.write("")
+                self.say(f"{number}. {title}")
+                try:
+                    step()
+                except StepFailed as exc:
+                    return number - 1, f"step {number} ({title}) failed: {exc}"
+                except subprocess.TimeoutExpired as exc:
+                    return number - 1, f"step {number} ({title}) failed: timed out: {exc.cmd}"
+            return len(steps), None
 
 
 def check(

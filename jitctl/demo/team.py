@@ -96,7 +96,8 @@ TRUST_POLICY_TEMPLATE: dict[str, Any] = {
         }
     ],
 }
-# What the callers' own IAM policy needs (moto does not enforce it; a real account would).
+# What the callers' own IAM policy needs in direct mode (moto enforces nothing until the
+# broker chapter; a real account would).
 CALLER_POLICY = {
     "Version": "2012-10-17",
     "Statement": [
@@ -107,6 +108,9 @@ CALLER_POLICY = {
         }
     ],
 }
+CALLER_POLICY_NAME = "jitctl-assume-prod"  # the broker chapter takes it away again
+# The admin who seeds the world (moto's server accepts any key while enforcement is off).
+ADMIN_KEYS = ("AKIADEMOADMIN0000000", "demo-admin-secret")
 # Settings from the outside that must not reach the demo's processes.
 _OUTSIDE = ("AWS_", "JITCTL_", "PYTHON_KEYRING_", "MOTO_")
 _PROXIES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
@@ -162,6 +166,7 @@ class DemoTeam:
     pd: PagerDutySim
     shift_end: datetime  # when alice's on-call shift ends
     keys: dict[str, dict[str, str]] = field(default_factory=dict)
+    broker_url: str = ""  # once the broker chapter runs `jitctl broker serve`
 
     @property
     def config(self) -> Path:
@@ -179,6 +184,14 @@ class DemoTeam:
 
     def audit_log(self, name: str) -> Path:
         return self.home(name) / "audit.jsonl"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.root / "broker"
+
+    def client_config(self, name: str) -> Path:
+        """``name``'s config as a client of the broker: its URL and server id, nothing else."""
+        return self.home(name) / "broker-client.toml"
 
     def env_file(self, name: str) -> Path:
         return self.root / "env" / f"{name}.sh"
@@ -223,13 +236,22 @@ class DemoTeam:
         env.update(extra)
         return env
 
+    def client_env(self, name: str) -> dict[str, str]:
+        """``name`` in broker mode: the client config and no PagerDuty token (the broker's)."""
+        env = self.env(name, JITCTL_CONFIG=str(self.client_config(name)))
+        del env["JITCTL_PAGERDUTY_TOKEN"]
+        return env
+
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "jitctl", *args]
 
-    def run(self, name: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, name: str, *args: str, timeout: float = 120, broker: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        """``jitctl ARGS`` as ``name``: directly, or (``broker``) as a client of the broker."""
         return subprocess.run(
             self.command(*args),
-            env=self.env(name),
+            env=self.client_env(name) if broker else self.env(name),
             cwd=self.root,
             capture_output=True,
             text=True,
@@ -278,7 +300,8 @@ def trust_policy(account: str = ACCOUNT) -> dict[str, Any]:
     return doc
 
 
-def _aws(service: str, endpoint: str) -> Any:
+def admin_client(service: str, endpoint: str) -> Any:
+    """A boto3 client for the admin who seeds the world (enforcement off)."""
     import boto3
     from botocore.config import Config
 
@@ -286,15 +309,15 @@ def _aws(service: str, endpoint: str) -> Any:
         service,
         endpoint_url=endpoint,
         region_name=REGION,
-        aws_access_key_id="AKIADEMOADMIN0000000",
-        aws_secret_access_key="demo-admin-secret",  # moto's server accepts any key
+        aws_access_key_id=ADMIN_KEYS[0],
+        aws_secret_access_key=ADMIN_KEYS[1],
         config=Config(proxies={}, retries={"max_attempts": 2}),
     )
 
 
 def seed_aws(aws_url: str) -> dict[str, dict[str, str]]:
     """Target roles with the trust policy, and one IAM user with access keys per person."""
-    iam = _aws("iam", aws_url)
+    iam = admin_client("iam", aws_url)
     for role, max_session in ROLES.items():
         iam.create_role(
             RoleName=role,
@@ -307,7 +330,7 @@ def seed_aws(aws_url: str) -> dict[str, dict[str, str]]:
         iam.create_user(UserName=email(name))
         iam.put_user_policy(
             UserName=email(name),
-            PolicyName="jitctl-assume-prod",
+            PolicyName=CALLER_POLICY_NAME,
             PolicyDocument=json.dumps(CALLER_POLICY),
         )
         key = iam.create_access_key(UserName=email(name))["AccessKey"]

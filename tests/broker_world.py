@@ -34,6 +34,9 @@ AUDIT_TABLE = "jitctl-broker-audit"
 POLICY = """
 version = 1
 
+[identities]
+"arn:aws:iam::444455556666:user/bob-admin" = "bob@example.com"
+
 [groups]
 sre = ["bob@example.com", "carol@example.com"]
 

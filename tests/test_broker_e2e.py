@@ -416,3 +416,19 @@ def test_a_colleagues_name_in_another_account_is_nobody(world):
     assert "account 210987654321 are not served by this broker" in out.stderr
     listed = world.run("mallory", "list", "--pending")
     assert listed.returncode == 3
+
+
+def test_the_requester_cannot_approve_through_a_second_principal(world):
+    """bob-admin is another IAM user the policy maps to bob: the broker compares persons."""
+    with _enforcement_off():
+        world.user("bob-admin")
+    out = world.run(
+        "bob@example.com", "request", "prod-readonly", "--reason", "INC-11", "--no-wait"
+    )
+    assert out.returncode == 0, out.stderr
+    rid = out.stdout.strip()
+    second = world.run("bob-admin", "approve", rid, "--yes")
+    assert second.returncode == 3 and "someone else must decide it" in second.stderr
+    status = json.loads(world.run("carol@example.com", "status", rid, "--json").stdout)
+    assert status["status"] == "pending" and status["approvers"] == []
+    assert world.run("bob@example.com", "cancel", rid).returncode == 0

@@ -30,10 +30,9 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jitctl import models
-from jitctl.context import Environment
 from jitctl.errors import AwsUnavailable, Denied, JitctlError
 from jitctl.filelock import exclusive_lock
 from jitctl.models import AccessRequest
@@ -51,6 +50,9 @@ from jitctl.revocation_policy import (
 )
 from jitctl.store.base import TransitionError
 from jitctl.timeutil import rfc3339
+
+if TYPE_CHECKING:
+    from jitctl.context import Environment
 
 SETTLE_SECONDS = 1.0  # pause before reading back, so a concurrent writer's PUT has landed
 ROUNDS = 4

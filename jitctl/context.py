@@ -137,8 +137,8 @@ class Environment:
 
             settings = self.config.audit
             if settings.central:
-                from jitctl.audit_sink import open_sinks, stderr_warning
-                from jitctl.audit_trail import AuditTrail
+                from jitctl.audit_sink import stderr_warning
+                from jitctl.audit_trail import AuditTrail, open_sinks
 
                 sinks = open_sinks(
                     settings,

@@ -13,8 +13,8 @@ import pytest
 from jitctl.audit import AuditLog, read_records, record_hash, verify
 from jitctl.audit_central import verify_central
 from jitctl.audit_s3 import S3Sink
-from jitctl.audit_sink import DynamoSink, open_sinks
-from jitctl.audit_trail import AuditTrail
+from jitctl.audit_sink import DynamoSink
+from jitctl.audit_trail import AuditTrail, open_sinks
 from jitctl.aws import AwsClients
 from jitctl.config import AuditSettings
 from jitctl.errors import AuditError, ConfigError, ExitCode

@@ -362,7 +362,7 @@ def remove_local_copies(env: Environment, req: AccessRequest) -> LocalCleanup:
     done = LocalCleanup()
     path = credentials.shared_credentials_path(env.environ)
     try:
-        for profile in profiles_for_request(path, req.request_id):
+        for profile in credentials.profiles_for_request(path, req.request_id):
             if credentials.remove_profile(path, profile):
                 done.profiles_removed.append(profile)
     except (OSError, ValueError, JitctlError) as exc:  # e.g. a linked lock file: refused
@@ -378,24 +378,3 @@ def remove_local_copies(env: Environment, req: AccessRequest) -> LocalCleanup:
     except Exception as exc:  # never fail a done revocation over a local cache
         done.notes.append(f"could not clean the credential cache ({type(exc).__name__})")
     return done
-
-
-def profiles_for_request(path: Path, request_id: str) -> list[str]:
-    """Profiles in the shared credentials file written for ``request_id`` (read the way
-    botocore reads it, like ``credentials.read_profile``)."""
-    import configparser
-
-    try:
-        text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
-    except FileNotFoundError:
-        return []
-    parser = configparser.RawConfigParser()
-    try:
-        parser.read_string(text, source=str(path))
-    except configparser.Error as exc:
-        raise ValueError(f"cannot parse it: {exc}") from None
-    return [
-        name
-        for name in parser.sections()
-        if parser.get(name, "x_jitctl_request_id", fallback=None) == request_id
-    ]

@@ -7,6 +7,8 @@ from typing import Any
 
 import typer
 
+from jitctl.cli.output import JSON_OPTION
+
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 
 CSV_COLUMNS = ("ts", "event", "request_id", "actor", "person", "role", "prev", "hash")
@@ -48,7 +50,7 @@ def log(
     local: bool = typer.Option(
         False, "--local", help="Read this machine's log even when a central sink is configured."
     ),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Audit records, oldest first: the team's central copy when configured, else the local log."""
     from jitctl.cli.output import emit_json
@@ -141,7 +143,7 @@ def verify(
         "--remote",
         help="Also verify the central copy, and that it holds this log's records unchanged.",
     ),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Check the local audit log's hash chain: exit 0 if intact, 6 naming the first bad line."""
     from jitctl.cli.output import emit_json, safe, stderr_console

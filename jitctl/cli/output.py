@@ -8,7 +8,16 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+import typer
+
 from jitctl.sanitize import clean
+
+# Every command's --json (typer options are plain default values, safe to reuse). `request`
+# and `wait` say "(no secrets)": their document describes credentials it does not contain.
+JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document on stdout.")
+JSON_OPTION_NO_SECRETS = typer.Option(
+    False, "--json", help="Print one JSON document on stdout (no secrets)."
+)
 
 
 def emit_json(document: Any) -> None:

@@ -23,7 +23,6 @@ boto3/botocore are imported inside functions: ``jitctl --help`` must not pay for
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -270,12 +269,6 @@ def matches(
 def sort_key(record: dict[str, Any]) -> tuple[str, str, int]:
     seq = record.get("seq")
     return (str(record.get("ts")), str(record.get("chain")), seq if isinstance(seq, int) else 0)
-
-
-def stderr_warning(text: str) -> None:
-    """How the CLI learns of a sink failure it carries on after (``required = false``)."""
-    sys.stderr.write(f"jitctl: warning: {clean(text)}\n")
-    sys.stderr.flush()
 
 
 def one_line(exc: BaseException) -> str:

@@ -70,6 +70,13 @@ def relative(value: datetime, now: datetime) -> str:
     return f"in {text}" if value >= now else f"{text} ago"
 
 
+def warning(text: str) -> None:
+    """A problem the command carries on after (a central audit copy failed with ``required =
+    false``, a shown record fails its hash): one plain line on stderr."""
+    sys.stderr.write(f"jitctl: warning: {clean(text)}\n")
+    sys.stderr.flush()
+
+
 def clock_warning(message: str) -> None:
     """Told once by the trusted clock when this machine's clock disagrees with AWS's."""
     stderr_console().print(f"[yellow]warning:[/] {safe(message)}")

@@ -176,7 +176,7 @@ class AuditLog:
             record["seq"] = seq
             record["prev"] = None if last is None else last["hash"]
             record["hash"] = record_hash(record)
-            line = _dump(record) + "\n"
+            line = record_text(record) + "\n"
             # A whole last record without its newline (e.g. edited by hand): finish the line
             # rather than glue the new record onto it.
             data = (line if ends_with_newline else "\n" + line).encode("utf-8")
@@ -303,8 +303,9 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _dump(record: dict[str, Any]) -> str:
-    # The hashing form plus "hash": ASCII-only, so odd strings (lone surrogates) still write.
+def record_text(record: dict[str, Any]) -> str:
+    """The record as the local log writes it and the central sinks store it: the hashing form
+    plus "hash". ASCII-only, so odd strings (lone surrogates) still write."""
     return json.dumps(record, sort_keys=True, separators=(",", ":"))
 
 

@@ -18,17 +18,10 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
+from jitctl.audit import record_text
 from jitctl.audit_central import CentralEntry
-from jitctl.audit_sink import (
-    DENIED,
-    PROBE,
-    ClientFactory,
-    Sink,
-    error_code,
-    load_record,
-    matches,
-    record_text,
-)
+from jitctl.audit_sink import PROBE, ClientFactory, Sink, load_record, matches
+from jitctl.aws import DENIED, error_code
 from jitctl.errors import AuditError, AuditTampered, ConfigError, JitctlError
 from jitctl.timeutil import parse_rfc3339
 

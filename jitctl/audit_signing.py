@@ -92,7 +92,7 @@ class Signer:
                 SigningAlgorithm=SIGNING_ALGORITHM,
             )
         except Exception as exc:
-            from jitctl.audit_sink import DENIED, error_code
+            from jitctl.aws import DENIED, error_code
 
             if error_code(exc) in DENIED:
                 return False

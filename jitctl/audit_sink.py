@@ -23,23 +23,21 @@ boto3/botocore are imported inside functions: ``jitctl --help`` must not pay for
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
+from jitctl.audit import record_text
 from jitctl.audit_central import CentralEntry
-from jitctl.audit_signing import Signature, Signer, open_signer
+from jitctl.audit_signing import Signature, Signer
+from jitctl.aws import DENIED, error_code
 from jitctl.errors import AuditError, AuditTampered, AwsUnavailable, ConfigError, JitctlError
 from jitctl.sanitize import clean
 from jitctl.timeutil import parse_rfc3339
 
 ClientFactory = Callable[[str], Any]
 PROBE = "jitctl-doctor-probe"  # the key `jitctl doctor` tries (and fails) to write
-# IAM said no. "403": a denial botocore could not parse a code from (moto answers DynamoDB's
-# JSON protocol in XML); the caller's keys themselves are checked before any probe.
-DENIED = ("AccessDenied", "AccessDeniedException", "403")
 ACTIVE_TIMEOUT = 600.0  # seconds init() waits for the table
 _ERROR_MAX = 300  # characters of a sink error kept in the local log and in messages
 
@@ -84,28 +82,6 @@ class Sink:
     def signature(self, record: dict[str, Any]) -> Signature | None:
         """The record's signature when signing is configured (one KMS call for all sinks)."""
         return self.signer.sign(record) if self.signer is not None else None
-
-
-def open_sinks(settings: Any, client_factory: ClientFactory) -> list[Sink]:
-    """The sinks ``[audit]`` configures (an AuditSettings), in a fixed order: table, bucket.
-    With ``kms_key`` they share one Signer, so a record is signed once whatever the sinks."""
-    sinks: list[Sink] = []
-    if settings.table:
-        sinks.append(DynamoSink(settings.table, client_factory))
-    if settings.bucket:
-        from jitctl.audit_s3 import S3Sink
-
-        retention = (settings.retention_mode, settings.retention_days)
-        sinks.append(S3Sink(settings.bucket, settings.prefix, client_factory, retention=retention))
-    signer = open_signer(settings, client_factory)
-    for sink in sinks:
-        sink.signer = signer
-    return sinks
-
-
-def error_code(exc: Exception) -> str:
-    response = getattr(exc, "response", None)
-    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
 
 
 # ------------------------------------------------------------------ DynamoDB
@@ -260,11 +236,6 @@ class DynamoSink(Sink):
 # ------------------------------------------------------------------ helpers
 
 
-def record_text(record: dict[str, Any]) -> str:
-    """The record exactly as the local log writes it (its hashing form plus hash)."""
-    return json.dumps(record, sort_keys=True, separators=(",", ":"))
-
-
 def load_record(text: str, where: str) -> dict[str, Any]:
     try:
         record = json.loads(text)
@@ -298,12 +269,6 @@ def matches(
 def sort_key(record: dict[str, Any]) -> tuple[str, str, int]:
     seq = record.get("seq")
     return (str(record.get("ts")), str(record.get("chain")), seq if isinstance(seq, int) else 0)
-
-
-def stderr_warning(text: str) -> None:
-    """How the CLI learns of a sink failure it carries on after (``required = false``)."""
-    sys.stderr.write(f"jitctl: warning: {clean(text)}\n")
-    sys.stderr.flush()
 
 
 def one_line(exc: BaseException) -> str:

@@ -12,9 +12,27 @@ from pathlib import Path
 from typing import Any
 
 from jitctl.audit import AuditLog
-from jitctl.audit_sink import Sink, one_line
+from jitctl.audit_signing import open_signer
+from jitctl.audit_sink import ClientFactory, DynamoSink, Sink, one_line
 from jitctl.errors import AuditError
 from jitctl.timeutil import Clock
+
+
+def open_sinks(settings: Any, client_factory: ClientFactory) -> list[Sink]:
+    """The sinks ``[audit]`` configures (an AuditSettings), in a fixed order: table, bucket.
+    With ``kms_key`` they share one Signer, so a record is signed once whatever the sinks."""
+    sinks: list[Sink] = []
+    if settings.table:
+        sinks.append(DynamoSink(settings.table, client_factory))
+    if settings.bucket:
+        from jitctl.audit_s3 import S3Sink
+
+        retention = (settings.retention_mode, settings.retention_days)
+        sinks.append(S3Sink(settings.bucket, settings.prefix, client_factory, retention=retention))
+    signer = open_signer(settings, client_factory)
+    for sink in sinks:
+        sink.signer = signer
+    return sinks
 
 
 class AuditTrail(AuditLog):

@@ -81,6 +81,17 @@ class AwsClients:
         return self._cache[key]
 
 
+# IAM said no. "403": a denial botocore could not parse a code from (moto answers DynamoDB's
+# JSON protocol in XML); the caller's keys themselves are checked before any probe.
+DENIED = ("AccessDenied", "AccessDeniedException", "403")
+
+
+def error_code(exc: Exception) -> str:
+    """The AWS error code of a botocore ClientError ("" for anything else)."""
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
 def translate_error(exc: Exception, action: str, *, hint: str | None = None) -> Exception:
     """Map a botocore exception to one clear jitctl error. Returns it for `raise ... from exc`."""
     from botocore.exceptions import (

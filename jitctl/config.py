@@ -66,6 +66,15 @@ class StoreSettings:
     region: str | None = None
 
 
+def require_store_table(backend: str, table: str | None, where: str = "") -> str:
+    """The DynamoDB store's table: the loader checks it with the file's name, ``open_store``
+    again for settings built in code. Other backends need none (returns "")."""
+    if backend == "dynamodb" and not table:
+        prefix = f"{where}: " if where else ""
+        raise ConfigError(f'{prefix}[store] backend "dynamodb" needs table = "NAME"')
+    return table or ""
+
+
 @dataclass(frozen=True)
 class NotifySettings:
     webhook_url: str | None = None
@@ -210,8 +219,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             f"{where}: [store] backend {backend!r} is not one of {', '.join(_BACKENDS)}"
         )
     table = _opt_str(store, "table", where)
-    if backend == "dynamodb" and not table:
-        raise ConfigError(f'{where}: [store] backend "dynamodb" needs table = "NAME"')
+    require_store_table(backend, table, where)
     store_settings = StoreSettings(
         backend=backend,
         path=_resolve(_opt_str(store, "path", where), base),

@@ -34,6 +34,9 @@ class Environment:
     keyring_get: Callable[[str, str], str | None] | None = None
     aws_factory: Callable[[], AwsClients] | None = None
     on_clock_skew: Callable[[str], None] | None = None  # told once; the CLI prints it
+    # Told of a problem the command carries on after (a central audit copy failed with
+    # [audit] required = false); each host reports it its own way.
+    on_warning: Callable[[str], None] | None = None
     _identity: tuple[str, str] | None = None
     _config: Config | None = None
     _policy: Policy | None = None
@@ -137,8 +140,7 @@ class Environment:
 
             settings = self.config.audit
             if settings.central:
-                from jitctl.audit_sink import open_sinks, stderr_warning
-                from jitctl.audit_trail import AuditTrail
+                from jitctl.audit_trail import AuditTrail, open_sinks
 
                 sinks = open_sinks(
                     settings,
@@ -149,7 +151,7 @@ class Environment:
                     self.clock,
                     sinks,
                     required=settings.required,
-                    on_warning=stderr_warning,
+                    on_warning=self.on_warning,
                 )
             else:
                 self._audit = AuditLog(settings.path, self.clock)

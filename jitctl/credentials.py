@@ -110,15 +110,31 @@ def read_profile(path: Path, profile: str) -> dict[str, str] | None:
     Raises ValueError if the file cannot be parsed (botocore would refuse it too).
     """
     validate_profile_name(profile)
-    text = _read_text(_real(path))
-    parser = configparser.RawConfigParser()
-    try:
-        parser.read_string(text, source=str(path))
-    except configparser.Error as e:
-        raise ValueError(f"cannot parse {path}: {e}") from None
+    parser = _parse(path, str(path))
     if not parser.has_section(profile):
         return None
     return dict(parser.items(profile))
+
+
+def profiles_for_request(path: Path, request_id: str) -> list[str]:
+    """Profiles in the file written for ``request_id`` (delivery tags them with
+    ``x_jitctl_request_id``), read like ``read_profile``. ValueError if it cannot be parsed."""
+    parser = _parse(path, "it")  # revoke's note already names the file
+    return [
+        name
+        for name in parser.sections()
+        if parser.get(name, "x_jitctl_request_id", fallback=None) == request_id
+    ]
+
+
+def _parse(path: Path, name: str) -> configparser.RawConfigParser:
+    """The file as botocore reads it (no file: no sections); ValueError names it ``name``."""
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read_string(_read_text(_real(path)), source=str(path))
+    except configparser.Error as e:
+        raise ValueError(f"cannot parse {name}: {e}") from None
+    return parser
 
 
 # --- line-level editing -----------------------------------------------------------------

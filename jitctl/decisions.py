@@ -6,12 +6,16 @@ SSO role and through an IAM user is one person and cannot approve her own reques
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from jitctl import models
-from jitctl.context import Environment
 from jitctl.errors import Denied
 from jitctl.flow import audit_fields, check_reason, notify
 from jitctl.models import AccessRequest
 from jitctl.store.base import NotFound
+
+if TYPE_CHECKING:
+    from jitctl.context import Environment
 
 
 def get_request(env: Environment, request_id: str) -> AccessRequest:

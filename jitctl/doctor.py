@@ -1,4 +1,5 @@
-"""`jitctl doctor`, `whoami` and `roles`: check everything before the first 4am page.
+"""`jitctl doctor`: check everything before the first 4am page (`whoami` and `roles`, which
+report rather than check, are jitctl.whoami).
 
 Each check reports pass, fail (with the fix and the contract's exit code) or skip (does not
 apply). Later checks that depend on an earlier failure are skipped, not failed again.
@@ -7,70 +8,12 @@ apply). Later checks that depend on an earlier failure are skipped, not failed a
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
-from jitctl.context import Environment
-from jitctl.errors import ExitCode, JitctlError
-from jitctl.timeutil import rfc3339
+from jitctl.doctor_report import PASS, SKIP, Doctor
 
-PASS, FAIL, SKIP, WARN = "pass", "fail", "skip", "warn"  # a warning does not fail the doctor
-
-
-@dataclass
-class Check:
-    name: str
-    status: str
-    detail: str
-    fix: str | None = None
-    exit_code: int | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "status": self.status,
-            "detail": self.detail,
-            "fix": self.fix,
-            "exit_code": self.exit_code,
-        }
-
-
-@dataclass
-class Doctor:
-    env: Environment
-    checks: list[Check] = field(default_factory=list)
-
-    def run(
-        self, name: str, fn: Callable[[], str | tuple[str, ...]], *, needs: tuple[str, ...] = ()
-    ) -> bool:
-        """Run one check; skipped when a check it needs did not pass. ``fn`` returns the
-        detail of a pass, or (SKIP or WARN, detail[, fix])."""
-        blocked = [c.name for c in self.checks if c.name in needs and c.status != PASS]
-        if blocked:
-            self.checks.append(Check(name, SKIP, f"needs: {', '.join(blocked)}"))
-            return False
-        try:
-            result = fn()
-        except JitctlError as exc:
-            self.checks.append(Check(name, FAIL, exc.message, exc.hint, int(exc.exit_code)))
-            return False
-        except Exception as exc:  # a check must never crash the doctor
-            self.checks.append(
-                Check(name, FAIL, f"{type(exc).__name__}: {exc}", None, int(ExitCode.ERROR))
-            )
-            return False
-        if isinstance(result, str):
-            result = (PASS, result)
-        self.checks.append(Check(name, *result))
-        return True
-
-    @property
-    def exit_code(self) -> int:
-        for check in self.checks:
-            if check.status == FAIL:
-                return check.exit_code or int(ExitCode.ERROR)
-        return 0
+if TYPE_CHECKING:
+    from jitctl.context import Environment
 
 
 def run_doctor(env: Environment) -> Doctor:
@@ -204,87 +147,3 @@ def _audit(env: Environment) -> str:
 
 
 # -- whoami and roles -------------------------------------------------------------------
-
-
-def whoami(env: Environment) -> dict[str, Any]:
-    """Principal, person, PagerDuty user and current on-calls (with shift ends)."""
-    from jitctl.oncall import LookupFailed, covers, find_user, guard, make_client
-
-    caller = env.caller
-    doc: dict[str, Any] = {
-        "principal": caller.arn,
-        "account": caller.account,
-        "person": caller.person,
-        "pagerduty_user": None,
-        "on_calls": [],
-        "pagerduty_error": None,
-    }
-    token, _source = env.pagerduty_token()
-    now = env.clock.now()
-    with make_client(env.config.pagerduty, token) as client:
-        try:
-            user = find_user(client, caller.person)
-            doc["pagerduty_user"] = {
-                "id": user["id"],
-                "name": user.get("name"),
-                "email": user.get("email"),
-            }
-            stamp = rfc3339(now)
-            with guard(client):
-                entries = list(
-                    client.iter_all(
-                        "/oncalls",
-                        params={"user_ids[]": [user["id"]], "since": stamp, "until": stamp},
-                    )
-                )
-            doc["on_calls"] = [_oncall_entry(e) for e in entries if covers(e, now)]
-        except LookupFailed as exc:
-            doc["pagerduty_error"] = exc.reason
-    return doc
-
-
-def _oncall_entry(entry: dict[str, Any]) -> dict[str, Any]:
-    schedule = entry.get("schedule") or {}
-    return {
-        "escalation_policy": {
-            "id": entry["escalation_policy"]["id"],
-            "name": entry["escalation_policy"].get("summary"),
-        },
-        "level": entry.get("escalation_level"),
-        "schedule": {"id": schedule.get("id"), "name": schedule.get("summary")}
-        if schedule
-        else None,
-        "start": entry.get("start"),
-        "end": entry.get("end"),
-    }
-
-
-def roles(env: Environment) -> list[dict[str, Any]]:
-    """Every role, and whether the caller would be fast-tracked now (and until when)."""
-    from jitctl.flow import check_fast_track
-
-    out = []
-    for name in sorted(env.policy.roles):
-        role = env.policy.role(name)
-        entry: dict[str, Any] = {
-            "role": name,
-            "arn": role.arn,
-            "description": role.description,
-            "max_duration_seconds": int(role.max_duration.total_seconds()),
-            "has_fast_track": role.on_call is not None,
-            "approvers": env.policy.approvers_display(role) if role.approval else [],
-            "min_approvals": role.approval.min_approvals if role.approval else None,
-            "fast_track": False,
-            "fast_track_until": None,
-            "why": None,
-        }
-        if role.on_call is not None:
-            result = check_fast_track(env, role, env.caller.person)
-            entry["fast_track"] = result.on_call
-            entry["why"] = result.reason
-            if result.evidence is not None and result.evidence.end is not None:
-                entry["fast_track_until"] = rfc3339(result.evidence.end)
-        else:
-            entry["why"] = "no on-call fast track"
-        out.append(entry)
-    return out

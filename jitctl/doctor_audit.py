@@ -8,11 +8,13 @@ copy with their own keys, so "you can write it" is the plain truth to say, not a
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jitctl.context import Environment
-from jitctl.doctor import WARN
+from jitctl.doctor_report import WARN
 from jitctl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from jitctl.context import Environment
 
 _AUTHORITATIVE = (
     "let only the broker's role write the central copy and sign records with [audit] "

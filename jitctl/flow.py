@@ -9,15 +9,18 @@ import base64
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from jitctl import models
-from jitctl.context import Environment
 from jitctl.errors import Denied, JitctlError, TimedOut, UsageError
 from jitctl.models import AccessRequest, Credentials, OnCallEvidence, OnCallResult
 from jitctl.sanitize import MAX_REASON, clean, require_text
 from jitctl.store.base import TransitionError, redeliverable
 from jitctl.timeutil import format_duration, rfc3339
 from jitctl.trusted_time import SKEW_LIMIT
+
+if TYPE_CHECKING:
+    from jitctl.context import Environment
 
 STS_MIN_SECONDS = 900
 DEFAULT_DURATION = timedelta(hours=1)

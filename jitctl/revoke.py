@@ -30,10 +30,9 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jitctl import models
-from jitctl.context import Environment
 from jitctl.errors import AwsUnavailable, Denied, JitctlError
 from jitctl.filelock import exclusive_lock
 from jitctl.models import AccessRequest
@@ -51,6 +50,9 @@ from jitctl.revocation_policy import (
 )
 from jitctl.store.base import TransitionError
 from jitctl.timeutil import rfc3339
+
+if TYPE_CHECKING:
+    from jitctl.context import Environment
 
 SETTLE_SECONDS = 1.0  # pause before reading back, so a concurrent writer's PUT has landed
 ROUNDS = 4
@@ -360,7 +362,7 @@ def remove_local_copies(env: Environment, req: AccessRequest) -> LocalCleanup:
     done = LocalCleanup()
     path = credentials.shared_credentials_path(env.environ)
     try:
-        for profile in profiles_for_request(path, req.request_id):
+        for profile in credentials.profiles_for_request(path, req.request_id):
             if credentials.remove_profile(path, profile):
                 done.profiles_removed.append(profile)
     except (OSError, ValueError, JitctlError) as exc:  # e.g. a linked lock file: refused
@@ -376,24 +378,3 @@ def remove_local_copies(env: Environment, req: AccessRequest) -> LocalCleanup:
     except Exception as exc:  # never fail a done revocation over a local cache
         done.notes.append(f"could not clean the credential cache ({type(exc).__name__})")
     return done
-
-
-def profiles_for_request(path: Path, request_id: str) -> list[str]:
-    """Profiles in the shared credentials file written for ``request_id`` (read the way
-    botocore reads it, like ``credentials.read_profile``)."""
-    import configparser
-
-    try:
-        text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
-    except FileNotFoundError:
-        return []
-    parser = configparser.RawConfigParser()
-    try:
-        parser.read_string(text, source=str(path))
-    except configparser.Error as exc:
-        raise ValueError(f"cannot parse it: {exc}") from None
-    return [
-        name
-        for name in parser.sections()
-        if parser.get(name, "x_jitctl_request_id", fallback=None) == request_id
-    ]

@@ -219,13 +219,13 @@ class LocalService:
 
     def describe_caller(self) -> dict[str, Any]:
         """`jitctl whoami`: principal, person, PagerDuty user and on-calls now."""
-        from jitctl.doctor import whoami
+        from jitctl.whoami import whoami
 
         return whoami(self.env)
 
     def roles(self) -> builtins.list[dict[str, Any]]:
         """`jitctl roles`: each role, and whether it would fast-track the caller now."""
-        from jitctl.doctor import roles
+        from jitctl.whoami import roles
 
         return roles(self.env)
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from jitctl import models
-from jitctl.context import Environment
 from jitctl.errors import Denied, Interrupted, TimedOut
 from jitctl.flow import audit_fields
 from jitctl.models import AccessRequest
 from jitctl.store.base import NotFound, RequestExpired, TransitionError, redeliverable
 from jitctl.timeutil import format_duration
+
+if TYPE_CHECKING:
+    from jitctl.context import Environment
 
 FIRST_INTERVAL = 0.5  # seconds between polls at first: an approval shows up within a second
 MAX_INTERVAL = 5.0  # never slower than this, however long the wait

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.harness import Team
 
 pytest_plugins = ["tests.fixtures_pd"]
 
@@ -46,3 +51,41 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JITCTL_"))}
     env.update(extra)
     return env
+
+
+class FixedClock:
+    """The one fake we allow: a clock the test sets. It stands still at ``now`` unless moved
+    with ``advance``; with ``tick`` it moves that many seconds before each reading (so
+    records written one after another get distinct times)."""
+
+    def __init__(
+        self, now: datetime = datetime(2026, 11, 21, 4, 0, tzinfo=UTC), *, tick: float = 0.0
+    ) -> None:
+        self.value = now
+        self.tick = timedelta(seconds=tick)
+
+    def now(self) -> datetime:
+        self.value += self.tick
+        return self.value
+
+    def advance(self, seconds: float) -> None:
+        self.value += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def team_policy() -> str | None:
+    """The team's policy text; None means the harness's POLICY. A test file overrides this
+    fixture to point the team at IAM roles of its own (moto's server is shared)."""
+    return None
+
+
+@pytest.fixture
+def team(tmp_path, moto_server, pd_sim, team_policy) -> Team:
+    """Alice, Bob, Carol and Dave in moto and the PagerDuty simulator, each running the
+    installed CLI. A test file that needs more (an on-call shift, a DynamoDB store) overrides
+    ``team`` with a fixture that asks for this one and adds to it."""
+    from tests.harness import Team  # here: tests.harness imports this module
+
+    if team_policy is None:
+        return Team(tmp_path, moto_server, pd_sim)
+    return Team(tmp_path, moto_server, pd_sim, policy=team_policy)

@@ -26,15 +26,11 @@ from jitctl.errors import ExitCode, TimedOut, UsageError
 from jitctl.flow import issue, submit
 from jitctl.store.base import RequestExpired
 from jitctl.trusted_time import SKEW_LIMIT, TrustedClock, parse_http_date, skew_message
+from tests.conftest import FixedClock
 from tests.harness import Team, iam_keys
-from tests.test_flow import FixedClock, use_identity
+from tests.test_flow import use_identity
 
 ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@example.com"
-
-
-@pytest.fixture
-def team(tmp_path, moto_server, pd_sim) -> Team:
-    return Team(tmp_path, moto_server, pd_sim)
 
 
 def pending(team: Team, role: str = "prod-readonly") -> str:

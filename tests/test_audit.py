@@ -14,17 +14,9 @@ import pytest
 
 from jitctl.audit import AuditLog, read_records, torn_path, verify
 from jitctl.errors import AuditError, AuditTampered
+from tests.conftest import FixedClock
 
 ACTOR = "arn:aws:iam::123456789012:user/alice@example.com"
-
-
-class FixedClock:
-    def __init__(self) -> None:
-        self.value = datetime(2026, 11, 21, 4, 0, 0, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        self.value += timedelta(seconds=1)
-        return self.value
 
 
 def contract_hash(record: dict) -> str:
@@ -52,7 +44,7 @@ def log_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def log(log_path: Path) -> AuditLog:
-    return AuditLog(log_path, FixedClock())
+    return AuditLog(log_path, FixedClock(tick=1))
 
 
 def filled(log: AuditLog, count: int = 5) -> list[dict]:
@@ -259,7 +251,7 @@ def test_unicode_reason_round_trips_and_verifies(log: AuditLog, log_path: Path) 
 def test_unwritable_location_is_an_audit_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    log = AuditLog(blocker / "audit.jsonl", FixedClock())
+    log = AuditLog(blocker / "audit.jsonl", FixedClock(tick=1))
     with pytest.raises(AuditError) as info:
         add(log)
     assert "cannot write the audit log" in info.value.message
@@ -267,7 +259,7 @@ def test_unwritable_location_is_an_audit_error(tmp_path: Path) -> None:
 
 
 def _concurrent_appender(path: str, worker: int, barrier) -> None:
-    log = AuditLog(Path(path), FixedClock())
+    log = AuditLog(Path(path), FixedClock(tick=1))
     barrier.wait(timeout=60)
     for i in range(20):
         log.append(

@@ -17,7 +17,7 @@ from jitctl.audit import read_records, record_hash
 from jitctl.audit_central import verify_central
 from jitctl.audit_s3 import S3Sink
 from jitctl.audit_signing import Signer, Verifier, same_key
-from jitctl.audit_sink import open_sinks
+from jitctl.audit_trail import open_sinks
 from jitctl.aws import AwsClients
 from jitctl.config import AuditSettings
 from jitctl.errors import AuditError, ConfigError

@@ -13,12 +13,13 @@ import pytest
 from jitctl.audit import AuditLog, read_records, record_hash, verify
 from jitctl.audit_central import verify_central
 from jitctl.audit_s3 import S3Sink
-from jitctl.audit_sink import DynamoSink, open_sinks
-from jitctl.audit_trail import AuditTrail
+from jitctl.audit_sink import DynamoSink
+from jitctl.audit_trail import AuditTrail, open_sinks
 from jitctl.aws import AwsClients
 from jitctl.config import AuditSettings
 from jitctl.errors import AuditError, ConfigError, ExitCode
-from tests.test_audit import ACTOR, FixedClock
+from tests.conftest import FixedClock
+from tests.test_audit import ACTOR
 
 PERSON = "alice@example.com"
 
@@ -59,7 +60,7 @@ def fill(log: AuditLog, count: int = 5) -> list[dict]:
 
 
 def trail(tmp_path: Path, sinks, **kw) -> AuditTrail:
-    return AuditTrail(tmp_path / "audit.jsonl", FixedClock(), list(sinks), **kw)
+    return AuditTrail(tmp_path / "audit.jsonl", FixedClock(tick=1), list(sinks), **kw)
 
 
 class Central:
@@ -133,14 +134,14 @@ def test_records_reach_both_sinks_identical_to_the_local_log(tmp_path, table, bu
 
 
 def test_chain_and_seq_are_assigned_and_continuous(tmp_path: Path):
-    log = AuditLog(tmp_path / "a.jsonl", FixedClock())
+    log = AuditLog(tmp_path / "a.jsonl", FixedClock(tick=1))
     records = fill(log, 4)
     chains = {r["chain"] for r in records}
     assert len(chains) == 1 and [r["seq"] for r in records] == [1, 2, 3, 4]
     # Read back from the last record by a fresh writer (another process, another day).
-    again = add(AuditLog(log.path, FixedClock()), 9)
+    again = add(AuditLog(log.path, FixedClock(tick=1)), 9)
     assert (again["chain"], again["seq"]) == (records[0]["chain"], 5)
-    other = add(AuditLog(tmp_path / "b.jsonl", FixedClock()), 0)
+    other = add(AuditLog(tmp_path / "b.jsonl", FixedClock(tick=1)), 0)
     assert other["seq"] == 1 and other["chain"] not in chains
     assert verify(log.path).ok
 
@@ -162,13 +163,13 @@ def test_old_log_without_chain_still_verifies_and_continues(tmp_path: Path):
             rec["hash"] = prev = record_hash(rec)
             fh.write(json.dumps(rec, sort_keys=True, separators=(",", ":")) + "\n")
     assert verify(path).ok
-    new = add(AuditLog(path, FixedClock()), 3)
+    new = add(AuditLog(path, FixedClock(tick=1)), 3)
     assert new["seq"] == 1 and new["prev"] == prev
     assert verify(path).ok and verify(path).records == 4
 
 
 def test_local_verify_catches_a_forged_seq(tmp_path: Path):
-    log = AuditLog(tmp_path / "a.jsonl", FixedClock())
+    log = AuditLog(tmp_path / "a.jsonl", FixedClock(tick=1))
     fill(log, 3)
     lines = log.path.read_text().splitlines()
     rec = json.loads(lines[2])

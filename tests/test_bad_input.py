@@ -17,11 +17,6 @@ HUGE = "99999999999999999999h"
 DEEP = "x = " + "[" * 5000 + "]" * 5000 + "\n"
 
 
-@pytest.fixture
-def team(tmp_path, moto_server, pd_sim) -> Team:
-    return Team(tmp_path, moto_server, pd_sim)
-
-
 def refused(out, *needles: str) -> str:
     """Exit 2, exactly one line on stderr, no traceback; that line."""
     assert out.returncode == 2, (out.returncode, out.stderr)

@@ -22,8 +22,9 @@ ALICE, BOB, CAROL, DAVE = (
 
 
 @pytest.fixture(params=["sqlite", "dynamodb"])
-def team(request, tmp_path, moto_server, pd_sim) -> Team:
-    t = Team(tmp_path, moto_server, pd_sim)
+def team(request, team) -> Team:
+    """The shared team, once with the SQLite store and once with a DynamoDB table."""
+    t = team
     if request.param == "dynamodb":
         text = t.config.read_text().replace(
             '[store]\nbackend = "sqlite"\npath = "requests.db"\n',

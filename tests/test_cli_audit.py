@@ -35,8 +35,9 @@ def _audit_config(team: Team, *, table: str | None, bucket: str | None, extra: s
 
 
 @pytest.fixture
-def team(tmp_path, moto_server, pd_sim) -> Team:
-    t = Team(tmp_path, moto_server, pd_sim)
+def team(team) -> Team:
+    """The shared team, with a central audit table and bucket created by `jitctl init`."""
+    t = team
     t.audit_table = f"jitctl-audit-{uuid.uuid4().hex[:8]}"
     t.audit_bucket = f"jitctl-audit-{uuid.uuid4().hex[:8]}"
     _aws(t, "s3").create_bucket(Bucket=t.audit_bucket)

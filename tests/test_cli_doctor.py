@@ -5,16 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
-from tests.harness import Team
-
 ALICE = "alice@example.com"
-
-
-@pytest.fixture
-def team(tmp_path, moto_server, pd_sim) -> Team:
-    return Team(tmp_path, moto_server, pd_sim)
 
 
 def checks(out) -> dict[str, dict]:

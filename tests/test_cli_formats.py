@@ -22,13 +22,17 @@ WHO = "import boto3; print(boto3.client('sts').get_caller_identity()['Arn'])"
 
 
 @pytest.fixture
-def team(tmp_path, moto_server, pd_sim) -> Team:
-    t = Team(tmp_path, moto_server, pd_sim)
+def team(team, pd_sim) -> Team:
+    """The shared team, with Alice on call."""
     now = datetime.now(UTC)
     pd_sim.add_oncall(
-        t.pd_user(ALICE), "PEP1234", 1, start=now - timedelta(hours=1), end=now + timedelta(hours=4)
+        team.pd_user(ALICE),
+        "PEP1234",
+        1,
+        start=now - timedelta(hours=1),
+        end=now + timedelta(hours=4),
     )
-    return t
+    return team
 
 
 def consumer_env(team: Team, **extra: str) -> dict[str, str]:

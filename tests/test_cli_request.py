@@ -14,11 +14,6 @@ from tests.harness import Team
 ALICE = "alice@example.com"
 
 
-@pytest.fixture
-def team(tmp_path, moto_server, pd_sim) -> Team:
-    return Team(tmp_path, moto_server, pd_sim)
-
-
 def on_call(team: Team, email: str, level: int = 1, ep: str = "PEP1234", hours: float = 6) -> None:
     now = datetime.now(UTC)
     team.pd.add_oncall(

@@ -21,15 +21,23 @@ ALICE, BOB, DAVE = "alice@example.com", "bob@example.com", "dave@example.com"
 
 
 @pytest.fixture
-def team(tmp_path, moto_server, pd_sim) -> Team:
+def iam_role() -> str:
+    return f"prod-readonly-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def team_policy(iam_role: str) -> str:
     """prod-readonly points at an IAM role of this test's own (moto's server is shared)."""
-    role = f"prod-readonly-{uuid.uuid4().hex[:8]}"
-    t = Team(
-        tmp_path, moto_server, pd_sim, policy=POLICY.replace("role/prod-readonly", f"role/{role}")
+    return POLICY.replace("role/prod-readonly", f"role/{iam_role}")
+
+
+@pytest.fixture
+def team(team, iam_role: str) -> Team:
+    team.iam_role = iam_role
+    iam(team).create_role(
+        RoleName=iam_role, AssumeRolePolicyDocument="{}", MaxSessionDuration=43200
     )
-    t.iam_role = role
-    iam(t).create_role(RoleName=role, AssumeRolePolicyDocument="{}", MaxSessionDuration=43200)
-    return t
+    return team
 
 
 def iam(team: Team):

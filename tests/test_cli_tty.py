@@ -9,16 +9,9 @@ import select
 import subprocess
 import time
 
-import pytest
-
 from tests.harness import Team
 
 ALICE, BOB = "alice@example.com", "bob@example.com"
-
-
-@pytest.fixture
-def team(tmp_path, moto_server, pd_sim) -> Team:
-    return Team(tmp_path, moto_server, pd_sim)
 
 
 class Terminal:

@@ -13,26 +13,11 @@ from jitctl.context import Environment
 from jitctl.errors import Denied, ExitCode, TimedOut
 from jitctl.flow import STS_MIN_SECONDS, session_seconds, submit
 from jitctl.waiting import FIRST_INTERVAL, MAX_INTERVAL, next_interval, wait_for_decision
+from tests.conftest import FixedClock
 from tests.harness import Team, iam_keys
 
 ALICE, BOB = "alice@example.com", "bob@example.com"
 NOW = datetime(2026, 11, 21, 4, 0, tzinfo=UTC)
-
-
-class FixedClock:
-    def __init__(self, now: datetime) -> None:
-        self.value = now
-
-    def now(self) -> datetime:
-        return self.value
-
-    def advance(self, seconds: float) -> None:
-        self.value += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def team(tmp_path, moto_server, pd_sim) -> Team:
-    return Team(tmp_path, moto_server, pd_sim)
 
 
 def environment(team: Team, user: str, clock) -> Environment:

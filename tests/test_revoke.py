@@ -37,6 +37,7 @@ from jitctl.revocation_policy import (
 from jitctl.revoke import RevocationNotInForce, ensure_denied, remove_local_copies, revoke
 from jitctl.store.base import TransitionError
 from jitctl.timeutil import rfc3339
+from tests.conftest import FixedClock
 from tests.harness import ACCOUNT, POLICY, Team, iam_keys
 
 ALICE, BOB, CAROL, DAVE = (
@@ -48,29 +49,29 @@ ALICE, BOB, CAROL, DAVE = (
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-class FixedClock:
-    def __init__(self, now: datetime) -> None:
-        self.value = now
-
-    def now(self) -> datetime:
-        return self.value
+@pytest.fixture
+def role_uid() -> str:
+    return uuid.uuid4().hex[:8]
 
 
 @pytest.fixture
-def team(tmp_path, moto_server, pd_sim, monkeypatch) -> Team:
-    """The harness team, with roles of their own in moto (the server outlives the test)."""
-    uid = uuid.uuid4().hex[:8]
-    policy = POLICY.replace("role/prod-readonly", f"role/ro-{uid}").replace(
-        "role/prod-admin", f"role/team/ops/admin-{uid}"
+def team_policy(role_uid: str) -> str:
+    """The harness policy over roles of this test's own in moto (the server outlives it)."""
+    return POLICY.replace("role/prod-readonly", f"role/ro-{role_uid}").replace(
+        "role/prod-admin", f"role/team/ops/admin-{role_uid}"
     )
-    t = Team(tmp_path, moto_server, pd_sim, policy=policy)
-    t.ro_name, t.admin_name = f"ro-{uid}", f"admin-{uid}"
-    for name, path in ((t.ro_name, "/"), (t.admin_name, "/team/ops/")):
-        iam(t).create_role(
+
+
+@pytest.fixture
+def team(team, role_uid: str, monkeypatch) -> Team:
+    """The shared team, with those roles created, acting as Bob."""
+    team.ro_name, team.admin_name = f"ro-{role_uid}", f"admin-{role_uid}"
+    for name, path in ((team.ro_name, "/"), (team.admin_name, "/team/ops/")):
+        iam(team).create_role(
             RoleName=name, Path=path, AssumeRolePolicyDocument="{}", MaxSessionDuration=43200
         )
-    use_identity(monkeypatch, t, BOB)
-    return t
+    use_identity(monkeypatch, team, BOB)
+    return team
 
 
 def use_identity(monkeypatch, team: Team, user: str) -> None:

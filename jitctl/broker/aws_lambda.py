@@ -9,9 +9,11 @@ An EventBridge schedule invokes the function with ``{"jitctl": "housekeeping"}``
 from __future__ import annotations
 
 import base64
+import sys
 from typing import Any
 
 from jitctl.broker.handler import Broker, HttpRequest
+from jitctl.sanitize import clean
 
 _broker: Broker | None = None
 
@@ -34,8 +36,13 @@ def broker() -> Broker:
         from jitctl.broker.build import build_broker
         from jitctl.context import Environment
 
-        _broker = build_broker(Environment())
+        # A warning (a central audit copy failed, not required) goes to the function's log.
+        _broker = build_broker(Environment(on_warning=_log_warning))
     return _broker
+
+
+def _log_warning(text: str) -> None:
+    sys.stderr.write(f"jitctl: warning: {clean(text)}\n")
 
 
 def to_request(event: dict[str, Any]) -> HttpRequest:

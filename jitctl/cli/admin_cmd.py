@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import typer
 
+from jitctl.cli.output import JSON_OPTION
+
 
 def init(
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Create the request store (the DynamoDB table and its indexes, or the SQLite file) and the
     central audit table when [audit] table is set. Safe to rerun."""

@@ -7,6 +7,8 @@ from typing import Any
 
 import typer
 
+from jitctl.cli.output import JSON_OPTION
+
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 
 CSV_COLUMNS = ("ts", "event", "request_id", "actor", "person", "role", "prev", "hash")
@@ -28,11 +30,11 @@ def _warn_unhashed(records: list[dict[str, Any]]) -> None:
     """The filters trust only what a record's hash covers: say when a shown record's hash
     does not cover it (edited in the central copy). Signatures are `audit verify`'s job."""
     from jitctl.audit import record_hash
-    from jitctl.audit_sink import stderr_warning
+    from jitctl.cli.output import warning
 
     bad = sum(1 for r in records if record_hash(r) != r.get("hash"))
     if bad:
-        stderr_warning(
+        warning(
             f"{bad} of these records fail their hash check (edited): "
             "run `jitctl audit verify --remote`"
         )
@@ -48,7 +50,7 @@ def log(
     local: bool = typer.Option(
         False, "--local", help="Read this machine's log even when a central sink is configured."
     ),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Audit records, oldest first: the team's central copy when configured, else the local log."""
     from jitctl.cli.output import emit_json
@@ -141,7 +143,7 @@ def verify(
         "--remote",
         help="Also verify the central copy, and that it holds this log's records unchanged.",
     ),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Check the local audit log's hash chain: exit 0 if intact, 6 naming the first bad line."""
     from jitctl.cli.output import emit_json, safe, stderr_console

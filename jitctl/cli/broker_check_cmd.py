@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from jitctl.cli.output import emit_json, safe, stderr_console
+from jitctl.cli.output import JSON_OPTION, emit_json, safe, stderr_console
 
 
 def check(
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+    json_out: bool = JSON_OPTION,
     broker_role: str = typer.Option(
         None,
         "--broker-role",

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from jitctl.cli.output import emit_json, interactive, safe, stderr_console
+from jitctl.cli.output import JSON_OPTION, emit_json, interactive, safe, stderr_console
 
 
 def _pick(env) -> str:
@@ -50,7 +50,7 @@ def approve(
     ),
     reason: str = typer.Option(None, "--reason", "-r", help="Why you approve (optional)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Approve a pending request, if you are one of its role's approvers (and not the requester)."""
     from jitctl.cli.session import current_env
@@ -82,7 +82,7 @@ def deny(
         None, "--reason", "-r", help="Why (required; the requester sees it)."
     ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Deny a pending request, if you are one of its role's approvers."""
     from jitctl.cli.session import current_env
@@ -102,7 +102,7 @@ def deny(
 
 def cancel(
     request_id: str = typer.Argument(..., help="Your pending request to withdraw."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Withdraw your own pending request."""
     from jitctl.cli.session import current_env

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from jitctl.cli.output import emit_json, local_time, safe, stderr_console
+from jitctl.cli.output import JSON_OPTION, emit_json, local_time, safe, stderr_console
 
 MARKS = {"pass": "[green]✓[/]", "fail": "[red]✗[/]", "skip": "[dim]-[/]", "warn": "[yellow]![/]"}
 
 
 def doctor(
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Check config, policy, AWS identity, PagerDuty, store and audit log; say how to fix what fails."""
     from jitctl.cli.session import current_env
@@ -36,7 +36,7 @@ def doctor(
 
 
 def whoami(
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Who AWS says you are, the person jitctl maps you to, and your PagerDuty on-calls now."""
     from jitctl.cli.session import current_env
@@ -66,7 +66,7 @@ def whoami(
 
 
 def roles(
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """The roles you may request, and whether each would fast-track you right now."""
     from rich.console import Console

@@ -8,7 +8,16 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+import typer
+
 from jitctl.sanitize import clean
+
+# Every command's --json (typer options are plain default values, safe to reuse). `request`
+# and `wait` say "(no secrets)": their document describes credentials it does not contain.
+JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document on stdout.")
+JSON_OPTION_NO_SECRETS = typer.Option(
+    False, "--json", help="Print one JSON document on stdout (no secrets)."
+)
 
 
 def emit_json(document: Any) -> None:
@@ -59,6 +68,13 @@ def relative(value: datetime, now: datetime) -> str:
     seconds = round(seconds / 60) * 60 if seconds >= 60 else int(seconds)
     text = format_duration(timedelta(seconds=seconds)) if seconds else "0s"
     return f"in {text}" if value >= now else f"{text} ago"
+
+
+def warning(text: str) -> None:
+    """A problem the command carries on after (a central audit copy failed with ``required =
+    false``, a shown record fails its hash): one plain line on stderr."""
+    sys.stderr.write(f"jitctl: warning: {clean(text)}\n")
+    sys.stderr.flush()
 
 
 def clock_warning(message: str) -> None:

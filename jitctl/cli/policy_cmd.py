@@ -8,6 +8,8 @@ from typing import Any
 
 import typer
 
+from jitctl.cli.output import JSON_OPTION
+
 policy_app = typer.Typer(help="Check and explain the access policy.", no_args_is_help=True)
 
 
@@ -20,7 +22,7 @@ def validate_cmd(
         "with the other .toml files of its directory (one policy set).",
         show_default=False,
     ),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Check policy files: one FILE:LINE: MESSAGE line per error on stdout, exit 2 if any."""
     from jitctl.cli.output import emit_json, safe, stderr_console
@@ -57,7 +59,7 @@ def explain_cmd(
     policy_path: Path = typer.Option(
         None, "--policy", help="A policy file or directory instead of the configured one."
     ),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Who may request ROLE, who is fast-tracked, who approves, for how long, with what."""
     if policy_path is None:  # the configured policy: here, or the broker's

@@ -7,7 +7,15 @@ from datetime import timedelta
 
 import typer
 
-from jitctl.cli.output import emit_json, interactive, local_time, relative, safe, stderr_console
+from jitctl.cli.output import (
+    JSON_OPTION_NO_SECRETS,
+    emit_json,
+    interactive,
+    local_time,
+    relative,
+    safe,
+    stderr_console,
+)
 
 FORMATS = ("profile", "env", "credential-process")
 FORMAT_HELP = "profile: write the shared credentials file (default); env: print export lines for eval; credential-process: print the AWS credential_process JSON."
@@ -21,7 +29,6 @@ FORMAT_OPTION = typer.Option("profile", "--format", "-f", help=FORMAT_HELP)
 SHELL_OPTION = typer.Option(
     "sh", "--shell", help="With --format env: sh (bash, zsh), fish or powershell."
 )
-JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document on stdout (no secrets).")
 
 
 def parse_duration_option(value: str | None, flag: str) -> timedelta | None:
@@ -219,7 +226,7 @@ def request(
     profile: str = PROFILE_OPTION,
     fmt: str = FORMAT_OPTION,
     shell: str = SHELL_OPTION,
-    json_out: bool = JSON_OPTION,
+    json_out: bool = JSON_OPTION_NO_SECRETS,
 ) -> None:
     """Request access to ROLE: on call, credentials at once; otherwise wait for a peer's approval."""
     from jitctl.cli.session import current_env
@@ -253,7 +260,7 @@ def wait_cmd(
     profile: str = PROFILE_OPTION,
     fmt: str = FORMAT_OPTION,
     shell: str = SHELL_OPTION,
-    json_out: bool = JSON_OPTION,
+    json_out: bool = JSON_OPTION_NO_SECRETS,
 ) -> None:
     """Resume waiting for a decision on your request, and get credentials once it is approved."""
     from jitctl.cli.session import current_env

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from jitctl.cli.output import emit_json, local_time, safe, stderr_console
+from jitctl.cli.output import JSON_OPTION, emit_json, local_time, safe, stderr_console
 
 
 def revoke(
     request_id: str = typer.Argument(..., help="The issued request to revoke."),
     reason: str = typer.Option(None, "--reason", "-r", help="Why (required; it is audited)."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Revoke an issued grant: its sessions are denied in AWS at once.
 

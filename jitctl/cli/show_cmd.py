@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from jitctl.cli.output import emit_json, local_time, relative, safe, stderr_console
+from jitctl.cli.output import JSON_OPTION, emit_json, local_time, relative, safe, stderr_console
 
 
 def request_table(reqs, now):
@@ -34,7 +34,7 @@ def list_cmd(
     limit: int = typer.Option(
         100, "--limit", min=1, max=1000, help="At most this many, newest first."
     ),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """List requests, newest first."""
     from rich.console import Console
@@ -57,7 +57,7 @@ def list_cmd(
 
 def status(
     request_id: str = typer.Argument(..., help="The request id."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+    json_out: bool = JSON_OPTION,
 ) -> None:
     """Show one request."""
     from jitctl.cli.session import current_env

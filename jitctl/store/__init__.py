@@ -7,6 +7,12 @@ state machine, atomically; see ``jitctl.store.base``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from jitctl.config import StoreSettings, require_store_table
+from jitctl.errors import ConfigError
 from jitctl.store.base import (
     DuplicateRequest,
     NotFound,
@@ -14,7 +20,6 @@ from jitctl.store.base import (
     RequestStore,
     StoreError,
     TransitionError,
-    open_store,
 )
 
 __all__ = [
@@ -26,3 +31,31 @@ __all__ = [
     "TransitionError",
     "open_store",
 ]
+
+
+def open_store(
+    settings: StoreSettings,
+    *,
+    data_dir: Path,
+    client_factory: Callable[[str], Any] | None = None,
+) -> RequestStore:
+    """The configured backend. Nothing is touched (no file, no AWS call) until first use."""
+    # Imported here: only one backend is needed, and neither pays for the other's imports.
+    if settings.backend == "sqlite":
+        from jitctl.store.sqlite import SqliteStore
+
+        return SqliteStore(Path(settings.path or data_dir / "requests.db").expanduser())
+    if settings.backend == "dynamodb":
+        from jitctl.store.dynamodb import DynamoStore
+
+        table = require_store_table(settings.backend, settings.table)
+        if client_factory is None:
+            region = settings.region
+
+            def client_factory(service: str) -> Any:
+                import boto3
+
+                return boto3.client(service, region_name=region)
+
+        return DynamoStore(table, client_factory)
+    raise ConfigError(f"[store] backend {settings.backend!r} is not one of sqlite, dynamodb")

@@ -16,11 +16,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Protocol
 
-from jitctl.config import StoreSettings
-from jitctl.errors import ConfigError, Denied, JitctlError, TimedOut, UsageError
+from jitctl.errors import Denied, JitctlError, TimedOut, UsageError
 from jitctl.models import (
     APPROVED,
     CANCELLED,
@@ -101,35 +99,6 @@ class RequestStore(Protocol):
     def mark_revoked(
         self, request_id: str, person: str, *, now: datetime, reason: str
     ) -> AccessRequest: ...
-
-
-def open_store(
-    settings: StoreSettings,
-    *,
-    data_dir: Path,
-    client_factory: Callable[[str], Any] | None = None,
-) -> RequestStore:
-    """The configured backend. Nothing is touched (no file, no AWS call) until first use."""
-    # Imported here: the backends import this module, and only one of them is needed.
-    if settings.backend == "sqlite":
-        from jitctl.store.sqlite import SqliteStore
-
-        return SqliteStore(Path(settings.path or data_dir / "requests.db").expanduser())
-    if settings.backend == "dynamodb":
-        from jitctl.store.dynamodb import DynamoStore
-
-        if not settings.table:
-            raise ConfigError('[store] backend "dynamodb" needs table = "NAME"')
-        if client_factory is None:
-            region = settings.region
-
-            def client_factory(service: str) -> Any:
-                import boto3
-
-                return boto3.client(service, region_name=region)
-
-        return DynamoStore(settings.table, client_factory)
-    raise ConfigError(f"[store] backend {settings.backend!r} is not one of sqlite, dynamodb")
 
 
 # ---------------------------------------------------------------- the state machine

@@ -1,0 +1,95 @@
+"""`jitctl whoami` and `jitctl roles`: who the caller is to jitctl and to PagerDuty, and which
+roles would fast-track them now. Reports only; `jitctl doctor` (jitctl.doctor) checks setup."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from jitctl.timeutil import rfc3339
+
+if TYPE_CHECKING:
+    from jitctl.context import Environment
+
+
+def whoami(env: Environment) -> dict[str, Any]:
+    """Principal, person, PagerDuty user and current on-calls (with shift ends)."""
+    from jitctl.oncall import LookupFailed, covers, find_user, guard, make_client
+
+    caller = env.caller
+    doc: dict[str, Any] = {
+        "principal": caller.arn,
+        "account": caller.account,
+        "person": caller.person,
+        "pagerduty_user": None,
+        "on_calls": [],
+        "pagerduty_error": None,
+    }
+    token, _source = env.pagerduty_token()
+    now = env.clock.now()
+    with make_client(env.config.pagerduty, token) as client:
+        try:
+            user = find_user(client, caller.person)
+            doc["pagerduty_user"] = {
+                "id": user["id"],
+                "name": user.get("name"),
+                "email": user.get("email"),
+            }
+            stamp = rfc3339(now)
+            with guard(client):
+                entries = list(
+                    client.iter_all(
+                        "/oncalls",
+                        params={"user_ids[]": [user["id"]], "since": stamp, "until": stamp},
+                    )
+                )
+            doc["on_calls"] = [_oncall_entry(e) for e in entries if covers(e, now)]
+        except LookupFailed as exc:
+            doc["pagerduty_error"] = exc.reason
+    return doc
+
+
+def _oncall_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    schedule = entry.get("schedule") or {}
+    return {
+        "escalation_policy": {
+            "id": entry["escalation_policy"]["id"],
+            "name": entry["escalation_policy"].get("summary"),
+        },
+        "level": entry.get("escalation_level"),
+        "schedule": {"id": schedule.get("id"), "name": schedule.get("summary")}
+        if schedule
+        else None,
+        "start": entry.get("start"),
+        "end": entry.get("end"),
+    }
+
+
+def roles(env: Environment) -> list[dict[str, Any]]:
+    """Every role, and whether the caller would be fast-tracked now (and until when)."""
+    from jitctl.flow import check_fast_track
+
+    out = []
+    for name in sorted(env.policy.roles):
+        role = env.policy.role(name)
+        entry: dict[str, Any] = {
+            "role": name,
+            "arn": role.arn,
+            "description": role.description,
+            "max_duration_seconds": int(role.max_duration.total_seconds()),
+            "has_fast_track": role.on_call is not None,
+            "approvers": env.policy.approvers_display(role) if role.approval else [],
+            "min_approvals": role.approval.min_approvals if role.approval else None,
+            "fast_track": False,
+            "fast_track_until": None,
+            "why": None,
+        }
+        if role.on_call is not None:
+            result = check_fast_track(env, role, env.caller.person)
+            entry["fast_track"] = result.on_call
+            entry["why"] = result.reason
+            if result.evidence is not None and result.evidence.end is not None:
+                entry["fast_track_until"] = rfc3339(result.evidence.end)
+        else:
+            entry["why"] = "no on-call fast track"
+        out.append(entry)
+    return out

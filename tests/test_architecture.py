@@ -1,0 +1,168 @@
+"""The shape of the code, held by tests (issue 11's measures): each fails listing offenders."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+# ---- structure
+
+PACKAGE = Path(__file__).resolve().parent.parent / "jitctl"
+# The hosts: the only places that build an Environment (the one per run, or per process).
+ENVIRONMENT_ROOTS = {"jitctl/cli/main.py", "jitctl/broker/aws_lambda.py"}
+UI_PACKAGES = ("jitctl/cli/", "jitctl/demo/")  # the only code that may import typer or rich
+
+
+def _modules() -> dict[str, Path]:
+    """Every module of the package by dotted name (a package by its own name)."""
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = path
+    return found
+
+
+def _where(path: Path) -> str:
+    return path.relative_to(PACKAGE.parent).as_posix()
+
+
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    """Nodes under ``if TYPE_CHECKING:``: imports for type hints only never run."""
+    hidden: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            hidden.update(id(inner) for inner in ast.walk(node))
+    return hidden
+
+
+def _imported(tree: ast.AST) -> list[tuple[str, int]]:
+    """(dotted name, line) of every import that runs, at any depth (function-level too)."""
+    hidden = _type_checking_nodes(tree)
+    names = []
+    for node in ast.walk(tree):
+        if id(node) in hidden:
+            continue
+        if isinstance(node, ast.Import):
+            names += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names += [(f"{node.module}.{alias.name}", node.lineno) for alias in node.names]
+    return names
+
+
+def _owner(name: str, modules: dict[str, Path]) -> str | None:
+    """The jitctl module an imported name lives in (``jitctl.flow.issue`` -> ``jitctl.flow``)."""
+    while name and name not in modules:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        targets = {_owner(imported, modules) for imported, _ in _imported(tree)}
+        graph[name] = {target for target in targets if target and target != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iteratively)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, edges = work[-1]
+            step = next(edges, None)
+            if step is not None:
+                if step not in index:
+                    index[step] = low[step] = len(index)
+                    stack.append(step)
+                    on_stack.add(step)
+                    work.append((step, iter(sorted(graph.get(step, ())))))
+                elif step in on_stack:
+                    low[node] = min(low[node], index[step])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_cycle_finder_finds_a_cycle() -> None:
+    """The check below can fail: a two-module loop and a longer one are both reported."""
+    graph = {"a": {"b"}, "b": {"a"}, "c": {"d"}, "d": {"e"}, "e": {"c", "a"}, "f": {"a"}}
+    assert sorted(cycles(graph)) == [["a", "b"], ["c", "d", "e"]]
+
+
+def test_no_import_cycles() -> None:
+    """Every import that runs counts, function-level ones too; only TYPE_CHECKING is free."""
+    found = cycles(import_graph())
+    assert not found, "import cycles in jitctl/: " + "; ".join(" <-> ".join(c) for c in found)
+
+
+def _environment_built_at(path: Path) -> list[int]:
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+            if name == "Environment":
+                lines.append(node.lineno)
+    return lines
+
+
+def test_environment_is_built_only_at_the_hosts_roots() -> None:
+    """One Environment per run, built by the host and passed down; the core never builds one."""
+    offenders = [
+        f"{_where(path)}:{line}"
+        for path in _modules().values()
+        if _where(path) not in ENVIRONMENT_ROOTS
+        for line in _environment_built_at(path)
+    ]
+    assert not offenders, "Environment( outside the hosts' roots: " + ", ".join(offenders)
+    built = {_where(p) for p in _modules().values() if _environment_built_at(p)}
+    assert built == ENVIRONMENT_ROOTS  # the roots do build it (else this test sees nothing)
+
+
+def _all_imports(tree: ast.AST) -> list[tuple[str, int]]:
+    """(module, line) of every import, TYPE_CHECKING ones included: the core needs none."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.append((node.module, node.lineno))
+    return found
+
+
+def test_core_imports_neither_typer_nor_rich() -> None:
+    """Only the terminal host (cli/) and the demo may: the broker serves the same core."""
+    offenders = [
+        f"{_where(path)}:{line} imports {name}"
+        for path in _modules().values()
+        if not _where(path).startswith(UI_PACKAGES)
+        for name, line in _all_imports(ast.parse(path.read_text(encoding="utf-8")))
+        if name.split(".")[0] in ("typer", "rich")
+    ]
+    assert not offenders, "typer/rich outside jitctl/cli and jitctl/demo: " + ", ".join(offenders)

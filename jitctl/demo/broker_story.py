@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from jitctl.demo import gate
+from jitctl.demo.failure import StepFailed
 from jitctl.demo.team import ACCOUNT, REGION, email
 from jitctl.errors import JitctlError
 
@@ -49,7 +50,6 @@ class BrokerChapter:
         ]
 
     def close_gate(self) -> None:
-        from jitctl.demo.story import StepFailed
 
         s, team = self.story, self.team
         s.say(
@@ -78,7 +78,6 @@ class BrokerChapter:
         s.write(config.read_text(encoding="utf-8").rstrip("\n"))
 
     def through_the_broker(self) -> None:
-        from jitctl.demo.story import StepFailed
 
         s = self.story
         s.say(

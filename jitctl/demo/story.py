@@ -15,15 +15,12 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
 
+from jitctl.demo.failure import StepFailed
 from jitctl.demo.team import ESCALATION_POLICY, PEOPLE, DemoTeam, email
 
 INCIDENT = "INC-4211"
 CONSUMER = "import boto3; print(boto3.client('sts').get_caller_identity()['Arn'])"
 _BARE = re.compile(r"^[A-Za-z0-9@%+=:,./_-]+$")
-
-
-class StepFailed(Exception):
-    """A step did not behave as the story expects; the message says how."""
 
 
 def shell_quote(arg: str) -> str:

@@ -31,6 +31,7 @@ SERVER_ID = "jitctl-e2e"
 REGION = "us-east-1"
 TABLE = "jitctl-broker-requests"
 AUDIT_TABLE = "jitctl-broker-audit"
+NONCE_TABLE = "jitctl-broker-nonces"
 POLICY = """
 version = 1
 
@@ -131,13 +132,6 @@ class BrokerWorld:
         return self.keys[name]
 
     def build(self) -> None:
-        ddb = self.admin_client("dynamodb")
-        from jitctl.store.dynamodb import DynamoStore
-
-        DynamoStore(TABLE, lambda service: ddb).init()
-        from jitctl.audit_sink import DynamoSink
-
-        DynamoSink(AUDIT_TABLE, lambda service: ddb).init()
         kms = self.admin_client("kms")
         self.audit_key = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")[
             "KeyMetadata"
@@ -162,7 +156,15 @@ class BrokerWorld:
             f'[store]\nbackend = "dynamodb"\ntable = "{TABLE}"\n'
             f'[audit]\ntable = "{AUDIT_TABLE}"\nkms_key = "{self.audit_key}"\n'
             f'[broker]\nserver_id = "{SERVER_ID}"\nsts_endpoint = "{self.moto}"\n'
+            f'nonce_table = "{NONCE_TABLE}"\n'
         )
+        # The operator's one setup step: the request, audit and nonce tables (moto's IAM
+        # enforcement is off while the world is built; the broker's policy omits CreateTable).
+        init = subprocess.run(
+            [self.exe, "init", "--json"], env=self.broker_env(), capture_output=True, text=True
+        )
+        assert init.returncode == 0, init.stderr
+        assert json.loads(init.stdout)["nonce_table"] == NONCE_TABLE
 
     # ------------------------------------------------------------ processes
 

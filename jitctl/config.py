@@ -47,6 +47,7 @@ DEFAULT_STS_ENDPOINT = "https://sts.us-east-1.amazonaws.com"
 _BACKENDS = ("sqlite", "dynamodb")
 RETENTION_MODES = ("COMPLIANCE", "GOVERNANCE")  # S3 Object Lock modes
 _RETENTION_MAX_DAYS = 36500  # S3's own limit is 100 years
+_Table = dict[str, Any]  # a table of the config file
 
 
 @dataclass(frozen=True)
@@ -151,51 +152,67 @@ def default_cache_dir() -> Path:
 def load_config(env: Mapping[str, str] | None = None) -> Config:
     """Read the config file (if any) and apply environment overrides."""
     env = os.environ if env is None else env
-    explicit = env.get("JITCTL_CONFIG")
-    path = Path(explicit).expanduser() if explicit else default_config_path()
-    data: dict[str, Any] = {}
-    inline = env.get("JITCTL_CONFIG_TOML")  # the broker under Lambda: the config as text
-    if inline:
-        data = _parse_toml(inline, "JITCTL_CONFIG_TOML")
-        path = None
-    elif path.is_file():
-        data = _read_toml(path)
-    elif explicit:
-        raise ConfigError(
-            f"config file {path} does not exist", "fix JITCTL_CONFIG or create the file"
-        )
-    else:
-        path = None  # no config file: defaults and environment only
+    data, path = _read_source(env)
     base = path.parent if path else Path.cwd()
     where = str(path) if path else "config"
-    _check(data, _TOP_KEYS, where)
+    _check(data, _TOP_KEYS, where)  # unknown keys and non-tables fail before any value is read
     for section, keys in _SECTION_KEYS.items():
         value = data.get(section, {})
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: [{section}] must be a table")
         _check(value, keys, f"{where} [{section}]")
+    # Keyword arguments run left to right: a bad file reports its first problem first.
+    return Config(
+        path=path,
+        policy_path=_path_setting(env, "JITCTL_POLICY", data, "policy", base, where),
+        pagerduty=_pagerduty(data.get("pagerduty", {}), env, base, where),
+        store=_store(data.get("store", {}), base, where),
+        audit=_audit(data.get("audit", {}), env, base, where),
+        notify=_notify(data.get("notify", {}), where),
+        broker=_broker(data.get("broker", {}), env, base, where),
+    )
 
-    pd = data.get("pagerduty", {})
-    store = data.get("store", {})
-    audit = data.get("audit", {})
-    notify = data.get("notify", {})
 
-    policy = env.get("JITCTL_POLICY") or _opt_str(data, "policy", where)
-    policy_path = _resolve(policy, Path.cwd() if env.get("JITCTL_POLICY") else base)
+def _read_source(env: Mapping[str, str]) -> tuple[dict[str, Any], Path | None]:
+    """The config as data, and the file it came from (None: inline text or no file)."""
+    explicit = env.get("JITCTL_CONFIG")
+    path = Path(explicit).expanduser() if explicit else default_config_path()
+    if inline := env.get("JITCTL_CONFIG_TOML"):  # the broker under Lambda: config as text
+        return _parse_toml(inline, "JITCTL_CONFIG_TOML"), None
+    if path.is_file():
+        return _read_toml(path), path
+    if explicit:  # a file asked for by name must exist; the default one may not
+        raise ConfigError(
+            f"config file {path} does not exist", "fix JITCTL_CONFIG or create the file"
+        )
+    return {}, None  # no config file: defaults and environment only
 
-    ca = env.get("JITCTL_PAGERDUTY_CA_BUNDLE") or _opt_str(pd, "ca_bundle", where)
+
+def _path_setting(
+    env: Mapping[str, str], var: str, table: _Table, key: str, base: Path, where: str
+) -> Path | None:
+    """The variable wins, relative to the working directory; the file's, to the config file."""
+    if env.get(var):
+        return _resolve(env[var], Path.cwd())
+    return _resolve(_opt_str(table, key, where), base)
+
+
+def _pagerduty(pd: _Table, env: Mapping[str, str], base: Path, where: str) -> PagerDutySettings:
+    ca = _path_setting(env, "JITCTL_PAGERDUTY_CA_BUNDLE", pd, "ca_bundle", base, where)
+    url = env.get("JITCTL_PAGERDUTY_URL") or _opt_str(pd, "url", where) or DEFAULT_PAGERDUTY_URL
     pagerduty = PagerDutySettings(
-        url=(
-            env.get("JITCTL_PAGERDUTY_URL") or _opt_str(pd, "url", where) or DEFAULT_PAGERDUTY_URL
-        ).rstrip("/"),
-        ca_bundle=_resolve(ca, Path.cwd() if env.get("JITCTL_PAGERDUTY_CA_BUNDLE") else base),
+        url=url.rstrip("/"),
+        ca_bundle=ca,
         timeout=_seconds(
             pd.get("timeout"), f"{where} [pagerduty] timeout", DEFAULT_PAGERDUTY_TIMEOUT
         ),
         token_secret=_opt_str(pd, "token_secret", where),
     )
     _check_url(pagerduty.url, f"{where}: [pagerduty] url")
+    return pagerduty
 
+
+def _store(store: dict[str, Any], base: Path, where: str) -> StoreSettings:
     backend = _opt_str(store, "backend", where) or "sqlite"
     if backend not in _BACKENDS:
         raise ConfigError(
@@ -204,19 +221,20 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     table = _opt_str(store, "table", where)
     if backend == "dynamodb" and not table:
         raise ConfigError(f'{where}: [store] backend "dynamodb" needs table = "NAME"')
-    store_settings = StoreSettings(
+    return StoreSettings(
         backend=backend,
         path=_resolve(_opt_str(store, "path", where), base),
         table=table,
         region=_opt_str(store, "region", where),
     )
 
-    audit_raw = env.get("JITCTL_AUDIT_LOG") or _opt_str(audit, "path", where)
-    audit_path = _resolve(audit_raw, Path.cwd() if env.get("JITCTL_AUDIT_LOG") else base)
+
+def _audit(audit: dict[str, Any], env: Mapping[str, str], base: Path, where: str) -> AuditSettings:
+    audit_path = _path_setting(env, "JITCTL_AUDIT_LOG", audit, "path", base, where)
     required = audit.get("required", True)
     if not isinstance(required, bool):
         raise ConfigError(f"{where} [audit]: required must be true or false")
-    audit_settings = AuditSettings(
+    return AuditSettings(
         path=audit_path or default_data_dir() / "audit.jsonl",
         table=_opt_str(audit, "table", where),
         bucket=_opt_str(audit, "bucket", where),
@@ -227,21 +245,15 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         retention_days=_retention_days(audit.get("retention_days"), where),
         retention_mode=_retention_mode(audit.get("retention_mode"), where),
     )
+
+
+def _notify(notify: dict[str, Any], where: str) -> NotifySettings:
     webhook = _opt_str(notify, "webhook_url", where)
     if webhook:
         _check_url(webhook, f"{where}: [notify] webhook_url")
-    notify_settings = NotifySettings(
+    return NotifySettings(
         webhook_url=webhook,
         timeout=_seconds(notify.get("timeout"), f"{where} [notify] timeout", 5.0),
-    )
-    return Config(
-        path=path,
-        policy_path=policy_path,
-        pagerduty=pagerduty,
-        store=store_settings,
-        audit=audit_settings,
-        notify=notify_settings,
-        broker=_broker(data.get("broker", {}), env, base, where),
     )
 
 
@@ -255,14 +267,14 @@ def _broker(raw: dict[str, Any], env: Mapping[str, str], base: Path, where: str)
                 f"{where}: [broker] url is set but server_id is not",
                 "ask whoever runs the broker for its server_id",
             )
-    ca = env.get("JITCTL_BROKER_CA_BUNDLE") or _opt_str(raw, "ca_bundle", where)
+    ca = _path_setting(env, "JITCTL_BROKER_CA_BUNDLE", raw, "ca_bundle", base, where)
     sts_endpoint = (_opt_str(raw, "sts_endpoint", where) or DEFAULT_STS_ENDPOINT).rstrip("/")
     return BrokerSettings(
         url=url,
         server_id=server_id,
         sts_endpoint=sts_endpoint,
         sts_region=_opt_str(raw, "sts_region", where) or _sts_region(sts_endpoint),
-        ca_bundle=_resolve(ca, Path.cwd() if env.get("JITCTL_BROKER_CA_BUNDLE") else base),
+        ca_bundle=ca,
         nonce_table=_opt_str(raw, "nonce_table", where),
         timeout=_seconds(raw.get("timeout"), f"{where} [broker] timeout", 30.0),
         role_arn=_opt_str(raw, "role_arn", where),
@@ -289,9 +301,7 @@ def _check_broker_url(url: str, where: str) -> None:
         loopback = host == "localhost" or ip_address(host).is_loopback
     except ValueError:
         loopback = False
-    if parts.scheme == "https" and parts.hostname:
-        return
-    if parts.scheme == "http" and loopback:
+    if (parts.scheme == "https" and parts.hostname) or (parts.scheme == "http" and loopback):
         return
     raise ConfigError(
         f"{where}: [broker] url {url!r} must be https (plain http only on a loopback address)"

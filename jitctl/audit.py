@@ -29,6 +29,7 @@ from typing import Any
 from jitctl.audit_tail import Tail, move_aside, read_tail, torn_path
 from jitctl.errors import AuditError, AuditTampered
 from jitctl.filelock import ensure_dir, exclusive_lock, fsync_dir, write_all
+from jitctl.jsonstrict import no_duplicate_keys
 from jitctl.timeutil import Clock, rfc3339
 
 EVENTS = (
@@ -339,7 +340,7 @@ def parse_line(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
     if not raw.strip():
         return None, "empty line"
     try:
-        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+        value = json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicate_keys)
     except UnicodeDecodeError:
         return None, "not UTF-8"
     except ValueError as e:
@@ -347,13 +348,3 @@ def parse_line(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
     if not isinstance(value, dict):
         return None, "not a JSON object"
     return value, None
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # A repeated key would let two readers see two different records behind one hash.
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
-    return result

@@ -71,66 +71,106 @@ def verify_central(
         if r.get("event") == "audit_sink_failed" and r.get("sink") == sink
     }
     held: dict[str, dict[int, CentralEntry]] = {}
-    count = 0
+    try:
+        _collect(entries, held)
+        found: dict[tuple[str, int], dict[str, Any]] = {}
+        for chain in sorted(held):
+            found.update(_check_chain(chain, held[chain], undelivered, verifier))
+        _check_local(local, found, undelivered)
+    except _Failure as bad:  # the counts say how far the check got
+        return CentralResult(False, len(held), _count(held), bad.chain, bad.seq, bad.problem)
+    return CentralResult(True, len(held), _count(held))
+
+
+class _Failure(Exception):
+    """The first problem found; `verify_central` turns it into its result."""
+
+    def __init__(self, chain: str, seq: int, problem: str) -> None:
+        super().__init__(problem)
+        self.chain, self.seq, self.problem = chain, seq, problem
+
+
+def _count(held: dict[str, dict[int, CentralEntry]]) -> int:
+    return sum(len(seqs) for seqs in held.values())
+
+
+def _collect(entries: Iterable[CentralEntry], held: dict[str, dict[int, CentralEntry]]) -> None:
+    """Index the entries by chain and seq into ``held``; two under one position fail."""
     for entry in entries:
         seqs = held.setdefault(entry.chain, {})
         if entry.seq in seqs:
             where = f"{seqs[entry.seq].where} and {entry.where}"
-            return CentralResult(
-                False, len(held), count, entry.chain, entry.seq, f"stored twice: {where}"
-            )
+            raise _Failure(entry.chain, entry.seq, f"stored twice: {where}")
         if entry.problem:
-            return CentralResult(False, len(held), count, entry.chain, entry.seq, entry.problem)
+            raise _Failure(entry.chain, entry.seq, entry.problem)
         seqs[entry.seq] = entry
-        count += 1
 
-    def bad(chain: str, seq: int, problem: str) -> CentralResult:
-        return CentralResult(False, len(held), count, chain, seq, problem)
 
+def _check_chain(
+    chain: str,
+    seqs: dict[int, CentralEntry],
+    undelivered: set[Any],
+    verifier: Verifier | None,
+) -> dict[tuple[str, int], dict[str, Any]]:
+    """One chain's records, in order: contiguous from 1 and linked by ``prev``."""
     found: dict[tuple[str, int], dict[str, Any]] = {}
-    for chain in sorted(held):
-        previous: dict[str, Any] | None = None
-        for expected, seq in enumerate(sorted(held[chain]), start=1):
-            if seq != expected:
-                return bad(chain, expected, _missing(chain, expected, undelivered))
-            entry = held[chain][seq]
-            record, problem = parse_line(entry.text.encode("utf-8", "surrogatepass"))
-            if record is None:
-                return bad(chain, seq, f"{entry.where}: {problem}")
-            missing = [name for name in REQUIRED_FIELDS if name not in record]
-            if missing:
-                return bad(chain, seq, f"{entry.where}: missing field {missing[0]!r}")
-            if record.get("chain") != chain or record.get("seq") != seq:
-                return bad(
-                    chain,
-                    seq,
-                    f"{entry.where} holds the record of chain {record.get('chain')} seq "
-                    f"{record.get('seq')}: records were moved or swapped",
-                )
-            if not isinstance(record["hash"], str) or record_hash(record) != record["hash"]:
-                return bad(chain, seq, f"{entry.where}: hash mismatch: the record was edited")
-            if previous is not None and record["prev"] != previous["hash"]:
-                return bad(
-                    chain,
-                    seq,
-                    f"{entry.where}: prev does not match seq {seq - 1}'s hash: "
-                    "a record was edited, removed or reordered",
-                )
-            unsigned = verifier and verifier.problem(record, entry.sig, entry.key_id)
-            if unsigned:
-                return bad(chain, seq, f"{entry.where}: {unsigned}")
-            found[(chain, seq)] = record
-            previous = record
+    previous: dict[str, Any] | None = None
+    for expected, seq in enumerate(sorted(seqs), start=1):
+        if seq != expected:
+            raise _Failure(chain, expected, _missing(chain, expected, undelivered))
+        entry = seqs[seq]
+        record = _check_record(chain, seq, entry)
+        if previous is not None and record["prev"] != previous["hash"]:
+            raise _Failure(
+                chain,
+                seq,
+                f"{entry.where}: prev does not match seq {seq - 1}'s hash: "
+                "a record was edited, removed or reordered",
+            )
+        unsigned = verifier and verifier.problem(record, entry.sig, entry.key_id)
+        if unsigned:
+            raise _Failure(chain, seq, f"{entry.where}: {unsigned}")
+        found[(chain, seq)] = record
+        previous = record
+    return found
+
+
+def _check_record(chain: str, seq: int, entry: CentralEntry) -> dict[str, Any]:
+    """One stored record on its own: it parses, is complete, sits under its own position
+    and its hash is right."""
+    record, problem = parse_line(entry.text.encode("utf-8", "surrogatepass"))
+    if record is None:
+        raise _Failure(chain, seq, f"{entry.where}: {problem}")
+    missing = [name for name in REQUIRED_FIELDS if name not in record]
+    if missing:
+        raise _Failure(chain, seq, f"{entry.where}: missing field {missing[0]!r}")
+    if record.get("chain") != chain or record.get("seq") != seq:
+        raise _Failure(
+            chain,
+            seq,
+            f"{entry.where} holds the record of chain {record.get('chain')} seq "
+            f"{record.get('seq')}: records were moved or swapped",
+        )
+    if not isinstance(record["hash"], str) or record_hash(record) != record["hash"]:
+        raise _Failure(chain, seq, f"{entry.where}: hash mismatch: the record was edited")
+    return record
+
+
+def _check_local(
+    local: list[dict[str, Any]],
+    found: dict[tuple[str, int], dict[str, Any]],
+    undelivered: set[Any],
+) -> None:
+    """Every positioned record of this machine's log is in the central copy, identical."""
     for record in local:
         chain, seq = record.get("chain"), record.get("seq")
         if not isinstance(chain, str) or not is_seq(seq):
             continue
         central = found.get((chain, seq))
         if central is None:
-            return bad(chain, seq, _missing(chain, seq, undelivered, local=True))
+            raise _Failure(chain, seq, _missing(chain, seq, undelivered, local=True))
         if central != record:
-            return bad(chain, seq, "differs from the local log: the central record was edited")
-    return CentralResult(True, len(held), count)
+            raise _Failure(chain, seq, "differs from the local log: the central record was edited")
 
 
 def _missing(chain: str, seq: int, undelivered: set[Any], *, local: bool = False) -> str:

@@ -271,36 +271,16 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
     The broker runs this same step, so every check on the decision lives here. Nothing is
     written to the caller's disk here: that is ``jitctl.delivery``'s job, on the caller's
     machine (in broker mode the broker runs this and the client delivers)."""
-    from jitctl import aws
-
     role = env.policy.role(req.role)
-    caller = env.caller
-    if caller.person != req.requester:
+    if env.caller.person != req.requester:
         raise Denied(f"request {req.request_id} belongs to {req.requester}; only they can use it")
     now = env.clock.now()
     evidence = check_redeemable(env, role, req, evidence, now)
     seconds, note = session_seconds(
         timedelta(seconds=req.duration_seconds), evidence.end if evidence else None, now
     )
-    tags = {
-        "jitctl:request-id": req.request_id,
-        "jitctl:approval": req.approval or "",
-        "jitctl:on-call": evidence.tag_value() if evidence else "",
-        "jitctl:approvers": " ".join(req.approvers),
-    }
     common = audit_fields(env, req)
-    try:
-        creds = aws.assume_role(
-            env.aws,
-            role_arn=role.arn,
-            person=caller.person,
-            duration_seconds=seconds,
-            tags=tags,
-            session_policy=role.session_policy,
-        )
-    except Exception as exc:
-        env.audit.append("issue_failed", **common, error=str(exc))
-        raise
+    creds = _assume(env, role, req, evidence, seconds, common)
     # The record comes first: if the audit trail (local or central) cannot take it, the
     # credentials are dropped and the request stays approved, so `jitctl wait` can retry.
     env.audit.append(
@@ -313,17 +293,7 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
         duration_seconds=seconds,
         retry=redeliverable(req),
     )
-    # Then the store claims the grant atomically: of two waiters, one wins; the other's
-    # credentials never leave this function, and the log says why.
-    try:
-        issued = env.store.mark_issued(
-            req.request_id, now=now, credentials_expire_at=creds.expiration
-        )
-    except JitctlError as exc:
-        env.audit.append(
-            "issue_failed", **common, access_key_id=creds.access_key_id, error=str(exc)
-        )
-        raise
+    issued = _claim(env, req, creds, now, common)
     issued.fast_path_reason = req.fast_path_reason
     return Grant(
         request=issued,
@@ -332,3 +302,58 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
         evidence=evidence,
         notes=[note] if note else [],
     )
+
+
+def _session_tags(req: AccessRequest, evidence: OnCallEvidence | None) -> dict[str, str]:
+    """Session tags, so CloudTrail ties every call of the session to its request and approval."""
+    return {
+        "jitctl:request-id": req.request_id,
+        "jitctl:approval": req.approval or "",
+        "jitctl:on-call": evidence.tag_value() if evidence else "",
+        "jitctl:approvers": " ".join(req.approvers),
+    }
+
+
+def _assume(
+    env: Environment,
+    role,
+    req: AccessRequest,
+    evidence: OnCallEvidence | None,
+    seconds: int,
+    common: dict[str, str | None],
+) -> Credentials:
+    """Assume the role for the caller; a failure is recorded before it propagates."""
+    from jitctl import aws
+
+    try:
+        return aws.assume_role(
+            env.aws,
+            role_arn=role.arn,
+            person=env.caller.person,
+            duration_seconds=seconds,
+            tags=_session_tags(req, evidence),
+            session_policy=role.session_policy,
+        )
+    except Exception as exc:
+        env.audit.append("issue_failed", **common, error=str(exc))
+        raise
+
+
+def _claim(
+    env: Environment,
+    req: AccessRequest,
+    creds: Credentials,
+    now: datetime,
+    common: dict[str, str | None],
+) -> AccessRequest:
+    """The store claims the grant atomically: of two waiters, one wins; the other's
+    credentials never leave `issue`, and the log says why."""
+    try:
+        return env.store.mark_issued(
+            req.request_id, now=now, credentials_expire_at=creds.expiration
+        )
+    except JitctlError as exc:
+        env.audit.append(
+            "issue_failed", **common, access_key_id=creds.access_key_id, error=str(exc)
+        )
+        raise

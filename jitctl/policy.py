@@ -9,36 +9,22 @@ line of the role's table header when it can be found, the role and the key.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from jitctl.errors import PolicyError, UsageError
 from jitctl.identity import IdentityRules, person_for
+from jitctl.policy_roles import ApprovalRule as ApprovalRule  # still public here
+from jitctl.policy_roles import OnCallRule as OnCallRule
+from jitctl.policy_roles import Role, parse_role
 from jitctl.policy_schema import (
-    APPROVAL_KEYS,
-    DEFAULT_MAX_DURATION,
-    DEFAULT_REQUEST_TTL,
-    EMAIL,
     GROUP_PREFIX,
-    ON_CALL_KEYS,
-    ROLE_ARN,
-    ROLE_KEYS,
-    ROLE_NAME,
-    check_keys,
     check_top,
     collect_entries,
-    expect_positive_int,
-    expect_principal_arn,
-    expect_request_ttl,
-    expect_session_duration,
-    expect_str,
-    expect_str_list,
     expect_table,
     header_line,
     is_arn,
-    load_session_policy,
     location,
     merge_identities,
     parse_groups,
@@ -46,34 +32,6 @@ from jitctl.policy_schema import (
     read_toml,
 )
 from jitctl.tomlcheck import closest
-
-
-@dataclass(frozen=True)
-class OnCallRule:
-    escalation_policies: tuple[str, ...]
-    schedules: tuple[str, ...]
-    services: tuple[str, ...]
-    max_escalation_level: int | None  # None: any level
-
-
-@dataclass(frozen=True)
-class ApprovalRule:
-    approvers: tuple[str, ...]  # as written: emails, principal ARNs, "group:NAME"
-    min_approvals: int = 1
-    request_ttl: timedelta = timedelta(minutes=30)
-
-
-@dataclass(frozen=True)
-class Role:
-    name: str
-    arn: str
-    max_duration: timedelta
-    session_policy: str | None  # minified JSON, ready for STS's Policy parameter
-    session_policy_path: Path | None
-    on_call: OnCallRule | None
-    approval: ApprovalRule | None
-    source: Path  # the file that defined it
-    description: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,96 +109,122 @@ def check_policy(path: Path) -> PolicyCheck:
         files = _policy_files(Path(path))
     except PolicyError as exc:
         return PolicyCheck(policy=None, errors=(exc,), files=(), role_names=())
-    errors: list[PolicyError] = []
-    roles: dict[str, Role] = {}
-    role_where: dict[str, str] = {}  # "file:line: role 'NAME'", for cross-file errors
-    role_loc: dict[str, str] = {}  # "file:line" of the first declaration
-    declared: list[str] = []
-    roles_unreadable = False  # a "roles" that is not a table: "defines no roles" would repeat it
-    groups: dict[str, tuple[str, ...]] = {}
-    group_src: dict[str, str] = {}
-    bad_groups: set[str] = set()  # declared but invalid: not "missing" in the cross checks
-    identities: dict[str, str] = {}
-    ident_src: dict[str, str] = {}
-    trusted_roles: list[str] = []  # [identities] session_name_roles of every file
+    found = _Found()
     for file in files:
-        try:
-            data, text = read_toml(file)
-        except PolicyError as exc:
-            errors.append(exc)
-            continue
-        errors.extend(check_top(data, file))
-        where = location(file, header_line(text, "groups"))
-        parsed_groups, bad = collect_entries(parse_groups, data, "groups", where, errors)
-        bad_groups |= bad
-        for name, members in parsed_groups.items():
-            if name in groups and set(groups[name]) != set(members):
-                errors.append(
-                    PolicyError(
-                        f"{where}: group {name!r} is already defined with other members in "
-                        f"{group_src[name]}"
-                    )
-                )
-            groups.setdefault(name, members)
-            group_src.setdefault(name, where)
-        where = location(file, header_line(text, "identities"))
-        merge_identities(data, where, errors, identities, ident_src)
-        try:
-            trusted_roles.extend(parse_session_name_roles(data.get("identities"), where))
-        except PolicyError as exc:
-            errors.append(exc)
-        try:
-            raw_roles = expect_table(data.get("roles", {}), str(file), "roles")
-        except PolicyError as exc:
-            errors.append(exc)
-            roles_unreadable = True
-            continue
-        for name, raw in raw_roles.items():
-            loc = location(file, header_line(text, "roles", name))
-            declared.append(name)
-            try:
-                role, where = _parse_role(name, raw, file, text)
-            except PolicyError as exc:
-                errors.append(exc)
-                role_loc.setdefault(name, loc)
-                continue
-            if name in role_loc:
-                errors.append(PolicyError(f"{where}: is already defined in {role_loc[name]}"))
-                continue
-            roles[name] = role
-            role_where[name] = where
-            role_loc[name] = loc
-    if not declared and not roles_unreadable:
+        _read_file(file, found)
+    if not found.declared and not found.roles_unreadable:
         shown = files[0] if len(files) == 1 else path
-        errors.append(
+        found.errors.append(
             PolicyError(f"{shown}: the policy defines no roles", "add a [roles.NAME] table")
         )
-    for name, role in roles.items():
+    _cross_check(found)
+    policy = None
+    if not found.errors:
+        policy = Policy(
+            roles=found.roles,
+            groups=found.groups,
+            identities=found.identities,
+            sources=tuple(files),
+            session_name_roles=tuple(dict.fromkeys(found.trusted_roles)),
+        )
+    return PolicyCheck(
+        policy=policy,
+        errors=tuple(found.errors),
+        files=tuple(files),
+        role_names=tuple(dict.fromkeys(found.declared)),
+    )
+
+
+@dataclass
+class _Found:
+    """What `check_policy` has gathered so far, across files, valid or not."""
+
+    errors: list[PolicyError] = field(default_factory=list)
+    roles: dict[str, Role] = field(default_factory=dict)
+    role_where: dict[str, str] = field(default_factory=dict)  # "file:line: role 'NAME'"
+    role_loc: dict[str, str] = field(default_factory=dict)  # "file:line" of the first one
+    declared: list[str] = field(default_factory=list)
+    roles_unreadable: bool = False  # "roles" not a table: "defines no roles" would repeat it
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    group_src: dict[str, str] = field(default_factory=dict)
+    bad_groups: set[str] = field(default_factory=set)  # invalid, not "missing" in cross checks
+    identities: dict[str, str] = field(default_factory=dict)
+    ident_src: dict[str, str] = field(default_factory=dict)
+    trusted_roles: list[str] = field(default_factory=list)  # every file's session_name_roles
+
+
+def _read_file(file: Path, found: _Found) -> None:
+    """One policy file's groups, identities and roles, each checked on its own."""
+    try:
+        data, text = read_toml(file)
+    except PolicyError as exc:
+        found.errors.append(exc)
+        return
+    found.errors.extend(check_top(data, file))
+    _merge_groups(data, location(file, header_line(text, "groups")), found)
+    where = location(file, header_line(text, "identities"))
+    merge_identities(data, where, found.errors, found.identities, found.ident_src)
+    try:
+        found.trusted_roles.extend(parse_session_name_roles(data.get("identities"), where))
+    except PolicyError as exc:
+        found.errors.append(exc)
+    try:
+        raw_roles = expect_table(data.get("roles", {}), str(file), "roles")
+    except PolicyError as exc:
+        found.errors.append(exc)
+        found.roles_unreadable = True
+        return
+    for name, raw in raw_roles.items():
+        _add_role(name, raw, file, text, found)
+
+
+def _merge_groups(data: dict[str, Any], where: str, found: _Found) -> None:
+    """A group may be repeated in another file only with the same members."""
+    parsed, bad = collect_entries(parse_groups, data, "groups", where, found.errors)
+    found.bad_groups |= bad
+    for name, members in parsed.items():
+        if name in found.groups and set(found.groups[name]) != set(members):
+            found.errors.append(
+                PolicyError(
+                    f"{where}: group {name!r} is already defined with other members in "
+                    f"{found.group_src[name]}"
+                )
+            )
+        found.groups.setdefault(name, members)
+        found.group_src.setdefault(name, where)
+
+
+def _add_role(name: str, raw: Any, file: Path, text: str, found: _Found) -> None:
+    """A role is defined once; an invalid one still claims its name for that check."""
+    loc = location(file, header_line(text, "roles", name))
+    found.declared.append(name)
+    try:
+        role, where = parse_role(name, raw, file, text)
+    except PolicyError as exc:
+        found.errors.append(exc)
+        found.role_loc.setdefault(name, loc)
+        return
+    if name in found.role_loc:
+        found.errors.append(PolicyError(f"{where}: is already defined in {found.role_loc[name]}"))
+        return
+    found.roles[name] = role
+    found.role_where[name] = where
+    found.role_loc[name] = loc
+
+
+def _cross_check(found: _Found) -> None:
+    """Checks that need every file: each valid role's approvers exist and can be enough."""
+    for name, role in found.roles.items():
         if role.approval and any(
-            e.startswith(GROUP_PREFIX) and e[len(GROUP_PREFIX) :] in bad_groups
+            e.startswith(GROUP_PREFIX) and e[len(GROUP_PREFIX) :] in found.bad_groups
             for e in role.approval.approvers
         ):
             continue  # that group's own error is already reported
         try:
-            rules = IdentityRules(identities, tuple(trusted_roles))
-            _check_approvers(role, role_where[name], groups, rules)
+            rules = IdentityRules(found.identities, tuple(found.trusted_roles))
+            _check_approvers(role, found.role_where[name], found.groups, rules)
         except PolicyError as exc:
-            errors.append(exc)
-    policy = None
-    if not errors:
-        policy = Policy(
-            roles=roles,
-            groups=groups,
-            identities=identities,
-            sources=tuple(files),
-            session_name_roles=tuple(dict.fromkeys(trusted_roles)),
-        )
-    return PolicyCheck(
-        policy=policy,
-        errors=tuple(errors),
-        files=tuple(files),
-        role_names=tuple(dict.fromkeys(declared)),
-    )
+            found.errors.append(exc)
 
 
 def _policy_files(path: Path) -> list[Path]:
@@ -259,106 +243,6 @@ def _toml_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     raise PolicyError(f"{path}: policy file or directory does not exist")
-
-
-def _parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
-    line = header_line(text, "roles", name)
-    where = f"{location(file, line)}: role {name!r}"
-    if not ROLE_NAME.fullmatch(name):
-        raise PolicyError(
-            f"{location(file, line)}: role name {name!r} is invalid: use up to 64 letters, digits, "
-            "'_', '.' or '-', starting with a letter or digit (it becomes the profile jit-NAME)"
-        )
-    table = expect_table(raw, where, "the role")
-    check_keys(table, ROLE_KEYS, where)
-    if "arn" not in table:
-        raise PolicyError(f"{where}: arn is required", "the ARN of the IAM role to assume")
-    arn = expect_str(table["arn"], where, "arn")
-    if not ROLE_ARN.fullmatch(arn):
-        raise PolicyError(
-            f"{where}: arn {arn!r} is not an IAM role ARN like arn:aws:iam::123456789012:role/NAME"
-        )
-    max_duration = expect_session_duration(
-        table.get("max_duration", DEFAULT_MAX_DURATION), where, "max_duration"
-    )
-    policy_text = policy_path = None
-    if "session_policy" in table:
-        policy_text, policy_path = load_session_policy(table["session_policy"], file, where)
-    description = None
-    if "description" in table:
-        description = expect_str(table["description"], where, "description").strip()
-
-    def sub_where(key: str) -> str:
-        sub_line = header_line(text, "roles", name, key) or line
-        return f"{location(file, sub_line)}: role {name!r}: {key}"
-
-    on_call = approval = None
-    if "on_call" in table:
-        raw_on_call = expect_table(table["on_call"], where, "on_call")
-        on_call = _parse_on_call(raw_on_call, sub_where("on_call"))
-    if "approval" in table:
-        raw_approval = expect_table(table["approval"], where, "approval")
-        approval = _parse_approval(raw_approval, sub_where("approval"))
-    if on_call is None and approval is None:
-        raise PolicyError(
-            f"{where}: has neither on_call nor approval, so it could never be granted",
-            f"add a [roles.{name}.approval] table (and [roles.{name}.on_call] for a fast track)",
-        )
-    role = Role(
-        name=name,
-        arn=arn,
-        max_duration=max_duration,
-        session_policy=policy_text,
-        session_policy_path=policy_path,
-        on_call=on_call,
-        approval=approval,
-        source=file,
-        description=description,
-    )
-    return role, where
-
-
-def _parse_on_call(table: dict[str, Any], where: str) -> OnCallRule:
-    check_keys(table, ON_CALL_KEYS, where)
-    ids = {
-        key: expect_str_list(table.get(key, []), where, key)
-        for key in ("escalation_policies", "schedules", "services")
-    }
-    if not any(ids.values()):
-        raise PolicyError(
-            f"{where}: needs at least one PagerDuty id in escalation_policies, schedules or services"
-        )
-    level = table.get("max_escalation_level")
-    if level is not None:
-        level = expect_positive_int(level, where, "max_escalation_level")
-    return OnCallRule(
-        escalation_policies=ids["escalation_policies"],
-        schedules=ids["schedules"],
-        services=ids["services"],
-        max_escalation_level=level,
-    )
-
-
-def _parse_approval(table: dict[str, Any], where: str) -> ApprovalRule:
-    check_keys(table, APPROVAL_KEYS, where)
-    if "approvers" not in table:
-        raise PolicyError(f"{where}: approvers is required", 'e.g. approvers = ["group:sre"]')
-    approvers = expect_str_list(table["approvers"], where, "approvers")
-    if not approvers:
-        raise PolicyError(f"{where}: approvers must name at least one approver")
-    for entry in approvers:
-        if entry.startswith(GROUP_PREFIX):
-            if not entry[len(GROUP_PREFIX) :].strip():
-                raise PolicyError(f"{where}: approvers: {entry!r} names no group")
-        elif is_arn(entry):
-            expect_principal_arn(entry, where, "approvers")
-        elif not EMAIL.fullmatch(entry):
-            raise PolicyError(
-                f"{where}: approvers: {entry!r} is not an email, a principal ARN or group:NAME"
-            )
-    min_approvals = expect_positive_int(table.get("min_approvals", 1), where, "min_approvals")
-    ttl = expect_request_ttl(table.get("request_ttl", DEFAULT_REQUEST_TTL), where, "request_ttl")
-    return ApprovalRule(approvers=approvers, min_approvals=min_approvals, request_ttl=ttl)
 
 
 def _check_approvers(

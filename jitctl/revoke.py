@@ -23,10 +23,6 @@ the audit record, then best-effort cleanup of local copies (profile, credential 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import random
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,18 +30,17 @@ from typing import TYPE_CHECKING, Any
 
 from jitctl import models
 from jitctl.errors import AwsUnavailable, Denied, JitctlError
-from jitctl.filelock import exclusive_lock
 from jitctl.models import AccessRequest
+from jitctl.revocation_iam import PERMISSION_HINT as PERMISSION_HINT  # still public here
+from jitctl.revocation_iam import ROUNDS as ROUNDS
+from jitctl.revocation_iam import SETTLE_SECONDS, ensure_denied, lock_path_for, read_policy
 from jitctl.revocation_policy import (
     MAX_SESSION,
     POLICY_NAME,
-    RevocationPolicyFull,
-    covers,
     cutoff_for,
     deny_statement,
     iam_role_name,
     latest_cutoff,
-    merge,
     statement_id,
 )
 from jitctl.store.base import TransitionError
@@ -53,11 +48,6 @@ from jitctl.timeutil import rfc3339
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
-
-SETTLE_SECONDS = 1.0  # pause before reading back, so a concurrent writer's PUT has landed
-ROUNDS = 4
-_LOCK_TIMEOUT = 30.0
-PERMISSION_HINT = "the revoker needs iam:GetRolePolicy and iam:PutRolePolicy on {arn}"
 
 
 class RevocationNotInForce(AwsUnavailable):
@@ -93,97 +83,6 @@ class Revocation:
         }
 
 
-# --------------------------------------------------------------------- the policy document
-
-# --------------------------------------------------------------------- talking to IAM
-
-
-def _aws_error(exc: Exception, action: str, role_arn: str) -> Exception:
-    from botocore.exceptions import ClientError
-
-    from jitctl.aws import translate_error
-
-    code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
-    if code == "LimitExceeded":
-        return RevocationPolicyFull(
-            f"{action}: IAM says the role's inline policies are too large",
-            "the role's inline policies total over 10,240 characters: shrink its other inline "
-            "policies, or delete old statements from " + POLICY_NAME,
-        )
-    if code == "NoSuchEntity":
-        hint = f"the role does not exist in this account: check its arn in the policy ({role_arn})"
-    elif code in ("AccessDenied", "AccessDeniedException"):
-        hint = PERMISSION_HINT.format(arn=role_arn)
-    else:
-        hint = PERMISSION_HINT.format(arn=role_arn) + "; check AWS_ENDPOINT_URL / your network"
-    return translate_error(exc, action, hint=hint)
-
-
-def read_policy(iam: Any, role_name: str, role_arn: str) -> dict[str, Any] | None:
-    """The current revocation policy of the role, or None if it has none yet."""
-    try:
-        resp = iam.get_role_policy(RoleName=role_name, PolicyName=POLICY_NAME)
-    except Exception as exc:
-        if getattr(exc, "response", {}).get("Error", {}).get("Code") == "NoSuchEntity":
-            return None  # no policy yet (or no role: PutRolePolicy will say so)
-        raise _aws_error(exc, f"cannot read {POLICY_NAME} on {role_arn}", role_arn) from exc
-    return resp["PolicyDocument"]  # boto3 URL-decodes and parses it
-
-
-def _write_policy(iam: Any, role_name: str, role_arn: str, document: dict[str, Any]) -> None:
-    text = json.dumps(document, separators=(",", ":"))
-    try:
-        iam.put_role_policy(RoleName=role_name, PolicyName=POLICY_NAME, PolicyDocument=text)
-    except Exception as exc:
-        raise _aws_error(exc, f"cannot write {POLICY_NAME} on {role_arn}", role_arn) from exc
-
-
-def ensure_denied(
-    iam: Any,
-    *,
-    role_name: str,
-    role_arn: str,
-    statement: dict[str, Any],
-    now: datetime,
-    lock_path: Path,
-    settle: float = SETTLE_SECONDS,
-    rounds: int = ROUNDS,
-) -> tuple[bool, int]:
-    """Merge ``statement`` into the role's revocation policy until a read-back shows it.
-    Returns (whether anything was written, statements pruned).
-
-    IAM has no conditional write, so this is read-merge-write, guarded twice:
-    - an exclusive file lock serializes revocations by this OS user on this host, so none of
-      them can overwrite another's statement;
-    - across hosts (or OS users) nothing can: after writing we pause, read back, and if our
-      deny is gone (someone who read before our write wrote after it) merge and write again,
-      up to ``rounds`` times. That makes a loss unlikely, not impossible: a writer whose PUT
-      lands after our last read-back can still drop our statement, and IAM's eventual
-      consistency can serve a stale read (which also risks dropping a statement another host
-      just wrote). The request's status in the store remains the record of what was revoked,
-      and re-running `jitctl revoke ID` re-asserts the deny at any time.
-    """
-    pruned = 0
-    wrote = False
-    for _ in range(rounds):
-        with exclusive_lock(lock_path, timeout=_LOCK_TIMEOUT):
-            current = read_policy(iam, role_name, role_arn)
-            merged, dropped = merge(current, statement, now=now)
-            if covers(current, statement) and not dropped:
-                return wrote, pruned  # already in place; nothing to tidy
-            _write_policy(iam, role_name, role_arn, merged)
-            wrote, pruned = True, pruned + dropped
-        if settle > 0:
-            time.sleep(settle * random.uniform(1.0, 1.5))  # noqa: S311 (jitter, not crypto)
-        if covers(read_policy(iam, role_name, role_arn), statement):
-            return wrote, pruned
-    raise AwsUnavailable(
-        f"the deny for {statement['Sid']} did not stick on {role_arn} after {rounds} writes "
-        "(revocations from other hosts kept overwriting the policy)",
-        "run the same `jitctl revoke` again; the request is still marked issued",
-    )
-
-
 def confirm_denied(iam: Any, result: Revocation) -> None:
     """Read the policy back: it must deny the requester's sessions issued at the grant's
     ``issued_at`` (and up to our cutoff). RevocationNotInForce otherwise."""
@@ -209,15 +108,6 @@ def confirm_denied(iam: Any, result: Revocation) -> None:
         "the request is still marked issued; run the same `jitctl revoke` again, and check "
         f"what else edits {POLICY_NAME}",
     )
-
-
-def lock_path_for(role_arn: str, lock_dir: Path | None = None) -> Path:
-    if lock_dir is None:
-        from jitctl.config import default_data_dir
-
-        lock_dir = default_data_dir() / "locks"
-    digest = hashlib.sha256(role_arn.encode()).hexdigest()[:20]
-    return lock_dir / f"iam-revocations-{digest}"
 
 
 # --------------------------------------------------------------------- the command's core
@@ -248,66 +138,94 @@ def revoke(
     lock_dir: Path | None = None,
 ) -> Revocation:
     """Revoke an issued grant: AWS deny, then store, then audit, then local cleanup."""
-    from jitctl.aws import sts_name
     from jitctl.decisions import get_request
-    from jitctl.flow import audit_fields, check_reason, notify
+    from jitctl.flow import check_reason
 
     reason = check_reason(reason)
     req = get_request(env, request_id)
     check_may_revoke(env, req)
+    _check_revocable(req)
+    role = env.policy.role(req.role)
+    now = env.clock.now()
+    result = _plan(req, role.arn, now)
+    statement = deny_statement(result.statement_id, result.source_identity, result.cutoff)
+    if result.cutoff + MAX_SESSION <= now:
+        result.statement_written = False
+        result.notes.append("every session issued before the cutoff has expired: nothing to deny")
+    else:
+        _deny_in_aws(env, result, statement, now=now, settle=settle, lock_dir=lock_dir)
+    _record(env, result, reason=reason, now=now)
+    if not result.already_revoked:
+        _notify_revoked(env, result)
+    return result
+
+
+def _check_revocable(req: AccessRequest) -> None:
+    """Only an issued grant has anything to revoke; revoking again re-asserts the deny."""
     if req.status not in (models.ISSUED, models.REVOKED):
         raise TransitionError(
             f"request {req.request_id} is {req.status}, not issued: there is no grant to revoke",
             "deny a pending request instead" if req.status == models.PENDING else None,
         )
-    role = env.policy.role(req.role)
-    now = env.clock.now()
+
+
+def _plan(req: AccessRequest, role_arn: str, now: datetime) -> Revocation:
+    """What to deny: this requester's sessions on the role issued before the cutoff."""
+    from jitctl.aws import sts_name
+
     already = req.status == models.REVOKED
     # Revoking again re-asserts the original cutoff: a later one would also cut the person's
     # newer, legitimate grants (their sessions issued in between).
     cutoff = cutoff_for(req.issued_at, req.revoked_at if already and req.revoked_at else now)
-    result = Revocation(
+    return Revocation(
         request=req,
-        role_arn=role.arn,
-        iam_role=iam_role_name(role.arn),
+        role_arn=role_arn,
+        iam_role=iam_role_name(role_arn),
         statement_id=statement_id(req.request_id),
         source_identity=sts_name(req.requester),
         cutoff=cutoff,
         already_revoked=already,
         issued_at=req.issued_at,
     )
-    statement = deny_statement(result.statement_id, result.source_identity, cutoff)
-    if cutoff + MAX_SESSION <= now:
-        result.statement_written = False
-        result.notes.append("every session issued before the cutoff has expired: nothing to deny")
-    else:
-        _deny_in_aws(env, result, statement, now=now, settle=settle, lock_dir=lock_dir)
+
+
+def _record(env: Environment, result: Revocation, *, reason: str, now: datetime) -> None:
+    """The store transition (unless already revoked), then the audit record."""
+    from jitctl.flow import audit_fields
+
+    requester = result.request.requester
     caller = env.caller
-    if not already:
-        updated = env.store.mark_revoked(request_id, caller.person, now=now, reason=reason)
+    if not result.already_revoked:
+        updated = env.store.mark_revoked(
+            result.request.request_id, caller.person, now=now, reason=reason
+        )
         # A concurrent revoker may have won the transition: theirs is the recorded one.
         result.already_revoked = updated.revoked_at != now or updated.revoked_by != caller.person
         result.request = updated
     env.audit.append(
         "revoked",
         **audit_fields(env, result.request),
-        requester=req.requester,
+        requester=requester,
         reason=reason,
-        cutoff=rfc3339(cutoff),
-        role_arn=role.arn,
+        cutoff=rfc3339(result.cutoff),
+        role_arn=result.role_arn,
         policy_name=POLICY_NAME,
         statement_id=result.statement_id,
         source_identity=result.source_identity,
         already_revoked=result.already_revoked,
         pruned=result.pruned,
     )
-    if not result.already_revoked:  # the webhook's "by" and "reason" are the revoker's
-        revoked = result.request
-        told = dataclasses.replace(
-            revoked, decided_by=revoked.revoked_by, decision_reason=revoked.revoked_reason
-        )
-        result.notes += [w for w in [notify(env, "revoked", told)] if w]
-    return result
+
+
+def _notify_revoked(env: Environment, result: Revocation) -> None:
+    """The webhook's "by" and "reason" are the revoker's, not the original decider's."""
+    from jitctl.flow import notify
+
+    revoked = result.request
+    told = dataclasses.replace(
+        revoked, decided_by=revoked.revoked_by, decision_reason=revoked.revoked_reason
+    )
+    result.notes += [w for w in [notify(env, "revoked", told)] if w]
 
 
 def _deny_in_aws(

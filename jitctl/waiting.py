@@ -47,49 +47,65 @@ def wait_for_decision(
         while True:
             req = _observe(env, request_id)
             elapsed = monotonic() - start
-            if redeliverable(req):
-                return req  # issued, but never delivered: issue again while the approval holds
-            if req.status == models.APPROVED:
-                if req.approval == models.PEER:
-                    # What the store says, seen by the requester: the evidence of a decision is
-                    # each approver's own `approved` record (actor = the approver's principal).
-                    env.audit.append(
-                        "approved",
-                        **audit_fields(env, req),
-                        stored_approvers=req.approvers,
-                        stored_decided_by=req.decided_by,
-                        observed=True,
-                    )
+            if _ready(env, req):
                 return req
             if on_poll is not None:
                 on_poll(req, elapsed)
-            if timeout is not None and elapsed >= timeout.total_seconds():
-                raise TimedOut(
-                    f"no decision on {request_id} after {format_duration(timeout)}; it stays pending "
-                    f"until it expires",
-                    f"resume with `jitctl wait {request_id}`",
-                )
-            pause = (
-                interval
-                if timeout is None
-                else min(interval, max(0.05, timeout.total_seconds() - elapsed))
-            )
-            sleep(pause)
+            _check_timeout(request_id, timeout, elapsed)
+            sleep(_pause(interval, timeout, elapsed))
             interval = next_interval(interval, monotonic() - start)
     except KeyboardInterrupt:
-        if cancel_on_interrupt and req is not None and req.status == models.PENDING:
-            try:
-                env.store.cancel(request_id, env.caller.person, now=env.clock.now())
-                env.audit.append(
-                    "cancelled", **audit_fields(env, req), why="interrupted while waiting"
-                )
-            except (TransitionError, RequestExpired):
-                pass  # decided or expired meanwhile: nothing left to cancel
-            raise Interrupted(f"interrupted: request {request_id} cancelled") from None
-        raise Interrupted(
+        raise _interrupted(env, request_id, req if cancel_on_interrupt else None) from None
+
+
+def _ready(env: Environment, req: AccessRequest) -> bool:
+    """Approved (a peer approval is recorded as observed), or issued but never delivered."""
+    if redeliverable(req):
+        return True  # issued, but never delivered: issue again while the approval holds
+    if req.status != models.APPROVED:
+        return False
+    if req.approval == models.PEER:
+        # What the store says, seen by the requester: the evidence of a decision is
+        # each approver's own `approved` record (actor = the approver's principal).
+        env.audit.append(
+            "approved",
+            **audit_fields(env, req),
+            stored_approvers=req.approvers,
+            stored_decided_by=req.decided_by,
+            observed=True,
+        )
+    return True
+
+
+def _check_timeout(request_id: str, timeout: timedelta | None, elapsed: float) -> None:
+    if timeout is not None and elapsed >= timeout.total_seconds():
+        raise TimedOut(
+            f"no decision on {request_id} after {format_duration(timeout)}; it stays pending "
+            f"until it expires",
+            f"resume with `jitctl wait {request_id}`",
+        )
+
+
+def _pause(interval: float, timeout: timedelta | None, elapsed: float) -> float:
+    """The next sleep: the poll interval, cut so the wait ends on time."""
+    if timeout is None:
+        return interval
+    return min(interval, max(0.05, timeout.total_seconds() - elapsed))
+
+
+def _interrupted(env: Environment, request_id: str, cancel: AccessRequest | None) -> Interrupted:
+    """Ctrl-C: cancel ``cancel`` (the request this run created) if it is still pending."""
+    if cancel is None or cancel.status != models.PENDING:
+        return Interrupted(
             f"interrupted: stopped waiting; {request_id} is still pending",
             f"resume with `jitctl wait {request_id}`",
-        ) from None
+        )
+    try:
+        env.store.cancel(request_id, env.caller.person, now=env.clock.now())
+        env.audit.append("cancelled", **audit_fields(env, cancel), why="interrupted while waiting")
+    except (TransitionError, RequestExpired):
+        pass  # decided or expired meanwhile: nothing left to cancel
+    return Interrupted(f"interrupted: request {request_id} cancelled")
 
 
 def record_expiry(env: Environment, request_id: str, now: datetime) -> None:

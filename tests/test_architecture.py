@@ -1,4 +1,6 @@
-"""The shape of the code, held by tests (issue 11's measures): each fails listing offenders."""
+"""The shape of the code, held by tests (issue 11's measures) for every module under jitctl/:
+no function over 60 lines, no module over 400, no import cycle, the Environment built only at
+the hosts' roots, typer and rich only in the UI. Each test fails listing the offenders."""
 
 from __future__ import annotations
 
@@ -166,3 +168,29 @@ def test_core_imports_neither_typer_nor_rich() -> None:
         if name.split(".")[0] in ("typer", "rich")
     ]
     assert not offenders, "typer/rich outside jitctl/cli and jitctl/demo: " + ", ".join(offenders)
+
+
+# ---- size
+
+MAX_FUNCTION_LINES = 60
+MAX_MODULE_LINES = 400
+
+
+def test_no_function_over_60_lines():
+    offenders = []
+    for path in _modules().values():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    offenders.append(f"{_where(path)}:{node.lineno} {node.name}: {lines} lines")
+    assert not offenders, f"functions over {MAX_FUNCTION_LINES} lines:\n" + "\n".join(offenders)
+
+
+def test_no_module_over_400_lines():
+    offenders = []
+    for path in _modules().values():
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        if lines > MAX_MODULE_LINES:
+            offenders.append(f"{_where(path)}: {lines} lines")
+    assert not offenders, f"modules over {MAX_MODULE_LINES} lines:\n" + "\n".join(offenders)

@@ -47,6 +47,7 @@ from jitctl.broker.sts_wire import (
     sign,
 )
 from jitctl.errors import AwsUnavailable, ConfigError, ExitCode, JitctlError, UsageError
+from jitctl.jsonstrict import no_duplicate_keys
 
 PROOF_HEADER = "X-Jitctl-Proof"  # base64url(JSON) of the signed STS request, on every broker call
 NONCE_HEADER = "X-Jitctl-Nonce"
@@ -254,7 +255,7 @@ def _decode(text: str) -> dict[str, Any]:
         raise bad("not base64url")
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        proof = json.loads(raw.decode(), object_pairs_hook=_no_duplicate_keys)
+        proof = json.loads(raw.decode(), object_pairs_hook=no_duplicate_keys)
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise bad(str(exc)) from None
     if not isinstance(proof, dict) or set(proof) != {"method", "url", "headers", "body"}:
@@ -265,13 +266,6 @@ def _decode(text: str) -> dict[str, Any]:
     if not all(isinstance(v, str) for v in proof["headers"].values()):
         raise bad("header values must be strings")
     return proof
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    if len(set(keys)) != len(keys):
-        raise ValueError("a key appears twice")
-    return dict(pairs)
 
 
 def _check_request_line(proof: dict[str, Any], settings: ProofSettings) -> None:

@@ -105,73 +105,82 @@ def render(doc: dict[str, Any]) -> list[str]:
 
     lines += ["", "[bold]Who may request[/]", f"  {safe(doc['who_may_request']['who'])}."]
     lines.append(f"  [yellow]Note:[/] {safe(doc['who_may_request']['gate'])}.")
-
     lines += ["", "[bold]Fast track[/] (credentials at once, no approval)"]
-    fast = doc["fast_track"]
+    lines += _render_fast_track(doc["fast_track"])
+    lines += ["", "[bold]Approval[/]", *_render_approval(doc["approval"])]
+    lines += ["", "[bold]Limits[/]", *_render_limits(doc["limits"])]
+    lines += ["", "[bold]Permissions[/]", *_render_permissions(doc["session_policy"])]
+    if "as" in doc:
+        lines += ["", *_render_as(doc)]
+    return lines
+
+
+def _render_fast_track(fast: dict[str, Any] | None) -> list[str]:
     if fast is None:
-        lines.append("  never: no on_call rule, so every request needs approval")
-    else:
-        what = [
-            f"{label} {_join(fast[key])}"
-            for key, label in (
-                ("escalation_policies", "escalation policy"),
-                ("schedules", "schedule"),
-                ("services", "service"),
-            )
-            if fast[key]
-        ]
-        level = fast["max_escalation_level"]
-        at = f", at escalation level {level} or lower" if level else ", at any escalation level"
-        lines.append(f"  whoever is on call now in PagerDuty for {' or '.join(what)}{at}")
-
-    lines += ["", "[bold]Approval[/]"]
-    approval = doc["approval"]
-    if approval is None:
-        lines.append("  nobody approves: only the on-call fast track grants this role")
-    else:
-        shown = []
-        for entry in approval["approvers"]:
-            members = approval["groups"].get(entry)
-            shown.append(safe(entry) + (f" ({_join(members)})" if members is not None else ""))
-        n = approval["min_approvals"]
-        lines += _rows(
-            [
-                ("approvers", ", ".join(shown)),
-                (
-                    "needs",
-                    f"{n} approval{'s' if n != 1 else ''} from distinct approvers, never the requester",
-                ),
-                ("expires", f"a pending request expires after {safe(approval['request_ttl'])}"),
-            ]
+        return ["  never: no on_call rule, so every request needs approval"]
+    what = [
+        f"{label} {_join(fast[key])}"
+        for key, label in (
+            ("escalation_policies", "escalation policy"),
+            ("schedules", "schedule"),
+            ("services", "service"),
         )
+        if fast[key]
+    ]
+    level = fast["max_escalation_level"]
+    at = f", at escalation level {level} or lower" if level else ", at any escalation level"
+    return [f"  whoever is on call now in PagerDuty for {' or '.join(what)}{at}"]
 
-    limits = doc["limits"]
-    lines += ["", "[bold]Limits[/]"]
-    lines += _rows(
+
+def _render_approval(approval: dict[str, Any] | None) -> list[str]:
+    from jitctl.cli.output import safe
+
+    if approval is None:
+        return ["  nobody approves: only the on-call fast track grants this role"]
+    shown = []
+    for entry in approval["approvers"]:
+        members = approval["groups"].get(entry)  # a group: show who is in it
+        shown.append(safe(entry) + (f" ({_join(members)})" if members is not None else ""))
+    n = approval["min_approvals"]
+    return _rows(
+        [
+            ("approvers", ", ".join(shown)),
+            (
+                "needs",
+                f"{n} approval{'s' if n != 1 else ''} from distinct approvers, never the requester",
+            ),
+            ("expires", f"a pending request expires after {safe(approval['request_ttl'])}"),
+        ]
+    )
+
+
+def _render_limits(limits: dict[str, Any]) -> list[str]:
+    from jitctl.cli.output import safe
+
+    lines = _rows(
         [
             ("max duration", f"{limits['max_duration']} (default {limits['default_duration']})"),
             ("minimum", f"{limits['sts_min_duration']} (STS)"),
         ]
     )
-    lines.append(f"  {safe(limits['note'])}")
+    return [*lines, f"  {safe(limits['note'])}"]
 
-    lines += ["", "[bold]Permissions[/]"]
-    sp = doc["session_policy"]
+
+def _render_permissions(sp: dict[str, Any]) -> list[str]:
+    """The session policy's statements, allows first; denies apart, since they always win."""
+    from jitctl.cli.output import safe
+
     if sp["path"] is None:
-        lines.append(f"  {safe(sp['summary'])}")
-    else:
-        lines.append(f"  {safe(sp['summary'])} ({safe(sp['path'])}):")
-        allows = [s for s in sp["statements"] if s["effect"] != "Deny"]
-        denies = [s for s in sp["statements"] if s["effect"] == "Deny"]
-        for stmt in allows:
-            lines.append(f"  [green]{safe(stmt['effect'])}[/] {_statement(stmt)}")
-        if denies:
-            lines.append("  explicit denies (they win over any Allow):")
-        for stmt in denies:
-            lines.append(f"  [red]Deny[/] {_statement(stmt)}")
-
-    if "as" in doc:
-        lines += ["", *_render_as(doc)]
+        return [f"  {safe(sp['summary'])}"]
+    lines = [f"  {safe(sp['summary'])} ({safe(sp['path'])}):"]
+    allows = [s for s in sp["statements"] if s["effect"] != "Deny"]
+    denies = [s for s in sp["statements"] if s["effect"] == "Deny"]
+    for stmt in allows:
+        lines.append(f"  [green]{safe(stmt['effect'])}[/] {_statement(stmt)}")
+    if denies:
+        lines.append("  explicit denies (they win over any Allow):")
+    for stmt in denies:
+        lines.append(f"  [red]Deny[/] {_statement(stmt)}")
     return lines
 
 

@@ -34,6 +34,7 @@ from jitctl.store.base import (
     derive,
     not_found,
 )
+from jitctl.store.dynamodb_calls import Conflict, Expected, call
 from jitctl.store.records import dumps, from_record, newest_first, to_record, ts
 
 PENDING_INDEX = "pending-index"
@@ -48,33 +49,6 @@ _INDEXES: dict[str, tuple[str, str]] = {
     PENDING_INDEX: ("pending_pk", "created_at"),
     REQUESTER_INDEX: ("requester", "created_at"),
 }
-_UNAVAILABLE_CODES = {
-    "InternalServerError",
-    "ServiceUnavailable",
-    "ThrottlingException",
-    "ProvisionedThroughputExceededException",
-    "RequestLimitExceeded",
-}
-_AUTH_CODES = {
-    "AccessDeniedException",
-    "UnrecognizedClientException",
-    "InvalidSignatureException",
-    "ExpiredTokenException",
-    "MissingAuthenticationTokenException",
-}
-
-
-class _Conflict(Exception):
-    """ConditionalCheckFailed: someone else wrote the item between our read and our write."""
-
-
-class _Expected(Exception):
-    """An error code the caller said it handles (``_call(allow=...)``)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
 
 
 class DynamoStore(BaseStore):
@@ -102,48 +76,8 @@ class DynamoStore(BaseStore):
         return self._client
 
     def _call(self, op: str, *, allow: tuple[str, ...] = (), **kwargs: Any) -> dict[str, Any]:
-        """One API call, with botocore's failures turned into one clear line."""
-        from botocore.exceptions import (
-            BotoCoreError,
-            ClientError,
-            NoCredentialsError,
-            NoRegionError,
-        )
-
-        try:
-            return getattr(self.client, op)(**kwargs)  # type: ignore[no-any-return]
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            message = exc.response.get("Error", {}).get("Message", "")
-            if code == "ConditionalCheckFailedException":
-                raise _Conflict() from exc
-            if code in allow:
-                raise _Expected(code, message) from exc
-            if code == "ResourceNotFoundException":
-                raise ConfigError(
-                    f"DynamoDB table {self.table} does not exist", "run `jitctl init`"
-                ) from exc
-            if code in _AUTH_CODES:
-                raise ConfigError(
-                    f"AWS refused DynamoDB {op} on table {self.table}: {code}: {message}",
-                    "check the AWS credentials and their IAM permissions",
-                ) from exc
-            if code in _UNAVAILABLE_CODES:
-                raise AwsUnavailable(f"DynamoDB is unavailable ({code}): {message}") from exc
-            raise StoreError(
-                f"DynamoDB {op} on table {self.table} failed: {code}: {message}"
-            ) from exc
-        except NoCredentialsError as exc:
-            raise ConfigError(
-                "no AWS credentials found", "set AWS_PROFILE or AWS_ACCESS_KEY_ID and friends"
-            ) from exc
-        except NoRegionError as exc:
-            raise ConfigError(
-                "no AWS region for DynamoDB", "set [store] region in the config or AWS_REGION"
-            ) from exc
-        except BotoCoreError as exc:
-            # EndpointConnectionError, timeouts, closed connections: AWS cannot be reached.
-            raise AwsUnavailable(f"cannot reach DynamoDB: {exc}") from exc
+        """Every DynamoDB call goes through here: dynamodb_calls translates its failures."""
+        return call(lambda: self.client, self.table, op, allow=allow, **kwargs)
 
     # ------------------------------------------------------------ init
 
@@ -162,7 +96,7 @@ class DynamoStore(BaseStore):
                 ],
                 GlobalSecondaryIndexes=[_index_spec(name) for name in _INDEXES],
             )
-        except _Expected:
+        except Expected:
             self._add_missing_indexes()  # it exists already, maybe made by an older jitctl
         self._wait_active()
         self._enable_ttl()
@@ -221,7 +155,7 @@ class DynamoStore(BaseStore):
                 TableName=self.table,
                 TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
             )
-        except _Expected as exc:
+        except Expected as exc:
             # Another `jitctl init` enabled it between our describe and our update.
             if "already enabled" not in exc.message.lower():
                 raise StoreError(f"cannot enable TTL on {self.table}: {exc}") from exc
@@ -237,7 +171,7 @@ class DynamoStore(BaseStore):
                 Item=_item(req),
                 ConditionExpression="attribute_not_exists(request_id)",
             )
-        except _Conflict:
+        except Conflict:
             raise DuplicateRequest(f"request {req.request_id} already exists") from None
 
     def get(self, request_id: str, *, now: datetime | None = None) -> AccessRequest | None:
@@ -345,7 +279,7 @@ class DynamoStore(BaseStore):
                             ":s": {"S": current.status},
                         },
                     )
-                except _Conflict:
+                except Conflict:
                     # Jittered backoff so racing writers do not collide again in lockstep.
                     self._sleep(random.uniform(0, 0.05 * (attempt + 1)))  # noqa: S311
                     continue

@@ -1,0 +1,46 @@
+"""Reading one value of the config file: strings, paths, durations (shared by its sections)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from jitctl.errors import ConfigError
+from jitctl.timeutil import parse_duration
+
+Table = dict[str, Any]  # a table of the config file
+
+
+def path_setting(
+    env: Mapping[str, str], var: str, table: Table, key: str, base: Path, where: str
+) -> Path | None:
+    """The variable wins, relative to the working directory; the file's, to the config file."""
+    if env.get(var):
+        return resolve(env[var], Path.cwd())
+    return resolve(opt_str(table, key, where), base)
+
+
+def opt_str(table: dict[str, Any], key: str, where: str) -> str | None:
+    value = table.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: {key} must be a non-empty string")
+    return value
+
+
+def resolve(value: str | None, base: Path) -> Path | None:
+    if not value:
+        return None
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (base / p)
+
+
+def seconds(value: Any, where: str, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        return parse_duration(value).total_seconds()
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc

@@ -1,0 +1,89 @@
+"""One DynamoDB API call of the request store, with botocore's failures turned into one line.
+
+Conflict and Expected are for the store's own control flow (a lost optimistic write, an error
+code the caller handles); everything else becomes the contract's errors: a missing table or
+refused credentials are ConfigError, throttling and outages AwsUnavailable (exit 5).
+boto3/botocore are imported inside functions: ``jitctl --help`` must not pay for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from jitctl.errors import AwsUnavailable, ConfigError
+from jitctl.store.base import StoreError
+
+_UNAVAILABLE_CODES = {
+    "InternalServerError",
+    "ServiceUnavailable",
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+}
+_AUTH_CODES = {
+    "AccessDeniedException",
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "ExpiredTokenException",
+    "MissingAuthenticationTokenException",
+}
+
+
+class Conflict(Exception):
+    """ConditionalCheckFailed: someone else wrote the item between our read and our write."""
+
+
+class Expected(Exception):
+    """An error code the caller said it handles (``call(allow=...)``)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def call(
+    client: Callable[[], Any], table: str, op: str, *, allow: tuple[str, ...] = (), **kwargs: Any
+) -> dict[str, Any]:
+    """One API call, with botocore's failures turned into one clear line. ``client`` is called
+    inside the translation: making the client can fail too (no region, no credentials)."""
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        NoCredentialsError,
+        NoRegionError,
+    )
+
+    try:
+        return getattr(client(), op)(**kwargs)  # type: ignore[no-any-return]
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        message = exc.response.get("Error", {}).get("Message", "")
+        if code == "ConditionalCheckFailedException":
+            raise Conflict() from exc
+        if code in allow:
+            raise Expected(code, message) from exc
+        if code == "ResourceNotFoundException":
+            raise ConfigError(
+                f"DynamoDB table {table} does not exist", "run `jitctl init`"
+            ) from exc
+        if code in _AUTH_CODES:
+            raise ConfigError(
+                f"AWS refused DynamoDB {op} on table {table}: {code}: {message}",
+                "check the AWS credentials and their IAM permissions",
+            ) from exc
+        if code in _UNAVAILABLE_CODES:
+            raise AwsUnavailable(f"DynamoDB is unavailable ({code}): {message}") from exc
+        raise StoreError(f"DynamoDB {op} on table {table} failed: {code}: {message}") from exc
+    except NoCredentialsError as exc:
+        raise ConfigError(
+            "no AWS credentials found", "set AWS_PROFILE or AWS_ACCESS_KEY_ID and friends"
+        ) from exc
+    except NoRegionError as exc:
+        raise ConfigError(
+            "no AWS region for DynamoDB", "set [store] region in the config or AWS_REGION"
+        ) from exc
+    except BotoCoreError as exc:
+        # EndpointConnectionError, timeouts, closed connections: AWS cannot be reached.
+        raise AwsUnavailable(f"cannot reach DynamoDB: {exc}") from exc

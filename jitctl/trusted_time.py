@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from jitctl.timeutil import Clock, SystemClock, format_duration
@@ -77,6 +76,8 @@ def parse_http_date(value: str | None) -> datetime | None:
     """An RFC 7231 date (``Sat, 28 Nov 2026 04:00:00 GMT``) as aware UTC, or None."""
     if not value:
         return None
+    from email.utils import parsedate_to_datetime  # 17 ms: imported only once AWS answered
+
     try:
         parsed = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

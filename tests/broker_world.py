@@ -56,26 +56,14 @@ ROOT = {"aws_access_key_id": "AKIAADMIN0000000", "aws_secret_access_key": "admin
 
 
 def broker_policy() -> dict[str, Any]:
-    """The actions deploy/broker.yaml grants the broker's role, for an IAM user here.
+    """The actions deploy/broker.yaml grants the broker's role, for an IAM user here: the
+    demo's (one list of the broker's store and STS actions) plus its secret and signing key.
 
     moto authorizes these services' calls against the resource "*" (it does not resolve
     resource ARNs), so the resources are "*" here; the template scopes them."""
-    actions = [
-        "sts:AssumeRole",
-        "sts:SetSourceIdentity",
-        "sts:TagSession",
-        "iam:GetRolePolicy",
-        "iam:PutRolePolicy",
-        "dynamodb:GetItem",
-        "dynamodb:PutItem",
-        "dynamodb:UpdateItem",
-        "dynamodb:Query",
-        "dynamodb:Scan",
-        "dynamodb:DescribeTable",
-        "secretsmanager:GetSecretValue",
-        "kms:Sign",
-        "kms:GetPublicKey",
-    ]
+    from jitctl.demo.gate import BROKER_ACTIONS
+
+    actions = [*BROKER_ACTIONS, "secretsmanager:GetSecretValue", "kms:Sign", "kms:GetPublicKey"]
     return {
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}],

@@ -51,8 +51,8 @@ TARGET_TRUST_TEMPLATE: dict[str, Any] = {
         }
     ],
 }
-# What deploy/broker.yaml grants the broker's role for the demo's store (tests/broker_world.py's
-# broker_policy without the audit table, KMS and Secrets Manager). moto authorizes these calls
+# What deploy/broker.yaml grants the broker's role for its store and the roles
+# (tests/broker_world.py adds the secret and the signing key). moto authorizes these calls
 # against the resource "*" (it does not resolve resource ARNs); the template scopes them.
 BROKER_ACTIONS = (
     "sts:AssumeRole",

@@ -432,3 +432,15 @@ def test_the_requester_cannot_approve_through_a_second_principal(world):
     status = json.loads(world.run("carol@example.com", "status", rid, "--json").stdout)
     assert status["status"] == "pending" and status["approvers"] == []
     assert world.run("bob@example.com", "cancel", rid).returncode == 0
+
+
+def test_a_misconfigured_lambda_broker_serves_nobody_and_says_so_once(world, monkeypatch):
+    from jitctl.broker import aws_lambda
+
+    for key, value in world.broker_env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("JITCTL_CONFIG_TOML", "[broker]\nurl = 'https://x.example'\n")
+    monkeypatch.setattr(aws_lambda, "_broker", None)
+    answer = aws_lambda.handler(function_url_event(world, "carol@example.com", "GET", "/v1/whoami"))
+    assert answer["statusCode"] == 503
+    assert json.loads(answer["body"])["error"]["exit_code"] == 5

@@ -9,10 +9,13 @@ An EventBridge schedule invokes the function with ``{"jitctl": "housekeeping"}``
 from __future__ import annotations
 
 import base64
+import json
 import sys
 from typing import Any
 
+from jitctl.broker import wire
 from jitctl.broker.handler import Broker, HttpRequest
+from jitctl.errors import JitctlError, Unavailable
 from jitctl.sanitize import clean
 
 _broker: Broker | None = None
@@ -21,7 +24,16 @@ _broker: Broker | None = None
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     if event.get("jitctl") == "housekeeping":
         return {"ok": True}
-    response = broker().handle(to_request(event))
+    try:
+        gate = broker()
+    except JitctlError as exc:  # a misconfigured broker serves nobody; its log says why
+        _log_warning(f"jitctl broker cannot start: {exc}")
+        refusal = Unavailable(
+            "the broker is not configured correctly", "its operators' log says why"
+        )
+        status, body = wire.error_out(refusal)
+        return {"statusCode": status, "body": json.dumps(body), "isBase64Encoded": False}
+    response = gate.handle(to_request(event))
     return {
         "statusCode": response.status,
         "headers": response.headers,

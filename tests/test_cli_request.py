@@ -46,6 +46,17 @@ def test_on_call_gets_working_scoped_credentials(team):
     assert team.run(ALICE, "audit", "verify").returncode == 0
 
 
+def test_no_wait_prints_the_id_on_the_fast_path_too(team):
+    """Scripts keep `id=$(jitctl request ... --no-wait)` to revoke later: whoever is on call
+    must get the id as well (the contract: issued at once or pending)."""
+    on_call(team, ALICE)
+    out = team.run(ALICE, "request", "prod-readonly", "--reason", "INC-7", "--no-wait")
+    assert out.returncode == 0, out.stderr
+    ini = configparser.ConfigParser()
+    ini.read(team.credentials_file(ALICE))
+    assert out.stdout == ini["jit-prod-readonly"]["x_jitctl_request_id"] + "\n"
+
+
 def test_json_output_has_the_contract_fields_and_no_secrets(team):
     on_call(team, ALICE)
     out = team.run(

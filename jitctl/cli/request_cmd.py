@@ -246,6 +246,8 @@ def request(
     )
     if isinstance(result, Issued):
         deliver(env, result, profile=profile, fmt=fmt, shell=shell, json_out=json_out)
+        if not wait and fmt == "profile" and not json_out:  # the contract: the id, either way
+            sys.stdout.write(result.request.request_id + "\n")
     elif json_out:
         emit_json(public_dict(result))
     else:

@@ -109,6 +109,13 @@ def translate_error(exc: Exception, action: str, *, hint: str | None = None) -> 
             f"{action}: no AWS credentials found",
             "log in first (e.g. `aws sso login`) or set AWS_PROFILE / AWS_ACCESS_KEY_ID",
         )
+    if _login_expired(exc):  # a login to renew, not an outage: exit 2 with the fix, never 5
+        profile = os.environ.get("AWS_PROFILE")
+        fix = f"aws sso login --profile {profile}" if profile else "aws sso login"
+        return UsageError(
+            f"{action}: your AWS login has expired or is missing ({type(exc).__name__})",
+            f"run `{fix}` (or refresh your credentials) and try again",
+        )
     if isinstance(exc, ProfileNotFound | NoRegionError):
         return UsageError(
             f"{action}: {exc}", "check AWS_PROFILE, AWS_REGION and your AWS config files"
@@ -123,6 +130,24 @@ def translate_error(exc: Exception, action: str, *, hint: str | None = None) -> 
             )
         return AwsUnavailable(f"{action}: AWS refused ({code}: {message})", hint)
     return AwsUnavailable(f"{action}: AWS unreachable ({type(exc).__name__}: {exc})", hint)
+
+
+def _login_expired(exc: Exception) -> bool:
+    """botocore's ways of saying the SSO token or a credential process has run out."""
+    from botocore import exceptions as bex
+
+    kinds = tuple(
+        getattr(bex, name)
+        for name in (
+            "SSOTokenLoadError",
+            "UnauthorizedSSOTokenError",
+            "TokenRetrievalError",
+            "SSOError",
+            "CredentialRetrievalError",
+        )
+        if hasattr(bex, name)
+    )
+    return isinstance(exc, kinds)
 
 
 def get_caller_identity(clients: AwsClients) -> tuple[str, str]:

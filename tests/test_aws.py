@@ -196,3 +196,33 @@ def test_sts_refusal_is_exit_5_naming_the_trust_policy(enforcing_moto, monkeypat
     assert info.value.exit_code == ExitCode.UNAVAILABLE
     assert "AccessDenied" in info.value.message
     assert info.value.hint == TRUST_POLICY_HINT
+
+
+def test_an_sso_profile_without_a_login_is_exit_2_with_the_login_command(tmp_path):
+    """Not "AWS unreachable" (exit 5, which runbooks retry): the fix is to log in."""
+    import shutil
+    import subprocess
+
+    from tests.conftest import clean_env
+
+    config = tmp_path / "config"
+    config.write_text(
+        "[profile work]\nsso_start_url = https://example.awsapps.com/start\n"
+        "sso_region = us-east-1\nsso_account_id = 123456789012\nsso_role_name = ReadOnly\n"
+        "region = us-east-1\n"
+    )
+    env = clean_env(
+        HOME=str(tmp_path),
+        AWS_CONFIG_FILE=str(config),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "credentials"),
+        AWS_PROFILE="work",
+        AWS_EC2_METADATA_DISABLED="true",
+        JITCTL_CONFIG=str(tmp_path / "none.toml"),
+    )
+    (tmp_path / "none.toml").write_text('policy = "p.toml"\n')
+    (tmp_path / "p.toml").write_text("version = 1\n")
+    out = subprocess.run(
+        [shutil.which("jitctl") or "jitctl", "whoami"], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 2, out.stderr
+    assert "`aws sso login --profile work`" in out.stderr and "Traceback" not in out.stderr

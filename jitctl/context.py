@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from jitctl.timeutil import Clock
 from jitctl.trusted_time import TrustedClock
@@ -18,6 +19,7 @@ from jitctl.trusted_time import TrustedClock
 if TYPE_CHECKING:
     from jitctl.audit import AuditLog
     from jitctl.aws import AwsClients
+    from jitctl.cache import CredentialCache
     from jitctl.config import Config
     from jitctl.models import Caller
     from jitctl.policy import Policy
@@ -37,6 +39,12 @@ class Environment:
     # Told of a problem the command carries on after (a central audit copy failed with
     # [audit] required = false); each host reports it its own way.
     on_warning: Callable[[str], None] | None = None
+    # The streams a person or a script reads (None: the process's own, looked up when used,
+    # so a test's captured streams count) and --quiet: no prompts, spinners or progress.
+    stdin: TextIO | None = None
+    stdout: TextIO | None = None
+    stderr: TextIO | None = None
+    quiet: bool = False
     _identity: tuple[str, str] | None = None
     _config: Config | None = None
     _policy: Policy | None = None
@@ -46,6 +54,31 @@ class Environment:
     _store: RequestStore | None = None
     _service: AccessService | None = None
     _secrets: dict[str, str] = field(default_factory=dict)  # shared by for_caller copies
+
+    @property
+    def inp(self) -> TextIO:
+        return self.stdin or sys.stdin
+
+    @property
+    def out(self) -> TextIO:
+        return self.stdout or sys.stdout
+
+    @property
+    def err(self) -> TextIO:
+        return self.stderr or sys.stderr
+
+    @property
+    def interactive(self) -> bool:
+        """A person at a terminal: both streams are terminals, no NO_COLOR, no --quiet."""
+        terminals = self.err.isatty() and self.out.isatty()
+        return terminals and not self.environ.get("NO_COLOR") and not self.quiet
+
+    @property
+    def credential_cache(self) -> CredentialCache:
+        """Where grants are kept for `jitctl credential-process` (keyring, else a 0600 file)."""
+        from jitctl.cache import CredentialCache
+
+        return CredentialCache()
 
     def for_caller(self, caller: Caller) -> Environment:
         """This environment acting for ``caller``, sharing config, policy, clients, store and

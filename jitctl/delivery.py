@@ -101,7 +101,7 @@ def deliver(
             on_failure(error.message)
             raise error from None
     if cache:
-        from jitctl.cache import CredentialCache
-
-        CredentialCache().store(req.role, issued.credentials, req.request_id, person=req.requester)
+        env.credential_cache.store(
+            req.role, issued.credentials, req.request_id, person=req.requester
+        )
     return written

@@ -286,9 +286,7 @@ def remove_local_copies(env: Environment, req: AccessRequest) -> LocalCleanup:
     except (OSError, ValueError, JitctlError) as exc:  # e.g. a linked lock file: refused
         done.notes.append(f"could not clean {path}: {exc}")
     try:
-        from jitctl.cache import CredentialCache
-
-        cache = CredentialCache()
+        cache = env.credential_cache
         grant = cache.lookup(req.role).grant
         # Keyed by role: only drop it if it is this grant, not a newer one.
         if grant is not None and grant.request_id == req.request_id:

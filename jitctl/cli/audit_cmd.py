@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import typer
 
-from jitctl.cli.output import JSON_OPTION
+from jitctl.cli.output import JSON_OPTION, stdout
 
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 
@@ -118,9 +117,9 @@ def export(
     records = _env().service.audit_records(since=since, request_id=None, person=None, local=local)
     if fmt == "jsonl":
         for r in records:  # the exact hashing form plus hash: each line verifies on its own
-            sys.stdout.write(json.dumps(r, sort_keys=True, separators=(",", ":")) + "\n")
+            stdout().write(json.dumps(r, sort_keys=True, separators=(",", ":")) + "\n")
         return
-    writer = csv.writer(sys.stdout)
+    writer = csv.writer(stdout())
     writer.writerow([*CSV_COLUMNS, "details"])
     for r in records:
         rest = {k: v for k, v in r.items() if k not in CSV_COLUMNS}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
 from jitctl.cli.output import JSON_OPTION, emit_json, interactive, safe, stderr_console
@@ -13,7 +11,7 @@ def _pick(env) -> str:
     """`jitctl approve` with no id on a terminal: choose among the requests you may approve."""
     from jitctl.errors import UsageError
 
-    if not (sys.stdin.isatty() and interactive()):
+    if not (env.inp.isatty() and interactive()):
         raise UsageError("which request? pass REQUEST_ID", "see `jitctl list --pending`")
     reqs = env.service.decidable()
     if not reqs:
@@ -33,7 +31,7 @@ def _pick(env) -> str:
 
 def _confirm(env, request_id: str, verb: str, yes: bool) -> None:
     """On a terminal, show what is being decided and ask; never prompt when stdin is not a TTY."""
-    if yes or not (sys.stdin.isatty() and interactive()):
+    if yes or not (env.inp.isatty() and interactive()):
         return  # scripts, pipes, NO_COLOR and --quiet never get a prompt
     from jitctl.cli.show_cmd import describe
     from jitctl.errors import Interrupted

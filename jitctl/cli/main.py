@@ -48,9 +48,9 @@ def root(
 ) -> None:
     """Just-in-time AWS access: on call, get credentials at once; otherwise ask a peer."""
     if quiet:
-        from jitctl.cli import output
+        from jitctl.cli.session import current_env
 
-        output.QUIET = True
+        current_env().quiet = True
 
 
 def _register() -> None:

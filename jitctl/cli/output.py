@@ -22,8 +22,9 @@ JSON_OPTION_NO_SECRETS = typer.Option(
 
 def emit_json(document: Any) -> None:
     """Exactly one JSON document on stdout and nothing else there (the contract)."""
-    sys.stdout.write(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
-    sys.stdout.flush()
+    out = _stream("out")
+    out.write(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
+    out.flush()
 
 
 def safe(text: object) -> str:
@@ -33,22 +34,44 @@ def safe(text: object) -> str:
     return escape(clean(str(text)))
 
 
-QUIET = False  # set by the global --quiet option
+def _session() -> Any:
+    """The run's Environment (None outside a command, e.g. a helper called by a test)."""
+    from typer._click.globals import get_current_context
+
+    ctx = get_current_context(silent=True)
+    return ctx.find_root().obj if ctx is not None else None
+
+
+def _stream(which: str) -> Any:
+    env = _session()
+    if env is not None:
+        return env.out if which == "out" else env.err
+    return sys.stdout if which == "out" else sys.stderr
+
+
+def stdout() -> Any:
+    """Where data goes: the run's stdout (a test's capture, or the process's)."""
+    return _stream("out")
 
 
 def interactive() -> bool:
     """Spinners, prompts and colour only for a person at a terminal (not scripts, NO_COLOR, -q)."""
-    return (
-        sys.stderr.isatty() and sys.stdout.isatty() and not os.environ.get("NO_COLOR") and not QUIET
-    )
+    env = _session()
+    if env is not None:
+        return env.interactive
+    return sys.stderr.isatty() and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
 def stderr_console():
     """Human messages go to stderr; --quiet silences them (errors still print, from main)."""
     from rich.console import Console
 
+    env = _session()
+    quiet = bool(env is not None and env.quiet)
     plain = not interactive()
-    return Console(stderr=True, highlight=False, no_color=plain, soft_wrap=True, quiet=QUIET)
+    return Console(
+        file=_stream("err"), highlight=False, no_color=plain, soft_wrap=True, quiet=quiet
+    )
 
 
 def local_time(value: datetime, now: datetime | None = None) -> str:

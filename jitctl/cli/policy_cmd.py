@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from jitctl.cli.output import JSON_OPTION
+from jitctl.cli.output import JSON_OPTION, stdout
 
 policy_app = typer.Typer(help="Check and explain the access policy.", no_args_is_help=True)
 
@@ -39,8 +38,8 @@ def validate_cmd(
         emit_json(result.to_json())
     else:
         for finding in result.errors:
-            sys.stdout.write(clean(str(finding)) + "\n")
-        sys.stdout.flush()
+            stdout().write(clean(str(finding)) + "\n")
+        stdout().flush()
         err = stderr_console()
         for skipped in result.skipped:
             err.print(f"{safe(skipped)}: not a policy file nor referenced by one; skipped")
@@ -78,7 +77,7 @@ def explain_cmd(
         return
     from rich.console import Console
 
-    console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
+    console = Console(highlight=False, soft_wrap=not stdout().isatty())
     for line in render(doc):
         console.print(line)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from datetime import timedelta
 
 import typer
@@ -15,6 +14,7 @@ from jitctl.cli.output import (
     relative,
     safe,
     stderr_console,
+    stdout,
 )
 
 FORMATS = ("profile", "env", "credential-process")
@@ -86,9 +86,9 @@ def deliver(env, issued, *, profile, fmt: str, shell: str, json_out: bool, cache
         on_failure=failed,
     )
     if fmt == "env":
-        sys.stdout.write(env_lines(issued.credentials, shell))
+        stdout().write(env_lines(issued.credentials, shell))
     elif fmt == "credential-process":
-        sys.stdout.write(credential_process_json(issued.credentials) + "\n")
+        stdout().write(credential_process_json(issued.credentials) + "\n")
     render_grant(env, issued, written, json_out)
 
 
@@ -247,11 +247,11 @@ def request(
     if isinstance(result, Issued):
         deliver(env, result, profile=profile, fmt=fmt, shell=shell, json_out=json_out)
         if not wait and fmt == "profile" and not json_out:  # the contract: the id, either way
-            sys.stdout.write(result.request.request_id + "\n")
+            stdout().write(result.request.request_id + "\n")
     elif json_out:
         emit_json(public_dict(result))
     else:
-        sys.stdout.write(result.request_id + "\n")
+        stdout().write(result.request_id + "\n")
 
 
 def wait_cmd(
@@ -335,7 +335,7 @@ def credential_process_cmd(
     from jitctl.timeutil import SystemClock
 
     # No Environment: no STS, no policy, no PagerDuty. This runs inside every AWS SDK call.
-    sys.stdout.write(
+    stdout().write(
         credential_process(role, now=SystemClock().now(), cache=CredentialCache()) + "\n"
     )
 

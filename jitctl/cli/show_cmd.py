@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
-from jitctl.cli.output import JSON_OPTION, emit_json, local_time, relative, safe, stderr_console
+from jitctl.cli.output import (
+    JSON_OPTION,
+    emit_json,
+    local_time,
+    relative,
+    safe,
+    stderr_console,
+    stdout,
+)
 
 
 def request_table(reqs, now):
@@ -50,7 +56,7 @@ def list_cmd(
     if not reqs:
         stderr_console().print("no requests" + (" pending" if pending else ""))
         return
-    Console(highlight=False, soft_wrap=not sys.stdout.isatty()).print(
+    Console(highlight=False, soft_wrap=not stdout().isatty()).print(
         request_table(reqs, env.clock.now())
     )
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from jitctl.cache import CredentialCache
     from jitctl.config import Config
     from jitctl.models import Caller
+    from jitctl.oncall import PagerDutySession
     from jitctl.policy import Policy
     from jitctl.service import AccessService
     from jitctl.store.base import RequestStore
@@ -53,6 +54,7 @@ class Environment:
     _audit: AuditLog | None = None
     _store: RequestStore | None = None
     _service: AccessService | None = None
+    _pagerduty: PagerDutySession | None = None
     _secrets: dict[str, str] = field(default_factory=dict)  # shared by for_caller copies
 
     @property
@@ -74,6 +76,22 @@ class Environment:
         return terminals and not self.environ.get("NO_COLOR") and not self.quiet
 
     @property
+    def pagerduty(self) -> PagerDutySession:
+        """One PagerDuty session per command (per broker call): one client, one deadline,
+        each user looked up once."""
+        if self._pagerduty is None:
+            from jitctl.oncall import PagerDutySession
+
+            self._pagerduty = PagerDutySession(self.config.pagerduty, self.pagerduty_token)
+        return self._pagerduty
+
+    def close(self) -> None:
+        """End what this command opened (the PagerDuty client)."""
+        if self._pagerduty is not None:
+            self._pagerduty.close()
+            self._pagerduty = None
+
+    @property
     def credential_cache(self) -> CredentialCache:
         """Where grants are kept for `jitctl credential-process` (keyring, else a 0600 file)."""
         from jitctl.cache import CredentialCache
@@ -83,7 +101,7 @@ class Environment:
     def for_caller(self, caller: Caller) -> Environment:
         """This environment acting for ``caller``, sharing config, policy, clients, store and
         audit trail: the broker makes one per authenticated call."""
-        return dataclasses.replace(self, _caller=caller, _service=None)
+        return dataclasses.replace(self, _caller=caller, _service=None, _pagerduty=None)
 
     def pagerduty_token(self) -> tuple[str, str]:
         """(token, source): ``[pagerduty] token_secret`` from Secrets Manager (the broker's

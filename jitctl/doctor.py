@@ -97,15 +97,14 @@ def _keyring(token: dict[str, str]) -> str | tuple[str, str]:
 
 def _pd_user(env: Environment, token: dict[str, str]) -> str:
     from jitctl.errors import PagerDutyUnavailable
-    from jitctl.oncall import LookupFailed, find_user, make_client
+    from jitctl.oncall import LookupFailed
 
-    with make_client(env.config.pagerduty, token["token"]) as client:
-        try:
-            user = find_user(client, env.caller.person)
-        except LookupFailed as exc:
-            raise PagerDutyUnavailable(
-                exc.reason, "check the token, the URL and the user's email in PagerDuty"
-            ) from None
+    try:
+        user = env.pagerduty.user(env.caller.person)
+    except LookupFailed as exc:
+        raise PagerDutyUnavailable(
+            exc.reason, "check the token, the URL and the user's email in PagerDuty"
+        ) from None
     return f"{user['id']} ({user.get('name', '')}) at {env.config.pagerduty.url}"
 
 

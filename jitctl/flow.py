@@ -110,9 +110,7 @@ def check_fast_track(env: Environment, role, person: str) -> OnCallResult:
         return OnCallResult(on_call=False, reason=f"role {role.name!r} has no on-call fast track")
     from jitctl import oncall
 
-    token, _source = env.pagerduty_token()
-    with oncall.make_client(env.config.pagerduty, token) as client:
-        return oncall.check_on_call(client, person, role.on_call, env.clock.now())
+    return oncall.check_on_call(env.pagerduty, person, role.on_call, env.clock.now())
 
 
 def audit_fields(env: Environment, req: AccessRequest) -> dict[str, str | None]:

@@ -11,6 +11,8 @@ and the client with its bounded retries are ``jitctl.oncall_client``.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
@@ -33,6 +35,8 @@ from jitctl.timeutil import parse_rfc3339, rfc3339
 if TYPE_CHECKING:
     from pagerduty import RestApiV2Client as PagerDutyClient
 
+    from jitctl.config import PagerDutySettings
+
 
 class OnCallRule(Protocol):
     """What check_on_call reads from a role's ``on_call`` table (jitctl.policy.OnCallRule)."""
@@ -49,6 +53,69 @@ class OnCallRule(Protocol):
 
 class UserNotFound(LookupFailed):
     pass
+
+
+class PagerDutySession:
+    """What one command asks PagerDuty: one client, one deadline for all of it, each user
+    looked up once and each user's on-calls read once (doctor, roles and whoami ask again and
+    again). The token is read when PagerDuty is first needed, so a command that never asks
+    needs none."""
+
+    def __init__(
+        self,
+        settings: PagerDutySettings | None,
+        token: Callable[[], tuple[str, str]] | None = None,
+        client: PagerDutyClient | None = None,
+    ) -> None:
+        self.settings = settings
+        self._token = token
+        self._client: Any = client
+        self._owned = client is None  # a client handed in is closed by whoever made it
+        self._users: dict[str, dict | LookupFailed] = {}
+        self._oncalls: dict[tuple[str, str], list[dict[str, Any]]] = {}
+
+    @classmethod
+    def over(cls, client: PagerDutyClient) -> PagerDutySession:
+        """A session over a client someone else made (and closes)."""
+        return cls(None, client=client)
+
+    @property
+    def client(self) -> PagerDutyClient:
+        if self._client is None:
+            assert self.settings is not None and self._token is not None
+            token, _source = self._token()
+            deadline = time.monotonic() + self.settings.timeout
+            self._client = make_client(self.settings, token, deadline=deadline)
+        return self._client
+
+    def user(self, email: str) -> dict:
+        """find_user, once per email (a failure is remembered too: it fails the same way)."""
+        key = email.strip().lower()
+        if key not in self._users:
+            try:
+                self._users[key] = find_user(self.client, key)
+            except LookupFailed as exc:
+                self._users[key] = exc
+        found = self._users[key]
+        if isinstance(found, LookupFailed):
+            raise found
+        return found
+
+    def oncalls(self, user_id: str, now: datetime) -> list[dict[str, Any]]:
+        """The user's on-call entries around ``now``, read once per command."""
+        stamp = rfc3339(now)
+        if (user_id, stamp) not in self._oncalls:
+            params = {"user_ids[]": [user_id], "since": stamp, "until": stamp}
+            with guard(self.client):
+                self._oncalls[(user_id, stamp)] = list(
+                    self.client.iter_all("/oncalls", params=params)
+                )
+        return self._oncalls[(user_id, stamp)]
+
+    def close(self) -> None:
+        if self._client is not None and self._owned:
+            self._client.close()
+            self._client = None
 
 
 # -- the lookups ----------------------------------------------------------------------------
@@ -84,7 +151,7 @@ def _service_policy(client: Any, service_id: str) -> str:
 
 
 def check_on_call(
-    client: PagerDutyClient, email: str, rule: OnCallRule, now: datetime
+    client: PagerDutyClient | PagerDutySession, email: str, rule: OnCallRule, now: datetime
 ) -> OnCallResult:
     """Whether ``email`` is on call at ``now`` for the rule's policies, schedules or services.
 
@@ -96,15 +163,14 @@ def check_on_call(
     if not (policies or schedules or services):
         reason = "the role's on_call names no escalation policy, schedule or service"
         return OnCallResult(on_call=False, reason=reason)
+    session = client if isinstance(client, PagerDutySession) else PagerDutySession.over(client)
     try:
-        with guard(client):
-            user = find_user(client, email)
+        with guard(session.client):
+            user = session.user(email)
             via_service: dict[str, str] = {}  # escalation policy id -> the role's service id
             for service_id in services:
-                via_service.setdefault(_service_policy(client, service_id), service_id)
-            stamp = rfc3339(now)
-            params = {"user_ids[]": [user["id"]], "since": stamp, "until": stamp}
-            entries = list(client.iter_all("/oncalls", params=params))
+                via_service.setdefault(_service_policy(session.client, service_id), service_id)
+            entries = session.oncalls(user["id"], now)
             return _decide(
                 entries, user["id"], email, now, policies, schedules, via_service, max_level
             )

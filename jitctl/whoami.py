@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 def whoami(env: Environment) -> dict[str, Any]:
     """Principal, person, PagerDuty user and current on-calls (with shift ends)."""
-    from jitctl.oncall import LookupFailed, covers, find_user, guard, make_client
+    from jitctl.oncall import LookupFailed, covers
 
     caller = env.caller
     doc: dict[str, Any] = {
@@ -24,27 +24,19 @@ def whoami(env: Environment) -> dict[str, Any]:
         "on_calls": [],
         "pagerduty_error": None,
     }
-    token, _source = env.pagerduty_token()
     now = env.clock.now()
-    with make_client(env.config.pagerduty, token) as client:
-        try:
-            user = find_user(client, caller.person)
-            doc["pagerduty_user"] = {
-                "id": user["id"],
-                "name": user.get("name"),
-                "email": user.get("email"),
-            }
-            stamp = rfc3339(now)
-            with guard(client):
-                entries = list(
-                    client.iter_all(
-                        "/oncalls",
-                        params={"user_ids[]": [user["id"]], "since": stamp, "until": stamp},
-                    )
-                )
-            doc["on_calls"] = [_oncall_entry(e) for e in entries if covers(e, now)]
-        except LookupFailed as exc:
-            doc["pagerduty_error"] = exc.reason
+    session = env.pagerduty
+    try:
+        user = session.user(caller.person)
+        doc["pagerduty_user"] = {
+            "id": user["id"],
+            "name": user.get("name"),
+            "email": user.get("email"),
+        }
+        entries = session.oncalls(user["id"], now)
+        doc["on_calls"] = [_oncall_entry(e) for e in entries if covers(e, now)]
+    except LookupFailed as exc:
+        doc["pagerduty_error"] = exc.reason
     return doc
 
 

@@ -90,3 +90,49 @@ def test_roles_shows_what_would_fast_track(team):
     assert rows["prod-admin"]["fast_track"] is False and rows["prod-admin"]["min_approvals"] == 2
     human = team.run(ALICE, "roles")
     assert "fast track until" in human.stdout
+
+
+TWO_FAST_TRACKS = """
+version = 1
+
+[roles.prod-readonly]
+arn = "arn:aws:iam::123456789012:role/prod-readonly"
+
+[roles.prod-readonly.on_call]
+escalation_policies = ["PEP1234"]
+
+[roles.prod-logs]
+arn = "arn:aws:iam::123456789012:role/prod-logs"
+
+[roles.prod-logs.on_call]
+schedules = ["PSCHED1"]
+
+[roles.prod-metrics]
+arn = "arn:aws:iam::123456789012:role/prod-metrics"
+
+[roles.prod-metrics.on_call]
+escalation_policies = ["PEP1234"]
+max_escalation_level = 1
+"""
+
+
+def test_one_command_looks_the_user_up_once(tmp_path, moto_server, pd_sim):
+    """doctor and roles ask PagerDuty about every fast-track role: one session per command
+    means one /users lookup and one /oncalls read, not one per role."""
+    from tests.harness import Team
+
+    team = Team(tmp_path, moto_server, pd_sim, policy=TWO_FAST_TRACKS)
+    end = datetime.now(UTC) + timedelta(hours=3)
+    team.pd.add_oncall(team.pd_user(ALICE), "PEP1234", 1, start=None, end=end)
+    for command in (["roles", "--json"], ["doctor", "--json"], ["whoami", "--json"]):
+        before_users, before_oncalls = (
+            len(pd_sim.requests("/users")),
+            len(pd_sim.requests("/oncalls")),
+        )
+        out = team.run(ALICE, *command)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert len(pd_sim.requests("/users")) - before_users == 1, command
+        assert len(pd_sim.requests("/oncalls")) - before_oncalls == 1, command
+    rows = {r["role"]: r for r in json.loads(team.run(ALICE, "roles", "--json").stdout)}
+    assert rows["prod-readonly"]["fast_track"] and rows["prod-metrics"]["fast_track"]
+    assert not rows["prod-logs"]["fast_track"]

@@ -100,7 +100,10 @@ class Broker:
                 return HttpResponse(200, self.info())
             action, params = _route(request.method, request.path.split("?", 1)[0])
             service = self.service_for(request)
-            return HttpResponse(200, action(service, request, params))
+            try:
+                return HttpResponse(200, action(service, request, params))
+            finally:
+                service.env.close()  # this call's PagerDuty client
         except errors.JitctlError as exc:
             status, body = wire.error_out(exc)
             return HttpResponse(_http_status(exc, status), body)

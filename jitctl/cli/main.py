@@ -144,6 +144,8 @@ def run(argv: list[str] | None = None, env: Environment | None = None) -> int:
             f"unexpected error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
             int(ExitCode.ERROR),
         )
+    finally:
+        env.close()  # the command's PagerDuty client
 
 
 def main() -> None:

@@ -330,14 +330,14 @@ def credential_process_cmd(
     ),
 ) -> None:
     """For ~/.aws/config: print your latest grant for ROLE while it has 5+ minutes left; never prompts."""
-    from jitctl.cache import CredentialCache
+    from jitctl.cli.session import current_env
     from jitctl.credproc import credential_process
     from jitctl.timeutil import SystemClock
 
-    # No Environment: no STS, no policy, no PagerDuty. This runs inside every AWS SDK call.
-    stdout().write(
-        credential_process(role, now=SystemClock().now(), cache=CredentialCache()) + "\n"
-    )
+    # Only the Environment's cache: no STS (not even the trusted clock's), no policy, no
+    # PagerDuty. This runs inside every AWS SDK call.
+    cache = current_env().credential_cache
+    stdout().write(credential_process(role, now=SystemClock().now(), cache=cache) + "\n")
 
 
 def register(app: typer.Typer) -> None:

@@ -49,13 +49,7 @@ def open_store(
         from jitctl.store.dynamodb import DynamoStore
 
         table = require_store_table(settings.backend, settings.table)
-        if client_factory is None:
-            region = settings.region
-
-            def client_factory(service: str) -> Any:
-                import boto3
-
-                return boto3.client(service, region_name=region)
-
+        if client_factory is None:  # one AWS client factory: the Environment's (AwsClients)
+            raise ValueError("open_store needs a client_factory for DynamoDB")
         return DynamoStore(table, client_factory)
     raise ConfigError(f"[store] backend {settings.backend!r} is not one of sqlite, dynamodb")

@@ -9,9 +9,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from jitctl import models
+from jitctl.audit_fields import audit_fields
 from jitctl.errors import Denied
-from jitctl.flow import audit_fields, check_reason, notify
 from jitctl.models import AccessRequest
+from jitctl.notify import notify
+from jitctl.request_rules import check_reason
 from jitctl.store.base import NotFound
 
 if TYPE_CHECKING:

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from jitctl.errors import PolicyError
-from jitctl.flow import DEFAULT_DURATION
 from jitctl.identity import EMAIL, person_for
 from jitctl.policy import Policy, Role, check_policy
 from jitctl.policy_schema import GROUP_PREFIX, MIN_DURATION, is_arn
+from jitctl.request_rules import DEFAULT_DURATION
 from jitctl.timeutil import format_duration
 from jitctl.tomlcheck import TomlError, parse_toml
 

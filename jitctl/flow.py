@@ -5,26 +5,28 @@ Every step leaves an audit record; nothing is issued unless its record was writt
 
 from __future__ import annotations
 
-import base64
-import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from jitctl import models
-from jitctl.errors import Denied, JitctlError, TimedOut, UsageError
+from jitctl.audit_fields import audit_fields
+from jitctl.errors import Denied, JitctlError, TimedOut
 from jitctl.models import AccessRequest, Credentials, OnCallEvidence, OnCallResult
-from jitctl.sanitize import MAX_REASON, clean, require_text
+from jitctl.notify import notify
+from jitctl.request_rules import (
+    check_duration,
+    check_reason,
+    new_request_id,
+    request_ttl,
+    session_seconds,
+)
 from jitctl.store.base import TransitionError, redeliverable
 from jitctl.timeutil import format_duration, rfc3339
 from jitctl.trusted_time import SKEW_LIMIT
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
-
-STS_MIN_SECONDS = 900
-DEFAULT_DURATION = timedelta(hours=1)
-DEFAULT_REQUEST_TTL = timedelta(minutes=30)  # for roles without an [approval] table
 
 
 @dataclass
@@ -52,58 +54,6 @@ class Submitted:
         return self.request.status == models.APPROVED
 
 
-def new_request_id() -> str:
-    """Short enough to read out over a call at 4am, random enough never to collide in practice."""
-    return "r-" + base64.b32encode(secrets.token_bytes(5)).decode().lower()
-
-
-def check_reason(reason: str | None) -> str:
-    if reason is None or not reason.strip():
-        raise UsageError("a reason is required", 'pass --reason "INC-123 what you are doing"')
-    if len(reason) > MAX_REASON:
-        raise UsageError(
-            f"the reason is {len(reason)} characters long; the limit is {MAX_REASON}", "shorten it"
-        )
-    return clean(require_text(reason, "the reason")).strip()
-
-
-def check_duration(requested: timedelta | None, max_duration: timedelta, role: str) -> timedelta:
-    """A duration over the role's max is refused, not silently cut."""
-    if requested is None:
-        return min(DEFAULT_DURATION, max_duration)
-    if requested > max_duration:
-        raise UsageError(
-            f"--duration {format_duration(requested)} is longer than role {role!r} allows",
-            f"ask for at most {format_duration(max_duration)}",
-        )
-    return requested
-
-
-def session_seconds(
-    duration: timedelta, shift_end: datetime | None, now: datetime
-) -> tuple[int, str | None]:
-    """DurationSeconds: the requested duration, cut to the on-call shift, never under STS's 900 s."""
-    seconds = int(duration.total_seconds())
-    note = None
-    if shift_end is not None:
-        left = int((shift_end - now).total_seconds())
-        if left < seconds:
-            seconds = left
-            note = f"credentials end with your on-call shift, in {format_duration(timedelta(seconds=max(left, 0)))}"
-    if seconds < STS_MIN_SECONDS:
-        note = (
-            f"your on-call shift ends in {format_duration(timedelta(seconds=max(seconds, 0)))}, "
-            "but STS sessions last at least 15m"
-        )
-        seconds = STS_MIN_SECONDS
-    return seconds, note
-
-
-def request_ttl(role) -> timedelta:
-    """How long a request waits for a decision, and how long a decision stays redeemable."""
-    return role.approval.request_ttl if role.approval else DEFAULT_REQUEST_TTL
-
-
 def check_fast_track(env: Environment, role, person: str) -> OnCallResult:
     """Ask PagerDuty whether the caller is on call where the role's policy says it matters."""
     if role.on_call is None:
@@ -111,32 +61,6 @@ def check_fast_track(env: Environment, role, person: str) -> OnCallResult:
     from jitctl import oncall
 
     return oncall.check_on_call(env.pagerduty, person, role.on_call, env.clock.now())
-
-
-def audit_fields(env: Environment, req: AccessRequest) -> dict[str, str | None]:
-    caller = env.caller
-    return {
-        "request_id": req.request_id,
-        "actor": caller.arn,
-        "person": caller.person,
-        "role": req.role,
-    }
-
-
-def notify(
-    env: Environment, event: str, req: AccessRequest, approvers: list[str] | None = None
-) -> str | None:
-    """Post to the webhook; a failure is audited and returned as a warning, never raised."""
-    from jitctl import notify as notifier
-
-    settings = env.config.notify
-    if not settings.webhook_url:
-        return None
-    problem = notifier.post(settings, notifier.message(event, req, approvers=approvers))
-    if problem:
-        env.audit.append("notify_failed", **audit_fields(env, req), about=event, error=problem)
-        return f"could not notify approvers ({problem}); send them the approve command yourself"
-    return None
 
 
 def submit(

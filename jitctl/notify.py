@@ -9,10 +9,15 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from typing import TYPE_CHECKING
 
+from jitctl.audit_fields import audit_fields
 from jitctl.config import NotifySettings
 from jitctl.models import AccessRequest
 from jitctl.sanitize import clean
+
+if TYPE_CHECKING:
+    from jitctl.context import Environment
 
 
 def _mrkdwn_safe(text: str) -> str:
@@ -59,3 +64,17 @@ def post(settings: NotifySettings, payload: dict[str, str]) -> str | None:
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         return f"webhook unreachable: {reason}"
+
+
+def notify(
+    env: Environment, event: str, req: AccessRequest, approvers: list[str] | None = None
+) -> str | None:
+    """Post to the webhook; a failure is audited and returned as a warning, never raised."""
+    settings = env.config.notify
+    if not settings.webhook_url:
+        return None
+    problem = post(settings, message(event, req, approvers=approvers))
+    if problem:
+        env.audit.append("notify_failed", **audit_fields(env, req), about=event, error=problem)
+        return f"could not notify approvers ({problem}); send them the approve command yourself"
+    return None

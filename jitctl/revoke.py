@@ -139,7 +139,7 @@ def revoke(
 ) -> Revocation:
     """Revoke an issued grant: AWS deny, then store, then audit, then local cleanup."""
     from jitctl.decisions import get_request
-    from jitctl.flow import check_reason
+    from jitctl.request_rules import check_reason
 
     reason = check_reason(reason)
     req = get_request(env, request_id)
@@ -191,7 +191,7 @@ def _plan(req: AccessRequest, role_arn: str, now: datetime) -> Revocation:
 
 def _record(env: Environment, result: Revocation, *, reason: str, now: datetime) -> None:
     """The store transition (unless already revoked), then the audit record."""
-    from jitctl.flow import audit_fields
+    from jitctl.audit_fields import audit_fields
 
     requester = result.request.requester
     caller = env.caller
@@ -219,7 +219,7 @@ def _record(env: Environment, result: Revocation, *, reason: str, now: datetime)
 
 def _notify_revoked(env: Environment, result: Revocation) -> None:
     """The webhook's "by" and "reason" are the revoker's, not the original decider's."""
-    from jitctl.flow import notify
+    from jitctl.notify import notify
 
     revoked = result.request
     told = dataclasses.replace(
@@ -238,7 +238,7 @@ def _deny_in_aws(
     lock_dir: Path | None,
 ) -> None:
     """Write the deny and confirm it from a read-back; a failure to confirm is audited."""
-    from jitctl.flow import audit_fields
+    from jitctl.audit_fields import audit_fields
 
     iam = env.aws.client("iam")
     result.statement_written, result.pruned = ensure_denied(

@@ -193,7 +193,7 @@ class LocalService:
     def delivery_failed(self, request_id: str, error: str) -> None:
         """The caller could not write the credentials it was given: mark the request so that
         `jitctl wait ID` may issue again while the approval holds (once), and audit it."""
-        from jitctl.flow import audit_fields
+        from jitctl.audit_fields import audit_fields
 
         req = self.get(request_id)
         self._check_own(req, "report a delivery for")

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from jitctl import models
+from jitctl.audit_fields import audit_fields
 from jitctl.errors import Denied, Interrupted, TimedOut
-from jitctl.flow import audit_fields
 from jitctl.models import AccessRequest
 from jitctl.store.base import NotFound, RequestExpired, TransitionError, redeliverable
 from jitctl.timeutil import format_duration

@@ -16,8 +16,8 @@ from jitctl.cache import CredentialCache
 from jitctl.context import Environment
 from jitctl.credentials import read_profile, write_profile
 from jitctl.errors import Denied, ExitCode
-from jitctl.flow import new_request_id
 from jitctl.models import AccessRequest, Credentials
+from jitctl.request_rules import new_request_id
 from jitctl.revocation_policy import (
     ISSUE_MARGIN,
     POLICY_NAME,

@@ -290,6 +290,14 @@ def test_trusted_clock_syncs_once_and_falls_back_to_local_time():
     assert parse_http_date("yesterday") is None and parse_http_date(None) is None
 
 
+def test_every_environment_learns_aws_time_from_the_sts_call_naming_the_caller(team, monkeypatch):
+    use_identity(monkeypatch, team, ALICE)
+    env = Environment(environ=team.env(ALICE))  # what every command builds
+    assert isinstance(env.clock, TrustedClock) and env.clock.offset is None
+    assert env.caller.person == ALICE
+    assert env.clock.offset is not None and abs(env.clock.offset) < SKEW_LIMIT  # moto's Date
+
+
 def skewed(team: Team, monkeypatch, user: str, by: timedelta, told: list[str]) -> Environment:
     """``user``'s Environment on a machine whose clock is off by ``by``; AWS (moto) is right."""
     use_identity(monkeypatch, team, user)

@@ -349,11 +349,73 @@ def trust_for(broker_arn: str) -> str:
 
 
 def denied(call, **kwargs) -> bool:
+    """Whether AWS refused the call for want of permission (and not for any other reason)."""
     try:
         call(**kwargs)
     except ClientError as exc:
-        return exc.response["Error"]["Code"] in ("AccessDenied", "AccessDeniedException")
+        error = exc.response["Error"]
+        # moto answers JSON-protocol services (DynamoDB, KMS, ...) with an XML body, code "403"
+        return error["Code"] in ("AccessDenied", "AccessDeniedException") or (
+            "<Code>AccessDenied</Code>" in error.get("Message", "")
+        )
     return False
+
+
+# moto checks these services' actions against the resource "*", never the table, key or secret
+# named in the call, so a statement scoped to an ARN (as the template's are) never applies
+# there. With IAM enforced, the broker's policy must be widened to "*" for them: the actions,
+# which are what these tests check, stay exactly the template's.
+MOTO_RESOURCE_BLIND = ("dynamodb:", "kms:", "secretsmanager:", "logs:")
+
+
+def as_moto_enforces(document: dict[str, Any]) -> dict[str, Any]:
+    """The broker's policy with the resources of moto's resource-blind services widened."""
+    statements = []
+    for st in document["Statement"]:
+        actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+        if all(a.startswith(MOTO_RESOURCE_BLIND) for a in actions):
+            st = st | {"Resource": "*"}
+        statements.append(st)
+    return document | {"Statement": statements}
+
+
+def test_broker_role_appends_to_the_audit_table_and_deletes_nothing(enforcing_moto):
+    ep = enforcing_moto
+    outputs = create_stack(ep)
+    role = outputs["BrokerRoleArn"].rsplit("/", 1)[1]
+    widened = as_moto_enforces(broker_policy(ep, outputs["BrokerRoleArn"]))
+    iam = client("iam", ep)
+    iam.put_role_policy(
+        RoleName=role, PolicyName="jitctl-broker", PolicyDocument=json.dumps(widened)
+    )
+    session = client("sts", ep).assume_role(
+        RoleArn=outputs["BrokerRoleArn"], RoleSessionName="broker"
+    )
+    creds = session["Credentials"]
+    enforce(ep)
+
+    ddb = client(
+        "dynamodb", ep, creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"]
+    )
+    audit, requests_table = outputs["AuditTableName"], outputs["RequestsTableName"]
+    record = {"chain": {"S": "c-1"}, "seq": {"N": "1"}, "record": {"S": "{}"}}
+    ddb.put_item(TableName=audit, Item=record, ConditionExpression="attribute_not_exists(seq)")
+    assert ddb.query(
+        TableName=audit,
+        KeyConditionExpression="chain = :c",
+        ExpressionAttributeValues={":c": {"S": "c-1"}},
+    )["Items"]
+    ddb.put_item(TableName=requests_table, Item={"request_id": {"S": "r-1"}})
+    ddb.put_item(TableName=outputs["NoncesTableName"], Item={"nonce": {"S": "n-1"}})
+    key = {"chain": {"S": "c-1"}, "seq": {"N": "1"}}
+    assert denied(ddb.delete_item, TableName=audit, Key=key)
+    assert denied(ddb.delete_item, TableName=requests_table, Key={"request_id": {"S": "r-1"}})
+    assert denied(ddb.delete_table, TableName=audit)
+    assert denied(
+        ddb.update_continuous_backups,
+        TableName=audit,
+        PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": False},
+    )
 
 
 def test_broker_role_is_refused_outside_its_roles(enforcing_moto):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from jitctl import models
 from jitctl.audit_fields import audit_fields
 from jitctl.errors import Denied, JitctlError, TimedOut
-from jitctl.models import AccessRequest, Credentials, OnCallEvidence, OnCallResult
+from jitctl.models import AccessRequest, Credentials, Issued, OnCallEvidence, OnCallResult
 from jitctl.notify import notify
 from jitctl.request_rules import (
     check_duration,
@@ -27,17 +27,6 @@ from jitctl.trusted_time import SKEW_LIMIT
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
-
-
-@dataclass
-class Grant:
-    """Credentials handed out for a request. `credentials` is secret: renderers never print it."""
-
-    request: AccessRequest
-    credentials: Credentials
-    profile: str | None
-    evidence: OnCallEvidence | None
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -187,7 +176,7 @@ def check_redeemable(
     raise refuse(env, req, f"unknown kind of approval {req.approval!r}")
 
 
-def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | None) -> Grant:
+def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | None) -> Issued:
     """Re-check the decision, assume the role, record it, and return the credentials.
 
     The broker runs this same step, so every check on the decision lives here. Nothing is
@@ -217,12 +206,8 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
     )
     issued = _claim(env, req, creds, now, common)
     issued.fast_path_reason = req.fast_path_reason
-    return Grant(
-        request=issued,
-        credentials=creds,
-        profile=None,
-        evidence=evidence,
-        notes=[note] if note else [],
+    return Issued(
+        request=issued, credentials=creds, evidence=evidence, notes=[note] if note else []
     )
 
 

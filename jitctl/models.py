@@ -81,6 +81,17 @@ class Credentials:
 
 
 @dataclass
+class Issued:
+    """Credentials the core handed out for a request. ``credentials`` is secret: renderers
+    never print it."""
+
+    request: AccessRequest
+    credentials: Credentials
+    evidence: OnCallEvidence | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
 class AccessRequest:
     """One access request, as the store keeps it. Times are aware UTC datetimes."""
 

@@ -15,22 +15,12 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from jitctl.errors import JitctlError
-from jitctl.models import AccessRequest, Caller, Credentials, OnCallEvidence
+from jitctl.models import AccessRequest, Caller, Issued
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
 
 PollCallback = Callable[[AccessRequest, float], None]
-
-
-@dataclass
-class Issued:
-    """Credentials the core handed out for a request. ``credentials`` is secret."""
-
-    request: AccessRequest
-    credentials: Credentials
-    evidence: OnCallEvidence | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -113,7 +103,7 @@ class LocalService:
         )
         if submitted.fast_tracked:
             evidence = submitted.on_call.evidence
-            outcome.issued = _issued(issue(self.env, submitted.request, evidence=evidence))
+            outcome.issued = issue(self.env, submitted.request, evidence=evidence)
             outcome.request = outcome.issued.request
         return outcome
 
@@ -188,7 +178,7 @@ class LocalService:
 
         req = self.get(request_id)
         self._check_own(req, "get credentials for")
-        return _issued(issue(self.env, req, evidence=None))
+        return issue(self.env, req, evidence=None)
 
     def delivery_failed(self, request_id: str, error: str) -> None:
         """The caller could not write the credentials it was given: mark the request so that
@@ -263,12 +253,3 @@ class LocalService:
             raise Denied(
                 f"request {req.request_id} belongs to {req.requester}; only they can {verb} it"
             )
-
-
-def _issued(grant: Any) -> Issued:
-    return Issued(
-        request=grant.request,
-        credentials=grant.credentials,
-        evidence=grant.evidence,
-        notes=list(grant.notes),
-    )

@@ -22,7 +22,7 @@ def obtain(
     timeout: timedelta | None,
     wait: bool,
     on_pending: Callable[[Outcome], None] | None = None,
-    on_poll: Callable[[AccessRequest], PollCallback | None] | None = None,
+    on_poll: Callable[[Outcome], PollCallback | None] | None = None,
 ) -> Issued | AccessRequest:
     """Credentials (at once when fast-tracked, else after approval), or the pending request
     when ``wait`` is false. ``on_poll`` builds the per-poll callback for a pending request."""
@@ -37,6 +37,6 @@ def obtain(
         outcome.request.request_id,
         timeout=timeout,
         cancel_on_interrupt=True,
-        on_poll=on_poll(outcome.request) if on_poll else None,
+        on_poll=on_poll(outcome) if on_poll else None,
     )
     return service.issue(approved.request_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 import typer
@@ -127,15 +128,21 @@ def render_grant(env, issued, profile: str | None, json_out: bool) -> None:
         )
 
 
-def poll_display(env, approvers: list[str]):
-    """A per-request status-line updater for a person at a terminal (None otherwise), and the
-    status to stop when the wait ends."""
-    if not interactive():
-        return None, None
-    status = stderr_console().status("", spinner="dots")
-    shown = ", ".join(approvers) or "nobody (check the policy)"
+class WaitLine:
+    """The live "waiting for approval" line, for a person at a terminal; nothing for scripts.
+    Used as a context manager, so the line stops however the wait ends."""
 
-    def for_request(req):
+    def __init__(self) -> None:
+        self._status = None
+
+    def for_request(self, request_id: str, approvers: Callable[[], list[str]]):
+        """The per-poll callback (None when nobody watches: ``approvers`` is not even asked)."""
+        if not interactive():
+            return None
+        shown = ", ".join(approvers()) or "nobody (check the policy)"
+        self._status = stderr_console().status("", spinner="dots")
+        self._status.start()
+
         def on_poll(current, elapsed: float) -> None:
             from jitctl.timeutil import format_duration
 
@@ -144,16 +151,20 @@ def poll_display(env, approvers: list[str]):
                 if current.min_approvals > 1
                 else ""
             )
-            status.update(
+            self._status.update(
                 f"waiting {format_duration(timedelta(seconds=int(elapsed)))} for approval{got} of "
-                f"{safe(req.request_id)} from {safe(shown)}; send them: "
-                f"[bold]jitctl approve {safe(req.request_id)}[/]  (Ctrl-C cancels)"
+                f"{safe(request_id)} from {safe(shown)}; send them: "
+                f"[bold]jitctl approve {safe(request_id)}[/]  (Ctrl-C cancels)"
             )
 
-        status.start()
         return on_poll
 
-    return for_request, status
+    def __enter__(self) -> WaitLine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._status is not None:
+            self._status.stop()
 
 
 def announce_pending(env, outcome) -> None:
@@ -171,22 +182,12 @@ def obtain(env, *, role, reason, duration, timeout, wait: bool):
     (--no-wait)."""
     from jitctl.lifecycle import obtain as run_lifecycle
 
-    approvers: list[str] = []
-
     def on_pending(outcome) -> None:
         for warning in outcome.warnings:
             stderr_console().print(f"[yellow]warning:[/] {safe(warning)}")
-        approvers.extend(outcome.approvers)
         announce_pending(env, outcome)
 
-    status = None
-
-    def on_poll(req):
-        nonlocal status
-        for_request, status = poll_display(env, approvers)
-        return for_request(req) if for_request else None
-
-    try:
+    with WaitLine() as line:
         return run_lifecycle(
             env.service,
             role=role,
@@ -195,11 +196,10 @@ def obtain(env, *, role, reason, duration, timeout, wait: bool):
             timeout=timeout,
             wait=wait,
             on_pending=on_pending,
-            on_poll=on_poll,
+            on_poll=lambda outcome: line.for_request(
+                outcome.request.request_id, lambda: outcome.approvers
+            ),
         )
-    finally:
-        if status is not None:
-            status.stop()
 
 
 def request(
@@ -271,17 +271,13 @@ def wait_cmd(
     env = current_env()
     service = env.service
     check_destination(env, profile, fmt, None, request_id)
-    for_request, status = poll_display(env, service.approvers_for(request_id))
-    try:
+    with WaitLine() as line:
         approved = service.wait(
             request_id,
             timeout=parse_duration_option(timeout, "--timeout"),
             cancel_on_interrupt=False,
-            on_poll=for_request(service.get(request_id)) if for_request else None,
+            on_poll=line.for_request(request_id, lambda: service.approvers_for(request_id)),
         )
-    finally:
-        if status is not None:
-            status.stop()
     issued = service.issue(approved.request_id)
     deliver(env, issued, profile=profile, fmt=fmt, shell=shell, json_out=json_out)
 

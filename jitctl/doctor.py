@@ -32,7 +32,7 @@ def run_doctor(env: Environment) -> Doctor:
     token: dict[str, str] = {}
     d.run("pagerduty token", lambda: _token(env, token), needs=("config",))
     d.run("keyring", lambda: _keyring(token), needs=())
-    d.run("pagerduty user", lambda: _pd_user(env, token), needs=("pagerduty token", "person"))
+    d.run("pagerduty user", lambda: _pd_user(env), needs=("pagerduty token", "person"))
     for role in sorted(env.policy.roles) if _ok(d, "policy") else []:
         d.run(f"fast track: {role}", lambda r=role: _fast_track(env, r), needs=("pagerduty user",))
     d.run("store", lambda: _store(env), needs=("config",))
@@ -95,7 +95,7 @@ def _keyring(token: dict[str, str]) -> str | tuple[str, str]:
     return f"{type(backend).__module__}.{type(backend).__name__}"
 
 
-def _pd_user(env: Environment, token: dict[str, str]) -> str:
+def _pd_user(env: Environment) -> str:
     from jitctl.errors import PagerDutyUnavailable
     from jitctl.oncall import LookupFailed
 

@@ -72,7 +72,7 @@ class PagerDutySession:
         self._client: Any = client
         self._owned = client is None  # a client handed in is closed by whoever made it
         self._users: dict[str, dict | LookupFailed] = {}
-        self._oncalls: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._oncalls: dict[str, list[dict[str, Any]]] = {}
 
     @classmethod
     def over(cls, client: PagerDutyClient) -> PagerDutySession:
@@ -102,15 +102,14 @@ class PagerDutySession:
         return found
 
     def oncalls(self, user_id: str, now: datetime) -> list[dict[str, Any]]:
-        """The user's on-call entries around ``now``, read once per command."""
-        stamp = rfc3339(now)
-        if (user_id, stamp) not in self._oncalls:
+        """The user's on-call entries at ``now``, read once per command: every check of one
+        command sees the same answer (the stamp of the first read, not one per second)."""
+        if user_id not in self._oncalls:
+            stamp = rfc3339(now)
             params = {"user_ids[]": [user_id], "since": stamp, "until": stamp}
             with guard(self.client):
-                self._oncalls[(user_id, stamp)] = list(
-                    self.client.iter_all("/oncalls", params=params)
-                )
-        return self._oncalls[(user_id, stamp)]
+                self._oncalls[user_id] = list(self.client.iter_all("/oncalls", params=params))
+        return self._oncalls[user_id]
 
     def close(self) -> None:
         if self._client is not None and self._owned:

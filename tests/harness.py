@@ -1,5 +1,9 @@
 """A small team for end-to-end tests: policy files, a config, IAM users in moto, PagerDuty users
-in the simulator, and the installed `jitctl` run as a subprocess for any one of them."""
+in the simulator, and the installed `jitctl` run as a subprocess for any one of them.
+
+Built from the demo's world (``jitctl.demo.team``): the same home layout per person and the same
+way of making IAM users, so the tests exercise what the demo shows. What differs is the tests'
+own: a SQLite store, people created when first used, and the installed `jitctl` on PATH."""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from typing import Any
 
 import boto3
 
+from jitctl.demo.homes import Homes, create_person
+from jitctl.demo.team import write_config
 from tests.conftest import clean_env
 from tests.pdsim import PagerDutySim
 
@@ -58,26 +64,12 @@ _keys: dict[tuple[str, str], dict[str, str]] = {}  # (endpoint, user) -> access 
 def iam_keys(endpoint: str, user: str) -> dict[str, str]:
     """Access keys of an IAM user in moto (created once per server)."""
     if (endpoint, user) not in _keys:
-        iam = boto3.client(
-            "iam",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="AKIAADMIN",
-            aws_secret_access_key="x",
-        )
-        try:
-            iam.create_user(UserName=user)
-        except iam.exceptions.EntityAlreadyExistsException:
-            pass
-        key = iam.create_access_key(UserName=user)["AccessKey"]
-        _keys[(endpoint, user)] = {
-            "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
-            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
-        }
+        iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1", **ADMIN_KEYS)
+        _keys[(endpoint, user)] = create_person(iam, user)
     return _keys[(endpoint, user)]
 
 
-class Team:
+class Team(Homes):
     def __init__(self, root: Path, moto: str, pd: PagerDutySim, policy: str = POLICY) -> None:
         self.root = root
         self.moto = moto
@@ -88,22 +80,8 @@ class Team:
         self.policy_dir.mkdir(parents=True)
         (self.policy_dir / "team.toml").write_text(textwrap.dedent(policy))
         (self.policy_dir / "readonly.json").write_text(json.dumps(SESSION_POLICY))
-        self.config = root / "config.toml"
-        self.config.write_text(
-            'policy = "policies"\n'
-            f'[pagerduty]\nurl = "{pd.url}"\nca_bundle = "{pd.ca_bundle}"\ntimeout = "3s"\n'
-            '[store]\nbackend = "sqlite"\npath = "requests.db"\n'
-        )
+        write_config(root, pd, 'backend = "sqlite"\npath = "requests.db"\n', timeout="3s")
         self.pd_users: dict[str, str] = {}
-
-    def home(self, user: str) -> Path:
-        return self.root / "home" / user
-
-    def audit_log(self, user: str) -> Path:
-        return self.home(user) / "audit.jsonl"
-
-    def credentials_file(self, user: str) -> Path:
-        return self.home(user) / ".aws" / "credentials"
 
     def pd_user(self, email: str) -> str:
         if email not in self.pd_users:
@@ -111,19 +89,11 @@ class Team:
         return self.pd_users[email]
 
     def env(self, user: str, **extra: str) -> dict[str, str]:
-        home = self.home(user)
         env = clean_env(
-            HOME=str(home),
-            XDG_CONFIG_HOME=str(home / ".config"),
-            XDG_DATA_HOME=str(home / ".local" / "share"),
-            XDG_CACHE_HOME=str(home / ".cache"),
+            **self.home_env(user),
             AWS_ENDPOINT_URL=self.moto,
             AWS_REGION="us-east-1",
             AWS_EC2_METADATA_DISABLED="true",
-            AWS_SHARED_CREDENTIALS_FILE=str(self.credentials_file(user)),
-            AWS_CONFIG_FILE=str(home / ".aws" / "config"),
-            JITCTL_CONFIG=str(self.config),
-            JITCTL_AUDIT_LOG=str(self.audit_log(user)),
             JITCTL_PAGERDUTY_TOKEN=self.pd.token or "",
             NO_COLOR="1",
             COLUMNS="200",
@@ -168,7 +138,7 @@ class Team:
         env = clean_env(
             AWS_PROFILE=profile,
             AWS_SHARED_CREDENTIALS_FILE=str(self.credentials_file(user)),
-            AWS_CONFIG_FILE=str(self.home(user) / ".aws" / "config"),
+            AWS_CONFIG_FILE=str(self.aws_config_file(user)),
             AWS_ENDPOINT_URL=self.moto,
             AWS_REGION="us-east-1",
             AWS_DEFAULT_REGION="us-east-1",

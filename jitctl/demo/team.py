@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from jitctl.demo.homes import Homes, create_person
 from jitctl.demo.pdsim import PagerDutySim, make_certs
 
 ACCOUNT = "123456789012"  # moto's default account
@@ -160,7 +161,7 @@ class Endpoints:
 
 
 @dataclass
-class DemoTeam:
+class DemoTeam(Homes):
     root: Path
     aws_url: str
     pd: PagerDutySim
@@ -169,21 +170,8 @@ class DemoTeam:
     broker_url: str = ""  # once the broker chapter runs `jitctl broker serve`
 
     @property
-    def config(self) -> Path:
-        return self.root / "config.toml"
-
-    @property
     def policy_file(self) -> Path:
         return self.root / "policies" / "team.toml"
-
-    def home(self, name: str) -> Path:
-        return self.root / "home" / name
-
-    def credentials_file(self, name: str) -> Path:
-        return self.home(name) / ".aws" / "credentials"
-
-    def audit_log(self, name: str) -> Path:
-        return self.home(name) / "audit.jsonl"
 
     @property
     def broker_dir(self) -> Path:
@@ -198,17 +186,14 @@ class DemoTeam:
 
     def exports(self, name: str) -> dict[str, str]:
         """What a shell needs to act as ``name`` against the demo's endpoints."""
-        home = self.home(name)
+        homes = self.home_env(name)
         return {
             "AWS_ENDPOINT_URL": self.aws_url,
             "AWS_REGION": REGION,
             "AWS_DEFAULT_REGION": REGION,
             "AWS_EC2_METADATA_DISABLED": "true",
             **self.keys[name],
-            "AWS_SHARED_CREDENTIALS_FILE": str(self.credentials_file(name)),
-            "AWS_CONFIG_FILE": str(home / ".aws" / "config"),
-            "JITCTL_CONFIG": str(self.config),
-            "JITCTL_AUDIT_LOG": str(self.audit_log(name)),
+            **{k: v for k, v in homes.items() if k.startswith(("AWS_", "JITCTL_"))},
             "JITCTL_PAGERDUTY_TOKEN": self.pd.token or "",
             # jitctl may cache credentials in the OS keyring: keep the demo's out of the real one.
             "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
@@ -216,14 +201,9 @@ class DemoTeam:
 
     def env(self, name: str, **extra: str) -> dict[str, str]:
         """The whole environment of a process run as ``name``: nothing from the real home."""
-        home = self.home(name)
         env = outside_free(os.environ)
+        env.update(self.home_env(name))
         env.update(
-            HOME=str(home),
-            XDG_CONFIG_HOME=str(home / ".config"),
-            XDG_DATA_HOME=str(home / ".local" / "share"),
-            XDG_CACHE_HOME=str(home / ".cache"),
-            XDG_STATE_HOME=str(home / ".local" / "state"),
             NO_PROXY="127.0.0.1,localhost",
             NO_COLOR="1",
             COLUMNS="120",
@@ -325,20 +305,9 @@ def seed_aws(aws_url: str) -> dict[str, dict[str, str]]:
             MaxSessionDuration=max_session,
             Description=f"jitctl demo target role {role}",
         )
-    keys = {}
-    for name in PEOPLE:
-        iam.create_user(UserName=email(name))
-        iam.put_user_policy(
-            UserName=email(name),
-            PolicyName=CALLER_POLICY_NAME,
-            PolicyDocument=json.dumps(CALLER_POLICY),
-        )
-        key = iam.create_access_key(UserName=email(name))["AccessKey"]
-        keys[name] = {
-            "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
-            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
-        }
-    return keys
+    return {
+        name: create_person(iam, email(name), CALLER_POLICY, CALLER_POLICY_NAME) for name in PEOPLE
+    }
 
 
 def seed_pagerduty(pd: PagerDutySim, now: datetime) -> datetime:
@@ -359,18 +328,7 @@ def seed(root: Path, endpoints: Endpoints, now: datetime | None = None) -> DemoT
     _write(root / "policies" / "team.toml", POLICY)
     readonly = root / "policies" / "session-policies" / "readonly.json"
     _write(readonly, json.dumps(SESSION_POLICY, indent=2) + "\n")
-    _write(
-        root / "config.toml",
-        "# jitctl demo config: relative paths are relative to this file.\n"
-        'policy = "policies"\n\n'
-        "[pagerduty]\n"
-        f'url = "{endpoints.pd.url}"\n'
-        f'ca_bundle = "{endpoints.pd.ca_bundle.relative_to(root).as_posix()}"\n'
-        'timeout = "5s"\n\n'
-        "[store]  # shared by the whole team\n"
-        'backend = "dynamodb"\n'
-        f'table = "{TABLE}"\n',
-    )
+    write_config(root, endpoints.pd, f'backend = "dynamodb"\ntable = "{TABLE}"\n')
     team = DemoTeam(root, endpoints.aws_url, endpoints.pd, seed_pagerduty(endpoints.pd, now))
     team.keys = seed_aws(endpoints.aws_url)
     for name in PEOPLE:
@@ -378,6 +336,25 @@ def seed(root: Path, endpoints: Endpoints, now: datetime | None = None) -> DemoT
         lines = [f"export {k}={shlex.quote(v)}" for k, v in team.exports(name).items()]
         _write(team.env_file(name), f"# act as {email(name)}\n" + "\n".join(lines) + "\n")
     return team
+
+
+def write_config(root: Path, pd: PagerDutySim, store: str, timeout: str = "5s") -> Path:
+    """The team's config.toml: the policy directory, the simulator, and ``store``'s settings."""
+    ca_bundle = (
+        pd.ca_bundle.relative_to(root) if pd.ca_bundle.is_relative_to(root) else pd.ca_bundle
+    )
+    path = root / "config.toml"
+    _write(
+        path,
+        "# jitctl demo config: relative paths are relative to this file.\n"
+        'policy = "policies"\n\n'
+        "[pagerduty]\n"
+        f'url = "{pd.url}"\n'
+        f'ca_bundle = "{ca_bundle.as_posix()}"\n'
+        f'timeout = "{timeout}"\n\n'
+        "[store]  # shared by the whole team\n" + store,
+    )
+    return path
 
 
 def init_store(team: DemoTeam) -> subprocess.CompletedProcess[str]:

@@ -107,6 +107,7 @@ def _signin_token(creds: Credentials, settings: ConsoleSettings, seconds: int | 
 def _get(url: str, settings: ConsoleSettings) -> dict[str, Any]:
     """GET ``url`` (it holds the credentials): no redirects, bounded time and size. Errors
     name the endpoint, never the URL."""
+    import http.client
     import urllib.error
 
     where = _where(settings)
@@ -115,7 +116,7 @@ def _get(url: str, settings: ConsoleSettings) -> dict[str, Any]:
             raw = resp.read(_MAX_ANSWER + 1)
     except urllib.error.HTTPError as exc:
         raise _refused(exc.code, where) from None
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", None) or type(exc).__name__
         raise Unavailable(
             f"cannot reach the federation endpoint {where}: {reason}",

@@ -188,6 +188,33 @@ def test_an_unreachable_endpoint_is_exit_5(team, federation):
     assert out.stdout == ""
 
 
+def test_an_endpoint_that_answers_garbage_is_exit_5(team, federation):
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def garbage() -> None:
+        try:
+            conn, _ = server.accept()
+        except OSError:
+            return
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"not http at all\r\n\r\n")
+
+    threading.Thread(target=garbage, daemon=True).start()
+    env = console_env(team, federation)
+    env["JITCTL_CONSOLE_FEDERATION_URL"] = f"http://127.0.0.1:{server.getsockname()[1]}/federation"
+    try:
+        out = team.run(ALICE, "console", "prod-readonly", "--reason", "INC-3", "--print", env=env)
+    finally:
+        server.close()
+    assert out.returncode == 5, out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) >= 1
+    assert out.stdout == ""
+
+
 @pytest.mark.parametrize(
     "setting",
     [

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jitctl.config_broker import BROKER_KEYS, BrokerSettings, broker_settings
+from jitctl.config_console import CONSOLE_KEYS, ConsoleSettings, console_settings
 from jitctl.config_values import opt_str as _opt_str
 from jitctl.config_values import path_setting as _path_setting
 from jitctl.config_values import resolve as _resolve
@@ -25,7 +26,7 @@ APP_NAME = "jitctl"
 DEFAULT_PAGERDUTY_URL = "https://api.pagerduty.com"
 DEFAULT_PAGERDUTY_TIMEOUT = 10.0  # seconds for the whole on-call lookup, retries included
 
-_TOP_KEYS = {"policy", "pagerduty", "store", "audit", "notify", "broker"}
+_TOP_KEYS = {"policy", "pagerduty", "store", "audit", "notify", "broker", "console"}
 _AUDIT_KEYS = {"path", "table", "bucket", "prefix", "required", "region"} | {
     "kms_key",  # central records are signed (jitctl.audit_signing)
     "retention_days",  # S3 Object Lock retention of each central record
@@ -37,6 +38,7 @@ _SECTION_KEYS = {
     "audit": _AUDIT_KEYS,
     "notify": {"webhook_url", "timeout"},
     "broker": BROKER_KEYS,
+    "console": CONSOLE_KEYS,
 }
 _BACKENDS = ("sqlite", "dynamodb")
 RETENTION_MODES = ("COMPLIANCE", "GOVERNANCE")  # S3 Object Lock modes
@@ -101,6 +103,7 @@ class Config:
     audit: AuditSettings
     notify: NotifySettings
     broker: BrokerSettings = BrokerSettings()
+    console: ConsoleSettings = ConsoleSettings()
 
     @property
     def audit_path(self) -> Path:
@@ -155,6 +158,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         audit=_audit(data.get("audit", {}), env, base, where),
         notify=_notify(data.get("notify", {}), where),
         broker=broker_settings(data.get("broker", {}), env, base, where),
+        console=console_settings(data.get("console", {}), env, where),
     )
 
 

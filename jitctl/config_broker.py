@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jitctl.config_values import opt_str, path_setting, seconds
+from jitctl.config_values import https_or_loopback, opt_str, path_setting, seconds
 from jitctl.errors import ConfigError
 
 DEFAULT_STS_ENDPOINT = "https://sts.us-east-1.amazonaws.com"
@@ -82,20 +82,10 @@ def _sts_region(endpoint: str) -> str:
 
 def _check_broker_url(url: str, where: str) -> None:
     """https, or plain http only to a loopback address (a broker on this machine, tests)."""
-    from ipaddress import ip_address
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        loopback = host == "localhost" or ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if (parts.scheme == "https" and parts.hostname) or (parts.scheme == "http" and loopback):
-        return
-    raise ConfigError(
-        f"{where}: [broker] url {url!r} must be https (plain http only on a loopback address)"
-    )
+    if not https_or_loopback(url):
+        raise ConfigError(
+            f"{where}: [broker] url {url!r} must be https (plain http only on a loopback address)"
+        )
 
 
 def _accounts(value: Any, where: str) -> tuple[str, ...]:

@@ -44,3 +44,20 @@ def seconds(value: Any, where: str, default: float) -> float:
         return parse_duration(value).total_seconds()
     except ValueError as exc:
         raise ConfigError(f"{where}: {exc}") from exc
+
+
+def https_or_loopback(url: str) -> bool:
+    """An https URL with a host, or plain http only to a loopback address (a service on this
+    machine, tests): where jitctl sends a proof or credentials, nothing else is safe."""
+    from ipaddress import ip_address
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        loopback = host == "localhost" or ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    return (parts.scheme == "https" and bool(parts.hostname)) or (
+        parts.scheme == "http" and loopback
+    )

@@ -80,6 +80,7 @@ class AccessService(Protocol):
     def audit_verify(self, *, remote: bool) -> dict[str, Any]: ...
     def explain(self, role: str, as_person: str | None) -> dict[str, Any]: ...
     def grants(self) -> builtins.list[AccessRequest]: ...
+    def reuse(self, request_id: str) -> AccessRequest: ...
 
 
 class LocalService:
@@ -239,6 +240,24 @@ class LocalService:
 
         mine = self.list(pending_only=False, mine=True, role=None, limit=1000)
         return live(mine, self.env.clock.now())
+
+    def reuse(self, request_id: str) -> AccessRequest:
+        """`jitctl exec` is about to use the caller's cached credentials of this grant: only
+        the caller's own, only while live (the one rule, jitctl.grants), and audited as a use
+        (``reused``), not a new request. Denied (exit 3) otherwise."""
+        from jitctl.audit_fields import audit_fields
+        from jitctl.errors import Denied
+        from jitctl.grants import liveness
+
+        req = self.get(request_id)
+        self._check_own(req, "reuse")
+        theirs = self.list(pending_only=False, mine=True, role=req.role, limit=1000)
+        state = liveness(req, theirs, self.env.clock.now())
+        if state is None or not state.live:
+            why = state.state.replace("_", " ") if state else req.status
+            raise Denied(f"grant {request_id} is not live ({why})", "request a new one")
+        self.env.audit.append("reused", **audit_fields(self.env, req))
+        return req
 
     def explain(self, role: str, as_person: str | None) -> dict[str, Any]:
         """`jitctl policy explain`: who may request, who is fast-tracked, who approves."""

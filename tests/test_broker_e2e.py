@@ -444,3 +444,47 @@ def test_a_misconfigured_lambda_broker_serves_nobody_and_says_so_once(world, mon
     answer = aws_lambda.handler(function_url_event(world, "carol@example.com", "GET", "/v1/whoami"))
     assert answer["statusCode"] == 503
     assert json.loads(answer["body"])["error"]["exit_code"] == 5
+
+
+SHOW_KEY = "import os; print(os.environ['AWS_ACCESS_KEY_ID'])"
+
+
+def test_exec_reuse_is_checked_and_recorded_by_the_broker(world):
+    """The client reuses its cached grant; the broker checks it is live and writes `reused` on
+    its own trail (a broker client writes no audit)."""
+    import re
+    import sys
+
+    on_call(world, "alice@example.com")
+    argv = ["exec", "prod-readonly", "--reason", "INC-12", "--", sys.executable, "-c", SHOW_KEY]
+    first = world.run("alice@example.com", *argv)
+    assert first.returncode == 0, first.stderr
+    second = world.run("alice@example.com", *argv)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout == first.stdout  # the same grant's keys
+    rid = re.search(r"reusing grant (r-[a-z0-9]+)", second.stderr).group(1)
+    log = world.run("carol@example.com", "audit", "log", "--request", rid, "--json")
+    assert log.returncode == 0, log.stderr
+    reused = [r for r in json.loads(log.stdout) if r["event"] == "reused"]
+    assert reused and reused[-1]["actor"] == "arn:aws:iam::444455556666:user/alice@example.com"
+    assert not (world.root / "home" / "alice@example.com" / "audit.jsonl").exists()
+
+
+def test_console_through_the_broker(world):
+    """The broker issues; the client exchanges the delivered credentials for a sign-in URL."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from tests.federation_sim import FederationSim
+
+    on_call(world, "alice@example.com")
+    with FederationSim(world.moto) as federation:
+        out = world.run(
+            "alice@example.com",
+            *("console", "prod-readonly", "--reason", "INC-13", "--print"),
+            JITCTL_CONSOLE_FEDERATION_URL=federation.url,
+        )
+        assert out.returncode == 0, out.stderr
+        (exchange,) = federation.exchanges
+    query = parse_qs(urlsplit(out.stdout.strip()).query)
+    assert query["Action"] == ["login"] and query["SigninToken"] == [exchange.token]
+    assert ":assumed-role/jit-prod-readonly/" in exchange.arn

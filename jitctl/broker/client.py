@@ -138,6 +138,11 @@ class BrokerService:
     def grants(self) -> builtins.list[AccessRequest]:
         return [wire.request_in(r) for r in self._call("GET", "/grants")["requests"]]
 
+    def reuse(self, request_id: str) -> AccessRequest:
+        """The broker checks the grant and writes the ``reused`` record to its own trail (a
+        client in broker mode writes no audit)."""
+        return wire.request_in(self._call("POST", _rid(request_id, "reuse"), {})["request"])
+
     def explain(self, role: str, as_person: str | None) -> dict[str, Any]:
         query = "?" + urlencode({"as": as_person}) if as_person else ""
         return self._call("GET", f"/roles/{quote(role, safe='')}/explain{query}")["explain"]

@@ -265,6 +265,10 @@ def _delivery_failed(service: LocalService, request: HttpRequest, params: dict[s
     return {}
 
 
+def _reuse(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+    return {"request": wire.request_out(service.reuse(params["id"]))}
+
+
 def _revoke(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
     return wire.revoked_out(service.revoke(params["id"], request.json().get("reason")))
 
@@ -311,6 +315,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], Action]] = [
         ("POST", f"/requests/{_ID}/issue", _issue),
         ("POST", f"/requests/{_ID}/delivery-failed", _delivery_failed),
         ("POST", f"/requests/{_ID}/revoke", _revoke),
+        ("POST", f"/requests/{_ID}/reuse", _reuse),
         ("GET", "/audit", _audit),
         ("POST", "/audit/verify", _audit_verify),
     )

@@ -58,6 +58,7 @@ def _register() -> None:
         admin_cmd,
         audit_cmd,
         broker_cmd,
+        console_cmd,
         decide_cmd,
         demo_cmd,
         doctor_cmd,
@@ -70,6 +71,7 @@ def _register() -> None:
 
     for module in (
         request_cmd,
+        console_cmd,
         decide_cmd,
         show_cmd,
         grants_cmd,

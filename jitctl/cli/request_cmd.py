@@ -292,8 +292,11 @@ def exec_cmd(
     timeout: str = typer.Option(
         None, "--timeout", help="Stop waiting for approval after this long (exit 4)."
     ),
+    fresh: bool = typer.Option(
+        False, "--fresh", help="Request new credentials even while your cached grant is live."
+    ),
 ) -> None:
-    """Run a command with credentials for ROLE in its environment only: jitctl exec ROLE --reason R -- CMD [ARGS...]"""
+    """Run a command with credentials for ROLE in its environment only (your cached grant for ROLE while it has 5+ minutes left): jitctl exec ROLE --reason R -- CMD [ARGS...]"""
     from jitctl.cli.session import current_env
     from jitctl.errors import UsageError
     from jitctl.execute import run_child
@@ -307,17 +310,39 @@ def exec_cmd(
             "no command to run", 'put it after --: jitctl exec ROLE --reason "..." -- aws s3 ls'
         )
     env = current_env()
-    grant = obtain(
-        env,
-        role=role,
-        reason=reason,
-        duration=parse_duration_option(duration, "--duration"),
-        timeout=parse_duration_option(timeout, "--timeout"),
-        wait=True,
-    )
-    render_grant(env, grant, None, json_out=False)  # nothing written to disk
+    grant = None if fresh else reused_grant(env, role)
+    if grant is None:
+        grant = obtain(
+            env,
+            role=role,
+            reason=reason,
+            duration=parse_duration_option(duration, "--duration"),
+            timeout=parse_duration_option(timeout, "--timeout"),
+            wait=True,
+        )
+        # cached (keyring or a 0600 file) for the next exec and credential-process; no profile
+        deliver(env, grant, profile=None, fmt="exec", shell="sh", json_out=False)
     code = run_child(argv, child_environment(env.environ, grant.credentials))
     raise typer.Exit(code)
+
+
+def reused_grant(env, role: str):
+    """Your cached grant for ROLE, checked live and audited as a use; None: request anew."""
+    from jitctl.reuse import reuse_cached
+
+    grant, why_not = reuse_cached(env, role)
+    out = stderr_console()
+    if grant is None:
+        if why_not:
+            out.print(f"[yellow]note:[/] not reusing: {safe(why_not)}; requesting anew")
+        return None
+    expires = grant.credentials.expiration
+    now = env.clock.now()
+    out.print(
+        f"[green]✓[/] {safe(role)}: reusing grant {safe(grant.request.request_id)}, expires "
+        f"{local_time(expires, now)} ({relative(expires, now)}); --fresh requests anew"
+    )
+    return grant
 
 
 def credential_process_cmd(

@@ -15,22 +15,64 @@ from jitctl.cli.output import (
 )
 
 
-def request_table(reqs, now):
+def request_table(reqs, now, states=None):
+    """``states``: request id -> grants.Liveness, so that a dead grant reads as dead."""
     from rich.table import Table
 
+    states = states or {}
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for col in ("ID", "ROLE", "REQUESTER", "STATUS", "AGE", "REASON"):
+    for col in ("ID", "ROLE", "REQUESTER", "STATUS", "AGE", "EXPIRES", "REASON"):
         table.add_column(col, overflow="fold")
     for r in reqs:
+        state = states.get(r.request_id)
         table.add_row(
             safe(r.request_id),
             safe(r.role),
             safe(r.requester),
-            safe(r.status),
+            safe(shown_status(r, state)),
             relative(r.created_at, now).replace(" ago", ""),
+            safe(expiry_text(r, state, now)),
             safe(r.reason),
         )
     return table
+
+
+def grant_states(env, reqs, role: str | None = None) -> dict:
+    """Each issued or revoked request's liveness, derived now with the revocations that may
+    cut it off (``role``: all of them are on that role). Reads only."""
+    from jitctl.grants import liveness
+    from jitctl.models import ISSUED
+
+    now = env.clock.now()
+    context = list(reqs)
+    if any(r.status == ISSUED and _unexpired(r, now) for r in reqs):
+        context += env.service.list(pending_only=False, mine=False, role=role, limit=1000)
+    return {r.request_id: s for r in reqs if (s := liveness(r, context, now)) is not None}
+
+
+def _unexpired(req, now) -> bool:
+    return req.credentials_expire_at is not None and req.credentials_expire_at > now
+
+
+def shown_status(req, state) -> str:
+    """The stored status, and for an issued grant that no longer works, why."""
+    if state is None or state.live or state.state == "revoked":
+        return req.status
+    return f"{req.status} ({'cut off' if state.state == 'cut_off' else 'expired'})"
+
+
+def expiry_text(req, state, now) -> str:
+    """When a pending request or a grant ends, or ended (the EXPIRES column)."""
+    if req.status == "pending":
+        return relative(req.expires_at, now)
+    if state is None or state.at is None:
+        return "-"
+    when = relative(state.at, now)
+    if state.live:
+        return when
+    if state.state == "cut_off":
+        return f"cut off {when} by revoking {state.by}"
+    return f"{'revoked' if state.state == 'revoked' else 'ended'} {when}"
 
 
 def list_cmd(
@@ -46,19 +88,27 @@ def list_cmd(
     from rich.console import Console
 
     from jitctl.cli.session import current_env
-    from jitctl.models import public_dict
 
     env = current_env()
     reqs = env.service.list(pending_only=pending, mine=mine, role=role, limit=limit)
+    states = grant_states(env, reqs, role)
     if json_out:
-        emit_json([public_dict(r) for r in reqs])
+        emit_json([request_doc(r, states.get(r.request_id)) for r in reqs])
         return
     if not reqs:
         stderr_console().print("no requests" + (" pending" if pending else ""))
         return
     Console(highlight=False, soft_wrap=not stdout().isatty()).print(
-        request_table(reqs, env.clock.now())
+        request_table(reqs, env.clock.now(), states)
     )
+
+
+def request_doc(req, state) -> dict:
+    """The contract's request JSON plus the grant's derived state (null when never issued)."""
+    from jitctl.models import public_dict
+
+    extra = state.as_dict() if state else {"grant_state": None, "grant_ended_at": None}
+    return public_dict(req) | {"cut_off_by": None} | extra
 
 
 def status(
@@ -67,17 +117,17 @@ def status(
 ) -> None:
     """Show one request."""
     from jitctl.cli.session import current_env
-    from jitctl.models import public_dict
 
     env = current_env()
     req = env.service.get(request_id)
+    state = grant_states(env, [req], req.role).get(req.request_id)
     if json_out:
-        emit_json(public_dict(req))
+        emit_json(request_doc(req, state))
         return
-    describe(req, env.clock.now())
+    describe(req, env.clock.now(), state)
 
 
-def describe(req, now) -> None:
+def describe(req, now, state=None) -> None:
     """Key facts of a request on stderr (also the approver's confirmation screen)."""
     from datetime import timedelta
 
@@ -90,7 +140,7 @@ def describe(req, now) -> None:
         ("requester", f"{req.requester} ({req.requester_arn})"),
         ("reason", req.reason),
         ("duration", format_duration(timedelta(seconds=req.duration_seconds))),
-        ("status", req.status),
+        ("status", shown_status(req, state)),
         ("created", f"{local_time(req.created_at, now)} ({relative(req.created_at, now)})"),
     ]
     if req.status == "pending":
@@ -110,7 +160,9 @@ def describe(req, now) -> None:
         rows.append(("revoked by", req.revoked_by + why))
     if req.fast_path_reason:
         rows.append(("fast path", req.fast_path_reason))
-    if req.credentials_expire_at:
+    if state is not None and not state.live:
+        rows.append(("credentials", _ended_text(state, now)))
+    elif req.credentials_expire_at:
         left = req.credentials_expire_at - now
         flag = (
             "  [yellow](under 10 minutes left)[/]"
@@ -129,6 +181,13 @@ def describe(req, now) -> None:
             # only our own credentials line carries markup; every other value is data
             f"  [bold]{key.ljust(width)}[/]  {value if key == 'credentials' else safe(value)}"
         )
+
+
+def _ended_text(state, now) -> str:
+    at = f"{local_time(state.at, now)} ({relative(state.at, now)})" if state.at else "-"
+    if state.state == "cut_off":
+        return f"cut off {at} by the revocation of {safe(state.by)}"
+    return f"{'revoked' if state.state == 'revoked' else 'expired'} {at}"
 
 
 def register(app: typer.Typer) -> None:

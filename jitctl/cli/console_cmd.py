@@ -1,0 +1,84 @@
+"""`jitctl console ROLE`: an AWS console sign-in for the role, through the same request flow."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+
+import typer
+
+from jitctl.cli.output import local_time, relative, safe, stderr_console, stdout
+
+
+def console(
+    role: str = typer.Argument(..., help="Role name from the policy, e.g. prod-readonly."),
+    reason: str = typer.Option(
+        None, "--reason", "-r", help="Why you need access (an incident id helps)."
+    ),
+    duration: str = typer.Option(
+        None, "--duration", "-d", help='How long, e.g. "30m"; the console session ends with it.'
+    ),
+    timeout: str = typer.Option(
+        None, "--timeout", help="Stop waiting for approval after this long (exit 4)."
+    ),
+    print_url: bool = typer.Option(
+        False, "--print", help="Print the sign-in URL on stdout instead of opening a browser."
+    ),
+) -> None:
+    """Sign in to the AWS console as ROLE: on call at once, otherwise after approval. Opens your browser (prints the URL with --print or without a display)."""
+    from jitctl.cli.request_cmd import obtain, parse_duration_option
+    from jitctl.cli.session import current_env
+    from jitctl.console import sign_in
+
+    env = current_env()
+    issued = obtain(
+        env,
+        role=role,
+        reason=reason,
+        duration=parse_duration_option(duration, "--duration"),
+        timeout=parse_duration_option(timeout, "--timeout"),
+        wait=True,
+    )
+    now = env.clock.now()
+    signin = sign_in(issued.credentials, settings=env.config.console, now=now)
+    opened = not print_url and has_display(env.environ) and _open(signin.url)
+    if not opened:
+        stdout().write(signin.url + "\n")
+        stdout().flush()
+    _summary(issued, signin, now, opened)
+
+
+def has_display(environ: Mapping[str, str], platform: str = sys.platform) -> bool:
+    """Whether a browser can open here: a named $BROWSER, a desktop session on macOS or
+    Windows (not over SSH), an X11 or Wayland display elsewhere."""
+    if environ.get("BROWSER"):
+        return True
+    if platform in ("darwin", "win32"):
+        return not (environ.get("SSH_CONNECTION") or environ.get("SSH_TTY"))
+    return bool(environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"))
+
+
+def _open(url: str) -> bool:
+    import webbrowser
+
+    try:
+        return webbrowser.open(url, new=2)
+    except webbrowser.Error:
+        return False
+
+
+def _summary(issued, signin, now, opened: bool) -> None:
+    out = stderr_console()
+    req = issued.request
+    where = "opened in your browser" if opened else "URL printed on stdout"
+    ends = signin.session_ends_at
+    until = f"; the session ends {local_time(ends, now)} ({relative(ends, now)})" if ends else ""
+    out.print(f"[green]✓[/] {safe(req.role)}: console sign-in {where}{until}")
+    out.print(
+        f"  request {safe(req.request_id)}; the link signs in whoever opens it within 15 minutes: "
+        "keep it to yourself"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("console")(console)

@@ -1,0 +1,138 @@
+"""`jitctl exec ROLE` reuses your cached grant for ROLE while it has 5+ minutes left (audited as
+``reused``, not a new request); `--fresh` requests anew; a grant that is not live, not yours or
+about to end is never reused. Broker mode: the broker checks the grant and writes the record."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pytest
+
+from jitctl.context import Environment
+from jitctl.reuse import reuse_cached
+from tests.conftest import FixedClock
+from tests.harness import ADMIN_KEYS, POLICY, Team
+
+ALICE, BOB = "alice@example.com", "bob@example.com"
+SHOW_KEY = "import os; print(os.environ['AWS_ACCESS_KEY_ID'])"
+
+
+@pytest.fixture
+def team(tmp_path, moto_server, pd_sim) -> Team:
+    """The harness team over an IAM role of this test's own (revoke writes a deny policy on
+    it), with Alice on call."""
+    role = f"reuse-{uuid.uuid4().hex[:8]}"
+    team = Team(
+        tmp_path, moto_server, pd_sim, policy=POLICY.replace("role/prod-readonly", f"role/{role}")
+    )
+    iam = boto3.client("iam", endpoint_url=moto_server, region_name="us-east-1", **ADMIN_KEYS)
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument="{}")
+    now = datetime.now(UTC)
+    start, end = now - timedelta(hours=1), now + timedelta(hours=3)
+    pd_sim.add_oncall(team.pd_user(ALICE), "PEP1234", 1, start=start, end=end)
+    return team
+
+
+def exec_key(team: Team, *flags: str, user: str = ALICE):
+    """Run `jitctl exec` printing the child's access key id; (key, completed process)."""
+    out = team.run(
+        user,
+        "exec",
+        "prod-readonly",
+        "--reason",
+        "INC-9",
+        *flags,
+        "--",
+        sys.executable,
+        "-c",
+        SHOW_KEY,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip(), out
+
+
+def events(team: Team, user: str = ALICE) -> list[tuple[str, str]]:
+    return [(r["event"], r["request_id"]) for r in team.audit_records(user)]
+
+
+def requests_of(team: Team, user: str = ALICE) -> list[str]:
+    out = team.run(user, "list", "--mine", "--json")
+    return [r["request_id"] for r in json.loads(out.stdout)]
+
+
+def test_a_second_exec_reuses_the_grant_and_the_audit_says_so(team):
+    first, _ = exec_key(team)
+    (rid,) = requests_of(team)
+    second, out = exec_key(team)
+    assert second == first and requests_of(team) == [rid]  # no new request
+    assert f"reusing grant {rid}" in out.stderr
+    assert events(team)[-1] == ("reused", rid)
+    assert [e for e, _ in events(team)].count("requested") == 1
+    record = team.audit_records(ALICE)[-1]
+    assert record["person"] == ALICE and record["actor"].endswith(f"user/{ALICE}")
+
+
+def test_fresh_requests_anew_and_the_next_exec_reuses_the_newer_grant(team):
+    first, _ = exec_key(team)
+    fresh, _ = exec_key(team, "--fresh")
+    assert fresh != first and len(requests_of(team)) == 2
+    again, _ = exec_key(team)
+    assert again == fresh and events(team)[-1][0] == "reused"
+
+
+def test_a_grant_revoked_by_an_approver_is_not_reused(team):
+    """Bob (an approver) revokes Alice's grant; her local cache still holds it, but it is
+    dead in AWS: exec must ask for a new one instead of handing the child dead keys."""
+    first, _ = exec_key(team)
+    (rid,) = requests_of(team)
+    done = team.run(BOB, "revoke", rid, "--reason", "rotate")
+    assert done.returncode == 0, done.stderr
+    second, out = exec_key(team)
+    assert second != first and "not reusing" in out.stderr
+    assert ("reused", rid) not in events(team)
+    assert len(requests_of(team)) == 2
+
+
+def test_a_request_grant_is_reused_by_exec(team):
+    done = team.run(ALICE, "request", "prod-readonly", "--reason", "INC-9", "--json")
+    assert done.returncode == 0, done.stderr
+    rid = json.loads(done.stdout)["request_id"]
+    exec_key(team)
+    assert requests_of(team) == [rid] and events(team)[-1] == ("reused", rid)
+
+
+def env_for(team: Team, user: str, monkeypatch, now: datetime | None = None) -> Environment:
+    for key, value in team.env(user).items():
+        if key.startswith(("AWS_", "JITCTL_", "XDG_")) or key == "HOME":
+            monkeypatch.setenv(key, value)
+    clock = FixedClock(now) if now else FixedClock(datetime.now(UTC))
+    return Environment(environ=team.env(user), clock=clock)
+
+
+def test_a_grant_with_under_5_minutes_left_is_not_reused(team, monkeypatch):
+    exec_key(team)
+    env = env_for(team, ALICE, monkeypatch)
+    cached = env.credential_cache.load("prod-readonly")
+    assert cached is not None
+    grant, why = reuse_cached(env, "prod-readonly")
+    assert grant is not None and why is None
+    late = env_for(team, ALICE, monkeypatch, cached.creds.expiration - timedelta(minutes=4))
+    grant, why = reuse_cached(late, "prod-readonly")
+    assert grant is None and "under" in why
+    assert [e for e, _ in events(team)].count("reused") == 1  # only the live check audited
+
+
+def test_another_persons_cached_grant_is_not_theirs_to_use(team, monkeypatch):
+    """Bob runs exec as the same OS user where Alice's grant is cached (a shared jump host):
+    the core refuses it, and nothing is recorded as a use."""
+    exec_key(team)
+    env = env_for(team, BOB, monkeypatch)
+    monkeypatch.setenv("XDG_CACHE_HOME", team.env(ALICE)["XDG_CACHE_HOME"])  # her cache
+    assert env.credential_cache.load("prod-readonly") is not None
+    grant, why = reuse_cached(env, "prod-readonly")
+    assert grant is None and "belongs to alice@example.com" in why
+    assert "reused" not in [e for e, _ in events(team)]

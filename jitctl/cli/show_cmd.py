@@ -26,17 +26,26 @@ def request_table(reqs, now):
             safe(r.request_id),
             safe(r.role),
             safe(r.requester),
-            safe(r.status),
+            safe(r.status) + (" (unreviewed)" if _unreviewed(r) else ""),
             relative(r.created_at, now).replace(" ago", ""),
             safe(r.reason),
         )
     return table
 
 
+def _unreviewed(req) -> bool:
+    from jitctl.models import UNREVIEWED, review_state
+
+    return review_state(req) == UNREVIEWED
+
+
 def list_cmd(
     pending: bool = typer.Option(False, "--pending", help="Only pending requests."),
     mine: bool = typer.Option(False, "--mine", help="Only your own requests."),
     role: str = typer.Option(None, "--role", help="Only requests for this role."),
+    unreviewed: bool = typer.Option(
+        False, "--unreviewed", help="Only break-glass grants no approver has reviewed yet."
+    ),
     limit: int = typer.Option(
         100, "--limit", min=1, max=1000, help="At most this many, newest first."
     ),
@@ -49,12 +58,15 @@ def list_cmd(
     from jitctl.models import public_dict
 
     env = current_env()
-    reqs = env.service.list(pending_only=pending, mine=mine, role=role, limit=limit)
+    reqs = env.service.list(
+        pending_only=pending, mine=mine, role=role, limit=limit, unreviewed=unreviewed
+    )
     if json_out:
         emit_json([public_dict(r) for r in reqs])
         return
     if not reqs:
-        stderr_console().print("no requests" + (" pending" if pending else ""))
+        what = " pending" if pending else " awaiting review" if unreviewed else ""
+        stderr_console().print("no requests" + what)
         return
     Console(highlight=False, soft_wrap=not stdout().isatty()).print(
         request_table(reqs, env.clock.now())
@@ -110,6 +122,11 @@ def describe(req, now) -> None:
         rows.append(("revoked by", req.revoked_by + why))
     if req.fast_path_reason:
         rows.append(("fast path", req.fast_path_reason))
+    if _unreviewed(req):
+        rows.append(("review", f"unreviewed: an approver runs `jitctl review {req.request_id}`"))
+    elif req.reviewed_by:
+        why = f": {req.review_reason}" if req.review_reason else ""
+        rows.append(("reviewed by", req.reviewed_by + why))
     if req.credentials_expire_at:
         left = req.credentials_expire_at - now
         flag = (

@@ -151,3 +151,45 @@ def test_on_call_entries_count_towards_min_approvals(tmp_path):
     (tmp_path / "ok.toml").write_text(text.replace("min_approvals = 3", "min_approvals = 4"))
     (error,) = check_policy(tmp_path / "ok.toml").errors
     assert "only 3 distinct people" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("fault", "why"),
+    [
+        (lambda pd: pd.fail_next(401, count=10, path="/oncalls"), "rejected the token (401)"),
+        (lambda pd: pd.fail_next(429, count=10, reset=30, path="/oncalls"), "rate limit (429)"),
+        (lambda pd: pd.fail_next(500, count=10, path="/oncalls"), "answered 500"),
+        (lambda pd: pd.hang_next(10, count=10, path="/oncalls"), "timed out"),
+        (lambda pd: pd.fail_next(200, count=10, path="/oncalls", body="[]"), "unexpected"),
+    ],
+)
+def test_every_pagerduty_failure_leaves_the_entries_matching_nobody(team, monkeypatch, fault, why):
+    """In-process, one Environment per person: the rule asks PagerDuty once per command and
+    fails closed on each kind of trouble; a named approver is decided without asking."""
+    from datetime import UTC, datetime
+
+    from jitctl.approvers_oncall import is_approver, resolve
+    from jitctl.context import Environment
+    from jitctl.flow import submit
+    from jitctl.service import LocalService
+    from tests.conftest import FixedClock
+    from tests.test_flow import use_identity
+
+    team.pd.rotate(team.pd_user(DAVE), "PEPSEC")
+    use_identity(monkeypatch, team, ALICE)
+    clock = FixedClock(datetime.now(UTC))
+    alice = Environment(environ=team.env(ALICE), clock=clock)
+    rid = submit(alice, role_name="prod-admin", reason="INC-11", duration=None).request.request_id
+    use_identity(monkeypatch, team, DAVE)
+    dave = Environment(environ=team.env(DAVE), clock=clock)
+    role = dave.policy.role("prod-admin")
+    assert [r.request_id for r in LocalService(dave).decidable()] == [rid]  # on call: decidable
+
+    fault(team.pd)
+    after = Environment(environ=team.env(DAVE), clock=clock)
+    found = resolve(after, role)
+    assert found.people == {"oncall:PEPSEC": (), "schedule:PSCHEDSEC": ()}
+    assert why in found.problem and team.pd.token not in found.problem
+    assert LocalService(after).decidable() == []
+    asked = len(team.pd.requests("/oncalls"))
+    assert is_approver(after, role, CAROL, "") and len(team.pd.requests("/oncalls")) == asked

@@ -67,10 +67,6 @@ def submit(
     reason = check_reason(reason)
     role = env.policy.role(role_name)
     wanted = check_duration(duration, role.max_duration, role.name)
-    notes: list[str] = []
-    if break_glass:  # Denied (exit 3) for a role without [break_glass]
-        wanted, note = glass.capped(role, wanted)
-        notes += [note] if note else []
     caller = env.caller
     now = env.clock.now()
     req = AccessRequest(
@@ -91,7 +87,7 @@ def submit(
         "requested", **common, reason=reason, duration_seconds=req.duration_seconds, **loud
     )
     if break_glass:
-        return _break_glass(env, req, common, notes)
+        return _break_glass(env, role, req, common)
     result = check_fast_track(env, role, caller.person)
     req.fast_path_reason = result.reason
     approvers = approvers_now(env, role)
@@ -115,18 +111,30 @@ def submit(
 
 
 def _break_glass(
-    env: Environment, req: AccessRequest, common: dict[str, str | None], notes: list[str]
+    env: Environment, role, req: AccessRequest, common: dict[str, str | None]
 ) -> Submitted:
-    """Recorded approved at once, announced to every approver before anything is issued."""
+    """Recorded approved at once (duration capped), announced to every approver before
+    anything is issued. A role without [break_glass] refuses it (exit 3), on the record."""
+    try:
+        wanted, note = glass.capped(role, timedelta(seconds=req.duration_seconds))
+    except Denied as exc:
+        env.audit.append("denied", **common, why=exc.message)
+        raise
+    req.duration_seconds = int(wanted.total_seconds())
     req.status, req.approval = models.APPROVED, models.BREAK_GLASS
     req.decided_at, req.decided_by = req.created_at, req.requester
     req.fast_path_reason = "break-glass: issued without approval; an approver must review it"
-    env.audit.append("auto_approved", **common, approval=models.BREAK_GLASS)
+    env.audit.append(
+        "auto_approved",
+        **common,
+        approval=models.BREAK_GLASS,
+        duration_seconds=req.duration_seconds,
+    )
     env.store.create(req)
     warnings = glass.announce_break_glass(env, req)
     approvers = approvers_now(env, env.policy.role(req.role))
     result = OnCallResult(on_call=False, reason=req.fast_path_reason)
-    return Submitted(req, result, approvers, [*notes, *warnings])
+    return Submitted(req, result, approvers, [*([note] if note else []), *warnings])
 
 
 def refuse(

@@ -115,6 +115,8 @@ def test_break_glass_issues_at_once_capped_and_tells_every_approver(team, webhoo
     assert list(records) == ["requested", "auto_approved", "break_glass", "issued"]
     assert records["requested"]["break_glass"] is True
     assert records["auto_approved"]["approval"] == "break_glass"
+    assert records["requested"]["duration_seconds"] == 3600  # asked; granted 1800
+    assert records["auto_approved"]["duration_seconds"] == 1800
     assert records["break_glass"]["notified"] == [BOB, CAROL]
     assert records["issued"]["approval"] == "break_glass"
 
@@ -155,6 +157,9 @@ def test_a_role_without_break_glass_refuses_it(team, webhook):
     assert out.returncode == 3
     assert out.stderr.count("\n") <= 2 and "does not allow --break-glass" in out.stderr
     assert not team.credentials_file(ALICE).exists() and webhook.posts == []
+    records = team.audit_records(ALICE)  # the attempt is on the record
+    assert [r["event"] for r in records] == ["requested", "denied"]
+    assert records[0]["break_glass"] is True and "break-glass" in records[1]["why"]
     assert json.loads(team.run(BOB, "list", "--json").stdout) == []
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from jitctl import models
+from jitctl.approvers_oncall import approvers_now, is_approver
 from jitctl.audit_fields import audit_fields
 from jitctl.errors import Denied
 from jitctl.models import AccessRequest
@@ -44,10 +45,10 @@ def check_may_decide(env: Environment, req: AccessRequest) -> None:
             f"send it to one of: {', '.join(others)}" if others else None,
         )
     role = env.policy.role(req.role)
-    if role.approval is None or not env.policy.approver_matches(role, caller.person, caller.arn):
+    if role.approval is None or not is_approver(env, role, caller.person, caller.arn):
         raise Denied(
             f"you ({caller.person}) may not decide requests for role {req.role!r}",
-            "approvers: " + (", ".join(approvers_for(env, req)) or "none (on-call only)"),
+            "approvers: " + (", ".join(approvers_for(env, req)) or "none now"),
         )
 
 
@@ -55,7 +56,7 @@ def approvers_for(env: Environment, req: AccessRequest) -> list[str]:
     role = env.policy.role(req.role)
     if role.approval is None:
         return []
-    return [a for a in env.policy.approvers_display(role) if a != req.requester]
+    return [a for a in approvers_now(env, role) if a != req.requester]
 
 
 def may_decide(env: Environment, req: AccessRequest) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from jitctl.doctor_report import PASS, SKIP, Doctor
+from jitctl.doctor_report import PASS, SKIP, WARN, Doctor
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
@@ -36,6 +36,7 @@ def run_doctor(env: Environment) -> Doctor:
     for role in sorted(env.policy.roles) if _ok(d, "policy") else []:
         d.run(f"fast track: {role}", lambda r=role: _fast_track(env, r), needs=("pagerduty user",))
     d.run("store", lambda: _store(env), needs=("config",))
+    d.run("break-glass review", lambda: _reviews(env), needs=("store", "person"))
     d.run("audit log", lambda: _audit(env), needs=("config",))
     if _ok(d, "config") and env.config.audit.central:
         from jitctl.doctor_audit import central_checks
@@ -51,6 +52,7 @@ def _broker_doctor(d: Doctor, env: Environment) -> Doctor:
     d.run("config", lambda: f"{env.config.path or 'environment'}; broker {settings.url}")
     d.run("broker", lambda: _broker_info(env), needs=("config",))
     d.run("person", lambda: _broker_person(env), needs=("broker",))
+    d.run("break-glass review", lambda: _reviews(env), needs=("person",))
     return d
 
 
@@ -125,6 +127,21 @@ def _store(env: Environment) -> str:
     if settings.backend == "dynamodb":
         return f"dynamodb table {settings.table} reachable"
     return f"sqlite {getattr(store, 'path', '')}"
+
+
+def _reviews(env: Environment) -> str | tuple[str, str, str]:
+    """Break-glass grants still awaiting an approver's review: a warning, not a failure."""
+    waiting = env.service.list(
+        pending_only=False, mine=False, role=None, limit=100, unreviewed=True
+    )
+    if not waiting:
+        return "no break-glass grant awaits review"
+    ids = ", ".join(r.request_id for r in waiting[:5]) + (", ..." if len(waiting) > 5 else "")
+    return (
+        WARN,
+        f"{len(waiting)} break-glass grant(s) await review: {ids}",
+        "an approver runs `jitctl list --unreviewed`, then `jitctl review ID --reason ...`",
+    )
 
 
 def _audit(env: Environment) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jitctl.approvers_oncall import OnCallApprovers
 from jitctl.errors import PolicyError
 from jitctl.identity import EMAIL, person_for
 from jitctl.policy import Policy, Role, check_policy
@@ -190,10 +191,17 @@ def _finding(exc: PolicyError, known_files: list[str]) -> Finding:
 # --- explain ----------------------------------------------------------------------------------
 
 
-def explain(policy: Policy, role_name: str, as_person: str | None = None) -> dict[str, Any]:
+def explain(
+    policy: Policy,
+    role_name: str,
+    as_person: str | None = None,
+    on_call: OnCallApprovers | None = None,
+) -> dict[str, Any]:
     """Everything the policy says about one role, as a JSON-ready document.
 
-    An unknown role is a UsageError with a "did you mean" (Policy.role).
+    ``on_call``: who is on call now for the role's ``oncall:``/``schedule:`` approvers (None:
+    not asked, e.g. a policy file explained offline). An unknown role is a UsageError with a
+    "did you mean" (Policy.role).
     """
     role = policy.role(role_name)
     doc: dict[str, Any] = {
@@ -203,7 +211,8 @@ def explain(policy: Policy, role_name: str, as_person: str | None = None) -> dic
         "source": str(role.source),
         "who_may_request": {"who": WHO_MAY_REQUEST, "gate": REAL_GATE},
         "fast_track": _fast_track(role),
-        "approval": _approval(policy, role),
+        "approval": _approval(policy, role, on_call),
+        "break_glass": _break_glass(role),
         "limits": {
             "max_duration": format_duration(role.max_duration),
             "max_duration_seconds": int(role.max_duration.total_seconds()),
@@ -221,7 +230,7 @@ def explain(policy: Policy, role_name: str, as_person: str | None = None) -> dic
         "session_policy": _session_policy(role),
     }
     if as_person is not None:
-        doc["as"] = _as_person(policy, role, as_person)
+        doc["as"] = _as_person(policy, role, as_person, on_call)
     return doc
 
 
@@ -237,7 +246,7 @@ def _fast_track(role: Role) -> dict[str, Any] | None:
     }
 
 
-def _approval(policy: Policy, role: Role) -> dict[str, Any] | None:
+def _approval(policy: Policy, role: Role, on_call: OnCallApprovers | None) -> dict[str, Any] | None:
     rule = role.approval
     if rule is None:
         return None
@@ -249,10 +258,27 @@ def _approval(policy: Policy, role: Role) -> dict[str, Any] | None:
     return {
         "approvers": list(rule.approvers),
         "groups": expanded,
-        "everyone": policy.approvers_display(role),
+        "everyone": policy.approvers_display(role, on_call.people if on_call else None),
+        # oncall:/schedule: entries -> who is on call there now (None: PagerDuty not asked)
+        "on_call": {
+            e: (list(on_call.people.get(e, ())) if on_call else None) for e in rule.on_call_entries
+        },
+        "on_call_problem": on_call.problem if on_call else None,
         "min_approvals": rule.min_approvals,
         "request_ttl": format_duration(rule.request_ttl),
         "request_ttl_seconds": int(rule.request_ttl.total_seconds()),
+    }
+
+
+def _break_glass(role: Role) -> dict[str, Any] | None:
+    if role.break_glass is None:
+        return None
+    cap = role.break_glass.max_duration
+    return {
+        "max_duration": format_duration(cap),
+        "max_duration_seconds": int(cap.total_seconds()),
+        "note": "`request --break-glass` issues at once, notifies every approver, and stays "
+        "unreviewed until an approver other than the requester runs `jitctl review ID`",
     }
 
 
@@ -291,25 +317,28 @@ def _session_policy(role: Role) -> dict[str, Any]:
     }
 
 
-def _as_person(policy: Policy, role: Role, who: str) -> dict[str, Any]:
+def _as_person(
+    policy: Policy, role: Role, who: str, on_call: OnCallApprovers | None
+) -> dict[str, Any]:
     """Whether ``who`` (an email or a principal ARN) approves ``role``, and what that means."""
     who = who.strip()
     if is_arn(who):
         arn, person = who, person_for(who, policy.identity) or ""
     else:
         arn, person = "", who.lower()
+    people = on_call.people if on_call else None
     result: dict[str, Any] = {
         "person": person or None,
         "arn": arn or None,
         "recognised": bool(person) and EMAIL.fullmatch(person) is not None,
-        "is_approver": policy.approver_matches(role, person, arn),
+        "is_approver": policy.approver_matches(role, person, arn, people),
         "note": OWN_REQUEST,
     }
     if role.approval is not None:
         # the people who could approve this person's own request
         others = {
             (person_for(m, policy.identity) or m) if is_arn(m) else m
-            for m in policy.approvers_display(role)
+            for m in policy.approvers_display(role, people)
             if m != arn
         } - {person, ""}
         result["other_approvers"] = len(others)

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from jitctl import break_glass as glass
 from jitctl import models
+from jitctl.approvers_oncall import approvers_now, is_approver
 from jitctl.audit_fields import audit_fields
 from jitctl.errors import Denied, JitctlError, TimedOut
 from jitctl.models import AccessRequest, Credentials, Issued, OnCallEvidence, OnCallResult
@@ -53,9 +55,15 @@ def check_fast_track(env: Environment, role, person: str) -> OnCallResult:
 
 
 def submit(
-    env: Environment, *, role_name: str, reason: str | None, duration: timedelta | None
+    env: Environment,
+    *,
+    role_name: str,
+    reason: str | None,
+    duration: timedelta | None,
+    break_glass: bool = False,
 ) -> Submitted:
-    """Record a request: approved at once when on call (fast path), else pending for a peer."""
+    """Record a request: approved at once when on call (fast path) or break-glass, else
+    pending for a peer."""
     reason = check_reason(reason)
     role = env.policy.role(role_name)
     wanted = check_duration(duration, role.max_duration, role.name)
@@ -74,10 +82,15 @@ def submit(
         min_approvals=role.approval.min_approvals if role.approval else 1,
     )
     common = audit_fields(env, req)
-    env.audit.append("requested", **common, reason=reason, duration_seconds=req.duration_seconds)
+    loud = {"break_glass": True} if break_glass else {}
+    env.audit.append(
+        "requested", **common, reason=reason, duration_seconds=req.duration_seconds, **loud
+    )
+    if break_glass:
+        return _break_glass(env, role, req, common)
     result = check_fast_track(env, role, caller.person)
     req.fast_path_reason = result.reason
-    approvers = env.policy.approvers_display(role) if role.approval else []
+    approvers = approvers_now(env, role)
     if result.on_call and result.evidence is not None:
         env.audit.append(
             "auto_approved", **common, approval=models.ON_CALL, evidence=result.evidence.as_dict()
@@ -95,6 +108,33 @@ def submit(
     env.audit.append("pending", **common, why=result.reason)
     warning = notify(env, "requested", req, approvers)
     return Submitted(req, result, approvers, [warning] if warning else [])
+
+
+def _break_glass(
+    env: Environment, role, req: AccessRequest, common: dict[str, str | None]
+) -> Submitted:
+    """Recorded approved at once (duration capped), announced to every approver before
+    anything is issued. A role without [break_glass] refuses it (exit 3), on the record."""
+    try:
+        wanted, note = glass.capped(role, timedelta(seconds=req.duration_seconds))
+    except Denied as exc:
+        env.audit.append("denied", **common, why=exc.message)
+        raise
+    req.duration_seconds = int(wanted.total_seconds())
+    req.status, req.approval = models.APPROVED, models.BREAK_GLASS
+    req.decided_at, req.decided_by = req.created_at, req.requester
+    req.fast_path_reason = "break-glass: issued without approval; an approver must review it"
+    env.audit.append(
+        "auto_approved",
+        **common,
+        approval=models.BREAK_GLASS,
+        duration_seconds=req.duration_seconds,
+    )
+    env.store.create(req)
+    warnings = glass.announce_break_glass(env, req)
+    approvers = approvers_now(env, env.policy.role(req.role))
+    result = OnCallResult(on_call=False, reason=req.fast_path_reason)
+    return Submitted(req, result, approvers, [*([note] if note else []), *warnings])
 
 
 def refuse(
@@ -120,7 +160,7 @@ def peer_problem(env: Environment, role, req: AccessRequest) -> str | None:
     if req.requester.strip().lower() in people:
         return f"the requester ({req.requester}) is listed as an approver"
     for person in people:
-        if not env.policy.approver_matches(role, person, ""):
+        if not is_approver(env, role, person, ""):
             return f"{person} may not approve role {role.name!r} under the current policy"
     if len(people) < role.approval.min_approvals:
         return f"{len(people)} approval(s); role {role.name!r} needs {role.approval.min_approvals}"
@@ -172,6 +212,10 @@ def check_redeemable(
     if req.approval == models.PEER:
         if (problem := peer_problem(env, role, req)) is not None:
             raise refuse(env, req, problem, hint="request again; ask the role's approvers")
+        return None
+    if req.approval == models.BREAK_GLASS:
+        if (problem := glass.problem(role, req)) is not None:
+            raise refuse(env, req, problem, hint="request again")
         return None
     raise refuse(env, req, f"unknown kind of approval {req.approval!r}")
 

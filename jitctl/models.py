@@ -18,6 +18,11 @@ STATUSES = (PENDING, APPROVED, DENIED, EXPIRED, CANCELLED, ISSUED, REVOKED)
 # How a request was decided.
 ON_CALL = "on_call"
 PEER = "peer"
+BREAK_GLASS = "break_glass"  # issued at once, loudly; an approver reviews it afterwards
+
+# A break-glass grant's review (public_dict's "review"; None for every other request).
+UNREVIEWED = "unreviewed"
+REVIEWED = "reviewed"
 
 
 @dataclass(frozen=True)
@@ -105,7 +110,7 @@ class AccessRequest:
     created_at: datetime
     expires_at: datetime  # a pending request expires at this time
     min_approvals: int = 1
-    approval: str | None = None  # "on_call" or "peer" once decided
+    approval: str | None = None  # "on_call", "peer" or "break_glass" once decided
     approvers: list[str] = field(default_factory=list)  # persons who approved
     decided_at: datetime | None = None
     decided_by: str | None = None  # person who denied / cancelled, or the last approver
@@ -117,7 +122,17 @@ class AccessRequest:
     revoked_by: str | None = None  # person who revoked the grant
     revoked_reason: str | None = None
     delivery_failed_at: datetime | None = None  # issued, but the credentials were not delivered
+    reviewed_at: datetime | None = None  # a break-glass grant's after-the-fact review
+    reviewed_by: str | None = None  # person (an approver, never the requester)
+    review_reason: str | None = None
     version: int = 0  # optimistic-concurrency counter, bumped on every write
+
+
+def review_state(req: AccessRequest) -> str | None:
+    """ "unreviewed" while a break-glass request awaits an approver's review, then "reviewed"."""
+    if req.approval != BREAK_GLASS:
+        return None
+    return REVIEWED if req.reviewed_at is not None else UNREVIEWED
 
 
 def public_dict(req: AccessRequest) -> dict[str, object]:
@@ -150,4 +165,8 @@ def public_dict(req: AccessRequest) -> dict[str, object]:
         "revoked_by": req.revoked_by,
         "revoked_reason": req.revoked_reason,
         "delivery_failed_at": ts(req.delivery_failed_at),
+        "review": review_state(req),
+        "reviewed_at": ts(req.reviewed_at),
+        "reviewed_by": req.reviewed_by,
+        "review_reason": req.review_reason,
     }

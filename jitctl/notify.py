@@ -37,6 +37,14 @@ def message(
             f"{who} requests *{role}* for {req.duration_seconds // 60} min: {reason}.{can}\n"
             f"Approve: `jitctl approve {req.request_id}`  Deny: `jitctl deny {req.request_id} --reason ...`"
         )
+    elif event == "break_glass":
+        told = ", ".join(_mrkdwn_safe(a) for a in approvers or [])
+        text = (
+            f":rotating_light: BREAK-GLASS: {who} took *{role}* for "
+            f"{req.duration_seconds // 60} min without approval: {reason}.\n"
+            f"Review it: `jitctl review {req.request_id} --reason ...`"
+            + (f" (approvers: {told})" if told else "")
+        )
     else:
         by = _mrkdwn_safe(req.decided_by or "")
         extra = f": {_mrkdwn_safe(req.decision_reason)}" if req.decision_reason else ""

@@ -73,6 +73,7 @@ class PagerDutySession:
         self._owned = client is None  # a client handed in is closed by whoever made it
         self._users: dict[str, dict | LookupFailed] = {}
         self._oncalls: dict[str, list[dict[str, Any]]] = {}
+        self._rotations: dict[tuple[str, tuple[str, ...]], list[dict] | LookupFailed] = {}
 
     @classmethod
     def over(cls, client: PagerDutyClient) -> PagerDutySession:
@@ -110,6 +111,24 @@ class PagerDutySession:
             with guard(self.client):
                 self._oncalls[user_id] = list(self.client.iter_all("/oncalls", params=params))
         return self._oncalls[user_id]
+
+    def on_call_at(self, param: str, ids: tuple[str, ...], now: datetime) -> list[dict[str, Any]]:
+        """Who is on call at ``now`` for the escalation policies or schedules ``ids``
+        (``param``: "escalation_policy_ids[]" or "schedule_ids[]"), users included (their
+        emails): read once per command, a failure remembered too (it fails the same way)."""
+        key = (param, ids)
+        if key not in self._rotations:
+            stamp = rfc3339(now)
+            params = {param: list(ids), "since": stamp, "until": stamp, "include[]": ["users"]}
+            try:
+                with guard(self.client):
+                    self._rotations[key] = list(self.client.iter_all("/oncalls", params=params))
+            except LookupFailed as exc:
+                self._rotations[key] = exc
+        found = self._rotations[key]
+        if isinstance(found, LookupFailed):
+            raise found
+        return found
 
     def close(self) -> None:
         if self._client is not None and self._owned:

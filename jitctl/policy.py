@@ -8,7 +8,7 @@ line of the role's table header when it can be found, the role and the key.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from jitctl.policy_schema import (
     is_arn,
     location,
     merge_identities,
+    on_call_entry,
     parse_groups,
     parse_session_name_roles,
     read_toml,
@@ -58,11 +59,18 @@ class Policy:
             raise UsageError(f"unknown role {name!r}; known roles: {', '.join(sorted(self.roles))}")
         raise UsageError(f"unknown role {name!r}; the policy defines no roles")
 
-    def approver_matches(self, role: Role, person: str, arn: str) -> bool:
+    def approver_matches(
+        self,
+        role: Role,
+        person: str,
+        arn: str,
+        on_call: Mapping[str, Collection[str]] | None = None,
+    ) -> bool:
         """Whether the caller (person: lower-case email; arn: their principal ARN) is one of
         ``role``'s approvers. An ARN entry also matches the person it maps to (through
-        jitctl.identity's rule). Excluding the requester is the
-        caller's job, not this one's."""
+        jitctl.identity's rule). ``on_call`` maps each ``oncall:``/``schedule:`` entry to the
+        people on call there now (jitctl.approvers_oncall resolves it); without it those
+        entries match nobody. Excluding the requester is the caller's job, not this one's."""
         if role.approval is None:
             return False
         person = (person or "").strip().lower()
@@ -73,13 +81,19 @@ class Policy:
                     return True
             elif person and member == person:
                 return True
-        return False
+        return bool(person) and any(
+            person in (on_call or {}).get(entry, ()) for entry in role.approval.on_call_entries
+        )
 
-    def approvers_display(self, role: Role) -> list[str]:
-        """Everyone who may approve ``role``: groups expanded to emails/ARNs, sorted, unique."""
+    def approvers_display(
+        self, role: Role, on_call: Mapping[str, Collection[str]] | None = None
+    ) -> list[str]:
+        """Everyone who may approve ``role``: groups expanded to emails/ARNs and on-call
+        entries to whoever ``on_call`` says is on call there now; sorted, unique."""
         if role.approval is None:
             return []
-        return sorted(set(_expand(role.approval.approvers, self.groups)))
+        now_on_call = [p for e in role.approval.on_call_entries for p in (on_call or {}).get(e, ())]
+        return sorted(set(_expand(role.approval.approvers, self.groups)) | set(now_on_call))
 
 
 @dataclass(frozen=True)
@@ -262,19 +276,24 @@ def _check_approvers(
         (person_for(m, rules) or m) if is_arn(m) else m
         for m in _expand(role.approval.approvers, groups)
     }
-    if role.approval.min_approvals > len(people):
+    # Each on-call entry may bring one more person (whoever is on call there then).
+    reachable = len(people) + len(role.approval.on_call_entries)
+    if role.approval.min_approvals > reachable:
         raise PolicyError(
             f"{where}: min_approvals is {role.approval.min_approvals} but the approvers are only "
-            f"{len(people)} distinct {'person' if len(people) == 1 else 'people'}, so a request "
+            f"{reachable} distinct {'person' if reachable == 1 else 'people'}, so a request "
             "could never be approved",
             "add approvers or lower min_approvals (the requester never counts)",
         )
 
 
 def _expand(approvers: Iterable[str], groups: Mapping[str, Iterable[str]]) -> list[str]:
-    """Approver entries with groups replaced by their members; emails lower-cased."""
+    """Approver entries with groups replaced by their members; emails lower-cased. On-call
+    entries name nobody until resolved (Policy.approver_matches takes them apart)."""
     members: list[str] = []
     for entry in approvers:
+        if on_call_entry(entry) is not None:
+            continue
         if entry.startswith(GROUP_PREFIX):
             members.extend(groups.get(entry[len(GROUP_PREFIX) :], ()))
         else:

@@ -14,6 +14,7 @@ from typing import Any
 from jitctl.errors import PolicyError
 from jitctl.policy_schema import (
     APPROVAL_KEYS,
+    BREAK_GLASS_KEYS,
     DEFAULT_MAX_DURATION,
     DEFAULT_REQUEST_TTL,
     EMAIL,
@@ -23,6 +24,7 @@ from jitctl.policy_schema import (
     ROLE_KEYS,
     ROLE_NAME,
     check_keys,
+    expect_on_call_entry,
     expect_positive_int,
     expect_principal_arn,
     expect_request_ttl,
@@ -34,6 +36,7 @@ from jitctl.policy_schema import (
     is_arn,
     load_session_policy,
     location,
+    on_call_entry,
 )
 
 
@@ -51,6 +54,18 @@ class ApprovalRule:
     min_approvals: int = 1
     request_ttl: timedelta = timedelta(minutes=30)
 
+    @property
+    def on_call_entries(self) -> tuple[str, ...]:
+        """The ``oncall:EP`` and ``schedule:S`` entries: people known only at decision time."""
+        return tuple(e for e in self.approvers if on_call_entry(e) is not None)
+
+
+@dataclass(frozen=True)
+class BreakGlassRule:
+    """``[roles.R.break_glass]``: issued at once, loudly, reviewed by an approver afterwards."""
+
+    max_duration: timedelta
+
 
 @dataclass(frozen=True)
 class Role:
@@ -63,6 +78,7 @@ class Role:
     approval: ApprovalRule | None
     source: Path  # the file that defined it
     description: str | None = None
+    break_glass: BreakGlassRule | None = None
 
 
 def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
@@ -103,6 +119,10 @@ def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
     if "approval" in table:
         raw_approval = expect_table(table["approval"], where, "approval")
         approval = parse_approval(raw_approval, sub_where("approval"))
+    break_glass = None
+    if "break_glass" in table:
+        glass_where = sub_where("break_glass")
+        break_glass = parse_break_glass(table, glass_where, max_duration, approval is not None)
     if on_call is None and approval is None:
         raise PolicyError(
             f"{where}: has neither on_call nor approval, so it could never be granted",
@@ -118,6 +138,7 @@ def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
         approval=approval,
         source=file,
         description=description,
+        break_glass=break_glass,
     )
     return role, where
 
@@ -151,15 +172,36 @@ def parse_approval(table: dict[str, Any], where: str) -> ApprovalRule:
     if not approvers:
         raise PolicyError(f"{where}: approvers must name at least one approver")
     for entry in approvers:
-        if entry.startswith(GROUP_PREFIX):
+        if on_call_entry(entry) is not None:
+            expect_on_call_entry(entry, where)
+        elif entry.startswith(GROUP_PREFIX):
             if not entry[len(GROUP_PREFIX) :].strip():
                 raise PolicyError(f"{where}: approvers: {entry!r} names no group")
         elif is_arn(entry):
             expect_principal_arn(entry, where, "approvers")
         elif not EMAIL.fullmatch(entry):
             raise PolicyError(
-                f"{where}: approvers: {entry!r} is not an email, a principal ARN or group:NAME"
+                f"{where}: approvers: {entry!r} is not an email, a principal ARN, group:NAME, "
+                "oncall:ESCALATION_POLICY_ID or schedule:SCHEDULE_ID"
             )
     min_approvals = expect_positive_int(table.get("min_approvals", 1), where, "min_approvals")
     ttl = expect_request_ttl(table.get("request_ttl", DEFAULT_REQUEST_TTL), where, "request_ttl")
     return ApprovalRule(approvers=approvers, min_approvals=min_approvals, request_ttl=ttl)
+
+
+def parse_break_glass(
+    role_table: dict[str, Any], where: str, role_max: timedelta, has_approval: bool
+) -> BreakGlassRule:
+    """At most the role's own max_duration (the smaller of the two caps a break-glass grant).
+    The role's approvers review every break-glass grant, so it needs an approval table."""
+    table = expect_table(role_table["break_glass"], where, "break_glass")
+    if not has_approval:
+        raise PolicyError(
+            f"{where}: needs an approval table: its approvers review every break-glass grant",
+            "add an [approval] table with approvers to the role",
+        )
+    check_keys(table, BREAK_GLASS_KEYS, where)
+    if "max_duration" not in table:
+        return BreakGlassRule(max_duration=role_max)
+    cap = expect_session_duration(table["max_duration"], where, "max_duration")
+    return BreakGlassRule(max_duration=min(cap, role_max))

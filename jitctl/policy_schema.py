@@ -21,10 +21,11 @@ from jitctl.tomlcheck import TomlError, first_unknown_key, parse_toml, unknown_k
 
 TOP_KEYS = frozenset({"version", "identities", "groups", "roles"})
 ROLE_KEYS = frozenset(
-    {"arn", "max_duration", "session_policy", "description", "on_call", "approval"}
+    {"arn", "max_duration", "session_policy", "description", "on_call", "approval", "break_glass"}
 )
 ON_CALL_KEYS = frozenset({"escalation_policies", "schedules", "services", "max_escalation_level"})
 APPROVAL_KEYS = frozenset({"approvers", "min_approvals", "request_ttl"})
+BREAK_GLASS_KEYS = frozenset({"max_duration"})
 
 # STS AssumeRole: DurationSeconds 900..43200, Policy (plaintext) at most 2048 characters.
 MIN_DURATION = timedelta(minutes=15)
@@ -49,6 +50,30 @@ ROLE_GLOB = re.compile(
 )
 SESSION_NAME_ROLES = "session_name_roles"
 GROUP_PREFIX = "group:"
+# Approver entries that name whoever is on call there now (jitctl.approvers_oncall).
+ONCALL_PREFIX = "oncall:"
+SCHEDULE_PREFIX = "schedule:"
+PAGERDUTY_ID = re.compile(r"[A-Z0-9]{2,32}", re.ASCII)
+
+
+def on_call_entry(entry: str) -> tuple[str, str] | None:
+    """("oncall"/"schedule", PagerDuty id) for an on-call approver entry, else None."""
+    for prefix in (ONCALL_PREFIX, SCHEDULE_PREFIX):
+        if entry.startswith(prefix):
+            return prefix[:-1], entry[len(prefix) :]
+    return None
+
+
+def expect_on_call_entry(entry: str, where: str) -> str:
+    """``oncall:EP`` or ``schedule:S`` with a PagerDuty id (upper-case letters and digits)."""
+    kind, pd_id = on_call_entry(entry) or ("", "")
+    if not PAGERDUTY_ID.fullmatch(pd_id):
+        what = "escalation policy" if kind == "oncall" else "schedule"
+        raise PolicyError(
+            f"{where}: approvers: {entry!r} does not name a PagerDuty {what} id",
+            f"write {kind}:ID with the id from PagerDuty, e.g. {kind}:PABC123",
+        )
+    return entry
 
 
 def describe(value: Any) -> str:

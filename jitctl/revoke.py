@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jitctl import models
+from jitctl.approvers_oncall import approvers_now, is_approver
 from jitctl.errors import AwsUnavailable, Denied, JitctlError
 from jitctl.models import AccessRequest
 from jitctl.revocation_iam import PERMISSION_HINT as PERMISSION_HINT  # still public here
@@ -119,9 +120,9 @@ def check_may_revoke(env: Environment, req: AccessRequest) -> None:
     if caller.person == req.requester:
         return
     role = env.policy.role(req.role)
-    if env.policy.approver_matches(role, caller.person, caller.arn):
+    if is_approver(env, role, caller.person, caller.arn):
         return
-    approvers = env.policy.approvers_display(role)
+    approvers = approvers_now(env, role)
     raise Denied(
         f"you ({caller.person}) may not revoke {req.request_id}: only {req.requester} or an "
         f"approver of role {req.role!r} may",

@@ -46,10 +46,22 @@ class Revoked:
 
 class AccessService(Protocol):
     def whoami(self) -> Caller: ...
-    def request(self, role: str, reason: str | None, duration: timedelta | None) -> Outcome: ...
+    def request(
+        self,
+        role: str,
+        reason: str | None,
+        duration: timedelta | None,
+        break_glass: bool = False,
+    ) -> Outcome: ...
     def get(self, request_id: str) -> AccessRequest: ...
     def list(
-        self, *, pending_only: bool, mine: bool, role: str | None, limit: int
+        self,
+        *,
+        pending_only: bool,
+        mine: bool,
+        role: str | None,
+        limit: int,
+        unreviewed: bool = False,
     ) -> builtins.list[AccessRequest]: ...
     def decidable(self) -> builtins.list[AccessRequest]: ...
     def check_may_decide(self, request_id: str) -> AccessRequest: ...
@@ -72,6 +84,7 @@ class AccessService(Protocol):
     def issue(self, request_id: str) -> Issued: ...
     def delivery_failed(self, request_id: str, error: str) -> None: ...
     def revoke(self, request_id: str, reason: str | None) -> Revoked: ...
+    def review(self, request_id: str, reason: str | None) -> AccessRequest: ...
     def describe_caller(self) -> dict[str, Any]: ...
     def roles(self) -> builtins.list[dict[str, Any]]: ...
     def audit_records(
@@ -92,10 +105,18 @@ class LocalService:
     def whoami(self) -> Caller:
         return self.env.caller
 
-    def request(self, role: str, reason: str | None, duration: timedelta | None) -> Outcome:
+    def request(
+        self,
+        role: str,
+        reason: str | None,
+        duration: timedelta | None,
+        break_glass: bool = False,
+    ) -> Outcome:
         from jitctl.flow import issue, submit
 
-        submitted = submit(self.env, role_name=role, reason=reason, duration=duration)
+        submitted = submit(
+            self.env, role_name=role, reason=reason, duration=duration, break_glass=break_glass
+        )
         outcome = Outcome(
             request=submitted.request,
             fast_path_reason=submitted.on_call.reason,
@@ -105,6 +126,7 @@ class LocalService:
         if submitted.fast_tracked:
             evidence = submitted.on_call.evidence
             outcome.issued = issue(self.env, submitted.request, evidence=evidence)
+            outcome.issued.notes[:0] = outcome.warnings  # shown with the grant
             outcome.request = outcome.issued.request
         return outcome
 
@@ -114,10 +136,20 @@ class LocalService:
         return get_request(self.env, request_id)
 
     def list(
-        self, *, pending_only: bool, mine: bool, role: str | None, limit: int
+        self,
+        *,
+        pending_only: bool,
+        mine: bool,
+        role: str | None,
+        limit: int,
+        unreviewed: bool = False,
     ) -> builtins.list[AccessRequest]:
         from jitctl.decisions import list_requests
 
+        if unreviewed:
+            from jitctl.break_glass import unreviewed as awaiting_review
+
+            return awaiting_review(self.env, mine=mine, role=role, limit=limit)
         return list_requests(self.env, pending_only=pending_only, mine=mine, role=role, limit=limit)
 
     def decidable(self) -> builtins.list[AccessRequest]:
@@ -208,6 +240,12 @@ class LocalService:
             already_revoked=done.already_revoked,
         )
 
+    def review(self, request_id: str, reason: str | None) -> AccessRequest:
+        """An approver's after-the-fact review of a break-glass grant (never the requester)."""
+        from jitctl.break_glass import review
+
+        return review(self.env, request_id, reason)
+
     def describe_caller(self) -> dict[str, Any]:
         """`jitctl whoami`: principal, person, PagerDuty user and on-calls now."""
         from jitctl.whoami import whoami
@@ -261,9 +299,11 @@ class LocalService:
 
     def explain(self, role: str, as_person: str | None) -> dict[str, Any]:
         """`jitctl policy explain`: who may request, who is fast-tracked, who approves."""
+        from jitctl.approvers_oncall import resolve
         from jitctl.explain import explain
 
-        return explain(self.env.policy, role, as_person)
+        on_call = resolve(self.env, self.env.policy.role(role))
+        return explain(self.env.policy, role, as_person, on_call)
 
     def _check_own(self, req: AccessRequest, verb: str) -> None:
         from jitctl.errors import Denied

@@ -86,11 +86,16 @@ def trust_broker_only(broker_arn: str) -> str:
 
 
 class BrokerWorld:
-    def __init__(self, root: Path, moto: str, pd: Any) -> None:
+    def __init__(
+        self, root: Path, moto: str, pd: Any, *, account: str = ACCOUNT, policy: str = POLICY
+    ) -> None:
+        """``account`` and ``policy``: another world in the same process needs an account of
+        its own (moto's state is per process)."""
         self.root, self.moto, self.pd = root, moto, pd
+        self.account, self.policy = account, policy
         self.exe = shutil.which("jitctl")
         assert self.exe, "jitctl is not installed (pip install -e .)"
-        self.admin = _account_admin(moto)
+        self.admin = _account_admin(moto, account)
         self.iam = self.admin_client("iam")
         self.keys: dict[str, dict[str, str]] = {}
         self.pd_ids: dict[str, str] = {}
@@ -127,7 +132,7 @@ class BrokerWorld:
         secrets = self.admin_client("secretsmanager")
         secret = secrets.create_secret(Name="jitctl/pagerduty", SecretString=self.pd.token)
         self.user("broker", broker_policy())
-        broker_arn = f"arn:aws:iam::{ACCOUNT}:user/broker"
+        self.broker_arn = broker_arn = f"arn:aws:iam::{self.account}:user/broker"
         self.iam.create_role(
             RoleName="jit-prod-readonly", AssumeRolePolicyDocument=trust_broker_only(broker_arn)
         )
@@ -136,7 +141,7 @@ class BrokerWorld:
             self.pd_ids[person] = self.pd.add_user(person)
         policies = self.broker_dir / "policies"
         policies.mkdir()
-        (policies / "team.toml").write_text(textwrap.dedent(POLICY))
+        (policies / "team.toml").write_text(textwrap.dedent(self.policy))
         (self.broker_dir / "config.toml").write_text(
             'policy = "policies"\n'
             f'[pagerduty]\nurl = "{self.pd.url}"\nca_bundle = "{self.pd.ca_bundle}"\n'
@@ -244,10 +249,10 @@ class BrokerWorld:
         )
 
 
-def _account_admin(moto: str) -> dict[str, str]:
-    """Credentials of an administrator in ACCOUNT: moto hands out a session in any account."""
+def _account_admin(moto: str, account: str = ACCOUNT) -> dict[str, str]:
+    """Credentials of an administrator in ``account``: moto hands out a session in any."""
     sts = boto3.client("sts", endpoint_url=moto, region_name=REGION, **ROOT)
-    role = f"arn:aws:iam::{ACCOUNT}:role/world-admin"
+    role = f"arn:aws:iam::{account}:role/world-admin"
     creds = sts.assume_role(RoleArn=role, RoleSessionName="world-admin")["Credentials"]
     return {
         "aws_access_key_id": creds["AccessKeyId"],

@@ -41,8 +41,16 @@ class BrokerService:
     def whoami(self) -> Caller:
         return wire.caller_in(self._call("GET", "/whoami")["caller"])
 
-    def request(self, role: str, reason: str | None, duration: timedelta | None) -> Outcome:
+    def request(
+        self,
+        role: str,
+        reason: str | None,
+        duration: timedelta | None,
+        break_glass: bool = False,
+    ) -> Outcome:
         body: dict[str, Any] = {"role": role, "reason": reason}
+        if break_glass:
+            body["break_glass"] = True
         if duration is not None:
             body["duration_seconds"] = int(duration.total_seconds())
         return wire.outcome_in(self._call("POST", "/requests", body))
@@ -51,9 +59,16 @@ class BrokerService:
         return wire.request_in(self._call("GET", _rid(request_id))["request"])
 
     def list(
-        self, *, pending_only: bool, mine: bool, role: str | None, limit: int
+        self,
+        *,
+        pending_only: bool,
+        mine: bool,
+        role: str | None,
+        limit: int,
+        unreviewed: bool = False,
     ) -> builtins.list[AccessRequest]:
         query = {"pending": "1" if pending_only else "", "mine": "1" if mine else ""}
+        query["unreviewed"] = "1" if unreviewed else ""
         query |= {"role": role or "", "limit": str(limit)}
         path = "/requests?" + urlencode({k: v for k, v in query.items() if v})
         return [wire.request_in(r) for r in self._call("GET", path)["requests"]]
@@ -117,6 +132,10 @@ class BrokerService:
 
     def revoke(self, request_id: str, reason: str | None) -> Revoked:
         return wire.revoked_in(self._call("POST", _rid(request_id, "revoke"), {"reason": reason}))
+
+    def review(self, request_id: str, reason: str | None) -> AccessRequest:
+        doc = self._call("POST", _rid(request_id, "review"), {"reason": reason})
+        return wire.request_in(doc["request"])
 
     def describe_caller(self) -> dict[str, Any]:
         return self._call("GET", "/whoami/report")["report"]

@@ -185,7 +185,10 @@ def _submit(service: LocalService, request: HttpRequest, params: dict[str, str])
     if seconds is not None and (type(seconds) is not int or not 0 < seconds <= 43200):
         raise errors.UsageError("duration_seconds must be a whole number from 1 to 43200")
     duration = timedelta(seconds=seconds) if seconds else None
-    outcome = service.request(_text(doc, "role"), doc.get("reason"), duration)
+    glass = doc.get("break_glass", False)
+    if type(glass) is not bool:
+        raise errors.UsageError("break_glass must be true or false")
+    outcome = service.request(_text(doc, "role"), doc.get("reason"), duration, glass)
     return wire.outcome_out(outcome)
 
 
@@ -200,6 +203,7 @@ def _list(service: LocalService, request: HttpRequest, params: dict[str, str]) -
         mine=q.get("mine") == "1",
         role=q.get("role") or None,
         limit=limit,
+        unreviewed=q.get("unreviewed") == "1",
     )
     return {"requests": [wire.request_out(r) for r in reqs]}
 
@@ -273,6 +277,10 @@ def _revoke(service: LocalService, request: HttpRequest, params: dict[str, str])
     return wire.revoked_out(service.revoke(params["id"], request.json().get("reason")))
 
 
+def _review(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+    return {"request": wire.request_out(service.review(params["id"], request.json().get("reason")))}
+
+
 def _audit(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
     q = request.query
     records = service.audit_records(
@@ -316,6 +324,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], Action]] = [
         ("POST", f"/requests/{_ID}/delivery-failed", _delivery_failed),
         ("POST", f"/requests/{_ID}/revoke", _revoke),
         ("POST", f"/requests/{_ID}/reuse", _reuse),
+        ("POST", f"/requests/{_ID}/review", _review),
         ("GET", "/audit", _audit),
         ("POST", "/audit/verify", _audit_verify),
     )

@@ -113,7 +113,27 @@ def cancel(
         stderr_console().print(f"[green]✓[/] cancelled {safe(req.request_id)}")
 
 
+def review(
+    request_id: str = typer.Argument(..., help="The break-glass request to review."),
+    reason: str = typer.Option(None, "--reason", "-r", help="What you found (optional)."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Review a break-glass grant after the fact, if you are one of its role's approvers."""
+    from jitctl.cli.session import current_env
+    from jitctl.models import public_dict
+
+    req = current_env().service.review(request_id, reason)
+    if json_out:
+        emit_json(public_dict(req))
+    else:
+        stderr_console().print(
+            f"[green]✓[/] reviewed break-glass grant {safe(req.request_id)} "
+            f"({safe(req.requester)}, {safe(req.role)})"
+        )
+
+
 def register(app: typer.Typer) -> None:
     app.command("approve")(approve)
     app.command("deny")(deny)
     app.command("cancel")(cancel)
+    app.command("review")(review)

@@ -107,6 +107,7 @@ def render(doc: dict[str, Any]) -> list[str]:
     lines += ["", "[bold]Fast track[/] (credentials at once, no approval)"]
     lines += _render_fast_track(doc["fast_track"])
     lines += ["", "[bold]Approval[/]", *_render_approval(doc["approval"])]
+    lines += ["", "[bold]Break-glass[/]", *_render_break_glass(doc.get("break_glass"))]
     lines += ["", "[bold]Limits[/]", *_render_limits(doc["limits"])]
     lines += ["", "[bold]Permissions[/]", *_render_permissions(doc["session_policy"])]
     if "as" in doc:
@@ -140,6 +141,8 @@ def _render_approval(approval: dict[str, Any] | None) -> list[str]:
     for entry in approval["approvers"]:
         members = approval["groups"].get(entry)  # a group: show who is in it
         shown.append(safe(entry) + (f" ({_join(members)})" if members is not None else ""))
+        if entry in approval.get("on_call", {}):
+            shown[-1] += _on_call_now(approval["on_call"][entry], approval.get("on_call_problem"))
     n = approval["min_approvals"]
     return _rows(
         [
@@ -151,6 +154,25 @@ def _render_approval(approval: dict[str, Any] | None) -> list[str]:
             ("expires", f"a pending request expires after {safe(approval['request_ttl'])}"),
         ]
     )
+
+
+def _on_call_now(people: list[str] | None, problem: str | None) -> str:
+    """What an oncall:/schedule: entry means now: who is on call, or why nobody."""
+    from jitctl.cli.output import safe
+
+    if people is None:
+        return " (whoever is on call there when a decision is made)"
+    if problem:
+        return f" ([yellow]nobody: {safe(problem)}[/])"
+    return f" (on call now: {_join(people)})" if people else " (nobody on call there now)"
+
+
+def _render_break_glass(glass: dict[str, Any] | None) -> list[str]:
+    from jitctl.cli.output import safe
+
+    if glass is None:
+        return ["  not allowed: --break-glass is refused for this role"]
+    return [f"  at most {safe(glass['max_duration'])}; {safe(glass['note'])}"]
 
 
 def _render_limits(limits: dict[str, Any]) -> list[str]:

@@ -117,6 +117,11 @@ def render_grant(env, issued, profile: str | None, json_out: bool) -> None:
         ev = issued.evidence
         until = f"until {local_time(ev.end, now)}" if ev.end else "permanently"
         out.print(f"  fast-tracked: on call, {safe(ev.matched_id)} level {ev.level} {until}")
+    elif issued.request.approval == "break_glass":
+        out.print(
+            "  [bold red]break-glass[/]: every approver was told; the grant stays unreviewed "
+            f"until one of them runs `jitctl review {safe(issued.request.request_id)}`"
+        )
     elif issued.request.approvers:
         out.print(f"  approved by {safe(', '.join(issued.request.approvers))}")
     for note in issued.notes:
@@ -177,7 +182,7 @@ def announce_pending(env, outcome) -> None:
     )
 
 
-def obtain(env, *, role, reason, duration, timeout, wait: bool):
+def obtain(env, *, role, reason, duration, timeout, wait: bool, break_glass: bool = False):
     """The request flow shared by `request` and `exec`: credentials, or the pending request
     (--no-wait)."""
     from jitctl.lifecycle import obtain as run_lifecycle
@@ -195,6 +200,7 @@ def obtain(env, *, role, reason, duration, timeout, wait: bool):
             duration=duration,
             timeout=timeout,
             wait=wait,
+            break_glass=break_glass,
             on_pending=on_pending,
             on_poll=lambda outcome: line.for_request(
                 outcome.request.request_id, lambda: outcome.approvers
@@ -223,6 +229,12 @@ def request(
         "--timeout",
         help='Stop waiting after this long, e.g. "10m" (exit 4; resume with `jitctl wait ID`).',
     ),
+    break_glass: bool = typer.Option(
+        False,
+        "--break-glass",
+        help="Roles with break_glass only: credentials at once, every approver told, "
+        "reviewed afterwards.",
+    ),
     profile: str = PROFILE_OPTION,
     fmt: str = FORMAT_OPTION,
     shell: str = SHELL_OPTION,
@@ -243,6 +255,7 @@ def request(
         duration=parse_duration_option(duration, "--duration"),
         timeout=parse_duration_option(timeout, "--timeout"),
         wait=wait,
+        break_glass=break_glass,
     )
     if isinstance(result, Issued):
         deliver(env, result, profile=profile, fmt=fmt, shell=shell, json_out=json_out)

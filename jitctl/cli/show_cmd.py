@@ -29,7 +29,7 @@ def request_table(reqs, now, states=None):
             safe(r.request_id),
             safe(r.role),
             safe(r.requester),
-            safe(shown_status(r, state)),
+            safe(shown_status(r, state)) + (" (unreviewed)" if _unreviewed(r) else ""),
             relative(r.created_at, now).replace(" ago", ""),
             safe(expiry_text(r, state, now)),
             safe(r.reason),
@@ -75,10 +75,19 @@ def expiry_text(req, state, now) -> str:
     return f"{'revoked' if state.state == 'revoked' else 'ended'} {when}"
 
 
+def _unreviewed(req) -> bool:
+    from jitctl.models import UNREVIEWED, review_state
+
+    return review_state(req) == UNREVIEWED
+
+
 def list_cmd(
     pending: bool = typer.Option(False, "--pending", help="Only pending requests."),
     mine: bool = typer.Option(False, "--mine", help="Only your own requests."),
     role: str = typer.Option(None, "--role", help="Only requests for this role."),
+    unreviewed: bool = typer.Option(
+        False, "--unreviewed", help="Only break-glass grants no approver has reviewed yet."
+    ),
     limit: int = typer.Option(
         100, "--limit", min=1, max=1000, help="At most this many, newest first."
     ),
@@ -90,13 +99,16 @@ def list_cmd(
     from jitctl.cli.session import current_env
 
     env = current_env()
-    reqs = env.service.list(pending_only=pending, mine=mine, role=role, limit=limit)
+    reqs = env.service.list(
+        pending_only=pending, mine=mine, role=role, limit=limit, unreviewed=unreviewed
+    )
     states = grant_states(env, reqs, role)
     if json_out:
         emit_json([request_doc(r, states.get(r.request_id)) for r in reqs])
         return
     if not reqs:
-        stderr_console().print("no requests" + (" pending" if pending else ""))
+        what = " pending" if pending else " awaiting review" if unreviewed else ""
+        stderr_console().print("no requests" + what)
         return
     Console(highlight=False, soft_wrap=not stdout().isatty()).print(
         request_table(reqs, env.clock.now(), states)
@@ -160,6 +172,11 @@ def describe(req, now, state=None) -> None:
         rows.append(("revoked by", req.revoked_by + why))
     if req.fast_path_reason:
         rows.append(("fast path", req.fast_path_reason))
+    if _unreviewed(req):
+        rows.append(("review", f"unreviewed: an approver runs `jitctl review {req.request_id}`"))
+    elif req.reviewed_by:
+        why = f": {req.review_reason}" if req.review_reason else ""
+        rows.append(("reviewed by", req.reviewed_by + why))
     if state is not None and not state.live:
         rows.append(("credentials", _ended_text(state, now)))
     elif req.credentials_expire_at:

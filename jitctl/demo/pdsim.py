@@ -187,6 +187,15 @@ class PagerDutySim:
             entry = {"user": user_id, "ep": escalation_policy_id, "level": level}
             self._oncalls.append({**entry, "start": start, "end": end, "schedule": schedule_id})
 
+    def rotate(self, user: str, policy: str, level: int = 1, schedule: str | None = None) -> None:
+        """The rotation moves on: ``user`` replaces whoever was on call at this level."""
+        with self._lock:
+            slot = (policy, level, schedule)
+            self._oncalls = [
+                e for e in self._oncalls if (e["ep"], e["level"], e["schedule"]) != slot
+            ]
+        self.add_oncall(user, policy, level, schedule_id=schedule)
+
     def _ensure(self, collection: str, obj_id: str) -> None:
         label = {"escalation_policies": "Policy", "schedules": "Schedule"}[collection]
         self._named.setdefault(f"{collection}/{obj_id}", {"name": f"{label} {obj_id}"})
@@ -291,7 +300,9 @@ class PagerDutySim:
             for e in sorted(hits, key=lambda e: e["start"] or since):
                 first.setdefault((e["ep"], e["level"], e["user"]), e)
             hits = list(first.values())
-        return _page("oncalls", [self._oncall(e) for e in hits], query)
+        full = "users" in query.get("include[]", [])  # include[]=users: users with emails
+        rows = [self._oncall(e) | ({"user": self._user(e["user"])} if full else {}) for e in hits]
+        return _page("oncalls", rows, query)
 
     def _ref(self, collection: str, obj_id: str, reference: bool = False) -> dict[str, Any]:
         kind = "escalation_policy" if collection == "escalation_policies" else collection[:-1]

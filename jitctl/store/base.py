@@ -6,6 +6,7 @@ every rule about which transition is legal lives here, so SQLite and DynamoDB ca
     pending -> approved -> issued -> revoked
     pending -> denied | expired | cancelled
     issued (delivery failed) -> issued   (a retried delivery, while the approval holds)
+    break-glass, unreviewed -> reviewed  (whatever its status: an approver looked at it)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 from jitctl.errors import Denied, JitctlError, TimedOut, UsageError
 from jitctl.models import (
     APPROVED,
+    BREAK_GLASS,
     CANCELLED,
     DENIED,
     EXPIRED,
@@ -98,6 +100,9 @@ class RequestStore(Protocol):
     def mark_delivery_failed(self, request_id: str, *, now: datetime) -> AccessRequest: ...
     def mark_revoked(
         self, request_id: str, person: str, *, now: datetime, reason: str
+    ) -> AccessRequest: ...
+    def review(
+        self, request_id: str, person: str, *, now: datetime, reason: str | None
     ) -> AccessRequest: ...
 
 
@@ -285,6 +290,27 @@ def plan_revoked(person: str, now: datetime, reason: str) -> Planner:
     return plan
 
 
+def plan_reviewed(person: str, now: datetime, reason: str | None) -> Planner:
+    """A break-glass request is reviewed once, by someone other than its requester."""
+    reviewer = person.strip().lower()
+
+    def plan(req: AccessRequest) -> Step:
+        if req.approval != BREAK_GLASS:
+            raise TransitionError(
+                f"request {req.request_id} is not a break-glass grant: nothing to review"
+            )
+        if reviewer == req.requester.strip().lower():  # defence in depth, as for approvals
+            raise Denied(f"{reviewer} requested {req.request_id} and cannot review it")
+        if req.reviewed_at is not None:
+            raise TransitionError(
+                f"request {req.request_id} was already reviewed by {req.reviewed_by} "
+                f"at {rfc3339(req.reviewed_at)}"
+            )
+        return Step(write=_copy(req, reviewed_at=now, reviewed_by=reviewer, review_reason=reason))
+
+    return plan
+
+
 def check_new(req: AccessRequest) -> None:
     """What ``create`` accepts: a pending request, or a fast-path one created already approved."""
     aware(req.created_at)
@@ -338,6 +364,11 @@ class BaseStore(ABC):
         self, request_id: str, person: str, *, now: datetime, reason: str
     ) -> AccessRequest:
         return self._transition(request_id, plan_revoked(person, aware(now), reason))
+
+    def review(
+        self, request_id: str, person: str, *, now: datetime, reason: str | None
+    ) -> AccessRequest:
+        return self._transition(request_id, plan_reviewed(person, aware(now), reason))
 
 
 def not_found(request_id: str) -> NotFound:

@@ -24,6 +24,7 @@ _TIME_FIELDS = (
     "credentials_expire_at",
     "revoked_at",
     "delivery_failed_at",
+    "reviewed_at",
 )
 
 

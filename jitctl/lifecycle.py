@@ -23,10 +23,11 @@ def obtain(
     wait: bool,
     on_pending: Callable[[Outcome], None] | None = None,
     on_poll: Callable[[Outcome], PollCallback | None] | None = None,
+    incident: str | None = None,
 ) -> Issued | AccessRequest:
     """Credentials (at once when fast-tracked, else after approval), or the pending request
     when ``wait`` is false. ``on_poll`` builds the per-poll callback for a pending request."""
-    outcome = service.request(role, reason, duration)
+    outcome = service.request(role, reason, duration, incident=incident)
     if outcome.issued is not None:
         return outcome.issued
     if on_pending is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 # Request states (shared/CONTRACT.md). Transitions live in the store.
 PENDING = "pending"
@@ -18,6 +19,7 @@ STATUSES = (PENDING, APPROVED, DENIED, EXPIRED, CANCELLED, ISSUED, REVOKED)
 # How a request was decided.
 ON_CALL = "on_call"
 PEER = "peer"
+INCIDENT = "incident"  # working an open PagerDuty incident on one of the role's services
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,36 @@ class OnCallResult:
 
 
 @dataclass(frozen=True)
+class IncidentEvidence:
+    """The PagerDuty incident a request is tied to, and how the requester is on it."""
+
+    incident_id: str
+    number: int
+    title: str
+    service_id: str
+    status: str  # "triggered" or "acknowledged" when read (resolved ones never count)
+    how: str  # "assigned" or "acknowledged"
+    pd_user_id: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """The form kept on the request, in audit records and in --json output."""
+        return {
+            "id": self.incident_id,
+            "number": self.number,
+            "title": self.title,
+            "service": self.service_id,
+            "status": self.status,
+            "how": self.how,
+            "pd_user_id": self.pd_user_id,
+        }
+
+    def tag_value(self) -> str:
+        """For the jitctl:incident session tag: id/number/service (no title: tag values allow
+        only letters, digits, spaces and ``_.:/=+-@``)."""
+        return f"{self.incident_id}/{self.number}/{self.service_id}"
+
+
+@dataclass(frozen=True)
 class Credentials:
     access_key_id: str
     secret_access_key: str = field(repr=False)
@@ -117,6 +149,10 @@ class AccessRequest:
     revoked_by: str | None = None  # person who revoked the grant
     revoked_reason: str | None = None
     delivery_failed_at: datetime | None = None  # issued, but the credentials were not delivered
+    # The PagerDuty incident this grant is tied to (IncidentEvidence.as_dict(), plus
+    # "end_with_incident"), and the page that asked approvers ({"service", "id", "status"}).
+    incident: dict[str, Any] | None = None
+    page: dict[str, Any] | None = None
     version: int = 0  # optimistic-concurrency counter, bumped on every write
 
 
@@ -150,4 +186,6 @@ def public_dict(req: AccessRequest) -> dict[str, object]:
         "revoked_by": req.revoked_by,
         "revoked_reason": req.revoked_reason,
         "delivery_failed_at": ts(req.delivery_failed_at),
+        "incident": dict(req.incident) if req.incident else None,
+        "page": dict(req.page) if req.page else None,
     }

@@ -18,11 +18,13 @@ from jitctl.policy_schema import (
     DEFAULT_REQUEST_TTL,
     EMAIL,
     GROUP_PREFIX,
+    INCIDENT_KEYS,
     ON_CALL_KEYS,
     ROLE_ARN,
     ROLE_KEYS,
     ROLE_NAME,
     check_keys,
+    describe,
     expect_positive_int,
     expect_principal_arn,
     expect_request_ttl,
@@ -46,10 +48,17 @@ class OnCallRule:
 
 
 @dataclass(frozen=True)
+class IncidentRule:
+    services: tuple[str, ...]  # PagerDuty service ids whose open incidents fast-track
+    end_with_incident: bool = False  # revoke the grant when its incident resolves
+
+
+@dataclass(frozen=True)
 class ApprovalRule:
     approvers: tuple[str, ...]  # as written: emails, principal ARNs, "group:NAME"
     min_approvals: int = 1
     request_ttl: timedelta = timedelta(minutes=30)
+    page_service: str | None = None  # PagerDuty service paged while a request waits
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,7 @@ class Role:
     approval: ApprovalRule | None
     source: Path  # the file that defined it
     description: str | None = None
+    incident: IncidentRule | None = None
 
 
 def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
@@ -96,16 +106,19 @@ def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
         sub_line = header_line(text, "roles", name, key) or line
         return f"{location(file, sub_line)}: role {name!r}: {key}"
 
-    on_call = approval = None
+    on_call = approval = incident = None
+    if "incident" in table:
+        raw_incident = expect_table(table["incident"], where, "incident")
+        incident = parse_incident(raw_incident, sub_where("incident"))
     if "on_call" in table:
         raw_on_call = expect_table(table["on_call"], where, "on_call")
         on_call = parse_on_call(raw_on_call, sub_where("on_call"))
     if "approval" in table:
         raw_approval = expect_table(table["approval"], where, "approval")
         approval = parse_approval(raw_approval, sub_where("approval"))
-    if on_call is None and approval is None:
+    if on_call is None and approval is None and incident is None:
         raise PolicyError(
-            f"{where}: has neither on_call nor approval, so it could never be granted",
+            f"{where}: has neither on_call nor approval (nor incident), so it could never be granted",
             f"add a [roles.{name}.approval] table (and [roles.{name}.on_call] for a fast track)",
         )
     role = Role(
@@ -118,6 +131,7 @@ def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
         approval=approval,
         source=file,
         description=description,
+        incident=incident,
     )
     return role, where
 
@@ -143,6 +157,17 @@ def parse_on_call(table: dict[str, Any], where: str) -> OnCallRule:
     )
 
 
+def parse_incident(table: dict[str, Any], where: str) -> IncidentRule:
+    check_keys(table, INCIDENT_KEYS, where)
+    services = expect_str_list(table.get("services", []), where, "services")
+    if not services:
+        raise PolicyError(f"{where}: services must name at least one PagerDuty service id")
+    end = table.get("end_with_incident", False)
+    if not isinstance(end, bool):
+        raise PolicyError(f"{where}: end_with_incident must be true or false, not {describe(end)}")
+    return IncidentRule(services=services, end_with_incident=end)
+
+
 def parse_approval(table: dict[str, Any], where: str) -> ApprovalRule:
     check_keys(table, APPROVAL_KEYS, where)
     if "approvers" not in table:
@@ -162,4 +187,9 @@ def parse_approval(table: dict[str, Any], where: str) -> ApprovalRule:
             )
     min_approvals = expect_positive_int(table.get("min_approvals", 1), where, "min_approvals")
     ttl = expect_request_ttl(table.get("request_ttl", DEFAULT_REQUEST_TTL), where, "request_ttl")
-    return ApprovalRule(approvers=approvers, min_approvals=min_approvals, request_ttl=ttl)
+    page = None
+    if "page_service" in table:
+        page = expect_str(table["page_service"], where, "page_service").strip() or None
+    return ApprovalRule(
+        approvers=approvers, min_approvals=min_approvals, request_ttl=ttl, page_service=page
+    )

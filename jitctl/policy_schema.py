@@ -21,10 +21,11 @@ from jitctl.tomlcheck import TomlError, first_unknown_key, parse_toml, unknown_k
 
 TOP_KEYS = frozenset({"version", "identities", "groups", "roles"})
 ROLE_KEYS = frozenset(
-    {"arn", "max_duration", "session_policy", "description", "on_call", "approval"}
+    {"arn", "max_duration", "session_policy", "description", "on_call", "approval", "incident"}
 )
+INCIDENT_KEYS = frozenset({"services", "end_with_incident"})
 ON_CALL_KEYS = frozenset({"escalation_policies", "schedules", "services", "max_escalation_level"})
-APPROVAL_KEYS = frozenset({"approvers", "min_approvals", "request_ttl"})
+APPROVAL_KEYS = frozenset({"approvers", "min_approvals", "request_ttl", "page_service"})
 
 # STS AssumeRole: DurationSeconds 900..43200, Policy (plaintext) at most 2048 characters.
 MIN_DURATION = timedelta(minutes=15)

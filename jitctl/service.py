@@ -46,7 +46,14 @@ class Revoked:
 
 class AccessService(Protocol):
     def whoami(self) -> Caller: ...
-    def request(self, role: str, reason: str | None, duration: timedelta | None) -> Outcome: ...
+    def request(
+        self,
+        role: str,
+        reason: str | None,
+        duration: timedelta | None,
+        *,
+        incident: str | None = None,
+    ) -> Outcome: ...
     def get(self, request_id: str) -> AccessRequest: ...
     def list(
         self, *, pending_only: bool, mine: bool, role: str | None, limit: int
@@ -80,6 +87,7 @@ class AccessService(Protocol):
     def audit_verify(self, *, remote: bool) -> dict[str, Any]: ...
     def explain(self, role: str, as_person: str | None) -> dict[str, Any]: ...
     def grants(self) -> builtins.list[AccessRequest]: ...
+    def sweep(self) -> dict[str, Any]: ...
 
 
 class LocalService:
@@ -91,10 +99,19 @@ class LocalService:
     def whoami(self) -> Caller:
         return self.env.caller
 
-    def request(self, role: str, reason: str | None, duration: timedelta | None) -> Outcome:
+    def request(
+        self,
+        role: str,
+        reason: str | None,
+        duration: timedelta | None,
+        *,
+        incident: str | None = None,
+    ) -> Outcome:
         from jitctl.flow import issue, submit
 
-        submitted = submit(self.env, role_name=role, reason=reason, duration=duration)
+        submitted = submit(
+            self.env, role_name=role, reason=reason, duration=duration, incident=incident
+        )
         outcome = Outcome(
             request=submitted.request,
             fast_path_reason=submitted.on_call.reason,
@@ -245,6 +262,12 @@ class LocalService:
         from jitctl.explain import explain
 
         return explain(self.env.policy, role, as_person)
+
+    def sweep(self) -> dict[str, Any]:
+        """`jitctl sweep`: expire, resolve pages, end grants whose incident resolved."""
+        from jitctl.sweep import sweep
+
+        return sweep(self.env).as_dict()
 
     def _check_own(self, req: AccessRequest, verb: str) -> None:
         from jitctl.errors import Denied

@@ -117,6 +117,11 @@ def render_grant(env, issued, profile: str | None, json_out: bool) -> None:
         ev = issued.evidence
         until = f"until {local_time(ev.end, now)}" if ev.end else "permanently"
         out.print(f"  fast-tracked: on call, {safe(ev.matched_id)} level {ev.level} {until}")
+    elif issued.request.approval == "incident" and issued.request.incident:
+        inc = issued.request.incident
+        out.print(
+            f"  fast-tracked: {safe(inc['how'])} incident {safe(inc['id'])} (#{inc['number']})"
+        )
     elif issued.request.approvers:
         out.print(f"  approved by {safe(', '.join(issued.request.approvers))}")
     for note in issued.notes:
@@ -177,7 +182,7 @@ def announce_pending(env, outcome) -> None:
     )
 
 
-def obtain(env, *, role, reason, duration, timeout, wait: bool):
+def obtain(env, *, role, reason, duration, timeout, wait: bool, incident=None):
     """The request flow shared by `request` and `exec`: credentials, or the pending request
     (--no-wait)."""
     from jitctl.lifecycle import obtain as run_lifecycle
@@ -195,6 +200,7 @@ def obtain(env, *, role, reason, duration, timeout, wait: bool):
             duration=duration,
             timeout=timeout,
             wait=wait,
+            incident=incident,
             on_pending=on_pending,
             on_poll=lambda outcome: line.for_request(
                 outcome.request.request_id, lambda: outcome.approvers
@@ -223,6 +229,11 @@ def request(
         "--timeout",
         help='Stop waiting after this long, e.g. "10m" (exit 4; resume with `jitctl wait ID`).',
     ),
+    incident: str = typer.Option(
+        None,
+        "--incident",
+        help="A PagerDuty incident id you are assigned to or acknowledged: ties the grant to it.",
+    ),
     profile: str = PROFILE_OPTION,
     fmt: str = FORMAT_OPTION,
     shell: str = SHELL_OPTION,
@@ -243,6 +254,7 @@ def request(
         duration=parse_duration_option(duration, "--duration"),
         timeout=parse_duration_option(timeout, "--timeout"),
         wait=wait,
+        incident=check_incident_id(incident),
     )
     if isinstance(result, Issued):
         deliver(env, result, profile=profile, fmt=fmt, shell=shell, json_out=json_out)
@@ -334,6 +346,22 @@ def credential_process_cmd(
     # PagerDuty. This runs inside every AWS SDK call.
     cache = current_env().credential_cache
     stdout().write(credential_process(role, now=SystemClock().now(), cache=cache) + "\n")
+
+
+def check_incident_id(value: str | None) -> str | None:
+    """A PagerDuty id: letters and digits (it lands in a URL path and a session tag)."""
+    import re
+
+    from jitctl.errors import UsageError
+
+    if value is None:
+        return None
+    if not re.fullmatch(r"[A-Za-z0-9]{1,64}", value):
+        raise UsageError(
+            f"--incident {value!r} is not a PagerDuty incident id",
+            "pass the incident's id (like PXYZ123, from its URL), not its number or title",
+        )
+    return value
 
 
 def register(app: typer.Typer) -> None:

@@ -99,6 +99,7 @@ class RequestStore(Protocol):
     def mark_revoked(
         self, request_id: str, person: str, *, now: datetime, reason: str
     ) -> AccessRequest: ...
+    def set_page(self, request_id: str, page: dict[str, Any]) -> AccessRequest: ...
 
 
 # ---------------------------------------------------------------- the state machine
@@ -285,6 +286,16 @@ def plan_revoked(person: str, now: datetime, reason: str) -> Planner:
     return plan
 
 
+def plan_page(page: dict[str, Any]) -> Planner:
+    """Record the request's PagerDuty page (opened, resolved) whatever its status: the page
+    is bookkeeping about who was woken, not a decision."""
+
+    def plan(req: AccessRequest) -> Step:
+        return Step(write=_copy(req, page=dict(page)))
+
+    return plan
+
+
 def check_new(req: AccessRequest) -> None:
     """What ``create`` accepts: a pending request, or a fast-path one created already approved."""
     aware(req.created_at)
@@ -338,6 +349,9 @@ class BaseStore(ABC):
         self, request_id: str, person: str, *, now: datetime, reason: str
     ) -> AccessRequest:
         return self._transition(request_id, plan_revoked(person, aware(now), reason))
+
+    def set_page(self, request_id: str, page: dict[str, Any]) -> AccessRequest:
+        return self._transition(request_id, plan_page(page))
 
 
 def not_found(request_id: str) -> NotFound:

@@ -56,9 +56,7 @@ def team_policy(role_uid: str) -> str:
 def team(team: Team, role_uid: str) -> Team:
     """The harness team, its roles created in moto, PagerDuty services and users seeded, and
     a PagerDuty ``from`` address for writes."""
-    iam = boto3.client(
-        "iam", endpoint_url=team.moto, region_name="us-east-1", **_admin()
-    )
+    iam = boto3.client("iam", endpoint_url=team.moto, region_name="us-east-1", **_admin())
     for name in (f"ro-{role_uid}", f"admin-{role_uid}", f"inc-{role_uid}", f"paged-{role_uid}"):
         iam.create_role(RoleName=name, AssumeRolePolicyDocument="{}", MaxSessionDuration=43200)
     for service in (SERVICE, OTHER, PAGE_SERVICE):

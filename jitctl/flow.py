@@ -63,6 +63,7 @@ def submit(
     """Record a request: approved at once when on call or working one of the role's
     incidents (fast path), else pending for a peer. ``incident``: `request --incident ID`."""
     role = env.policy.role(role_name)
+    incident = incident_track.check_id(incident)
     req = _new_request(env, role, check_reason(reason), duration)
     caller, now = env.caller, req.created_at
     common = audit_fields(env, req)

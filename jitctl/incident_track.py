@@ -8,11 +8,12 @@ shown, and never blocks access or its revocation.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from jitctl.audit_fields import audit_fields
-from jitctl.errors import Denied
+from jitctl.errors import Denied, UsageError
 from jitctl.models import AccessRequest, IncidentEvidence
 from jitctl.oncall_client import LookupFailed
 from jitctl.timeutil import rfc3339
@@ -30,6 +31,16 @@ class IncidentTrack:
     evidence: IncidentEvidence | None
     fast: bool
     reason: str
+
+
+def check_id(value: str | None) -> str | None:
+    """A PagerDuty incident id: letters and digits (it goes into a URL path and a tag)."""
+    if value is not None and not re.fullmatch(r"[A-Za-z0-9]{1,64}", value):
+        raise UsageError(
+            f"--incident {value!r} is not a PagerDuty incident id",
+            "pass the incident's id (like PXYZ123, from its URL), not its number or title",
+        )
+    return value
 
 
 def sender(env: Environment) -> str:

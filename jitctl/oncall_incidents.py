@@ -90,6 +90,8 @@ def read_incident(session: PagerDutySession, incident_id: str) -> dict[str, Any]
     client = session.client
     with guard(client):
         response = client.request("GET", _path("incidents", incident_id))
+        if response.status_code == 404:  # PagerDuty answered: there is no such incident
+            raise NotOnIncident(f"PagerDuty has no incident {incident_id}")
         return _body(response, "incident", f"GET /incidents/{incident_id}")
 
 

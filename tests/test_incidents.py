@@ -174,3 +174,38 @@ def test_the_cli_fast_tracks_and_shows_the_incident(team):
     assert doc["incident"]["end_with_incident"] is True
     assert "secret" not in out.stdout.lower()
     assert len(team.pd.incidents.notes_of(inc)) == 1
+
+
+def test_an_unknown_incident_is_refused(team, monkeypatch):
+    env = act_as(monkeypatch, team, ALICE)
+    with pytest.raises(Denied, match="PagerDuty has no incident PNOPE"):
+        submit(env, role="prod-readonly", incident="PNOPE")
+
+
+def test_notes_are_sent_from_the_configured_address_which_pagerduty_requires(team, monkeypatch):
+    inc = team.pd.incidents.add(SERVICE, "db down", assigned=(team.pd_user(ALICE),))
+    LocalService(act_as(monkeypatch, team, ALICE)).request("prod-incident", "INC-5", None)
+    [note] = team.pd.incidents.notes[inc]
+    assert note["user"]["summary"] == "ops@example.com"  # [pagerduty] from, not the requester
+    # The simulator, like PagerDuty, refuses a write without a known user's From.
+    assert post_note(team, inc, None) == 400 and post_note(team, inc, "x@y.z") == 400
+    assert post_note(team, inc, BOB) == 201
+    assert len(team.pd.incidents.notes_of(inc)) == 2
+
+
+def post_note(team, inc: str, sender: str | None) -> int:
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    headers = {"Authorization": f"Token token={team.pd.token}", "Content-Type": "application/json"}
+    if sender:
+        headers["From"] = sender
+    body = json.dumps({"note": {"content": "by hand"}}).encode()
+    req = urllib.request.Request(f"{team.pd.url}/incidents/{inc}/notes", body, headers)
+    context = ssl.create_default_context(cafile=str(team.pd.ca_bundle))
+    try:
+        with urllib.request.urlopen(req, context=context, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as exc:
+        return exc.code

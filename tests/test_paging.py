@@ -116,3 +116,15 @@ def test_the_cli_shows_a_paging_failure(team):
     out = team.run(ALICE, "request", "db-paged", "--reason", "INC-8", "--no-wait")
     assert out.returncode == 0, out.stderr
     assert "could not open the PagerDuty page" in out.stderr and out.stdout.startswith("r-")
+
+
+def test_a_second_open_page_with_the_same_key_is_refused_by_pagerduty(team, monkeypatch):
+    env = act_as(monkeypatch, team, ALICE)
+    req = pending(env).request
+    from jitctl import oncall_incidents as pd
+
+    again = pd.open_page(env.pagerduty, PAGE_SERVICE, "dup", req.request_id, ALICE)
+    assert again == env.store.get(req.request_id).page["id"]  # the open one, found by key
+    posts = [r.status for r in team.pd.requests("/incidents") if r.method == "POST"]
+    assert posts == [201, 400]  # the simulator refused the duplicate, as PagerDuty does
+    assert len(page_of(team, req.request_id)) == 1

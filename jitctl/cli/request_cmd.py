@@ -254,7 +254,7 @@ def request(
         duration=parse_duration_option(duration, "--duration"),
         timeout=parse_duration_option(timeout, "--timeout"),
         wait=wait,
-        incident=check_incident_id(incident),
+        incident=incident,
     )
     if isinstance(result, Issued):
         deliver(env, result, profile=profile, fmt=fmt, shell=shell, json_out=json_out)
@@ -346,22 +346,6 @@ def credential_process_cmd(
     # PagerDuty. This runs inside every AWS SDK call.
     cache = current_env().credential_cache
     stdout().write(credential_process(role, now=SystemClock().now(), cache=cache) + "\n")
-
-
-def check_incident_id(value: str | None) -> str | None:
-    """A PagerDuty id: letters and digits (it lands in a URL path and a session tag)."""
-    import re
-
-    from jitctl.errors import UsageError
-
-    if value is None:
-        return None
-    if not re.fullmatch(r"[A-Za-z0-9]{1,64}", value):
-        raise UsageError(
-            f"--incident {value!r} is not a PagerDuty incident id",
-            "pass the incident's id (like PXYZ123, from its URL), not its number or title",
-        )
-    return value
 
 
 def register(app: typer.Typer) -> None:

@@ -72,7 +72,7 @@ def submit(
         **common,
         reason=req.reason,
         duration_seconds=req.duration_seconds,
-        incident=incident,
+        **({"incident": incident} if incident else {}),
     )
     track = _track_incident(env, role, req, incident, common)
     if track.fast:
@@ -96,7 +96,7 @@ def submit(
             "ask whoever is on call, or have the policy add an [approval] table",
         )
     env.store.create(req)
-    env.audit.append("pending", **common, why=result.reason, incident=req.incident)
+    env.audit.append("pending", **common, why=result.reason, **incident_track.fields(req))
     warnings = [notify(env, "requested", req, approvers), paging.on_pending(env, req)]
     return Submitted(req, result, approvers, [w for w in warnings if w])
 
@@ -254,7 +254,7 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
         expires_at=rfc3339(creds.expiration),
         duration_seconds=seconds,
         retry=redeliverable(req),
-        incident=req.incident,
+        **incident_track.fields(req),
     )
     issued = _claim(env, req, creds, now, common)
     issued.fast_path_reason = req.fast_path_reason

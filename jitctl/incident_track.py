@@ -100,6 +100,11 @@ def recheck(env: Environment, role: Role, req: AccessRequest) -> str | None:
     return None
 
 
+def fields(req: AccessRequest) -> dict[str, object]:
+    """The incident evidence for an audit record, when the request has one."""
+    return {"incident": dict(req.incident)} if req.incident else {}
+
+
 def tag(req: AccessRequest) -> str:
     """The ``jitctl:incident`` session tag: id/number/service."""
     inc = req.incident or {}

@@ -89,7 +89,12 @@ def _resolve_page(env: Environment, req: AccessRequest, report: SweepReport) -> 
 def _end_with_incident(env: Environment, req: AccessRequest, now: Any, report: SweepReport) -> None:
     """Revoke a live grant whose incident resolved, when it was tied with end_with_incident."""
     inc = req.incident or {}
-    if not inc.get("end_with_incident") or req.status != models.ISSUED:
+    if not inc or req.status != models.ISSUED:
+        return
+    # The policy as it is now decides, not the flag stored with the request: in direct mode
+    # the requester can write the store.
+    rule = env.policy.role(req.role).incident
+    if rule is None or not rule.end_with_incident:
         return
     if req.credentials_expire_at is not None and req.credentials_expire_at <= now:
         return  # nothing live to cut

@@ -85,6 +85,24 @@ def test_a_grant_tied_without_end_with_incident_outlives_it(team, monkeypatch):
     assert not sweep(act_as(monkeypatch, team, CAROL)).revoked
 
 
+def test_a_requester_who_rewrites_the_stored_flag_is_still_cut_off(team, monkeypatch):
+    """Direct mode: the store is the requester's to write. The policy decides, not the record."""
+    import sqlite3
+
+    request_id, inc = fast_tracked(team, monkeypatch)
+    db = sqlite3.connect(team.root / "requests.db")
+    query = "SELECT body FROM requests WHERE request_id = ?"
+    body = json.loads(db.execute(query, (request_id,)).fetchone()[0])
+    body["incident"]["end_with_incident"] = False
+    db.execute("UPDATE requests SET body = ? WHERE request_id = ?", (json.dumps(body), request_id))
+    db.commit()
+    db.close()
+    team.pd.incidents.set_status(inc, "resolved")
+    assert sweep(act_as(monkeypatch, team, CAROL)).revoked == [
+        {"request_id": request_id, "incident": inc}
+    ]
+
+
 def test_pagerduty_down_revokes_nothing_and_the_cli_exits_5(team, monkeypatch):
     request_id, inc = fast_tracked(team, monkeypatch)
     team.pd.incidents.set_status(inc, "resolved")

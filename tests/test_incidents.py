@@ -209,3 +209,11 @@ def post_note(team, inc: str, sender: str | None) -> int:
             return answer.status
     except urllib.error.HTTPError as exc:
         return exc.code
+
+
+def test_policy_explain_shows_the_incident_track_and_the_page_service(team, monkeypatch):
+    from jitctl.explain import explain
+
+    doc = explain(act_as(monkeypatch, team, ALICE).policy, "prod-incident")
+    assert doc["incident_fast_track"] == {"services": [SERVICE], "end_with_incident": True}
+    assert doc["approval"]["page_service"] == "PSVCAPPROVE"

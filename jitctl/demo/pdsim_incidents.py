@@ -147,11 +147,13 @@ class IncidentBook:
         if f"{service}" not in self._known("services"):
             return self._error(400, "Invalid Input Provided", 2001)
         key = doc.get("incident_key")
-        for inc in self.incidents.values():
-            if key and inc["key"] == key and inc["service"] == service and inc["status"] in OPEN:
-                message = f"Open incident with key '{key}' already exists on this service"
-                return 400, {}, {"error": {"message": "Invalid Input Provided", "code": 2001,
-                                           "errors": [message]}}  # fmt: skip
+        if key and any(
+            inc["key"] == key and inc["service"] == service and inc["status"] in OPEN
+            for inc in self.incidents.values()
+        ):
+            message = f"Open incident with key '{key}' already exists on this service"
+            error = {"message": "Invalid Input Provided", "code": 2001, "errors": [message]}
+            return 400, {}, {"error": error}
         inc_id = self._add(service, str(doc["title"]), incident_key=key)
         return 201, {}, {"incident": self._incident(inc_id)}
 

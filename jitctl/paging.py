@@ -8,8 +8,9 @@ can resolve pages of requests that ended without anyone deciding them (expired b
 A paging failure is audited (``page_failed``) and returned as a warning; it never blocks the
 request or its decision.
 
-``page(env, request, title, service)`` is the one call that opens a page; other flows that
-must wake someone (break-glass) call it with their own title.
+``page(env, request, title)`` is the one call that opens a page (on the role's
+``page_service`` unless told another); other flows that must wake someone (break-glass) call
+it with their own title.
 """
 
 from __future__ import annotations
@@ -41,19 +42,23 @@ def title_for(req: AccessRequest) -> str:
 
 def on_pending(env: Environment, req: AccessRequest) -> str | None:
     """Page the role's ``page_service`` for a new pending request, if it has one."""
-    role = env.policy.role(req.role)
-    service = role.approval.page_service if role.approval else None
-    if not service:
-        return None
-    return page(env, req, title_for(req), service)
+    return page(env, req, title_for(req))
 
 
-def page(env: Environment, req: AccessRequest, title: str, service: str) -> str | None:
-    """Open (once: incident key = request id) a page on ``service`` for ``req`` and keep it on
-    the request. Returns a warning when it failed (audited), else None."""
+def page(
+    env: Environment, req: AccessRequest, title: str, service: str | None = None
+) -> str | None:
+    """Open (once: incident key = request id) a page on ``service`` (default: the role's
+    ``page_service``; none: nothing to do) for ``req`` and keep it on the request. Returns a
+    warning when it failed (audited), else None."""
     from jitctl import incident_track
     from jitctl import oncall_incidents as pd
 
+    if service is None:
+        role = env.policy.role(req.role)
+        service = role.approval.page_service if role.approval else None
+    if not service:
+        return None
     try:
         inc_id = pd.open_page(
             env.pagerduty, service, title, req.request_id, incident_track.sender(env)

@@ -45,7 +45,7 @@ def test_a_pending_request_pages_once(team, monkeypatch):
     [post] = [r for r in team.pd.requests("/incidents") if r.method == "POST"]
     assert post.status == 201
     # Asked again (a retry, a second process): the incident key finds the open page.
-    assert paging.page(env, env.store.get(req.request_id), "again", PAGE_SERVICE) is None
+    assert paging.page(env, env.store.get(req.request_id), "again") is None
     assert len(page_of(team, req.request_id)) == 1
     assert events(team, ALICE).count("paged") == 2  # both name the same incident
     assert {r.get("incident") for r in team.audit_records(ALICE) if r["event"] == "paged"} == {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 
 import boto3
@@ -176,6 +177,8 @@ def test_incident_fast_track_and_sweep_through_the_broker(world, enforcing):
     assert json.loads(out.stdout)["revoked"] == [{"request_id": doc["request_id"], "incident": inc}]
     status = json.loads(world.run(ALICE, "status", doc["request_id"], "--json").stdout)
     assert status["status"] == "revoked" and status["revoked_by"] == "pagerduty"
+    shown = world.run(ALICE, "status", doc["request_id"]).stderr
+    assert re.search(rf"incident\s+{inc} #1 db down \(access ends with it\)", shown), shown
     broker_log = world.broker_dir / "audit.jsonl"
     records = [json.loads(line) for line in broker_log.read_text().splitlines()]
     [revoked] = [r for r in records if r["event"] == "revoked"]

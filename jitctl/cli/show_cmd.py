@@ -110,6 +110,14 @@ def describe(req, now) -> None:
         rows.append(("revoked by", req.revoked_by + why))
     if req.fast_path_reason:
         rows.append(("fast path", req.fast_path_reason))
+    if req.incident:
+        inc = req.incident
+        ends = " (access ends with it)" if inc.get("end_with_incident") else ""
+        rows.append(("incident", f"{inc.get('id')} #{inc.get('number')} {inc.get('title')}{ends}"))
+    if req.page:
+        rows.append(
+            ("page", f"{req.page.get('id')} on {req.page.get('service')}: {req.page.get('status')}")
+        )
     if req.credentials_expire_at:
         left = req.credentials_expire_at - now
         flag = (

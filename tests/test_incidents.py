@@ -30,6 +30,10 @@ def submit(env, role="prod-incident", incident=None):
 def test_assigned_is_fast_tracked_with_evidence_everywhere(team, monkeypatch):
     inc = team.pd.incidents.add(SERVICE, "db down", assigned=(team.pd_user(ALICE),))
     env = act_as(monkeypatch, team, ALICE)
+    sent: list[dict] = []  # what botocore really sends (moto itself ignores session tags)
+    env.aws.client("sts").meta.events.register(
+        "provide-client-params.sts.AssumeRole", lambda params, **_: sent.append(dict(params))
+    )
     out = LocalService(env).request("prod-incident", "INC db down", None)
     req = out.issued.request
     assert req.status == models.ISSUED and req.approval == models.INCIDENT
@@ -40,7 +44,8 @@ def test_assigned_is_fast_tracked_with_evidence_everywhere(team, monkeypatch):
     assert records["auto_approved"]["approval"] == "incident"
     assert records["auto_approved"]["incident"]["id"] == inc
     assert records["issued"]["incident"]["id"] == inc
-    tags = flow._session_tags(req, None)
+    (params,) = sent
+    tags = {t["Key"]: t["Value"] for t in params["Tags"]}
     assert tags["jitctl:incident"] == f"{inc}/{req.incident['number']}/{SERVICE}"
     assert tags["jitctl:approval"] == "incident"
     # Re-read before issuing: GET /incidents/{id} after the list.

@@ -13,7 +13,7 @@ import builtins
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from jitctl import models
+from jitctl import models, paging
 from jitctl.approvers_oncall import approvers_now, is_approver
 from jitctl.audit_fields import audit_fields
 from jitctl.errors import Denied
@@ -59,10 +59,12 @@ def problem(role: Role, req: AccessRequest) -> str | None:
 def announce_break_glass(env: Environment, req: AccessRequest) -> builtins.list[str]:
     """The loud part, in one place: tell every approver now and record that it was done.
     Returns warnings (a failed post is audited by notify and never blocks the grant).
-    Paging the approvers (jitctl.paging, the role's page_service) belongs here too."""
+    The role's page_service is paged too; that page stays open until the review."""
     role = env.policy.role(req.role)
     approvers = [a for a in approvers_now(env, role) if a != req.requester]
     warning = notify(env, models.BREAK_GLASS, req, approvers)
+    title = f"BREAK-GLASS {paging.title_for(req)}: review with `jitctl review {req.request_id}`"
+    paged = paging.page(env, req, title)
     env.audit.append(
         "break_glass",
         **audit_fields(env, req),
@@ -71,7 +73,7 @@ def announce_break_glass(env: Environment, req: AccessRequest) -> builtins.list[
         notified=approvers,
         notify_failed=warning is not None,
     )
-    return [warning] if warning else []
+    return [w for w in (warning, paged) if w]
 
 
 def review(env: Environment, request_id: str, reason: str | None) -> AccessRequest:
@@ -93,6 +95,7 @@ def review(env: Environment, request_id: str, reason: str | None) -> AccessReque
     env.audit.append(
         "reviewed", **audit_fields(env, updated), requester=updated.requester, reason=reason
     )
+    paging.on_ended(env, updated)  # the break-glass page ends with the review (sweep retries)
     return updated
 
 

@@ -33,7 +33,7 @@ _AUDIT_KEYS = {"path", "table", "bucket", "prefix", "required", "region"} | {
     "retention_mode",
 }
 _SECTION_KEYS = {
-    "pagerduty": {"url", "ca_bundle", "timeout", "token_secret"},
+    "pagerduty": {"url", "ca_bundle", "timeout", "token_secret", "from"},
     "store": {"backend", "path", "table", "region"},
     "audit": _AUDIT_KEYS,
     "notify": {"webhook_url", "timeout"},
@@ -52,6 +52,7 @@ class PagerDutySettings:
     ca_bundle: Path | None = None
     timeout: float = DEFAULT_PAGERDUTY_TIMEOUT
     token_secret: str | None = None  # Secrets Manager id of the token (the broker's way)
+    sender: str | None = None  # [pagerduty] from: the From of incident writes (notes, pages)
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,7 @@ def _pagerduty(pd: _Table, env: Mapping[str, str], base: Path, where: str) -> Pa
             pd.get("timeout"), f"{where} [pagerduty] timeout", DEFAULT_PAGERDUTY_TIMEOUT
         ),
         token_secret=_opt_str(pd, "token_secret", where),
+        sender=_opt_str(pd, "from", where),
     )
     _check_url(pagerduty.url, f"{where}: [pagerduty] url")
     return pagerduty

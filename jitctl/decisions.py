@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from jitctl import models
+from jitctl import models, paging
 from jitctl.approvers_oncall import approvers_now, is_approver
 from jitctl.audit_fields import audit_fields
 from jitctl.errors import Denied
@@ -95,9 +95,8 @@ def approve(
     )
     warnings = []
     if updated.status == models.APPROVED:
-        warning = notify(env, "approved", updated)
-        warnings += [warning] if warning else []
-    return updated, warnings
+        warnings += [notify(env, "approved", updated), paging.on_ended(env, updated)]
+    return updated, [w for w in warnings if w]
 
 
 def deny(
@@ -111,8 +110,8 @@ def deny(
     env.audit.append(
         "denied", **audit_fields(env, updated), requester=updated.requester, reason=reason
     )
-    warning = notify(env, "denied", updated)
-    return updated, [warning] if warning else []
+    warnings = [notify(env, "denied", updated), paging.on_ended(env, updated)]
+    return updated, [w for w in warnings if w]
 
 
 def cancel(env: Environment, request_id: str) -> AccessRequest:
@@ -122,6 +121,8 @@ def cancel(env: Environment, request_id: str) -> AccessRequest:
         raise Denied(f"only {req.requester} can cancel {request_id}", "approvers deny instead")
     updated = env.store.cancel(request_id, env.caller.person, now=env.clock.now())
     env.audit.append("cancelled", **audit_fields(env, updated), why="cancelled by the requester")
+    if (warning := paging.on_ended(env, updated)) is not None and env.on_warning:
+        env.on_warning(warning)  # cancel returns the request alone: the host shows it
     return updated
 
 

@@ -211,6 +211,14 @@ def explain(
         "source": str(role.source),
         "who_may_request": {"who": WHO_MAY_REQUEST, "gate": REAL_GATE},
         "fast_track": _fast_track(role),
+        "incident_fast_track": (
+            {
+                "services": list(role.incident.services),
+                "end_with_incident": role.incident.end_with_incident,
+            }
+            if role.incident
+            else None
+        ),
         "approval": _approval(policy, role, on_call),
         "break_glass": _break_glass(role),
         "limits": {
@@ -267,6 +275,7 @@ def _approval(policy: Policy, role: Role, on_call: OnCallApprovers | None) -> di
         "min_approvals": rule.min_approvals,
         "request_ttl": format_duration(rule.request_ttl),
         "request_ttl_seconds": int(rule.request_ttl.total_seconds()),
+        "page_service": rule.page_service,
     }
 
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from jitctl import break_glass as glass
-from jitctl import models
+from jitctl import incident_track, models, paging
 from jitctl.approvers_oncall import approvers_now, is_approver
 from jitctl.audit_fields import audit_fields
 from jitctl.errors import Denied, JitctlError, TimedOut
@@ -61,34 +61,32 @@ def submit(
     reason: str | None,
     duration: timedelta | None,
     break_glass: bool = False,
+    incident: str | None = None,
 ) -> Submitted:
-    """Record a request: approved at once when on call (fast path) or break-glass, else
-    pending for a peer."""
-    reason = check_reason(reason)
+    """Record a request: approved at once when on call or working one of the role's
+    incidents (fast path) or break-glass, else pending for a peer. ``incident``: `request
+    --incident ID`."""
     role = env.policy.role(role_name)
-    wanted = check_duration(duration, role.max_duration, role.name)
-    caller = env.caller
-    now = env.clock.now()
-    req = AccessRequest(
-        request_id=new_request_id(),
-        role=role.name,
-        requester=caller.person,
-        requester_arn=caller.arn,
-        reason=reason,
-        duration_seconds=int(wanted.total_seconds()),
-        status=models.PENDING,
-        created_at=now,
-        expires_at=now + request_ttl(role),
-        min_approvals=role.approval.min_approvals if role.approval else 1,
-    )
+    incident = incident_track.check_id(incident)
+    req = _new_request(env, role, check_reason(reason), duration)
+    caller, now = env.caller, req.created_at
     common = audit_fields(env, req)
-    loud = {"break_glass": True} if break_glass else {}
     env.audit.append(
-        "requested", **common, reason=reason, duration_seconds=req.duration_seconds, **loud
+        "requested",
+        **common,
+        reason=req.reason,
+        duration_seconds=req.duration_seconds,
+        **({"incident": incident} if incident else {}),
+        **({"break_glass": True} if break_glass else {}),
     )
     if break_glass:
         return _break_glass(env, role, req, common)
+    track = _track_incident(env, role, req, incident, common)
+    if track.fast:
+        return _fast_incident(env, req, track, common)
     result = check_fast_track(env, role, caller.person)
+    if role.incident is not None or incident is not None:  # both reasons count for the user
+        result = OnCallResult(result.on_call, f"{result.reason}; {track.reason}", result.evidence)
     req.fast_path_reason = result.reason
     approvers = approvers_now(env, role)
     if result.on_call and result.evidence is not None:
@@ -105,9 +103,52 @@ def submit(
             "ask whoever is on call, or have the policy add an [approval] table",
         )
     env.store.create(req)
-    env.audit.append("pending", **common, why=result.reason)
-    warning = notify(env, "requested", req, approvers)
-    return Submitted(req, result, approvers, [warning] if warning else [])
+    env.audit.append("pending", **common, why=result.reason, **incident_track.fields(req))
+    warnings = [notify(env, "requested", req, approvers), paging.on_pending(env, req)]
+    return Submitted(req, result, approvers, [w for w in warnings if w])
+
+
+def _new_request(env: Environment, role, reason: str, duration: timedelta | None) -> AccessRequest:
+    wanted = check_duration(duration, role.max_duration, role.name)
+    now = env.clock.now()
+    return AccessRequest(
+        request_id=new_request_id(),
+        role=role.name,
+        requester=env.caller.person,
+        requester_arn=env.caller.arn,
+        reason=reason,
+        duration_seconds=int(wanted.total_seconds()),
+        status=models.PENDING,
+        created_at=now,
+        expires_at=now + request_ttl(role),
+        min_approvals=role.approval.min_approvals if role.approval else 1,
+    )
+
+
+def _track_incident(
+    env: Environment, role, req: AccessRequest, incident: str | None, common: dict
+) -> incident_track.IncidentTrack:
+    """The incident side: tie the request to the incident found or named; a named incident
+    the requester is not on is refused (audited)."""
+    try:
+        track = incident_track.check_submit(env, role, incident)
+    except Denied as exc:
+        env.audit.append("denied", **common, why=exc.message)
+        raise
+    if track.evidence is not None:
+        incident_track.keep(req, role, track.evidence)
+    return track
+
+
+def _fast_incident(
+    env: Environment, req: AccessRequest, track: incident_track.IncidentTrack, common: dict
+) -> Submitted:
+    """Working one of the role's open incidents: approved at once (approval ``incident``)."""
+    req.fast_path_reason = track.reason
+    req.status, req.approval, req.decided_at = models.APPROVED, models.INCIDENT, req.created_at
+    env.audit.append("auto_approved", **common, approval=models.INCIDENT, incident=req.incident)
+    env.store.create(req)
+    return Submitted(req, OnCallResult(on_call=False, reason=track.reason), [])
 
 
 def _break_glass(
@@ -217,6 +258,10 @@ def check_redeemable(
         if (problem := glass.problem(role, req)) is not None:
             raise refuse(env, req, problem, hint="request again")
         return None
+    if req.approval == models.INCIDENT:
+        if (problem := incident_track.recheck(env, role, req)) is not None:
+            raise refuse(env, req, problem, hint="request again; a peer can approve it")
+        return None
     raise refuse(env, req, f"unknown kind of approval {req.approval!r}")
 
 
@@ -247,11 +292,13 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
         expires_at=rfc3339(creds.expiration),
         duration_seconds=seconds,
         retry=redeliverable(req),
+        **incident_track.fields(req),
     )
     issued = _claim(env, req, creds, now, common)
     issued.fast_path_reason = req.fast_path_reason
+    notes = [note, incident_track.note(env, issued, incident_track.issued_text(issued))]
     return Issued(
-        request=issued, credentials=creds, evidence=evidence, notes=[note] if note else []
+        request=issued, credentials=creds, evidence=evidence, notes=[n for n in notes if n]
     )
 
 
@@ -262,6 +309,7 @@ def _session_tags(req: AccessRequest, evidence: OnCallEvidence | None) -> dict[s
         "jitctl:approval": req.approval or "",
         "jitctl:on-call": evidence.tag_value() if evidence else "",
         "jitctl:approvers": " ".join(req.approvers),
+        "jitctl:incident": incident_track.tag(req),
     }
 
 

@@ -24,11 +24,12 @@ def obtain(
     on_pending: Callable[[Outcome], None] | None = None,
     on_poll: Callable[[Outcome], PollCallback | None] | None = None,
     break_glass: bool = False,
+    incident: str | None = None,
 ) -> Issued | AccessRequest:
     """Credentials (at once when fast-tracked or break-glass, else after approval), or the
     pending request when ``wait`` is false. ``on_poll`` builds the per-poll callback for a
     pending request."""
-    outcome = service.request(role, reason, duration, break_glass)
+    outcome = service.request(role, reason, duration, break_glass, incident=incident)
     if outcome.issued is not None:
         return outcome.issued
     if on_pending is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 # Request states (shared/CONTRACT.md). Transitions live in the store.
 PENDING = "pending"
@@ -23,6 +24,7 @@ BREAK_GLASS = "break_glass"  # issued at once, loudly; an approver reviews it af
 # A break-glass grant's review (public_dict's "review"; None for every other request).
 UNREVIEWED = "unreviewed"
 REVIEWED = "reviewed"
+INCIDENT = "incident"  # working an open PagerDuty incident on one of the role's services
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,36 @@ class OnCallResult:
     on_call: bool
     reason: str  # human-readable: why the fast path applies or not
     evidence: OnCallEvidence | None = None
+
+
+@dataclass(frozen=True)
+class IncidentEvidence:
+    """The PagerDuty incident a request is tied to, and how the requester is on it."""
+
+    incident_id: str
+    number: int
+    title: str
+    service_id: str
+    status: str  # "triggered" or "acknowledged" when read (resolved ones never count)
+    how: str  # "assigned" or "acknowledged"
+    pd_user_id: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """The form kept on the request, in audit records and in --json output."""
+        return {
+            "id": self.incident_id,
+            "number": self.number,
+            "title": self.title,
+            "service": self.service_id,
+            "status": self.status,
+            "how": self.how,
+            "pd_user_id": self.pd_user_id,
+        }
+
+    def tag_value(self) -> str:
+        """For the jitctl:incident session tag: id/number/service (no title: tag values allow
+        only letters, digits, spaces and ``_.:/=+-@``)."""
+        return f"{self.incident_id}/{self.number}/{self.service_id}"
 
 
 @dataclass(frozen=True)
@@ -125,6 +157,10 @@ class AccessRequest:
     reviewed_at: datetime | None = None  # a break-glass grant's after-the-fact review
     reviewed_by: str | None = None  # person (an approver, never the requester)
     review_reason: str | None = None
+    # The PagerDuty incident this grant is tied to (IncidentEvidence.as_dict(), plus
+    # "end_with_incident"), and the page that asked approvers ({"service", "id", "status"}).
+    incident: dict[str, Any] | None = None
+    page: dict[str, Any] | None = None
     version: int = 0  # optimistic-concurrency counter, bumped on every write
 
 
@@ -169,4 +205,6 @@ def public_dict(req: AccessRequest) -> dict[str, object]:
         "reviewed_at": ts(req.reviewed_at),
         "reviewed_by": req.reviewed_by,
         "review_reason": req.review_reason,
+        "incident": dict(req.incident) if req.incident else None,
+        "page": dict(req.page) if req.page else None,
     }

@@ -6,6 +6,7 @@ What needs the whole policy set (groups that exist, enough distinct approvers) i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -19,11 +20,13 @@ from jitctl.policy_schema import (
     DEFAULT_REQUEST_TTL,
     EMAIL,
     GROUP_PREFIX,
+    INCIDENT_KEYS,
     ON_CALL_KEYS,
     ROLE_ARN,
     ROLE_KEYS,
     ROLE_NAME,
     check_keys,
+    describe,
     expect_on_call_entry,
     expect_positive_int,
     expect_principal_arn,
@@ -49,10 +52,17 @@ class OnCallRule:
 
 
 @dataclass(frozen=True)
+class IncidentRule:
+    services: tuple[str, ...]  # PagerDuty service ids whose open incidents fast-track
+    end_with_incident: bool = False  # revoke the grant when its incident resolves
+
+
+@dataclass(frozen=True)
 class ApprovalRule:
     approvers: tuple[str, ...]  # as written: emails, principal ARNs, "group:NAME"
     min_approvals: int = 1
     request_ttl: timedelta = timedelta(minutes=30)
+    page_service: str | None = None  # PagerDuty service paged while a request waits
 
     @property
     def on_call_entries(self) -> tuple[str, ...]:
@@ -79,6 +89,7 @@ class Role:
     source: Path  # the file that defined it
     description: str | None = None
     break_glass: BreakGlassRule | None = None
+    incident: IncidentRule | None = None
 
 
 def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
@@ -112,20 +123,10 @@ def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
         sub_line = header_line(text, "roles", name, key) or line
         return f"{location(file, sub_line)}: role {name!r}: {key}"
 
-    on_call = approval = None
-    if "on_call" in table:
-        raw_on_call = expect_table(table["on_call"], where, "on_call")
-        on_call = parse_on_call(raw_on_call, sub_where("on_call"))
-    if "approval" in table:
-        raw_approval = expect_table(table["approval"], where, "approval")
-        approval = parse_approval(raw_approval, sub_where("approval"))
-    break_glass = None
-    if "break_glass" in table:
-        glass_where = sub_where("break_glass")
-        break_glass = parse_break_glass(table, glass_where, max_duration, approval is not None)
-    if on_call is None and approval is None:
+    tracks = _parse_tracks(table, where, sub_where, max_duration)
+    if tracks["on_call"] is None and tracks["approval"] is None and tracks["incident"] is None:
         raise PolicyError(
-            f"{where}: has neither on_call nor approval, so it could never be granted",
+            f"{where}: has neither on_call nor approval (nor incident), so it could never be granted",
             f"add a [roles.{name}.approval] table (and [roles.{name}.on_call] for a fast track)",
         )
     role = Role(
@@ -134,13 +135,28 @@ def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
         max_duration=max_duration,
         session_policy=policy_text,
         session_policy_path=policy_path,
-        on_call=on_call,
-        approval=approval,
         source=file,
         description=description,
-        break_glass=break_glass,
+        **tracks,
     )
     return role, where
+
+
+def _parse_tracks(
+    table: dict[str, Any], where: str, sub_where: Callable[[str], str], max_duration: timedelta
+) -> dict[str, Any]:
+    """The role's ways to access, each an optional sub-table: on_call and incident (fast
+    tracks), approval (peers), break_glass (which needs the approval's approvers)."""
+    parsers = {"incident": parse_incident, "on_call": parse_on_call, "approval": parse_approval}
+    tracks: dict[str, Any] = {key: None for key in (*parsers, "break_glass")}
+    for key, parse in parsers.items():
+        if key in table:
+            tracks[key] = parse(expect_table(table[key], where, key), sub_where(key))
+    if "break_glass" in table:
+        has_approval = tracks["approval"] is not None
+        glass_where = sub_where("break_glass")
+        tracks["break_glass"] = parse_break_glass(table, glass_where, max_duration, has_approval)
+    return tracks
 
 
 def parse_on_call(table: dict[str, Any], where: str) -> OnCallRule:
@@ -162,6 +178,17 @@ def parse_on_call(table: dict[str, Any], where: str) -> OnCallRule:
         services=ids["services"],
         max_escalation_level=level,
     )
+
+
+def parse_incident(table: dict[str, Any], where: str) -> IncidentRule:
+    check_keys(table, INCIDENT_KEYS, where)
+    services = expect_str_list(table.get("services", []), where, "services")
+    if not services:
+        raise PolicyError(f"{where}: services must name at least one PagerDuty service id")
+    end = table.get("end_with_incident", False)
+    if not isinstance(end, bool):
+        raise PolicyError(f"{where}: end_with_incident must be true or false, not {describe(end)}")
+    return IncidentRule(services=services, end_with_incident=end)
 
 
 def parse_approval(table: dict[str, Any], where: str) -> ApprovalRule:
@@ -186,7 +213,12 @@ def parse_approval(table: dict[str, Any], where: str) -> ApprovalRule:
             )
     min_approvals = expect_positive_int(table.get("min_approvals", 1), where, "min_approvals")
     ttl = expect_request_ttl(table.get("request_ttl", DEFAULT_REQUEST_TTL), where, "request_ttl")
-    return ApprovalRule(approvers=approvers, min_approvals=min_approvals, request_ttl=ttl)
+    page = None
+    if "page_service" in table:
+        page = expect_str(table["page_service"], where, "page_service").strip() or None
+    return ApprovalRule(
+        approvers=approvers, min_approvals=min_approvals, request_ttl=ttl, page_service=page
+    )
 
 
 def parse_break_glass(

@@ -21,10 +21,20 @@ from jitctl.tomlcheck import TomlError, first_unknown_key, parse_toml, unknown_k
 
 TOP_KEYS = frozenset({"version", "identities", "groups", "roles"})
 ROLE_KEYS = frozenset(
-    {"arn", "max_duration", "session_policy", "description", "on_call", "approval", "break_glass"}
+    {
+        "arn",
+        "max_duration",
+        "session_policy",
+        "description",
+        "on_call",
+        "approval",
+        "incident",
+        "break_glass",
+    }
 )
+INCIDENT_KEYS = frozenset({"services", "end_with_incident"})
 ON_CALL_KEYS = frozenset({"escalation_policies", "schedules", "services", "max_escalation_level"})
-APPROVAL_KEYS = frozenset({"approvers", "min_approvals", "request_ttl"})
+APPROVAL_KEYS = frozenset({"approvers", "min_approvals", "request_ttl", "page_service"})
 BREAK_GLASS_KEYS = frozenset({"max_duration"})
 
 # STS AssumeRole: DurationSeconds 900..43200, Policy (plaintext) at most 2048 characters.

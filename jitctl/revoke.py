@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jitctl import models
+from jitctl import incident_track, models
 from jitctl.approvers_oncall import approvers_now, is_approver
 from jitctl.errors import AwsUnavailable, Denied, JitctlError
 from jitctl.models import AccessRequest
@@ -137,14 +137,19 @@ def revoke(
     reason: str | None,
     settle: float = SETTLE_SECONDS,
     lock_dir: Path | None = None,
+    actor: str | None = None,
 ) -> Revocation:
-    """Revoke an issued grant: AWS deny, then store, then audit, then local cleanup."""
+    """Revoke an issued grant: AWS deny, then store, then audit, then local cleanup.
+
+    ``actor``: a system revoking on the policy's own authority (``"pagerduty"``: the sweep,
+    for ``end_with_incident``); no person check, and the records name it as the revoker."""
     from jitctl.decisions import get_request
     from jitctl.request_rules import check_reason
 
     reason = check_reason(reason)
     req = get_request(env, request_id)
-    check_may_revoke(env, req)
+    if actor is None:
+        check_may_revoke(env, req)
     _check_revocable(req)
     role = env.policy.role(req.role)
     now = env.clock.now()
@@ -155,9 +160,11 @@ def revoke(
         result.notes.append("every session issued before the cutoff has expired: nothing to deny")
     else:
         _deny_in_aws(env, result, statement, now=now, settle=settle, lock_dir=lock_dir)
-    _record(env, result, reason=reason, now=now)
+    _record(env, result, reason=reason, now=now, actor=actor)
     if not result.already_revoked:
         _notify_revoked(env, result)
+        text = incident_track.revoked_text(result.request)
+        result.notes += [w for w in [incident_track.note(env, result.request, text)] if w]
     return result
 
 
@@ -190,22 +197,25 @@ def _plan(req: AccessRequest, role_arn: str, now: datetime) -> Revocation:
     )
 
 
-def _record(env: Environment, result: Revocation, *, reason: str, now: datetime) -> None:
+def _record(
+    env: Environment, result: Revocation, *, reason: str, now: datetime, actor: str | None
+) -> None:
     """The store transition (unless already revoked), then the audit record."""
     from jitctl.audit_fields import audit_fields
 
     requester = result.request.requester
-    caller = env.caller
+    by = actor or env.caller.person
     if not result.already_revoked:
-        updated = env.store.mark_revoked(
-            result.request.request_id, caller.person, now=now, reason=reason
-        )
+        updated = env.store.mark_revoked(result.request.request_id, by, now=now, reason=reason)
         # A concurrent revoker may have won the transition: theirs is the recorded one.
-        result.already_revoked = updated.revoked_at != now or updated.revoked_by != caller.person
+        result.already_revoked = updated.revoked_at != now or updated.revoked_by != by
         result.request = updated
+    fields = audit_fields(env, result.request)
+    if actor is not None:  # the system decided; whoever ran it is named beside it
+        fields |= {"actor": actor, "run_by": env.caller.arn, "incident": result.request.incident}
     env.audit.append(
         "revoked",
-        **audit_fields(env, result.request),
+        **fields,
         requester=requester,
         reason=reason,
         cutoff=rfc3339(result.cutoff),

@@ -52,6 +52,8 @@ class AccessService(Protocol):
         reason: str | None,
         duration: timedelta | None,
         break_glass: bool = False,
+        *,
+        incident: str | None = None,
     ) -> Outcome: ...
     def get(self, request_id: str) -> AccessRequest: ...
     def list(
@@ -94,6 +96,7 @@ class AccessService(Protocol):
     def explain(self, role: str, as_person: str | None) -> dict[str, Any]: ...
     def grants(self) -> builtins.list[AccessRequest]: ...
     def reuse(self, request_id: str) -> AccessRequest: ...
+    def sweep(self) -> dict[str, Any]: ...
 
 
 class LocalService:
@@ -111,11 +114,18 @@ class LocalService:
         reason: str | None,
         duration: timedelta | None,
         break_glass: bool = False,
+        *,
+        incident: str | None = None,
     ) -> Outcome:
         from jitctl.flow import issue, submit
 
         submitted = submit(
-            self.env, role_name=role, reason=reason, duration=duration, break_glass=break_glass
+            self.env,
+            role_name=role,
+            reason=reason,
+            duration=duration,
+            break_glass=break_glass,
+            incident=incident,
         )
         outcome = Outcome(
             request=submitted.request,
@@ -304,6 +314,12 @@ class LocalService:
 
         on_call = resolve(self.env, self.env.policy.role(role))
         return explain(self.env.policy, role, as_person, on_call)
+
+    def sweep(self) -> dict[str, Any]:
+        """`jitctl sweep`: expire, resolve pages, end grants whose incident resolved."""
+        from jitctl.sweep import sweep
+
+        return sweep(self.env).as_dict()
 
     def _check_own(self, req: AccessRequest, verb: str) -> None:
         from jitctl.errors import Denied

@@ -71,7 +71,8 @@ def test_the_story_plays_end_to_end(tmp_path):
     assert re.search(r"denied by\s+bob@example.com: read-only is enough to diagnose", story)
     assert story.count("hash chain intact") == 4
     assert_the_broker_chapter(story, kept)
-    assert "All 9 steps behaved as expected" in story
+    assert_the_incident_chapter(story, kept)
+    assert "All 11 steps behaved as expected" in story
     # --keep: the files stay, in the directory named; the real home was never touched.
     assert (kept / "config.toml").is_file() and (kept / "policies" / "team.toml").is_file()
     events = [
@@ -81,6 +82,21 @@ def test_the_story_plays_end_to_end(tmp_path):
     assert events == ["requested", "pending", "approved", "issued"]
     assert files_under(Path(env["HOME"])) == []
     assert files_under(Path(env["TMPDIR"])) == []
+
+
+def assert_the_incident_chapter(story: str, kept: Path) -> None:
+    """Paged approvers, carol fast-tracked by her incident, the notes, sweep cutting access."""
+    chapter = story[story.index("# 10. an incident: paged, assigned, fast-tracked") :]
+    assert re.search(r"PagerDuty PINC\d+ \[resolved\] jitctl: carol@example.com requests", chapter)
+    assert 'carol$ jitctl request prod-admin --reason "roll back deploy 812" --no-wait' in chapter
+    assert "fast-tracked: assigned incident PINC" in chapter
+    assert "note: jitctl: carol@example.com was granted AWS role prod-admin until" in chapter
+    assert re.search(r"bob\$ jitctl sweep\n.*revoked r-\w+: incident PINC\d+ resolved", chapter)
+    assert "was revoked by pagerduty (reason: incident PINC" in chapter
+    records = [
+        json.loads(line) for line in (kept / "broker" / "audit.jsonl").read_text().splitlines()
+    ]
+    assert [r["actor"] for r in records if r["event"] == "revoked"] == ["pagerduty"]
 
 
 def assert_the_broker_chapter(story: str, kept: Path) -> None:
@@ -112,7 +128,7 @@ def assert_the_broker_chapter(story: str, kept: Path) -> None:
     records = [
         json.loads(line) for line in (kept / "broker" / "audit.jsonl").read_text().splitlines()
     ]
-    assert [(r["event"], r["person"]) for r in records] == [
+    assert [(r["event"], r["person"]) for r in records][:3] == [  # then the incident chapter's
         ("requested", "alice@example.com"),
         ("auto_approved", "alice@example.com"),
         ("issued", "alice@example.com"),

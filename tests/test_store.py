@@ -589,3 +589,16 @@ def test_approve_counts_to_the_policys_min_approvals_not_the_stored_one(store: A
     assert (first.status, first.approvers, first.min_approvals) == (PENDING, [BOB], 2)
     done = store.approve(req.request_id, CAROL, now=T0, min_approvals=2)
     assert (done.status, done.approvers, done.min_approvals) == (APPROVED, [BOB, CAROL], 2)
+
+
+def test_the_incident_and_the_page_are_kept_and_the_page_updated(store: Any) -> None:
+    req = make_req()
+    req.incident = {"id": "PINC1", "number": 7, "title": "db", "service": "PSVC1"}
+    store.create(req)
+    assert store.get(req.request_id).incident == req.incident
+    page = {"service": "PSVCAPPROVE", "id": "PINC2", "status": "open"}
+    assert store.set_page(req.request_id, page).page == page
+    store.deny(req.request_id, BOB, now=T0, reason="no")
+    resolved = store.set_page(req.request_id, page | {"status": "resolved"})  # after the end
+    assert resolved.status == DENIED and store.get(req.request_id).page["status"] == "resolved"
+    assert store.list(limit=10)[0].incident["number"] == 7

@@ -23,7 +23,7 @@ _broker: Broker | None = None
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     if event.get("jitctl") == "housekeeping":
-        return {"ok": True}
+        return housekeeping()
     try:
         gate = broker()
     except JitctlError as exc:  # a misconfigured broker serves nobody; its log says why
@@ -40,6 +40,19 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         "body": response.encoded().decode(),
         "isBase64Encoded": False,
     }
+
+
+def housekeeping() -> dict[str, Any]:
+    """The scheduled event: `jitctl sweep` as the broker. A failure is logged, not raised
+    (EventBridge would retry a whole run; the next one finishes it anyway)."""
+    try:
+        report = broker().housekeeping()
+    except JitctlError as exc:
+        _log_warning(f"jitctl housekeeping failed: {exc}")
+        return {"ok": False}
+    for problem in report["problems"]:
+        _log_warning(f"housekeeping: {problem}")
+    return {"ok": True, "report": report}
 
 
 def broker() -> Broker:

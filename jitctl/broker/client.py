@@ -47,10 +47,14 @@ class BrokerService:
         reason: str | None,
         duration: timedelta | None,
         break_glass: bool = False,
+        *,
+        incident: str | None = None,
     ) -> Outcome:
         body: dict[str, Any] = {"role": role, "reason": reason}
         if break_glass:
             body["break_glass"] = True
+        if incident is not None:
+            body["incident"] = incident
         if duration is not None:
             body["duration_seconds"] = int(duration.total_seconds())
         return wire.outcome_in(self._call("POST", "/requests", body))
@@ -153,6 +157,9 @@ class BrokerService:
 
     def audit_verify(self, *, remote: bool) -> dict[str, Any]:
         return self._call("POST", "/audit/verify", {"remote": remote})["report"]
+
+    def sweep(self) -> dict[str, Any]:
+        return self._call("POST", "/sweep", {})["report"]
 
     def grants(self) -> builtins.list[AccessRequest]:
         return [wire.request_in(r) for r in self._call("GET", "/grants")["requests"]]

@@ -140,6 +140,17 @@ class Broker:
         caller = resolve_caller(verified.arn, verified.account, self.env.policy.identity)
         return LocalService(self.env.for_caller(caller))
 
+    def housekeeping(self) -> dict[str, Any]:
+        """The scheduled sweep, as the broker itself (no caller: nobody asked)."""
+        from jitctl.sweep import sweep, system_caller
+
+        self._warm_up()
+        env = self.env.for_caller(system_caller(self.env))
+        try:
+            return sweep(env).as_dict()
+        finally:
+            env.close()
+
     def _check_account(self, account: str) -> None:
         """Only principals of the accounts this broker serves: an IAM user named like a
         colleague's email in some other account is nobody here."""
@@ -188,7 +199,10 @@ def _submit(service: LocalService, request: HttpRequest, params: dict[str, str])
     glass = doc.get("break_glass", False)
     if type(glass) is not bool:
         raise errors.UsageError("break_glass must be true or false")
-    outcome = service.request(_text(doc, "role"), doc.get("reason"), duration, glass)
+    incident = _text(doc, "incident") if doc.get("incident") is not None else None
+    outcome = service.request(
+        _text(doc, "role"), doc.get("reason"), duration, glass, incident=incident
+    )
     return wire.outcome_out(outcome)
 
 
@@ -295,6 +309,10 @@ def _audit_verify(service: LocalService, request: HttpRequest, params: dict[str,
     return {"report": service.audit_verify(remote=bool(request.json().get("remote")))}
 
 
+def _sweep(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+    return {"report": service.sweep()}
+
+
 def _text(doc: dict[str, Any], key: str) -> str:
     value = doc.get(key)
     if not isinstance(value, str) or not value:
@@ -310,6 +328,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], Action]] = [
         ("GET", "/roles", _roles),
         ("GET", r"/roles/(?P<role>[A-Za-z0-9_.-]{1,64})/explain", _explain),
         ("POST", "/requests", _submit),
+        ("POST", "/sweep", _sweep),
         ("GET", "/requests", _list),
         ("GET", "/decidable", _decidable),
         ("GET", "/grants", _grants),

@@ -122,6 +122,11 @@ def render_grant(env, issued, profile: str | None, json_out: bool) -> None:
             "  [bold red]break-glass[/]: every approver was told; the grant stays unreviewed "
             f"until one of them runs `jitctl review {safe(issued.request.request_id)}`"
         )
+    elif issued.request.approval == "incident" and issued.request.incident:
+        inc = issued.request.incident
+        out.print(
+            f"  fast-tracked: {safe(inc['how'])} incident {safe(inc['id'])} (#{inc['number']})"
+        )
     elif issued.request.approvers:
         out.print(f"  approved by {safe(', '.join(issued.request.approvers))}")
     for note in issued.notes:
@@ -182,7 +187,9 @@ def announce_pending(env, outcome) -> None:
     )
 
 
-def obtain(env, *, role, reason, duration, timeout, wait: bool, break_glass: bool = False):
+def obtain(
+    env, *, role, reason, duration, timeout, wait: bool, break_glass: bool = False, incident=None
+):
     """The request flow shared by `request` and `exec`: credentials, or the pending request
     (--no-wait)."""
     from jitctl.lifecycle import obtain as run_lifecycle
@@ -201,11 +208,25 @@ def obtain(env, *, role, reason, duration, timeout, wait: bool, break_glass: boo
             timeout=timeout,
             wait=wait,
             break_glass=break_glass,
+            incident=incident,
             on_pending=on_pending,
             on_poll=lambda outcome: line.for_request(
                 outcome.request.request_id, lambda: outcome.approvers
             ),
         )
+
+
+BREAK_GLASS_OPTION = typer.Option(
+    False,
+    "--break-glass",
+    help="Roles with break_glass only: credentials at once, every approver told, "
+    "reviewed afterwards.",
+)
+INCIDENT_OPTION = typer.Option(
+    None,
+    "--incident",
+    help="A PagerDuty incident id you are assigned to or acknowledged: ties the grant to it.",
+)
 
 
 def request(
@@ -229,12 +250,8 @@ def request(
         "--timeout",
         help='Stop waiting after this long, e.g. "10m" (exit 4; resume with `jitctl wait ID`).',
     ),
-    break_glass: bool = typer.Option(
-        False,
-        "--break-glass",
-        help="Roles with break_glass only: credentials at once, every approver told, "
-        "reviewed afterwards.",
-    ),
+    break_glass: bool = BREAK_GLASS_OPTION,
+    incident: str = INCIDENT_OPTION,
     profile: str = PROFILE_OPTION,
     fmt: str = FORMAT_OPTION,
     shell: str = SHELL_OPTION,
@@ -256,6 +273,7 @@ def request(
         timeout=parse_duration_option(timeout, "--timeout"),
         wait=wait,
         break_glass=break_glass,
+        incident=incident,
     )
     if isinstance(result, Issued):
         deliver(env, result, profile=profile, fmt=fmt, shell=shell, json_out=json_out)

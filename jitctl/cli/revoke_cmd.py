@@ -56,5 +56,42 @@ def revoke(
         )
 
 
+def sweep(json_out: bool = JSON_OPTION) -> None:
+    """Housekeeping for a scheduler: end grants whose incident resolved, resolve pages.
+
+    Records the expiry of pending requests past their TTL, resolves the PagerDuty pages of
+    requests that were decided, cancelled or expired, and revokes grants tied to an incident
+    that resolved when their role says end_with_incident (as `jitctl revoke` does, actor
+    pagerduty). Run it every few minutes from cron; through a broker, the broker does it.
+    """
+    from jitctl.cli.session import current_env
+
+    report = current_env().service.sweep()
+    if json_out:
+        emit_json(report)
+    else:
+        _show_sweep(report)
+    if report["problems"]:  # a scheduler should notice: exit 5, the next run retries
+        from jitctl.errors import Unavailable
+
+        raise Unavailable(f"sweep finished with {len(report['problems'])} problem(s)")
+
+
+def _show_sweep(report: dict) -> None:
+    out = stderr_console()
+    for done in report["revoked"]:
+        out.print(
+            f"[green]✓[/] revoked {safe(done['request_id'])}: incident {safe(done['incident'])} resolved"
+        )
+    for request_id in report["pages_resolved"]:
+        out.print(f"[green]✓[/] resolved the page of {safe(request_id)}")
+    for request_id in report["expired"]:
+        out.print(f"expired {safe(request_id)}")
+    for problem in report["problems"]:
+        out.print(f"[yellow]warning:[/] {safe(problem)}")
+    out.print(f"swept {report['checked']} request(s)")
+
+
 def register(app: typer.Typer) -> None:
     app.command("revoke")(revoke)
+    app.command("sweep")(sweep)

@@ -172,11 +172,7 @@ def describe(req, now, state=None) -> None:
         rows.append(("revoked by", req.revoked_by + why))
     if req.fast_path_reason:
         rows.append(("fast path", req.fast_path_reason))
-    if _unreviewed(req):
-        rows.append(("review", f"unreviewed: an approver runs `jitctl review {req.request_id}`"))
-    elif req.reviewed_by:
-        why = f": {req.review_reason}" if req.review_reason else ""
-        rows.append(("reviewed by", req.reviewed_by + why))
+    rows += _follow_up_rows(req)
     if state is not None and not state.live:
         rows.append(("credentials", _ended_text(state, now)))
     elif req.credentials_expire_at:
@@ -198,6 +194,25 @@ def describe(req, now, state=None) -> None:
             # only our own credentials line carries markup; every other value is data
             f"  [bold]{key.ljust(width)}[/]  {value if key == 'credentials' else safe(value)}"
         )
+
+
+def _follow_up_rows(req) -> list[tuple[str, str]]:
+    """What happened around the grant: its review, its incident and its page."""
+    rows = []
+    if _unreviewed(req):
+        rows.append(("review", f"unreviewed: an approver runs `jitctl review {req.request_id}`"))
+    elif req.reviewed_by:
+        why = f": {req.review_reason}" if req.review_reason else ""
+        rows.append(("reviewed by", req.reviewed_by + why))
+    if req.incident:
+        inc = req.incident
+        ends = " (access ends with it)" if inc.get("end_with_incident") else ""
+        rows.append(("incident", f"{inc.get('id')} #{inc.get('number')} {inc.get('title')}{ends}"))
+    if req.page:
+        rows.append(
+            ("page", f"{req.page.get('id')} on {req.page.get('service')}: {req.page.get('status')}")
+        )
+    return rows
 
 
 def _ended_text(state, now) -> str:

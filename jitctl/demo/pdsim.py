@@ -2,17 +2,15 @@
 
 Used by ``jitctl demo`` and by the tests (``tests/pdsim.py`` re-exports it). Serves the
 documented shapes of GET /users, /users/{id}, /users/me, /oncalls, /services/{id},
-/escalation_policies/{id} and /schedules/{id}, with classic pagination (``limit`` 25 by
-default and at most 100, ``offset``, ``more``, ``total``) and the error envelope
-``{"error": {"message": ..., "code": ...}}``. Callers seed data and inject faults:
+/escalation_policies/{id} and /schedules/{id} (and /incidents: ``pdsim_incidents``), with
+classic pagination (``limit`` 25 by default and at most 100, ``offset``, ``more``, ``total``)
+and the error envelope ``{"error": {"message": ..., "code": ...}}``. Seed data, inject faults:
 
     sim = PagerDutySim(make_certs(tmp_dir)).start()   # make_certs: jitctl.demo.tls
     uid = sim.add_user("alice@example.com")
     sim.add_oncall(uid, "PEP1", 1, start=None, end=None)  # permanently on call
     sim.fail_next(429, reset=1)                            # the next response is a 429
-    sim.stop()
-
-The TLS certificate comes from ``jitctl.demo.tls.make_certs`` (re-exported here).
+    sim.stop()                     # the TLS certificate: jitctl.demo.tls.make_certs
 """
 
 from __future__ import annotations
@@ -28,23 +26,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from jitctl.demo.pdsim_incidents import IncidentBook
+from jitctl.demo.pdsim_wire import DEFAULT_LIMIT, ERRORS, MAX_LIMIT, Answer
+from jitctl.demo.pdsim_wire import error as _error
+from jitctl.demo.pdsim_wire import iso as _iso
+from jitctl.demo.pdsim_wire import page as _page
+from jitctl.demo.pdsim_wire import parse_time as _parse_time
 from jitctl.demo.tls import CertFiles, make_certs
 
-DEFAULT_LIMIT = 25
-MAX_LIMIT = 100
 ACCOUNT_LEVEL_ME = (
     "Because this request was made using an account-level access token, we were unable to "
     "determine the user's identity. Please use a user-level token."
 )
-ERRORS = {  # status -> (message, PagerDuty error code)
-    400: ("Invalid Input Provided", 2001),
-    401: ("Authentication failed", 2006),
-    403: ("Access Denied", 2010),
-    404: ("Not Found", 2100),
-    429: ("Rate Limit Exceeded", 2020),
-}
-Answer = tuple[int, dict[str, str], Any]  # status, extra headers, JSON body
-__all__ = ["CertFiles", "make_certs", "PagerDutySim", "LoggedRequest"]
+__all__ = ["CertFiles", "make_certs", "PagerDutySim", "LoggedRequest", "DEFAULT_LIMIT", "ERRORS"]
+__all__ += ["MAX_LIMIT"]
 
 
 @dataclass(frozen=True)
@@ -65,20 +60,6 @@ class _Fault:
     body: str | None = None  # raw body instead of the error envelope
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    return None if value is None else value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_time(text: str) -> dt.datetime:
-    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
-def _error(status: int, message: str | None = None, code: int = 2000) -> Answer:
-    message, code = (message, code) if message else ERRORS.get(status, ("Error", 2000))
-    return status, {}, {"error": {"message": message, "code": code}}
-
-
 class PagerDutySim:
     """The simulator. Seeding, fault and log methods are thread-safe."""
 
@@ -95,6 +76,7 @@ class PagerDutySim:
         self._faults: list[_Fault] = []
         self._log: list[LoggedRequest] = []
         self._server: _Server | None = None
+        self.incidents = IncidentBook(self._lock, self._ref, _page, _error, self._known)
         if token:
             self.add_token(token)
 
@@ -196,6 +178,11 @@ class PagerDutySim:
             ]
         self.add_oncall(user, policy, level, schedule_id=schedule)
 
+    def _known(self, what: str) -> set[str]:  # for the IncidentBook: user emails, service ids
+        if what == "emails":
+            return {u["email"].lower() for u in self._users.values()}
+        return {key.split("/", 1)[1] for key in self._named if key.startswith("services/")}
+
     def _ensure(self, collection: str, obj_id: str) -> None:
         label = {"escalation_policies": "Policy", "schedules": "Schedule"}[collection]
         self._named.setdefault(f"{collection}/{obj_id}", {"name": f"{label} {obj_id}"})
@@ -237,15 +224,20 @@ class PagerDutySim:
         return None
 
     # -- the API --------------------------------------------------------------------------
-    def handle(self, method: str, path: str, query: dict[str, list[str]], auth: str) -> Answer:
-        """Answer one request (faults aside)."""
+    def handle(
+        self, method: str, path: str, query: dict[str, list[str]], auth: str, **write: Any
+    ) -> Answer:
+        """Answer one request (faults aside). ``write``: ``body`` and ``sender`` (From)."""
         token = auth.removeprefix("Token token=") if auth.startswith("Token token=") else None
         with self._lock:
             if token not in self._tokens:
                 return _error(401)
+            parts = path.strip("/").split("/")
+            if parts[0] == "incidents":
+                body, sender = write.get("body", b""), write.get("sender", "")
+                return self.incidents.handle(method, parts, query, body, sender)
             if method != "GET":
                 return _error(405, "Method Not Allowed")
-            parts = path.strip("/").split("/")
             if parts == ["users"]:
                 q = query.get("query", [""])[0].lower()
                 hits = [
@@ -333,18 +325,6 @@ class PagerDutySim:
         }
 
 
-def _page(wrapper: str, items: list[Any], query: dict[str, list[str]]) -> Answer:
-    try:
-        limit = min(max(int(query.get("limit", [DEFAULT_LIMIT])[0]), 1), MAX_LIMIT)
-        offset = max(int(query.get("offset", ["0"])[0]), 0)
-    except ValueError:
-        return _error(400)
-    total = len(items) if query.get("total", ["false"])[0] == "true" else None
-    page = items[offset : offset + limit]
-    more = offset + limit < len(items)
-    return 200, {}, {wrapper: page, "limit": limit, "offset": offset, "more": more, "total": total}
-
-
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     sim: PagerDutySim
@@ -371,6 +351,8 @@ class _Handler(BaseHTTPRequestHandler):
         sim = self.server.sim
         split = urlsplit(self.path)
         query = parse_qs(split.query, keep_blank_values=True)
+        length = int(self.headers.get("Content-Length") or 0)
+        write = {"body": self.rfile.read(length), "sender": self.headers.get("From", "")}
         fault = sim._take_fault(split.path)
         if fault is not None and fault.hang and sim._stopping.wait(fault.hang):
             return  # the simulator is stopping
@@ -386,7 +368,7 @@ class _Handler(BaseHTTPRequestHandler):
             raw = fault.body if fault.body is not None else json.dumps(body)
         else:
             auth = self.headers.get("Authorization", "")
-            status, headers, body = sim.handle(self.command, split.path, query, auth)
+            status, headers, body = sim.handle(self.command, split.path, query, auth, **write)
             raw = json.dumps(body)
         with sim._lock:
             sim._log.append(LoggedRequest(self.command, split.path, query, status))

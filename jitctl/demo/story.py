@@ -99,6 +99,7 @@ class Story:
     # -- the story -------------------------------------------------------------------------
     def steps(self) -> list[tuple[str, Callable[[], None]]]:
         from jitctl.demo.broker_story import BrokerChapter
+        from jitctl.demo.incident_story import IncidentChapter
 
         return [
             ("the shared request table", self.setup),
@@ -107,6 +108,7 @@ class Story:
             ("a denial", self.denial),
             ("audit verify", self.audit),
             *BrokerChapter(self).steps(),
+            *IncidentChapter(self).steps(),
         ]
 
     def setup(self) -> None:

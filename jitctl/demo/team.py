@@ -30,6 +30,7 @@ REGION = "us-east-1"
 DOMAIN = "example.com"
 PEOPLE = ("alice", "bob", "carol", "dave")
 ESCALATION_POLICY = "PEP1234"
+CHECKOUT_SERVICE, APPROVAL_SERVICE = "PCHECKOUT", "PAPPROVALS"  # PagerDuty services
 TABLE = "jitctl-requests"
 ROLES = {"prod-readonly": 7200, "prod-admin": 3600}  # role name -> IAM MaxSessionDuration
 
@@ -65,6 +66,11 @@ max_duration = "1h"
 approvers = ["group:sre", "group:security"]
 min_approvals = 2
 request_ttl = "30m"
+page_service = "{APPROVAL_SERVICE}"
+
+[roles.prod-admin.incident]
+services = ["{CHECKOUT_SERVICE}"]
+end_with_incident = true
 """
 SESSION_POLICY = {
     "Version": "2012-10-17",
@@ -313,6 +319,8 @@ def seed_aws(aws_url: str) -> dict[str, dict[str, str]]:
 def seed_pagerduty(pd: PagerDutySim, now: datetime) -> datetime:
     """Everyone in PagerDuty; alice on call for PEP1234 level 1, dave her level-2 backup."""
     pd.add_escalation_policy(ESCALATION_POLICY, "Checkout (prod)")
+    pd.add_service(CHECKOUT_SERVICE, ESCALATION_POLICY, "Checkout API")
+    pd.add_service(APPROVAL_SERVICE, ESCALATION_POLICY, "jitctl approvals")
     ids = {name: pd.add_user(email(name), name.title()) for name in PEOPLE}
     start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=4)
     end = start + timedelta(hours=12)  # the end of alice's shift

@@ -104,6 +104,7 @@ class RequestStore(Protocol):
     def review(
         self, request_id: str, person: str, *, now: datetime, reason: str | None
     ) -> AccessRequest: ...
+    def set_page(self, request_id: str, page: dict[str, Any]) -> AccessRequest: ...
 
 
 # ---------------------------------------------------------------- the state machine
@@ -311,6 +312,16 @@ def plan_reviewed(person: str, now: datetime, reason: str | None) -> Planner:
     return plan
 
 
+def plan_page(page: dict[str, Any]) -> Planner:
+    """Record the request's PagerDuty page (opened, resolved) whatever its status: the page
+    is bookkeeping about who was woken, not a decision."""
+
+    def plan(req: AccessRequest) -> Step:
+        return Step(write=_copy(req, page=dict(page)))
+
+    return plan
+
+
 def check_new(req: AccessRequest) -> None:
     """What ``create`` accepts: a pending request, or a fast-path one created already approved."""
     aware(req.created_at)
@@ -369,6 +380,9 @@ class BaseStore(ABC):
         self, request_id: str, person: str, *, now: datetime, reason: str | None
     ) -> AccessRequest:
         return self._transition(request_id, plan_reviewed(person, aware(now), reason))
+
+    def set_page(self, request_id: str, page: dict[str, Any]) -> AccessRequest:
+        return self._transition(request_id, plan_page(page))
 
 
 def not_found(request_id: str) -> NotFound:

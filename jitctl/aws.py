@@ -116,6 +116,11 @@ def translate_error(exc: Exception, action: str, *, hint: str | None = None) -> 
             f"{action}: your AWS login has expired or is missing ({type(exc).__name__})",
             f"run `{fix}` (or refresh your credentials) and try again",
         )
+    if _keys_expired(exc):  # AWS_CREDENTIAL_EXPIRATION (or a credential source) in the past
+        return UsageError(
+            f"{action}: your AWS credentials have expired",
+            "refresh them (e.g. `aws sso login`, or export new keys) and try again",
+        )
     if isinstance(exc, ProfileNotFound | NoRegionError):
         return UsageError(
             f"{action}: {exc}", "check AWS_PROFILE, AWS_REGION and your AWS config files"
@@ -148,6 +153,12 @@ def _login_expired(exc: Exception) -> bool:
         if hasattr(bex, name)
     )
     return isinstance(exc, kinds)
+
+
+def _keys_expired(exc: Exception) -> bool:
+    """botocore refreshed credentials that still carry an expiry in the past: it says so only
+    as a RuntimeError with this text (botocore.credentials.RefreshableCredentials)."""
+    return isinstance(exc, RuntimeError) and "refreshed credentials are still expired" in str(exc)
 
 
 def get_caller_identity(clients: AwsClients) -> tuple[str, str]:

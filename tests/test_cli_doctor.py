@@ -136,3 +136,28 @@ def test_one_command_looks_the_user_up_once(tmp_path, moto_server, pd_sim):
     rows = {r["role"]: r for r in json.loads(team.run(ALICE, "roles", "--json").stdout)}
     assert rows["prod-readonly"]["fast_track"] and rows["prod-metrics"]["fast_track"]
     assert not rows["prod-logs"]["fast_track"]
+
+
+def test_doctor_never_passes_a_keyring_that_just_failed_the_token_lookup(team):
+    env = team.env(ALICE, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
+    del env["JITCTL_PAGERDUTY_TOKEN"]
+    out = team.run(ALICE, "doctor", "--json", env=env)
+    assert out.returncode == 2, out.stderr
+    c = checks(out)
+    assert c["pagerduty token"]["status"] == "fail"
+    assert (
+        c["keyring"]["status"] == "fail" and "no usable keyring backend" in c["keyring"]["detail"]
+    )
+    assert "JITCTL_PAGERDUTY_TOKEN" in c["keyring"]["fix"]
+
+
+def test_doctor_without_a_config_file_warns_and_counts_in_good_grammar(team):
+    env = team.env(ALICE, JITCTL_POLICY=str(team.policy_dir))
+    del env["JITCTL_CONFIG"]  # the default path under XDG_CONFIG_HOME does not exist
+    out = team.run(ALICE, "doctor", "--json", env=env)
+    c = checks(out)
+    assert c["config"]["status"] == "warn" and "no config file" in c["config"]["detail"]
+    assert "not set" not in c["config"]["detail"] and "JITCTL_CONFIG" in c["config"]["fix"]
+    assert c["policy"]["status"] == "pass"  # a warning does not hold back what needs it
+    assert c["policy"]["detail"] == f"2 roles from 1 file ({team.policy_dir})"
+    assert "! config" in team.run(ALICE, "doctor", env=env).stderr

@@ -51,12 +51,7 @@ class Policy:
         """The role called ``name``; a UsageError with a suggestion if there is none."""
         if name in self.roles:
             return self.roles[name]
-        guess = closest(name, self.roles)
-        if guess:
-            raise UsageError(f"unknown role {name!r}; did you mean {guess!r}?")
-        if self.roles:
-            raise UsageError(f"unknown role {name!r}; known roles: {', '.join(sorted(self.roles))}")
-        raise UsageError(f"unknown role {name!r}; the policy defines no roles")
+        raise unknown_role(name, self.roles)
 
     def approver_matches(self, role: Role, person: str, arn: str) -> bool:
         """Whether the caller (person: lower-case email; arn: their principal ARN) is one of
@@ -80,6 +75,17 @@ class Policy:
         if role.approval is None:
             return []
         return sorted(set(_expand(role.approval.approvers, self.groups)))
+
+
+def unknown_role(name: str, known: Iterable[str]) -> UsageError:
+    """The error for a role name the policy does not define, naming the closest one."""
+    names = sorted(known)
+    guess = closest(name, names)
+    if guess:
+        return UsageError(f"unknown role {name!r}; did you mean {guess!r}?")
+    if names:
+        return UsageError(f"unknown role {name!r}; known roles: {', '.join(names)}")
+    return UsageError(f"unknown role {name!r}; the policy defines no roles")
 
 
 @dataclass(frozen=True)

@@ -296,7 +296,7 @@ def exec_cmd(
     """Run a command with credentials for ROLE in its environment only: jitctl exec ROLE --reason R -- CMD [ARGS...]"""
     from jitctl.cli.session import current_env
     from jitctl.errors import UsageError
-    from jitctl.execute import run_child
+    from jitctl.execute import check_runnable, run_child
     from jitctl.formats import child_environment
 
     argv = list(ctx.args)
@@ -307,6 +307,7 @@ def exec_cmd(
             "no command to run", 'put it after --: jitctl exec ROLE --reason "..." -- aws s3 ls'
         )
     env = current_env()
+    check_runnable(argv, env.environ)
     grant = obtain(
         env,
         role=role,
@@ -327,13 +328,18 @@ def credential_process_cmd(
 ) -> None:
     """For ~/.aws/config: print your latest grant for ROLE while it has 5+ minutes left; never prompts."""
     from jitctl.cli.session import current_env
-    from jitctl.credproc import credential_process
+    from jitctl.credproc import NoFreshCredentials, check_known_role, credential_process
     from jitctl.timeutil import SystemClock
 
     # Only the Environment's cache: no STS (not even the trusted clock's), no policy, no
     # PagerDuty. This runs inside every AWS SDK call.
-    cache = current_env().credential_cache
-    stdout().write(credential_process(role, now=SystemClock().now(), cache=cache) + "\n")
+    env = current_env()
+    try:
+        doc = credential_process(role, now=SystemClock().now(), cache=env.credential_cache)
+    except NoFreshCredentials:
+        check_known_role(env, role)  # a typo is exit 2 naming the closest role, not "request it"
+        raise
+    stdout().write(doc + "\n")
 
 
 def register(app: typer.Typer) -> None:

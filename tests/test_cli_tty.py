@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import subprocess
 import time
@@ -71,6 +72,29 @@ def test_approve_without_an_id_offers_the_pending_requests(team):
         r["request_id"]: r["status"] for r in json.loads(team.run(BOB, "list", "--json").stdout)
     }
     assert states == {first: "approved", second: "pending"}
+
+
+def screen_lines(term: Terminal) -> list[str]:
+    """What the terminal shows, line by line, without colour codes."""
+    return [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in term.seen.splitlines()]
+
+
+def test_the_picker_shows_one_numbered_table_with_reasons_newest_first(team):
+    first = pending(team, "INC-30 first")
+    second = pending(team, "INC-31 second")
+    term = Terminal(team, BOB, "approve")
+    term.expect("approve which one")
+    lines = screen_lines(term)
+    rows = [line.split() for line in lines if re.match(r"\d+ ", line)]
+    assert [row[:2] for row in rows] == [["1", second], ["2", first]]
+    assert rows[0][-2:] == ["INC-31", "second"] and rows[1][-2:] == ["INC-30", "first"]
+    header = next(line for line in lines if line.startswith("#"))
+    assert header.split() == ["#", "ID", "ROLE", "REQUESTER", "AGE", "REASON"]
+    assert sum(first in line for line in lines) == 1  # one list, not a table and then another
+    term.send("1\n")
+    term.expect("Approve " + second + "?")
+    term.send("n\n")
+    assert term.finish() == 130
 
 
 def test_declining_the_confirmation_records_nothing(team):

@@ -161,3 +161,29 @@ def test_doctor_without_a_config_file_warns_and_counts_in_good_grammar(team):
     assert c["policy"]["status"] == "pass"  # a warning does not hold back what needs it
     assert c["policy"]["detail"] == f"2 roles from 1 file ({team.policy_dir})"
     assert "! config" in team.run(ALICE, "doctor", env=env).stderr
+
+
+def test_roles_and_whoami_say_pagerduty_rejected_the_token_not_not_on_call(team):
+    team.pd_user(ALICE)
+    env = team.env(ALICE, JITCTL_PAGERDUTY_TOKEN="not-the-token")
+    roles = team.run(ALICE, "roles", env=env)
+    assert roles.returncode == 0, roles.stderr
+    assert "not on call" not in roles.stdout + roles.stderr
+    assert "PagerDuty cannot tell" in roles.stdout
+    assert "pagerduty: PagerDuty rejected the token (401)" in roles.stderr
+    doc = {r["role"]: r for r in json.loads(team.run(ALICE, "roles", "--json", env=env).stdout)}
+    assert "(401)" in doc["prod-readonly"]["pagerduty_error"]
+    assert doc["prod-admin"]["pagerduty_error"] is None  # no fast track: nothing to tell
+    who = team.run(ALICE, "whoami", env=env)
+    assert who.returncode == 0 and "PagerDuty rejected the token (401)" in who.stderr
+
+
+def test_roles_and_whoami_without_a_token_report_it_and_exit_0(team):
+    env = team.env(ALICE, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
+    del env["JITCTL_PAGERDUTY_TOKEN"]
+    who = team.run(ALICE, "whoami", env=env)
+    assert who.returncode == 0, who.stderr
+    assert "pagerduty  no PagerDuty token" in who.stderr
+    roles = team.run(ALICE, "roles", env=env)
+    assert roles.returncode == 0, roles.stderr
+    assert "PagerDuty cannot tell" in roles.stdout and "no PagerDuty token" in roles.stderr

@@ -122,9 +122,22 @@ def render_grant(env, issued, profile: str | None, json_out: bool) -> None:
     for note in issued.notes:
         out.print(f"  [yellow]note:[/] {safe(note)}")
     if profile:
+        _profile_hint(env, out, issued.request.request_id, profile)
+
+
+def _profile_hint(env, out, request_id: str, profile: str) -> None:
+    """A first command that works here: `--profile` beats keys in the environment (botocore
+    drops its environment provider for an explicit profile); AWS_PROFILE does not."""
+    import shlex
+
+    out.print(
+        f"  request {safe(request_id)}; try: "
+        f"aws --profile {safe(shlex.quote(profile))} sts get-caller-identity"
+    )
+    if env.environ.get("AWS_ACCESS_KEY_ID"):
         out.print(
-            f"  request {safe(issued.request.request_id)}; try: "
-            f"AWS_PROFILE={safe(profile)} aws sts get-caller-identity"
+            f"  [yellow]note:[/] AWS_ACCESS_KEY_ID is set here and beats AWS_PROFILE={safe(profile)}; "
+            "use --profile, or first: unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN"
         )
 
 

@@ -157,18 +157,7 @@ class WaitLine:
         self._status.start()
 
         def on_poll(current, elapsed: float) -> None:
-            from jitctl.timeutil import format_duration
-
-            got = (
-                f" ({len(current.approvers)}/{current.min_approvals} approvals)"
-                if current.min_approvals > 1
-                else ""
-            )
-            self._status.update(
-                f"waiting {format_duration(timedelta(seconds=int(elapsed)))} for approval{got} of "
-                f"{safe(request_id)} from {safe(shown)}; send them: "
-                f"[bold]jitctl approve {safe(request_id)}[/]  (Ctrl-C cancels)"
-            )
+            self._status.update(_wait_text(current, request_id, shown, elapsed))
 
         return on_poll
 
@@ -178,6 +167,35 @@ class WaitLine:
     def __exit__(self, *exc: object) -> None:
         if self._status is not None:
             self._status.stop()
+
+
+def _wait_text(current, request_id: str, shown: str, elapsed: float):
+    """The wait line at the terminal's width (a longer one wraps, and each refresh leaves its
+    first lines behind): the approvers go first, then the approval count; what is left is cut."""
+    from rich.text import Text
+
+    from jitctl.sanitize import clean
+    from jitctl.timeutil import format_duration
+
+    waited = format_duration(timedelta(seconds=int(elapsed)))
+    got = (
+        f" ({len(current.approvers)}/{current.min_approvals} approvals)"
+        if current.min_approvals > 1
+        else ""
+    )
+    tail = f"; send them: jitctl approve {request_id}  (Ctrl-C cancels)"
+    width = stderr_console().width - 3  # the spinner and its space
+    for text in (
+        f"waiting {waited} for approval{got} of {request_id} from {shown}{tail}",
+        f"waiting {waited} for approval{got} of {request_id}{tail}",
+        f"waiting {waited}{got}: jitctl approve {request_id}  (Ctrl-C cancels)",
+    ):
+        line = Text(clean(text), no_wrap=True, overflow="ellipsis")
+        if line.cell_len <= width:
+            break
+    line.truncate(max(width, 1), overflow="ellipsis")
+    line.highlight_words([f"jitctl approve {request_id}"], style="bold")
+    return line
 
 
 def announce_pending(env, outcome) -> None:
@@ -204,7 +222,7 @@ def obtain(env, *, role, reason, duration, timeout, wait: bool):
         return run_lifecycle(
             env.service,
             role=role,
-            reason=reason,
+            reason=reason if reason is not None else _ask_reason(env),
             duration=duration,
             timeout=timeout,
             wait=wait,
@@ -213,6 +231,14 @@ def obtain(env, *, role, reason, duration, timeout, wait: bool):
                 outcome.request.request_id, lambda: outcome.approvers
             ),
         )
+
+
+def _ask_reason(env) -> str | None:
+    """On a terminal, ask for the missing --reason; scripts (stdin not a TTY, --quiet,
+    NO_COLOR) get None, and the one-line usage error, as before."""
+    if not (env.inp.isatty() and interactive()):
+        return None
+    return typer.prompt("reason (an incident id helps)", err=True)
 
 
 def request(

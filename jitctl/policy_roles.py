@@ -22,6 +22,8 @@ from jitctl.policy_schema import (
     ROLE_ARN,
     ROLE_KEYS,
     ROLE_NAME,
+    Where,
+    at,
     check_keys,
     expect_positive_int,
     expect_principal_arn,
@@ -67,7 +69,7 @@ class Role:
 
 def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
     line = header_line(text, "roles", name)
-    where = f"{location(file, line)}: role {name!r}"
+    where = Where(file, text, ("roles", name), f"role {name!r}")
     if not ROLE_NAME.fullmatch(name):
         raise PolicyError(
             f"{location(file, line)}: role name {name!r} is invalid: use up to 64 letters, digits, "
@@ -80,7 +82,8 @@ def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
     arn = expect_str(table["arn"], where, "arn")
     if not ROLE_ARN.fullmatch(arn):
         raise PolicyError(
-            f"{where}: arn {arn!r} is not an IAM role ARN like arn:aws:iam::123456789012:role/NAME"
+            f"{at(where, 'arn')}: arn {arn!r} is not an IAM role ARN like "
+            "arn:aws:iam::123456789012:role/NAME"
         )
     max_duration = expect_session_duration(
         table.get("max_duration", DEFAULT_MAX_DURATION), where, "max_duration"
@@ -92,9 +95,7 @@ def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
     if "description" in table:
         description = expect_str(table["description"], where, "description").strip()
 
-    def sub_where(key: str) -> str:
-        sub_line = header_line(text, "roles", name, key) or line
-        return f"{location(file, sub_line)}: role {name!r}: {key}"
+    sub_where = where.within
 
     on_call = approval = None
     if "on_call" in table:
@@ -149,16 +150,17 @@ def parse_approval(table: dict[str, Any], where: str) -> ApprovalRule:
         raise PolicyError(f"{where}: approvers is required", 'e.g. approvers = ["group:sre"]')
     approvers = expect_str_list(table["approvers"], where, "approvers")
     if not approvers:
-        raise PolicyError(f"{where}: approvers must name at least one approver")
+        raise PolicyError(f"{at(where, 'approvers')}: approvers must name at least one approver")
     for entry in approvers:
         if entry.startswith(GROUP_PREFIX):
             if not entry[len(GROUP_PREFIX) :].strip():
-                raise PolicyError(f"{where}: approvers: {entry!r} names no group")
+                raise PolicyError(f"{at(where, 'approvers')}: approvers: {entry!r} names no group")
         elif is_arn(entry):
             expect_principal_arn(entry, where, "approvers")
         elif not EMAIL.fullmatch(entry):
             raise PolicyError(
-                f"{where}: approvers: {entry!r} is not an email, a principal ARN or group:NAME"
+                f"{at(where, 'approvers')}: approvers: {entry!r} is not an email, a principal ARN "
+                "or group:NAME"
             )
     min_approvals = expect_positive_int(table.get("min_approvals", 1), where, "min_approvals")
     ttl = expect_request_ttl(table.get("request_ttl", DEFAULT_REQUEST_TTL), where, "request_ttl")

@@ -444,3 +444,16 @@ def test_a_misconfigured_lambda_broker_serves_nobody_and_says_so_once(world, mon
     answer = aws_lambda.handler(function_url_event(world, "carol@example.com", "GET", "/v1/whoami"))
     assert answer["statusCode"] == 503
     assert json.loads(answer["body"])["error"]["exit_code"] == 5
+
+
+def test_credential_process_and_exec_refuse_an_unknown_role_by_the_brokers_list(world):
+    """A broker's client has no policy: the role names come from the broker."""
+    out = world.run("carol@example.com", "credential-process", "prod-readonyl")
+    assert out.returncode == 2, out.stderr
+    assert "unknown role 'prod-readonyl'; did you mean 'prod-readonly'?" in out.stderr
+    before = json.loads(world.run("carol@example.com", "list", "--json").stdout)
+    out = world.run(
+        "carol@example.com", "exec", "prod-readonly", "--reason", "x", "--", "no-such-tool-xyz"
+    )
+    assert out.returncode == 2 and "command not found: no-such-tool-xyz" in out.stderr
+    assert json.loads(world.run("carol@example.com", "list", "--json").stdout) == before

@@ -104,7 +104,8 @@ def _token(env: Environment, out: dict[str, str]) -> str:
 def _keyring(token: dict[str, str]) -> str | tuple[str, str]:
     """The backend, and whether it works: the same read the token lookup makes."""
     if token.get("source") not in (None, "keyring"):
-        return SKIP, f"the token comes from {token['source']}"
+        where = {"env": "the environment", "secretsmanager": "Secrets Manager"}
+        return SKIP, f"the token comes from {where.get(token['source'], token['source'])}"
     import keyring
 
     from jitctl.oncall_client import KEYRING_SERVICE, KEYRING_USER

@@ -170,8 +170,8 @@ class WaitLine:
 
 
 def _wait_text(current, request_id: str, shown: str, elapsed: float):
-    """The wait line at the terminal's width (a longer one wraps, and each refresh leaves its
-    first lines behind): the approvers go first, then the approval count; what is left is cut."""
+    """The wait line at the terminal's width (a longer one is cropped at the edge, taking the
+    approve command with it): the approvers go first, then the words; what is left is cut."""
     from rich.text import Text
 
     from jitctl.sanitize import clean

@@ -96,6 +96,8 @@ def translate_error(exc: Exception, action: str, *, hint: str | None = None) -> 
     """Map a botocore exception to one clear jitctl error. Returns it for `raise ... from exc`."""
     from botocore.exceptions import (
         ClientError,
+        ConfigParseError,
+        InvalidConfigError,
         NoCredentialsError,
         NoRegionError,
         PartialCredentialsError,
@@ -121,9 +123,14 @@ def translate_error(exc: Exception, action: str, *, hint: str | None = None) -> 
             f"{action}: your AWS credentials have expired",
             "refresh them (e.g. `aws sso login`, or export new keys) and try again",
         )
-    if isinstance(exc, ProfileNotFound | NoRegionError):
+    if isinstance(exc, ProfileNotFound | NoRegionError | InvalidConfigError | ConfigParseError):
         return UsageError(
             f"{action}: {exc}", "check AWS_PROFILE, AWS_REGION and your AWS config files"
+        )
+    if isinstance(exc, ValueError) and os.environ.get("AWS_CREDENTIAL_EXPIRATION"):
+        return UsageError(  # botocore parses it with dateutil, whose ParserError is a ValueError
+            f"{action}: AWS_CREDENTIAL_EXPIRATION is not a date ({exc})",
+            "set it as ISO 8601 (e.g. 2026-11-28T10:00:00Z) with fresh keys, or unset it",
         )
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "Unknown")

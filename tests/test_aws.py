@@ -240,14 +240,17 @@ def _jitctl_without_login(tmp_path, *args: str, **aws: str):
         'version = 1\n[roles.ro]\narn = "arn:aws:iam::123456789012:role/ro"\n'
         '[roles.ro.approval]\napprovers = ["bob@example.com"]\n'
     )
+    settings = {
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        **aws,
+    }
     env = clean_env(
         HOME=str(tmp_path),
-        AWS_CONFIG_FILE=str(tmp_path / "none"),
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
         AWS_EC2_METADATA_DISABLED="true",
         JITCTL_CONFIG=str(tmp_path / "c.toml"),
         JITCTL_AUDIT_LOG=str(tmp_path / "audit.jsonl"),
-        **aws,
+        **settings,
     )
     exe = shutil.which("jitctl") or "jitctl"
     return subprocess.run([exe, *args], env=env, capture_output=True, text=True, timeout=60)
@@ -277,3 +280,27 @@ def test_no_aws_credentials_at_all_is_exit_2_saying_how_to_log_in(tmp_path):
     assert out.returncode == 2, out.stderr
     assert "no AWS credentials found" in out.stderr and "aws sso login" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("setting", "says"),
+    [
+        ("config", 'The credential source "Nope"'),
+        ("expiration", "AWS_CREDENTIAL_EXPIRATION is not a date"),
+    ],
+)
+def test_a_broken_aws_setup_is_exit_2_not_aws_unreachable(tmp_path, setting, says):
+    if setting == "config":
+        (tmp_path / "config").write_text(
+            "[profile p]\ncredential_source = Nope\nrole_arn = arn:aws:iam::123456789012:role/x\n"
+        )
+        aws = {"AWS_CONFIG_FILE": str(tmp_path / "config"), "AWS_PROFILE": "p"}
+    else:
+        aws = {
+            "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+            "AWS_SECRET_ACCESS_KEY": "secret",
+            "AWS_CREDENTIAL_EXPIRATION": "next tuesday",
+        }
+    out = _jitctl_without_login(tmp_path, "whoami", **aws)
+    assert out.returncode == 2, out.stderr
+    assert says in out.stderr and "unreachable" not in out.stderr

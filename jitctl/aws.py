@@ -96,6 +96,8 @@ def translate_error(exc: Exception, action: str, *, hint: str | None = None) -> 
     """Map a botocore exception to one clear jitctl error. Returns it for `raise ... from exc`."""
     from botocore.exceptions import (
         ClientError,
+        ConfigParseError,
+        InvalidConfigError,
         NoCredentialsError,
         NoRegionError,
         PartialCredentialsError,
@@ -116,9 +118,19 @@ def translate_error(exc: Exception, action: str, *, hint: str | None = None) -> 
             f"{action}: your AWS login has expired or is missing ({type(exc).__name__})",
             f"run `{fix}` (or refresh your credentials) and try again",
         )
-    if isinstance(exc, ProfileNotFound | NoRegionError):
+    if _keys_expired(exc):  # AWS_CREDENTIAL_EXPIRATION (or a credential source) in the past
+        return UsageError(
+            f"{action}: your AWS credentials have expired",
+            "refresh them (e.g. `aws sso login`, or export new keys) and try again",
+        )
+    if isinstance(exc, ProfileNotFound | NoRegionError | InvalidConfigError | ConfigParseError):
         return UsageError(
             f"{action}: {exc}", "check AWS_PROFILE, AWS_REGION and your AWS config files"
+        )
+    if isinstance(exc, ValueError) and os.environ.get("AWS_CREDENTIAL_EXPIRATION"):
+        return UsageError(  # botocore parses it with dateutil, whose ParserError is a ValueError
+            f"{action}: AWS_CREDENTIAL_EXPIRATION is not a date ({exc})",
+            "set it as ISO 8601 (e.g. 2026-11-28T10:00:00Z) with fresh keys, or unset it",
         )
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "Unknown")
@@ -148,6 +160,12 @@ def _login_expired(exc: Exception) -> bool:
         if hasattr(bex, name)
     )
     return isinstance(exc, kinds)
+
+
+def _keys_expired(exc: Exception) -> bool:
+    """botocore refreshed credentials that still carry an expiry in the past: it says so only
+    as a RuntimeError with this text (botocore.credentials.RefreshableCredentials)."""
+    return isinstance(exc, RuntimeError) and "refreshed credentials are still expired" in str(exc)
 
 
 def get_caller_identity(clients: AwsClients) -> tuple[str, str]:

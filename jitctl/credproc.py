@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import shlex
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from jitctl.cache import MIN_LEFT, CredentialCache, fresh
 from jitctl.errors import TimedOut
 from jitctl.formats import credential_process_json
 from jitctl.timeutil import format_duration, rfc3339
+
+if TYPE_CHECKING:
+    from jitctl.context import Environment
 
 
 class NoFreshCredentials(TimedOut):
@@ -52,3 +56,22 @@ def credential_process(
         f"no fresh jitctl credentials for {role} ({why}); "
         f'run: jitctl request {shlex.quote(role)} --reason "..."'
     )
+
+
+def check_known_role(env: Environment, role: str) -> None:
+    """UsageError (exit 2, with the closest name) when ``role`` is not in the policy. Only on
+    the failure path, and only from what is at hand: the local policy in direct mode, the
+    broker's role list in broker mode. When neither can be read, nothing is added: the cache
+    miss (exit 4) stands."""
+    from jitctl.errors import JitctlError
+    from jitctl.policy import unknown_role
+
+    try:
+        if env.config.broker.client:
+            known = {str(r["role"]) for r in env.service.roles()}
+        else:
+            known = set(env.policy.roles)
+    except JitctlError:
+        return
+    if role not in known:
+        raise unknown_role(role, known)

@@ -20,12 +20,7 @@ def run_doctor(env: Environment) -> Doctor:
     d = Doctor(env)
     if env.config.broker.client:
         return _broker_doctor(d, env)
-    d.run(
-        "config",
-        lambda: (
-            f"{env.config.path or 'no config file'}; policy {env.config.policy_path or 'not set'}"
-        ),
-    )
+    d.run("config", lambda: _config(env))
     d.run("policy", lambda: _policy_summary(env), needs=("config",))
     d.run("aws caller", lambda: _caller_arn(env), needs=("config",))
     d.run("person", lambda: env.caller.person, needs=("policy", "aws caller"))
@@ -70,9 +65,29 @@ def _ok(d: Doctor, name: str) -> bool:
     return any(c.name == name and c.status == PASS for c in d.checks)
 
 
+def _config(env: Environment) -> str | tuple[str, str, str]:
+    """The file read; none is a warning (defaults apply), never a pass that says "not set"."""
+    if env.config.path is not None:
+        return str(env.config.path)
+    from jitctl.config import default_config_path
+
+    return (
+        WARN,
+        f"no config file at {default_config_path()}: defaults and the environment apply",
+        "create it (README: 'Setting it up for real') or set JITCTL_CONFIG",
+    )
+
+
 def _policy_summary(env: Environment) -> str:
-    policy = env.policy
-    return f"{len(policy.roles)} roles from {len(policy.sources)} files"
+    policy = env.policy  # raises "no policy configured" (with the fix) when none is set
+    where = env.config.policy_path
+    return (
+        f"{_count(len(policy.roles), 'role')} from {_count(len(policy.sources), 'file')} ({where})"
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _caller_arn(env: Environment) -> str:
@@ -89,12 +104,28 @@ def _token(env: Environment, out: dict[str, str]) -> str:
 
 
 def _keyring(token: dict[str, str]) -> str | tuple[str, str]:
-    if token.get("source") == "env":
-        return SKIP, "the token comes from the environment"
+    """The backend, and whether it works: the same read the token lookup makes."""
+    if token.get("source") not in (None, "keyring"):
+        where = {"env": "the environment", "secretsmanager": "Secrets Manager"}
+        return SKIP, f"the token comes from {where.get(token['source'], token['source'])}"
     import keyring
 
+    from jitctl.oncall_client import KEYRING_SERVICE, KEYRING_USER
+
     backend = keyring.get_keyring()
-    return f"{type(backend).__module__}.{type(backend).__name__}"
+    name = f"{type(backend).__module__}.{type(backend).__name__}"
+    if token.get("source") is None:
+        try:
+            keyring.get_password(KEYRING_SERVICE, KEYRING_USER)
+        except Exception as exc:  # NoKeyringError (the "fail" stand-in), D-Bus trouble...
+            from jitctl.errors import ConfigError
+
+            raise ConfigError(
+                f"no usable keyring backend ({name}: {type(exc).__name__})",
+                "install one (e.g. `pip install keyrings.alt`) or export "
+                "JITCTL_PAGERDUTY_TOKEN=...",
+            ) from None
+    return name
 
 
 def _pd_user(env: Environment) -> str:

@@ -44,7 +44,8 @@ class Doctor:
     ) -> bool:
         """Run one check; skipped when a check it needs did not pass. ``fn`` returns the
         detail of a pass, or (SKIP or WARN, detail[, fix])."""
-        blocked = [c.name for c in self.checks if c.name in needs and c.status != PASS]
+        # a warning is a pass with a caveat: what depends on it still runs
+        blocked = [c.name for c in self.checks if c.name in needs and c.status not in (PASS, WARN)]
         if blocked:
             self.checks.append(Check(name, SKIP, f"needs: {', '.join(blocked)}"))
             return False

@@ -32,6 +32,18 @@ _TERMINAL_SIGNALS = frozenset({signal.SIGINT, signal.SIGQUIT})
 _Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 
+def check_runnable(argv: list[str], env: Mapping[str, str]) -> None:
+    """Before anything is requested: a command that cannot start would waste a grant (and a
+    peer's approval). Looked up as Popen will, in ``env``'s PATH."""
+    import shutil
+
+    if argv and shutil.which(argv[0], path=env.get("PATH", os.defpath)) is None:
+        raise UsageError(
+            f"command not found: {argv[0]}",
+            "check its name and PATH (or give its path); nothing was requested",
+        )
+
+
 def run_child(argv: list[str], env: Mapping[str, str]) -> int:
     """Run ``argv`` (no shell) with exactly ``env``; return its exit status.
 

@@ -84,10 +84,21 @@ class PagerDutySession:
     def client(self) -> PagerDutyClient:
         if self._client is None:
             assert self.settings is not None and self._token is not None
-            token, _source = self._token()
+            token, _source = self._read_token()
             deadline = time.monotonic() + self.settings.timeout
             self._client = make_client(self.settings, token, deadline=deadline)
         return self._client
+
+    def _read_token(self) -> tuple[str, str]:
+        """The token, or LookupFailed: without one PagerDuty cannot answer, which fails the
+        fast track closed (with this reason shown) while peer approval still works."""
+        from jitctl.errors import TokenError, Unavailable
+
+        assert self._token is not None
+        try:
+            return self._token()
+        except (TokenError, Unavailable) as exc:  # none set, no keyring, the secret unreadable
+            raise LookupFailed(str(exc)) from None
 
     def user(self, email: str) -> dict:
         """find_user, once per email (a failure is remembered too: it fails the same way)."""

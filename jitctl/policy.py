@@ -20,6 +20,8 @@ from jitctl.policy_roles import OnCallRule as OnCallRule
 from jitctl.policy_roles import Role, parse_role
 from jitctl.policy_schema import (
     GROUP_PREFIX,
+    Where,
+    at,
     check_top,
     collect_entries,
     expect_table,
@@ -52,12 +54,7 @@ class Policy:
         """The role called ``name``; a UsageError with a suggestion if there is none."""
         if name in self.roles:
             return self.roles[name]
-        guess = closest(name, self.roles)
-        if guess:
-            raise UsageError(f"unknown role {name!r}; did you mean {guess!r}?")
-        if self.roles:
-            raise UsageError(f"unknown role {name!r}; known roles: {', '.join(sorted(self.roles))}")
-        raise UsageError(f"unknown role {name!r}; the policy defines no roles")
+        raise unknown_role(name, self.roles)
 
     def approver_matches(
         self,
@@ -94,6 +91,17 @@ class Policy:
             return []
         now_on_call = [p for e in role.approval.on_call_entries for p in (on_call or {}).get(e, ())]
         return sorted(set(_expand(role.approval.approvers, self.groups)) | set(now_on_call))
+
+
+def unknown_role(name: str, known: Iterable[str]) -> UsageError:
+    """The error for a role name the policy does not define, naming the closest one."""
+    names = sorted(known)
+    guess = closest(name, names)
+    if guess:
+        return UsageError(f"unknown role {name!r}; did you mean {guess!r}?")
+    if names:
+        return UsageError(f"unknown role {name!r}; known roles: {', '.join(names)}")
+    return UsageError(f"unknown role {name!r}; the policy defines no roles")
 
 
 @dataclass(frozen=True)
@@ -174,9 +182,9 @@ def _read_file(file: Path, found: _Found) -> None:
     except PolicyError as exc:
         found.errors.append(exc)
         return
-    found.errors.extend(check_top(data, file))
-    _merge_groups(data, location(file, header_line(text, "groups")), found)
-    where = location(file, header_line(text, "identities"))
+    found.errors.extend(check_top(data, file, text))
+    _merge_groups(data, Where(file, text, ("groups",)), found)
+    where = Where(file, text, ("identities",))
     merge_identities(data, where, found.errors, found.identities, found.ident_src)
     try:
         found.trusted_roles.extend(parse_session_name_roles(data.get("identities"), where))
@@ -200,7 +208,7 @@ def _merge_groups(data: dict[str, Any], where: str, found: _Found) -> None:
         if name in found.groups and set(found.groups[name]) != set(members):
             found.errors.append(
                 PolicyError(
-                    f"{where}: group {name!r} is already defined with other members in "
+                    f"{at(where, name)}: group {name!r} is already defined with other members in "
                     f"{found.group_src[name]}"
                 )
             )
@@ -265,13 +273,19 @@ def _check_approvers(
     """Cross-file checks, once every file is read: groups exist, min_approvals is reachable."""
     if role.approval is None:
         return
-    where = f"{role_where}: approval"
+    where = (
+        role_where.within("approval")
+        if isinstance(role_where, Where)
+        else f"{role_where}: approval"
+    )
     for entry in role.approval.approvers:
         group = entry[len(GROUP_PREFIX) :] if entry.startswith(GROUP_PREFIX) else None
         if group is not None and group not in groups:
             guess = closest(group, groups)
             known = f"did you mean 'group:{guess}'?" if guess else "define it under [groups]"
-            raise PolicyError(f"{where}: approvers: group {group!r} does not exist; {known}")
+            raise PolicyError(
+                f"{at(where, 'approvers')}: approvers: group {group!r} does not exist; {known}"
+            )
     people = {
         (person_for(m, rules) or m) if is_arn(m) else m
         for m in _expand(role.approval.approvers, groups)
@@ -280,7 +294,8 @@ def _check_approvers(
     reachable = len(people) + len(role.approval.on_call_entries)
     if role.approval.min_approvals > reachable:
         raise PolicyError(
-            f"{where}: min_approvals is {role.approval.min_approvals} but the approvers are only "
+            f"{at(where, 'min_approvals')}: min_approvals is {role.approval.min_approvals} but "
+            "the approvers are only "
             f"{reachable} distinct {'person' if reachable == 1 else 'people'}, so a request "
             "could never be approved",
             "add approvers or lower min_approvals (the requester never counts)",

@@ -25,6 +25,8 @@ from jitctl.policy_schema import (
     ROLE_ARN,
     ROLE_KEYS,
     ROLE_NAME,
+    Where,
+    at,
     check_keys,
     describe,
     expect_on_call_entry,
@@ -94,7 +96,7 @@ class Role:
 
 def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
     line = header_line(text, "roles", name)
-    where = f"{location(file, line)}: role {name!r}"
+    where = Where(file, text, ("roles", name), f"role {name!r}")
     if not ROLE_NAME.fullmatch(name):
         raise PolicyError(
             f"{location(file, line)}: role name {name!r} is invalid: use up to 64 letters, digits, "
@@ -107,7 +109,8 @@ def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
     arn = expect_str(table["arn"], where, "arn")
     if not ROLE_ARN.fullmatch(arn):
         raise PolicyError(
-            f"{where}: arn {arn!r} is not an IAM role ARN like arn:aws:iam::123456789012:role/NAME"
+            f"{at(where, 'arn')}: arn {arn!r} is not an IAM role ARN like "
+            "arn:aws:iam::123456789012:role/NAME"
         )
     max_duration = expect_session_duration(
         table.get("max_duration", DEFAULT_MAX_DURATION), where, "max_duration"
@@ -119,9 +122,7 @@ def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
     if "description" in table:
         description = expect_str(table["description"], where, "description").strip()
 
-    def sub_where(key: str) -> str:
-        sub_line = header_line(text, "roles", name, key) or line
-        return f"{location(file, sub_line)}: role {name!r}: {key}"
+    sub_where = where.within
 
     tracks = _parse_tracks(table, where, sub_where, max_duration)
     if tracks["on_call"] is None and tracks["approval"] is None and tracks["incident"] is None:
@@ -197,19 +198,19 @@ def parse_approval(table: dict[str, Any], where: str) -> ApprovalRule:
         raise PolicyError(f"{where}: approvers is required", 'e.g. approvers = ["group:sre"]')
     approvers = expect_str_list(table["approvers"], where, "approvers")
     if not approvers:
-        raise PolicyError(f"{where}: approvers must name at least one approver")
+        raise PolicyError(f"{at(where, 'approvers')}: approvers must name at least one approver")
     for entry in approvers:
         if on_call_entry(entry) is not None:
             expect_on_call_entry(entry, where)
         elif entry.startswith(GROUP_PREFIX):
             if not entry[len(GROUP_PREFIX) :].strip():
-                raise PolicyError(f"{where}: approvers: {entry!r} names no group")
+                raise PolicyError(f"{at(where, 'approvers')}: approvers: {entry!r} names no group")
         elif is_arn(entry):
             expect_principal_arn(entry, where, "approvers")
         elif not EMAIL.fullmatch(entry):
             raise PolicyError(
-                f"{where}: approvers: {entry!r} is not an email, a principal ARN, group:NAME, "
-                "oncall:ESCALATION_POLICY_ID or schedule:SCHEDULE_ID"
+                f"{at(where, 'approvers')}: approvers: {entry!r} is not an email, a principal ARN, "
+                "group:NAME, oncall:ESCALATION_POLICY_ID or schedule:SCHEDULE_ID"
             )
     min_approvals = expect_positive_int(table.get("min_approvals", 1), where, "min_approvals")
     ttl = expect_request_ttl(table.get("request_ttl", DEFAULT_REQUEST_TTL), where, "request_ttl")

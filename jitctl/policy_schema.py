@@ -18,6 +18,10 @@ from jitctl.errors import PolicyError
 from jitctl.identity import EMAIL, PARTITIONS
 from jitctl.timeutil import format_duration, parse_duration
 from jitctl.tomlcheck import TomlError, first_unknown_key, parse_toml, unknown_key_message
+from jitctl.tomlcheck import Where as Where  # where errors point; still importable from here
+from jitctl.tomlcheck import at as at
+from jitctl.tomlcheck import header_line as header_line
+from jitctl.tomlcheck import location as location
 
 TOP_KEYS = frozenset({"version", "identities", "groups", "roles"})
 ROLE_KEYS = frozenset(
@@ -115,70 +119,54 @@ def read_toml(path: Path) -> tuple[dict[str, Any], str]:
         raise PolicyError(f"{location(path, exc.line)}: not valid TOML: {exc}") from None
 
 
-def _key_pattern(part: str) -> str:
-    quoted = [r'"' + re.escape(json.dumps(part)[1:-1]) + r'"', r"'" + re.escape(part) + r"'"]
-    if re.fullmatch(r"[A-Za-z0-9_-]+", part):
-        quoted.append(re.escape(part))
-    return "(?:" + "|".join(quoted) + ")"
-
-
-def header_line(text: str, *parts: str) -> int | None:
-    """The 1-based line of the table header ``[a.b.c]`` in ``text``, or None (inline tables...)."""
-    dotted = r"\s*\.\s*".join(_key_pattern(p) for p in parts)
-    m = re.search(r"^[ \t]*\[[ \t]*" + dotted + r"[ \t]*\]", text, re.MULTILINE)
-    return text.count("\n", 0, m.start()) + 1 if m else None
-
-
-def location(path: Path, line: int | None) -> str:
-    return f"{path}:{line}" if line else str(path)
-
-
 def check_keys(table: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
     key = first_unknown_key(table, allowed)
     if key is not None:
-        raise PolicyError(unknown_key_message(key, allowed, where))
+        raise PolicyError(unknown_key_message(key, allowed, at(where, key)))
 
 
 def expect_table(value: Any, where: str, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise PolicyError(f"{where}: {what} must be a table, got {describe(value)}")
+        raise PolicyError(f"{at(where, what)}: {what} must be a table, got {describe(value)}")
     return value
 
 
 def expect_str(value: Any, where: str, key: str) -> str:
     if not isinstance(value, str) or not value.strip():
         got = "an empty string" if isinstance(value, str) else describe(value)
-        raise PolicyError(f"{where}: {key} must be a non-empty string, got {got}")
+        raise PolicyError(f"{at(where, key)}: {key} must be a non-empty string, got {got}")
     return value
 
 
 def expect_str_list(value: Any, where: str, key: str) -> tuple[str, ...]:
     if not isinstance(value, list):
-        raise PolicyError(f"{where}: {key} must be a list of strings, got {describe(value)}")
+        raise PolicyError(
+            f"{at(where, key)}: {key} must be a list of strings, got {describe(value)}"
+        )
     for i, item in enumerate(value):
         if not isinstance(item, str) or not item.strip():
             got = "an empty string" if isinstance(item, str) else describe(item)
-            raise PolicyError(f"{where}: {key}[{i}] must be a non-empty string, got {got}")
+            raise PolicyError(f"{at(where, key)}: {key}[{i}] must be a non-empty string, got {got}")
     return tuple(item.strip() for item in value)
 
 
 def expect_positive_int(value: Any, where: str, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise PolicyError(f"{where}: {key} must be an integer, got {describe(value)}")
+        raise PolicyError(f"{at(where, key)}: {key} must be an integer, got {describe(value)}")
     if value < 1:
-        raise PolicyError(f"{where}: {key} must be at least 1, got {value}")
+        raise PolicyError(f"{at(where, key)}: {key} must be at least 1, got {value}")
     return value
 
 
 def expect_duration(value: Any, where: str, key: str) -> timedelta:
     if not isinstance(value, str):
         raise PolicyError(
-            f'{where}: {key} must be a duration string like "15m" or "1h30m", got {describe(value)}'
+            f'{at(where, key)}: {key} must be a duration string like "15m" or "1h30m", got {describe(value)}'
         )
     try:
         return parse_duration(value)
     except ValueError as exc:
-        raise PolicyError(f"{where}: {key}: {exc}") from exc
+        raise PolicyError(f"{at(where, key)}: {key}: {exc}") from exc
 
 
 def expect_session_duration(value: Any, where: str, key: str) -> timedelta:
@@ -200,7 +188,7 @@ def expect_bounded_duration(
     low, high = bounds
     if not low <= duration <= high:
         raise PolicyError(
-            f"{where}: {key} must be between {format_duration(low)} and "
+            f"{at(where, key)}: {key} must be between {format_duration(low)} and "
             f"{format_duration(high)} ({why}), got {value!r}"
         )
     return duration
@@ -209,7 +197,7 @@ def expect_bounded_duration(
 def expect_email(value: str, where: str, key: str) -> str:
     if not EMAIL.fullmatch(value):
         raise PolicyError(
-            f"{where}: {key}: {value!r} is not an email address like alice@example.com"
+            f"{at(where, key)}: {key}: {value!r} is not an email address like alice@example.com"
         )
     return value.lower()
 
@@ -217,7 +205,7 @@ def expect_email(value: str, where: str, key: str) -> str:
 def expect_principal_arn(value: str, where: str, key: str) -> str:
     if not PRINCIPAL_ARN.fullmatch(value):
         raise PolicyError(
-            f"{where}: {key}: {value!r} is not a principal ARN like "
+            f"{at(where, key)}: {key}: {value!r} is not a principal ARN like "
             "arn:aws:iam::123456789012:user/NAME or arn:aws:sts::123456789012:assumed-role/ROLE/SESSION"
         )
     return value
@@ -233,7 +221,9 @@ def member_of(value: str, where: str, key: str) -> str:
         return expect_principal_arn(value, where, key)
     if EMAIL.fullmatch(value):
         return value.lower()
-    raise PolicyError(f"{where}: {key}: {value!r} is neither an email address nor a principal ARN")
+    raise PolicyError(
+        f"{at(where, key)}: {key}: {value!r} is neither an email address nor a principal ARN"
+    )
 
 
 def load_session_policy(value: Any, source: Path, where: str) -> tuple[str, Path]:
@@ -245,37 +235,47 @@ def load_session_policy(value: Any, source: Path, where: str) -> tuple[str, Path
     try:
         found = path.is_file()
     except OSError as exc:  # e.g. a name too long to look up
-        raise PolicyError(f"{where}: session_policy: {rel[:200]}: {exc.strerror}") from None
+        raise PolicyError(
+            f"{at(where, 'session_policy')}: session_policy: {rel[:200]}: {exc.strerror}"
+        ) from None
     if not found:
-        raise PolicyError(f"{where}: session_policy: {path} does not exist or is not a file")
+        raise PolicyError(
+            f"{at(where, 'session_policy')}: session_policy: {path} does not exist or is not a file"
+        )
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise PolicyError(f"{where}: session_policy: cannot read {path}: {exc.strerror}") from exc
+        raise PolicyError(
+            f"{at(where, 'session_policy')}: session_policy: cannot read {path}: {exc.strerror}"
+        ) from exc
     except UnicodeDecodeError as exc:
-        raise PolicyError(f"{where}: session_policy: {path} is not UTF-8") from exc
+        raise PolicyError(
+            f"{at(where, 'session_policy')}: session_policy: {path} is not UTF-8"
+        ) from exc
     except json.JSONDecodeError as exc:
         raise PolicyError(
-            f"{where}: session_policy: {path} is not valid JSON: {exc.msg} "
+            f"{at(where, 'session_policy')}: session_policy: {path} is not valid JSON: {exc.msg} "
             f"(line {exc.lineno}, column {exc.colno})"
         ) from exc
     if not isinstance(doc, dict) or not doc.get("Statement"):
         raise PolicyError(
-            f'{where}: session_policy: {path} is not an IAM policy: it needs a "Statement"'
+            f"{at(where, 'session_policy')}: session_policy: {path} is not an IAM policy: "
+            'it needs a "Statement"'
         )
     text = json.dumps(doc, separators=(",", ":"))
     if len(text) > SESSION_POLICY_MAX_CHARS:
         raise PolicyError(
-            f"{where}: session_policy: {path} is {len(text)} characters minified; STS accepts at "
+            f"{at(where, 'session_policy')}: session_policy: {path} is {len(text)} characters minified; STS accepts at "
             f"most {SESSION_POLICY_MAX_CHARS}",
             "use wildcards or fewer statements, or narrow the role's own policies instead",
         )
     return text, path
 
 
-def check_top(data: dict[str, Any], file: Path) -> list[PolicyError]:
+def check_top(data: dict[str, Any], file: Path, text: str = "") -> list[PolicyError]:
+    top = Where(file, text, ())
     errors = [
-        PolicyError(unknown_key_message(key, TOP_KEYS, str(file)))
+        PolicyError(unknown_key_message(key, TOP_KEYS, top.at(key)))
         for key in data
         if key not in TOP_KEYS
     ]
@@ -285,7 +285,7 @@ def check_top(data: dict[str, Any], file: Path) -> list[PolicyError]:
     version = data["version"]
     if isinstance(version, bool) or not isinstance(version, int) or version != 1:
         shown = repr(version) if isinstance(version, int | str) else describe(version)
-        errors.append(PolicyError(f"{file}: version must be 1, got {shown}"))
+        errors.append(PolicyError(f"{top.at('version')}: version must be 1, got {shown}"))
     return errors
 
 
@@ -297,7 +297,9 @@ def parse_groups(
     for name, members in table.items():
         try:
             if not name.strip() or any(c.isspace() for c in name):
-                raise PolicyError(f"{where}: group name {name!r} must be non-empty without spaces")
+                raise PolicyError(
+                    f"{at(where, name)}: group name {name!r} must be non-empty without spaces"
+                )
             key = f"groups.{name}"
             items = expect_str_list(members, where, key)
             groups[name] = tuple(dict.fromkeys(member_of(m, where, key) for m in items))
@@ -340,13 +342,13 @@ def expect_role_glob(value: str, where: str, key: str) -> str:
     m = ROLE_GLOB.fullmatch(value)
     if m is None:
         raise PolicyError(
-            f"{where}: {key}: {value!r} is not a role ARN like "
+            f"{at(where, key)}: {key}: {value!r} is not a role ARN like "
             "arn:aws:iam::123456789012:role/NAME (a literal account; globs * ? [..] in NAME; "
             "no role path: assumed-role ARNs carry none)"
         )
     if not m["name"].strip("*?"):
         raise PolicyError(
-            f"{where}: {key}: {value!r} would trust the session names of every role, which "
+            f"{at(where, key)}: {key}: {value!r} would trust the session names of every role, which "
             "whoever assumes a role chooses",
             "name the roles whose session names only AWS or a trusted system sets",
         )
@@ -378,7 +380,7 @@ def merge_identities(
         if arn in identities and identities[arn] != email:
             errors.append(
                 PolicyError(
-                    f"{where}: identity {arn!r} maps to {email!r}, but {ident_src[arn]} "
+                    f"{at(where, arn)}: identity {arn!r} maps to {email!r}, but {ident_src[arn]} "
                     f"maps it to {identities[arn]!r}"
                 )
             )

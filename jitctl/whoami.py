@@ -61,6 +61,8 @@ def roles(env: Environment) -> list[dict[str, Any]]:
     from jitctl.flow import check_fast_track
 
     out = []
+    fast = any(env.policy.role(n).on_call is not None for n in env.policy.roles)
+    pd_error = _pagerduty_error(env) if fast else None
     for name in sorted(env.policy.roles):
         role = env.policy.role(name)
         entry: dict[str, Any] = {
@@ -74,6 +76,8 @@ def roles(env: Environment) -> list[dict[str, Any]]:
             "fast_track": False,
             "fast_track_until": None,
             "why": None,
+            # PagerDuty could not answer (no token, 401, down): not the same as "not on call"
+            "pagerduty_error": pd_error if role.on_call is not None else None,
         }
         if role.on_call is not None:
             result = check_fast_track(env, role, env.caller.person)
@@ -85,3 +89,14 @@ def roles(env: Environment) -> list[dict[str, Any]]:
             entry["why"] = "no on-call fast track"
         out.append(entry)
     return out
+
+
+def _pagerduty_error(env: Environment) -> str | None:
+    """Why PagerDuty cannot tell whether the caller is on call, or None when it can."""
+    from jitctl.oncall import LookupFailed
+
+    try:
+        env.pagerduty.user(env.caller.person)
+    except LookupFailed as exc:
+        return exc.reason
+    return None

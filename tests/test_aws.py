@@ -226,3 +226,81 @@ def test_an_sso_profile_without_a_login_is_exit_2_with_the_login_command(tmp_pat
     )
     assert out.returncode == 2, out.stderr
     assert "`aws sso login --profile work`" in out.stderr and "Traceback" not in out.stderr
+
+
+def _jitctl_without_login(tmp_path, *args: str, **aws: str):
+    """The installed CLI on a machine whose only AWS settings are ``aws`` (no config files)."""
+    import shutil
+    import subprocess
+
+    from tests.conftest import clean_env
+
+    (tmp_path / "c.toml").write_text('policy = "p.toml"\n')
+    (tmp_path / "p.toml").write_text(
+        'version = 1\n[roles.ro]\narn = "arn:aws:iam::123456789012:role/ro"\n'
+        '[roles.ro.approval]\napprovers = ["bob@example.com"]\n'
+    )
+    settings = {
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        **aws,
+    }
+    env = clean_env(
+        HOME=str(tmp_path),
+        AWS_EC2_METADATA_DISABLED="true",
+        JITCTL_CONFIG=str(tmp_path / "c.toml"),
+        JITCTL_AUDIT_LOG=str(tmp_path / "audit.jsonl"),
+        **settings,
+    )
+    exe = shutil.which("jitctl") or "jitctl"
+    return subprocess.run([exe, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_keys_past_their_aws_credential_expiration_are_exit_2_saying_refresh(tmp_path):
+    """botocore reports these as a RuntimeError, which was "AWS unreachable" (exit 5)."""
+    out = _jitctl_without_login(
+        tmp_path,
+        "request",
+        "ro",
+        "--reason",
+        "INC-1",  # fmt: skip
+        AWS_ACCESS_KEY_ID="AKIAEXAMPLE",
+        AWS_SECRET_ACCESS_KEY="secret",
+        AWS_SESSION_TOKEN="token",
+        AWS_CREDENTIAL_EXPIRATION="2020-01-01T00:00:00Z",
+    )
+    assert out.returncode == 2, out.stderr
+    assert "your AWS credentials have expired" in out.stderr
+    assert "refresh them" in out.stderr and "unreachable" not in out.stderr
+    assert "Traceback" not in out.stderr and "secret" not in out.stderr
+
+
+def test_no_aws_credentials_at_all_is_exit_2_saying_how_to_log_in(tmp_path):
+    out = _jitctl_without_login(tmp_path, "request", "ro", "--reason", "INC-1")
+    assert out.returncode == 2, out.stderr
+    assert "no AWS credentials found" in out.stderr and "aws sso login" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("setting", "says"),
+    [
+        ("config", 'The credential source "Nope"'),
+        ("expiration", "AWS_CREDENTIAL_EXPIRATION is not a date"),
+    ],
+)
+def test_a_broken_aws_setup_is_exit_2_not_aws_unreachable(tmp_path, setting, says):
+    if setting == "config":
+        (tmp_path / "config").write_text(
+            "[profile p]\ncredential_source = Nope\nrole_arn = arn:aws:iam::123456789012:role/x\n"
+        )
+        aws = {"AWS_CONFIG_FILE": str(tmp_path / "config"), "AWS_PROFILE": "p"}
+    else:
+        aws = {
+            "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+            "AWS_SECRET_ACCESS_KEY": "secret",
+            "AWS_CREDENTIAL_EXPIRATION": "next tuesday",
+        }
+    out = _jitctl_without_login(tmp_path, "whoami", **aws)
+    assert out.returncode == 2, out.stderr
+    assert says in out.stderr and "unreachable" not in out.stderr

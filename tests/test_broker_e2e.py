@@ -488,3 +488,16 @@ def test_console_through_the_broker(world):
     query = parse_qs(urlsplit(out.stdout.strip()).query)
     assert query["Action"] == ["login"] and query["SigninToken"] == [exchange.token]
     assert ":assumed-role/jit-prod-readonly/" in exchange.arn
+
+
+def test_credential_process_and_exec_refuse_an_unknown_role_by_the_brokers_list(world):
+    """A broker's client has no policy: the role names come from the broker."""
+    out = world.run("carol@example.com", "credential-process", "prod-readonyl")
+    assert out.returncode == 2, out.stderr
+    assert "unknown role 'prod-readonyl'; did you mean 'prod-readonly'?" in out.stderr
+    before = json.loads(world.run("carol@example.com", "list", "--json").stdout)
+    out = world.run(
+        "carol@example.com", "exec", "prod-readonly", "--reason", "x", "--", "no-such-tool-xyz"
+    )
+    assert out.returncode == 2 and "command not found: no-such-tool-xyz" in out.stderr
+    assert json.loads(world.run("carol@example.com", "list", "--json").stdout) == before

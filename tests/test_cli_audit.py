@@ -425,3 +425,18 @@ def test_doctor_checks_object_lock_retention_and_the_signing_key(team):
     head = s3.head_object(Bucket=locked, Key=obj["Key"])
     assert head["ObjectLockMode"] == "COMPLIANCE" and head["Metadata"]["jitctl-sig"]
     assert team.run(ALICE, "audit", "verify", "--remote").returncode == 0
+
+
+def test_audit_log_shows_who_approved(team):
+    """The `approved` rows name the decider and the approvers, not only the requester."""
+    request_id = approved_and_issued(team)
+    rows = [
+        line
+        for line in _ok(team.run(ALICE, "audit", "log", "--request", request_id)).splitlines()
+        if " approved " in line
+    ]
+    assert len(rows) == 2, rows  # Bob's decision, and Alice seeing it before issuing
+    bobs = next(r for r in rows if "alice@example.com" not in r)
+    assert "by bob@example.com" in bobs and "1/1 approvals" in bobs and "go ahead" in bobs
+    alices = next(r for r in rows if "alice@example.com" in r)
+    assert "by bob@example.com" in alices and "approvers: bob@example.com" in alices

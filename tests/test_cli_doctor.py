@@ -136,3 +136,54 @@ def test_one_command_looks_the_user_up_once(tmp_path, moto_server, pd_sim):
     rows = {r["role"]: r for r in json.loads(team.run(ALICE, "roles", "--json").stdout)}
     assert rows["prod-readonly"]["fast_track"] and rows["prod-metrics"]["fast_track"]
     assert not rows["prod-logs"]["fast_track"]
+
+
+def test_doctor_never_passes_a_keyring_that_just_failed_the_token_lookup(team):
+    env = team.env(ALICE, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
+    del env["JITCTL_PAGERDUTY_TOKEN"]
+    out = team.run(ALICE, "doctor", "--json", env=env)
+    assert out.returncode == 2, out.stderr
+    c = checks(out)
+    assert c["pagerduty token"]["status"] == "fail"
+    assert (
+        c["keyring"]["status"] == "fail" and "no usable keyring backend" in c["keyring"]["detail"]
+    )
+    assert "JITCTL_PAGERDUTY_TOKEN" in c["keyring"]["fix"]
+
+
+def test_doctor_without_a_config_file_warns_and_counts_in_good_grammar(team):
+    env = team.env(ALICE, JITCTL_POLICY=str(team.policy_dir))
+    del env["JITCTL_CONFIG"]  # the default path under XDG_CONFIG_HOME does not exist
+    out = team.run(ALICE, "doctor", "--json", env=env)
+    c = checks(out)
+    assert c["config"]["status"] == "warn" and "no config file" in c["config"]["detail"]
+    assert "not set" not in c["config"]["detail"] and "JITCTL_CONFIG" in c["config"]["fix"]
+    assert c["policy"]["status"] == "pass"  # a warning does not hold back what needs it
+    assert c["policy"]["detail"] == f"2 roles from 1 file ({team.policy_dir})"
+    assert "! config" in team.run(ALICE, "doctor", env=env).stderr
+
+
+def test_roles_and_whoami_say_pagerduty_rejected_the_token_not_not_on_call(team):
+    team.pd_user(ALICE)
+    env = team.env(ALICE, JITCTL_PAGERDUTY_TOKEN="not-the-token")
+    roles = team.run(ALICE, "roles", env=env)
+    assert roles.returncode == 0, roles.stderr
+    assert "not on call" not in roles.stdout + roles.stderr
+    assert "PagerDuty cannot tell" in roles.stdout
+    assert "pagerduty: PagerDuty rejected the token (401)" in roles.stderr
+    doc = {r["role"]: r for r in json.loads(team.run(ALICE, "roles", "--json", env=env).stdout)}
+    assert "(401)" in doc["prod-readonly"]["pagerduty_error"]
+    assert doc["prod-admin"]["pagerduty_error"] is None  # no fast track: nothing to tell
+    who = team.run(ALICE, "whoami", env=env)
+    assert who.returncode == 0 and "PagerDuty rejected the token (401)" in who.stderr
+
+
+def test_roles_and_whoami_without_a_token_report_it_and_exit_0(team):
+    env = team.env(ALICE, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
+    del env["JITCTL_PAGERDUTY_TOKEN"]
+    who = team.run(ALICE, "whoami", env=env)
+    assert who.returncode == 0, who.stderr
+    assert "pagerduty  no PagerDuty token" in who.stderr
+    roles = team.run(ALICE, "roles", env=env)
+    assert roles.returncode == 0, roles.stderr
+    assert "PagerDuty cannot tell" in roles.stdout and "no PagerDuty token" in roles.stderr

@@ -175,3 +175,28 @@ def test_quiet_silences_human_messages(team):
     out = team.run(ALICE, "--quiet", "request", "prod-readonly", "--reason", "INC-6")
     assert out.returncode == 0 and out.stderr == "" and out.stdout == ""
     assert os.path.exists(team.credentials_file(ALICE))
+
+
+def test_credential_process_for_an_unknown_role_names_the_closest_one(team):
+    out = team.run(ALICE, "credential-process", "prod-readonyl")
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip() == (
+        "jitctl: unknown role 'prod-readonyl'; did you mean 'prod-readonly'?"
+    )
+
+
+def test_exec_with_an_unknown_role_names_the_closest_one(team):
+    out = team.run(ALICE, "exec", "prod-readonyl", "--reason", "x", "--", sys.executable, "-V")
+    assert out.returncode == 2 and "did you mean 'prod-readonly'?" in out.stderr
+    assert not team.audit_log(ALICE).exists()
+
+
+def test_exec_of_a_command_not_on_path_requests_nothing(team):
+    out = team.run(ALICE, "exec", "prod-readonly", "--reason", "x", "--", "no-such-tool-xyz", "ls")
+    assert out.returncode == 2, out.stderr
+    assert (
+        "command not found: no-such-tool-xyz" in out.stderr
+        and "nothing was requested" in out.stderr
+    )
+    assert not team.audit_log(ALICE).exists()  # no request, no grant
+    assert json.loads(team.run(ALICE, "list", "--json").stdout) == []

@@ -177,15 +177,6 @@ def test_broken_policy_is_exit_2_naming_the_key(team):
     assert "extra.toml" in out.stderr and "max_duration" in out.stderr
 
 
-def test_no_pagerduty_token_says_how_to_set_one(team):
-    on_call(team, ALICE)
-    env = team.env(ALICE, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
-    env.pop("JITCTL_PAGERDUTY_TOKEN")
-    out = team.run(ALICE, "request", "prod-readonly", "--reason", "x", env=env)
-    assert out.returncode == 2, out.stderr
-    assert "JITCTL_PAGERDUTY_TOKEN" in out.stderr and "Traceback" not in out.stderr
-
-
 def test_edited_audit_record_fails_verification(team):
     on_call(team, ALICE)
     assert team.run(ALICE, "request", "prod-readonly", "--reason", "INC-4").returncode == 0
@@ -198,3 +189,47 @@ def test_edited_audit_record_fails_verification(team):
     out = team.run(ALICE, "audit", "verify")
     assert out.returncode == 6
     assert ":1:" in out.stderr
+
+
+def test_the_first_hint_after_a_grant_gives_the_role_where_it_is_printed(team):
+    """Run verbatim by the AWS CLI (from PyPI) in the environment jitctl ran in, which holds
+    the base user's keys in AWS_ACCESS_KEY_ID, as `jitctl demo --serve` exports them."""
+    import re
+    import shutil
+    import subprocess
+
+    aws = shutil.which("aws")
+    if aws is None:
+        pytest.skip("the AWS CLI is not installed (pip install awscli)")
+    on_call(team, ALICE)
+    env = team.env(ALICE, AWS_DEFAULT_REGION="us-east-1")  # the AWS CLI v1 reads only this one
+    assert env["AWS_ACCESS_KEY_ID"]
+    out = team.run(ALICE, "request", "prod-readonly", "--reason", "INC-7", env=env)
+    assert out.returncode == 0, out.stderr
+    hint = re.search(r"try: (.+)$", out.stderr, re.MULTILINE)
+    assert hint is not None, out.stderr
+    assert "AWS_ACCESS_KEY_ID is set here" in out.stderr  # and says why AWS_PROFILE would not do
+    ran = subprocess.run(
+        ["sh", "-c", hint.group(1)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert ran.returncode == 0, ran.stderr
+    arn = json.loads(ran.stdout)["Arn"]
+    assert arn == "arn:aws:sts::123456789012:assumed-role/prod-readonly/alice@example.com"
+
+
+def test_without_a_pagerduty_token_the_request_waits_for_a_peer(team):
+    """The fast track fails closed (the reason shown); peer approval still works."""
+    on_call(team, ALICE)  # with a token she would be fast-tracked
+    env = team.env(ALICE, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
+    del env["JITCTL_PAGERDUTY_TOKEN"]
+    out = team.run(ALICE, "request", "prod-readonly", "--reason", "INC-8", "--no-wait", env=env)
+    assert out.returncode == 0, out.stderr
+    request_id = out.stdout.strip()
+    assert "approval needed for prod-readonly: no PagerDuty token" in out.stderr
+    assert "JITCTL_PAGERDUTY_TOKEN" in out.stderr
+    status = json.loads(team.run(ALICE, "status", request_id, "--json", env=env).stdout)
+    assert status["status"] == "pending"
+    assert team.run("bob@example.com", "approve", request_id).returncode == 0
+    done = team.run(ALICE, "wait", request_id, env=env)
+    assert done.returncode == 0, done.stderr
+    assert team.consumer_arn(ALICE, "jit-prod-readonly").endswith("prod-readonly/alice@example.com")

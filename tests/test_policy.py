@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from jitctl.errors import ExitCode, PolicyError, UsageError
-from jitctl.policy import Policy, load_policy
+from jitctl.policy import Policy, check_policy, load_policy
 from jitctl.timeutil import parse_duration
 
 REPO = Path(__file__).resolve().parent.parent
@@ -148,7 +148,7 @@ def test_unknown_top_level_key(tmp_path):
 
 def test_unknown_role_key_names_file_line_role_and_key(tmp_path):
     path = policy_file(tmp_path, 'max_duraton = "2h"')
-    line = path.read_text().splitlines().index("[roles.app]") + 1
+    line = path.read_text().splitlines().index('max_duraton = "2h"') + 1  # the key, not [roles.app]
     assert error_of(path) == (
         f"{path}:{line}: role 'app': unknown key 'max_duraton'; did you mean 'max_duration'?"
     )
@@ -400,10 +400,10 @@ def test_escalation_level_must_be_positive(tmp_path):
     assert "max_escalation_level must be at least 1" in error_of(policy_file(tmp_path, body))
 
 
-def test_on_call_error_points_at_its_own_header(tmp_path):
+def test_on_call_error_points_at_its_own_key(tmp_path):
     path = policy_file(tmp_path, '[roles.app.on_call]\nschedules = "PS1"\n')
-    line = path.read_text().splitlines().index("[roles.app.on_call]") + 1
-    assert error_of(path).startswith(f"{path}:{line}: role 'app': on_call:")
+    line = path.read_text().splitlines().index('schedules = "PS1"') + 1
+    assert error_of(path).startswith(f"{path}:{line}: role 'app': on_call: schedules")
 
 
 def test_on_call_must_be_a_table(tmp_path):
@@ -594,3 +594,76 @@ def test_huge_max_duration_is_a_policy_error(tmp_path):
 def test_emails_in_a_policy_follow_the_identity_rule(tmp_path):
     body = '[roles.app.approval]\napprovers = ["a@b..c"]\n'
     assert "'a@b..c' is not an email" in error_of(policy_file(tmp_path, body))
+
+
+# --- errors point at the offending key's own line -----------------------------------------
+LINED = """version = 1
+
+[groups]
+sre = ["bob@example.com", "dave@example.com"]
+
+# the role
+[roles.app]
+description = "the app"
+arn = "arn:aws:iam::123456789012:role/app"
+max_duraton = "2h"
+{more}
+[roles.app.approval]
+approvers = ["group:sre"]
+{approval}
+"""
+
+
+def lined(tmp_path: Path, more: str = "", approval: str = "", head: str = "") -> Path:
+    path = tmp_path / "p.toml"
+    path.write_text(head + LINED.format(more=more, approval=approval))
+    return path
+
+
+def line_of(path: Path, text: str) -> int:
+    return path.read_text().splitlines().index(text) + 1
+
+
+def test_a_typo_on_line_11_is_reported_at_line_11_not_the_role_header(tmp_path):
+    path = lined(tmp_path, head="\n")  # [roles.app] on line 8, the typo on line 11
+    assert line_of(path, "[roles.app]") == 8 and line_of(path, 'max_duraton = "2h"') == 11
+    assert error_of(path).startswith(f"{path}:11: role 'app': unknown key 'max_duraton'")
+
+
+def test_a_top_level_table_typo_has_a_line(tmp_path):
+    path = lined(tmp_path, approval='\n[group]\nops = ["a@example.com"]')
+    path.write_text(path.read_text().replace('max_duraton = "2h"', 'max_duration = "2h"'))
+    assert error_of(path) == (
+        f"{path}:{line_of(path, '[group]')}: unknown key 'group'; did you mean 'groups'?"
+    )
+
+
+def test_a_top_level_key_typo_and_a_bad_version_have_their_lines(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text('# policy\nversion = 2\nrolez = 1\n[groups]\nsre = ["b@example.com"]\n')
+    messages = [str(e) for e in check_policy(path).errors]
+    assert f"{path}:3: unknown key 'rolez'; did you mean 'roles'?" in messages
+    assert f"{path}:2: version must be 1, got 2" in messages
+
+
+def test_value_and_sub_table_errors_point_at_their_keys(tmp_path):
+    path = lined(tmp_path, approval="min_approvals = 0")
+    path.write_text(path.read_text().replace('max_duraton = "2h"', 'max_duration = "2h"'))
+    assert error_of(path).startswith(
+        f"{path}:{line_of(path, 'min_approvals = 0')}: role 'app': approval: min_approvals"
+    )
+    path = lined(tmp_path, more='[roles.app.on_cal]\nschedules = ["PS1"]')
+    path.write_text(path.read_text().replace('max_duraton = "2h"', 'max_duration = "2h"'))
+    messages = [str(e) for e in check_policy(path).errors]
+    assert messages == [
+        f"{path}:{line_of(path, '[roles.app.on_cal]')}: role 'app': unknown key 'on_cal'; "
+        "did you mean 'on_call'?"
+    ]
+
+
+def test_a_missing_group_points_at_the_approvers_line(tmp_path):
+    path = lined(tmp_path)
+    text = path.read_text().replace('max_duraton = "2h"', 'max_duration = "2h"')
+    path.write_text(text.replace('approvers = ["group:sre"]', 'approvers = ["group:sra"]'))
+    line = line_of(path, 'approvers = ["group:sra"]')
+    assert error_of(path).startswith(f"{path}:{line}: role 'app': approval: approvers:")

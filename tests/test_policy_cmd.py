@@ -87,11 +87,11 @@ def test_shipped_policies_validate():
 def test_every_error_of_every_file_is_reported_with_file_and_line(broken):
     out = run("policy", "validate", "set", cwd=broken.parent)
     assert out.returncode == 2
-    a, b = broken / "a.toml", broken / "b.toml"
+    a = line_of(broken / "a.toml", 'max_duraton = "2h"')  # the keys' own lines
+    b = line_of(broken / "b.toml", 'max_duration = "20h"')
     assert out.stdout.splitlines() == [
-        f"set/a.toml:{line_of(a, '[roles.app]')}: role 'app': unknown key 'max_duraton'; "
-        "did you mean 'max_duration'?",
-        f"set/b.toml:{line_of(b, '[roles.web]')}: role 'web': max_duration must be between 15m "
+        f"set/a.toml:{a}: role 'app': unknown key 'max_duraton'; did you mean 'max_duration'?",
+        f"set/b.toml:{b}: role 'web': max_duration must be between 15m "
         "and 12h (STS session limits), got '20h'",
     ]
     assert "2 errors" in out.stderr
@@ -125,8 +125,8 @@ def test_json_output(broken):
     assert doc["files"] == ["set/a.toml", "set/b.toml"]
     assert doc["roles"] == ["app", "web"]
     assert [(e["file"], e["line"]) for e in doc["errors"]] == [
-        ("set/a.toml", line_of(broken / "a.toml", "[roles.app]")),
-        ("set/b.toml", line_of(broken / "b.toml", "[roles.web]")),
+        ("set/a.toml", line_of(broken / "a.toml", 'max_duraton = "2h"')),
+        ("set/b.toml", line_of(broken / "b.toml", 'max_duration = "20h"')),
     ]
     assert doc["errors"][0]["message"].startswith("role 'app': unknown key 'max_duraton'")
 
@@ -169,7 +169,7 @@ def test_session_policy_json_is_checked_as_part_of_its_policy(tmp_path):
     write(tmp_path / "pol" / "trust.json", "{}")
     out = run("policy", "validate", "pol/sp/ro.json", "pol/trust.json", cwd=tmp_path)
     assert out.returncode == 2
-    assert re.fullmatch(r"pol/p\.toml:2: role 'app': session_policy: \S+ro\.json is not valid JSON.*\n", out.stdout)  # fmt: skip
+    assert re.fullmatch(r"pol/p\.toml:4: role 'app': session_policy: \S+ro\.json is not valid JSON.*\n", out.stdout)  # fmt: skip
     assert "pol/trust.json: not a policy file nor referenced by one; skipped" in out.stderr
 
 
@@ -316,5 +316,5 @@ def test_explain_shows_text_from_files_literally(tmp_path):
 def test_validate_in_process(broken):
     result = validate([broken / "a.toml"])  # a file of a set: the whole set is checked
     assert not result.ok and len(result.errors) == 2
-    assert result.errors[0].file == str(broken / "a.toml") and result.errors[0].line == 2
+    assert result.errors[0].file == str(broken / "a.toml") and result.errors[0].line == 4
     assert result.summary() == "2 files, 2 roles: 2 errors"

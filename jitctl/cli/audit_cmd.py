@@ -16,7 +16,7 @@ CSV_COLUMNS = ("ts", "event", "request_id", "actor", "person", "role", "prev", "
 # spreadsheets accept. Such cells get a leading single quote: shown, never evaluated.
 _FORMULA_START = tuple("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
 _DETAIL_KEYS = ("error", "reason", "why", "expires_at", "approval")
-_DETAIL_MAX = 80
+_DETAIL_MAX = 120
 
 
 def _env():
@@ -91,9 +91,26 @@ def _table(records: list[dict[str, Any]]) -> None:
 
 def _detail(record: dict[str, Any]) -> str:
     text = next((str(record[k]) for k in _DETAIL_KEYS if record.get(k)), "")
+    if record.get("event") in ("approved", "denied"):
+        text = "; ".join(part for part in (_decision(record), text) if part)
     if record.get("sink"):
         text = f"{record['sink']}: {text}"
     return text if len(text) <= _DETAIL_MAX else text[: _DETAIL_MAX - 1] + "…"
+
+
+def _decision(record: dict[str, Any]) -> str:
+    """Who decided, and every approver so far. The approver's own record is by its person;
+    the requester's `observed` record carries what the store said (`stored_*`)."""
+    by = record.get("stored_decided_by") or record.get("decided_by")
+    if not by and not record.get("observed"):
+        by = record.get("person")
+    approvers = record.get("stored_approvers") or record.get("approvers") or []
+    parts = [f"by {by}"] if by else []
+    if isinstance(approvers, list) and approvers:
+        parts.append("approvers: " + ", ".join(str(a) for a in approvers))
+    if record.get("min_approvals"):
+        parts.append(f"{record.get('approvals')}/{record['min_approvals']} approvals")
+    return "; ".join(parts)
 
 
 @audit_app.command("export")

@@ -13,20 +13,30 @@ def _pick(env) -> str:
 
     if not (env.inp.isatty() and interactive()):
         raise UsageError("which request? pass REQUEST_ID", "see `jitctl list --pending`")
-    reqs = env.service.decidable()
+    # newest first, the order of `jitctl list`; the numbers are the rows of the one table shown
+    reqs = sorted(env.service.decidable(), key=lambda r: r.created_at, reverse=True)
     if not reqs:
         raise UsageError("no pending requests you may approve")
-    from jitctl.cli.show_cmd import request_table
-
-    out = stderr_console()
-    table = request_table(reqs, env.clock.now())
-    table.add_column("#", justify="right")
-    out.print(table)
+    stderr_console().print(_pick_table(reqs, env.clock.now()))
     choices = {str(i): r.request_id for i, r in enumerate(reqs, 1)}
-    for i, r in enumerate(reqs, 1):
-        out.print(f"  {i}) {safe(r.request_id)}  {safe(r.requester)}  {safe(r.role)}")
     answer = typer.prompt("approve which one (number or id)", err=True).strip()
     return choices.get(answer, answer)
+
+
+def _pick_table(reqs, now):
+    from rich.table import Table
+
+    from jitctl.cli.output import relative
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for col in ("#", "ID", "ROLE", "REQUESTER", "AGE", "REASON"):
+        table.add_column(col, overflow="fold", justify="right" if col == "#" else "left")
+    for i, r in enumerate(reqs, 1):
+        age = relative(r.created_at, now).replace(" ago", "")
+        table.add_row(
+            str(i), *(safe(v) for v in (r.request_id, r.role, r.requester)), age, safe(r.reason)
+        )
+    return table
 
 
 def _confirm(env, request_id: str, verb: str, yes: bool) -> None:

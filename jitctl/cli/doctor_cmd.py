@@ -92,6 +92,8 @@ def roles(
             now_cell = "[green]fast track[/]" + (
                 f" until {local_time(parse_rfc3339(until), now)}" if until else ""
             )
+        elif r.get("pagerduty_error"):
+            now_cell = "[yellow]approval (PagerDuty cannot tell)[/]"
         elif r["has_fast_track"]:
             now_cell = "approval (not on call)"
         else:
@@ -104,6 +106,9 @@ def roles(
             need + safe(", ".join(r["approvers"]) or "-"),
         )
     Console(highlight=False).print(table)
+    errors = {r["pagerduty_error"] for r in rows if r.get("pagerduty_error")}
+    for error in sorted(errors):  # one session: at most one reason, said once
+        stderr_console().print(f"[yellow]pagerduty:[/] {safe(error)}")
 
 
 def register(app: typer.Typer) -> None:

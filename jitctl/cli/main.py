@@ -26,7 +26,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    # help uses the terminal's width (click's default stops at 80 columns)
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
 )
 
 
@@ -84,6 +85,22 @@ def _register() -> None:
         broker_cmd,
     ):
         module.register(app)
+    _whole_summaries(app)
+
+
+def _whole_summaries(group: typer.Typer) -> None:
+    """Each command's summary in `--help` is its whole first sentence, wrapped: click would
+    cut it to the width beside the longest command name and end it with "..."."""
+    import inspect
+
+    for info in group.registered_commands:
+        if info.short_help is None and info.callback is not None:
+            doc = info.help or inspect.getdoc(info.callback) or ""
+            first = doc.split("\n\n")[0].replace("\n", " ").strip()
+            info.short_help = first.split(". ")[0].rstrip(".")
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _whole_summaries(sub.typer_instance)
 
 
 def _debug_requested(argv: list[str]) -> bool:

@@ -132,9 +132,22 @@ def render_grant(env, issued, profile: str | None, json_out: bool) -> None:
     for note in issued.notes:
         out.print(f"  [yellow]note:[/] {safe(note)}")
     if profile:
+        _profile_hint(env, out, issued.request.request_id, profile)
+
+
+def _profile_hint(env, out, request_id: str, profile: str) -> None:
+    """A first command that works here: `--profile` beats keys in the environment (botocore
+    drops its environment provider for an explicit profile); AWS_PROFILE does not."""
+    import shlex
+
+    out.print(
+        f"  request {safe(request_id)}; try: "
+        f"aws --profile {safe(shlex.quote(profile))} sts get-caller-identity"
+    )
+    if env.environ.get("AWS_ACCESS_KEY_ID"):
         out.print(
-            f"  request {safe(issued.request.request_id)}; try: "
-            f"AWS_PROFILE={safe(profile)} aws sts get-caller-identity"
+            f"  [yellow]note:[/] AWS_ACCESS_KEY_ID is set here and beats AWS_PROFILE={safe(profile)}; "
+            "use --profile, or first: unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN"
         )
 
 
@@ -154,18 +167,7 @@ class WaitLine:
         self._status.start()
 
         def on_poll(current, elapsed: float) -> None:
-            from jitctl.timeutil import format_duration
-
-            got = (
-                f" ({len(current.approvers)}/{current.min_approvals} approvals)"
-                if current.min_approvals > 1
-                else ""
-            )
-            self._status.update(
-                f"waiting {format_duration(timedelta(seconds=int(elapsed)))} for approval{got} of "
-                f"{safe(request_id)} from {safe(shown)}; send them: "
-                f"[bold]jitctl approve {safe(request_id)}[/]  (Ctrl-C cancels)"
-            )
+            self._status.update(_wait_text(current, request_id, shown, elapsed))
 
         return on_poll
 
@@ -175,6 +177,35 @@ class WaitLine:
     def __exit__(self, *exc: object) -> None:
         if self._status is not None:
             self._status.stop()
+
+
+def _wait_text(current, request_id: str, shown: str, elapsed: float):
+    """The wait line at the terminal's width (a longer one is cropped at the edge, taking the
+    approve command with it): the approvers go first, then the words; what is left is cut."""
+    from rich.text import Text
+
+    from jitctl.sanitize import clean
+    from jitctl.timeutil import format_duration
+
+    waited = format_duration(timedelta(seconds=int(elapsed)))
+    got = (
+        f" ({len(current.approvers)}/{current.min_approvals} approvals)"
+        if current.min_approvals > 1
+        else ""
+    )
+    tail = f"; send them: jitctl approve {request_id}  (Ctrl-C cancels)"
+    width = stderr_console().width - 3  # the spinner and its space
+    for text in (
+        f"waiting {waited} for approval{got} of {request_id} from {shown}{tail}",
+        f"waiting {waited} for approval{got} of {request_id}{tail}",
+        f"waiting {waited}{got}: jitctl approve {request_id}  (Ctrl-C cancels)",
+    ):
+        line = Text(clean(text), no_wrap=True, overflow="ellipsis")
+        if line.cell_len <= width:
+            break
+    line.truncate(max(width, 1), overflow="ellipsis")
+    line.highlight_words([f"jitctl approve {request_id}"], style="bold")
+    return line
 
 
 def announce_pending(env, outcome) -> None:
@@ -203,7 +234,7 @@ def obtain(
         return run_lifecycle(
             env.service,
             role=role,
-            reason=reason,
+            reason=reason if reason is not None else _ask_reason(env),
             duration=duration,
             timeout=timeout,
             wait=wait,
@@ -227,6 +258,14 @@ INCIDENT_OPTION = typer.Option(
     "--incident",
     help="A PagerDuty incident id you are assigned to or acknowledged: ties the grant to it.",
 )
+
+
+def _ask_reason(env) -> str | None:
+    """On a terminal, ask for the missing --reason; scripts (stdin not a TTY, --quiet,
+    NO_COLOR) get None, and the one-line usage error, as before."""
+    if not (env.inp.isatty() and interactive()):
+        return None
+    return typer.prompt("reason (an incident id helps)", err=True)
 
 
 def request(
@@ -330,7 +369,7 @@ def exec_cmd(
     """Run a command with credentials for ROLE in its environment only (your cached grant for ROLE while it has 5+ minutes left): jitctl exec ROLE --reason R -- CMD [ARGS...]"""
     from jitctl.cli.session import current_env
     from jitctl.errors import UsageError
-    from jitctl.execute import run_child
+    from jitctl.execute import check_runnable, run_child
     from jitctl.formats import child_environment
 
     argv = list(ctx.args)
@@ -341,6 +380,7 @@ def exec_cmd(
             "no command to run", 'put it after --: jitctl exec ROLE --reason "..." -- aws s3 ls'
         )
     env = current_env()
+    check_runnable(argv, env.environ)
     grant = None if fresh else reused_grant(env, role)
     if grant is None:
         grant = obtain(
@@ -383,13 +423,18 @@ def credential_process_cmd(
 ) -> None:
     """For ~/.aws/config: print your latest grant for ROLE while it has 5+ minutes left; never prompts."""
     from jitctl.cli.session import current_env
-    from jitctl.credproc import credential_process
+    from jitctl.credproc import NoFreshCredentials, check_known_role, credential_process
     from jitctl.timeutil import SystemClock
 
     # Only the Environment's cache: no STS (not even the trusted clock's), no policy, no
     # PagerDuty. This runs inside every AWS SDK call.
-    cache = current_env().credential_cache
-    stdout().write(credential_process(role, now=SystemClock().now(), cache=cache) + "\n")
+    env = current_env()
+    try:
+        doc = credential_process(role, now=SystemClock().now(), cache=env.credential_cache)
+    except NoFreshCredentials:
+        check_known_role(env, role)  # a typo is exit 2 naming the closest role, not "request it"
+        raise
+    stdout().write(doc + "\n")
 
 
 def register(app: typer.Typer) -> None:

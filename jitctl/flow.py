@@ -207,7 +207,11 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
     issued = _claim(env, req, creds, now, common)
     issued.fast_path_reason = req.fast_path_reason
     return Issued(
-        request=issued, credentials=creds, evidence=evidence, notes=[note] if note else []
+        request=issued,
+        credentials=creds,
+        evidence=evidence,
+        notes=[note] if note else [],
+        region=role.region,
     )
 
 

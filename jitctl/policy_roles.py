@@ -25,6 +25,7 @@ from jitctl.policy_schema import (
     check_keys,
     expect_positive_int,
     expect_principal_arn,
+    expect_region,
     expect_request_ttl,
     expect_session_duration,
     expect_str,
@@ -63,6 +64,7 @@ class Role:
     approval: ApprovalRule | None
     source: Path  # the file that defined it
     description: str | None = None
+    region: str | None = None  # the jit profile's region in the AWS config file
 
 
 def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
@@ -91,6 +93,7 @@ def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
     description = None
     if "description" in table:
         description = expect_str(table["description"], where, "description").strip()
+    region = expect_region(table["region"], where) if "region" in table else None
 
     def sub_where(key: str) -> str:
         sub_line = header_line(text, "roles", name, key) or line
@@ -118,6 +121,7 @@ def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
         approval=approval,
         source=file,
         description=description,
+        region=region,
     )
     return role, where
 

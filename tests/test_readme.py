@@ -16,13 +16,24 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def section(title: str) -> str:
-    """The README's section under the heading ``title`` (up to the next heading of its level)."""
-    match = re.search(rf"^(#+) {re.escape(title)}\n", README, re.MULTILINE)
-    assert match, f"no section {title!r} in README.md"
-    level = len(match.group(1))
-    rest = README[match.end() :]
-    end = re.search(rf"^#{{1,{level}}} ", rest, re.MULTILINE)
-    return rest[: end.start()] if end else rest
+    """The README's section under the heading ``title``, up to the next heading of its level
+    or above (lines inside fenced code blocks are never headings)."""
+    lines = README.splitlines(keepends=True)
+    out: list[str] = []
+    level = 0
+    fence = False
+    for line in lines:
+        heading = re.match(r"(#+) (.*)\n?$", line) if not fence else None
+        if line.startswith("```"):
+            fence = not fence
+        if heading and level and len(heading.group(1)) <= level:
+            break
+        if level:
+            out.append(line)
+        elif heading and heading.group(2) == title:
+            level = len(heading.group(1))
+    assert level, f"no section {title!r} in README.md"
+    return "".join(out)
 
 
 def fenced(text: str, lang: str) -> list[str]:
@@ -85,3 +96,102 @@ def test_try_jitctl_works_from_a_fresh_clone(tmp_path):
     )
     assert where.returncode == 0, where.stderr  # the demo extra is installed (-I: not the cwd)
     assert Path(where.stdout.strip()) == clone / "jitctl"  # editable: this clone's code
+
+
+def runbook() -> str:
+    (script,) = fenced(section("A runbook"), "sh")
+    return script
+
+
+def test_the_runbook_checks_every_step():
+    script = runbook()
+    assert script.startswith("#!/usr/bin/env bash\n")
+    assert "\nset -euo pipefail\n" in script  # a failed step stops it, with that step's code
+    assert "|| exit $?" not in script  # set -e does that; no step is left unchecked
+
+
+@pytest.mark.slow
+def test_the_readme_runbook_rehearses_against_demo_serve(tmp_path):
+    """The README's runbook, as written there, against `jitctl demo --serve` with the AWS CLI
+    v1 from PyPI: alice runs it; bob and carol approve from their environment files."""
+    import json
+    import os
+    import shlex
+    import signal
+
+    from tests.test_demo import EXE, Lines, newcomer_env
+
+    assert shutil.which("aws"), "the AWS CLI is not installed (it is in the test extras)"
+    env = newcomer_env(tmp_path)
+    serve = subprocess.Popen(
+        [EXE, "demo", "--serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        lines = Lines(serve.stdout).until("# ready")
+        alice = {
+            **env,
+            **dict(ln.split(" ", 1)[1].split("=", 1) for ln in lines if ln.startswith("export ")),
+        }
+        alice = {k: shlex.split(v)[0] if v else v for k, v in alice.items()}
+        persona = {
+            ln.split("@", 1)[0].strip("# "): shlex.split(ln.split("source ", 1)[1])[0]
+            for ln in lines
+            if ": source " in ln
+        }
+        script = tmp_path / "runbook.sh"
+        script.write_text(runbook())
+        run = subprocess.Popen(
+            ["bash", str(script)],
+            env={**alice, "INCIDENT": "INC-4211"},
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        out = Lines(run.stdout)
+        waiting = out.until("waiting for approval of r-", timeout=180)
+        assert any('"DBInstanceIdentifier": "orders-primary"' in ln for ln in waiting), waiting
+        request_id = re.search(r"approval of (r-\w+)", waiting[-1]).group(1)
+        # In alice's shell, after a session of her own: each file clears it, then approves.
+        switch = (
+            'export AWS_SESSION_TOKEN=stale AWS_PROFILE=jit-prod-admin; source "$1"; '
+            'if [ -n "${AWS_SESSION_TOKEN+x}${AWS_PROFILE+x}" ]; then exit 9; fi; '
+            'jitctl approve "$2" --yes --reason "runbook rehearsal"'
+        )
+        for name in ("bob", "carol"):
+            approve = subprocess.run(
+                ["bash", "-c", switch, "bash", persona[name], request_id],
+                env=alice,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert approve.returncode == 0, f"{name}: {approve.stdout}{approve.stderr}"
+        rest = out.rest(timeout=180)
+        assert run.wait(timeout=60) == 0, "\n".join(waiting + rest) + run.stderr.read()
+        assert rest[-1] == f"failover done; {request_id} revoked"
+        assert any('"DBClusterIdentifier": "orders"' in ln for ln in rest), rest
+        status = subprocess.run(
+            [EXE, "status", request_id, "--json"], env=alice, capture_output=True, text=True
+        )
+        assert json.loads(status.stdout)["status"] == "revoked", status.stderr
+        assert sorted(json.loads(status.stdout)["approvers"]) == [
+            "bob@example.com",
+            "carol@example.com",
+        ]
+    finally:
+        for proc in [p for p in (locals().get("run"), serve) if p is not None]:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+    assert os.environ.get("AWS_ACCESS_KEY_ID") != alice["AWS_ACCESS_KEY_ID"]

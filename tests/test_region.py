@@ -173,3 +173,15 @@ def test_a_missing_audit_table_names_the_region_and_account(team):
     assert f"dynamodb:{table}" in out.stderr
     assert "does not exist in eu-central-1 (account 123456789012)" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_the_roles_region_crosses_the_broker_wire():
+    """In broker mode the client has no policy: the region comes with the credentials."""
+    from jitctl.broker.wire import issued_in, issued_out
+    from jitctl.models import AccessRequest, Credentials, Issued
+
+    now = datetime.now(UTC)
+    req = AccessRequest("r-1", "prod-readonly", ALICE, "arn:x", "INC-1", 900, "issued", now, now)
+    creds = Credentials("ASIA1", "secret", "token", now + timedelta(minutes=15))
+    assert issued_in(issued_out(Issued(req, creds, region="eu-west-1"))).region == "eu-west-1"
+    assert issued_in(issued_out(Issued(req, creds))).region is None

@@ -151,7 +151,9 @@ def test_a_missing_request_table_names_the_region_and_account(team):
             f'[store]\nbackend = "dynamodb"\ntable = "{table}"\n',
         )
     )
-    assert team.run(ALICE, "init").returncode == 0  # in us-east-1, the harness's region
+    init = team.run(ALICE, "init")  # in us-east-1, the harness's region, and it says so
+    assert init.returncode == 0, init.stderr
+    assert f"store ready: {table} in us-east-1 (account 123456789012)" in init.stderr
     out = team.run(ALICE, "list", env=team.env(ALICE, AWS_REGION="eu-west-1"))
     assert out.returncode == 2
     assert out.stderr.startswith(

@@ -8,17 +8,23 @@ Nothing may reach stderr or stdout but the candidates, so warnings are silenced 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from jitctl.context import Environment
 
 Completer = Callable[[typer.Context, str], list[tuple[str, str]]]
 
 
-def _env(ctx: typer.Context):  # -> Environment, untyped: typer inspects this module's hints
+def _env(ctx: typer.Context) -> Environment:
+    """The Environment `run` built, with its warnings silenced (they would land in the
+    shell's prompt line)."""
     from jitctl.trusted_time import TrustedClock
 
     env = ctx.find_root().obj
-    env.on_warning = None  # a warning would land in the shell's prompt line
+    env.on_warning = None
     if isinstance(env.clock, TrustedClock):
         env.clock.on_skew = None
     return env

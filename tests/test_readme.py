@@ -110,14 +110,85 @@ def test_the_runbook_checks_every_step():
     assert "|| exit $?" not in script  # set -e does that; no step is left unchecked
 
 
+# In alice's shell, after a session of her own: the persona's file must clear it (exit 9 if
+# it does not), then the approver approves.
+SWITCH = (
+    'export AWS_SESSION_TOKEN=stale AWS_PROFILE=jit-prod-admin; source "$1"; '
+    'if [ -n "${AWS_SESSION_TOKEN+x}${AWS_PROFILE+x}" ]; then exit 9; fi; '
+    'jitctl approve "$2" --yes --reason "runbook rehearsal"'
+)
+
+
+def served_shells(lines: list[str], env: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """From `demo --serve`'s output: alice's shell environment, and each persona's file."""
+    import shlex
+
+    exports = dict(ln.split(" ", 1)[1].split("=", 1) for ln in lines if ln.startswith("export "))
+    alice = {**env, **{k: shlex.split(v)[0] if v else v for k, v in exports.items()}}
+    persona = {
+        ln.split("@", 1)[0].strip("# "): shlex.split(ln.split("source ", 1)[1])[0]
+        for ln in lines
+        if ": source " in ln
+    }
+    return alice, persona
+
+
+def rehearse(
+    script: Path, alice: dict[str, str], persona: dict[str, str]
+) -> tuple[int, list[str]]:
+    """Run the runbook as alice; bob and carol approve its write step. (exit code, stdout)."""
+    from tests.test_demo import Lines
+
+    run = subprocess.Popen(
+        ["bash", str(script)],
+        env={**alice, "INCIDENT": "INC-4211"},
+        cwd=script.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        out = Lines(run.stdout)
+        waiting = out.until("waiting for approval of r-", timeout=180)
+        request_id = re.search(r"approval of (r-\w+)", waiting[-1]).group(1)
+        for name in ("bob", "carol"):
+            approve = subprocess.run(
+                ["bash", "-c", SWITCH, "bash", persona[name], request_id],
+                env=alice,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert approve.returncode == 0, f"{name}: {approve.stdout}{approve.stderr}"
+        lines = waiting + out.rest(timeout=180)
+        return run.wait(timeout=60), lines
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+
+
+def request_status(alice: dict[str, str], request_id: str) -> dict:
+    import json
+
+    from tests.test_demo import EXE
+
+    out = subprocess.run(
+        [EXE, "status", request_id, "--json"], env=alice, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
 @pytest.mark.slow
 def test_the_readme_runbook_rehearses_against_demo_serve(tmp_path):
     """The README's runbook, as written there, against `jitctl demo --serve` with the AWS CLI
-    v1 from PyPI: alice runs it; bob and carol approve from their environment files."""
-    import json
-    import os
-    import shlex
+    v1 from PyPI: alice runs it; bob and carol approve from their environment files. Then,
+    with the replica gone, the failover step fails and so does the runbook."""
     import signal
+
+    import boto3
 
     from tests.test_demo import EXE, Lines, newcomer_env
 
@@ -132,66 +203,36 @@ def test_the_readme_runbook_rehearses_against_demo_serve(tmp_path):
         text=True,
     )
     try:
-        lines = Lines(serve.stdout).until("# ready")
-        alice = {
-            **env,
-            **dict(ln.split(" ", 1)[1].split("=", 1) for ln in lines if ln.startswith("export ")),
-        }
-        alice = {k: shlex.split(v)[0] if v else v for k, v in alice.items()}
-        persona = {
-            ln.split("@", 1)[0].strip("# "): shlex.split(ln.split("source ", 1)[1])[0]
-            for ln in lines
-            if ": source " in ln
-        }
+        alice, persona = served_shells(Lines(serve.stdout).until("# ready"), env)
         script = tmp_path / "runbook.sh"
         script.write_text(runbook())
-        run = subprocess.Popen(
-            ["bash", str(script)],
-            env={**alice, "INCIDENT": "INC-4211"},
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
+        code, lines = rehearse(script, alice, persona)
+        assert code == 0, "\n".join(lines)
+        assert any('"DBInstanceIdentifier": "orders-primary"' in ln for ln in lines), lines
+        assert any('"DBClusterIdentifier": "orders"' in ln for ln in lines), lines
+        request_id = re.search(r"failover done; (r-\w+) revoked", lines[-1]).group(1)
+        done = request_status(alice, request_id)
+        assert done["status"] == "revoked"
+        assert sorted(done["approvers"]) == ["bob@example.com", "carol@example.com"]
+
+        rds = boto3.client(
+            "rds",
+            endpoint_url=alice["AWS_ENDPOINT_URL"],
+            region_name=alice["AWS_REGION"],
+            aws_access_key_id=alice["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=alice["AWS_SECRET_ACCESS_KEY"],
         )
-        out = Lines(run.stdout)
-        waiting = out.until("waiting for approval of r-", timeout=180)
-        assert any('"DBInstanceIdentifier": "orders-primary"' in ln for ln in waiting), waiting
-        request_id = re.search(r"approval of (r-\w+)", waiting[-1]).group(1)
-        # In alice's shell, after a session of her own: each file clears it, then approves.
-        switch = (
-            'export AWS_SESSION_TOKEN=stale AWS_PROFILE=jit-prod-admin; source "$1"; '
-            'if [ -n "${AWS_SESSION_TOKEN+x}${AWS_PROFILE+x}" ]; then exit 9; fi; '
-            'jitctl approve "$2" --yes --reason "runbook rehearsal"'
-        )
-        for name in ("bob", "carol"):
-            approve = subprocess.run(
-                ["bash", "-c", switch, "bash", persona[name], request_id],
-                env=alice,
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            assert approve.returncode == 0, f"{name}: {approve.stdout}{approve.stderr}"
-        rest = out.rest(timeout=180)
-        assert run.wait(timeout=60) == 0, "\n".join(waiting + rest) + run.stderr.read()
-        assert rest[-1] == f"failover done; {request_id} revoked"
-        assert any('"DBClusterIdentifier": "orders"' in ln for ln in rest), rest
-        status = subprocess.run(
-            [EXE, "status", request_id, "--json"], env=alice, capture_output=True, text=True
-        )
-        assert json.loads(status.stdout)["status"] == "revoked", status.stderr
-        assert sorted(json.loads(status.stdout)["approvers"]) == [
-            "bob@example.com",
-            "carol@example.com",
-        ]
+        rds.delete_db_instance(DBInstanceIdentifier="orders-replica", SkipFinalSnapshot=True)
+        code, lines = rehearse(script, alice, persona)
+        assert code != 0, "\n".join(lines)  # RDS refused the failover: the runbook stops there
+        assert not any(ln.startswith("failover done") for ln in lines), lines
+        failed = re.search(r"approval of (r-\w+)", "\n".join(lines)).group(1)
+        assert request_status(alice, failed)["status"] == "issued"  # not revoked: it stopped
     finally:
-        for proc in [p for p in (locals().get("run"), serve) if p is not None]:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-    assert os.environ.get("AWS_ACCESS_KEY_ID") != alice["AWS_ACCESS_KEY_ID"]
+        if serve.poll() is None:
+            serve.send_signal(signal.SIGINT)
+            try:
+                serve.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                serve.kill()
+                serve.wait()

@@ -67,7 +67,7 @@ class Sink:
 
     def _call(self, op: str, action: str, *, keep: tuple[str, ...] = (), **kwargs: Any) -> Any:
         """One API call; failures become one clear JitctlError, except the codes in ``keep``."""
-        from jitctl.aws import translate_error
+        from jitctl.aws import translate_error, whereabouts
 
         try:
             return getattr(self.client, op)(**kwargs)
@@ -76,7 +76,10 @@ class Sink:
             if code in keep:
                 raise
             if code in self.MISSING:
-                raise ConfigError(f"{action} ({self.name}): it does not exist", self.HINT) from exc
+                place = whereabouts(self.client, self._client_factory)
+                raise ConfigError(
+                    f"{action} ({self.name}): it does not exist {place}", self.HINT
+                ) from exc
             raise translate_error(exc, f"{action} ({self.name})") from exc
 
     def signature(self, record: dict[str, Any]) -> Signature | None:
@@ -90,7 +93,9 @@ class Sink:
 class DynamoSink(Sink):
     SERVICE = "dynamodb"
     MISSING = ("ResourceNotFoundException",)
-    HINT = "run `jitctl init` to create the audit table"
+    HINT = (
+        "if the audit table is in another region, set [audit] region; else `jitctl init` makes it"
+    )
 
     def __init__(
         self,

@@ -177,6 +177,18 @@ def get_caller_identity(clients: AwsClients) -> tuple[str, str]:
     return ident["Arn"], ident["Account"]
 
 
+def whereabouts(client: Any, client_factory: Callable[[str], Any]) -> str:
+    """ "in REGION (account ID)": where a resource was looked for, for the error that says it
+    is missing there. A table in another region is the usual cause, and `jitctl init` there
+    would split the team. Best effort: the account reads "unknown" if STS cannot say."""
+    region = getattr(getattr(client, "meta", None), "region_name", None) or "no region"
+    try:
+        account = str(client_factory("sts").get_caller_identity()["Account"])
+    except Exception:  # the missing resource is the error being reported, not this
+        account = "unknown"
+    return f"in {region} (account {account})"
+
+
 def sts_name(text: str, *, fallback: str = "jitctl") -> str:
     """A RoleSessionName/SourceIdentity STS accepts: 2-64 chars of [\\w+=,.@-], no 'aws:' prefix."""
     cleaned = _STS_NAME_BAD.sub("-", text)[:STS_NAME_MAX]

@@ -89,6 +89,51 @@ def write_profile(
         atomic_write(target, _encode("".join(_replace(lines, profile, section, newline))))
 
 
+def aws_config_path(env: Mapping[str, str]) -> Path:
+    """``$AWS_CONFIG_FILE``, else ``~/.aws/config`` (as botocore finds it)."""
+    configured = env.get("AWS_CONFIG_FILE")
+    if configured:
+        return Path(os.path.expanduser(configured))
+    home = env.get("HOME")
+    return (Path(home) if home else Path.home()) / ".aws" / "config"
+
+
+def write_config_region(path: Path, profile: str, region: str) -> bool:
+    """Set ``region`` in the AWS config file's ``[profile NAME]`` section, keeping the
+    section's other keys and comments and every other byte; True if the file changed.
+    Raises ValueError if the file cannot be parsed (botocore would refuse it too)."""
+    validate_profile_name(profile)
+    _check_value("region", region)
+    # botocore's config file names a profile "profile NAME", except for "default".
+    section = profile if profile == "default" else f"profile {profile}"
+    target = _real(path)
+    with exclusive_lock(target, timeout=_LOCK_TIMEOUT):
+        remove_stale_temps(target)
+        text = _read_text(target)
+        values = _section_values(text, section, str(path))
+        if values.get("region") == region:
+            return False
+        values["region"] = region
+        lines = _split_lines(text)
+        newline = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
+        body = [f"{k} = {v}".replace("\n", newline + "    ") + newline for k, v in values.items()]
+        atomic_write(
+            target,
+            _encode("".join(_replace(lines, section, [f"[{section}]{newline}", *body], newline))),
+        )
+        return True
+
+
+def _section_values(text: str, section: str, name: str) -> dict[str, str]:
+    """The section's own keys as botocore reads them (nested values keep their lines)."""
+    parser = configparser.RawConfigParser(default_section="\0")  # [DEFAULT] is no special case
+    try:
+        parser.read_string(text, source=name)
+    except configparser.Error as e:
+        raise ValueError(f"cannot parse {name}: {e}") from None
+    return dict(parser.items(section)) if parser.has_section(section) else {}
+
+
 def remove_profile(path: Path, profile: str) -> bool:
     """Remove ``[profile]``; True if it was there. Everything else is left byte for byte."""
     validate_profile_name(profile)

@@ -71,6 +71,39 @@ def delivery_error(path: Path, exc: OSError, request_id: str | None) -> JitctlEr
     )
 
 
+def profile_region(env: Environment, role_region: str | None) -> str | None:
+    """The jit profile's region: the role's `region` in the policy, else the caller's own
+    (what boto3 would use for them now), else none (the profile then has no region)."""
+    from jitctl.policy_schema import REGION
+
+    if role_region and REGION.fullmatch(role_region):  # from the broker too: checked again
+        return role_region
+    for key in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        if REGION.fullmatch(env.environ.get(key, "")):
+            return env.environ[key]
+    try:
+        caller = env.aws.session().region_name
+    except JitctlError:  # no usable AWS config: the caller has no region either
+        return None
+    return caller if isinstance(caller, str) and REGION.fullmatch(caller) else None
+
+
+def set_region(env: Environment, profile: str, role_region: str | None) -> None:
+    """Give the profile a region in the AWS config file, so `aws --profile jit-ROLE ...` works
+    without one. The credentials are written already: a failure here is a warning."""
+    from jitctl import credentials
+
+    region = profile_region(env, role_region)
+    if region is None:
+        return
+    path = credentials.aws_config_path(env.environ)
+    try:
+        credentials.write_config_region(path, profile, region)
+    except (OSError, ValueError) as exc:
+        if env.on_warning is not None:
+            env.on_warning(f"could not set region {region} for profile {profile} in {path}: {exc}")
+
+
 def deliver(
     env: Environment,
     issued: Issued,
@@ -100,6 +133,7 @@ def deliver(
             error = delivery_error(path, exc, req.request_id)
             on_failure(error.message)
             raise error from None
+        set_region(env, written, issued.region)
     if cache:
         env.credential_cache.store(
             req.role, issued.credentials, req.request_id, person=req.requester

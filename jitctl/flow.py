@@ -298,7 +298,11 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
     issued.fast_path_reason = req.fast_path_reason
     notes = [note, incident_track.note(env, issued, incident_track.issued_text(issued))]
     return Issued(
-        request=issued, credentials=creds, evidence=evidence, notes=[n for n in notes if n]
+        request=issued,
+        credentials=creds,
+        evidence=evidence,
+        notes=[n for n in notes if n],
+        region=role.region,
     )
 
 

@@ -126,6 +126,7 @@ class Issued:
     credentials: Credentials
     evidence: OnCallEvidence | None = None
     notes: list[str] = field(default_factory=list)
+    region: str | None = None  # the role's `region` in the policy, for the jit profile
 
 
 @dataclass

@@ -32,6 +32,7 @@ from jitctl.policy_schema import (
     expect_on_call_entry,
     expect_positive_int,
     expect_principal_arn,
+    expect_region,
     expect_request_ttl,
     expect_session_duration,
     expect_str,
@@ -92,6 +93,7 @@ class Role:
     description: str | None = None
     break_glass: BreakGlassRule | None = None
     incident: IncidentRule | None = None
+    region: str | None = None  # the jit profile's region in the AWS config file
 
 
 def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
@@ -121,6 +123,7 @@ def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
     description = None
     if "description" in table:
         description = expect_str(table["description"], where, "description").strip()
+    region = expect_region(table["region"], where) if "region" in table else None
 
     sub_where = where.within
 
@@ -138,6 +141,7 @@ def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
         session_policy_path=policy_path,
         source=file,
         description=description,
+        region=region,
         **tracks,
     )
     return role, where

@@ -30,6 +30,7 @@ ROLE_KEYS = frozenset(
         "max_duration",
         "session_policy",
         "description",
+        "region",
         "on_call",
         "approval",
         "incident",
@@ -136,6 +137,20 @@ def expect_str(value: Any, where: str, key: str) -> str:
         got = "an empty string" if isinstance(value, str) else describe(value)
         raise PolicyError(f"{at(where, key)}: {key} must be a non-empty string, got {got}")
     return value
+
+
+# An AWS region name as botocore accepts it in a config file: us-east-1, eu-west-1,
+# us-gov-west-1, cn-north-1, ap-southeast-5...
+REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}")
+
+
+def expect_region(value: Any, where: str) -> str:
+    region = expect_str(value, where, "region").strip()
+    if not REGION.fullmatch(region):
+        raise PolicyError(
+            f"{where}: region {region[:60]!r} is not an AWS region name", 'e.g. "eu-west-1"'
+        )
+    return region
 
 
 def expect_str_list(value: Any, where: str, key: str) -> tuple[str, ...]:

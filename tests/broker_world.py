@@ -44,6 +44,7 @@ sre = ["bob@example.com", "carol@example.com"]
 [roles.prod-readonly]
 arn = "arn:aws:iam::444455556666:role/jit-prod-readonly"
 max_duration = "2h"
+region = "eu-west-1"  # the client (AWS_REGION us-east-1) learns it from the broker
 
 [roles.prod-readonly.on_call]
 escalation_policies = ["PEP1234"]

@@ -93,6 +93,10 @@ def test_on_call_fast_path_through_the_broker(world):
         "aws_secret_access_key" not in out.stdout
         and keys["aws_secret_access_key"] not in out.stdout
     )
+    # The client has no policy: the role's region came with the credentials.
+    config = configparser.RawConfigParser()
+    config.read(world.root / "home" / "alice@example.com" / ".aws" / "config")
+    assert config.get("profile jit-prod-readonly", "region") == "eu-west-1"
 
 
 def test_peer_approval_through_the_broker(world):

@@ -88,6 +88,7 @@ def issued_out(issued: Issued) -> dict[str, Any]:
         "credentials": credentials_out(issued.credentials),
         "evidence": issued.evidence.as_dict() if issued.evidence else None,
         "notes": list(issued.notes),
+        "region": issued.region,
     }
 
 
@@ -97,6 +98,7 @@ def issued_in(doc: dict[str, Any]) -> Issued:
         credentials=credentials_in(doc["credentials"]),
         evidence=evidence_in(doc.get("evidence")),
         notes=[str(n) for n in doc.get("notes") or []],
+        region=str(doc["region"]) if doc.get("region") else None,
     )
 
 

@@ -42,6 +42,8 @@ def init(
         )
     else:
         out = stderr_console()
+        if settings.backend == "dynamodb":  # the region and account: one table for the team
+            where += " " + env.store.where()  # type: ignore[attr-defined]
         out.print(f"[green]✓[/] {settings.backend} store ready: {safe(where)}")
         for sink in sinks:
             out.print(f"[green]✓[/] central audit sink ready: {safe(sink.name)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from jitctl.cli import complete
 from jitctl.cli.output import JSON_OPTION, emit_json, interactive, safe, stderr_console
 
 
@@ -54,7 +55,9 @@ def _confirm(env, request_id: str, verb: str, yes: bool) -> None:
 
 def approve(
     request_id: str = typer.Argument(
-        None, help="The request to approve (omit on a terminal to pick one)."
+        None,
+        help="The request to approve (omit on a terminal to pick one).",
+        autocompletion=complete.requests("decide"),
     ),
     reason: str = typer.Option(None, "--reason", "-r", help="Why you approve (optional)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
@@ -85,7 +88,9 @@ def approve(
 
 
 def deny(
-    request_id: str = typer.Argument(..., help="The request to deny."),
+    request_id: str = typer.Argument(
+        ..., help="The request to deny.", autocompletion=complete.requests("decide")
+    ),
     reason: str = typer.Option(
         None, "--reason", "-r", help="Why (required; the requester sees it)."
     ),
@@ -109,7 +114,9 @@ def deny(
 
 
 def cancel(
-    request_id: str = typer.Argument(..., help="Your pending request to withdraw."),
+    request_id: str = typer.Argument(
+        ..., help="Your pending request to withdraw.", autocompletion=complete.requests("cancel")
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Withdraw your own pending request."""

@@ -6,7 +6,27 @@ from pathlib import Path
 
 import typer
 
-EXTRA_MISSING = "the demo needs the demo extra: pip install 'jitctl[demo]'"
+
+def _extra_missing() -> tuple[str, str]:
+    """What is missing and the command that installs it into the Python running jitctl (the
+    requirement as pyproject's demo extra states it; jitctl is on no package index)."""
+    import importlib.metadata
+    import shlex
+    import sys
+
+    try:
+        wanted = [
+            r.split(";")[0].strip()
+            for r in importlib.metadata.requires("jitctl") or []
+            if 'extra == "demo"' in r
+        ]
+    except importlib.metadata.PackageNotFoundError:
+        wanted = []
+    install = shlex.join([sys.executable, "-m", "pip", "install", *(wanted or ["moto[server]"])])
+    return (
+        "the demo needs moto's server (jitctl's demo extra), which is not installed",
+        f"run: {install}; from a clone of jitctl's repository ./try-jitctl does it all",
+    )
 
 
 def demo(
@@ -28,7 +48,7 @@ def demo(
     except ImportError:
         from jitctl.errors import UsageError
 
-        raise UsageError(EXTRA_MISSING) from None
+        raise UsageError(*_extra_missing()) from None
     from jitctl.demo import run
 
     code = run(serve=serve, keep=keep)

@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from jitctl.cli import complete
 from jitctl.cli.output import JSON_OPTION, stdout
 
 policy_app = typer.Typer(help="Check and explain the access policy.", no_args_is_help=True)
@@ -51,7 +52,7 @@ def validate_cmd(
 
 @policy_app.command("explain")
 def explain_cmd(
-    role: str = typer.Argument(..., help="The role to explain."),
+    role: str = typer.Argument(..., help="The role to explain.", autocompletion=complete.roles),
     as_person: str = typer.Option(
         None, "--as", metavar="PERSON", help="An email or principal ARN: may they approve it?"
     ),

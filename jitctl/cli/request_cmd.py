@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import typer
 
+from jitctl.cli import complete
 from jitctl.cli.output import (
     JSON_OPTION_NO_SECRETS,
     emit_json,
@@ -269,7 +270,11 @@ def _ask_reason(env) -> str | None:
 
 
 def request(
-    role: str = typer.Argument(..., help="Role name from the policy, e.g. prod-readonly."),
+    role: str = typer.Argument(
+        ...,
+        help="Role name from the policy, e.g. prod-readonly.",
+        autocompletion=complete.roles,
+    ),
     reason: str = typer.Option(
         None, "--reason", "-r", help="Why you need access (an incident id helps)."
     ),
@@ -325,7 +330,11 @@ def request(
 
 
 def wait_cmd(
-    request_id: str = typer.Argument(..., help="The request to wait for (from `jitctl request`)."),
+    request_id: str = typer.Argument(
+        ...,
+        help="The request to wait for (from `jitctl request`).",
+        autocompletion=complete.requests("wait"),
+    ),
     timeout: str = typer.Option(
         None, "--timeout", help='Stop waiting after this long, e.g. "10m" (exit 4).'
     ),
@@ -354,7 +363,9 @@ def wait_cmd(
 
 def exec_cmd(
     ctx: typer.Context,
-    role: str = typer.Argument(..., help="Role name from the policy."),
+    role: str = typer.Argument(
+        ..., help="Role name from the policy.", autocompletion=complete.roles
+    ),
     reason: str = typer.Option(
         None, "--reason", "-r", help="Why you need access (an incident id helps)."
     ),
@@ -418,7 +429,9 @@ def reused_grant(env, role: str):
 
 def credential_process_cmd(
     role: str = typer.Argument(
-        ..., help="Role name, as in `credential_process = jitctl credential-process ROLE`."
+        ...,
+        help="Role name, as in `credential_process = jitctl credential-process ROLE`.",
+        autocompletion=complete.roles,
     ),
 ) -> None:
     """For ~/.aws/config: print your latest grant for ROLE while it has 5+ minutes left; never prompts."""

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import typer
 
+from jitctl.cli import complete
 from jitctl.cli.output import JSON_OPTION, emit_json, local_time, safe, stderr_console
 
 
 def revoke(
-    request_id: str = typer.Argument(..., help="The issued request to revoke."),
+    request_id: str = typer.Argument(
+        ..., help="The issued request to revoke.", autocompletion=complete.requests("revoke")
+    ),
     reason: str = typer.Option(None, "--reason", "-r", help="Why (required; it is audited)."),
     json_out: bool = JSON_OPTION,
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from jitctl.cli import complete
 from jitctl.cli.output import (
     JSON_OPTION,
     emit_json,
@@ -124,7 +125,9 @@ def request_doc(req, state) -> dict:
 
 
 def status(
-    request_id: str = typer.Argument(..., help="The request id."),
+    request_id: str = typer.Argument(
+        ..., help="The request id.", autocompletion=complete.requests("any")
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Show one request."""

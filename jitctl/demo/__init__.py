@@ -128,6 +128,7 @@ def _play(root: Path, write: Write, remove: bool) -> int:
 
 def _serve(root: Path, write: Write, remove: bool) -> int:
     from jitctl.demo import gate
+    from jitctl.demo.runbook import DB_CLUSTER, DB_INSTANCE, PERSONA_UNSET
     from jitctl.demo.team import PEOPLE, email
 
     stop = threading.Event()
@@ -137,10 +138,14 @@ def _serve(root: Path, write: Write, remove: bool) -> int:
         write(f"# Act as {email('alice')} (on call) in your shell; to be someone else:")
         for name in PEOPLE[1:]:
             write(f"#   {email(name)}: source {shlex.quote(str(team.env_file(name)))}")
-        write("unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN")
+        write("unset " + " ".join(PERSONA_UNSET))
         for key, value in team.exports("alice").items():
             write(f"export {key}={shlex.quote(value)}")
         write('# try: jitctl whoami; jitctl request prod-readonly --reason "INC-1 test"')
+        write(
+            f"# The README's runbook works here: RDS cluster {DB_CLUSTER}, instance {DB_INSTANCE}"
+            " (pass --endpoint-url to the AWS CLI v1 for RDS)"
+        )
         _tell_broker(team, write)
         write("# ready; Ctrl-C stops the endpoints" + (" and removes the files" if remove else ""))
         while not stop.wait(0.5):

@@ -13,7 +13,6 @@ import copy
 import json
 import os
 import secrets
-import shlex
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -24,6 +23,7 @@ from typing import Any
 
 from jitctl.demo.homes import Homes, create_person
 from jitctl.demo.pdsim import PagerDutySim, make_certs
+from jitctl.demo.runbook import persona_script, seed_rds
 
 ACCOUNT = "123456789012"  # moto's default account
 REGION = "us-east-1"
@@ -78,7 +78,13 @@ SESSION_POLICY = {
         {
             "Sid": "ReadOnlyInvestigation",
             "Effect": "Allow",
-            "Action": ["cloudwatch:Describe*", "cloudwatch:Get*", "logs:Get*", "ec2:Describe*"],
+            "Action": [
+                "cloudwatch:Describe*",
+                "cloudwatch:Get*",
+                "logs:Get*",
+                "ec2:Describe*",
+                "rds:Describe*",
+            ],
             "Resource": "*",
         },
         {
@@ -339,10 +345,10 @@ def seed(root: Path, endpoints: Endpoints, now: datetime | None = None) -> DemoT
     write_config(root, endpoints.pd, f'backend = "dynamodb"\ntable = "{TABLE}"\n')
     team = DemoTeam(root, endpoints.aws_url, endpoints.pd, seed_pagerduty(endpoints.pd, now))
     team.keys = seed_aws(endpoints.aws_url)
+    seed_rds(admin_client("rds", endpoints.aws_url))
     for name in PEOPLE:
         (team.home(name) / ".aws").mkdir(parents=True, exist_ok=True)
-        lines = [f"export {k}={shlex.quote(v)}" for k, v in team.exports(name).items()]
-        _write(team.env_file(name), f"# act as {email(name)}\n" + "\n".join(lines) + "\n")
+        _write(team.env_file(name), persona_script(email(name), team.exports(name)))
     return team
 
 

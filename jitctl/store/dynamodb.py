@@ -77,7 +77,13 @@ class DynamoStore(BaseStore):
 
     def _call(self, op: str, *, allow: tuple[str, ...] = (), **kwargs: Any) -> dict[str, Any]:
         """Every DynamoDB call goes through here: dynamodb_calls translates its failures."""
-        return call(lambda: self.client, self.table, op, allow=allow, **kwargs)
+        return call(lambda: self.client, self.table, op, allow=allow, where=self.where, **kwargs)
+
+    def where(self) -> str:
+        """ "in REGION (account ID)": where this table is looked for."""
+        from jitctl.aws import whereabouts
+
+        return whereabouts(self.client, self._client_factory)
 
     # ------------------------------------------------------------ init
 

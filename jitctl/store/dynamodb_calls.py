@@ -43,11 +43,24 @@ class Expected(Exception):
         self.message = message
 
 
+MISSING_HINT = (
+    "if the team's table is in another region, set [store] region (or AWS_REGION) to it; "
+    "otherwise `jitctl init` creates it there"
+)
+
+
 def call(
-    client: Callable[[], Any], table: str, op: str, *, allow: tuple[str, ...] = (), **kwargs: Any
+    client: Callable[[], Any],
+    table: str,
+    op: str,
+    *,
+    allow: tuple[str, ...] = (),
+    where: Callable[[], str] = lambda: "",
+    **kwargs: Any,
 ) -> dict[str, Any]:
     """One API call, with botocore's failures turned into one clear line. ``client`` is called
-    inside the translation: making the client can fail too (no region, no credentials)."""
+    inside the translation: making the client can fail too (no region, no credentials).
+    ``where`` says, for a missing table, where it was looked for ("in REGION (account ID)")."""
     from botocore.exceptions import (
         BotoCoreError,
         ClientError,
@@ -65,8 +78,10 @@ def call(
         if code in allow:
             raise Expected(code, message) from exc
         if code == "ResourceNotFoundException":
+            place = where()
             raise ConfigError(
-                f"DynamoDB table {table} does not exist", "run `jitctl init`"
+                f"DynamoDB table {table} does not exist" + (f" {place}" if place else ""),
+                MISSING_HINT,
             ) from exc
         if code in _AUTH_CODES:
             raise ConfigError(

@@ -40,10 +40,10 @@ from jitctl.policy_schema import (
     expect_table,
     header_line,
     is_arn,
-    load_session_policy,
     location,
     on_call_entry,
 )
+from jitctl.policy_session import load_session_policy
 
 
 @dataclass(frozen=True)

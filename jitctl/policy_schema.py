@@ -7,7 +7,6 @@ role and the key), so a user can find the mistake without reading code.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
@@ -49,7 +48,6 @@ MAX_DURATION = timedelta(hours=12)
 MAX_REQUEST_TTL = timedelta(days=7)
 DEFAULT_MAX_DURATION = "1h"
 DEFAULT_REQUEST_TTL = "30m"
-SESSION_POLICY_MAX_CHARS = 2048
 
 ROLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _PARTITION = "(?:" + "|".join(PARTITIONS) + ")"
@@ -239,52 +237,6 @@ def member_of(value: str, where: str, key: str) -> str:
     raise PolicyError(
         f"{at(where, key)}: {key}: {value!r} is neither an email address nor a principal ARN"
     )
-
-
-def load_session_policy(value: Any, source: Path, where: str) -> tuple[str, Path]:
-    """The minified JSON text (as STS takes it) and the resolved path."""
-    rel = expect_str(value, where, "session_policy")
-    path = Path(rel).expanduser()
-    if not path.is_absolute():
-        path = source.parent / path
-    try:
-        found = path.is_file()
-    except OSError as exc:  # e.g. a name too long to look up
-        raise PolicyError(
-            f"{at(where, 'session_policy')}: session_policy: {rel[:200]}: {exc.strerror}"
-        ) from None
-    if not found:
-        raise PolicyError(
-            f"{at(where, 'session_policy')}: session_policy: {path} does not exist or is not a file"
-        )
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise PolicyError(
-            f"{at(where, 'session_policy')}: session_policy: cannot read {path}: {exc.strerror}"
-        ) from exc
-    except UnicodeDecodeError as exc:
-        raise PolicyError(
-            f"{at(where, 'session_policy')}: session_policy: {path} is not UTF-8"
-        ) from exc
-    except json.JSONDecodeError as exc:
-        raise PolicyError(
-            f"{at(where, 'session_policy')}: session_policy: {path} is not valid JSON: {exc.msg} "
-            f"(line {exc.lineno}, column {exc.colno})"
-        ) from exc
-    if not isinstance(doc, dict) or not doc.get("Statement"):
-        raise PolicyError(
-            f"{at(where, 'session_policy')}: session_policy: {path} is not an IAM policy: "
-            'it needs a "Statement"'
-        )
-    text = json.dumps(doc, separators=(",", ":"))
-    if len(text) > SESSION_POLICY_MAX_CHARS:
-        raise PolicyError(
-            f"{at(where, 'session_policy')}: session_policy: {path} is {len(text)} characters minified; STS accepts at "
-            f"most {SESSION_POLICY_MAX_CHARS}",
-            "use wildcards or fewer statements, or narrow the role's own policies instead",
-        )
-    return text, path
 
 
 def check_top(data: dict[str, Any], file: Path, text: str = "") -> list[PolicyError]:

@@ -63,6 +63,7 @@ def _register() -> None:
         decide_cmd,
         demo_cmd,
         doctor_cmd,
+        exec_cmd,
         grants_cmd,
         policy_cmd,
         request_cmd,
@@ -72,6 +73,7 @@ def _register() -> None:
 
     for module in (
         request_cmd,
+        exec_cmd,
         console_cmd,
         decide_cmd,
         show_cmd,

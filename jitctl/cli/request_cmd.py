@@ -1,4 +1,4 @@
-"""`jitctl request`, `wait`, `exec` and `credential-process`: getting and handing out credentials."""
+"""`jitctl request` and `wait`: getting credentials (`exec` and `credential-process`: exec_cmd)."""
 
 from __future__ import annotations
 
@@ -361,99 +361,6 @@ def wait_cmd(
     deliver(env, issued, profile=profile, fmt=fmt, shell=shell, json_out=json_out)
 
 
-def exec_cmd(
-    ctx: typer.Context,
-    role: str = typer.Argument(
-        ..., help="Role name from the policy.", autocompletion=complete.roles
-    ),
-    reason: str = typer.Option(
-        None, "--reason", "-r", help="Why you need access (an incident id helps)."
-    ),
-    duration: str = typer.Option(None, "--duration", "-d", help="How long the credentials last."),
-    timeout: str = typer.Option(
-        None, "--timeout", help="Stop waiting for approval after this long (exit 4)."
-    ),
-    fresh: bool = typer.Option(
-        False, "--fresh", help="Request new credentials even while your cached grant is live."
-    ),
-) -> None:
-    """Run a command with credentials for ROLE in its environment only (your cached grant for ROLE while it has 5+ minutes left): jitctl exec ROLE --reason R -- CMD [ARGS...]"""
-    from jitctl.cli.session import current_env
-    from jitctl.errors import UsageError
-    from jitctl.execute import check_runnable, run_child
-    from jitctl.formats import child_environment
-
-    argv = list(ctx.args)
-    if argv and argv[0] == "--":
-        argv = argv[1:]
-    if not argv:
-        raise UsageError(
-            "no command to run", 'put it after --: jitctl exec ROLE --reason "..." -- aws s3 ls'
-        )
-    env = current_env()
-    check_runnable(argv, env.environ)
-    grant = None if fresh else reused_grant(env, role)
-    if grant is None:
-        grant = obtain(
-            env,
-            role=role,
-            reason=reason,
-            duration=parse_duration_option(duration, "--duration"),
-            timeout=parse_duration_option(timeout, "--timeout"),
-            wait=True,
-        )
-        # cached (keyring or a 0600 file) for the next exec and credential-process; no profile
-        deliver(env, grant, profile=None, fmt="exec", shell="sh", json_out=False)
-    code = run_child(argv, child_environment(env.environ, grant.credentials))
-    raise typer.Exit(code)
-
-
-def reused_grant(env, role: str):
-    """Your cached grant for ROLE, checked live and audited as a use; None: request anew."""
-    from jitctl.reuse import reuse_cached
-
-    grant, why_not = reuse_cached(env, role)
-    out = stderr_console()
-    if grant is None:
-        if why_not:
-            out.print(f"[yellow]note:[/] not reusing: {safe(why_not)}; requesting anew")
-        return None
-    expires = grant.credentials.expiration
-    now = env.clock.now()
-    out.print(
-        f"[green]✓[/] {safe(role)}: reusing grant {safe(grant.request.request_id)}, expires "
-        f"{local_time(expires, now)} ({relative(expires, now)}); --fresh requests anew"
-    )
-    return grant
-
-
-def credential_process_cmd(
-    role: str = typer.Argument(
-        ...,
-        help="Role name, as in `credential_process = jitctl credential-process ROLE`.",
-        autocompletion=complete.roles,
-    ),
-) -> None:
-    """For ~/.aws/config: print your latest grant for ROLE while it has 5+ minutes left; never prompts."""
-    from jitctl.cli.session import current_env
-    from jitctl.credproc import NoFreshCredentials, check_known_role, credential_process
-    from jitctl.timeutil import SystemClock
-
-    # Only the Environment's cache: no STS (not even the trusted clock's), no policy, no
-    # PagerDuty. This runs inside every AWS SDK call.
-    env = current_env()
-    try:
-        doc = credential_process(role, now=SystemClock().now(), cache=env.credential_cache)
-    except NoFreshCredentials:
-        check_known_role(env, role)  # a typo is exit 2 naming the closest role, not "request it"
-        raise
-    stdout().write(doc + "\n")
-
-
 def register(app: typer.Typer) -> None:
     app.command("request")(request)
     app.command("wait")(wait_cmd)
-    app.command(
-        "exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
-    )(exec_cmd)
-    app.command("credential-process")(credential_process_cmd)

@@ -188,6 +188,7 @@ def test_bash_completes_role_names_from_the_policy(team):
     assert bash_complete("jitctl", "exec", "prod-a", env=env) == ["prod-admin"]
     assert bash_complete("jitctl", "credential-process", "prod-r", env=env) == ["prod-readonly"]
     assert bash_complete("jitctl", "policy", "explain", "prod-a", env=env) == ["prod-admin"]
+    assert bash_complete("jitctl", "console", "prod-r", env=env) == ["prod-readonly"]
 
 
 def test_bash_completes_the_request_ids_each_command_acts_on(team, requests_made):
@@ -197,6 +198,7 @@ def test_bash_completes_the_request_ids_each_command_acts_on(team, requests_made
     assert bash_complete("jitctl", "deny", "r-", env=bob) == [pending]
     assert bash_complete("jitctl", "revoke", "", env=bob) == [issued]
     assert bash_complete("jitctl", "status", "", env=bob) == sorted([issued, pending])
+    assert bash_complete("jitctl", "review", "", env=bob) == sorted([issued, pending])
     assert bash_complete("jitctl", "cancel", "", env=alice) == [pending]
     assert bash_complete("jitctl", "wait", "", env=alice) == [pending]
     assert bash_complete("jitctl", "cancel", "", env=bob) == []  # not bob's to cancel

@@ -7,11 +7,14 @@ from collections.abc import Mapping
 
 import typer
 
+from jitctl.cli import complete
 from jitctl.cli.output import local_time, relative, safe, stderr_console, stdout
 
 
 def console(
-    role: str = typer.Argument(..., help="Role name from the policy, e.g. prod-readonly."),
+    role: str = typer.Argument(
+        ..., help="Role name from the policy, e.g. prod-readonly.", autocompletion=complete.roles
+    ),
     reason: str = typer.Option(
         None, "--reason", "-r", help="Why you need access (an incident id helps)."
     ),

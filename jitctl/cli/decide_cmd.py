@@ -131,7 +131,9 @@ def cancel(
 
 
 def review(
-    request_id: str = typer.Argument(..., help="The break-glass request to review."),
+    request_id: str = typer.Argument(
+        ..., help="The break-glass request to review.", autocompletion=complete.requests("any")
+    ),
     reason: str = typer.Option(None, "--reason", "-r", help="What you found (optional)."),
     json_out: bool = JSON_OPTION,
 ) -> None:

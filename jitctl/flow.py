@@ -59,6 +59,8 @@ def submit(
     reason = check_reason(reason)
     role = env.policy.role(role_name)
     wanted = check_duration(duration, role.max_duration, role.name)
+    if role.on_call is not None:
+        env.prepare_pagerduty()  # its client is built while AWS names the caller
     caller = env.caller
     now = env.clock.now()
     req = AccessRequest(

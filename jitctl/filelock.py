@@ -24,7 +24,7 @@ from jitctl.errors import UsageError
 _POLL_SECONDS = 0.02
 _WINDOWS = sys.platform == "win32"
 # Flags that exist on one OS only: inherited by no child process, and no newline translation.
-_OPEN_FLAGS = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+OPEN_FLAGS = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 # Windows refuses to replace a file another process has open (a reader, an indexer, an
 # antivirus scan): PermissionError, gone a moment later. POSIX never does that, so there a
 # PermissionError is final. 8 attempts, doubling from 10 ms, give up after ~1.3 s.
@@ -122,7 +122,7 @@ def fsync_dir(directory: Path) -> None:
     """
     if _WINDOWS:
         return
-    fd = os.open(directory, os.O_RDONLY | _OPEN_FLAGS)
+    fd = os.open(directory, os.O_RDONLY | OPEN_FLAGS)
     try:
         os.fsync(fd)
     except OSError as e:
@@ -217,7 +217,7 @@ def atomic_write(
     directory = path.parent
     ensure_dir(directory)
     tmp = _temp_path(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, mode)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | OPEN_FLAGS, mode)
     try:
         try:
             write_all(fd, data)

@@ -5,9 +5,11 @@ Every step leaves an audit record; nothing is issued unless its record was writt
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from jitctl import models
 from jitctl.audit_fields import audit_fields
@@ -27,6 +29,8 @@ from jitctl.trusted_time import SKEW_LIMIT
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -50,6 +54,30 @@ def check_fast_track(env: Environment, role, person: str) -> OnCallResult:
     from jitctl import oncall
 
     return oncall.check_on_call(env.pagerduty, person, role.on_call, env.clock.now())
+
+
+def in_background(fn: Callable[[], T]) -> Callable[[], T]:
+    """Start ``fn`` on a thread; the function returned waits for it and returns its result or
+    raises its error, on the caller's thread."""
+    outcome: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, fn()))
+        except BaseException as exc:  # handed to whoever waits: nothing is lost or printed
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=run, name="jitctl-lookup", daemon=True)
+    thread.start()
+
+    def result() -> T:
+        thread.join()
+        done, value = outcome[0]
+        if not done:
+            raise value
+        return value
+
+    return result
 
 
 def submit(
@@ -76,8 +104,10 @@ def submit(
         min_approvals=role.approval.min_approvals if role.approval else 1,
     )
     common = audit_fields(env, req)
+    # PagerDuty answers while the request is recorded; nothing is decided before both are done.
+    lookup = in_background(lambda: check_fast_track(env, role, caller.person))
     env.audit.append("requested", **common, reason=reason, duration_seconds=req.duration_seconds)
-    result = check_fast_track(env, role, caller.person)
+    result = lookup()
     req.fast_path_reason = result.reason
     approvers = env.policy.approvers_display(role) if role.approval else []
     if result.on_call and result.evidence is not None:

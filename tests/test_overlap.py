@@ -122,3 +122,17 @@ def test_two_threads_asking_for_one_aws_client_get_the_same_one(aws_env):
     for thread in threads:
         thread.join(60)
     assert len(got) == 4 and all(client is got[0] for client in got)
+
+
+def test_in_background_runs_elsewhere_and_hands_back_the_result_or_the_error():
+    from jitctl.flow import in_background
+
+    where = in_background(lambda: threading.current_thread().name)
+    assert where() == "jitctl-lookup"
+
+    def boom() -> None:
+        raise TokenError("no PagerDuty token")
+
+    waiting = in_background(boom)
+    with pytest.raises(TokenError, match="no PagerDuty token"):
+        waiting()

@@ -179,8 +179,8 @@ def main() -> int:
         (
             "`jitctl --help` / `python -c 'import boto3'`",
             f"{ratio:.2f}x ({jitctl_help * 1000:.0f} ms / {import_boto3 * 1000:.0f} ms)",
-            "≤ 0.5x",
-            ratio <= 0.5,
+            "≤ 0.3x",
+            ratio <= 0.3,
         )
     )
 
@@ -198,8 +198,8 @@ def main() -> int:
                 (
                     "on-call `jitctl request` / plain script, same API calls",
                     f"{ratio:.2f}x ({jitctl_req * 1000:.0f} ms / {plain * 1000:.0f} ms)",
-                    "≤ 1.5x",
-                    ratio <= 1.5,
+                    "≤ 1.15x",
+                    ratio <= 1.15,
                 )
             )
             latency = bench_approval_latency(team)

@@ -1,3 +1,3 @@
-from jitctl.cli.main import main
+from jitctl.cli.launch import main
 
 main()

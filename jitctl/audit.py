@@ -28,7 +28,7 @@ from typing import Any
 
 from jitctl.audit_tail import Tail, move_aside, read_tail, torn_path
 from jitctl.errors import AuditError, AuditTampered
-from jitctl.filelock import ensure_dir, exclusive_lock, fsync_dir, write_all
+from jitctl.filelock import OPEN_FLAGS, ensure_dir, exclusive_lock, fsync_dir, write_all
 from jitctl.jsonstrict import no_duplicate_keys
 from jitctl.timeutil import Clock, rfc3339
 
@@ -163,7 +163,7 @@ class AuditLog:
     def _append_locked(
         self, record: dict[str, Any]
     ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | OPEN_FLAGS, 0o600)
         try:
             size = os.fstat(fd).st_size
             tail = read_tail(fd, size)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -43,42 +44,50 @@ class AwsClients:
         self._session: Any = None
         self._timeouts = (connect_timeout, read_timeout)
         self._cache: dict[tuple[str, str | None], Any] = {}
+        # A thread may ask for a client while the command's thread does (the PagerDuty token
+        # from Secrets Manager): one lock, so no session or client is ever built twice.
+        self._lock = threading.RLock()
         # botocore `after-call` handler for STS responses: the trusted clock reads their Date.
         self.sts_listener: Callable[..., None] | None = None
 
     def session(self) -> Any:
-        if self._session is None:
-            import boto3
+        with self._lock:
+            return self._new_session() if self._session is None else self._session
 
-            try:
-                self._session = boto3.session.Session(region_name=self._region)
-            except Exception as exc:  # botocore.exceptions.ProfileNotFound and friends
-                raise UsageError(
-                    f"cannot set up AWS: {exc}", "check AWS_PROFILE and your AWS config files"
-                ) from exc
+    def _new_session(self) -> Any:
+        import boto3
+
+        try:
+            self._session = boto3.session.Session(region_name=self._region)
+        except Exception as exc:  # botocore.exceptions.ProfileNotFound and friends
+            raise UsageError(
+                f"cannot set up AWS: {exc}", "check AWS_PROFILE and your AWS config files"
+            ) from exc
         return self._session
 
     def client(self, service: str, *, region: str | None = None) -> Any:
         key = (service, region)
-        if key not in self._cache:
-            from botocore.config import Config as BotoConfig
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = self._new_client(service, region)
+            return self._cache[key]
 
-            session = self.session()
-            # botocore reads AWS_DEFAULT_REGION and the config file; the SDKs' newer AWS_REGION
-            # is honoured too. STS works from any region: don't fail just because none is set.
-            region_name = (
-                region or session.region_name or os.environ.get("AWS_REGION") or "us-east-1"
-            )
-            config = BotoConfig(
-                connect_timeout=self._timeouts[0],
-                read_timeout=self._timeouts[1],
-                retries={"max_attempts": 3, "mode": "standard"},
-            )
-            client = session.client(service, region_name=region_name, config=config)
-            if service == "sts" and self.sts_listener is not None:
-                client.meta.events.register("after-call.sts", self.sts_listener)
-            self._cache[key] = client
-        return self._cache[key]
+    def _new_client(self, service: str, region: str | None) -> Any:
+        from botocore.config import Config as BotoConfig
+
+        session = self.session()
+        # botocore reads AWS_DEFAULT_REGION and the config file; the SDKs' newer AWS_REGION
+        # is honoured too. STS works from any region: don't fail just because none is set.
+        region_name = region or session.region_name or os.environ.get("AWS_REGION") or "us-east-1"
+        config = BotoConfig(
+            connect_timeout=self._timeouts[0],
+            read_timeout=self._timeouts[1],
+            retries={"max_attempts": 3, "mode": "standard"},
+        )
+        client = session.client(service, region_name=region_name, config=config)
+        if service == "sts" and self.sts_listener is not None:
+            client.meta.events.register("after-call.sts", self.sts_listener)
+        return client
 
 
 # IAM said no. "403": a denial botocore could not parse a code from (moto answers DynamoDB's

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
@@ -84,6 +85,15 @@ class Environment:
 
             self._pagerduty = PagerDutySession(self.config.pagerduty, self.pagerduty_token)
         return self._pagerduty
+
+    def prepare_pagerduty(self) -> None:
+        """Build this command's PagerDuty client on a thread while this one goes on (asking
+        AWS who the caller is): the two do not depend on each other. The client is the one
+        ``pagerduty`` hands out; a lookup that comes first waits for it, never builds another."""
+        if self.config.pagerduty.token_secret:
+            _ = self.aws  # made here, so the thread and this one share one AwsClients
+        session = self.pagerduty
+        threading.Thread(target=session.warm, name="jitctl-pagerduty", daemon=True).start()
 
     def close(self) -> None:
         """End what this command opened (the PagerDuty client)."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jitctl.errors import JitctlError, Unavailable, UsageError
-from jitctl.filelock import exclusive_lock, lock_path_for
+from jitctl.filelock import OPEN_FLAGS, exclusive_lock, lock_path_for
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
@@ -43,7 +43,7 @@ def check_writable(path: Path, profile: str, request_id: str | None = None) -> N
     try:
         with exclusive_lock(real, timeout=LOCK_WAIT):
             probe = real.parent / f".{real.name}.{os.getpid()}.{secrets.token_hex(4)}.probe"
-            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | OPEN_FLAGS, 0o600))
             os.unlink(probe)
             if real.exists():
                 real.open("rb").close()  # it is read, then replaced

@@ -1,25 +1,38 @@
-"""Cross-process exclusive locks and atomic file replacement (Linux/macOS).
+"""Cross-process exclusive locks and atomic file replacement, on Linux, macOS and Windows.
 
-Files that hold secrets or evidence are created with their final mode passed to ``os.open``
-so they are never readable by others, not even for a moment, whatever the umask.
+Locks come from the ``filelock`` package (``flock`` on Unix, ``LockFileEx`` on Windows), always
+on a separate ``<name>.lock`` file, never on the data file. Files that hold secrets or evidence
+are created with their final mode passed to ``os.open`` so they are never readable by others,
+not even for a moment, whatever the umask.
 """
 
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import re
 import secrets
 import stat
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from jitctl.errors import UsageError
 
 _POLL_SECONDS = 0.02
+_WINDOWS = sys.platform == "win32"
+# Flags that exist on one OS only: inherited by no child process, and no newline translation.
+OPEN_FLAGS = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+# Windows refuses to replace a file another process has open (a reader, an indexer, an
+# antivirus scan): PermissionError, gone a moment later. POSIX never does that, so there a
+# PermissionError is final. 8 attempts, doubling from 10 ms, give up after ~1.3 s.
+REPLACE_ATTEMPTS = 8 if _WINDOWS else 1
+_REPLACE_FIRST_DELAY = 0.01
+
+Replace = Callable[[Path, Path], None]
+"""Rename ``src`` over ``dst`` atomically, as ``os.replace`` does (tests pass a busy target)."""
 
 
 def ensure_dir(directory: Path, mode: int = 0o700) -> None:
@@ -47,64 +60,69 @@ def lock_path_for(path: Path) -> Path:
     return path.with_name(path.name + ".lock")
 
 
-def open_lock_file(lock_path: Path) -> int:
-    """Open (creating, 0600) a lock file, never through a symlink.
-
-    A lock file is opened O_RDWR|O_CREAT: through a planted symlink that would create or
-    open whatever file the link names, with our permissions. O_NOFOLLOW makes the last path
-    component's link an error (ELOOP) instead; it is refused with UsageError (exit 2).
-    """
-    try:
-        return os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP or os.path.islink(lock_path):
-            raise UsageError(
-                f"refusing to use the lock file {lock_path}: it is a symlink",
-                "remove the link; jitctl creates a plain lock file in its place",
-            ) from None
-        raise
+def _symlink_refused(lock_path: Path) -> UsageError:
+    return UsageError(
+        f"refusing to use the lock file {lock_path}: it is a symlink",
+        "remove the link; jitctl creates a plain lock file in its place",
+    )
 
 
 @contextmanager
 def exclusive_lock(path: Path, *, timeout: float | None = None) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``<path>.lock`` for the duration of the block.
+    """Hold an exclusive lock on ``<path>.lock`` for the duration of the block.
 
     A sidecar is locked rather than ``path`` itself because ``atomic_write`` replaces
-    ``path``'s inode: a lock on the old inode would not exclude a process that opened the
-    new one. The sidecar is never deleted, since unlinking a lock file lets two processes
-    hold locks on two different inodes at once. The lock is released when the descriptor
-    is closed, including when the process dies.
+    ``path``'s inode (and Windows would refuse to replace a file held open for a lock). The
+    sidecar is never deleted (``preserve_lock_file``), since unlinking a lock file lets two
+    processes hold locks on two different inodes at once; the OS releases the lock when the
+    process dies. A lock file that is a symlink is refused (exit 2): through a planted link,
+    opening it would create or open whatever file the link names. ``filelock`` opens it with
+    ``O_NOFOLLOW`` (Unix) or refuses reparse points (Windows), so a link planted after the
+    check fails too. No fallback to ``filelock``'s soft (existence) locks: where the
+    filesystem cannot lock, jitctl fails rather than half-locks.
 
     ``timeout`` None blocks; otherwise ``TimeoutError`` (an OSError) after that many seconds.
     """
+    import filelock  # ~20 ms: only commands that write a file pay for it
+
     lock_path = lock_path_for(path)
     ensure_dir(lock_path.parent)
-    fd = open_lock_file(lock_path)
+    if os.path.islink(lock_path):
+        raise _symlink_refused(lock_path)
+    lock = filelock.FileLock(
+        lock_path,
+        timeout=-1 if timeout is None else timeout,
+        mode=0o600,
+        poll_interval=_POLL_SECONDS,
+        fallback_to_soft=False,
+        preserve_lock_file=True,
+    )
     try:
-        if timeout is None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        else:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise TimeoutError(
-                            errno.ETIMEDOUT,
-                            f"another process has held the lock for more than {timeout:g}s",
-                            str(lock_path),
-                        ) from None
-                    time.sleep(_POLL_SECONDS)
+        lock.acquire()
+    except filelock.Timeout:
+        raise TimeoutError(
+            errno.ETIMEDOUT,
+            f"another process has held the lock for more than {timeout:g}s",
+            str(lock_path),
+        ) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or os.path.islink(lock_path):
+            raise _symlink_refused(lock_path) from None
+        raise
+    try:
         yield
     finally:
-        os.close(fd)  # releases the flock
+        lock.release()
 
 
 def fsync_dir(directory: Path) -> None:
-    """Make a rename or a new directory entry durable. Some filesystems refuse: that is fine."""
-    fd = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
+    """Make a rename or a new directory entry durable. Some filesystems refuse: that is fine.
+
+    Windows cannot open a directory as a file; NTFS journals the rename itself.
+    """
+    if _WINDOWS:
+        return
+    fd = os.open(directory, os.O_RDONLY | OPEN_FLAGS)
     try:
         os.fsync(fd)
     except OSError as e:
@@ -157,26 +175,56 @@ def remove_stale_temps(path: Path) -> int:
     return removed
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+def _os_replace(src: Path, dst: Path) -> None:
+    os.replace(src, dst)  # looked up at call time, so a test's crash hook reaches it
+
+
+def replace_with_retry(
+    src: Path,
+    dst: Path,
+    *,
+    replace: Replace = _os_replace,
+    sleep: Callable[[float], None] = time.sleep,
+    attempts: int = REPLACE_ATTEMPTS,
+) -> None:
+    """``replace(src, dst)``, tried again while it raises PermissionError, at most ``attempts``
+    times in all (waiting 10 ms, 20 ms, ... between); the last PermissionError is raised."""
+    delay = _REPLACE_FIRST_DELAY
+    for attempt in range(1, attempts + 1):
+        try:
+            replace(src, dst)
+            return
+        except PermissionError:
+            if attempt >= attempts:
+                raise
+        sleep(delay)
+        delay *= 2
+
+
+def atomic_write(
+    path: Path, data: bytes, mode: int = 0o600, *, replace: Replace | None = None
+) -> None:
     """Replace ``path`` with ``data`` so readers see the old or the new file, never a mix.
 
     The temporary file lives in the same directory (``os.replace`` is only atomic within a
     filesystem) and is created with ``mode`` via ``O_EXCL``, so it is never briefly
     world-readable and never follows a planted symlink. After a crash a stray
     ``.<name>.*.tmp`` may be left behind (the target itself is always whole): writers that
-    hold ``exclusive_lock(path)`` call ``remove_stale_temps`` first to clear them.
+    hold ``exclusive_lock(path)`` call ``remove_stale_temps`` first to clear them. The rename
+    is ``replace`` (default ``replace_with_retry``, which waits while Windows refuses); when it
+    fails, the temp file is removed and the error raised.
     """
     directory = path.parent
     ensure_dir(directory)
     tmp = _temp_path(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | OPEN_FLAGS, mode)
     try:
         try:
             write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        (replace or replace_with_retry)(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)

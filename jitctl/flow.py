@@ -5,9 +5,11 @@ Every step leaves an audit record; nothing is issued unless its record was writt
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from jitctl import break_glass as glass
 from jitctl import incident_track, models, paging
@@ -29,6 +31,8 @@ from jitctl.trusted_time import SKEW_LIMIT
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -54,6 +58,30 @@ def check_fast_track(env: Environment, role, person: str) -> OnCallResult:
     return oncall.check_on_call(env.pagerduty, person, role.on_call, env.clock.now())
 
 
+def in_background(fn: Callable[[], T]) -> Callable[[], T]:
+    """Start ``fn`` on a thread; the function returned waits for it and returns its result or
+    raises its error, on the caller's thread."""
+    outcome: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, fn()))
+        except BaseException as exc:  # handed to whoever waits: nothing is lost or printed
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=run, name="jitctl-lookup", daemon=True)
+    thread.start()
+
+    def result() -> T:
+        thread.join()
+        done, value = outcome[0]
+        if not done:
+            raise value
+        return value
+
+    return result
+
+
 def submit(
     env: Environment,
     *,
@@ -68,9 +96,15 @@ def submit(
     --incident ID`."""
     role = env.policy.role(role_name)
     incident = incident_track.check_id(incident)
+    if role.on_call is not None or role.incident is not None or incident is not None:
+        env.prepare_pagerduty()  # its client is built while AWS names the caller
     req = _new_request(env, role, check_reason(reason), duration)
     caller, now = env.caller, req.created_at
     common = audit_fields(env, req)
+    # PagerDuty answers while the request is recorded; nothing is decided before both are
+    # done. Only the on-call lookup overlaps: an incident or break-glass path asks in turn.
+    plain = not break_glass and incident is None and role.incident is None
+    lookup = in_background(lambda: check_fast_track(env, role, caller.person)) if plain else None
     env.audit.append(
         "requested",
         **common,
@@ -84,7 +118,7 @@ def submit(
     track = _track_incident(env, role, req, incident, common)
     if track.fast:
         return _fast_incident(env, req, track, common)
-    result = check_fast_track(env, role, caller.person)
+    result = lookup() if lookup is not None else check_fast_track(env, role, caller.person)
     if role.incident is not None or incident is not None:  # both reasons count for the user
         result = OnCallResult(result.on_call, f"{result.reason}; {track.reason}", result.evidence)
     req.fast_path_reason = result.reason

@@ -11,6 +11,7 @@ and the client with its bounded retries are ``jitctl.oncall_client``.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -59,7 +60,8 @@ class PagerDutySession:
     """What one command asks PagerDuty: one client, one deadline for all of it, each user
     looked up once and each user's on-calls read once (doctor, roles and whoami ask again and
     again). The token is read when PagerDuty is first needed, so a command that never asks
-    needs none."""
+    needs none. ``warm`` builds the client ahead of that, on another thread; the deadline
+    still starts at the first lookup."""
 
     def __init__(
         self,
@@ -71,6 +73,8 @@ class PagerDutySession:
         self._token = token
         self._client: Any = client
         self._owned = client is None  # a client handed in is closed by whoever made it
+        self._deadline_started = not self._owned
+        self._building = threading.Lock()  # warm() and a lookup never both build a client
         self._users: dict[str, dict | LookupFailed] = {}
         self._oncalls: dict[str, list[dict[str, Any]]] = {}
         self._rotations: dict[tuple[str, tuple[str, ...]], list[dict] | LookupFailed] = {}
@@ -80,14 +84,31 @@ class PagerDutySession:
         """A session over a client someone else made (and closes)."""
         return cls(None, client=client)
 
+    def _built(self) -> Any:
+        with self._building:
+            if self._client is None:
+                assert self.settings is not None and self._token is not None
+                token, _source = self._read_token()
+                self._client = make_client(self.settings, token)
+            return self._client
+
+    def warm(self) -> None:
+        """Import the PagerDuty library, read the token and build the client now (a thread
+        does it while AWS says who the caller is). A failure here is not reported: the first
+        lookup builds again and fails the same way, on the command's thread, closed."""
+        try:
+            self._built()
+        except Exception:  # noqa: BLE001, S110 -- see the docstring
+            pass
+
     @property
     def client(self) -> PagerDutyClient:
-        if self._client is None:
-            assert self.settings is not None and self._token is not None
-            token, _source = self._read_token()
-            deadline = time.monotonic() + self.settings.timeout
-            self._client = make_client(self.settings, token, deadline=deadline)
-        return self._client
+        client = self._built()
+        if not self._deadline_started:  # one deadline for every lookup of the command
+            self._deadline_started = True
+            assert self.settings is not None
+            client.deadline = time.monotonic() + self.settings.timeout
+        return client
 
     def _read_token(self) -> tuple[str, str]:
         """The token, or LookupFailed: without one PagerDuty cannot answer, which fails the
@@ -142,9 +163,10 @@ class PagerDutySession:
         return found
 
     def close(self) -> None:
-        if self._client is not None and self._owned:
-            self._client.close()
-            self._client = None
+        with self._building:  # a client warm() is still building is closed too
+            if self._client is not None and self._owned:
+                self._client.close()
+                self._client = None
 
 
 # -- the lookups ----------------------------------------------------------------------------

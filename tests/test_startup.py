@@ -55,3 +55,33 @@ def test_unknown_command_is_a_usage_error_without_traceback():
     )
     assert out.returncode == 2
     assert "No such command" in out.stderr and "Traceback" not in out.stderr
+
+
+# `jitctl --help` prints help that typer rendered ahead of time (jitctl/cli/launch.py).
+TYPER_HELP = "from jitctl.cli.main import main; main()"
+
+
+def _help(cmd: list[str], columns: str) -> subprocess.CompletedProcess[str]:
+    env = clean_env(COLUMNS=columns)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+
+
+@pytest.mark.parametrize("columns", ["80", "200", "60"])
+def test_the_stored_top_level_help_is_exactly_what_typer_prints(columns):
+    typer_says = _help([sys.executable, "-c", TYPER_HELP, "--help"], columns).stdout
+    assert typer_says.startswith("Usage: jitctl [OPTIONS] COMMAND")
+    for cmd in (
+        [shutil.which("jitctl"), "--help"],
+        [sys.executable, "-m", "jitctl", "--help"],
+        [sys.executable, "-m", "jitctl", "-h"],
+    ):
+        assert _help(cmd, columns).stdout == typer_says, (
+            "jitctl/cli/help_text.py is stale: run scripts/gen-reference"
+        )
+
+
+def test_top_level_help_imports_no_typer():
+    out = _help([sys.executable, "-X", "importtime", "-m", "jitctl", "--help"], "100")
+    imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines()}
+    assert "jitctl.cli.help_text" in imported
+    assert not {"typer", "jitctl.cli.main", "jitctl.context"} & imported

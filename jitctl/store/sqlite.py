@@ -111,6 +111,11 @@ class SqliteStore(BaseStore):
                 return
             conn = self._open()
             try:
+                # The schema and user_version are written in one transaction: a file at this
+                # version has its schema, and each command is spared a write and its fsync.
+                if conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,):
+                    self._ready = True
+                    return
                 # journal_mode is persistent in the file and cannot change inside a transaction.
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("BEGIN IMMEDIATE")

@@ -3,8 +3,7 @@
 TOP_HELP = """\
 Usage: jitctl [OPTIONS] COMMAND [ARGS]...
 
-  Just-in-time AWS access: on call, get credentials at once; otherwise ask a
-  peer.
+  Just-in-time AWS access: on call, get credentials at once; otherwise ask a peer.
 
 Options:
   --version    Print the version and exit.
@@ -13,23 +12,40 @@ Options:
   -h, --help   Show this message and exit.
 
 Commands:
-  request             Request access to ROLE: on call, credentials at...
-  wait                Resume waiting for a decision on your request, and...
-  exec                Run a command with credentials for ROLE in its...
-  credential-process  For ~/.aws/config: print your latest grant for ROLE...
-  approve             Approve a pending request, if you are one of its...
-  deny                Deny a pending request, if you are one of its...
-  cancel              Withdraw your own pending request.
-  list                List requests, newest first.
-  status              Show one request.
-  grants              Your live grants (issued, not expired, not...
-  doctor              Check config, policy, AWS identity, PagerDuty,...
-  whoami              Who AWS says you are, the person jitctl maps you...
-  roles               The roles you may request, and whether each would...
-  init                Create the request store (the DynamoDB table and...
-  revoke              Revoke an issued grant: its sessions are denied in...
-  demo                Try jitctl with no AWS or PagerDuty account: local...
+  request             Request access to ROLE: on call, credentials at once; otherwise wait for a
+                      peer's approval
+  wait                Resume waiting for a decision on your request, and get credentials once it
+                      is approved
+  exec                Run a command with credentials for ROLE in its environment only (your cached
+                      grant for ROLE while it has 5+ minutes left): jitctl exec ROLE --reason R --
+                      CMD [ARGS...]
+  credential-process  For ~/.aws/config: print your latest grant for ROLE while it has 5+ minutes
+                      left; never prompts
+  console             Sign in to the AWS console as ROLE: on call at once, otherwise after
+                      approval
+  approve             Approve a pending request, if you are one of its role's approvers (and not
+                      the requester)
+  deny                Deny a pending request, if you are one of its role's approvers
+  cancel              Withdraw your own pending request
+  review              Review a break-glass grant after the fact, if you are one of its role's
+                      approvers
+  list                List requests, newest first
+  status              Show one request
+  grants              Your live grants (issued, not expired, not revoked), with when each ends
+  doctor              Check config, policy, AWS identity, PagerDuty, store and audit log; say how
+                      to fix what fails
+  whoami              Who AWS says you are, the person jitctl maps you to, and your PagerDuty on-
+                      calls now
+  roles               The roles you may request, and whether each would fast-track you right now
+  init                Create the request store (the DynamoDB table and its indexes, or the SQLite
+                      file), the central audit table when [audit] table is set, and the broker's
+                      nonce table when [broker] nonce_table is set
+  revoke              Revoke an issued grant: its sessions are denied in AWS at once
+  sweep               Housekeeping for a scheduler: end grants whose incident resolved, resolve
+                      pages
+  demo                Try jitctl with no AWS or PagerDuty account: local endpoints, a small team,
+                      the story
   audit               The tamper-evident audit log.
   policy              Check and explain the access policy.
-  broker              The broker: jitctl as a gate that requesters cannot...
+  broker              The broker: jitctl as a gate that requesters cannot skip.
 """

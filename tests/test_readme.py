@@ -133,9 +133,7 @@ def served_shells(lines: list[str], env: dict[str, str]) -> tuple[dict[str, str]
     return alice, persona
 
 
-def rehearse(
-    script: Path, alice: dict[str, str], persona: dict[str, str]
-) -> tuple[int, list[str]]:
+def rehearse(script: Path, alice: dict[str, str], persona: dict[str, str]) -> tuple[int, list[str]]:
     """Run the runbook as alice; bob and carol approve its write step. (exit code, stdout)."""
     from tests.test_demo import Lines
 

@@ -66,7 +66,7 @@ def _help(cmd: list[str], columns: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
 
 
-@pytest.mark.parametrize("columns", ["80", "200", "60"])
+@pytest.mark.parametrize("columns", ["80", "200", "60", "100"])
 def test_the_stored_top_level_help_is_exactly_what_typer_prints(columns):
     typer_says = _help([sys.executable, "-c", TYPER_HELP, "--help"], columns).stdout
     assert typer_says.startswith("Usage: jitctl [OPTIONS] COMMAND")
@@ -80,8 +80,9 @@ def test_the_stored_top_level_help_is_exactly_what_typer_prints(columns):
         )
 
 
-def test_top_level_help_imports_no_typer():
-    out = _help([sys.executable, "-X", "importtime", "-m", "jitctl", "--help"], "100")
+@pytest.mark.parametrize("columns", ["80", "120", "200"])
+def test_top_level_help_imports_no_typer(columns):
+    out = _help([sys.executable, "-X", "importtime", "-m", "jitctl", "--help"], columns)
     imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines()}
     assert "jitctl.cli.help_text" in imported
     assert not {"typer", "jitctl.cli.main", "jitctl.context"} & imported

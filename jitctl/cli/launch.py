@@ -12,8 +12,10 @@ from __future__ import annotations
 import os
 import sys
 
-# click wraps help at min(terminal width, 80) - 2 columns: any width from 80 up prints alike.
+# click wraps help at min(terminal width, max_content_width 120) - 2 columns: 80 (the width
+# of anything that is not a terminal) and every width from 120 up are stored; others render.
 _STORED_WIDTH = 80
+_WIDE = 120
 
 
 def _columns() -> int:
@@ -34,11 +36,16 @@ def stored_help(argv: list[str]) -> str | None:
     """The pre-rendered help when ``argv`` asks for exactly the top-level help, else None."""
     if argv not in (["--help"], ["-h"]) or os.environ.get("_JITCTL_COMPLETE"):
         return None
-    if _columns() < _STORED_WIDTH:
-        return None  # a narrow terminal: typer wraps it
-    from jitctl.cli.help_text import TOP_HELP
+    columns = _columns()
+    if columns == _STORED_WIDTH:
+        from jitctl.cli.help_text import TOP_HELP_80
 
-    return TOP_HELP
+        return TOP_HELP_80
+    if columns >= _WIDE:
+        from jitctl.cli.help_text import TOP_HELP_WIDE
+
+        return TOP_HELP_WIDE
+    return None  # any other width: typer wraps it
 
 
 def main() -> None:

@@ -83,7 +83,7 @@ def expect_on_call_entry(entry: str, where: str) -> str:
     if not PAGERDUTY_ID.fullmatch(pd_id):
         what = "escalation policy" if kind == "oncall" else "schedule"
         raise PolicyError(
-            f"{where}: approvers: {entry!r} does not name a PagerDuty {what} id",
+            f"{at(where, 'approvers')}: approvers: {entry!r} does not name a PagerDuty {what} id",
             f"write {kind}:ID with the id from PagerDuty, e.g. {kind}:PABC123",
         )
     return entry

@@ -57,6 +57,8 @@ SESSION_POLICY = {
     "Statement": [{"Effect": "Allow", "Action": ["s3:List*", "s3:Get*"], "Resource": "*"}],
 }
 
+# The tests' store table, exactly: tests that switch backends replace this text (use_store).
+SQLITE_STORE = '[store]\nbackend = "sqlite"\npath = "requests.db"\n'
 ADMIN_KEYS = {"aws_access_key_id": "AKIAADMIN", "aws_secret_access_key": "x"}  # moto, auth off
 _keys: dict[tuple[str, str], dict[str, str]] = {}  # (endpoint, user) -> access key env
 
@@ -80,8 +82,15 @@ class Team(Homes):
         self.policy_dir.mkdir(parents=True)
         (self.policy_dir / "team.toml").write_text(textwrap.dedent(policy))
         (self.policy_dir / "readonly.json").write_text(json.dumps(SESSION_POLICY))
-        write_config(root, pd, 'backend = "sqlite"\npath = "requests.db"\n', timeout="3s")
+        write_config(root, pd, SQLITE_STORE, timeout="3s")
         self.pd_users: dict[str, str] = {}
+
+    def use_store(self, store: str) -> None:
+        """Replace the config's ``[store]`` table (SQLITE_STORE) with ``store``; a config that
+        no longer holds it fails here rather than silently testing SQLite twice."""
+        text = self.config.read_text()
+        assert SQLITE_STORE in text, "the config's [store] table is not the harness's"
+        self.config.write_text(text.replace(SQLITE_STORE, store))
 
     def pd_user(self, email: str) -> str:
         if email not in self.pd_users:

@@ -217,12 +217,7 @@ def test_a_forged_dynamodb_item_written_with_the_requesters_keys_is_refused(
 
     team = Team(tmp_path, enforcing_moto, pd_sim)
     table = "jit-forgery"
-    team.config.write_text(
-        team.config.read_text().replace(
-            '[store]\nbackend = "sqlite"\npath = "requests.db"\n',
-            f'[store]\nbackend = "dynamodb"\ntable = "{table}"\nregion = "us-east-1"\n',
-        )
-    )
+    team.use_store(f'[store]\nbackend = "dynamodb"\ntable = "{table}"\nregion = "us-east-1"\n')
     iam = boto3.client(
         "iam",
         endpoint_url=enforcing_moto,

@@ -76,13 +76,9 @@ def team_policy() -> str:
 def team(request, team, webhook) -> Team:
     """Both store backends keep the review; the channel is the local webhook receiver."""
     url = f"http://127.0.0.1:{webhook.server_address[1]}/hook"
-    text = team.config.read_text() + f'[notify]\nwebhook_url = "{url}"\n'
     if request.param == "dynamodb":
-        text = text.replace(
-            '[store]\nbackend = "sqlite"\npath = "requests.db"\n',
-            f'[store]\nbackend = "dynamodb"\ntable = "jitctl-{uuid.uuid4().hex[:8]}"\n',
-        )
-    team.config.write_text(text)
+        team.use_store(f'[store]\nbackend = "dynamodb"\ntable = "jitctl-{uuid.uuid4().hex[:8]}"\n')
+    team.config.write_text(team.config.read_text() + f'[notify]\nwebhook_url = "{url}"\n')
     if request.param == "dynamodb":
         assert team.run(ALICE, "init").returncode == 0
     return team

@@ -26,11 +26,7 @@ def team(request, team) -> Team:
     """The shared team, once with the SQLite store and once with a DynamoDB table."""
     t = team
     if request.param == "dynamodb":
-        text = t.config.read_text().replace(
-            '[store]\nbackend = "sqlite"\npath = "requests.db"\n',
-            f'[store]\nbackend = "dynamodb"\ntable = "jitctl-{uuid.uuid4().hex[:8]}"\n',
-        )
-        t.config.write_text(text)
+        t.use_store(f'[store]\nbackend = "dynamodb"\ntable = "jitctl-{uuid.uuid4().hex[:8]}"\n')
         out = t.run(ALICE, "init")
         assert out.returncode == 0, out.stderr
         assert t.run(ALICE, "init").returncode == 0  # twice is harmless

@@ -293,12 +293,7 @@ def test_a_completion_that_cannot_reach_aws_offers_nothing_quickly(team, tmp_pat
     silent.bind(("127.0.0.1", 0))
     silent.listen(16)
     try:
-        team.config.write_text(
-            team.config.read_text().replace(
-                '[store]\nbackend = "sqlite"\npath = "requests.db"\n',
-                '[store]\nbackend = "dynamodb"\ntable = "jitctl-nowhere"\n',
-            )
-        )
+        team.use_store('[store]\nbackend = "dynamodb"\ntable = "jitctl-nowhere"\n')
         env = team.env(BOB, AWS_ENDPOINT_URL=f"http://127.0.0.1:{silent.getsockname()[1]}")
         started = time.monotonic()
         assert bash_complete("jitctl", "approve", "", env=env) == []

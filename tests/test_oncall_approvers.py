@@ -138,7 +138,8 @@ def test_malformed_on_call_entries_are_refused_with_a_line(tmp_path, entry, prob
     file.write_text(textwrap.dedent(POLICY).replace('"oncall:PEPSEC"', json.dumps(entry)))
     errors = check_policy(file).errors
     assert len(errors) == 1
-    assert f"{file}:8: role 'prod-admin': approval: approvers: " in str(errors[0])
+    # the line of the approvers key itself, not the [roles.prod-admin.approval] header (line 8)
+    assert f"{file}:9: role 'prod-admin': approval: approvers: " in str(errors[0])
     assert problem in str(errors[0])
 
 

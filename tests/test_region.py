@@ -145,12 +145,7 @@ def test_a_bad_region_in_the_policy_is_an_error_naming_the_key(tmp_path, bad):
 
 def test_a_missing_request_table_names_the_region_and_account(team):
     table = f"jitctl-{uuid.uuid4().hex[:8]}"
-    team.config.write_text(
-        team.config.read_text().replace(
-            '[store]\nbackend = "sqlite"\npath = "requests.db"\n',
-            f'[store]\nbackend = "dynamodb"\ntable = "{table}"\n',
-        )
-    )
+    team.use_store(f'[store]\nbackend = "dynamodb"\ntable = "{table}"\n')
     init = team.run(ALICE, "init")  # in us-east-1, the harness's region, and it says so
     assert init.returncode == 0, init.stderr
     assert f"store ready: {table} in us-east-1 (account 123456789012)" in init.stderr

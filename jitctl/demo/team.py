@@ -342,7 +342,8 @@ def seed(root: Path, endpoints: Endpoints, now: datetime | None = None) -> DemoT
     _write(root / "policies" / "team.toml", POLICY)
     readonly = root / "policies" / "session-policies" / "readonly.json"
     _write(readonly, json.dumps(SESSION_POLICY, indent=2) + "\n")
-    write_config(root, endpoints.pd, f'backend = "dynamodb"\ntable = "{TABLE}"\n')
+    store = f'[store]  # shared by the whole team\nbackend = "dynamodb"\ntable = "{TABLE}"\n'
+    write_config(root, endpoints.pd, store)
     team = DemoTeam(root, endpoints.aws_url, endpoints.pd, seed_pagerduty(endpoints.pd, now))
     team.keys = seed_aws(endpoints.aws_url)
     seed_rds(admin_client("rds", endpoints.aws_url))
@@ -353,7 +354,8 @@ def seed(root: Path, endpoints: Endpoints, now: datetime | None = None) -> DemoT
 
 
 def write_config(root: Path, pd: PagerDutySim, store: str, timeout: str = "5s") -> Path:
-    """The team's config.toml: the policy directory, the simulator, and ``store``'s settings."""
+    """The team's config.toml: the policy directory, the simulator, and ``store`` (the whole
+    ``[store]`` table: tests rewrite it to switch backends)."""
     ca_bundle = (
         pd.ca_bundle.relative_to(root) if pd.ca_bundle.is_relative_to(root) else pd.ca_bundle
     )
@@ -365,8 +367,7 @@ def write_config(root: Path, pd: PagerDutySim, store: str, timeout: str = "5s") 
         "[pagerduty]\n"
         f'url = "{pd.url}"\n'
         f'ca_bundle = "{ca_bundle.as_posix()}"\n'
-        f'timeout = "{timeout}"\n\n'
-        "[store]  # shared by the whole team\n" + store,
+        f'timeout = "{timeout}"\n\n' + store,
     )
     return path
 

@@ -13,17 +13,18 @@ import builtins
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from jitctl import models, paging
-from jitctl.approvers_oncall import approvers_now, is_approver
-from jitctl.audit_fields import audit_fields
+from jitctl import models
+from jitctl.audit.fields import audit_fields
 from jitctl.errors import Denied
 from jitctl.models import AccessRequest
 from jitctl.notify import notify
+from jitctl.oncall import paging
+from jitctl.oncall.approvers import approvers_now, is_approver
 from jitctl.timeutil import format_duration
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
-    from jitctl.policy_roles import BreakGlassRule, Role
+    from jitctl.policy.roles import BreakGlassRule, Role
 
 # How many requests `list --unreviewed` and doctor look through for ones awaiting review.
 SCAN_LIMIT = 1000

@@ -18,13 +18,13 @@ from jitctl.timeutil import Clock
 from jitctl.trusted_time import TrustedClock
 
 if TYPE_CHECKING:
-    from jitctl.audit import AuditLog
+    from jitctl.audit.log import AuditLog
     from jitctl.aws import AwsClients
-    from jitctl.cache import CredentialCache
-    from jitctl.config import Config
+    from jitctl.config.settings import Config
+    from jitctl.credentials.cache import CredentialCache
     from jitctl.models import Caller
-    from jitctl.oncall import PagerDutySession
-    from jitctl.policy import Policy
+    from jitctl.oncall.session import PagerDutySession
+    from jitctl.policy.load import Policy
     from jitctl.service import AccessService
     from jitctl.store.base import RequestStore
 
@@ -81,7 +81,7 @@ class Environment:
         """One PagerDuty session per command (per broker call): one client, one deadline,
         each user looked up once."""
         if self._pagerduty is None:
-            from jitctl.oncall import PagerDutySession
+            from jitctl.oncall.session import PagerDutySession
 
             self._pagerduty = PagerDutySession(self.config.pagerduty, self.pagerduty_token)
         return self._pagerduty
@@ -104,7 +104,7 @@ class Environment:
     @property
     def credential_cache(self) -> CredentialCache:
         """Where grants are kept for `jitctl credential-process` (keyring, else a 0600 file)."""
-        from jitctl.cache import CredentialCache
+        from jitctl.credentials.cache import CredentialCache
 
         return CredentialCache()
 
@@ -118,11 +118,11 @@ class Environment:
         way, read once per process), else the environment or the OS keyring."""
         secret_id = self.config.pagerduty.token_secret
         if not secret_id:
-            from jitctl.oncall import get_token
+            from jitctl.oncall.session import get_token
 
             return get_token(self.environ, self.keyring_get)
         if secret_id not in self._secrets:
-            from jitctl.oncall import read_token_secret
+            from jitctl.oncall.session import read_token_secret
 
             self._secrets[secret_id] = read_token_secret(self.aws, secret_id)
         return self._secrets[secret_id], "secretsmanager"
@@ -152,7 +152,7 @@ class Environment:
     @property
     def config(self) -> Config:
         if self._config is None:
-            from jitctl.config import load_config
+            from jitctl.config.settings import load_config
 
             self._config = load_config(self.environ)
         return self._config
@@ -160,7 +160,7 @@ class Environment:
     @property
     def policy(self) -> Policy:
         if self._policy is None:
-            from jitctl.policy import load_policy
+            from jitctl.policy.load import load_policy
 
             self._policy = load_policy(self.config.require_policy_path())
         return self._policy
@@ -197,11 +197,11 @@ class Environment:
     def audit(self) -> AuditLog:
         """The local log; with [audit] table/bucket, an AuditTrail that also writes centrally."""
         if self._audit is None:
-            from jitctl.audit import AuditLog
+            from jitctl.audit.log import AuditLog
 
             settings = self.config.audit
             if settings.central:
-                from jitctl.audit_trail import AuditTrail, open_sinks
+                from jitctl.audit.trail import AuditTrail, open_sinks
 
                 sinks = open_sinks(
                     settings,
@@ -221,7 +221,7 @@ class Environment:
     @property
     def store(self) -> RequestStore:
         if self._store is None:
-            from jitctl.config import default_data_dir
+            from jitctl.config.settings import default_data_dir
             from jitctl.store import open_store
 
             settings = self.config.store

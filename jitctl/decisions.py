@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from jitctl import models, paging
-from jitctl.approvers_oncall import approvers_now, is_approver
-from jitctl.audit_fields import audit_fields
+from jitctl import models
+from jitctl.audit.fields import audit_fields
 from jitctl.errors import Denied
 from jitctl.models import AccessRequest
 from jitctl.notify import notify
+from jitctl.oncall import paging
+from jitctl.oncall.approvers import approvers_now, is_approver
 from jitctl.request_rules import check_reason
 from jitctl.store.base import NotFound
 

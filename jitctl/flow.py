@@ -12,12 +12,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from jitctl import break_glass as glass
-from jitctl import incident_track, models, paging
-from jitctl.approvers_oncall import approvers_now, is_approver
-from jitctl.audit_fields import audit_fields
+from jitctl import models
+from jitctl.audit.fields import audit_fields
 from jitctl.errors import Denied, JitctlError, TimedOut
 from jitctl.models import AccessRequest, Credentials, Issued, OnCallEvidence, OnCallResult
 from jitctl.notify import notify
+from jitctl.oncall import incident_track, paging
+from jitctl.oncall.approvers import approvers_now, is_approver
 from jitctl.request_rules import (
     check_duration,
     check_reason,
@@ -53,7 +54,7 @@ def check_fast_track(env: Environment, role, person: str) -> OnCallResult:
     """Ask PagerDuty whether the caller is on call where the role's policy says it matters."""
     if role.on_call is None:
         return OnCallResult(on_call=False, reason=f"role {role.name!r} has no on-call fast track")
-    from jitctl import oncall
+    from jitctl.oncall import session as oncall
 
     return oncall.check_on_call(env.pagerduty, person, role.on_call, env.clock.now())
 
@@ -303,7 +304,7 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
     """Re-check the decision, assume the role, record it, and return the credentials.
 
     The broker runs this same step, so every check on the decision lives here. Nothing is
-    written to the caller's disk here: that is ``jitctl.delivery``'s job, on the caller's
+    written to the caller's disk here: that is ``jitctl.credentials.delivery``'s job, on the caller's
     machine (in broker mode the broker runs this and the client delivers)."""
     role = env.policy.role(req.role)
     if env.caller.person != req.requester:

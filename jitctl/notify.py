@@ -11,8 +11,8 @@ import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING
 
-from jitctl.audit_fields import audit_fields
-from jitctl.config import NotifySettings
+from jitctl.audit.fields import audit_fields
+from jitctl.config.settings import NotifySettings
 from jitctl.models import AccessRequest
 from jitctl.sanitize import clean
 

@@ -226,7 +226,7 @@ class LocalService:
     def delivery_failed(self, request_id: str, error: str) -> None:
         """The caller could not write the credentials it was given: mark the request so that
         `jitctl wait ID` may issue again while the approval holds (once), and audit it."""
-        from jitctl.audit_fields import audit_fields
+        from jitctl.audit.fields import audit_fields
 
         req = self.get(request_id)
         self._check_own(req, "report a delivery for")
@@ -240,7 +240,7 @@ class LocalService:
         env.audit.append("delivery_failed", **fields, error=error[:300], retry_not_recorded=retry)
 
     def revoke(self, request_id: str, reason: str | None) -> Revoked:
-        from jitctl.revoke import revoke
+        from jitctl.revocation.revoke import revoke
 
         done = revoke(self.env, request_id, reason=reason)
         return Revoked(
@@ -258,13 +258,13 @@ class LocalService:
 
     def describe_caller(self) -> dict[str, Any]:
         """`jitctl whoami`: principal, person, PagerDuty user and on-calls now."""
-        from jitctl.whoami import whoami
+        from jitctl.doctor.whoami import whoami
 
         return whoami(self.env)
 
     def roles(self) -> builtins.list[dict[str, Any]]:
         """`jitctl roles`: each role, and whether it would fast-track the caller now."""
-        from jitctl.whoami import roles
+        from jitctl.doctor.whoami import roles
 
         return roles(self.env)
 
@@ -272,13 +272,13 @@ class LocalService:
         self, *, since: str | None, request_id: str | None, person: str | None, local: bool
     ) -> builtins.list[dict[str, Any]]:
         """Audit records, oldest first: the central copy when configured, else the local log."""
-        from jitctl.audit_read import read_audit
+        from jitctl.audit.read import read_audit
 
         return read_audit(self.env, since=since, request_id=request_id, person=person, local=local)
 
     def audit_verify(self, *, remote: bool) -> dict[str, Any]:
         """The local log's chain and, with ``remote``, the central copy's chains and signatures."""
-        from jitctl.audit_central import verify_report
+        from jitctl.audit.central import verify_report
 
         return verify_report(self.env, remote=remote)
 
@@ -293,7 +293,7 @@ class LocalService:
         """`jitctl exec` is about to use the caller's cached credentials of this grant: only
         the caller's own, only while live (the one rule, jitctl.grants), and audited as a use
         (``reused``), not a new request. Denied (exit 3) otherwise."""
-        from jitctl.audit_fields import audit_fields
+        from jitctl.audit.fields import audit_fields
         from jitctl.errors import Denied
         from jitctl.grants import liveness
 
@@ -309,8 +309,8 @@ class LocalService:
 
     def explain(self, role: str, as_person: str | None) -> dict[str, Any]:
         """`jitctl policy explain`: who may request, who is fast-tracked, who approves."""
-        from jitctl.approvers_oncall import resolve
-        from jitctl.explain import explain
+        from jitctl.oncall.approvers import resolve
+        from jitctl.policy.explain import explain
 
         on_call = resolve(self.env, self.env.policy.role(role))
         return explain(self.env.policy, role, as_person, on_call)

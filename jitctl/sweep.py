@@ -4,7 +4,7 @@ scheduled event under Lambda and its timer under ``broker serve``.
 Unlike readers, the sweep writes: it records the expiry of pending requests past their TTL,
 resolves the PagerDuty pages of requests that ended (decided, cancelled, expired), and revokes
 grants tied to an incident that has resolved when the role says ``end_with_incident`` (through
-``jitctl.revoke``, the path `jitctl revoke` takes, with the actor ``pagerduty``). Each task is
+``jitctl.revocation.revoke``, the path `jitctl revoke` takes, with the actor ``pagerduty``). Each task is
 idempotent and one failure never stops the others: a run that PagerDuty or AWS cut short is
 finished by the next one.
 """
@@ -14,11 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from jitctl import models, paging
-from jitctl.audit_fields import audit_fields
+from jitctl import models
+from jitctl.audit.fields import audit_fields
 from jitctl.errors import JitctlError
 from jitctl.models import AccessRequest, Caller
-from jitctl.oncall_client import LookupFailed
+from jitctl.oncall import paging
+from jitctl.oncall.client import LookupFailed
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
@@ -98,8 +99,8 @@ def _end_with_incident(env: Environment, req: AccessRequest, now: Any, report: S
         return
     if req.credentials_expire_at is not None and req.credentials_expire_at <= now:
         return  # nothing live to cut
-    from jitctl import oncall_incidents as pd
-    from jitctl.revoke import revoke
+    from jitctl.oncall import incidents as pd
+    from jitctl.revocation.revoke import revoke
 
     try:
         status = str(pd.read_incident(env.pagerduty, str(inc["id"]))["status"])

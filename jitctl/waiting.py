@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from jitctl import models
-from jitctl.audit_fields import audit_fields
+from jitctl.audit.fields import audit_fields
 from jitctl.errors import Denied, Interrupted, TimedOut
 from jitctl.models import AccessRequest
 from jitctl.store.base import NotFound, RequestExpired, TransitionError, redeliverable

@@ -46,6 +46,24 @@ def aws_env(moto_server: str, tmp_path, monkeypatch) -> dict[str, str]:
     return env
 
 
+@pytest.fixture
+def enforcing() -> Iterator[None]:
+    """moto's IAM enforcement on while the test runs (every ThreadedMotoServer of this process
+    shares it): unsigned or unauthorized calls fail, as in AWS."""
+    from moto.core.authorization import enable_iam_authentication
+
+    old = os.environ.get("INITIAL_NO_AUTH_ACTION_COUNT")
+    os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
+    try:
+        with enable_iam_authentication():
+            yield
+    finally:
+        if old is None:
+            os.environ.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)
+        else:
+            os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = old
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """A subprocess environment without the developer's AWS or jitctl settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JITCTL_"))}

@@ -194,3 +194,17 @@ def test_no_module_over_400_lines():
         if lines > MAX_MODULE_LINES:
             offenders.append(f"{_where(path)}: {lines} lines")
     assert not offenders, f"modules over {MAX_MODULE_LINES} lines:\n" + "\n".join(offenders)
+    assert not offenders, f"modules over {MAX_MODULE_LINES} lines:\n" + "\n".join(offenders)
+
+
+def test_module_families_live_in_their_packages() -> None:
+    """A newcomer sees the architecture from the tree: `audit_x.py` beside `audit/` is a member
+    of the audit family out of its package (issue 11, "packages by responsibility")."""
+    packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    stray = [
+        _where(path)
+        for path in sorted(PACKAGE.glob("*.py"))
+        if path.stem.split("_")[0] in packages and path.stem != "__init__"
+    ]
+    assert packages >= {"audit", "policy", "config", "oncall", "credentials", "revocation"}
+    assert not stray, "modules outside their family's package: " + ", ".join(stray)

@@ -420,7 +420,7 @@ def test_a_delivery_that_fails_after_assume_role_is_retried_once(team, tmp_path,
     """A failure the check cannot foresee (another process took the lock meanwhile, the disk
     filled up): stood in for by issuing, then delivering to a path in a file, the two steps
     the CLI takes after its check."""
-    from jitctl.delivery import deliver
+    from jitctl.credentials.delivery import deliver
     from jitctl.service import LocalService
 
     request_id = approved(team)

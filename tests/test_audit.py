@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from jitctl.audit import AuditLog, read_records, torn_path, verify
+from jitctl.audit.log import AuditLog, read_records, torn_path, verify
 from jitctl.errors import AuditError, AuditTampered
 from tests.conftest import FixedClock
 
@@ -20,7 +20,7 @@ ACTOR = "arn:aws:iam::123456789012:user/alice@example.com"
 
 
 def contract_hash(record: dict) -> str:
-    """Straight from the contract's text, independent of jitctl.audit."""
+    """Straight from the contract's text, independent of jitctl.audit.log."""
     without = {k: v for k, v in record.items() if k != "hash"}
     text = json.dumps(without, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -300,7 +300,7 @@ _SHORT_WRITER = """
 import resource, signal, sys
 from datetime import UTC, datetime
 from pathlib import Path
-from jitctl.audit import AuditLog
+from jitctl.audit.log import AuditLog
 from jitctl.errors import AuditError
 class Clock:
     def now(self):

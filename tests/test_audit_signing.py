@@ -1,4 +1,4 @@
-"""Signed central audit records (jitctl.audit_signing) and what a writer of the central copy
+"""Signed central audit records (jitctl.audit.signing) and what a writer of the central copy
 can and cannot get past `audit verify --remote`: moto's server for KMS, DynamoDB, S3 and IAM."""
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from jitctl.audit import read_records, record_hash
-from jitctl.audit_central import verify_central
-from jitctl.audit_s3 import S3Sink
-from jitctl.audit_signing import Signer, Verifier, same_key
-from jitctl.audit_trail import open_sinks
+from jitctl.audit.central import verify_central
+from jitctl.audit.log import read_records, record_hash
+from jitctl.audit.s3 import S3Sink
+from jitctl.audit.signing import Signer, Verifier, same_key
+from jitctl.audit.trail import open_sinks
 from jitctl.aws import AwsClients
-from jitctl.config import AuditSettings
+from jitctl.config.settings import AuditSettings
 from jitctl.errors import AuditError, ConfigError
 from tests.test_audit_sink import Central, add, fill, trail, unique
 
@@ -359,7 +359,7 @@ def test_probes_tell_who_may_write_without_writing(tmp_path, clients, key, signe
 
 
 def audit_config(tmp_path, body: str) -> AuditSettings:
-    from jitctl.config import load_config
+    from jitctl.config.settings import load_config
 
     path = tmp_path / "config.toml"
     path.write_text('[audit]\ntable = "t"\nbucket = "b"\n' + body)
@@ -406,7 +406,7 @@ def test_bad_audit_settings_are_one_line_config_errors(tmp_path, body, words):
 
 def test_verify_report_is_one_json_verdict(tmp_path, aws_env, key):
     """What the broker returns for `audit verify --remote`: a JSON document, not an exception."""
-    from jitctl.audit_central import verify_report
+    from jitctl.audit.central import verify_report
     from jitctl.context import Environment
 
     table = unique("t")

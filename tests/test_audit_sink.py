@@ -10,13 +10,13 @@ from pathlib import Path
 import boto3
 import pytest
 
-from jitctl.audit import AuditLog, read_records, record_hash, verify
-from jitctl.audit_central import verify_central
-from jitctl.audit_s3 import S3Sink
-from jitctl.audit_sink import DynamoSink
-from jitctl.audit_trail import AuditTrail, open_sinks
+from jitctl.audit.central import verify_central
+from jitctl.audit.log import AuditLog, read_records, record_hash, verify
+from jitctl.audit.s3 import S3Sink
+from jitctl.audit.sink import DynamoSink
+from jitctl.audit.trail import AuditTrail, open_sinks
 from jitctl.aws import AwsClients
-from jitctl.config import AuditSettings
+from jitctl.config.settings import AuditSettings
 from jitctl.errors import AuditError, ConfigError, ExitCode
 from tests.conftest import FixedClock
 from tests.test_audit import ACTOR

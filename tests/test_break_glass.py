@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from jitctl.policy import check_policy
+from jitctl.policy.load import check_policy
 from tests.harness import Team
 
 ALICE, BOB, CAROL, DAVE = (
@@ -230,25 +230,6 @@ def world(tmp_path_factory, pd_certs):
         with w.serving():
             yield w
     server.stop()
-
-
-@pytest.fixture
-def enforcing():
-    """moto's IAM enforcement on while the test runs (as in tests/test_broker_e2e.py)."""
-    import os
-
-    from moto.core.authorization import enable_iam_authentication
-
-    old = os.environ.get("INITIAL_NO_AUTH_ACTION_COUNT")
-    os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
-    try:
-        with enable_iam_authentication():
-            yield
-    finally:
-        if old is None:
-            os.environ.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)
-        else:
-            os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = old
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ import pytest
 
 from jitctl.broker.trustcheck import analyse, check_gate
 from jitctl.errors import UsageError
-from jitctl.policy import load_policy
+from jitctl.policy.load import load_policy
 from tests.conftest import clean_env
 from tests.test_deploy import TRUST_TEMPLATE, client, enforce, own_moto
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import configparser
 import json
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,20 +42,8 @@ def world(tmp_path_factory, pd_certs) -> Iterator[BrokerWorld]:
 
 
 @pytest.fixture(autouse=True)
-def enforcing() -> Iterator[None]:
-    """moto's IAM enforcement on while each test runs: unsigned or unauthorized calls fail."""
-    from moto.core.authorization import enable_iam_authentication
-
-    old = os.environ.get("INITIAL_NO_AUTH_ACTION_COUNT")
-    os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
-    try:
-        with enable_iam_authentication():
-            yield
-    finally:
-        if old is None:
-            os.environ.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)
-        else:
-            os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = old
+def _enforced(enforcing) -> None:
+    """Every test here runs with moto's IAM enforcement on (conftest.enforcing)."""
 
 
 def on_call(world: BrokerWorld, email: str) -> None:
@@ -307,7 +294,7 @@ def test_the_broker_writes_a_signed_trail_requesters_cannot(world):
 def test_a_record_forged_by_someone_with_table_access_fails_verification(world):
     """Even a principal that may write the audit table cannot make a record the broker's key
     signed: `audit verify --remote` (run by the broker) exits 6 naming the record."""
-    from jitctl.audit import record_hash
+    from jitctl.audit.log import record_hash
 
     dba = {
         "Version": "2012-10-17",

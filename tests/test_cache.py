@@ -21,7 +21,8 @@ from keyring.backend import KeyringBackend
 from keyring.backends import chainer, fail, null
 from keyring.errors import KeyringError, PasswordDeleteError
 
-from jitctl.cache import (
+from jitctl.config.settings import default_cache_dir
+from jitctl.credentials.cache import (
     FILE,
     KEYRING,
     SERVICE,
@@ -29,8 +30,7 @@ from jitctl.cache import (
     CredentialCache,
     fresh,
 )
-from jitctl.config import default_cache_dir
-from jitctl.credproc import NoFreshCredentials, credential_process
+from jitctl.credentials.credproc import NoFreshCredentials, credential_process
 from jitctl.errors import ExitCode
 from jitctl.models import Credentials
 from tests.conftest import clean_env
@@ -327,8 +327,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from keyring.backends import fail
-from jitctl.cache import CredentialCache
-from jitctl.credproc import credential_process
+from jitctl.credentials.cache import CredentialCache
+from jitctl.credentials.credproc import credential_process
 from jitctl.errors import JitctlError
 try:
     print(credential_process(sys.argv[2], now=datetime.now(UTC),
@@ -394,7 +394,7 @@ PROBE_SCRIPT = """
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from jitctl.cache import CredentialCache
+from jitctl.credentials.cache import CredentialCache
 from jitctl.models import Credentials
 exp = datetime.now(timezone.utc) + timedelta(hours=1)
 where = CredentialCache(cache_dir=Path(sys.argv[1])).store("r", Credentials("AK", "s", "t", exp), "r-1")

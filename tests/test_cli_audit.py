@@ -10,7 +10,7 @@ import uuid
 import boto3
 import pytest
 
-from jitctl.audit import record_hash
+from jitctl.audit.log import record_hash
 from tests.harness import Team
 from tests.test_cli_request import on_call
 

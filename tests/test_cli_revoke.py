@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 
-from jitctl.credentials import read_profile
-from jitctl.revocation_policy import ISSUE_MARGIN
+from jitctl.credentials.profiles import read_profile
+from jitctl.revocation.policy import ISSUE_MARGIN
 from tests.harness import POLICY, Team
 
 ALICE, BOB, DAVE = "alice@example.com", "bob@example.com", "dave@example.com"

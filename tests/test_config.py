@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from jitctl.config import DEFAULT_PAGERDUTY_URL, load_config
+from jitctl.config.settings import DEFAULT_PAGERDUTY_URL, load_config
 from jitctl.errors import ConfigError, ExitCode
 
 

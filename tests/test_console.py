@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from jitctl.cli.console_cmd import has_display
-from jitctl.console import SignIn, console_home, login_url, session_duration
+from jitctl.credentials.console import SignIn, console_home, login_url, session_duration
 from jitctl.models import Credentials
 from tests.federation_sim import FederationSim
 from tests.harness import Team

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from jitctl.credentials import (
+from jitctl.credentials.profiles import (
     read_profile,
     remove_profile,
     shared_credentials_path,
@@ -300,7 +300,7 @@ _CRASHING_WRITER = """
 import os, signal, sys
 from pathlib import Path
 from datetime import UTC, datetime
-from jitctl.credentials import write_profile
+from jitctl.credentials.profiles import write_profile
 from jitctl.models import Credentials
 os.replace = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
 write_profile(Path(sys.argv[1]), "jit-crash", Credentials("ASIACRASH", "crash-secret", "t",

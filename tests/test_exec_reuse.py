@@ -13,7 +13,7 @@ import boto3
 import pytest
 
 from jitctl.context import Environment
-from jitctl.reuse import reuse_cached
+from jitctl.credentials.reuse import reuse_cached
 from tests.conftest import FixedClock
 from tests.harness import ADMIN_KEYS, POLICY, Team
 

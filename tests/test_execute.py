@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from jitctl.credentials.execute import FORWARDED_SIGNALS, run_child
 from jitctl.errors import ExitCode, UsageError
-from jitctl.execute import FORWARDED_SIGNALS, run_child
 from tests.conftest import clean_env
 
 # The parent: jitctl's runner in a process of its own, so signals can be sent to it. It logs
@@ -24,7 +24,7 @@ from tests.conftest import clean_env
 # copies of a signal arriving close together merge into one, in the kernel or in Python.
 PARENT = """
 import os, subprocess, sys
-from jitctl.execute import run_child
+from jitctl.credentials.execute import run_child
 log, real = sys.argv[1], subprocess.Popen.send_signal
 def spy(self, sig):
     with open(log, "a") as fh:
@@ -146,7 +146,7 @@ def test_signal_sent_to_jitctl_reaches_the_child(tmp_path, sig):
 @pytest.mark.slow
 def test_signal_ignored_by_our_starter_stays_ignored_in_the_child():
     code = (
-        "import signal, sys; from jitctl.execute import run_child; "
+        "import signal, sys; from jitctl.credentials.execute import run_child; "
         "signal.signal(signal.SIGHUP, signal.SIG_IGN); "
         "sys.exit(run_child([sys.executable, '-c', "
         "'import signal, sys; sys.exit(5 if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN else 6)'"

@@ -14,7 +14,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from jitctl.formats import (
+from jitctl.credentials.formats import (
     CONFLICTING_VARS,
     CREDENTIAL_VARS,
     SHELLS,

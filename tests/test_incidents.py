@@ -217,7 +217,7 @@ def post_note(team, inc: str, sender: str | None) -> int:
 
 
 def test_policy_explain_shows_the_incident_track_and_the_page_service(team, monkeypatch):
-    from jitctl.explain import explain
+    from jitctl.policy.explain import explain
 
     doc = explain(act_as(monkeypatch, team, ALICE).policy, "prod-incident")
     assert doc["incident_fast_track"] == {"services": [SERVICE], "end_with_incident": True}

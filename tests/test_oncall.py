@@ -1,4 +1,4 @@
-"""jitctl.oncall against the PagerDuty simulator, over real TLS trusting the test CA."""
+"""jitctl.oncall.session against the PagerDuty simulator, over real TLS trusting the test CA."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jitctl.config import PagerDutySettings
+from jitctl.config.settings import PagerDutySettings
 from jitctl.errors import ConfigError, ExitCode, TokenError
-from jitctl.oncall import check_on_call, find_user, get_token, make_client
+from jitctl.oncall.session import check_on_call, find_user, get_token, make_client
 from jitctl.timeutil import rfc3339
 from tests.pdsim import ACCOUNT_LEVEL_ME, PagerDutySim
 
@@ -373,7 +373,7 @@ def test_no_keyring_backend_is_a_token_error(error):
 
 def test_importing_oncall_stays_light():
     code = (
-        "import sys, jitctl.oncall; "
+        "import sys, jitctl.oncall.session; "
         "print(sorted(m for m in ('pagerduty', 'httpx2', 'keyring') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

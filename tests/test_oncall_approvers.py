@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from jitctl.policy import check_policy
+from jitctl.policy.load import check_policy
 from tests.harness import Team
 
 ALICE, BOB, CAROL, DAVE = (
@@ -169,9 +169,9 @@ def test_every_pagerduty_failure_leaves_the_entries_matching_nobody(team, monkey
     fails closed on each kind of trouble; a named approver is decided without asking."""
     from datetime import UTC, datetime
 
-    from jitctl.approvers_oncall import is_approver, resolve
     from jitctl.context import Environment
     from jitctl.flow import submit
+    from jitctl.oncall.approvers import is_approver, resolve
     from jitctl.service import LocalService
     from tests.conftest import FixedClock
     from tests.test_flow import use_identity

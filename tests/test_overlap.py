@@ -14,11 +14,11 @@ import pytest
 
 from jitctl import models
 from jitctl.aws import AwsClients
-from jitctl.config import PagerDutySettings
+from jitctl.config.settings import PagerDutySettings
 from jitctl.context import Environment
 from jitctl.errors import TokenError
 from jitctl.flow import submit
-from jitctl.oncall import LookupFailed, PagerDutySession
+from jitctl.oncall.session import LookupFailed, PagerDutySession
 from tests.test_flow import ALICE, use_identity
 
 

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from jitctl import flow, models, paging
+from jitctl import flow, models
+from jitctl.oncall import paging
 from jitctl.service import LocalService
 from jitctl.sweep import sweep
 from tests import incident_world
@@ -121,7 +122,7 @@ def test_the_cli_shows_a_paging_failure(team):
 def test_a_second_open_page_with_the_same_key_is_refused_by_pagerduty(team, monkeypatch):
     env = act_as(monkeypatch, team, ALICE)
     req = pending(env).request
-    from jitctl import oncall_incidents as pd
+    from jitctl.oncall import incidents as pd
 
     again = pd.open_page(env.pagerduty, PAGE_SERVICE, "dup", req.request_id, ALICE)
     assert again == env.store.get(req.request_id).page["id"]  # the open one, found by key

@@ -1,4 +1,4 @@
-"""jitctl.policy: loading, strict checking and approver matching."""
+"""jitctl.policy.load: loading, strict checking and approver matching."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from jitctl.errors import ExitCode, PolicyError, UsageError
-from jitctl.policy import Policy, check_policy, load_policy
+from jitctl.policy.load import Policy, check_policy, load_policy
 from jitctl.timeutil import parse_duration
 
 REPO = Path(__file__).resolve().parent.parent

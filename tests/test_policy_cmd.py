@@ -1,4 +1,4 @@
-"""`jitctl policy validate` and `jitctl policy explain`: the installed CLI, and jitctl.explain."""
+"""`jitctl policy validate` and `jitctl policy explain`: the installed CLI, and jitctl.policy.explain."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from jitctl.errors import UsageError
-from jitctl.explain import explain, validate
-from jitctl.policy import check_policy, load_policy
+from jitctl.policy.explain import explain, validate
+from jitctl.policy.load import check_policy, load_policy
 from jitctl.timeutil import parse_duration
 from tests.conftest import clean_env
 

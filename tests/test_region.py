@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jitctl.credentials import write_config_region
+from jitctl.credentials.profiles import write_config_region
 from jitctl.errors import PolicyError
-from jitctl.policy import load_policy
+from jitctl.policy.load import load_policy
 from tests.conftest import clean_env
 from tests.harness import POLICY, Team
 
@@ -111,7 +111,7 @@ def test_the_region_joins_an_existing_profile_section_keeping_its_keys(team):
 def test_without_a_role_region_the_profile_gets_the_callers(tmp_path):
     """prod-admin has no region in the policy: its profile gets the caller's AWS_REGION."""
     from jitctl.context import Environment
-    from jitctl.delivery import profile_region
+    from jitctl.credentials.delivery import profile_region
 
     env = Environment(environ={"AWS_REGION": "ca-central-1"})
     assert profile_region(env, None) == "ca-central-1"

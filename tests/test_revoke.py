@@ -12,13 +12,13 @@ import boto3
 import pytest
 
 from jitctl import models
-from jitctl.cache import CredentialCache
 from jitctl.context import Environment
-from jitctl.credentials import read_profile, write_profile
+from jitctl.credentials.cache import CredentialCache
+from jitctl.credentials.profiles import read_profile, write_profile
 from jitctl.errors import Denied, ExitCode
 from jitctl.models import AccessRequest, Credentials
 from jitctl.request_rules import new_request_id
-from jitctl.revocation_policy import (
+from jitctl.revocation.policy import (
     ISSUE_MARGIN,
     POLICY_NAME,
     POLICY_SIZE_LIMIT,
@@ -34,7 +34,12 @@ from jitctl.revocation_policy import (
     policy_size,
     statement_id,
 )
-from jitctl.revoke import RevocationNotInForce, ensure_denied, remove_local_copies, revoke
+from jitctl.revocation.revoke import (
+    RevocationNotInForce,
+    ensure_denied,
+    remove_local_copies,
+    revoke,
+)
 from jitctl.store.base import TransitionError
 from jitctl.timeutil import rfc3339
 from tests.conftest import FixedClock

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from jitctl.config import StoreSettings
+from jitctl.config.settings import StoreSettings
 from jitctl.errors import AwsUnavailable, ConfigError, Denied, ExitCode, UsageError
 from jitctl.models import (
     APPROVED,

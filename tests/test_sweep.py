@@ -4,7 +4,6 @@ same way `jitctl revoke` ends them, in direct mode and through the broker; and o
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 
@@ -13,7 +12,7 @@ import pytest
 
 from jitctl import flow, models
 from jitctl.errors import ExitCode
-from jitctl.revocation_policy import POLICY_NAME
+from jitctl.revocation.policy import POLICY_NAME
 from jitctl.service import LocalService
 from jitctl.sweep import sweep
 from tests import incident_world
@@ -120,12 +119,16 @@ def test_pagerduty_down_revokes_nothing_and_the_cli_exits_5(team, monkeypatch):
 
 # ------------------------------------------------------------------ through the broker
 
+SWEEP_ACCOUNT = "555566667777"
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, pd_certs) -> Iterator:
     """test_broker_e2e's world, with prod-readonly also on the incident fast track."""
     from moto.server import ThreadedMotoServer
 
+    from tests.broker_world import ACCOUNT as BROKER_ACCOUNT
+    from tests.broker_world import POLICY as BROKER_POLICY
     from tests.broker_world import BrokerWorld
     from tests.pdsim import PagerDutySim
 
@@ -133,7 +136,10 @@ def world(tmp_path_factory, pd_certs) -> Iterator:
     server.start()
     host, port = server.get_host_and_port()
     with PagerDutySim(pd_certs) as pd:
-        w = BrokerWorld(tmp_path_factory.mktemp("broker"), f"http://{host}:{port}", pd)
+        # An account of its own: test_broker_e2e's world lives in this process's moto state too.
+        policy_text = BROKER_POLICY.replace(BROKER_ACCOUNT, SWEEP_ACCOUNT)
+        root, url = tmp_path_factory.mktemp("broker"), f"http://{host}:{port}"
+        w = BrokerWorld(root, url, pd, account=SWEEP_ACCOUNT, policy=policy_text)
         w.build()
         pd.add_service(SERVICE, "PEP9")
         policy = w.broker_dir / "policies" / "team.toml"
@@ -144,22 +150,6 @@ def world(tmp_path_factory, pd_certs) -> Iterator:
         with w.serving():
             yield w
     server.stop()
-
-
-@pytest.fixture
-def enforcing() -> Iterator[None]:
-    from moto.core.authorization import enable_iam_authentication
-
-    old = os.environ.get("INITIAL_NO_AUTH_ACTION_COUNT")
-    os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
-    try:
-        with enable_iam_authentication():
-            yield
-    finally:
-        if old is None:
-            os.environ.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)
-        else:
-            os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = old
 
 
 @pytest.mark.slow

@@ -38,7 +38,7 @@ def build_broker(env: Environment) -> Broker:
 def open_nonces(env: Environment) -> NonceStore:
     """DynamoDB when [broker] nonce_table is set (Lambda, several instances), else SQLite."""
     from jitctl.broker.nonces import DynamoNonces, SqliteNonces
-    from jitctl.config import default_data_dir
+    from jitctl.config.settings import default_data_dir
 
     table = env.config.broker.nonce_table
     if table:

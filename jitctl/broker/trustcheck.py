@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from jitctl.errors import UsageError
-from jitctl.policy import Policy
+from jitctl.policy.load import Policy
 
 ASSUME_ACTIONS = ("sts:AssumeRole", "sts:AssumeRoleWithSAML", "sts:AssumeRoleWithWebIdentity")
 BROKER_ACTIONS = ("sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession")
@@ -130,7 +130,7 @@ def read_trust_policy(iam_client: Any, role_arn: str) -> dict[str, Any]:
     from botocore.exceptions import ClientError
 
     from jitctl.aws import translate_error
-    from jitctl.revocation_policy import iam_role_name
+    from jitctl.revocation.policy import iam_role_name
 
     try:
         role = iam_client.get_role(RoleName=iam_role_name(role_arn))["Role"]

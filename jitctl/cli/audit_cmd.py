@@ -28,7 +28,7 @@ def _env():
 def _warn_unhashed(records: list[dict[str, Any]]) -> None:
     """The filters trust only what a record's hash covers: say when a shown record's hash
     does not cover it (edited in the central copy). Signatures are `audit verify`'s job."""
-    from jitctl.audit import record_hash
+    from jitctl.audit.log import record_hash
     from jitctl.cli.output import warning
 
     bad = sum(1 for r in records if record_hash(r) != r.get("hash"))

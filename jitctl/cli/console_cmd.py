@@ -31,7 +31,7 @@ def console(
     """Sign in to the AWS console as ROLE: on call at once, otherwise after approval. Opens your browser (prints the URL with --print or without a display)."""
     from jitctl.cli.request_cmd import obtain, parse_duration_option
     from jitctl.cli.session import current_env
-    from jitctl.console import sign_in
+    from jitctl.credentials.console import sign_in
 
     env = current_env()
     issued = obtain(

@@ -14,7 +14,7 @@ def doctor(
 ) -> None:
     """Check config, policy, AWS identity, PagerDuty, store and audit log; say how to fix what fails."""
     from jitctl.cli.session import current_env
-    from jitctl.doctor import run_doctor
+    from jitctl.doctor.checks import run_doctor
 
     result = run_doctor(current_env())
     if json_out:

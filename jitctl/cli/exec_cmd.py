@@ -27,9 +27,9 @@ def exec_cmd(
 ) -> None:
     """Run a command with credentials for ROLE in its environment only (your cached grant for ROLE while it has 5+ minutes left): jitctl exec ROLE --reason R -- CMD [ARGS...]"""
     from jitctl.cli.session import current_env
+    from jitctl.credentials.execute import check_runnable, run_child
+    from jitctl.credentials.formats import child_environment
     from jitctl.errors import UsageError
-    from jitctl.execute import check_runnable, run_child
-    from jitctl.formats import child_environment
 
     argv = list(ctx.args)
     if argv and argv[0] == "--":
@@ -58,7 +58,7 @@ def exec_cmd(
 
 def reused_grant(env, role: str):
     """Your cached grant for ROLE, checked live and audited as a use; None: request anew."""
-    from jitctl.reuse import reuse_cached
+    from jitctl.credentials.reuse import reuse_cached
 
     grant, why_not = reuse_cached(env, role)
     out = stderr_console()
@@ -84,7 +84,7 @@ def credential_process_cmd(
 ) -> None:
     """For ~/.aws/config: print your latest grant for ROLE while it has 5+ minutes left; never prompts."""
     from jitctl.cli.session import current_env
-    from jitctl.credproc import NoFreshCredentials, check_known_role, credential_process
+    from jitctl.credentials.credproc import NoFreshCredentials, check_known_role, credential_process
     from jitctl.timeutil import SystemClock
 
     # Only the Environment's cache: no STS (not even the trusted clock's), no policy, no

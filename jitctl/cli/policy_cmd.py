@@ -27,11 +27,11 @@ def validate_cmd(
     """Check policy files: one FILE:LINE: MESSAGE line per error on stdout, exit 2 if any."""
     from jitctl.cli.output import emit_json, safe, stderr_console
     from jitctl.errors import ExitCode
-    from jitctl.explain import validate
+    from jitctl.policy.explain import validate
     from jitctl.sanitize import clean
 
     if not paths:
-        from jitctl.config import load_config
+        from jitctl.config.settings import load_config
 
         paths = [load_config().require_policy_path()]
     result = validate(paths)
@@ -67,8 +67,8 @@ def explain_cmd(
 
         doc = current_env().service.explain(role, as_person)
     else:
-        from jitctl.explain import explain
-        from jitctl.policy import load_policy
+        from jitctl.policy.explain import explain
+        from jitctl.policy.load import load_policy
 
         doc = explain(load_policy(policy_path), role, as_person)
     if json_out:

@@ -47,8 +47,8 @@ def parse_duration_option(value: str | None, flag: str) -> timedelta | None:
 
 def check_format(fmt: str, shell: str, json_out: bool) -> None:
     """Refuse impossible combinations before anything is requested."""
+    from jitctl.credentials.formats import SHELLS
     from jitctl.errors import UsageError
-    from jitctl.formats import SHELLS
 
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
@@ -62,8 +62,8 @@ def check_destination(env, profile: str | None, fmt: str, role: str | None, requ
     """Before anything is requested or issued: can the credentials be written where asked?"""
     if fmt != "profile":
         return
-    from jitctl.credentials import shared_credentials_path
-    from jitctl.delivery import check_writable
+    from jitctl.credentials.delivery import check_writable
+    from jitctl.credentials.profiles import shared_credentials_path
 
     if role is None:
         role = env.service.get(request_id).role
@@ -73,8 +73,8 @@ def check_destination(env, profile: str | None, fmt: str, role: str | None, requ
 
 def deliver(env, issued, *, profile, fmt: str, shell: str, json_out: bool, cache: bool = True):
     """Secrets reach stdout only when a format asks for them; the summary goes to stderr."""
-    from jitctl.delivery import deliver as keep
-    from jitctl.formats import credential_process_json, env_lines
+    from jitctl.credentials.delivery import deliver as keep
+    from jitctl.credentials.formats import credential_process_json, env_lines
 
     def failed(error: str) -> None:
         env.service.delivery_failed(issued.request.request_id, error)

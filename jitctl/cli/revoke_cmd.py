@@ -25,7 +25,7 @@ def revoke(
     """
     from jitctl.cli.session import current_env
     from jitctl.models import public_dict
-    from jitctl.revoke import remove_local_copies
+    from jitctl.revocation.revoke import remove_local_copies
     from jitctl.timeutil import parse_rfc3339
 
     env = current_env()

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from jitctl.config import StoreSettings, require_store_table
+from jitctl.config.settings import StoreSettings, require_store_table
 from jitctl.errors import ConfigError
 from jitctl.store.base import (
     DuplicateRequest,

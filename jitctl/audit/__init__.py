@@ -1,0 +1,1 @@
+"""The audit trail: the local hash-chained log, the central signed copy, and reading them."""

@@ -1,0 +1,234 @@
+"""Verifying the central copy of the audit trail, chain by chain, against the local log.
+
+Each record carries ``chain`` (which local log it came from) and ``seq`` (its position there),
+so the central copy can be checked like the local one: contiguous seqs from 1, every hash per
+the contract's formula, every ``prev`` the previous record's hash, and every record of this
+machine's local log present and identical. With ``[audit] kms_key``, every record must also
+carry the key's signature (jitctl.audit.signing).
+
+Each writer (a person's machine, a broker instance) has its own local log and so its own
+chain; the copy is checked chain by chain, however many there are. What no check here can
+notice: a whole chain removed, or the newest records of a chain removed, when no local log
+that still holds them is compared (each writer can only vouch for its own chain). Signatures
+prove who wrote a record, not that none is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from jitctl.audit.log import REQUIRED_FIELDS, is_seq, parse_line, record_hash
+
+if TYPE_CHECKING:
+    from jitctl.audit.signing import Verifier
+    from jitctl.context import Environment
+
+
+@dataclass(frozen=True)
+class CentralEntry:
+    """One record as a central sink holds it: the key it is stored under, and its text."""
+
+    chain: str
+    seq: int
+    text: str
+    where: str  # for messages: "dynamodb table T", "s3://bucket/key"
+    sig: str | None = None  # base64 signature stored beside the record (jitctl.audit.signing)
+    key_id: str | None = None
+    problem: str | None = None  # what the sink itself found wrong (e.g. an overwritten object)
+
+
+@dataclass(frozen=True)
+class CentralResult:
+    ok: bool
+    chains: int
+    records: int
+    chain: str | None = None
+    seq: int | None = None
+    problem: str | None = None
+
+
+def verify_central(
+    entries: Iterable[CentralEntry],
+    local: Iterable[dict[str, Any]] = (),
+    *,
+    sink: str = "",
+    verifier: Verifier | None = None,
+) -> CentralResult:
+    """Check a central copy: per chain, seqs contiguous from 1, every hash right, every prev
+    the previous seq's hash, each record stored under its own chain/seq and (with a
+    ``verifier``) signed by the audit key; then every record of ``local`` (this machine's log)
+    that has a position must be there, identical.
+
+    Other people's chains cannot be checked for a removed newest record: only their own
+    ``audit verify --remote`` can, against their local logs.
+    """
+    local = list(local)
+    undelivered = {
+        (r.get("chain"), r.get("failed_seq"))
+        for r in local
+        if r.get("event") == "audit_sink_failed" and r.get("sink") == sink
+    }
+    held: dict[str, dict[int, CentralEntry]] = {}
+    try:
+        _collect(entries, held)
+        found: dict[tuple[str, int], dict[str, Any]] = {}
+        for chain in sorted(held):
+            found.update(_check_chain(chain, held[chain], undelivered, verifier))
+        _check_local(local, found, undelivered)
+    except _Failure as bad:  # the counts say how far the check got
+        return CentralResult(False, len(held), _count(held), bad.chain, bad.seq, bad.problem)
+    return CentralResult(True, len(held), _count(held))
+
+
+class _Failure(Exception):
+    """The first problem found; `verify_central` turns it into its result."""
+
+    def __init__(self, chain: str, seq: int, problem: str) -> None:
+        super().__init__(problem)
+        self.chain, self.seq, self.problem = chain, seq, problem
+
+
+def _count(held: dict[str, dict[int, CentralEntry]]) -> int:
+    return sum(len(seqs) for seqs in held.values())
+
+
+def _collect(entries: Iterable[CentralEntry], held: dict[str, dict[int, CentralEntry]]) -> None:
+    """Index the entries by chain and seq into ``held``; two under one position fail."""
+    for entry in entries:
+        seqs = held.setdefault(entry.chain, {})
+        if entry.seq in seqs:
+            where = f"{seqs[entry.seq].where} and {entry.where}"
+            raise _Failure(entry.chain, entry.seq, f"stored twice: {where}")
+        if entry.problem:
+            raise _Failure(entry.chain, entry.seq, entry.problem)
+        seqs[entry.seq] = entry
+
+
+def _check_chain(
+    chain: str,
+    seqs: dict[int, CentralEntry],
+    undelivered: set[Any],
+    verifier: Verifier | None,
+) -> dict[tuple[str, int], dict[str, Any]]:
+    """One chain's records, in order: contiguous from 1 and linked by ``prev``."""
+    found: dict[tuple[str, int], dict[str, Any]] = {}
+    previous: dict[str, Any] | None = None
+    for expected, seq in enumerate(sorted(seqs), start=1):
+        if seq != expected:
+            raise _Failure(chain, expected, _missing(chain, expected, undelivered))
+        entry = seqs[seq]
+        record = _check_record(chain, seq, entry)
+        if previous is not None and record["prev"] != previous["hash"]:
+            raise _Failure(
+                chain,
+                seq,
+                f"{entry.where}: prev does not match seq {seq - 1}'s hash: "
+                "a record was edited, removed or reordered",
+            )
+        unsigned = verifier and verifier.problem(record, entry.sig, entry.key_id)
+        if unsigned:
+            raise _Failure(chain, seq, f"{entry.where}: {unsigned}")
+        found[(chain, seq)] = record
+        previous = record
+    return found
+
+
+def _check_record(chain: str, seq: int, entry: CentralEntry) -> dict[str, Any]:
+    """One stored record on its own: it parses, is complete, sits under its own position
+    and its hash is right."""
+    record, problem = parse_line(entry.text.encode("utf-8", "surrogatepass"))
+    if record is None:
+        raise _Failure(chain, seq, f"{entry.where}: {problem}")
+    missing = [name for name in REQUIRED_FIELDS if name not in record]
+    if missing:
+        raise _Failure(chain, seq, f"{entry.where}: missing field {missing[0]!r}")
+    if record.get("chain") != chain or record.get("seq") != seq:
+        raise _Failure(
+            chain,
+            seq,
+            f"{entry.where} holds the record of chain {record.get('chain')} seq "
+            f"{record.get('seq')}: records were moved or swapped",
+        )
+    if not isinstance(record["hash"], str) or record_hash(record) != record["hash"]:
+        raise _Failure(chain, seq, f"{entry.where}: hash mismatch: the record was edited")
+    return record
+
+
+def _check_local(
+    local: list[dict[str, Any]],
+    found: dict[tuple[str, int], dict[str, Any]],
+    undelivered: set[Any],
+) -> None:
+    """Every positioned record of this machine's log is in the central copy, identical."""
+    for record in local:
+        chain, seq = record.get("chain"), record.get("seq")
+        if not isinstance(chain, str) or not is_seq(seq):
+            continue
+        central = found.get((chain, seq))
+        if central is None:
+            raise _Failure(chain, seq, _missing(chain, seq, undelivered, local=True))
+        if central != record:
+            raise _Failure(chain, seq, "differs from the local log: the central record was edited")
+
+
+def _missing(chain: str, seq: int, undelivered: set[Any], *, local: bool = False) -> str:
+    what = "in the local log but missing from the central copy" if local else "missing"
+    if (chain, seq) in undelivered:
+        return f"{what}: never delivered (the local log records the sink failing for it)"
+    return f"{what}: a record was removed"
+
+
+def verify_report(env: Environment, *, remote: bool) -> dict[str, Any]:
+    """`jitctl audit verify [--remote] --json`'s document: the local log's chain and, with
+    ``remote``, each central sink's copy (chains, signatures, this log's records present).
+    ``ok`` is the verdict; ``failure`` the one line that explains a False (else None).
+
+    Raises ConfigError when ``remote`` is asked for and no central sink is configured. A
+    server (the broker) can return this document as it is.
+    """
+    from jitctl.audit.log import read_records
+    from jitctl.audit.log import verify as verify_log
+    from jitctl.errors import AuditTampered, ConfigError
+
+    path = env.config.audit_path
+    result = verify_log(path)
+    doc: dict[str, Any] = {
+        "path": str(path),
+        "ok": result.ok,
+        "records": result.records,
+        "first_bad_line": result.first_bad_line,
+        "problem": result.problem,
+        "failure": None if result.ok else f"{path}:{result.first_bad_line}: {result.problem}",
+    }
+    if not remote or not result.ok:
+        return doc
+    sinks = list(env.audit.sinks) if env.config.audit.central else []
+    if not sinks:
+        raise ConfigError(
+            "no central audit sink is configured",
+            'set [audit] table = "NAME" and/or bucket = "NAME" in the config',
+        )
+    local = read_records(path)
+    verifier = _verifier(env)
+    doc["signed"] = verifier is not None
+    doc["remote"] = []
+    for sink in sinks:
+        try:
+            central = verify_central(sink.entries(), local, sink=sink.name, verifier=verifier)
+        except AuditTampered as exc:  # e.g. a stray object in the bucket: still a verdict
+            central = CentralResult(False, 0, 0, problem=exc.message)
+        doc["remote"].append({"sink": sink.name, **asdict(central)})
+        if not central.ok and doc["failure"] is None:
+            where = f" chain {central.chain} seq {central.seq}" if central.chain else ""
+            doc["failure"] = f"{sink.name}:{where}: {central.problem}"
+    doc["ok"] = doc["failure"] is None
+    return doc
+
+
+def _verifier(env: Environment) -> Verifier | None:
+    from jitctl.audit.signing import open_verifier
+
+    settings = env.config.audit
+    return open_verifier(settings, lambda service: env.aws.client(service, region=settings.region))

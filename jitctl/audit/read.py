@@ -1,0 +1,52 @@
+"""Reading the audit trail for people: `jitctl audit log` and `export`, here or in the broker."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jitctl.context import Environment
+
+
+def since_time(text: str | None, now: datetime) -> datetime | None:
+    """'2h' (newer than now minus 2h) or an RFC 3339 timestamp."""
+    if text is None:
+        return None
+    from jitctl.errors import UsageError
+    from jitctl.timeutil import parse_duration, parse_rfc3339
+
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        return parse_rfc3339(text)
+    except ValueError:
+        raise UsageError(
+            f"--since {text!r} is neither a duration nor a timestamp",
+            "use e.g. --since 2h or --since 2026-11-21T04:00:00Z",
+        ) from None
+
+
+def read_audit(
+    env: Environment,
+    *,
+    since: str | None,
+    request_id: str | None = None,
+    person: str | None = None,
+    local: bool = False,
+) -> list[dict[str, Any]]:
+    """Matching records, oldest first: from the central copy when configured, else local."""
+    from jitctl.audit.log import read_records
+    from jitctl.audit.sink import matches, sort_key
+
+    now = env.clock.now()
+    after = since_time(since, now)
+    person = person.lower() if person else None
+    sinks = list(env.audit.sinks) if env.config.audit.central and not local else []
+    if sinks:  # the table when there is one (it filters server-side), else the bucket
+        found = sinks[0].records(since=after, request_id=request_id, person=person, now=now)
+        return sorted(found, key=sort_key)
+    found = read_records(env.config.audit_path)
+    return [r for r in found if matches(r, since=after, request_id=request_id, person=person)]

@@ -1,0 +1,1 @@
+"""The config file and the environment, checked strictly (unknown keys are errors)."""

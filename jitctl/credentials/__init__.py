@@ -1,0 +1,1 @@
+"""Issued credentials on the caller's machine: profiles, formats, cache, exec, console."""

@@ -1,0 +1,1 @@
+"""What an operator runs to check and see: doctor, whoami, roles."""

@@ -1,0 +1,1 @@
+"""PagerDuty: who is on call, incidents and pages; one client and session per command."""

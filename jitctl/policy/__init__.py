@@ -1,0 +1,1 @@
+"""The access policy as code: loading, strict checking, roles and `policy explain`."""

@@ -1,0 +1,1 @@
+"""Cutting live grants off in AWS: the deny policy and `jitctl revoke`."""

@@ -4,11 +4,15 @@ import json
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from jitctl import __version__
+from jitctl.cli.main import COMMANDS
 from tests.conftest import clean_env
+
+ALICE = "alice@example.com"
 
 HEAVY = ("boto3", "botocore", "keyring", "pagerduty", "httpx2")
 
@@ -86,3 +90,98 @@ def test_top_level_help_imports_no_typer(columns):
     imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines()}
     assert "jitctl.cli.help_text" in imported
     assert not {"typer", "jitctl.cli.main", "jitctl.context"} & imported
+
+
+# A run imports only the module of the command it names (jitctl.cli.main.COMMANDS).
+COMMAND_MODULES = {f"jitctl.cli.{module}" for module in COMMANDS.values()}
+
+
+def _imported(stderr: str) -> set[str]:
+    """Module names in `python -X importtime` output."""
+    lines = (line for line in stderr.splitlines() if line.startswith("import time:"))
+    return {line.rsplit("|", 1)[-1].strip() for line in lines}
+
+
+def test_an_on_call_request_imports_no_other_command_module(team):
+    now = datetime.now(UTC)
+    team.pd.add_oncall(
+        team.pd_user(ALICE),
+        "PEP1234",
+        1,
+        start=now - timedelta(hours=1),
+        end=now + timedelta(hours=1),
+    )
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "jitctl"]
+        + ["request", "prod-readonly", "--reason", "INC-1 startup"],
+        env=team.env(ALICE),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "fast-tracked: on call" in out.stderr
+    assert _imported(out.stderr) & COMMAND_MODULES == {"jitctl.cli.request_cmd"}
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_command_is_reachable_alone(command):
+    out = _help([sys.executable, "-X", "importtime", "-m", "jitctl", command, "--help"], "80")
+    assert out.stdout.startswith(f"Usage: jitctl {command} ")
+    own = f"jitctl.cli.{COMMANDS[command]}"
+    # exec_cmd shares request_cmd's option parsing and delivery
+    assert own in _imported(out.stderr)
+    assert _imported(out.stderr) & COMMAND_MODULES <= {own, "jitctl.cli.request_cmd"}
+
+
+LISTED = """
+import json, typer.main
+from jitctl.cli.main import _register, app
+_register()
+print(json.dumps(typer.main.get_command(app).list_commands(None)))
+"""
+
+
+def test_the_table_lists_every_command_in_help_order():
+    out = subprocess.run(
+        [sys.executable, "-c", LISTED], capture_output=True, text=True, env=clean_env(), check=True
+    )
+    assert json.loads(out.stdout) == list(COMMANDS)
+
+
+@pytest.mark.parametrize(
+    ("typo", "says"),
+    [
+        ("nosuchcmd", "No such command 'nosuchcmd'."),
+        ("reqest", "No such command 'reqest'. Did you mean 'request'?"),
+        ("grant", "Did you mean 'grants'?"),
+    ],
+)
+def test_an_unknown_command_still_gets_click_s_suggestion(typo, says):
+    out = subprocess.run(
+        [sys.executable, "-m", "jitctl", typo], capture_output=True, text=True, env=clean_env()
+    )
+    assert out.returncode == 2 and says in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("options", [["--debug"], ["-q"], ["--quiet", "--debug"]])
+def test_options_before_the_command_still_reach_it(options):
+    out = _help([sys.executable, "-m", "jitctl", *options, "grants", "--help"], "80")
+    assert out.stdout.startswith("Usage: jitctl grants [OPTIONS]")
+
+
+SEQUENCE = """
+import io, sys
+from jitctl.cli.main import run
+for argv in (["request", "--help"], ["audit", "--help"], ["--help"]):
+    sys.stdout = io.StringIO()
+    run(argv)
+    text, sys.stdout = sys.stdout.getvalue(), sys.__stdout__
+print(text, end="")
+"""
+
+
+def test_running_again_in_one_process_keeps_the_help_order():
+    """In-process callers run several commands: the app is rebuilt in the table's order."""
+    again = _help([sys.executable, "-c", SEQUENCE], "80").stdout
+    assert again == _help([sys.executable, "-c", TYPER_HELP, "--help"], "80").stdout

@@ -54,39 +54,61 @@ def root(
         current_env().quiet = True
 
 
-def _register() -> None:
-    from jitctl.cli import (
-        admin_cmd,
-        audit_cmd,
-        broker_cmd,
-        console_cmd,
-        decide_cmd,
-        demo_cmd,
-        doctor_cmd,
-        exec_cmd,
-        grants_cmd,
-        policy_cmd,
-        request_cmd,
-        revoke_cmd,
-        show_cmd,
-    )
+# Every command, in the order `jitctl --help` lists them, and the module in jitctl/cli/ whose
+# register() adds it; groups (audit, policy, broker) come last, as typer lists them after the
+# plain commands. The one list of them: a run imports only its command's module (_modules_for).
+COMMANDS: dict[str, str] = {
+    "request": "request_cmd",
+    "wait": "request_cmd",
+    "exec": "exec_cmd",
+    "credential-process": "exec_cmd",
+    "console": "console_cmd",
+    "approve": "decide_cmd",
+    "deny": "decide_cmd",
+    "cancel": "decide_cmd",
+    "review": "decide_cmd",
+    "list": "show_cmd",
+    "status": "show_cmd",
+    "grants": "grants_cmd",
+    "doctor": "doctor_cmd",
+    "whoami": "doctor_cmd",
+    "roles": "doctor_cmd",
+    "init": "admin_cmd",
+    "revoke": "revoke_cmd",
+    "sweep": "revoke_cmd",
+    "demo": "demo_cmd",
+    "audit": "audit_cmd",
+    "policy": "policy_cmd",
+    "broker": "broker_cmd",
+}
+_registered: set[str] = set()
 
-    for module in (
-        request_cmd,
-        exec_cmd,
-        console_cmd,
-        decide_cmd,
-        show_cmd,
-        grants_cmd,
-        doctor_cmd,
-        admin_cmd,
-        audit_cmd,
-        policy_cmd,
-        revoke_cmd,
-        demo_cmd,
-        broker_cmd,
-    ):
-        module.register(app)
+
+def _modules_for(argv: list[str]) -> set[str] | None:
+    """The command modules this run needs: only its command's when argv starts with a known
+    command; None (all of them) for the top-level help, completion, an unknown command (click's
+    "did you mean" needs every name) and options before the command."""
+    if not argv or os.environ.get("_JITCTL_COMPLETE"):
+        return None
+    module = COMMANDS.get(argv[0])
+    return None if module is None else {module}
+
+
+def _register(modules: set[str] | None = None) -> None:
+    """Register ``modules`` (default: every command module) on the app, in COMMANDS' order.
+
+    In-process callers may run several times: the app is rebuilt from scratch whenever a module
+    is added, so the order stays the table's and nothing is registered twice."""
+    wanted = set(COMMANDS.values()) if modules is None else modules
+    if wanted <= _registered:
+        return
+    _registered.update(wanted)
+    app.registered_commands.clear()
+    app.registered_groups.clear()
+    for name in dict.fromkeys(COMMANDS.values()):
+        if name in _registered:
+            # __import__, not importlib.import_module: `python -X importtime` sees only this
+            __import__(f"jitctl.cli.{name}", fromlist=["register"]).register(app)
     _whole_summaries(app)
 
 
@@ -128,7 +150,7 @@ def run(argv: list[str] | None = None, env: Environment | None = None) -> int:
 
         env = Environment(on_clock_skew=clock_warning, on_warning=warning)
     debug = _debug_requested(argv)
-    _register()
+    _register(_modules_for(argv))
     if os.environ.get("_JITCTL_COMPLETE"):  # a completion script is asking for candidates
         from typer._completion_classes import completion_init
 

@@ -29,19 +29,12 @@ def console(
     ),
 ) -> None:
     """Sign in to the AWS console as ROLE: on call at once, otherwise after approval. Opens your browser (prints the URL with --print or without a display)."""
-    from jitctl.cli.request_cmd import obtain, parse_duration_option
+    from jitctl.cli.request_cmd import obtain_waiting
     from jitctl.cli.session import current_env
     from jitctl.credentials.console import sign_in
 
     env = current_env()
-    issued = obtain(
-        env,
-        role=role,
-        reason=reason,
-        duration=parse_duration_option(duration, "--duration"),
-        timeout=parse_duration_option(timeout, "--timeout"),
-        wait=True,
-    )
+    issued = obtain_waiting(env, role, reason, duration, timeout)
     now = env.clock.now()
     signin = sign_in(issued.credentials, settings=env.config.console, now=now)
     opened = not print_url and has_display(env.environ) and _open(signin.url)

@@ -6,7 +6,7 @@ import typer
 
 from jitctl.cli import complete
 from jitctl.cli.output import local_time, relative, safe, stderr_console, stdout
-from jitctl.cli.request_cmd import deliver, obtain, parse_duration_option
+from jitctl.cli.request_cmd import deliver, obtain_waiting
 
 
 def exec_cmd(
@@ -42,14 +42,7 @@ def exec_cmd(
     check_runnable(argv, env.environ)
     grant = None if fresh else reused_grant(env, role)
     if grant is None:
-        grant = obtain(
-            env,
-            role=role,
-            reason=reason,
-            duration=parse_duration_option(duration, "--duration"),
-            timeout=parse_duration_option(timeout, "--timeout"),
-            wait=True,
-        )
+        grant = obtain_waiting(env, role, reason, duration, timeout)
         # cached (keyring or a 0600 file) for the next exec and credential-process; no profile
         deliver(env, grant, profile=None, fmt="exec", shell="sh", json_out=False)
     code = run_child(argv, child_environment(env.environ, grant.credentials))

@@ -248,6 +248,18 @@ def obtain(
         )
 
 
+def obtain_waiting(env, role: str, reason: str | None, duration: str | None, timeout: str | None):
+    """Credentials for ROLE, waiting for a decision if one is needed (`exec`, `console`)."""
+    return obtain(
+        env,
+        role=role,
+        reason=reason,
+        duration=parse_duration_option(duration, "--duration"),
+        timeout=parse_duration_option(timeout, "--timeout"),
+        wait=True,
+    )
+
+
 BREAK_GLASS_OPTION = typer.Option(
     False,
     "--break-glass",

@@ -36,11 +36,16 @@ _NO_EXTRA: Mapping[str, str] = MappingProxyType({})  # immutable default
 
 def shared_credentials_path(env: Mapping[str, str]) -> Path:
     """``$AWS_SHARED_CREDENTIALS_FILE``, else ``~/.aws/credentials`` (as botocore finds it)."""
-    configured = env.get("AWS_SHARED_CREDENTIALS_FILE")
+    return _aws_file(env, "AWS_SHARED_CREDENTIALS_FILE", "credentials")
+
+
+def _aws_file(env: Mapping[str, str], variable: str, name: str) -> Path:
+    """The file ``variable`` names, else ``~/.aws/NAME``: botocore's rule for both files."""
+    configured = env.get(variable)
     if configured:
         return Path(os.path.expanduser(configured))
     home = env.get("HOME")
-    return (Path(home) if home else Path.home()) / ".aws" / "credentials"
+    return (Path(home) if home else Path.home()) / ".aws" / name
 
 
 def validate_profile_name(profile: str) -> str:
@@ -91,11 +96,7 @@ def write_profile(
 
 def aws_config_path(env: Mapping[str, str]) -> Path:
     """``$AWS_CONFIG_FILE``, else ``~/.aws/config`` (as botocore finds it)."""
-    configured = env.get("AWS_CONFIG_FILE")
-    if configured:
-        return Path(os.path.expanduser(configured))
-    home = env.get("HOME")
-    return (Path(home) if home else Path.home()) / ".aws" / "config"
+    return _aws_file(env, "AWS_CONFIG_FILE", "config")
 
 
 def write_config_region(path: Path, profile: str, region: str) -> bool:

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import quote
 
 from jitctl.models import OnCallEvidence, OnCallResult
@@ -124,15 +124,7 @@ class PagerDutySession:
     def user(self, email: str) -> dict:
         """find_user, once per email (a failure is remembered too: it fails the same way)."""
         key = email.strip().lower()
-        if key not in self._users:
-            try:
-                self._users[key] = find_user(self.client, key)
-            except LookupFailed as exc:
-                self._users[key] = exc
-        found = self._users[key]
-        if isinstance(found, LookupFailed):
-            raise found
-        return found
+        return _remembered(self._users, key, lambda: find_user(self.client, key))
 
     def oncalls(self, user_id: str, now: datetime) -> list[dict[str, Any]]:
         """The user's on-call entries at ``now``, read once per command: every check of one
@@ -148,25 +140,37 @@ class PagerDutySession:
         """Who is on call at ``now`` for the escalation policies or schedules ``ids``
         (``param``: "escalation_policy_ids[]" or "schedule_ids[]"), users included (their
         emails): read once per command, a failure remembered too (it fails the same way)."""
-        key = (param, ids)
-        if key not in self._rotations:
-            stamp = rfc3339(now)
-            params = {param: list(ids), "since": stamp, "until": stamp, "include[]": ["users"]}
-            try:
-                with guard(self.client):
-                    self._rotations[key] = list(self.client.iter_all("/oncalls", params=params))
-            except LookupFailed as exc:
-                self._rotations[key] = exc
-        found = self._rotations[key]
-        if isinstance(found, LookupFailed):
-            raise found
-        return found
+        stamp = rfc3339(now)
+        params = {param: list(ids), "since": stamp, "until": stamp, "include[]": ["users"]}
+
+        def read() -> list[dict[str, Any]]:
+            with guard(self.client):
+                return list(self.client.iter_all("/oncalls", params=params))
+
+        return _remembered(self._rotations, (param, ids), read)
 
     def close(self) -> None:
         with self._building:  # a client warm() is still building is closed too
             if self._client is not None and self._owned:
                 self._client.close()
                 self._client = None
+
+
+T = TypeVar("T")
+
+
+def _remembered(memo: dict[Any, Any], key: Any, fetch: Callable[[], T]) -> T:
+    """``fetch()``'s answer for ``key``, asked once per command; a LookupFailed is remembered
+    too, so every later ask fails the same way without asking PagerDuty again."""
+    if key not in memo:
+        try:
+            memo[key] = fetch()
+        except LookupFailed as exc:
+            memo[key] = exc
+    found = memo[key]
+    if isinstance(found, LookupFailed):
+        raise found
+    return found
 
 
 # -- the lookups ----------------------------------------------------------------------------

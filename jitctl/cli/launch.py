@@ -4,7 +4,8 @@
 other; typer alone costs more to import than the budget for it (0.3x of `import boto3`). The
 top-level help is rendered by typer when the reference is generated (scripts/gen-reference
 writes ``jitctl/cli/help_text.py``; tests/test_startup.py checks it equals typer's output), so
-here it is printed with nothing imported. Everything else goes to ``jitctl.cli.main``.
+here it is printed with nothing imported. Everything else goes to ``jitctl.cli.main``, in a
+process set up for a short life (``jitctl.cli.process``).
 """
 
 from __future__ import annotations
@@ -51,10 +52,12 @@ def stored_help(argv: list[str]) -> str | None:
 def main() -> None:
     text = stored_help(sys.argv[1:])
     if text is None:
-        from jitctl.cli.main import main as full
+        from jitctl.cli.process import exit_now, tune_collector
 
-        full()
-        return
+        tune_collector()
+        from jitctl.cli.main import run
+
+        exit_now(run())
     try:
         sys.stdout.write(text)
         sys.stdout.flush()

@@ -17,9 +17,9 @@ from typing import NoReturn
 # boto3 and its peers makes a few hundred thousand objects that all live to the end, and the
 # collector walks them again and again. The on-call request, medians of 15 alternating runs
 # (two sessions): 851 ms at 700; 787 and 782 ms at 50,000; 780 ms at 100,000; 752 and 743 ms
-# at 200,000; 742 ms at 1,000,000. At 200,000 a
-# request collects about once; a waiting request or `broker serve` still collects every
-# cycle, after at most this many new objects (tens of MB at worst).
+# at 200,000; 742 ms at 1,000,000. At 200,000 a request collects about once; a waiting
+# request or `broker serve` still collects every cycle, after at most this many new objects
+# (tens of MB at worst).
 _YOUNG_THRESHOLD = 200_000
 
 
@@ -58,7 +58,7 @@ def exit_now(code: int) -> NoReturn:
     releases locks. A thread still running, or output that cannot be flushed, takes the
     regular path instead."""
     if _only_daemons_left() and _flushed():
-        atexit._run_exitfuncs()
+        atexit._run_exitfuncs()  # what the interpreter's own exit runs; each handler runs once
         if _flushed():  # what an exit handler printed
             os._exit(code)
     sys.exit(code)

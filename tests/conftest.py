@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
 import pytest
@@ -107,3 +110,32 @@ def team(tmp_path, moto_server, pd_sim, team_policy) -> Team:
     if team_policy is None:
         return Team(tmp_path, moto_server, pd_sim)
     return Team(tmp_path, moto_server, pd_sim, policy=team_policy)
+
+
+class _WebhookReceiver(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.posts.append(json.loads(body))
+        self.send_response(self.server.status)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[ThreadingHTTPServer]:
+    """A chat webhook on loopback standing for the approvers' channel: ``posts`` holds what
+    jitctl sent, ``status`` is what it answers (200 unless a test sets it)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _WebhookReceiver)
+    server.posts, server.status = [], 200
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def notify_to(team: Team, webhook: ThreadingHTTPServer) -> None:
+    """Point the team's config at the ``webhook`` receiver."""
+    url = f"http://127.0.0.1:{webhook.server_address[1]}/hook"
+    team.config.write_text(team.config.read_text() + f'[notify]\nwebhook_url = "{url}"\n')

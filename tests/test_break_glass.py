@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import textwrap
-import threading
 import uuid
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from jitctl.policy.load import check_policy
+from tests.conftest import notify_to
 from tests.harness import Team
 
 ALICE, BOB, CAROL, DAVE = (
@@ -46,27 +45,6 @@ approvers = ["group:sre"]
 """
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.posts.append(json.loads(body))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture
-def webhook():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    server.posts = []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
 @pytest.fixture
 def team_policy() -> str:
     return POLICY
@@ -75,10 +53,9 @@ def team_policy() -> str:
 @pytest.fixture(params=["sqlite", "dynamodb"])
 def team(request, team, webhook) -> Team:
     """Both store backends keep the review; the channel is the local webhook receiver."""
-    url = f"http://127.0.0.1:{webhook.server_address[1]}/hook"
     if request.param == "dynamodb":
         team.use_store(f'[store]\nbackend = "dynamodb"\ntable = "jitctl-{uuid.uuid4().hex[:8]}"\n')
-    team.config.write_text(team.config.read_text() + f'[notify]\nwebhook_url = "{url}"\n')
+    notify_to(team, webhook)
     if request.param == "dynamodb":
         assert team.run(ALICE, "init").returncode == 0
     return team

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tests.conftest import notify_to
 from tests.harness import POLICY, Team
 
 ALICE, BOB, CAROL, DAVE = (
@@ -184,33 +183,8 @@ def _first_pending(team: Team) -> str:
     raise AssertionError("no pending request appeared")
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.posts.append(json.loads(body))
-        self.send_response(self.server.status)
-        self.end_headers()
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture
-def webhook():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    server.posts, server.status = [], 200
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-def _with_webhook(team: Team, url: str) -> None:
-    team.config.write_text(team.config.read_text() + f'[notify]\nwebhook_url = "{url}"\n')
-
-
 def test_webhook_tells_approvers_and_the_decision(team, webhook):
-    _with_webhook(team, f"http://127.0.0.1:{webhook.server_address[1]}/hook")
+    notify_to(team, webhook)
     request_id = pending(team, reason="INC-12 <!here> *bold*")
     assert team.run(BOB, "approve", request_id).returncode == 0
     created, decided = webhook.posts
@@ -221,7 +195,7 @@ def test_webhook_tells_approvers_and_the_decision(team, webhook):
 
 def test_failing_webhook_never_blocks_the_request(team, webhook):
     webhook.status = 500
-    _with_webhook(team, f"http://127.0.0.1:{webhook.server_address[1]}/hook")
+    notify_to(team, webhook)
     out = team.run(ALICE, "request", "prod-readonly", "--reason", "INC-13", "--no-wait")
     assert out.returncode == 0, out.stderr
     assert "could not notify approvers" in out.stderr

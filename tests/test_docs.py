@@ -215,3 +215,16 @@ def test_messages_name_pages_that_exist():
     for source in (ROOT / "jitctl").rglob("*.py"):
         named |= set(re.findall(r"docs/[\w/-]+\.md", read(source)))
     assert named and [n for n in sorted(named) if not (ROOT / n).exists()] == []
+
+
+def test_config_blocks_are_configs_jitctl_accepts():
+    """Every TOML block of the manual is a config file: jitctl's own loader checks every key."""
+    from jitctl.config.settings import load_config
+
+    found = [(p, b) for p in EVERY for b in blocks(read(p), "toml")]
+    assert len(found) >= 2  # the config file (docs/policy.md) and a client's (docs/broker.md)
+    for page, block in found:
+        try:
+            load_config({"JITCTL_CONFIG_TOML": block})
+        except Exception as exc:  # ConfigError, naming the bad key
+            pytest.fail(f"{page.name}: a config block jitctl refuses: {exc}")

@@ -343,11 +343,13 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
 
 def _session_tags(req: AccessRequest, evidence: OnCallEvidence | None) -> dict[str, str]:
     """Session tags, so CloudTrail ties every call of the session to its request and approval."""
+    from jitctl.aws import approvers_tag
+
     return {
         "jitctl:request-id": req.request_id,
         "jitctl:approval": req.approval or "",
         "jitctl:on-call": evidence.tag_value() if evidence else "",
-        "jitctl:approvers": " ".join(req.approvers),
+        "jitctl:approvers": approvers_tag(req.approvers),
         "jitctl:incident": incident_track.tag(req),
     }
 

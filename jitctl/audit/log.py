@@ -28,7 +28,14 @@ from typing import Any
 
 from jitctl.audit.tail import Tail, move_aside, read_tail, torn_path
 from jitctl.errors import AuditError, AuditTampered
-from jitctl.filelock import OPEN_FLAGS, ensure_dir, exclusive_lock, fsync_dir, write_all
+from jitctl.filelock import (
+    OPEN_FLAGS,
+    ensure_dir,
+    exclusive_lock,
+    fsync_dir,
+    require_regular,
+    write_all,
+)
 from jitctl.jsonstrict import no_duplicate_keys
 from jitctl.timeutil import Clock, rfc3339
 
@@ -150,6 +157,7 @@ class AuditLog:
     def _append_once(self, record: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         """(the record as written, {}), or (None, what was moved) when a torn tail had to be
         moved aside first: the caller records that, then tries again."""
+        require_regular(self.path, "the audit log")  # exit 2, not an audit failure
         try:
             ensure_dir(self.path.parent)
             with exclusive_lock(self.path, timeout=_LOCK_TIMEOUT):
@@ -326,6 +334,7 @@ def _refuse_secrets(value: Any, where: str = "") -> None:
 def _lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
     """(1-based number, bytes without the newline, whether it had one) for each line; a
     final newline ends the last line rather than starting an empty one."""
+    require_regular(path, "the audit log")  # a FIFO would block the reader for ever
     try:
         handle = open(path, "rb")
     except FileNotFoundError:

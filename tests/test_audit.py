@@ -243,7 +243,8 @@ def test_unicode_reason_round_trips_and_verifies(log: AuditLog, log_path: Path) 
     reason = "Störung in Zürich — 障害対応 🚨 \u2028 \udcff"
     written = add(log, reason=reason)
     add(log, "approved")
-    assert read_records(log_path)[0]["reason"] == reason
+    # Recorded as the one rule for other people's text shows it: an undecodable byte escaped.
+    assert read_records(log_path)[0]["reason"] == "Störung in Zürich — 障害対応 🚨 \u2028 \\xff"
     assert written["hash"] == contract_hash(read_records(log_path)[0])
     assert verify(log_path).ok
 

@@ -37,6 +37,7 @@ from jitctl.filelock import (
     write_all,
 )
 from jitctl.jsonstrict import no_duplicate_keys
+from jitctl.sanitize import clean
 from jitctl.timeutil import Clock, rfc3339
 
 EVENTS = (
@@ -125,6 +126,7 @@ class AuditLog:
         for name in fields:
             if name in _RESERVED:
                 raise ValueError(f"audit field {name!r} is set by the log itself")
+        fields = {name: cleaned(value) for name, value in fields.items()}
         _refuse_secrets(fields)
         record: dict[str, Any] = {
             "ts": "",
@@ -329,6 +331,20 @@ def _refuse_secrets(value: Any, where: str = "") -> None:
     elif isinstance(value, list | tuple):
         for inner in value:
             _refuse_secrets(inner, where)
+
+
+def cleaned(value: Any) -> Any:
+    """``value`` with every string in it passed through the one rule for other people's text
+    (``sanitize.clean``, which also cleans reasons): whatever a caller sent (a delivery error,
+    a reason, an incident id quoted in a refusal) is recorded without escape sequences or
+    bidi controls, so `audit log --json` never carries them to a terminal or a spreadsheet."""
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, dict):
+        return {key: cleaned(inner) for key, inner in value.items()}
+    if isinstance(value, list | tuple):
+        return [cleaned(inner) for inner in value]
+    return value
 
 
 def _lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:

@@ -258,3 +258,16 @@ def test_the_audit_log_refuses_a_fifo_when_written_and_when_read(tmp_path):
     with pytest.raises(UsageError, match="the audit log .* is a FIFO"):
         read_records(target)  # rather than blocking until someone writes to the FIFO
     _unchanged(target, file_type)
+
+
+def test_revoke_cleans_up_around_a_credentials_fifo_without_blocking(tmp_path):
+    """Reading the credentials file (revoke's local clean-up, `read_profile`) refuses a FIFO
+    instead of waiting for ever for a writer."""
+    from jitctl.credentials.profiles import profiles_for_request
+
+    target = tmp_path / "credentials"
+    _make("fifo", target)
+    with pytest.raises(UsageError, match="is a FIFO"):
+        profiles_for_request(target, "r-1")
+    with pytest.raises(UsageError, match="is a FIFO"):
+        read_profile(target, "jit-x")

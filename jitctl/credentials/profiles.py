@@ -18,7 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from jitctl.errors import UsageError
-from jitctl.filelock import atomic_write, exclusive_lock, remove_stale_temps
+from jitctl.filelock import atomic_write, exclusive_lock, remove_stale_temps, require_regular
 from jitctl.models import Credentials
 from jitctl.timeutil import rfc3339
 
@@ -248,6 +248,7 @@ def _real(path: Path) -> Path:
 
 
 def _read_text(path: Path) -> str:
+    require_regular(path, "the file")  # a FIFO would block the read for ever
     try:
         data = path.read_bytes()
     except FileNotFoundError:

@@ -253,3 +253,26 @@ def test_an_oversize_body_is_refused_from_its_length_unread(world):
         sock.sendall(b"POST /v1/requests HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n")
         answer = sock.recv(4096)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:100]
+
+
+# ------------------------------------------------------------------ 5. in broker mode too
+
+
+def test_a_credentials_fifo_is_refused_before_the_broker_is_asked(world, tmp_path):
+    fifo = tmp_path / "credentials"
+    os.mkfifo(fifo, 0o600)
+    reason = f"INC-5 fifo {datetime.now(UTC).timestamp()}"
+    out = world.run(
+        ALICE,
+        "request",
+        "prod-readonly",
+        "--reason",
+        reason,
+        "--no-wait",
+        AWS_SHARED_CREDENTIALS_FILE=str(fifo),
+        timeout=30,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "is a FIFO" in out.stderr
+    assert os.path.exists(fifo) and not os.path.exists(f"{fifo}.lock")
+    assert requests_with_reason(world, reason) == []

@@ -151,6 +151,38 @@ def test_a_second_ctrl_c_does_not_stop_the_cancel(paged, monkeypatch, capsys):
     check_cancelled(monkeypatch, paged, *request_paged(monkeypatch, paged, capsys))
 
 
+def test_a_request_approved_meanwhile_is_left_approved(paged, monkeypatch, capsys):
+    """Interrupted while the approved request is being issued: nothing pending to cancel."""
+    from jitctl import flow, waiting
+
+    def approve(request_id: str, *_: Any) -> None:
+        out = paged.run("bob@example.com", "approve", request_id, "--yes")
+        assert out.returncode == 0, out.stderr
+
+    monkeypatch.setattr(waiting, "_check_timeout", approve)
+    monkeypatch.setattr(flow, "issue", interrupt)
+    code, err = request_paged(monkeypatch, paged, capsys)
+    [req] = mine(monkeypatch, paged)
+    assert code == 130 and f"request {req.request_id} was not cancelled" in err, err
+    assert req.status == models.APPROVED
+
+
+def test_a_cancel_that_fails_says_so_with_its_own_exit_code(paged, monkeypatch, capsys):
+    from jitctl.errors import AwsUnavailable
+
+    def down(*_: Any, **__: Any) -> None:
+        raise AwsUnavailable("the store is unreachable")
+
+    monkeypatch.setattr(request_cmd, "announce_pending", interrupt)
+    for store in STORES:
+        monkeypatch.setattr(store, "cancel", down)
+    code, err = request_paged(monkeypatch, paged, capsys)
+    [req] = mine(monkeypatch, paged)
+    assert code == 5, err
+    assert f"interrupted, but request {req.request_id} could not be cancelled" in err
+    assert f"jitctl cancel {req.request_id}" in err and req.status == models.PENDING
+
+
 def test_ctrl_c_in_jitctl_wait_leaves_the_request_pending(paged, monkeypatch, capsys):
     """`jitctl wait` did not make the request: it stops waiting and says how to resume."""
     from jitctl import waiting
@@ -280,3 +312,25 @@ def test_broker_second_ctrl_c_does_not_stop_the_cancel(world, enforcing, monkeyp
 def test_broker_a_real_sigint_after_the_request_is_announced(world, enforcing, monkeypatch):
     waiter = world.popen(ALICE, "request", "prod-readonly", "--reason", "INC-71")
     broker_check(world, monkeypatch, *sigint_once_announced(waiter))
+
+
+@pytest.mark.slow
+def test_broker_cancel_takes_only_a_boolean_interrupted(world, enforcing, monkeypatch, capsys):
+    from jitctl.errors import UsageError
+
+    env = client(world, monkeypatch)
+    code, _ = run_cli(["request", "prod-readonly", "--reason", "INC-72", "--no-wait"], env, capsys)
+    assert code == 0
+    req = env.service.list(pending_only=True, mine=True, role=None, limit=1)[0]
+    path = f"/requests/{req.request_id}/cancel"
+    with pytest.raises(UsageError, match="interrupted must be true or false"):
+        env.service._call("POST", path, {"interrupted": "yes"})
+    assert env.service.get(req.request_id).status == models.PENDING
+    assert env.service.cancel(req.request_id).status == models.CANCELLED
+    log = world.broker_dir / "audit.jsonl"
+    [cancelled] = [
+        r
+        for r in map(json.loads, log.read_text().splitlines())
+        if r.get("request_id") == req.request_id and r["event"] == "cancelled"
+    ]
+    assert cancelled["why"] == "cancelled by the requester"

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
 
+from jitctl.interrupts import ThisRun
 from jitctl.timeutil import Clock
 from jitctl.trusted_time import TrustedClock
 
@@ -48,6 +49,8 @@ class Environment:
     stdout: TextIO | None = None
     stderr: TextIO | None = None
     quiet: bool = False
+    # The pending request this run recorded, cancelled on Ctrl-C (jitctl.interrupts).
+    run: ThisRun = field(default_factory=ThisRun)
     _identity: tuple[str, str, str] | None = None  # ARN, account, UserId
     _role_facts: RoleFacts | None = None
     _config: Config | None = None
@@ -113,7 +116,9 @@ class Environment:
     def for_caller(self, caller: Caller) -> Environment:
         """This environment acting for ``caller``, sharing config, policy, clients, store and
         audit trail: the broker makes one per authenticated call."""
-        return dataclasses.replace(self, _caller=caller, _service=None, _pagerduty=None)
+        return dataclasses.replace(
+            self, _caller=caller, _service=None, _pagerduty=None, run=ThisRun()
+        )
 
     def pagerduty_token(self) -> tuple[str, str]:
         """(token, source): ``[pagerduty] token_secret`` from Secrets Manager (the broker's

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from jitctl import break_glass as glass
-from jitctl import models
+from jitctl import interrupts, models
 from jitctl.audit.fields import audit_fields
 from jitctl.errors import Denied, JitctlError, TimedOut
 from jitctl.models import AccessRequest, Credentials, Issued, OnCallEvidence, OnCallResult
@@ -137,7 +137,7 @@ def submit(
             f"role {role.name!r} is on-call only and the fast path did not apply: {result.reason}",
             "ask whoever is on call, or have the policy add an [approval] table",
         )
-    env.store.create(req)
+    interrupts.record(env, req)  # a Ctrl-C acts once this run knows what it must cancel
     env.audit.append("pending", **common, why=result.reason, **incident_track.fields(req))
     warnings = [notify(env, "requested", req, approvers), paging.on_pending(env, req)]
     return Submitted(req, result, approvers, [w for w in warnings if w])

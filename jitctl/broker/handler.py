@@ -275,7 +275,11 @@ def _deny(service: LocalService, request: HttpRequest, params: dict[str, str]) -
 
 
 def _cancel(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
-    return {"request": wire.request_out(service.cancel(params["id"]))}
+    """``{"interrupted": true}``: the client's run was stopped by a Ctrl-C (the audit says so)."""
+    interrupted = request.json().get("interrupted", False)
+    if type(interrupted) is not bool:
+        raise errors.UsageError("interrupted must be true or false")
+    return {"request": wire.request_out(service.cancel(params["id"], interrupted=interrupted))}
 
 
 def _wait(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
@@ -285,9 +289,7 @@ def _wait(service: LocalService, request: HttpRequest, params: dict[str, str]) -
     except ValueError:
         raise errors.UsageError("seconds must be a number") from None
     try:
-        req = service.wait(
-            params["id"], timeout=timedelta(seconds=seconds), cancel_on_interrupt=False
-        )
+        req = service.wait(params["id"], timeout=timedelta(seconds=seconds))
         return {"request": wire.request_out(req), "decided": True}
     except errors.TimedOut:
         current = service.get(params["id"])

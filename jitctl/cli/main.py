@@ -12,7 +12,9 @@ import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from jitctl import __version__
 from jitctl.errors import ExitCode, JitctlError
@@ -20,7 +22,23 @@ from jitctl.errors import ExitCode, JitctlError
 if TYPE_CHECKING:
     from jitctl.context import Environment
 
+
+class _Commands(TyperGroup):
+    """The root group. A Ctrl-C inside a command ends the run through the core's one path
+    (jitctl.interrupts: the pending request this run recorded is cancelled); left alone,
+    typer would turn it into a silent exit 130."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            from jitctl.interrupts import interrupted
+
+            raise interrupted(ctx.obj) from None
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="jitctl",
     help="Just-in-time AWS access: on call, get credentials at once; otherwise ask a peer.",
     no_args_is_help=True,

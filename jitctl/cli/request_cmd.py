@@ -363,11 +363,11 @@ def wait_cmd(
     env = current_env()
     service = env.service
     check_destination(env, profile, fmt, None, request_id)
+    env.run.waiting = request_id  # a Ctrl-C leaves it pending: another run made it
     with WaitLine() as line:
         approved = service.wait(
             request_id,
             timeout=parse_duration_option(timeout, "--timeout"),
-            cancel_on_interrupt=False,
             on_poll=line.for_request(request_id, lambda: service.approvers_for(request_id)),
         )
     issued = service.issue(approved.request_id)

@@ -247,3 +247,16 @@ def test_credentials_delivered_to_a_closed_pipe_are_still_exit_0(team: Team) -> 
     assert proc.returncode == 0
     assert "jit-prod-readonly" in team.credentials_file(ALICE).read_text()
     assert [r["event"] for r in team.audit_records(ALICE)][-1] == "issued"
+
+
+@pytest.mark.slow
+def test_a_hung_broker_fails_with_5_within_30s(team: Team, hang: Listener) -> None:
+    """The default [broker] timeout (25 s) is above the broker's 20 s long-poll and under the
+    contract's 30 s."""
+    env = team.env(ALICE, JITCTL_BROKER_URL=hang.url, JITCTL_BROKER_SERVER_ID="srv-1")
+    started = time.monotonic()
+    out = team.run(ALICE, "request", "prod-readonly", "--reason", "x", env=env)
+    elapsed = time.monotonic() - started
+    assert out.returncode == 5, out.stderr
+    assert "cannot reach the broker" in out.stderr
+    assert elapsed < CONTRACT_HANG, elapsed

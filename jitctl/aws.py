@@ -296,6 +296,10 @@ def _assume_hint(exc: Exception) -> str:
         return "check AWS_ENDPOINT_URL / your network; peer approval still records requests"
     code = exc.response.get("Error", {}).get("Code", "")
     message = exc.response.get("Error", {}).get("Message", "").lower()
+    if "role chaining" in message:  # checked first: it names DurationSeconds too
+        from jitctl.chaining import CHAIN_HINT
+
+        return CHAIN_HINT
     if "duration" in message or "maxsessionduration" in message:
         return "the role's MaxSessionDuration in IAM is shorter than requested: raise it or lower max_duration"
     if code == "PackedPolicyTooLarge":

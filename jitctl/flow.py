@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from jitctl import break_glass as glass
-from jitctl import models
+from jitctl import chaining, models
 from jitctl.audit.fields import audit_fields
 from jitctl.errors import Denied, JitctlError, TimedOut
 from jitctl.models import AccessRequest, Credentials, Issued, OnCallEvidence, OnCallResult
@@ -314,6 +314,7 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
     seconds, note = session_seconds(
         timedelta(seconds=req.duration_seconds), evidence.end if evidence else None, now
     )
+    seconds, chained = chaining.cap(seconds, env.identity()[0])  # who assumes: broker or you
     common = audit_fields(env, req)
     creds = _assume(env, role, req, evidence, seconds, common)
     # The record comes first: if the audit trail (local or central) cannot take it, the
@@ -326,12 +327,13 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
         access_key_id=creds.access_key_id,
         expires_at=rfc3339(creds.expiration),
         duration_seconds=seconds,
+        **({"capped": chained} if chained else {}),
         retry=redeliverable(req),
         **incident_track.fields(req),
     )
     issued = _claim(env, req, creds, now, common)
     issued.fast_path_reason = req.fast_path_reason
-    notes = [note, incident_track.note(env, issued, incident_track.issued_text(issued))]
+    notes = [note, chained, incident_track.note(env, issued, incident_track.issued_text(issued))]
     return Issued(
         request=issued,
         credentials=creds,

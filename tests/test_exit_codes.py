@@ -260,3 +260,22 @@ def test_a_hung_broker_fails_with_5_within_30s(team: Team, hang: Listener) -> No
     assert out.returncode == 5, out.stderr
     assert "cannot reach the broker" in out.stderr
     assert elapsed < CONTRACT_HANG, elapsed
+
+
+def test_a_full_disk_under_the_credentials_file_is_exit_5(team: Team) -> None:
+    """The credentials file is rewritten whole (a temp file, then a rename): with 64 KB of the
+    user's other profiles in it, the new file cannot grow past the 48 KB limit, while the
+    audit log and the store (a few KB) still can."""
+    on_call(team, ALICE)
+    creds = team.credentials_file(ALICE)
+    creds.parent.mkdir(parents=True, exist_ok=True)
+    other = "".join(f"[other-{i}]\nregion = us-east-1\n" for i in range(2000))
+    creds.write_text(other)
+    assert creds.stat().st_size > 48 * 1024
+    out = team.run(
+        ALICE, "request", "prod-readonly", "--reason", "x", preexec_fn=_file_size_limit(48 * 1024)
+    )
+    assert out.returncode == 5, out.stderr
+    assert "cannot write the credentials file" in out.stderr and "free disk space" in out.stderr
+    assert creds.read_text() == other  # left whole: the write went to a temp file
+    assert "delivery_failed" in [r["event"] for r in team.audit_records(ALICE)]

@@ -1,6 +1,7 @@
 """A broker on role credentials (as on Lambda, ECS or EC2): everything it assumes is role
 chaining, so it issues 1h at most. The grant is cut to 1h with a note, `jitctl roles` says
-what the broker can issue, and `jitctl doctor` warns, all through the broker."""
+what the broker can issue, and `jitctl doctor` warns, all through the broker. And the broker's
+own `audit verify` says whether its log's tail is anchored by the central copy."""
 
 from __future__ import annotations
 
@@ -109,3 +110,33 @@ def test_roles_and_doctor_say_what_the_broker_can_issue(world: RoleBrokerWorld) 
     checks = {c["name"]: c for c in json.loads(out.stdout)["checks"]}
     assert checks["session length"]["status"] == "warn", checks["session length"]
     assert "prod-readonly (2h)" in checks["session length"]["detail"]
+
+
+def test_the_brokers_audit_verify_says_whether_its_tail_is_anchored(world: RoleBrokerWorld) -> None:
+    """`audit verify` runs on the broker, over its own local log: unanchored alone, anchored
+    with --remote, and a broker log missing its newest records fails against the central copy."""
+    carol = "carol@example.com"
+    on_call_now = datetime.now(UTC)
+    world.pd.add_oncall(
+        world.pd_ids[ALICE],
+        "PEP1234",
+        1,
+        start=on_call_now - timedelta(hours=1),
+        end=on_call_now + timedelta(hours=4),
+    )
+    assert world.run(ALICE, "request", "prod-readonly", "--reason", "INC-2").returncode == 0
+    alone = json.loads(world.run(carol, "audit", "verify", "--json").stdout)
+    assert alone["anchored"] is False and "not anchored" in alone["anchor_note"]
+    out = world.run(carol, "audit", "verify", "--remote", "--json")
+    assert out.returncode == 0, out.stderr
+    log = world.broker_dir / "audit.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    head = json.loads(lines[-1])
+    assert json.loads(out.stdout)["anchor"]["seq"] == head["seq"]
+    log.write_text("".join(lines[:-1]))  # whoever can write the broker's disk drops the newest
+    try:
+        out = world.run(carol, "audit", "verify", "--remote")
+    finally:
+        log.write_text("".join(lines))  # the world stays usable for any test after this one
+    assert out.returncode == 6, out.stderr
+    assert f"up to seq {head['seq']}, the local log only up to seq {head['seq'] - 1}" in out.stderr

@@ -5,6 +5,8 @@ boto3/botocore are imported inside functions: `jitctl --help` must not pay for t
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import re
 import threading
@@ -16,7 +18,10 @@ from jitctl.errors import AwsUnavailable, JitctlError, UsageError
 from jitctl.models import Credentials
 
 STS_NAME_MAX = 64
+STS_HASH_CHARS = 26  # base32: 130 bits of SHA-256, so no two people ever share a name
+_STS_NAME_OK = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)  # ':' excluded: no "aws:" prefix
 _STS_NAME_BAD = re.compile(r"[^\w+=,.@-]", re.ASCII)
+TAG_VALUE_MAX = 256
 _TAG_VALUE_BAD = re.compile(r"[^\w .:/=+\-@]", re.ASCII)
 TRUST_POLICY_HINT = (
     "the role's trust policy must allow sts:AssumeRole, sts:SetSourceIdentity and sts:TagSession "
@@ -211,11 +216,18 @@ def _keys_expired(exc: Exception) -> bool:
 
 def get_caller_identity(clients: AwsClients) -> tuple[str, str]:
     """(principal ARN, account id) of the current AWS credentials, from STS itself."""
+    arn, account, _ = caller_identity(clients)
+    return arn, account
+
+
+def caller_identity(clients: AwsClients) -> tuple[str, str, str]:
+    """(principal ARN, account id, UserId) of the current AWS credentials, from STS itself.
+    UserId is ``ROLE_ID:SESSION`` for an assumed role: the identity rule checks the role by it."""
     try:
         ident = clients.client("sts").get_caller_identity()
     except Exception as exc:
         raise translate_error(exc, "cannot tell who you are (sts:GetCallerIdentity)") from exc
-    return ident["Arn"], ident["Account"]
+    return ident["Arn"], ident["Account"], ident["UserId"]
 
 
 def whereabouts(client: Any, client_factory: Callable[[str], Any]) -> str:
@@ -230,21 +242,46 @@ def whereabouts(client: Any, client_factory: Callable[[str], Any]) -> str:
     return f"in {region} (account {account})"
 
 
-def sts_name(text: str, *, fallback: str = "jitctl") -> str:
-    """A RoleSessionName/SourceIdentity STS accepts: 2-64 chars of [\\w+=,.@-], no 'aws:' prefix."""
-    cleaned = _STS_NAME_BAD.sub("-", text)[:STS_NAME_MAX]
-    if cleaned.lower().startswith(
-        "aws:"
-    ):  # cannot happen after cleaning (':' is replaced) but stay safe
-        cleaned = "u-" + cleaned[:62]
-    if len(cleaned) < 2:
-        cleaned = fallback
-    return cleaned
+def sts_name(person: str) -> str:
+    """The RoleSessionName and SourceIdentity for ``person`` (shared/CONTRACT.md): the
+    lower-cased email itself when STS takes it (2-64 of [\\w+=,.@-]), else a stable form
+    nobody else gets: a readable ASCII prefix, '.', and a hash of the whole lower-cased email.
+    That form has no '@', so it is never someone's email, and the hash (130 bits) tells apart
+    two addresses a cut or a replaced character would merge: a revocation by
+    aws:SourceIdentity (jitctl.revocation) cuts exactly one person's sessions."""
+    text = person.lower()
+    if _STS_NAME_OK.fullmatch(text):
+        return text
+    digest = base64.b32encode(hashlib.sha256(text.encode()).digest()).decode().lower()
+    digest = digest[:STS_HASH_CHARS]
+    readable = _readable(text)[: STS_NAME_MAX - 1 - STS_HASH_CHARS]
+    return f"{readable}.{digest}" if readable else digest
+
+
+def _readable(text: str) -> str:
+    """``text`` in ASCII for people to read: accents dropped (jösé -> jose), '@' as '_',
+    anything else STS refuses as '-'."""
+    import unicodedata
+
+    plain = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return _STS_NAME_BAD.sub("-", plain.replace("@", "_"))
 
 
 def tag_value(text: str) -> str:
     """A session tag value STS accepts: at most 256 of [\\w .:/=+\\-@]."""
-    return _TAG_VALUE_BAD.sub("_", text)[:256]
+    return _TAG_VALUE_BAD.sub("_", text)[:TAG_VALUE_MAX]
+
+
+def approvers_tag(approvers: Sequence[str]) -> str:
+    """The ``jitctl:approvers`` session tag: as many whole addresses as fit a tag value, then
+    "+N" for the rest; an address is never cut (a cut one could read as someone else's)."""
+    names = [_TAG_VALUE_BAD.sub("_", a) for a in approvers]
+    for shown in range(len(names), -1, -1):
+        rest = len(names) - shown
+        text = " ".join([*names[:shown], *([f"+{rest}"] if rest else [])])
+        if len(text) <= TAG_VALUE_MAX:
+            return text
+    return ""  # not reached: "+N" alone always fits
 
 
 def session_tags(tags: Mapping[str, str]) -> list[dict[str, str]]:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from jitctl.aws import AwsClients
     from jitctl.config.settings import Config
     from jitctl.credentials.cache import CredentialCache
+    from jitctl.iam_roles import RoleFacts
     from jitctl.models import Caller
     from jitctl.oncall.session import PagerDutySession
     from jitctl.policy.load import Policy
@@ -47,7 +48,8 @@ class Environment:
     stdout: TextIO | None = None
     stderr: TextIO | None = None
     quiet: bool = False
-    _identity: tuple[str, str] | None = None
+    _identity: tuple[str, str, str] | None = None  # ARN, account, UserId
+    _role_facts: RoleFacts | None = None
     _config: Config | None = None
     _policy: Policy | None = None
     _aws: AwsClients | None = None
@@ -177,21 +179,45 @@ class Environment:
 
     def identity(self) -> tuple[str, str]:
         """(principal ARN, account) from sts:GetCallerIdentity, asked once per command."""
-        if self._identity is None:
-            from jitctl.aws import get_caller_identity
+        arn, account, _ = self._caller_identity()
+        return arn, account
 
-            self._identity = get_caller_identity(self.aws)
+    def _caller_identity(self) -> tuple[str, str, str]:
+        if self._identity is None:
+            from jitctl.aws import caller_identity
+
+            self._identity = caller_identity(self.aws)
         return self._identity
 
     @property
     def caller(self) -> Caller:
-        """The AWS principal STS reports, mapped to a person by the policy's rules."""
+        """The AWS principal STS reports, mapped to a person by the policy's rules (direct
+        mode: IAM is asked about the caller's role with the caller's own credentials)."""
         if self._caller is None:
             from jitctl.identity import resolve_caller
 
-            arn, account = self.identity()
-            self._caller = resolve_caller(arn, account, self.policy.identity)
+            arn, account, user_id = self._caller_identity()
+            roles = self.role_facts.lookup
+            rules = self.policy.identity
+            self._caller = resolve_caller(arn, account, rules, user_id=user_id, roles=roles)
         return self._caller
+
+    @property
+    def role_facts(self) -> RoleFacts:
+        """IAM's records of the caller's role, asked with these credentials, kept on disk."""
+        if self._role_facts is None:
+            from jitctl.config.settings import default_cache_dir
+            from jitctl.iam_roles import CACHE_FILE, RoleFacts
+
+            self._role_facts = RoleFacts(
+                lambda: self.aws.client("iam"),
+                lambda: self.identity()[1],
+                asker="your AWS credentials",
+                fix="ask for iam:GetRole on your role, or have your ARN mapped in the "
+                "policy's [identities]",
+                path=default_cache_dir() / CACHE_FILE,
+            )
+        return self._role_facts
 
     @property
     def audit(self) -> AuditLog:

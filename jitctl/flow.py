@@ -315,7 +315,7 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
         timedelta(seconds=req.duration_seconds), evidence.end if evidence else None, now
     )
     seconds, chained = chaining.cap(seconds, env.identity()[0])  # who assumes: broker or you
-    common = audit_fields(env, req)
+    common = audit_fields(env, req) | ({"capped": chained} if chained else {})
     creds = _assume(env, role, req, evidence, seconds, common)
     # The record comes first: if the audit trail (local or central) cannot take it, the
     # credentials are dropped and the request stays approved, so `jitctl wait` can retry.
@@ -327,7 +327,6 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
         access_key_id=creds.access_key_id,
         expires_at=rfc3339(creds.expiration),
         duration_seconds=seconds,
-        **({"capped": chained} if chained else {}),
         retry=redeliverable(req),
         **incident_track.fields(req),
     )
@@ -345,11 +344,13 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
 
 def _session_tags(req: AccessRequest, evidence: OnCallEvidence | None) -> dict[str, str]:
     """Session tags, so CloudTrail ties every call of the session to its request and approval."""
+    from jitctl.aws import approvers_tag
+
     return {
         "jitctl:request-id": req.request_id,
         "jitctl:approval": req.approval or "",
         "jitctl:on-call": evidence.tag_value() if evidence else "",
-        "jitctl:approvers": " ".join(req.approvers),
+        "jitctl:approvers": approvers_tag(req.approvers),
         "jitctl:incident": incident_track.tag(req),
     }
 

@@ -103,6 +103,11 @@ class LocalService:
     """The core, run here: every check, AWS call, store write and audit record in-process."""
 
     def __init__(self, env: Environment) -> None:
+        from jitctl.filelock import require_regular
+
+        # Contract "Files": an audit log that is not a regular file is exit 2 before any
+        # command changes anything (a decision is stored before it is recorded).
+        require_regular(env.config.audit.path, "the audit log")
         self.env = env
 
     def whoami(self) -> Caller:
@@ -119,6 +124,9 @@ class LocalService:
     ) -> Outcome:
         from jitctl.flow import issue, submit
 
+        # Contract "Files": a store that is not a regular file is exit 2 before anything is
+        # recorded (the request's first record is the audit's); it checks its path when opened.
+        _ = self.env.store
         submitted = submit(
             self.env,
             role_name=role,

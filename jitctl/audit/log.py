@@ -30,8 +30,16 @@ from typing import Any
 
 from jitctl.audit.tail import Tail, move_aside, read_tail, torn_path
 from jitctl.errors import AuditError, AuditTampered
-from jitctl.filelock import OPEN_FLAGS, ensure_dir, exclusive_lock, fsync_dir, write_all
+from jitctl.filelock import (
+    OPEN_FLAGS,
+    ensure_dir,
+    exclusive_lock,
+    fsync_dir,
+    require_regular,
+    write_all,
+)
 from jitctl.jsonstrict import no_duplicate_keys
+from jitctl.sanitize import clean
 from jitctl.timeutil import Clock, rfc3339
 
 EVENTS = (
@@ -120,6 +128,7 @@ class AuditLog:
         for name in fields:
             if name in _RESERVED:
                 raise ValueError(f"audit field {name!r} is set by the log itself")
+        fields = {name: cleaned(value) for name, value in fields.items()}
         _refuse_secrets(fields)
         record: dict[str, Any] = {
             "ts": "",
@@ -152,6 +161,7 @@ class AuditLog:
     def _append_once(self, record: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         """(the record as written, {}), or (None, what was moved) when a torn tail had to be
         moved aside first: the caller records that, then tries again."""
+        require_regular(self.path, "the audit log")  # exit 2, not an audit failure
         try:
             ensure_dir(self.path.parent)
             with exclusive_lock(self.path, timeout=_LOCK_TIMEOUT):
@@ -339,9 +349,24 @@ def _refuse_secrets(value: Any, where: str = "") -> None:
             _refuse_secrets(inner, where)
 
 
+def cleaned(value: Any) -> Any:
+    """``value`` with every string in it passed through the one rule for other people's text
+    (``sanitize.clean``, which also cleans reasons): whatever a caller sent (a delivery error,
+    a reason, an incident id quoted in a refusal) is recorded without escape sequences or
+    bidi controls, so `audit log --json` never carries them to a terminal or a spreadsheet."""
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, dict):
+        return {key: cleaned(inner) for key, inner in value.items()}
+    if isinstance(value, list | tuple):
+        return [cleaned(inner) for inner in value]
+    return value
+
+
 def _lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
     """(1-based number, bytes without the newline, whether it had one) for each line; a
     final newline ends the last line rather than starting an empty one."""
+    require_regular(path, "the audit log")  # a FIFO would block the reader for ever
     try:
         handle = open(path, "rb")
     except FileNotFoundError:

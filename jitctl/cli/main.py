@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -31,6 +32,10 @@ app = typer.Typer(
 )
 
 
+QUIET_HELP = "No prompts, spinners, colour or progress messages."
+DEBUG_HELP = "Show tracebacks for errors."
+
+
 def _version(value: bool) -> None:
     if value:
         sys.stdout.write(f"jitctl {__version__}\n")
@@ -42,16 +47,54 @@ def root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
-    quiet: bool = typer.Option(
-        False, "--quiet", "-q", help="No prompts, spinners, colour or progress messages."
-    ),
+    debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Just-in-time AWS access: on call, get credentials at once; otherwise ask a peer."""
     if quiet:
-        from jitctl.cli.session import current_env
+        _be_quiet()
 
-        current_env().quiet = True
+
+def _be_quiet() -> None:
+    from jitctl.cli.session import current_env
+
+    current_env().quiet = True
+
+
+def _with_global_options(group: typer.core.TyperGroup) -> typer.core.TyperGroup:
+    """--quiet and --debug after the command too (`jitctl request R --quiet`), not only
+    before it: click reads a group's options only before the command name, so every command
+    gets its own copy, unless it already has an option of that name."""
+    for command in _walk(group):
+        taken = {opt for param in command.params for opt in getattr(param, "opts", ())}
+        if not taken & {"--quiet", "-q"}:
+            command.params.append(_flag(["--quiet", "-q"], QUIET_HELP, _quiet_flag))
+        if "--debug" not in taken:  # run() reads it from argv; here so the parser accepts it
+            command.params.append(_flag(["--debug"], DEBUG_HELP))
+    return group
+
+
+def _flag(decls: list[str], text: str, callback: Callable[..., None] | None = None) -> Any:
+    from typer.core import TyperOption
+
+    return TyperOption(
+        param_decls=decls, is_flag=True, expose_value=False, callback=callback, help=text
+    )
+
+
+def _quiet_flag(ctx: object, param: object, value: bool) -> None:
+    if value:
+        _be_quiet()
+
+
+def _walk(group: typer.core.TyperGroup) -> list[Any]:
+    """Every command and group below ``group``."""
+    found: list[Any] = []
+    for command in group.commands.values():
+        found.append(command)
+        if hasattr(command, "commands"):
+            found += _walk(command)
+    return found
 
 
 # Every command, in the order `jitctl --help` lists them, and the module in jitctl/cli/ whose
@@ -128,7 +171,8 @@ def _whole_summaries(group: typer.Typer) -> None:
 
 
 def _debug_requested(argv: list[str]) -> bool:
-    return "--debug" in argv or os.environ.get("JITCTL_DEBUG", "") not in ("", "0")
+    ours = argv[: argv.index("--")] if "--" in argv else argv  # after --: exec's command's
+    return "--debug" in ours or os.environ.get("JITCTL_DEBUG", "") not in ("", "0")
 
 
 def _fail(message: str, code: int) -> int:
@@ -159,7 +203,8 @@ def run(argv: list[str] | None = None, env: Environment | None = None) -> int:
         from jitctl.sanitize import check_argv
 
         check_argv(argv)  # undecodable bytes reach no command (nor sqlite, nor a log line)
-        result = app(args=argv, prog_name="jitctl", standalone_mode=False, obj=env)
+        command = _with_global_options(typer.main.get_command(app))
+        result = command(args=argv, prog_name="jitctl", standalone_mode=False, obj=env)
         return int(result or 0) if isinstance(result, int) else 0
     except JitctlError as exc:
         if debug:

@@ -63,12 +63,13 @@ def check_destination(env, profile: str | None, fmt: str, role: str | None, requ
     if fmt != "profile":
         return
     from jitctl.credentials.delivery import check_writable
-    from jitctl.credentials.profiles import shared_credentials_path
+    from jitctl.credentials.profiles import aws_config_path, shared_credentials_path
 
     if role is None:
         role = env.service.get(request_id).role
     path = shared_credentials_path(env.environ)
-    check_writable(path, profile or f"jit-{role}", request_id)
+    config = aws_config_path(env.environ)  # its region is written too
+    check_writable(path, profile or f"jit-{role}", request_id, config=config)
 
 
 def deliver(env, issued, *, profile, fmt: str, shell: str, json_out: bool, cache: bool = True):

@@ -110,7 +110,7 @@ def _config(env: Environment) -> str | tuple[str, str, str]:
     return (
         WARN,
         f"no config file at {default_config_path()}: defaults and the environment apply",
-        "create it (README: 'Setting it up for real') or set JITCTL_CONFIG",
+        "create it (docs/policy.md) or set JITCTL_CONFIG",
     )
 
 

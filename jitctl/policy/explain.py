@@ -27,7 +27,8 @@ from jitctl.timeutil import format_duration
 WHO_MAY_REQUEST = (
     "anyone whose AWS principal maps to a person: through the policy's [identities], an IAM "
     "user named by email, or an assumed-role session named by email for IAM Identity Center "
-    "roles and roles listed in [identities] session_name_roles"
+    "roles and roles listed in [identities] session_name_roles, as IAM records them (iam:GetRole: "
+    "the role's unique id, and Identity Center's path), never by a role's name"
 )
 REAL_GATE = (
     "jitctl assumes the role with the requester's own credentials, so the role's trust policy "

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from jitctl.errors import DISK_FULL, ConfigError, JitctlError, Unavailable
+from jitctl.filelock import require_regular
 from jitctl.models import PENDING, AccessRequest
 from jitctl.store.base import (
     BaseStore,
@@ -55,6 +56,7 @@ CREATE INDEX IF NOT EXISTS requests_requester ON requests (requester, created_at
 
 class SqliteStore(BaseStore):
     def __init__(self, path: Path) -> None:
+        require_regular(path, "the request store")  # before anything is recorded anywhere
         self.path = path
         self.last_items_read = 0  # rows returned by the last list(); parity with DynamoStore
         self._ready = False
@@ -64,6 +66,7 @@ class SqliteStore(BaseStore):
 
     def _open(self) -> sqlite3.Connection:
         # One connection per operation: safe across threads, and nothing stays locked between calls.
+        require_regular(self.path, "the request store")  # SQLite would make -wal files beside
         try:
             if not self.path.parent.exists():
                 self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from tests.broker_world import BrokerWorld, broker_policy
 
 pytestmark = pytest.mark.slow
 
-ACCOUNT = "777788889999"  # a world of its own: moto's state is shared by the whole process
+ACCOUNT = "888800001111"  # a world of its own: moto's state is shared by the whole process
 ALICE = "alice@example.com"
 EXECUTION_ROLE = "jitctl-broker-execution"
 

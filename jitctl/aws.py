@@ -10,6 +10,7 @@ import hashlib
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -38,6 +39,13 @@ _CREDENTIAL_ERRORS = {
 }
 
 
+# After one attempt of any AWS call times out, every AWS call of this AwsClients fails at once
+# for this many seconds: a command that meets a hung AWS ends in about one read timeout (10 s),
+# not one per retry (4 attempts: 41 s) and per call (STS, DynamoDB, S3, KMS: 81 s and more),
+# and the contract's "a hang within 30 s" holds. A long-lived broker tries AWS again after it.
+HANG_WINDOW = 30.0
+
+
 class AwsClients:
     """The one place that makes boto3 clients. Honours boto3's own chain (AWS_PROFILE,
     AWS_ENDPOINT_URL, AWS_REGION, ...). Tests pass their own environment through the process env."""
@@ -48,6 +56,7 @@ class AwsClients:
         self._region = region
         self._session: Any = None
         self._timeouts = (connect_timeout, read_timeout)
+        self._hung: tuple[float, str] | None = None  # (monotonic time, what did not answer)
         self._cache: dict[tuple[str, str | None], Any] = {}
         # A thread may ask for a client while the command's thread does (the PagerDuty token
         # from Secrets Manager): one lock, so no session or client is ever built twice.
@@ -92,7 +101,30 @@ class AwsClients:
         client = session.client(service, region_name=region_name, config=config)
         if service == "sts" and self.sts_listener is not None:
             client.meta.events.register("after-call.sts", self.sts_listener)
+        client.meta.events.register("before-send", self._refuse_while_hung)
+        client.meta.events.register("needs-retry", self._stop_on_timeout)
         return client
+
+    def _refuse_while_hung(self, **_: Any) -> None:
+        """botocore's before-send: no attempt while AWS is known not to answer (HANG_WINDOW).
+        The error raised here reaches the caller unchanged (botocore does not retry it)."""
+        hung = self._hung
+        if hung is not None and time.monotonic() - hung[0] < HANG_WINDOW:
+            raise AwsUnavailable(
+                f"AWS did not answer ({hung[1]}); not waiting for it again",
+                "check AWS_ENDPOINT_URL, your network or the AWS status page, and retry shortly",
+            )
+
+    def _stop_on_timeout(self, caught_exception: Any = None, **_: Any) -> None:
+        """botocore's needs-retry: an attempt that timed out is not retried (a hung endpoint
+        would hang every retry too); it is raised now, and later calls are refused at once."""
+        from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
+
+        if isinstance(caught_exception, JitctlError):
+            raise caught_exception  # from _refuse_while_hung: never a retry
+        if isinstance(caught_exception, ConnectTimeoutError | ReadTimeoutError):
+            self._hung = (time.monotonic(), str(caught_exception))
+            raise caught_exception
 
 
 # IAM said no. "403": a denial botocore could not parse a code from (moto answers DynamoDB's
@@ -301,6 +333,10 @@ def _assume_hint(exc: Exception) -> str:
         return "check AWS_ENDPOINT_URL / your network; peer approval still records requests"
     code = exc.response.get("Error", {}).get("Code", "")
     message = exc.response.get("Error", {}).get("Message", "").lower()
+    if "role chaining" in message:  # checked first: it names DurationSeconds too
+        from jitctl.chaining import CHAIN_HINT
+
+        return CHAIN_HINT
     if "duration" in message or "maxsessionduration" in message:
         return "the role's MaxSessionDuration in IAM is shorter than requested: raise it or lower max_duration"
     if code == "PackedPolicyTooLarge":

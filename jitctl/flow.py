@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from jitctl import break_glass as glass
-from jitctl import interrupts, models
+from jitctl import chaining, interrupts, models
 from jitctl.audit.fields import audit_fields
 from jitctl.errors import Denied, JitctlError, TimedOut
 from jitctl.models import AccessRequest, Credentials, Issued, OnCallEvidence, OnCallResult
@@ -314,7 +314,8 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
     seconds, note = session_seconds(
         timedelta(seconds=req.duration_seconds), evidence.end if evidence else None, now
     )
-    common = audit_fields(env, req)
+    seconds, chained = chaining.cap(seconds, env.identity()[0])  # who assumes: broker or you
+    common = audit_fields(env, req) | ({"capped": chained} if chained else {})
     creds = _assume(env, role, req, evidence, seconds, common)
     # The record comes first: if the audit trail (local or central) cannot take it, the
     # credentials are dropped and the request stays approved, so `jitctl wait` can retry.
@@ -331,7 +332,7 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
     )
     issued = _claim(env, req, creds, now, common)
     issued.fast_path_reason = req.fast_path_reason
-    notes = [note, incident_track.note(env, issued, incident_track.issued_text(issued))]
+    notes = [note, chained, incident_track.note(env, issued, incident_track.issued_text(issued))]
     return Issued(
         request=issued,
         credentials=creds,

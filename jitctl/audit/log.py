@@ -11,6 +11,8 @@ signature. Appends take an exclusive lock so concurrent processes extend one cha
 Records also carry ``chain`` (a random id of this local log, fixed by its first record and
 read back from the last record on each append) and ``seq`` (1-based position in that chain),
 so a central copy (jitctl.audit.sink) can be checked record by record: ``verify_central``.
+The first record of a chain also carries ``origin`` (``log_origin``: this host and path), so
+the central copy can tell which chains are this log's even after the log was emptied.
 Logs written before these fields existed still verify; their next record starts a chain.
 """
 
@@ -58,7 +60,7 @@ EVENTS = (
     "audit_torn_tail",  # an unfinished last line was moved aside (see AuditLog.append)
 )
 REQUIRED_FIELDS = ("ts", "event", "request_id", "actor", "person", "role", "prev", "hash")
-_RESERVED = frozenset({"ts", "event", "prev", "hash", "chain", "seq"})
+_RESERVED = frozenset({"ts", "event", "prev", "hash", "chain", "seq", "origin"})
 _SECRET_WORDS = ("secret", "password", "passwd", "token")  # session_token, token, ...
 _EVENT_NAME = re.compile(r"[a-z][a-z0-9_]*")
 _HASH = re.compile(r"[0-9a-f]{64}")
@@ -185,6 +187,8 @@ class AuditLog:
             record["ts"] = rfc3339(self.clock.now())
             record["chain"] = chain
             record["seq"] = seq
+            if seq == 1:  # which log this chain is, for `audit verify --remote` (log_origin)
+                record["origin"] = log_origin(self.path)
             record["prev"] = None if last is None else last["hash"]
             record["hash"] = record_hash(record)
             line = record_text(record) + "\n"
@@ -222,6 +226,18 @@ def _next_position(last: dict[str, Any] | None) -> tuple[str, int]:
         if isinstance(chain, str) and CHAIN_ID.fullmatch(chain) and is_seq(seq):
             return chain, seq + 1
     return secrets.token_hex(8), 1
+
+
+def log_origin(path: Path) -> str:
+    """Which local log a chain belongs to: this host and the log's absolute path (and, on
+    Lambda, the instance's log stream: each instance has its own /tmp), hashed. The first
+    record of each chain carries it, so `audit verify --remote` can tell that a chain in the
+    central copy is this log's even when the local log no longer holds any of it (emptied)."""
+    import socket
+
+    stream = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", "")
+    where = [socket.gethostname(), str(path.resolve()), stream]
+    return hashlib.sha256("\0".join(where).encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 def is_seq(value: Any) -> bool:

@@ -225,6 +225,7 @@ class BrokerService:
         return creds.get_frozen_credentials()
 
     def _send(self, method: str, path: str, data: bytes, headers: dict[str, str]) -> dict[str, Any]:
+        import http.client
         import urllib.error
         import urllib.request
 
@@ -237,6 +238,13 @@ class BrokerService:
         except urllib.error.HTTPError as exc:
             doc = _json_or_none(exc.read(MAX_RESPONSE + 1))
             raise wire.error_in(exc.code, doc) from None
+        except http.client.HTTPException:
+            # Not HTTP at all (a bad status line, a broken header): the bytes it sent are not
+            # shown, they are whatever is listening there, not the broker's message.
+            raise Unavailable(
+                f"the service at {self.settings.url} did not answer with HTTP: it is not the broker",
+                "check [broker] url (host and port); nothing was requested",
+            ) from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
             raise Unavailable(

@@ -17,7 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from jitctl import __version__
-from jitctl.errors import ExitCode, JitctlError
+from jitctl.errors import DISK_FULL, ExitCode, JitctlError
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
@@ -243,15 +243,23 @@ def run(argv: list[str] | None = None, env: Environment | None = None) -> int:
         return _fail("interrupted", int(ExitCode.INTERRUPTED))
     except BrokenPipeError:
         return 0
+    except OSError as exc:
+        if exc.errno in DISK_FULL:  # wherever it was writing: the machine's problem, not a bug
+            return _fail(f"the disk is full: {exc}", int(ExitCode.UNAVAILABLE))
+        return _unexpected(exc, debug)
     except Exception as exc:  # a bug: short message, traceback only with --debug
-        if debug:
-            traceback.print_exc()
-        return _fail(
-            f"unexpected error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
-            int(ExitCode.ERROR),
-        )
+        return _unexpected(exc, debug)
     finally:
         env.close()  # the command's PagerDuty client
+
+
+def _unexpected(exc: Exception, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    return _fail(
+        f"unexpected error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+        int(ExitCode.ERROR),
+    )
 
 
 def main() -> None:

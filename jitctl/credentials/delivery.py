@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jitctl.errors import JitctlError, Unavailable, UsageError
+from jitctl.errors import DISK_FULL, JitctlError, Unavailable, UsageError
 from jitctl.filelock import OPEN_FLAGS, exclusive_lock, lock_path_for, require_regular
 
 if TYPE_CHECKING:
@@ -71,6 +71,11 @@ def delivery_error(path: Path, exc: OSError, request_id: str | None) -> JitctlEr
         return Unavailable(
             f"the credentials file {path} is locked by another process (lock file {lock})",
             f"find it with `fuser` on the lock file; {retry}",
+        )
+    if exc.errno in DISK_FULL:  # the machine's to fix, not the config's: exit 5
+        return Unavailable(
+            f"cannot write the credentials file {path}: {exc.strerror or exc}",
+            f"free disk space; {retry}",
         )
     where = exc.filename or path
     return UsageError(

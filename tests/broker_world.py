@@ -56,6 +56,20 @@ request_ttl = "30m"
 ROOT = {"aws_access_key_id": "AKIAADMIN0000000", "aws_secret_access_key": "admin"}
 
 
+_ACCOUNTS_IN_USE: set[str] = set()
+
+
+def _claim_account(account: str) -> None:
+    """One world per account per process: moto's state is shared by every server in it, so a
+    second world in the same account finds the first one's users and secrets (and fails in
+    whichever order the suite happens to run)."""
+    assert account not in _ACCOUNTS_IN_USE, (
+        f"account {account} already has a broker world in this process: "
+        "give this module an account of its own (account=..., policy=...)"
+    )
+    _ACCOUNTS_IN_USE.add(account)
+
+
 def broker_policy() -> dict[str, Any]:
     """The actions deploy/broker.yaml grants the broker's role, for an IAM user here: the
     demo's (one list of the broker's store and STS actions) plus its secret and signing key.
@@ -94,6 +108,7 @@ class BrokerWorld:
         its own (moto's state is per process)."""
         self.root, self.moto, self.pd = root, moto, pd
         self.account, self.policy = account, policy
+        _claim_account(account)
         self.exe = shutil.which("jitctl")
         assert self.exe, "jitctl is not installed (pip install -e .)"
         self.admin = _account_admin(moto, account)

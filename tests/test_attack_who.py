@@ -30,7 +30,7 @@ from tests.harness import POLICY, Team
 
 pytestmark = pytest.mark.slow
 
-ACCOUNT = "777788889999"  # this module's broker world, apart from every other test's
+ACCOUNT = "777700002222"  # this module's broker world, apart from every other test's
 ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@example.com"
 SSO_PATH = "/aws-reserved/sso.amazonaws.com/"
 LONG = "a-very-long-mailbox-name-for-the-platform-on-call-rotation-of-team-x"  # 68

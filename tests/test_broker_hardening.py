@@ -22,11 +22,12 @@ from typing import Any
 
 import pytest
 
-from tests.broker_world import REGION, SERVER_ID, TABLE, BrokerWorld, crowd
+from tests.broker_world import ACCOUNT, POLICY, REGION, SERVER_ID, TABLE, BrokerWorld, crowd
 from tests.conftest import FixedClock
 
 pytestmark = pytest.mark.slow
 ALICE = "alice@example.com"
+HARDENING_ACCOUNT = "444400003333"  # a world of its own: moto's state is shared per process
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,13 @@ def world(tmp_path_factory, pd_certs) -> Iterator[BrokerWorld]:
     server.start()
     host, port = server.get_host_and_port()
     with PagerDutySim(pd_certs) as pd:
-        w = BrokerWorld(tmp_path_factory.mktemp("hardening"), f"http://{host}:{port}", pd)
+        w = BrokerWorld(
+            tmp_path_factory.mktemp("hardening"),
+            f"http://{host}:{port}",
+            pd,
+            account=HARDENING_ACCOUNT,
+            policy=POLICY.replace(ACCOUNT, HARDENING_ACCOUNT),
+        )
         w.build()  # enforcement off: the admin sets the account up
         with w.serving():
             yield w

@@ -12,10 +12,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from jitctl import break_glass as glass
-from jitctl import models
+from jitctl import models, reissue
 from jitctl.audit.fields import audit_fields
 from jitctl.errors import Denied, JitctlError, TimedOut
-from jitctl.models import AccessRequest, Credentials, Issued, OnCallEvidence, OnCallResult
+from jitctl.models import AccessRequest, Issued, OnCallEvidence, OnCallResult
 from jitctl.notify import notify
 from jitctl.oncall import incident_track, paging
 from jitctl.oncall.approvers import approvers_now, is_approver
@@ -315,9 +315,11 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
         timedelta(seconds=req.duration_seconds), evidence.end if evidence else None, now
     )
     common = audit_fields(env, req)
-    creds = _assume(env, role, req, evidence, seconds, common)
+    claimed = reissue.claim(env, role, req, now, seconds, common)  # before AssumeRole
+    creds = reissue.assume(env, role, req, evidence, claimed, common)
     # The record comes first: if the audit trail (local or central) cannot take it, the
-    # credentials are dropped and the request stays approved, so `jitctl wait` can retry.
+    # credentials are dropped; the claim stays, and after its lease `jitctl wait` may issue
+    # again (once), cutting these off first.
     env.audit.append(
         "issued",
         **common,
@@ -325,11 +327,14 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
         approvers=req.approvers,  # as stored, checked against the policy just now
         access_key_id=creds.access_key_id,
         expires_at=rfc3339(creds.expiration),
-        duration_seconds=seconds,
-        retry=redeliverable(req),
+        duration_seconds=claimed.seconds,
+        retry=claimed.attempt > 1,
+        attempt=claimed.attempt,
+        issue_tag=claimed.tag,
+        after=claimed.after,
         **incident_track.fields(req),
     )
-    issued = _claim(env, req, creds, now, common)
+    issued = reissue.record(env, req, creds, now, common, claimed.attempt)
     issued.fast_path_reason = req.fast_path_reason
     notes = [note, incident_track.note(env, issued, incident_track.issued_text(issued))]
     return Issued(
@@ -339,59 +344,3 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
         notes=[n for n in notes if n],
         region=role.region,
     )
-
-
-def _session_tags(req: AccessRequest, evidence: OnCallEvidence | None) -> dict[str, str]:
-    """Session tags, so CloudTrail ties every call of the session to its request and approval."""
-    return {
-        "jitctl:request-id": req.request_id,
-        "jitctl:approval": req.approval or "",
-        "jitctl:on-call": evidence.tag_value() if evidence else "",
-        "jitctl:approvers": " ".join(req.approvers),
-        "jitctl:incident": incident_track.tag(req),
-    }
-
-
-def _assume(
-    env: Environment,
-    role,
-    req: AccessRequest,
-    evidence: OnCallEvidence | None,
-    seconds: int,
-    common: dict[str, str | None],
-) -> Credentials:
-    """Assume the role for the caller; a failure is recorded before it propagates."""
-    from jitctl import aws
-
-    try:
-        return aws.assume_role(
-            env.aws,
-            role_arn=role.arn,
-            person=env.caller.person,
-            duration_seconds=seconds,
-            tags=_session_tags(req, evidence),
-            session_policy=role.session_policy,
-        )
-    except Exception as exc:
-        env.audit.append("issue_failed", **common, error=str(exc))
-        raise
-
-
-def _claim(
-    env: Environment,
-    req: AccessRequest,
-    creds: Credentials,
-    now: datetime,
-    common: dict[str, str | None],
-) -> AccessRequest:
-    """The store claims the grant atomically: of two waiters, one wins; the other's
-    credentials never leave `issue`, and the log says why."""
-    try:
-        return env.store.mark_issued(
-            req.request_id, now=now, credentials_expire_at=creds.expiration
-        )
-    except JitctlError as exc:
-        env.audit.append(
-            "issue_failed", **common, access_key_id=creds.access_key_id, error=str(exc)
-        )
-        raise

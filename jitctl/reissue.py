@@ -39,6 +39,9 @@ class Claimed:
         return issue_tag(self.request.request_id, self.attempt)
 
 
+# AWS starts the session's clock when it handles AssumeRole, a moment after ``now`` was read
+# (and its expiry is whole seconds): the re-issue asks for this much less than is left.
+SLACK_SECONDS = 2
 TRANSITIVE = (ISSUE_TAG,)  # kept by role chaining, so a chained session is cut off too
 
 
@@ -57,8 +60,9 @@ def claim(
         return Claimed(held, 1, seconds, None)
     claimed = Claimed(held, held.issue_attempt, seconds, held.reissued_after[-1])
     try:
-        claimed = _bounded(claimed, now)
+        _bounded(claimed, now)  # refused before anything is cut off
         _cut_off(env, role, claimed, common)
+        claimed = _bounded(claimed, env.clock.now())  # the cut-off took time
     except JitctlError:
         env.store.release_claim(req.request_id, attempt=claimed.attempt)
         raise
@@ -70,7 +74,7 @@ def _bounded(claimed: Claimed, now: datetime) -> Claimed:
     by the store); STS will not issue under 15 minutes, so with less left there is none."""
     end = claimed.request.planned_end
     assert end is not None  # the first claim stored it
-    left = int((end - now).total_seconds())
+    left = int((end - now).total_seconds()) - SLACK_SECONDS
     if left < STS_MIN_SECONDS:
         raise TimedOut(
             f"request {claimed.request.request_id} cannot be issued again: its grant was "

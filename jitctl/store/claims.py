@@ -169,7 +169,10 @@ def plan_issued(now: datetime, credentials_expire_at: datetime, attempt: int | N
                 issue_attempt=number,
                 issued_attempt=number,
                 issue_failure=None,
-                planned_end=req.planned_end or credentials_expire_at,
+                # AWS's end of the first issue, if earlier than planned, bounds re-issues
+                planned_end=min(req.planned_end or credentials_expire_at, credentials_expire_at)
+                if number == 1
+                else req.planned_end,
             )
         )
 

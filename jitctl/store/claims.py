@@ -62,8 +62,9 @@ def in_progress(req: AccessRequest) -> bool:
     return claimed > issued and req.issue_failure is None
 
 
-def failure_now(req: AccessRequest, now: datetime, lease: timedelta = CLAIM_LEASE) -> str | None:
+def failure_now(req: AccessRequest, now: datetime, lease: timedelta | None = None) -> str | None:
     """The recorded failure that would allow a re-issue at ``now``, or None."""
+    lease = CLAIM_LEASE if lease is None else lease  # read when used: tests shorten it
     if req.issue_failure is not None:
         return req.issue_failure
     if req.status == ISSUED and req.delivery_failed_at is not None and not in_progress(req):
@@ -73,14 +74,14 @@ def failure_now(req: AccessRequest, now: datetime, lease: timedelta = CLAIM_LEAS
     return None
 
 
-def reissuable(req: AccessRequest, now: datetime, lease: timedelta = CLAIM_LEASE) -> bool:
+def reissuable(req: AccessRequest, now: datetime, lease: timedelta | None = None) -> bool:
     """Issued, or claimed, and a failure not yet re-issued after allows one more issue."""
     failure = failure_now(req, now, lease)
     claimed, _ = attempts(req)
     return claimed > 0 and failure is not None and failure not in req.reissued_after
 
 
-def plan_claim(now: datetime, planned_end: datetime, lease: timedelta = CLAIM_LEASE) -> Planner:
+def plan_claim(now: datetime, planned_end: datetime, lease: timedelta | None = None) -> Planner:
     """Claim the next issue. ``planned_end``: when a first issue would end (kept; a re-issue
     is bounded by the one stored)."""
 
@@ -119,11 +120,12 @@ def _claimed(req: AccessRequest, attempt: int, now: datetime, **changes) -> Acce
     )
 
 
-def _reissue_failure(req: AccessRequest, now: datetime, lease: timedelta) -> str:
+def _reissue_failure(req: AccessRequest, now: datetime, lease: timedelta | None) -> str:
     """The failure this re-issue is after; raises when none allows one."""
     failure = failure_now(req, now, lease)
     if failure is None and in_progress(req):
         since = req.claimed_at or now
+        lease = CLAIM_LEASE if lease is None else lease
         raise IssueInProgress(
             f"request {req.request_id} is being issued by another jitctl process "
             f"(claimed at {rfc3339(since)})",

@@ -15,7 +15,7 @@ from jitctl import break_glass as glass
 from jitctl import models, reissue
 from jitctl.audit.fields import audit_fields
 from jitctl.errors import Denied, JitctlError, TimedOut
-from jitctl.models import AccessRequest, Issued, OnCallEvidence, OnCallResult
+from jitctl.models import AccessRequest, Credentials, Issued, OnCallEvidence, OnCallResult
 from jitctl.notify import notify
 from jitctl.oncall import incident_track, paging
 from jitctl.oncall.approvers import approvers_now, is_approver
@@ -27,6 +27,7 @@ from jitctl.request_rules import (
     session_seconds,
 )
 from jitctl.store.base import TransitionError, redeliverable
+from jitctl.store.claims import INTERRUPTED
 from jitctl.timeutil import format_duration, rfc3339
 from jitctl.trusted_time import SKEW_LIMIT
 
@@ -316,10 +317,36 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
     )
     common = audit_fields(env, req)
     claimed = reissue.claim(env, role, req, now, seconds, common)  # before AssumeRole
+    try:
+        creds, issued = _issue_claimed(env, role, req, evidence, claimed, now, common)
+    except BaseException:  # Ctrl-C, a failed audit trail: recorded now, so `jitctl wait` need
+        reissue.failed(env, claimed, INTERRUPTED)  # not wait out the lease (no-op if recorded)
+        raise
+    issued.fast_path_reason = req.fast_path_reason
+    notes = [note, incident_track.note(env, issued, incident_track.issued_text(issued))]
+    return Issued(
+        request=issued,
+        credentials=creds,
+        evidence=evidence,
+        notes=[n for n in notes if n],
+        region=role.region,
+    )
+
+
+def _issue_claimed(
+    env: Environment,
+    role,
+    req: AccessRequest,
+    evidence: OnCallEvidence | None,
+    claimed: reissue.Claimed,
+    now: datetime,
+    common: dict,
+) -> tuple[Credentials, AccessRequest]:
+    """AssumeRole under the claim, the `issued` record, then the store's mark."""
     creds = reissue.assume(env, role, req, evidence, claimed, common)
     # The record comes first: if the audit trail (local or central) cannot take it, the
-    # credentials are dropped; the claim stays, and after its lease `jitctl wait` may issue
-    # again (once), cutting these off first.
+    # credentials are dropped and the failure recorded: `jitctl wait` may issue again
+    # (once), cutting these off first.
     env.audit.append(
         "issued",
         **common,
@@ -334,13 +361,4 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
         after=claimed.after,
         **incident_track.fields(req),
     )
-    issued = reissue.record(env, req, creds, now, common, claimed.attempt)
-    issued.fast_path_reason = req.fast_path_reason
-    notes = [note, incident_track.note(env, issued, incident_track.issued_text(issued))]
-    return Issued(
-        request=issued,
-        credentials=creds,
-        evidence=evidence,
-        notes=[n for n in notes if n],
-        region=role.region,
-    )
+    return creds, reissue.record(env, req, creds, now, common, claimed.attempt)

@@ -18,6 +18,7 @@ from jitctl.models import AccessRequest, Credentials, OnCallEvidence
 from jitctl.oncall import incident_track
 from jitctl.request_rules import STS_MIN_SECONDS
 from jitctl.revocation.cutoff import ISSUE_TAG, cut_off_earlier, denied_tags, issue_tag
+from jitctl.store import claims
 from jitctl.timeutil import rfc3339
 
 if TYPE_CHECKING:
@@ -103,11 +104,12 @@ def _cut_off(env: Environment, role, claimed: Claimed, common: dict) -> None:
     )
 
 
-def assume_failed(env: Environment, claimed: Claimed) -> None:
-    """Record that AssumeRole failed under ``claimed`` (best effort: the error that follows is
-    the one to report; an unrecorded failure ends as an interrupted claim)."""
+def failed(env: Environment, claimed: Claimed, kind: str) -> None:
+    """Record that the issue under ``claimed`` failed after its claim (best effort: the error
+    that follows is the one to report; an unrecorded failure ends as an interrupted claim
+    once its lease is over)."""
     try:
-        env.store.mark_assume_failed(claimed.request.request_id, attempt=claimed.attempt)
+        env.store.mark_issue_failed(claimed.request.request_id, attempt=claimed.attempt, kind=kind)
     except JitctlError:
         pass
 
@@ -150,7 +152,7 @@ def assume(
             transitive=TRANSITIVE,
         )
     except Exception as exc:
-        assume_failed(env, claimed)
+        failed(env, claimed, claims.ASSUME_FAILED)
         env.audit.append("issue_failed", **common, error=str(exc))
         raise
 

@@ -86,13 +86,13 @@ def test_a_claim_is_left_to_its_issuer_for_its_lease_then_taken_over_once(backen
 def test_each_kind_of_failure_buys_one_reissue(backend: Any) -> None:
     rid = approved_in(backend)
     backend.claim_issue(rid, now=T0, planned_end=T0 + HOUR)
-    backend.mark_assume_failed(rid, attempt=1)
+    backend.mark_issue_failed(rid, attempt=1, kind="assume_failed")
     assert backend.claim_issue(rid, now=T0, planned_end=T0 + HOUR).issue_attempt == 2
     backend.mark_issued(rid, now=T0, credentials_expire_at=T0 + HOUR, attempt=2)
     backend.mark_delivery_failed(rid, now=T0)
     third = backend.claim_issue(rid, now=T0, planned_end=T0 + HOUR)
     assert third.reissued_after == ["assume_failed", "delivery_failed"]
-    backend.mark_assume_failed(rid, attempt=3)
+    backend.mark_issue_failed(rid, attempt=3, kind="assume_failed")
     with pytest.raises(Denied, match="after a failed AssumeRole"):
         backend.claim_issue(rid, now=T0, planned_end=T0 + HOUR)
     assert backend.get(rid).issue_attempt == 3
@@ -234,3 +234,34 @@ def test_a_cut_off_that_cannot_be_written_issues_nothing_and_can_be_retried(team
     with existing_role(team.moto, "prod-readonly"):
         again = issue(later, later.store.get(rid), evidence=None)
     assert (again.request.issue_attempt, tag_of(calls[0])) == (3, f"{rid}.3")
+
+
+def test_ctrl_c_after_assume_role_is_recorded_so_the_next_wait_cuts_it_off_at_once(
+    team, monkeypatch
+):
+    """The session exists, the issuer was interrupted before recording it: the failure is in
+    the store at once, so the next issue need not wait out the claim's lease."""
+    import jitctl.aws
+
+    monkeypatch.setattr("jitctl.revocation.iam.SETTLE_SECONDS", 0.0)
+    start = datetime.now(UTC).replace(microsecond=0)
+    rid = peer_approved(team, monkeypatch, start, HOUR)
+    real = jitctl.aws.assume_role
+
+    def then_ctrl_c(*args, **kwargs):
+        real(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    env = env_at(team, ALICE, start)
+    calls = assume_role_calls(env)
+    with monkeypatch.context() as patch:
+        patch.setattr(jitctl.aws, "assume_role", then_ctrl_c)
+        with pytest.raises(KeyboardInterrupt):
+            issue(env, env.store.get(rid), evidence=None)
+    assert env.store.get(rid).issue_failure == "interrupted"
+    with existing_role(team.moto, "prod-readonly") as iam:
+        again = issue(env, env.store.get(rid), evidence=None)  # same moment: no lease passed
+        doc = iam.get_role_policy(RoleName="prod-readonly", PolicyName="jitctl-revocations")
+    assert again.request.issue_attempt == 2 and tag_of(calls[1]) == f"{rid}.2"
+    key = "aws:PrincipalTag/jitctl:issue"
+    assert any(denies(s, {key: tag_of(calls[0])}) for s in doc["PolicyDocument"]["Statement"])

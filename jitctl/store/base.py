@@ -104,7 +104,7 @@ class RequestStore(Protocol):
         credentials_expire_at: datetime,
         attempt: int | None = None,
     ) -> AccessRequest: ...
-    def mark_assume_failed(self, request_id: str, *, attempt: int) -> AccessRequest: ...
+    def mark_issue_failed(self, request_id: str, *, attempt: int, kind: str) -> AccessRequest: ...
     def release_claim(self, request_id: str, *, attempt: int) -> AccessRequest: ...
     def mark_delivery_failed(self, request_id: str, *, now: datetime) -> AccessRequest: ...
     def mark_revoked(
@@ -333,8 +333,8 @@ class BaseStore(ABC):
         plan = claims.plan_issued(aware(now), aware(credentials_expire_at), attempt)
         return self._transition(request_id, plan)
 
-    def mark_assume_failed(self, request_id: str, *, attempt: int) -> AccessRequest:
-        return self._transition(request_id, claims.plan_assume_failed(attempt))
+    def mark_issue_failed(self, request_id: str, *, attempt: int, kind: str) -> AccessRequest:
+        return self._transition(request_id, claims.plan_failed(attempt, kind))
 
     def release_claim(self, request_id: str, *, attempt: int) -> AccessRequest:
         return self._transition(request_id, claims.plan_release(attempt))

@@ -198,15 +198,16 @@ def plan_delivery_failed(now: datetime) -> Planner:
     return plan
 
 
-def plan_assume_failed(attempt: int) -> Planner:
-    """AssumeRole failed after claim ``attempt``: record it (nothing changes if that claim
-    was superseded meanwhile)."""
+def plan_failed(attempt: int, kind: str) -> Planner:
+    """Issue ``attempt`` failed after its claim: AssumeRole failed (``assume_failed``), or its
+    issuer was interrupted (``interrupted``: no lease to wait out). Nothing changes if that
+    claim was superseded or recorded meanwhile."""
 
     def plan(req: AccessRequest) -> Step:
         claimed, issued = attempts(req)
         if claimed != attempt or issued >= attempt or req.issue_failure is not None:
             return Step()
-        return Step(write=copy_request(req, issue_failure=ASSUME_FAILED))
+        return Step(write=copy_request(req, issue_failure=kind))
 
     return plan
 

@@ -64,10 +64,17 @@ def claim(
         _bounded(claimed, now)  # refused before anything is cut off
         _cut_off(env, role, claimed, common)
         claimed = _bounded(claimed, env.clock.now())  # the cut-off took time
-    except JitctlError:
-        env.store.release_claim(req.request_id, attempt=claimed.attempt)
+    except BaseException:  # nothing was assumed under this claim: give its failure back
+        _release(env, claimed)
         raise
     return claimed
+
+
+def _release(env: Environment, claimed: Claimed) -> None:
+    try:
+        env.store.release_claim(claimed.request.request_id, attempt=claimed.attempt)
+    except JitctlError:
+        pass  # the claim stays; after its lease it counts as interrupted: still safe
 
 
 def _bounded(claimed: Claimed, now: datetime) -> Claimed:

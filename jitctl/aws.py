@@ -5,9 +5,12 @@ boto3/botocore are imported inside functions: `jitctl --help` must not pay for t
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -15,7 +18,10 @@ from jitctl.errors import AwsUnavailable, JitctlError, UsageError
 from jitctl.models import Credentials
 
 STS_NAME_MAX = 64
+STS_HASH_CHARS = 26  # base32: 130 bits of SHA-256, so no two people ever share a name
+_STS_NAME_OK = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)  # ':' excluded: no "aws:" prefix
 _STS_NAME_BAD = re.compile(r"[^\w+=,.@-]", re.ASCII)
+TAG_VALUE_MAX = 256
 _TAG_VALUE_BAD = re.compile(r"[^\w .:/=+\-@]", re.ASCII)
 TRUST_POLICY_HINT = (
     "the role's trust policy must allow sts:AssumeRole, sts:SetSourceIdentity and sts:TagSession "
@@ -33,6 +39,13 @@ _CREDENTIAL_ERRORS = {
 }
 
 
+# After one attempt of any AWS call times out, every AWS call of this AwsClients fails at once
+# for this many seconds: a command that meets a hung AWS ends in about one read timeout (10 s),
+# not one per retry (4 attempts: 41 s) and per call (STS, DynamoDB, S3, KMS: 81 s and more),
+# and the contract's "a hang within 30 s" holds. A long-lived broker tries AWS again after it.
+HANG_WINDOW = 30.0
+
+
 class AwsClients:
     """The one place that makes boto3 clients. Honours boto3's own chain (AWS_PROFILE,
     AWS_ENDPOINT_URL, AWS_REGION, ...). Tests pass their own environment through the process env."""
@@ -43,6 +56,7 @@ class AwsClients:
         self._region = region
         self._session: Any = None
         self._timeouts = (connect_timeout, read_timeout)
+        self._hung: tuple[float, str] | None = None  # (monotonic time, what did not answer)
         self._cache: dict[tuple[str, str | None], Any] = {}
         # A thread may ask for a client while the command's thread does (the PagerDuty token
         # from Secrets Manager): one lock, so no session or client is ever built twice.
@@ -87,7 +101,30 @@ class AwsClients:
         client = session.client(service, region_name=region_name, config=config)
         if service == "sts" and self.sts_listener is not None:
             client.meta.events.register("after-call.sts", self.sts_listener)
+        client.meta.events.register("before-send", self._refuse_while_hung)
+        client.meta.events.register("needs-retry", self._stop_on_timeout)
         return client
+
+    def _refuse_while_hung(self, **_: Any) -> None:
+        """botocore's before-send: no attempt while AWS is known not to answer (HANG_WINDOW).
+        The error raised here reaches the caller unchanged (botocore does not retry it)."""
+        hung = self._hung
+        if hung is not None and time.monotonic() - hung[0] < HANG_WINDOW:
+            raise AwsUnavailable(
+                f"AWS did not answer ({hung[1]}); not waiting for it again",
+                "check AWS_ENDPOINT_URL, your network or the AWS status page, and retry shortly",
+            )
+
+    def _stop_on_timeout(self, caught_exception: Any = None, **_: Any) -> None:
+        """botocore's needs-retry: an attempt that timed out is not retried (a hung endpoint
+        would hang every retry too); it is raised now, and later calls are refused at once."""
+        from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
+
+        if isinstance(caught_exception, JitctlError):
+            raise caught_exception  # from _refuse_while_hung: never a retry
+        if isinstance(caught_exception, ConnectTimeoutError | ReadTimeoutError):
+            self._hung = (time.monotonic(), str(caught_exception))
+            raise caught_exception
 
 
 # IAM said no. "403": a denial botocore could not parse a code from (moto answers DynamoDB's
@@ -179,11 +216,18 @@ def _keys_expired(exc: Exception) -> bool:
 
 def get_caller_identity(clients: AwsClients) -> tuple[str, str]:
     """(principal ARN, account id) of the current AWS credentials, from STS itself."""
+    arn, account, _ = caller_identity(clients)
+    return arn, account
+
+
+def caller_identity(clients: AwsClients) -> tuple[str, str, str]:
+    """(principal ARN, account id, UserId) of the current AWS credentials, from STS itself.
+    UserId is ``ROLE_ID:SESSION`` for an assumed role: the identity rule checks the role by it."""
     try:
         ident = clients.client("sts").get_caller_identity()
     except Exception as exc:
         raise translate_error(exc, "cannot tell who you are (sts:GetCallerIdentity)") from exc
-    return ident["Arn"], ident["Account"]
+    return ident["Arn"], ident["Account"], ident["UserId"]
 
 
 def whereabouts(client: Any, client_factory: Callable[[str], Any]) -> str:
@@ -198,21 +242,46 @@ def whereabouts(client: Any, client_factory: Callable[[str], Any]) -> str:
     return f"in {region} (account {account})"
 
 
-def sts_name(text: str, *, fallback: str = "jitctl") -> str:
-    """A RoleSessionName/SourceIdentity STS accepts: 2-64 chars of [\\w+=,.@-], no 'aws:' prefix."""
-    cleaned = _STS_NAME_BAD.sub("-", text)[:STS_NAME_MAX]
-    if cleaned.lower().startswith(
-        "aws:"
-    ):  # cannot happen after cleaning (':' is replaced) but stay safe
-        cleaned = "u-" + cleaned[:62]
-    if len(cleaned) < 2:
-        cleaned = fallback
-    return cleaned
+def sts_name(person: str) -> str:
+    """The RoleSessionName and SourceIdentity for ``person`` (shared/CONTRACT.md): the
+    lower-cased email itself when STS takes it (2-64 of [\\w+=,.@-]), else a stable form
+    nobody else gets: a readable ASCII prefix, '.', and a hash of the whole lower-cased email.
+    That form has no '@', so it is never someone's email, and the hash (130 bits) tells apart
+    two addresses a cut or a replaced character would merge: a revocation by
+    aws:SourceIdentity (jitctl.revocation) cuts exactly one person's sessions."""
+    text = person.lower()
+    if _STS_NAME_OK.fullmatch(text):
+        return text
+    digest = base64.b32encode(hashlib.sha256(text.encode()).digest()).decode().lower()
+    digest = digest[:STS_HASH_CHARS]
+    readable = _readable(text)[: STS_NAME_MAX - 1 - STS_HASH_CHARS]
+    return f"{readable}.{digest}" if readable else digest
+
+
+def _readable(text: str) -> str:
+    """``text`` in ASCII for people to read: accents dropped (jösé -> jose), '@' as '_',
+    anything else STS refuses as '-'."""
+    import unicodedata
+
+    plain = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return _STS_NAME_BAD.sub("-", plain.replace("@", "_"))
 
 
 def tag_value(text: str) -> str:
     """A session tag value STS accepts: at most 256 of [\\w .:/=+\\-@]."""
-    return _TAG_VALUE_BAD.sub("_", text)[:256]
+    return _TAG_VALUE_BAD.sub("_", text)[:TAG_VALUE_MAX]
+
+
+def approvers_tag(approvers: Sequence[str]) -> str:
+    """The ``jitctl:approvers`` session tag: as many whole addresses as fit a tag value, then
+    "+N" for the rest; an address is never cut (a cut one could read as someone else's)."""
+    names = [_TAG_VALUE_BAD.sub("_", a) for a in approvers]
+    for shown in range(len(names), -1, -1):
+        rest = len(names) - shown
+        text = " ".join([*names[:shown], *([f"+{rest}"] if rest else [])])
+        if len(text) <= TAG_VALUE_MAX:
+            return text
+    return ""  # not reached: "+N" alone always fits
 
 
 def session_tags(tags: Mapping[str, str]) -> list[dict[str, str]]:
@@ -264,6 +333,10 @@ def _assume_hint(exc: Exception) -> str:
         return "check AWS_ENDPOINT_URL / your network; peer approval still records requests"
     code = exc.response.get("Error", {}).get("Code", "")
     message = exc.response.get("Error", {}).get("Message", "").lower()
+    if "role chaining" in message:  # checked first: it names DurationSeconds too
+        from jitctl.chaining import CHAIN_HINT
+
+        return CHAIN_HINT
     if "duration" in message or "maxsessionduration" in message:
         return "the role's MaxSessionDuration in IAM is shorter than requested: raise it or lower max_duration"
     if code == "PackedPolicyTooLarge":

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
 
+from jitctl.interrupts import ThisRun
 from jitctl.timeutil import Clock
 from jitctl.trusted_time import TrustedClock
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from jitctl.aws import AwsClients
     from jitctl.config.settings import Config
     from jitctl.credentials.cache import CredentialCache
+    from jitctl.iam_roles import RoleFacts
     from jitctl.models import Caller
     from jitctl.oncall.session import PagerDutySession
     from jitctl.policy.load import Policy
@@ -47,7 +49,10 @@ class Environment:
     stdout: TextIO | None = None
     stderr: TextIO | None = None
     quiet: bool = False
-    _identity: tuple[str, str] | None = None
+    # The pending request this run recorded, cancelled on Ctrl-C (jitctl.interrupts).
+    run: ThisRun = field(default_factory=ThisRun)
+    _identity: tuple[str, str, str] | None = None  # ARN, account, UserId
+    _role_facts: RoleFacts | None = None
     _config: Config | None = None
     _policy: Policy | None = None
     _aws: AwsClients | None = None
@@ -113,7 +118,9 @@ class Environment:
     def for_caller(self, caller: Caller) -> Environment:
         """This environment acting for ``caller``, sharing config, policy, clients, store and
         audit trail: the broker makes one per authenticated call."""
-        return dataclasses.replace(self, _caller=caller, _service=None, _pagerduty=None)
+        return dataclasses.replace(
+            self, _caller=caller, _service=None, _pagerduty=None, run=ThisRun()
+        )
 
     def pagerduty_token(self) -> tuple[str, str]:
         """(token, source): ``[pagerduty] token_secret`` from Secrets Manager (the broker's
@@ -179,21 +186,45 @@ class Environment:
 
     def identity(self) -> tuple[str, str]:
         """(principal ARN, account) from sts:GetCallerIdentity, asked once per command."""
-        if self._identity is None:
-            from jitctl.aws import get_caller_identity
+        arn, account, _ = self._caller_identity()
+        return arn, account
 
-            self._identity = get_caller_identity(self.aws)
+    def _caller_identity(self) -> tuple[str, str, str]:
+        if self._identity is None:
+            from jitctl.aws import caller_identity
+
+            self._identity = caller_identity(self.aws)
         return self._identity
 
     @property
     def caller(self) -> Caller:
-        """The AWS principal STS reports, mapped to a person by the policy's rules."""
+        """The AWS principal STS reports, mapped to a person by the policy's rules (direct
+        mode: IAM is asked about the caller's role with the caller's own credentials)."""
         if self._caller is None:
             from jitctl.identity import resolve_caller
 
-            arn, account = self.identity()
-            self._caller = resolve_caller(arn, account, self.policy.identity)
+            arn, account, user_id = self._caller_identity()
+            roles = self.role_facts.lookup
+            rules = self.policy.identity
+            self._caller = resolve_caller(arn, account, rules, user_id=user_id, roles=roles)
         return self._caller
+
+    @property
+    def role_facts(self) -> RoleFacts:
+        """IAM's records of the caller's role, asked with these credentials, kept on disk."""
+        if self._role_facts is None:
+            from jitctl.config.settings import default_cache_dir
+            from jitctl.iam_roles import CACHE_FILE, RoleFacts
+
+            self._role_facts = RoleFacts(
+                lambda: self.aws.client("iam"),
+                lambda: self.identity()[1],
+                asker="your AWS credentials",
+                fix="ask for iam:GetRole on your role, or have your ARN mapped in the "
+                "policy's [identities]",
+                path=default_cache_dir() / CACHE_FILE,
+            )
+        return self._role_facts
 
     @property
     def audit(self) -> AuditLog:

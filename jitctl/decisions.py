@@ -115,13 +115,17 @@ def deny(
     return updated, [w for w in warnings if w]
 
 
-def cancel(env: Environment, request_id: str) -> AccessRequest:
-    """The requester withdraws their own pending request."""
+def cancel(env: Environment, request_id: str, *, interrupted: bool = False) -> AccessRequest:
+    """The requester withdraws their own pending request (``interrupted``: by a Ctrl-C of
+    the run that made it, in either mode: jitctl.interrupts). The page is resolved."""
+    from jitctl.interrupts import INTERRUPTED_WHY
+
     req = get_request(env, request_id)
     if env.caller.person != req.requester:
         raise Denied(f"only {req.requester} can cancel {request_id}", "approvers deny instead")
     updated = env.store.cancel(request_id, env.caller.person, now=env.clock.now())
-    env.audit.append("cancelled", **audit_fields(env, updated), why="cancelled by the requester")
+    why = INTERRUPTED_WHY if interrupted else "cancelled by the requester"
+    env.audit.append("cancelled", **audit_fields(env, updated), why=why)
     if (warning := paging.on_ended(env, updated)) is not None and env.on_warning:
         env.on_warning(warning)  # cancel returns the request alone: the host shows it
     return updated

@@ -6,7 +6,12 @@ line on stderr and the exit code. Anything else escaping is a bug (exit 1).
 
 from __future__ import annotations
 
+import errno
 from enum import IntEnum
+
+# errno values that mean the disk (or a quota, or a file size limit) is full: exit 5, the
+# machine's to fix, never a bug's exit 1.
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 class ExitCode(IntEnum):

@@ -55,6 +55,37 @@ def ensure_dir(directory: Path, mode: int = 0o700) -> None:
             pass
 
 
+# What a path that is not a regular file is, for the one-line refusal.
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def require_regular(path: Path, what: str = "the file") -> None:
+    """Refuse (exit 2) a path that exists and is not a regular file, after following links.
+
+    jitctl writes by replacing the file, so a device there (``/dev/null``) would become a file
+    of secrets, a FIFO would block a reader, and a lock would appear beside either. A path that
+    does not exist yet is fine (jitctl creates it); one that cannot be looked at is left to the
+    read or write that follows, which says why in its own words.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if stat.S_ISREG(mode):
+        return
+    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    raise UsageError(
+        f"{what} {path} is {kind}: jitctl only reads and writes regular files",
+        "point it at a regular file (or a link to one), or at a path that does not exist yet",
+    )
+
+
 def lock_path_for(path: Path) -> Path:
     """The sidecar lock file guarding ``path``."""
     return path.with_name(path.name + ".lock")
@@ -75,16 +106,18 @@ def exclusive_lock(path: Path, *, timeout: float | None = None) -> Iterator[None
     ``path``'s inode (and Windows would refuse to replace a file held open for a lock). The
     sidecar is never deleted (``preserve_lock_file``), since unlinking a lock file lets two
     processes hold locks on two different inodes at once; the OS releases the lock when the
-    process dies. A lock file that is a symlink is refused (exit 2): through a planted link,
-    opening it would create or open whatever file the link names. ``filelock`` opens it with
-    ``O_NOFOLLOW`` (Unix) or refuses reparse points (Windows), so a link planted after the
-    check fails too. No fallback to ``filelock``'s soft (existence) locks: where the
+    process dies. A ``path`` that exists and is not a regular file is refused (exit 2,
+    ``require_regular``) before the sidecar is made. A lock file that is a symlink is refused
+    (exit 2): through a planted link, opening it would create or open whatever file the link
+    names. ``filelock`` opens it with ``O_NOFOLLOW`` (Unix) or refuses reparse points
+    (Windows), so a link planted after the check fails too. No fallback to ``filelock``'s soft (existence) locks: where the
     filesystem cannot lock, jitctl fails rather than half-locks.
 
     ``timeout`` None blocks; otherwise ``TimeoutError`` (an OSError) after that many seconds.
     """
     import filelock  # ~20 ms: only commands that write a file pay for it
 
+    require_regular(path)  # before the sidecar exists: no lock beside a device or a FIFO
     lock_path = lock_path_for(path)
     ensure_dir(lock_path.parent)
     if os.path.islink(lock_path):
@@ -214,6 +247,7 @@ def atomic_write(
     is ``replace`` (default ``replace_with_retry``, which waits while Windows refuses); when it
     fails, the temp file is removed and the error raised.
     """
+    require_regular(path)  # never replace a device (/dev/null) with a file of secrets
     directory = path.parent
     ensure_dir(directory)
     tmp = _temp_path(path)

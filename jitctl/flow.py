@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from jitctl import break_glass as glass
-from jitctl import models, reissue
+from jitctl import chaining, interrupts, models, reissue
 from jitctl.audit.fields import audit_fields
 from jitctl.errors import Denied, JitctlError, TimedOut
 from jitctl.models import AccessRequest, Credentials, Issued, OnCallEvidence, OnCallResult
@@ -138,7 +138,7 @@ def submit(
             f"role {role.name!r} is on-call only and the fast path did not apply: {result.reason}",
             "ask whoever is on call, or have the policy add an [approval] table",
         )
-    env.store.create(req)
+    interrupts.record(env, req)  # a Ctrl-C acts once this run knows what it must cancel
     env.audit.append("pending", **common, why=result.reason, **incident_track.fields(req))
     warnings = [notify(env, "requested", req, approvers), paging.on_pending(env, req)]
     return Submitted(req, result, approvers, [w for w in warnings if w])
@@ -315,7 +315,8 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
     seconds, note = session_seconds(
         timedelta(seconds=req.duration_seconds), evidence.end if evidence else None, now
     )
-    common = audit_fields(env, req)
+    seconds, chained = chaining.cap(seconds, env.identity()[0])  # who assumes: broker or you
+    common = audit_fields(env, req) | ({"capped": chained} if chained else {})
     claimed = reissue.claim(env, role, req, now, seconds, common)  # before AssumeRole
     try:
         creds, issued = _issue_claimed(env, role, req, evidence, claimed, now, common)
@@ -323,7 +324,7 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
         reissue.failed(env, claimed, INTERRUPTED)  # not wait out the lease (no-op if recorded)
         raise
     issued.fast_path_reason = req.fast_path_reason
-    notes = [note, incident_track.note(env, issued, incident_track.issued_text(issued))]
+    notes = [note, chained, incident_track.note(env, issued, incident_track.issued_text(issued))]
     return Issued(
         request=issued,
         credentials=creds,

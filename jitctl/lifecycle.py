@@ -28,7 +28,9 @@ def obtain(
 ) -> Issued | AccessRequest:
     """Credentials (at once when fast-tracked or break-glass, else after approval), or the
     pending request when ``wait`` is false. ``on_poll`` builds the per-poll callback for a
-    pending request."""
+    pending request. A Ctrl-C at any point cancels the pending request: the service notes
+    it as this run's as it is recorded, and the host's handler ends the run with
+    ``jitctl.interrupts.interrupted``."""
     outcome = service.request(role, reason, duration, break_glass, incident=incident)
     if outcome.issued is not None:
         return outcome.issued
@@ -39,7 +41,6 @@ def obtain(
     approved = service.wait(
         outcome.request.request_id,
         timeout=timeout,
-        cancel_on_interrupt=True,
         on_poll=on_poll(outcome) if on_poll else None,
     )
     return service.issue(approved.request_id)

@@ -126,12 +126,14 @@ def session_tags(
 ) -> dict[str, str]:
     """Session tags, so CloudTrail ties every call of the session to its request and approval
     (and a re-issue can cut off exactly this issue's sessions: ``jitctl:issue``)."""
+    from jitctl.aws import approvers_tag
+
     return {
         "jitctl:request-id": req.request_id,
         ISSUE_TAG: claimed.tag,
         "jitctl:approval": req.approval or "",
         "jitctl:on-call": evidence.tag_value() if evidence else "",
-        "jitctl:approvers": " ".join(req.approvers),
+        "jitctl:approvers": approvers_tag(req.approvers),
         "jitctl:incident": incident_track.tag(req),
     }
 

@@ -74,13 +74,12 @@ class AccessService(Protocol):
     def deny(
         self, request_id: str, reason: str | None
     ) -> tuple[AccessRequest, builtins.list[str]]: ...
-    def cancel(self, request_id: str) -> AccessRequest: ...
+    def cancel(self, request_id: str, *, interrupted: bool = False) -> AccessRequest: ...
     def wait(
         self,
         request_id: str,
         *,
         timeout: timedelta | None,
-        cancel_on_interrupt: bool,
         on_poll: PollCallback | None = None,
     ) -> AccessRequest: ...
     def issue(self, request_id: str) -> Issued: ...
@@ -103,6 +102,11 @@ class LocalService:
     """The core, run here: every check, AWS call, store write and audit record in-process."""
 
     def __init__(self, env: Environment) -> None:
+        from jitctl.filelock import require_regular
+
+        # Contract "Files": an audit log that is not a regular file is exit 2 before any
+        # command changes anything (a decision is stored before it is recorded).
+        require_regular(env.config.audit.path, "the audit log")
         self.env = env
 
     def whoami(self) -> Caller:
@@ -119,6 +123,9 @@ class LocalService:
     ) -> Outcome:
         from jitctl.flow import issue, submit
 
+        # Contract "Files": a store that is not a regular file is exit 2 before anything is
+        # recorded (the request's first record is the audit's); it checks its path when opened.
+        _ = self.env.store
         submitted = submit(
             self.env,
             role_name=role,
@@ -191,29 +198,23 @@ class LocalService:
 
         return deny(self.env, request_id, reason=reason)
 
-    def cancel(self, request_id: str) -> AccessRequest:
+    def cancel(self, request_id: str, *, interrupted: bool = False) -> AccessRequest:
         from jitctl.decisions import cancel
 
-        return cancel(self.env, request_id)
+        return cancel(self.env, request_id, interrupted=interrupted)
 
     def wait(
         self,
         request_id: str,
         *,
         timeout: timedelta | None,
-        cancel_on_interrupt: bool,
         on_poll: PollCallback | None = None,
     ) -> AccessRequest:
+        """Until a decision; a Ctrl-C ends the run through ``jitctl.interrupts``."""
         from jitctl.waiting import wait_for_decision
 
         self._check_own(self.get(request_id), "wait for")
-        return wait_for_decision(
-            self.env,
-            request_id,
-            timeout=timeout,
-            cancel_on_interrupt=cancel_on_interrupt,
-            on_poll=on_poll,
-        )
+        return wait_for_decision(self.env, request_id, timeout=timeout, on_poll=on_poll)
 
     def issue(self, request_id: str) -> Issued:
         """Credentials for an approved peer request (the fast path issues inside ``request``)."""

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 from jitctl import models
 from jitctl.audit.fields import audit_fields
-from jitctl.errors import Denied, Interrupted, TimedOut
+from jitctl.errors import Denied, TimedOut
 from jitctl.models import AccessRequest
-from jitctl.store.base import NotFound, RequestExpired, TransitionError, redeliverable
+from jitctl.store.base import NotFound, TransitionError, redeliverable
 from jitctl.timeutil import format_duration
 
 if TYPE_CHECKING:
@@ -33,29 +33,24 @@ def wait_for_decision(
     request_id: str,
     *,
     timeout: timedelta | None,
-    cancel_on_interrupt: bool,
     on_poll: Callable[[AccessRequest, float], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> AccessRequest:
-    """Return the request once approved. Denied -> exit 3, expired or timed out -> exit 4,
-    Ctrl-C -> exit 130 (cancelling the request when this run created it)."""
+    """Return the request once approved. Denied -> exit 3, expired or timed out -> exit 4.
+    A Ctrl-C is the run's to handle (jitctl.interrupts: its pending request is cancelled)."""
     start = monotonic()
     interval = FIRST_INTERVAL
-    req: AccessRequest | None = None
-    try:
-        while True:
-            req = _observe(env, request_id)
-            elapsed = monotonic() - start
-            if _ready(env, req):
-                return req
-            if on_poll is not None:
-                on_poll(req, elapsed)
-            _check_timeout(request_id, timeout, elapsed)
-            sleep(_pause(interval, timeout, elapsed))
-            interval = next_interval(interval, monotonic() - start)
-    except KeyboardInterrupt:
-        raise _interrupted(env, request_id, req if cancel_on_interrupt else None) from None
+    while True:
+        req = _observe(env, request_id)
+        elapsed = monotonic() - start
+        if _ready(env, req):
+            return req
+        if on_poll is not None:
+            on_poll(req, elapsed)
+        _check_timeout(request_id, timeout, elapsed)
+        sleep(_pause(interval, timeout, elapsed))
+        interval = next_interval(interval, monotonic() - start)
 
 
 def _ready(env: Environment, req: AccessRequest) -> bool:
@@ -91,21 +86,6 @@ def _pause(interval: float, timeout: timedelta | None, elapsed: float) -> float:
     if timeout is None:
         return interval
     return min(interval, max(0.05, timeout.total_seconds() - elapsed))
-
-
-def _interrupted(env: Environment, request_id: str, cancel: AccessRequest | None) -> Interrupted:
-    """Ctrl-C: cancel ``cancel`` (the request this run created) if it is still pending."""
-    if cancel is None or cancel.status != models.PENDING:
-        return Interrupted(
-            f"interrupted: stopped waiting; {request_id} is still pending",
-            f"resume with `jitctl wait {request_id}`",
-        )
-    try:
-        env.store.cancel(request_id, env.caller.person, now=env.clock.now())
-        env.audit.append("cancelled", **audit_fields(env, cancel), why="interrupted while waiting")
-    except (TransitionError, RequestExpired):
-        pass  # decided or expired meanwhile: nothing left to cancel
-    return Interrupted(f"interrupted: request {request_id} cancelled")
 
 
 def record_expiry(env: Environment, request_id: str, now: datetime) -> None:

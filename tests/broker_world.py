@@ -272,3 +272,30 @@ def _await_listening(proc: subprocess.Popen[str], log: Path, timeout: float = 30
             raise AssertionError(f"the broker exited with {proc.returncode}: {log.read_text()}")
         time.sleep(0.05)
     raise AssertionError("the broker did not start listening in time")
+
+
+@contextmanager
+def crowd(url: str, idle: int, slow: int) -> Iterator[list[Any]]:
+    """``idle`` connections to the broker at ``url`` that never send a byte, and ``slow`` ones
+    that have sent part of a request's headers and stall: what lets a normal call through or
+    not. Yields the slow sockets; every socket is closed afterwards. Loopback only."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    assert parts.hostname in ("127.0.0.1", "::1", "localhost"), "loopback only"
+    address = (parts.hostname, parts.port)
+    opened: list[socket.socket] = []
+    try:
+        for _ in range(idle):
+            opened.append(socket.create_connection(address, timeout=10))
+        stalled = []
+        for number in range(slow):
+            sock = socket.create_connection(address, timeout=10)
+            opened.append(sock)
+            sock.sendall(f"POST /v1/requests HTTP/1.1\r\nHost: slow-{number}\r\nX-Slow: ".encode())
+            stalled.append(sock)
+        yield stalled
+    finally:
+        for sock in opened:
+            sock.close()

@@ -4,6 +4,10 @@ alice, with nothing but her own IAM keys, assumes a role she may assume and name
 "bob@example.com", then tries to approve her own request as bob. Against moto's server with IAM
 enforcement on, through the installed CLI. Only IAM Identity Center roles (AWS sets the name)
 and roles the admin lists in [identities] session_name_roles may name a person this way.
+
+Issue 20, item 1: a role's name proves nothing. alice, who may create IAM roles, makes one
+named AWSReservedSSO_evil; only IAM's record of the role (its path, its unique id) counts.
+These are the direct-mode tests; tests/test_attack_who.py holds the same attacks on a broker.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
 import pytest
@@ -28,6 +34,13 @@ DEPLOY_ARN = f"arn:aws:iam::{harness.ACCOUNT}:role/{DEPLOY}"
 SSO_ROLE = "AWSReservedSSO_Approver_0123456789abcdef"
 SSO_PATH = "/aws-reserved/sso.amazonaws.com/"
 WHOAMI = {"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}
+# jitctl asks IAM about the role whose session names a person (direct mode: with its keys)
+GET_ROLE = {"Effect": "Allow", "Action": "iam:GetRole", "Resource": "*"}
+ROLE_MAKER = {
+    "Effect": "Allow",
+    "Action": ["iam:CreateRole", "iam:PutRolePolicy", "sts:AssumeRole"],
+    "Resource": "*",
+}
 
 
 def _free_port() -> int:
@@ -103,7 +116,9 @@ def iam_setup(enforcing_moto) -> dict[str, dict[str, str]]:
     trust = _doc({"Effect": "Allow", "Principal": {"AWS": people}, "Action": "sts:AssumeRole"})
     for name, path in ((DEPLOY, "/"), (SSO_ROLE, SSO_PATH)):
         iam.create_role(RoleName=name, Path=path, AssumeRolePolicyDocument=trust)
-        iam.put_role_policy(RoleName=name, PolicyName="whoami", PolicyDocument=_doc(WHOAMI))
+        iam.put_role_policy(
+            RoleName=name, PolicyName="whoami", PolicyDocument=_doc(WHOAMI, GET_ROLE)
+        )
     keys = {}
     for user in (ALICE, BOB, CAROL):
         iam.create_user(UserName=user)
@@ -228,4 +243,103 @@ def test_alice_cannot_act_as_carol_on_carols_request(
     out = team.run(ALICE, command[0], request_id, *command[1:], env=team.env(ALICE, **as_carol))
     assert out.returncode == 2, out.stderr
     assert "session_name_roles" in out.stderr and "Traceback" not in out.stderr
+    assert _status(team, request_id)["status"] == "pending"
+
+
+# --- issue 20, item 1: IAM's record of the role, not its name -------------------------------
+
+
+@pytest.fixture(scope="module")
+def alice_makes_roles(enforcing_moto, iam_setup) -> dict[str, str]:
+    """alice may create IAM roles in the account (a platform engineer, say): her keys."""
+    iam = _client("iam", *enforcing_moto)
+    iam.put_user_policy(UserName=ALICE, PolicyName="roles", PolicyDocument=_doc(ROLE_MAKER))
+    return iam_setup[ALICE]
+
+
+def _make_role(url: str, keys: dict[str, str], name: str, path: str = "/", *statements) -> None:
+    """A role ``keys`` create, which alice and bob may assume, allowed ``statements``."""
+    people = [f"arn:aws:iam::{harness.ACCOUNT}:user/{u}" for u in (ALICE, BOB)]
+    trust = _doc({"Effect": "Allow", "Principal": {"AWS": people}, "Action": "sts:AssumeRole"})
+    iam = _client("iam", url, keys)
+    iam.create_role(RoleName=name, Path=path, AssumeRolePolicyDocument=trust)
+    policy = _doc(*(statements or (WHOAMI, GET_ROLE)))
+    iam.put_role_policy(RoleName=name, PolicyName="whoami", PolicyDocument=policy)
+
+
+def _refused_as_bob(team: Team, request_id: str, as_bob: dict[str, str]) -> str:
+    """alice's approval as "bob" fails with one line (returned); the request stays pending."""
+    out = team.run(ALICE, "approve", request_id, env=team.env(ALICE, **as_bob))
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    (line,) = out.stderr.splitlines()
+    doc = _status(team, request_id)
+    assert doc["status"] == "pending" and not doc.get("approvers")
+    assert "approved" not in [r["event"] for r in team.audit_records(ALICE)]
+    return line
+
+
+def test_a_role_named_like_identity_centers_is_not_identity_centers(
+    tmp_path, enforcing_moto, alice_makes_roles, pd_sim
+):
+    team = _team(tmp_path, enforcing_moto, pd_sim)
+    request_id = _pending(team)
+    evil = f"AWSReservedSSO_evil_{uuid.uuid4().hex[:8]}"
+    _make_role(team.moto, alice_makes_roles, evil)
+    as_bob = _session_as(team, alice_makes_roles, evil, BOB)
+    assert _whoami(team, as_bob).endswith(f"assumed-role/{evil}/{BOB}")
+    line = _refused_as_bob(team, request_id, as_bob)
+    assert f"IAM keeps it at path /, not {SSO_PATH}" in line
+
+
+def _cache_file(team: Team, user: str) -> Path:
+    return team.home(user) / ".cache" / "jitctl" / "iam-roles.json"
+
+
+def test_a_role_made_again_under_the_same_name_inherits_nothing_from_the_cache(
+    tmp_path, enforcing_moto, alice_makes_roles, pd_sim
+):
+    url, admin = enforcing_moto
+    team = _team(tmp_path, enforcing_moto, pd_sim)
+    request_id = _pending(team)
+    name = f"AWSReservedSSO_Team_{uuid.uuid4().hex[:8]}"
+    _make_role(url, admin, name, SSO_PATH)
+    # alice's own Identity Center session: jitctl asks IAM once and keeps its answer.
+    as_alice = _session_as(team, alice_makes_roles, SSO_PATH[1:] + name, ALICE)
+    out = team.run(ALICE, "whoami", "--json", env=team.env(ALICE, **as_alice))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["person"] == ALICE
+    cache = _cache_file(team, ALICE)
+    assert name in cache.read_text() and cache.stat().st_mode & 0o777 == 0o600
+    # The role goes; alice makes one of the same name, outside Identity Center's path.
+    iam = _client("iam", url, admin)
+    iam.delete_role_policy(RoleName=name, PolicyName="whoami")
+    iam.delete_role(RoleName=name)
+    _make_role(url, alice_makes_roles, name)
+    as_bob = _session_as(team, alice_makes_roles, name, BOB)
+    line = _refused_as_bob(team, request_id, as_bob)
+    assert f"IAM keeps it at path /, not {SSO_PATH}" in line
+
+
+def test_a_session_name_that_cannot_be_checked_names_nobody(
+    tmp_path, enforcing_moto, alice_makes_roles, pd_sim
+):
+    """Identity Center's sessions for bob (any keys may stand for AWS's here), with no
+    iam:GetRole, then with IAM out of reach: bob is not recognised, the request waits."""
+    url, admin = enforcing_moto
+    team = _team(tmp_path, enforcing_moto, pd_sim)
+    request_id = _pending(team)
+    name = f"AWSReservedSSO_Bare_{uuid.uuid4().hex[:8]}"
+    _make_role(url, admin, name, SSO_PATH, WHOAMI)  # no iam:GetRole
+    sso_bob = _session_as(team, alice_makes_roles, SSO_PATH[1:] + name, BOB)
+    out = team.run(BOB, "approve", request_id, env=team.env(BOB, **sso_bob))
+    assert out.returncode == 2, out.stderr
+    assert "may not call iam:GetRole" in out.stderr and "Traceback" not in out.stderr
+    # IAM cannot be reached (STS can): exit 5, and still nobody's approval.
+    _make_role(url, admin, name + "x", SSO_PATH)
+    sso_bob = _session_as(team, alice_makes_roles, SSO_PATH[1:] + name + "x", BOB)
+    env = team.env(BOB, **sso_bob, AWS_ENDPOINT_URL_IAM=f"http://127.0.0.1:{_free_port()}")
+    out = team.run(BOB, "approve", request_id, env=env)
+    assert out.returncode == 5, out.stderr
+    assert "cannot check role" in out.stderr and "Traceback" not in out.stderr
     assert _status(team, request_id)["status"] == "pending"

@@ -243,7 +243,8 @@ def test_unicode_reason_round_trips_and_verifies(log: AuditLog, log_path: Path) 
     reason = "Störung in Zürich — 障害対応 🚨 \u2028 \udcff"
     written = add(log, reason=reason)
     add(log, "approved")
-    assert read_records(log_path)[0]["reason"] == reason
+    # Recorded as the one rule for other people's text shows it: an undecodable byte escaped.
+    assert read_records(log_path)[0]["reason"] == "Störung in Zürich — 障害対応 🚨 \u2028 \\xff"
     assert written["hash"] == contract_hash(read_records(log_path)[0])
     assert verify(log_path).ok
 
@@ -453,4 +454,16 @@ def test_a_torn_first_record_leaves_a_log_that_starts_afresh(log: AuditLog, log_
     records = read_records(log_path)
     assert [r["event"] for r in records] == ["audit_torn_tail", "issued"]
     assert records[0]["prev"] is None and records[0]["torn_offset"] == 0
+    assert verify(log_path).ok
+
+
+def test_every_string_in_a_record_is_cleaned_when_recorded(log: AuditLog, log_path: Path) -> None:
+    """Caller text anywhere in a record (nested too, as PagerDuty evidence is) is stored as
+    sanitize.clean leaves it: no escape sequence, no bidi control, no raw line break."""
+    hostile = "\x1b[31mred\x1b[0m \u202eexe.txt\u2066 a\nb"
+    add(log, error=hostile, evidence={"summary": hostile, "notes": [hostile]}, count=3)
+    record = read_records(log_path)[0]
+    assert record["error"] == "red exe.txt a b"
+    assert record["evidence"] == {"summary": "red exe.txt a b", "notes": ["red exe.txt a b"]}
+    assert record["count"] == 3
     assert verify(log_path).ok

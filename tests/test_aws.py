@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 from jitctl.aws import (
     TRUST_POLICY_HINT,
     AwsClients,
+    approvers_tag,
     assume_role,
     get_caller_identity,
     sts_name,
@@ -92,20 +94,68 @@ def test_assume_role_carries_who_and_why(aws_env):
     assert creds.secret_access_key not in repr(creds) and creds.session_token not in repr(creds)
 
 
+STS_NAME = re.compile(r"[\w+=,.@-]{2,64}", re.ASCII)
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
         ("alice@example.com", "alice@example.com"),
-        ("a", "jitctl"),
-        ("aws:evil", "aws-evil"),
-        ("Zoë O'Brien <z@x.io>", "Zo--O-Brien--z@x.io-"),
-        ("x" * 100, "x" * 64),
+        ("Alice@Example.COM", "alice@example.com"),  # people are compared lower-cased
+        ("first.last+jit=x,y@example.co.uk", "first.last+jit=x,y@example.co.uk"),
+        ("a" * 54 + "@example.c", "a" * 54 + "@example.c"),  # exactly 64: as is
     ],
 )
-def test_sts_names_are_always_valid(text, expected):
-    name = sts_name(text)
-    assert name == expected
-    assert 2 <= len(name) <= 64 and not name.lower().startswith("aws:")
+def test_an_email_sts_takes_is_the_name_itself(text, expected):
+    assert sts_name(text) == expected
+
+
+LONG = "a-very-long-mailbox-name-for-the-platform-team-rotation-of-the-year"  # 67
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("jösé@example.com", "jäsé@example.com"),  # both were "j-s-@example.com"
+        (f"{LONG}-one@example.com", f"{LONG}-two@example.com"),  # both were cut at 64
+        ("a" * 55 + "@example.c", "a" * 55 + "@example.co"),
+        ("zoë o'brien <z@x.io>", "zoe o-brien -z@x.io-"),
+    ],
+)
+def test_two_people_never_share_a_name_in_aws(one, other):
+    names = {sts_name(one), sts_name(other), sts_name(one.upper())}
+    assert len(names) == 2 and sts_name(one) == sts_name(one.upper())
+    for name in names:
+        assert STS_NAME.fullmatch(name) and not name.lower().startswith("aws:")
+        assert "@" not in name  # never someone's email: every email STS takes is used as is
+
+
+def test_the_stable_form_is_readable_and_stable():
+    name = sts_name("José.Núñez@example.com")
+    assert name.startswith("jose.nunez_example.com.") and len(name) == 23 + 26
+    assert sts_name("josé.núñez@example.com") == name
+    long = sts_name(f"{LONG}-one@example.com")
+    assert long.startswith(LONG[:37]) and len(long) == 64
+    assert len(sts_name("a")) == 28 and len(sts_name("")) == 26  # never under STS's 2
+
+
+@pytest.mark.parametrize("count", [1, 3, 5, 8, 40])
+def test_the_approvers_tag_never_cuts_an_address(count):
+    people = [f"approver-{i:02d}-{LONG}@example.com" for i in range(count)]
+    tag = approvers_tag(people)
+    assert len(tag) <= 256 and tag_value(tag) == tag
+    words = tag.split(" ")
+    shown = [w for w in words if not w.startswith("+")]
+    assert shown == people[: len(shown)]  # whole addresses, in order
+    hidden = count - len(shown)
+    assert words[len(shown) :] == ([f"+{hidden}"] if hidden else [])
+    if hidden:  # no room for one more
+        assert len(" ".join([*people[: len(shown) + 1], f"+{hidden - 1}"])) > 256
+
+
+def test_an_address_longer_than_a_tag_is_counted_not_cut():
+    assert approvers_tag(["x" * 300 + "@example.com", "bob@example.com"]) == "+2"
+    assert approvers_tag([]) == ""
 
 
 def test_tag_values_are_sanitised():

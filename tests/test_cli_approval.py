@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import time
 import uuid
 
@@ -11,6 +10,7 @@ import pytest
 
 from tests.conftest import notify_to
 from tests.harness import POLICY, Team
+from tests.test_interrupts import sigint_once_announced
 
 ALICE, BOB, CAROL, DAVE = (
     "alice@example.com",
@@ -134,12 +134,14 @@ def test_timeout_exits_4_and_wait_resumes(team):
 
 
 def test_ctrl_c_cancels_the_pending_request(team):
+    """A real SIGINT, sent once stderr shows the request recorded (no timing involved:
+    tests/test_interrupts.py puts it at every other point)."""
     waiter = team.popen(ALICE, "request", "prod-readonly", "--reason", "INC-11")
-    request_id = _first_pending(team)
-    waiter.send_signal(signal.SIGINT)
-    _, stderr = waiter.communicate(timeout=30)
-    assert waiter.returncode == 130, stderr
-    assert "cancelled" in stderr and "Traceback" not in stderr
+    code, stderr = sigint_once_announced(waiter)
+    [row] = json.loads(team.run(BOB, "list", "--json").stdout)
+    request_id = row["request_id"]
+    assert code == 130, stderr
+    assert f"interrupted: request {request_id} cancelled" in stderr and "Traceback" not in stderr
     assert status(team, ALICE, request_id)["status"] == "cancelled"
     assert team.run(BOB, "approve", request_id).returncode == 2
 

@@ -182,10 +182,41 @@ def test_exec_without_a_command_is_a_usage_error(team):
     assert out.returncode == 2 and "no command to run" in out.stderr
 
 
-def test_quiet_silences_human_messages(team):
-    out = team.run(ALICE, "--quiet", "request", "prod-readonly", "--reason", "INC-6")
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--quiet", "request", "prod-readonly", "--reason", "INC-6"],
+        ["request", "prod-readonly", "--reason", "INC-6", "--quiet"],
+        ["request", "-q", "prod-readonly", "--reason", "INC-6"],
+    ],
+    ids=["before", "after", "short-between"],
+)
+def test_quiet_silences_human_messages_before_or_after_the_command(team, argv):
+    loud = team.run(ALICE, "request", "prod-readonly", "--reason", "INC-6")
+    assert loud.returncode == 0 and "fast-tracked" in loud.stderr  # what --quiet must silence
+    out = team.run(ALICE, *argv)
     assert out.returncode == 0 and out.stderr == "" and out.stdout == ""
     assert os.path.exists(team.credentials_file(ALICE))
+
+
+def test_debug_after_the_command_shows_the_traceback(team):
+    plain = team.run(ALICE, "request", "prod-nosuch", "--reason", "x")
+    debug = team.run(ALICE, "request", "prod-nosuch", "--reason", "x", "--debug")
+    assert plain.returncode == debug.returncode == 2
+    assert "Traceback" not in plain.stderr and "Traceback" in debug.stderr
+
+
+def test_global_options_after_exec_s_double_dash_belong_to_its_command(team):
+    show = "import sys; print(sys.argv[1:])"
+    argv = ["exec", "prod-readonly", "--reason", "x", "--", sys.executable, "-c", show]
+    out = team.run(ALICE, *argv, "--quiet", "--debug")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['--quiet', '--debug']"
+    assert "fast-tracked" in out.stderr  # jitctl itself was not made quiet
+    failing = team.run(
+        ALICE, "exec", "prod-nosuch", "--reason", "x", "--", sys.executable, "--debug"
+    )
+    assert failing.returncode == 2 and "Traceback" not in failing.stderr
 
 
 def test_credential_process_for_an_unknown_role_names_the_closest_one(team):

@@ -18,9 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from jitctl.demo.broker_story import DIRECT_ASSUME
+from jitctl.demo.broker_story import ROLE_ARN as BROKER_ROLE_ARN
 from jitctl.demo.gate import TARGET_TRUST_TEMPLATE, target_trust_policy
 from jitctl.demo.story import Story, shell_quote
-from jitctl.demo.team import TRUST_POLICY_TEMPLATE, trust_policy
+from jitctl.demo.team import POLICY, TRUST_POLICY_TEMPLATE, trust_policy
 from tests.conftest import clean_env
 
 REPO = Path(__file__).resolve().parent.parent
@@ -111,9 +113,10 @@ def assert_the_broker_chapter(story: str, kept: Path) -> None:
         "AWS sees the broker-issued grant: "
         "arn:aws:sts::123456789012:assumed-role/prod-readonly/alice@example.com" in chapter
     )
-    assert "alice$ aws sts assume-role --role-arn arn:aws:iam::123456789012:role/prod-readonly" in (
-        chapter
-    )
+    # The command shown is the one run: boto3's AssumeRole with alice's own keys.
+    shown = re.search(r"^alice\$ (python -c .*?)   # aws sts assume-role, in boto3$", chapter, re.M)
+    assert shown, chapter
+    assert shlex.split(shown.group(1)) == ["python", "-c", DIRECT_ASSUME, BROKER_ROLE_ARN]
     assert (
         "An error occurred (AccessDenied) when calling the AssumeRole operation: User: "
         "arn:aws:iam::123456789012:user/alice@example.com is not authorized to perform: "
@@ -353,3 +356,14 @@ def test_a_step_that_misbehaves_is_named_and_stops_the_story():
         == "step 1 (the shared request table) failed: `alice$ jitctl init` exited 3, expected 0"
     )
     assert lines[-2:] == ["alice$ jitctl init", "jitctl: no"]
+
+
+@pytest.mark.parametrize("text", [POLICY, (REPO / "policies" / "prod.toml").read_text()])
+def test_a_role_says_break_glass_only_when_its_policy_allows_it(text):
+    """The words and the policy agree: a description that promises break-glass changes needs
+    the role's break_glass table (without it `request --break-glass` is refused)."""
+    import tomllib
+
+    for name, role in tomllib.loads(text)["roles"].items():
+        says = "break-glass" in role.get("description", "").lower()
+        assert says == ("break_glass" in role), name

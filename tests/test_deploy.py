@@ -232,6 +232,7 @@ def test_broker_role_holds_exactly_what_the_broker_needs(moto_server, stack):
             "iam:GetRolePolicy",
             "iam:PutRolePolicy",
         },
+        f"arn:aws:iam::{ACCOUNT}:role/*": {"iam:GetRole"},  # who a caller is (identity.py)
         requests_arn: rw | {"dynamodb:UpdateItem", "dynamodb:Scan"},
         requests_arn + "/index/*": rw | {"dynamodb:UpdateItem", "dynamodb:Scan"},
         table + stack["NoncesTableName"]: {"dynamodb:PutItem"},

@@ -73,7 +73,7 @@ def test_pending_request_expires_and_cannot_be_approved(team, monkeypatch):
         clock.advance(seconds * 60)
 
     with pytest.raises(TimedOut) as info:
-        wait_for_decision(env, req.request_id, timeout=None, cancel_on_interrupt=True, sleep=sleep)
+        wait_for_decision(env, req.request_id, timeout=None, sleep=sleep)
     assert info.value.exit_code == ExitCode.TIMEOUT and "expired" in info.value.message
     assert env.store.get(req.request_id).status == models.EXPIRED
     assert [r["event"] for r in team.audit_records(ALICE)][-1] == "expired"

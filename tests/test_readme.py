@@ -1,4 +1,8 @@
-"""The README is true: its quick start runs from a fresh clone, and it is its own reference."""
+"""The README is true: its quick start runs from a fresh clone, its walkthrough and the
+manual's runbook (docs/runbooks.md) run against `jitctl demo --serve`, as written.
+
+tests/test_docs.py checks every page's links, commands and tables; tests/test_reference.py the
+command reference."""
 
 from __future__ import annotations
 
@@ -10,44 +14,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import clean_env
+from tests.test_docs import DOCS, README, blocks, section
 
 ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text(encoding="utf-8")
-
-
-def section(title: str) -> str:
-    """The README's section under the heading ``title``, up to the next heading of its level
-    or above (lines inside fenced code blocks are never headings)."""
-    lines = README.splitlines(keepends=True)
-    out: list[str] = []
-    level = 0
-    fence = False
-    for line in lines:
-        heading = re.match(r"(#+) (.*)\n?$", line) if not fence else None
-        if line.startswith("```"):
-            fence = not fence
-        if heading and level and len(heading.group(1)) <= level:
-            break
-        if level:
-            out.append(line)
-        elif heading and heading.group(2) == title:
-            level = len(heading.group(1))
-    assert level, f"no section {title!r} in README.md"
-    return "".join(out)
 
 
 def fenced(text: str, lang: str) -> list[str]:
-    return re.findall(rf"^```{lang}\n(.*?)^```$", text, re.MULTILINE | re.DOTALL)
-
-
-def test_the_readme_refers_to_nothing_outside_the_repository():
-    assert "CONTRACT.md" not in README and "../shared" not in README
-    assert "contract that runbooks rely on" not in README
-    interface = README[README.index("**The outside interface**") :].split("\n\n")[0]
-    for name in re.findall(r'"([^"]+)"', interface):
-        section(name)  # every section it names is there
-    for target in re.findall(r"\]\((?!https?://|#)([^)]+)\)", README):
-        assert (ROOT / target).exists(), f"README links to {target}, not in the repository"
+    return blocks(text, lang)
 
 
 def tracked_copy(dest: Path) -> Path:
@@ -66,9 +39,10 @@ def tracked_copy(dest: Path) -> Path:
 
 
 def test_the_quick_start_is_the_script():
-    commands = fenced(section("Quick start"), "sh")[0]
+    commands = fenced(section(README, "Quick start"), "sh")[0]
     assert "./try-jitctl" in commands
-    assert "pip install 'jitctl[demo]'" not in README and 'pip install "jitctl[demo]"' not in README
+    text = README.read_text(encoding="utf-8")
+    assert "pip install 'jitctl[demo]'" not in text and 'pip install "jitctl[demo]"' not in text
 
 
 @pytest.mark.slow
@@ -99,7 +73,7 @@ def test_try_jitctl_works_from_a_fresh_clone(tmp_path):
 
 
 def runbook() -> str:
-    (script,) = fenced(section("A runbook"), "sh")
+    (script,) = fenced(section(DOCS / "runbooks.md", "A runbook"), "sh")
     return script
 
 
@@ -180,8 +154,8 @@ def request_status(alice: dict[str, str], request_id: str) -> dict:
 
 
 @pytest.mark.slow
-def test_the_readme_runbook_rehearses_against_demo_serve(tmp_path):
-    """The README's runbook, as written there, against `jitctl demo --serve` with the AWS CLI
+def test_the_runbook_rehearses_against_demo_serve(tmp_path):
+    """The runbook in docs/runbooks.md, as written there, against `jitctl demo --serve` with the AWS CLI
     v1 from PyPI: alice runs it; bob and carol approve from their environment files. Then,
     with the replica gone, the failover step fails and so does the runbook."""
     import signal
@@ -234,3 +208,94 @@ def test_the_readme_runbook_rehearses_against_demo_serve(tmp_path):
             except subprocess.TimeoutExpired:
                 serve.kill()
                 serve.wait()
+
+
+# The README's walkthrough names a world directory and stands for the request id with an
+# example; the test keeps its world under tmp_path and puts the real id in.
+WORLD, EXAMPLE_ID = "/tmp/jitctl-demo", "r-k3m9x2p7"
+ACTIVATE = "source .venv/bin/activate\n"
+
+
+def walkthrough() -> tuple[str, list[str]]:
+    """The README's walkthrough: the command that keeps the world up, then each terminal's."""
+    world, *steps = fenced(section(README, "Walk through it: a requester and an approver"), "sh")
+    return world.strip(), steps
+
+
+def as_typed(block: str, world: Path, bindir: Path, request_id: str = EXAMPLE_ID) -> str:
+    """``block`` as bash runs it here, stopping at the first failing command: the test's
+    world directory, the installed jitctl's bin directory on PATH (what activating the
+    checkout's .venv does) and the real request id; every other line as written."""
+    if block.startswith(ACTIVATE):
+        block = f'export PATH="{bindir}:$PATH"\n' + block[len(ACTIVATE) :]
+    return "set -euo pipefail\n" + block.replace(WORLD, str(world)).replace(EXAMPLE_ID, request_id)
+
+
+def bash(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.slow
+def test_the_readme_walkthrough_runs_against_demo_serve(tmp_path):
+    """dave requests, bob approves from his own shell, dave execs, revokes and reads the
+    audit: each block of the README as written, against `jitctl demo --serve --keep`."""
+    import signal
+
+    from tests.test_demo import EXE, Lines, newcomer_env
+
+    world_cmd, (dave, bob, dave_again) = walkthrough()
+    assert world_cmd == f"./try-jitctl --serve --keep {WORLD}"  # try-jitctl runs `jitctl demo`
+    world, bindir = tmp_path / "jitctl-demo", Path(EXE).parent
+    env = newcomer_env(tmp_path)
+    serve = subprocess.Popen(
+        [EXE, "demo", "--serve", "--keep", str(world)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    waiting = None
+    try:
+        Lines(serve.stdout).until("# ready")
+        waiting = subprocess.Popen(
+            ["bash", "-c", as_typed(dave, world, bindir)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        said = Lines(waiting.stderr).until("  request r-", timeout=120)
+        request_id = re.search(r"request (r-\w+) is pending", said[-1]).group(1)
+        approved = bash(as_typed(bob, world, bindir, request_id), env)
+        assert approved.returncode == 0, approved.stdout + approved.stderr
+        assert request_id in approved.stdout  # bob's `list --pending` shows it
+        assert f"approved {request_id}" in approved.stderr
+        assert waiting.wait(timeout=120) == 0, waiting.stderr.read()
+        # The same terminal as dave's first block: its environment (the `source` lines) holds.
+        shell = "".join(ln for ln in dave.splitlines(keepends=True) if ln.startswith("source "))
+        done = bash(as_typed(shell + dave_again, world, bindir, request_id), env)
+        out = done.stdout + done.stderr
+        assert done.returncode == 0, out
+        assert "arn:aws:sts::123456789012:assumed-role/prod-readonly/dave@example.com" in out
+        assert f"reusing grant {request_id}" in out and f"revoked {request_id}" in out
+        assert "reused" in done.stdout and "revoked" in done.stdout  # the audit log's rows
+        assert "hash chain intact" in out
+    finally:
+        if waiting is not None and waiting.poll() is None:
+            waiting.kill()
+            waiting.wait()
+        serve.send_signal(signal.SIGINT)
+        try:
+            serve.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+            serve.wait()

@@ -55,11 +55,14 @@ def verify_central(
     *,
     sink: str = "",
     verifier: Verifier | None = None,
+    origin: str | None = None,
 ) -> CentralResult:
     """Check a central copy: per chain, seqs contiguous from 1, every hash right, every prev
     the previous seq's hash, each record stored under its own chain/seq and (with a
     ``verifier``) signed by the audit key; then every record of ``local`` (this machine's log)
-    that has a position must be there, identical.
+    that has a position must be there, identical; and the central copy may hold nothing of
+    this log's chains (those in ``local``, and those whose first record names ``origin``)
+    beyond the local log's end: the local log's newest records removed, or the log emptied.
 
     Other people's chains cannot be checked for a removed newest record: only their own
     ``audit verify --remote`` can, against their local logs.
@@ -77,6 +80,7 @@ def verify_central(
         for chain in sorted(held):
             found.update(_check_chain(chain, held[chain], undelivered, verifier))
         _check_local(local, found, undelivered)
+        _check_tail(local, found, origin)
     except _Failure as bad:  # the counts say how far the check got
         return CentralResult(False, len(held), _count(held), bad.chain, bad.seq, bad.problem)
     return CentralResult(True, len(held), _count(held))
@@ -173,6 +177,46 @@ def _check_local(
             raise _Failure(chain, seq, "differs from the local log: the central record was edited")
 
 
+def _check_tail(
+    local: list[dict[str, Any]], found: dict[tuple[str, int], dict[str, Any]], origin: str | None
+) -> None:
+    """The central copy anchors the local log's tail: of this log's chains, it holds no record
+    after the local log's last one (the local log is written first, so it is never behind)."""
+    ends = local_ends(local)
+    for (chain, seq), record in found.items():
+        if origin and seq == 1 and record.get("origin") == origin:
+            ends.setdefault(chain, 0)  # this log's chain, even if it holds none of it now
+    held: dict[str, int] = {}
+    for chain, seq in found:
+        held[chain] = max(held.get(chain, 0), seq)
+    for chain in sorted(ends):
+        end, last = ends[chain], held.get(chain, 0)
+        if last > end:
+            raise _Failure(chain, end + 1, _rolled_back(chain, end, last))
+
+
+def local_ends(local: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """Each chain of the local log, and its last seq there."""
+    ends: dict[str, int] = {}
+    for record in local:
+        chain, seq = record.get("chain"), record.get("seq")
+        if isinstance(chain, str) and is_seq(seq):
+            ends[chain] = max(ends.get(chain, 0), seq)
+    return ends
+
+
+def _rolled_back(chain: str, end: int, last: int) -> str:
+    if end == 0:
+        return (
+            f"the central copy holds {last} records of chain {chain}, written by this local "
+            "log, and the local log holds none of them: it was emptied or replaced"
+        )
+    return (
+        f"the central copy holds chain {chain} up to seq {last}, the local log only up to seq "
+        f"{end}: the local log's newest records were removed"
+    )
+
+
 def _missing(chain: str, seq: int, undelivered: set[Any], *, local: bool = False) -> str:
     what = "in the local log but missing from the central copy" if local else "missing"
     if (chain, seq) in undelivered:
@@ -188,7 +232,7 @@ def verify_report(env: Environment, *, remote: bool) -> dict[str, Any]:
     Raises ConfigError when ``remote`` is asked for and no central sink is configured. A
     server (the broker) can return this document as it is.
     """
-    from jitctl.audit.log import read_records
+    from jitctl.audit.log import log_origin, read_records
     from jitctl.audit.log import verify as verify_log
     from jitctl.errors import AuditTampered, ConfigError
 
@@ -201,6 +245,9 @@ def verify_report(env: Environment, *, remote: bool) -> dict[str, Any]:
         "first_bad_line": result.first_bad_line,
         "problem": result.problem,
         "failure": None if result.ok else f"{path}:{result.first_bad_line}: {result.problem}",
+        "anchored": False,  # whether a copy the writer cannot quietly roll back vouches for
+        "anchor": None,  # the tail: {sink, chain, seq, hash} of the head it holds
+        "anchor_note": _unanchored(env, remote),
     }
     if not remote or not result.ok:
         return doc
@@ -212,11 +259,14 @@ def verify_report(env: Environment, *, remote: bool) -> dict[str, Any]:
         )
     local = read_records(path)
     verifier = _verifier(env)
+    origin = log_origin(path)
     doc["signed"] = verifier is not None
     doc["remote"] = []
     for sink in sinks:
         try:
-            central = verify_central(sink.entries(), local, sink=sink.name, verifier=verifier)
+            central = verify_central(
+                sink.entries(), local, sink=sink.name, verifier=verifier, origin=origin
+            )
         except AuditTampered as exc:  # e.g. a stray object in the bucket: still a verdict
             central = CentralResult(False, 0, 0, problem=exc.message)
         doc["remote"].append({"sink": sink.name, **asdict(central)})
@@ -224,7 +274,31 @@ def verify_report(env: Environment, *, remote: bool) -> dict[str, Any]:
             where = f" chain {central.chain} seq {central.seq}" if central.chain else ""
             doc["failure"] = f"{sink.name}:{where}: {central.problem}"
     doc["ok"] = doc["failure"] is None
+    if doc["ok"]:
+        doc.update(anchored=True, anchor=_anchor(sinks[0].name, local), anchor_note=None)
     return doc
+
+
+def _unanchored(env: Environment, remote: bool) -> str:
+    """What a check of the local log alone cannot prove: the hash chain shows edits and gaps,
+    but the writer can drop the newest records (or empty the log) and the rest still verifies."""
+    text = (
+        "the newest records are not anchored: removing them, or emptying the log, leaves a "
+        "chain that still verifies"
+    )
+    if not env.config.audit.central:
+        return f"{text}; a central copy ([audit] table or bucket) would anchor them"
+    if remote:  # asked for, but the local log failed first
+        return text
+    return f"{text}; `jitctl audit verify --remote` checks them against the central copy"
+
+
+def _anchor(sink: str, local: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The local log's head, as the central copy holds it (None for an empty log)."""
+    head = next((r for r in reversed(local) if is_seq(r.get("seq"))), None)
+    if head is None:
+        return None
+    return {"sink": sink, "chain": head["chain"], "seq": head["seq"], "hash": head["hash"]}
 
 
 def _verifier(env: Environment) -> Verifier | None:

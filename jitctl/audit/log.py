@@ -11,6 +11,8 @@ signature. Appends take an exclusive lock so concurrent processes extend one cha
 Records also carry ``chain`` (a random id of this local log, fixed by its first record and
 read back from the last record on each append) and ``seq`` (1-based position in that chain),
 so a central copy (jitctl.audit.sink) can be checked record by record: ``verify_central``.
+The first record of a chain also carries ``origin`` (``log_origin``: this host and path), so
+the central copy can tell which chains are this log's even after the log was emptied.
 Logs written before these fields existed still verify; their next record starts a chain.
 """
 
@@ -28,8 +30,16 @@ from typing import Any
 
 from jitctl.audit.tail import Tail, move_aside, read_tail, torn_path
 from jitctl.errors import AuditError, AuditTampered
-from jitctl.filelock import OPEN_FLAGS, ensure_dir, exclusive_lock, fsync_dir, write_all
+from jitctl.filelock import (
+    OPEN_FLAGS,
+    ensure_dir,
+    exclusive_lock,
+    fsync_dir,
+    require_regular,
+    write_all,
+)
 from jitctl.jsonstrict import no_duplicate_keys
+from jitctl.sanitize import clean
 from jitctl.timeutil import Clock, rfc3339
 
 EVENTS = (
@@ -50,7 +60,7 @@ EVENTS = (
     "audit_torn_tail",  # an unfinished last line was moved aside (see AuditLog.append)
 )
 REQUIRED_FIELDS = ("ts", "event", "request_id", "actor", "person", "role", "prev", "hash")
-_RESERVED = frozenset({"ts", "event", "prev", "hash", "chain", "seq"})
+_RESERVED = frozenset({"ts", "event", "prev", "hash", "chain", "seq", "origin"})
 _SECRET_WORDS = ("secret", "password", "passwd", "token")  # session_token, token, ...
 _EVENT_NAME = re.compile(r"[a-z][a-z0-9_]*")
 _HASH = re.compile(r"[0-9a-f]{64}")
@@ -118,6 +128,7 @@ class AuditLog:
         for name in fields:
             if name in _RESERVED:
                 raise ValueError(f"audit field {name!r} is set by the log itself")
+        fields = {name: cleaned(value) for name, value in fields.items()}
         _refuse_secrets(fields)
         record: dict[str, Any] = {
             "ts": "",
@@ -150,6 +161,7 @@ class AuditLog:
     def _append_once(self, record: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         """(the record as written, {}), or (None, what was moved) when a torn tail had to be
         moved aside first: the caller records that, then tries again."""
+        require_regular(self.path, "the audit log")  # exit 2, not an audit failure
         try:
             ensure_dir(self.path.parent)
             with exclusive_lock(self.path, timeout=_LOCK_TIMEOUT):
@@ -175,6 +187,8 @@ class AuditLog:
             record["ts"] = rfc3339(self.clock.now())
             record["chain"] = chain
             record["seq"] = seq
+            if seq == 1:  # which log this chain is, for `audit verify --remote` (log_origin)
+                record["origin"] = log_origin(self.path)
             record["prev"] = None if last is None else last["hash"]
             record["hash"] = record_hash(record)
             line = record_text(record) + "\n"
@@ -212,6 +226,18 @@ def _next_position(last: dict[str, Any] | None) -> tuple[str, int]:
         if isinstance(chain, str) and CHAIN_ID.fullmatch(chain) and is_seq(seq):
             return chain, seq + 1
     return secrets.token_hex(8), 1
+
+
+def log_origin(path: Path) -> str:
+    """Which local log a chain belongs to: this host and the log's absolute path (and, on
+    Lambda, the instance's log stream: each instance has its own /tmp), hashed. The first
+    record of each chain carries it, so `audit verify --remote` can tell that a chain in the
+    central copy is this log's even when the local log no longer holds any of it (emptied)."""
+    import socket
+
+    stream = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", "")
+    where = [socket.gethostname(), str(path.resolve()), stream]
+    return hashlib.sha256("\0".join(where).encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 def is_seq(value: Any) -> bool:
@@ -323,9 +349,24 @@ def _refuse_secrets(value: Any, where: str = "") -> None:
             _refuse_secrets(inner, where)
 
 
+def cleaned(value: Any) -> Any:
+    """``value`` with every string in it passed through the one rule for other people's text
+    (``sanitize.clean``, which also cleans reasons): whatever a caller sent (a delivery error,
+    a reason, an incident id quoted in a refusal) is recorded without escape sequences or
+    bidi controls, so `audit log --json` never carries them to a terminal or a spreadsheet."""
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, dict):
+        return {key: cleaned(inner) for key, inner in value.items()}
+    if isinstance(value, list | tuple):
+        return [cleaned(inner) for inner in value]
+    return value
+
+
 def _lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
     """(1-based number, bytes without the newline, whether it had one) for each line; a
     final newline ends the last line rather than starting an empty one."""
+    require_regular(path, "the audit log")  # a FIFO would block the reader for ever
     try:
         handle = open(path, "rb")
     except FileNotFoundError:

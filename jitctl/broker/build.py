@@ -36,11 +36,15 @@ def build_broker(env: Environment) -> Broker:
 
 
 def open_nonces(env: Environment) -> NonceStore:
-    """DynamoDB when [broker] nonce_table is set (Lambda, several instances), else SQLite."""
+    """DynamoDB when [broker] nonce_table is set (Lambda, several instances), else SQLite.
+
+    The store judges a nonce expired by ``env.clock``, the trusted clock that also gives
+    proofs their ``now`` (and so their nonces' expiry): on a host whose own clock ran an hour
+    fast, a store on the local clock would forget every nonce at once and take a replay."""
     from jitctl.broker.nonces import DynamoNonces, SqliteNonces
     from jitctl.config.settings import default_data_dir
 
     table = env.config.broker.nonce_table
     if table:
-        return DynamoNonces(table, lambda service: env.aws.client(service))
-    return SqliteNonces(default_data_dir() / "broker-nonces.db")
+        return DynamoNonces(table, lambda service: env.aws.client(service), clock=env.clock.now)
+    return SqliteNonces(default_data_dir() / "broker-nonces.db", clock=env.clock.now)

@@ -16,8 +16,9 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
+from jitctl import interrupts
 from jitctl.broker import wire
-from jitctl.errors import Interrupted, TimedOut, Unavailable, UsageError
+from jitctl.errors import TimedOut, Unavailable, UsageError
 from jitctl.models import AccessRequest, Caller
 from jitctl.service import Issued, Outcome, PollCallback, Revoked
 from jitctl.timeutil import format_duration
@@ -57,7 +58,12 @@ class BrokerService:
             body["incident"] = incident
         if duration is not None:
             body["duration_seconds"] = int(duration.total_seconds())
-        return wire.outcome_in(self._call("POST", "/requests", body))
+        # The broker records the request whether or not this process waits for its answer:
+        # a Ctrl-C acts once the answer (the request's id) is in (jitctl.interrupts).
+        with interrupts.held():
+            outcome = wire.outcome_in(self._call("POST", "/requests", body))
+            self.env.run.recorded(outcome.request)
+        return outcome
 
     def get(self, request_id: str) -> AccessRequest:
         return wire.request_in(self._call("GET", _rid(request_id))["request"])
@@ -96,37 +102,35 @@ class BrokerService:
         doc = self._call("POST", _rid(request_id, "deny"), {"reason": reason})
         return wire.request_in(doc["request"]), [str(w) for w in doc.get("warnings") or []]
 
-    def cancel(self, request_id: str) -> AccessRequest:
-        return wire.request_in(self._call("POST", _rid(request_id, "cancel"), {})["request"])
+    def cancel(self, request_id: str, *, interrupted: bool = False) -> AccessRequest:
+        body = {"interrupted": True} if interrupted else {}
+        return wire.request_in(self._call("POST", _rid(request_id, "cancel"), body)["request"])
 
     def wait(
         self,
         request_id: str,
         *,
         timeout: timedelta | None,
-        cancel_on_interrupt: bool,
         on_poll: PollCallback | None = None,
     ) -> AccessRequest:
-        """Long-polls the broker (it holds each call up to 20 s) until a decision."""
+        """Long-polls the broker (it holds each call up to 20 s) until a decision; a Ctrl-C
+        ends the run through ``jitctl.interrupts``."""
         start = time.monotonic()
-        try:
-            while True:
-                elapsed = time.monotonic() - start
-                left = None if timeout is None else timeout.total_seconds() - elapsed
-                if left is not None and left <= 0:
-                    raise TimedOut(
-                        f"no decision on {request_id} after {format_duration(timeout)}; it stays "
-                        "pending until it expires",
-                        f"resume with `jitctl wait {request_id}`",
-                    )
-                seconds = 20.0 if left is None else min(20.0, left)
-                doc = self._call("GET", _rid(request_id, "wait") + f"?seconds={seconds:.1f}")
-                if doc.get("decided"):
-                    return wire.request_in(doc["request"])
-                if on_poll is not None:
-                    on_poll(wire.request_in(doc["request"]), time.monotonic() - start)
-        except KeyboardInterrupt:
-            raise self._interrupted(request_id, cancel_on_interrupt) from None
+        while True:
+            elapsed = time.monotonic() - start
+            left = None if timeout is None else timeout.total_seconds() - elapsed
+            if left is not None and left <= 0:
+                raise TimedOut(
+                    f"no decision on {request_id} after {format_duration(timeout)}; it stays "
+                    "pending until it expires",
+                    f"resume with `jitctl wait {request_id}`",
+                )
+            seconds = 20.0 if left is None else min(20.0, left)
+            doc = self._call("GET", _rid(request_id, "wait") + f"?seconds={seconds:.1f}")
+            if doc.get("decided"):
+                return wire.request_in(doc["request"])
+            if on_poll is not None:
+                on_poll(wire.request_in(doc["request"]), time.monotonic() - start)
 
     def issue(self, request_id: str) -> Issued:
         return wire.issued_in(self._call("POST", _rid(request_id, "issue"), {})["issued"])
@@ -221,6 +225,7 @@ class BrokerService:
         return creds.get_frozen_credentials()
 
     def _send(self, method: str, path: str, data: bytes, headers: dict[str, str]) -> dict[str, Any]:
+        import http.client
         import urllib.error
         import urllib.request
 
@@ -233,24 +238,19 @@ class BrokerService:
         except urllib.error.HTTPError as exc:
             doc = _json_or_none(exc.read(MAX_RESPONSE + 1))
             raise wire.error_in(exc.code, doc) from None
+        except http.client.HTTPException:
+            # Not HTTP at all (a bad status line, a broken header): the bytes it sent are not
+            # shown, they are whatever is listening there, not the broker's message.
+            raise Unavailable(
+                f"the service at {self.settings.url} did not answer with HTTP: it is not the broker",
+                "check [broker] url (host and port); nothing was requested",
+            ) from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
             raise Unavailable(
                 f"cannot reach the broker at {self.settings.url}: {reason}",
                 "check [broker] url and your network; nothing was requested",
             ) from None
-
-    def _interrupted(self, request_id: str, cancel: bool) -> Interrupted:
-        if not cancel:
-            return Interrupted(
-                f"interrupted: stopped waiting; {request_id} is still pending",
-                f"resume with `jitctl wait {request_id}`",
-            )
-        try:
-            self.cancel(request_id)
-        except Exception:  # decided or expired meanwhile, or the broker is gone
-            return Interrupted(f"interrupted: request {request_id} may still be pending")
-        return Interrupted(f"interrupted: request {request_id} cancelled")
 
 
 def _rid(request_id: str, action: str = "") -> str:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from jitctl.broker.nonces import NonceStore
     from jitctl.broker.proof import ProofSettings
     from jitctl.context import Environment
+    from jitctl.iam_roles import RoleFacts
     from jitctl.service import LocalService
 
 MAX_BODY = 64 * 1024  # a request's JSON is small; anything larger is refused unread
@@ -91,6 +92,7 @@ class Broker:
         self.on_error = on_error or (lambda text: sys.stderr.write(text + "\n"))
         self._warm = threading.Lock()
         self._ready = False
+        self.roles = _broker_role_facts(env)
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         try:
@@ -137,7 +139,13 @@ class Broker:
             lambda_access_key=request.lambda_access_key,
         )
         self._check_account(verified.account)
-        caller = resolve_caller(verified.arn, verified.account, self.env.policy.identity)
+        caller = resolve_caller(
+            verified.arn,
+            verified.account,
+            self.env.policy.identity,
+            user_id=verified.user_id,
+            roles=self.roles.lookup,
+        )
         return LocalService(self.env.for_caller(caller))
 
     def housekeeping(self) -> dict[str, Any]:
@@ -169,6 +177,20 @@ class Broker:
             if not self._ready:
                 _ = (self.env.config, self.env.policy, self.env.store, self.env.audit)
                 self._ready = True
+
+
+def _broker_role_facts(env: Environment) -> RoleFacts:
+    """IAM's records of callers' roles, asked with the broker's own credentials (iam:GetRole,
+    deploy/broker.yaml), kept for the life of the process."""
+    from jitctl.iam_roles import RoleFacts
+
+    return RoleFacts(
+        lambda: env.aws.client("iam"),
+        lambda: env.identity()[1],
+        asker="the broker's AWS credentials",
+        fix="ask the broker's operators to grant its role iam:GetRole on the account's roles "
+        "(deploy/broker.yaml does), or to map the ARN in the policy's [identities]",
+    )
 
 
 # ------------------------------------------------------------------ the endpoints
@@ -253,7 +275,11 @@ def _deny(service: LocalService, request: HttpRequest, params: dict[str, str]) -
 
 
 def _cancel(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
-    return {"request": wire.request_out(service.cancel(params["id"]))}
+    """``{"interrupted": true}``: the client's run was stopped by a Ctrl-C (the audit says so)."""
+    interrupted = request.json().get("interrupted", False)
+    if type(interrupted) is not bool:
+        raise errors.UsageError("interrupted must be true or false")
+    return {"request": wire.request_out(service.cancel(params["id"], interrupted=interrupted))}
 
 
 def _wait(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
@@ -263,9 +289,7 @@ def _wait(service: LocalService, request: HttpRequest, params: dict[str, str]) -
     except ValueError:
         raise errors.UsageError("seconds must be a number") from None
     try:
-        req = service.wait(
-            params["id"], timeout=timedelta(seconds=seconds), cancel_on_interrupt=False
-        )
+        req = service.wait(params["id"], timeout=timedelta(seconds=seconds))
         return {"request": wire.request_out(req), "decided": True}
     except errors.TimedOut:
         current = service.get(params["id"])

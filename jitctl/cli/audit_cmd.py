@@ -177,8 +177,11 @@ def verify(
         for central in doc.get("remote", []):
             out.print(
                 f"[green]✓[/] {safe(central['sink'])}: {central['records']} records in "
-                f"{central['chains']} chains intact{signed}, this log's records all present"
+                f"{central['chains']} chains intact{signed}, this log's records all present "
+                "and none after its last"
             )
+        if doc.get("anchor_note"):  # a broker older than this client sends none
+            out.print(f"[yellow]![/] {safe(doc['anchor_note'])}")
 
 
 def register(app: typer.Typer) -> None:

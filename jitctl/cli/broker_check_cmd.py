@@ -36,16 +36,20 @@ def check(
     broker = check_broker_arn(broker_role)  # bad input first, before AWS is touched
     findings = check_gate(env.policy, env.aws.client("iam"), broker)
     open_roles = [f.role for f in findings if not f.gated]
+    warnings = _chaining_warnings(env, broker)
     if json_out:
         emit_json(
             {
                 "broker_role": broker,
                 "gated": not open_roles,
                 "roles": [f.as_dict() for f in findings],
+                "warnings": warnings,
             }
         )
     else:
         out = stderr_console()
+        for line in warnings:
+            out.print(f"[yellow]warning:[/] {safe(line)}")
         for f in findings:
             where = f"{safe(f.role)} ({safe(f.arn)})"
             if f.gated:
@@ -58,3 +62,11 @@ def check(
             + ", ".join(open_roles),
             "make each role trust the broker's role alone: deploy/target-role-trust-policy.json",
         )
+
+
+def _chaining_warnings(env, broker: str) -> list[str]:
+    """The broker runs as a role, so what it assumes is role chaining: 1h at most."""
+    from jitctl.chaining import warning
+
+    line = warning([env.policy.role(n) for n in env.policy.roles], f"the broker's role ({broker})")
+    return [line] if line else []

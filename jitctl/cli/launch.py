@@ -52,9 +52,10 @@ def stored_help(argv: list[str]) -> str | None:
 def main() -> None:
     text = stored_help(sys.argv[1:])
     if text is None:
-        from jitctl.cli.process import exit_now, tune_collector
+        from jitctl.cli.process import exit_now, guard_output, tune_collector
 
         tune_collector()
+        guard_output()
         from jitctl.cli.main import run
 
         exit_now(run())

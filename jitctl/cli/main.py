@@ -9,17 +9,36 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from jitctl import __version__
-from jitctl.errors import ExitCode, JitctlError
+from jitctl.errors import DISK_FULL, ExitCode, JitctlError
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
 
+
+class _Commands(TyperGroup):
+    """The root group. A Ctrl-C inside a command ends the run through the core's one path
+    (jitctl.interrupts: the pending request this run recorded is cancelled); left alone,
+    typer would turn it into a silent exit 130."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            from jitctl.interrupts import interrupted
+
+            raise interrupted(ctx.obj) from None
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="jitctl",
     help="Just-in-time AWS access: on call, get credentials at once; otherwise ask a peer.",
     no_args_is_help=True,
@@ -29,6 +48,10 @@ app = typer.Typer(
     # help uses the terminal's width (click's default stops at 80 columns)
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
 )
+
+
+QUIET_HELP = "No prompts, spinners, colour or progress messages."
+DEBUG_HELP = "Show tracebacks for errors."
 
 
 def _version(value: bool) -> None:
@@ -42,16 +65,54 @@ def root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
-    quiet: bool = typer.Option(
-        False, "--quiet", "-q", help="No prompts, spinners, colour or progress messages."
-    ),
+    debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Just-in-time AWS access: on call, get credentials at once; otherwise ask a peer."""
     if quiet:
-        from jitctl.cli.session import current_env
+        _be_quiet()
 
-        current_env().quiet = True
+
+def _be_quiet() -> None:
+    from jitctl.cli.session import current_env
+
+    current_env().quiet = True
+
+
+def _with_global_options(group: typer.core.TyperGroup) -> typer.core.TyperGroup:
+    """--quiet and --debug after the command too (`jitctl request R --quiet`), not only
+    before it: click reads a group's options only before the command name, so every command
+    gets its own copy, unless it already has an option of that name."""
+    for command in _walk(group):
+        taken = {opt for param in command.params for opt in getattr(param, "opts", ())}
+        if not taken & {"--quiet", "-q"}:
+            command.params.append(_flag(["--quiet", "-q"], QUIET_HELP, _quiet_flag))
+        if "--debug" not in taken:  # run() reads it from argv; here so the parser accepts it
+            command.params.append(_flag(["--debug"], DEBUG_HELP))
+    return group
+
+
+def _flag(decls: list[str], text: str, callback: Callable[..., None] | None = None) -> Any:
+    from typer.core import TyperOption
+
+    return TyperOption(
+        param_decls=decls, is_flag=True, expose_value=False, callback=callback, help=text
+    )
+
+
+def _quiet_flag(ctx: object, param: object, value: bool) -> None:
+    if value:
+        _be_quiet()
+
+
+def _walk(group: typer.core.TyperGroup) -> list[Any]:
+    """Every command and group below ``group``."""
+    found: list[Any] = []
+    for command in group.commands.values():
+        found.append(command)
+        if hasattr(command, "commands"):
+            found += _walk(command)
+    return found
 
 
 # Every command, in the order `jitctl --help` lists them, and the module in jitctl/cli/ whose
@@ -128,7 +189,8 @@ def _whole_summaries(group: typer.Typer) -> None:
 
 
 def _debug_requested(argv: list[str]) -> bool:
-    return "--debug" in argv or os.environ.get("JITCTL_DEBUG", "") not in ("", "0")
+    ours = argv[: argv.index("--")] if "--" in argv else argv  # after --: exec's command's
+    return "--debug" in ours or os.environ.get("JITCTL_DEBUG", "") not in ("", "0")
 
 
 def _fail(message: str, code: int) -> int:
@@ -159,7 +221,8 @@ def run(argv: list[str] | None = None, env: Environment | None = None) -> int:
         from jitctl.sanitize import check_argv
 
         check_argv(argv)  # undecodable bytes reach no command (nor sqlite, nor a log line)
-        result = app(args=argv, prog_name="jitctl", standalone_mode=False, obj=env)
+        command = _with_global_options(typer.main.get_command(app))
+        result = command(args=argv, prog_name="jitctl", standalone_mode=False, obj=env)
         return int(result or 0) if isinstance(result, int) else 0
     except JitctlError as exc:
         if debug:
@@ -180,15 +243,23 @@ def run(argv: list[str] | None = None, env: Environment | None = None) -> int:
         return _fail("interrupted", int(ExitCode.INTERRUPTED))
     except BrokenPipeError:
         return 0
+    except OSError as exc:
+        if exc.errno in DISK_FULL:  # wherever it was writing: the machine's problem, not a bug
+            return _fail(f"the disk is full: {exc}", int(ExitCode.UNAVAILABLE))
+        return _unexpected(exc, debug)
     except Exception as exc:  # a bug: short message, traceback only with --debug
-        if debug:
-            traceback.print_exc()
-        return _fail(
-            f"unexpected error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
-            int(ExitCode.ERROR),
-        )
+        return _unexpected(exc, debug)
     finally:
         env.close()  # the command's PagerDuty client
+
+
+def _unexpected(exc: Exception, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    return _fail(
+        f"unexpected error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+        int(ExitCode.ERROR),
+    )
 
 
 def main() -> None:

@@ -35,8 +35,9 @@ def validate_cmd(
 
         paths = [load_config().require_policy_path()]
     result = validate(paths)
+    warnings = _chaining_warnings(result.over_1h)
     if json_out:
-        emit_json(result.to_json())
+        emit_json(result.to_json() | {"warnings": warnings})
     else:
         for finding in result.errors:
             stdout().write(clean(str(finding)) + "\n")
@@ -44,10 +45,33 @@ def validate_cmd(
         err = stderr_console()
         for skipped in result.skipped:
             err.print(f"{safe(skipped)}: not a policy file nor referenced by one; skipped")
+        for line in warnings:
+            err.print(f"[yellow]warning:[/] {safe(line)}")
         mark = "[green]✓[/]" if result.ok else "[red]✗[/]"
         err.print(f"{mark} {safe(result.summary())}")
     if not result.ok:
         raise typer.Exit(int(ExitCode.USAGE))
+
+
+def _chaining_warnings(over_1h: tuple[str, ...]) -> list[str]:
+    """Roles over 1h, when the config names a broker: a broker runs on role credentials
+    (Lambda, ECS, EC2), so it can issue 1h at most (role chaining). Without a broker, who
+    assumes the roles is whoever requests (an IAM user or an SSO login): `doctor` tells."""
+    from jitctl.config.settings import load_config
+    from jitctl.errors import JitctlError
+
+    if not over_1h:
+        return []
+    try:
+        broker = load_config().broker
+    except JitctlError:  # validating files without a (valid) config: nothing to say
+        return []
+    if not (broker.role_arn or broker.url):
+        return []
+    return [
+        f"max_duration over 1h: {', '.join(over_1h)}; the broker runs on role credentials, so "
+        "AWS caps what it issues at 1h (role chaining) and these grants are cut to 1h"
+    ]
 
 
 @policy_app.command("explain")

@@ -11,7 +11,7 @@ import gc
 import os
 import sys
 import threading
-from typing import NoReturn
+from typing import Any, NoReturn, TextIO
 
 # The collector's defaults (a pass every 700 new objects) suit long-lived programs; importing
 # boto3 and its peers makes a few hundred thousand objects that all live to the end, and the
@@ -27,6 +27,52 @@ def tune_collector() -> None:
     """Collect garbage less often, for the whole process (see above)."""
     _young, middle, old = gc.get_threshold()
     gc.set_threshold(_YOUNG_THRESHOLD, middle, old)
+
+
+class ReaderGone:
+    """stdout or stderr for a reader that may go away (`jitctl request ... 2>&1 | head -1`).
+
+    Once a write or flush finds the pipe closed, the stream's file descriptor is pointed at
+    /dev/null and the command carries on as if the text had been read: output nobody can read
+    never changes what the command does or its exit code (the contract: credentials delivered
+    are exit 0). Without this, rich ends the process with exit 1 at its first broken pipe."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.lost = False  # whether a reader went away
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._to_devnull()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._to_devnull()
+
+    def _to_devnull(self) -> None:
+        self.lost = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())
+        finally:
+            os.close(devnull)
+        self._stream.flush()  # what was still buffered goes to /dev/null now
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ...: the stream's own
+        return getattr(self._stream, name)
+
+
+def guard_output() -> None:
+    """stdout and stderr, for the whole process, as ReaderGone streams."""
+    if sys.stdout is not None and not isinstance(sys.stdout, ReaderGone):
+        sys.stdout = ReaderGone(sys.stdout)  # type: ignore[assignment]
+    if sys.stderr is not None and not isinstance(sys.stderr, ReaderGone):
+        sys.stderr = ReaderGone(sys.stderr)  # type: ignore[assignment]
 
 
 def _flushed() -> bool:

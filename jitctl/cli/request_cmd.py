@@ -63,12 +63,13 @@ def check_destination(env, profile: str | None, fmt: str, role: str | None, requ
     if fmt != "profile":
         return
     from jitctl.credentials.delivery import check_writable
-    from jitctl.credentials.profiles import shared_credentials_path
+    from jitctl.credentials.profiles import aws_config_path, shared_credentials_path
 
     if role is None:
         role = env.service.get(request_id).role
     path = shared_credentials_path(env.environ)
-    check_writable(path, profile or f"jit-{role}", request_id)
+    config = aws_config_path(env.environ)  # its region is written too
+    check_writable(path, profile or f"jit-{role}", request_id, config=config)
 
 
 def deliver(env, issued, *, profile, fmt: str, shell: str, json_out: bool, cache: bool = True):
@@ -362,11 +363,11 @@ def wait_cmd(
     env = current_env()
     service = env.service
     check_destination(env, profile, fmt, None, request_id)
+    env.run.waiting = request_id  # a Ctrl-C leaves it pending: another run made it
     with WaitLine() as line:
         approved = service.wait(
             request_id,
             timeout=parse_duration_option(timeout, "--timeout"),
-            cancel_on_interrupt=False,
             on_poll=line.for_request(request_id, lambda: service.approvers_for(request_id)),
         )
     issued = service.issue(approved.request_id)

@@ -34,7 +34,9 @@ class BrokerSettings:
     sts_region: str = "us-east-1"
     ca_bundle: Path | None = None  # to trust a broker behind a private CA
     nonce_table: str | None = None  # DynamoDB table of seen nonces; else SQLite beside the store
-    timeout: float = 30.0
+    # Seconds a call may wait for the broker: above its 20 s long-poll, and a hung broker
+    # still fails within the contract's 30 s.
+    timeout: float = 25.0
     role_arn: str | None = None  # the broker's own role, for `jitctl broker check`
     accounts: tuple[str, ...] = ()  # whose callers it serves; empty: the broker's own account
 
@@ -65,7 +67,7 @@ def broker_settings(
         sts_region=opt_str(raw, "sts_region", where) or _sts_region(sts_endpoint),
         ca_bundle=ca,
         nonce_table=opt_str(raw, "nonce_table", where),
-        timeout=seconds(raw.get("timeout"), f"{where} [broker] timeout", 30.0),
+        timeout=seconds(raw.get("timeout"), f"{where} [broker] timeout", 25.0),
         role_arn=opt_str(raw, "role_arn", where),
         accounts=_accounts(raw.get("accounts"), where),
     )

@@ -136,7 +136,7 @@ def _refused(status: int, where: str) -> Exception:
         return Denied(
             f"the federation endpoint {where} refused the grant's credentials (HTTP {status})",
             "AWS signs in only role sessions assumed with long-term keys (no role chaining); "
-            "see the README's console section",
+            "see docs/requests.md, The AWS console",
         )
     return Unavailable(f"the federation endpoint {where} failed (HTTP {status})", "try again")
 

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jitctl.errors import JitctlError, Unavailable, UsageError
-from jitctl.filelock import OPEN_FLAGS, exclusive_lock, lock_path_for
+from jitctl.errors import DISK_FULL, JitctlError, Unavailable, UsageError
+from jitctl.filelock import OPEN_FLAGS, exclusive_lock, lock_path_for, require_regular
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
@@ -30,17 +30,25 @@ def target(path: Path) -> Path:
     return Path(os.path.realpath(path))
 
 
-def check_writable(path: Path, profile: str, request_id: str | None = None) -> None:
-    """Raise the error delivery would hit, now: a bad profile name or a path that cannot be
-    written (exit 2), a lock held past LOCK_WAIT (exit 5). Probes with a 0600 temp file."""
-    from jitctl.credentials.profiles import validate_profile_name
+def check_writable(
+    path: Path, profile: str, request_id: str | None = None, *, config: Path | None = None
+) -> None:
+    """Raise the error delivery would hit, now: a bad profile name, a credentials or AWS config
+    file (``config``) that is not a regular file, a profile holding keys jitctl did not write,
+    or a path that cannot be written (exit 2); a lock held past LOCK_WAIT (exit 5). Probes
+    with a 0600 temp file."""
+    from jitctl.credentials.profiles import check_ours, validate_profile_name
 
     try:
         validate_profile_name(profile)
     except ValueError as exc:
         raise UsageError(f"--profile: {exc}", "choose another profile name") from None
+    require_regular(path, "the credentials file")  # links followed; named as the user wrote it
+    if config is not None:
+        require_regular(config, "the AWS config file")
     real = target(path)
     try:
+        check_ours(real, profile)
         with exclusive_lock(real, timeout=LOCK_WAIT):
             probe = real.parent / f".{real.name}.{os.getpid()}.{secrets.token_hex(4)}.probe"
             os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | OPEN_FLAGS, 0o600))
@@ -63,6 +71,11 @@ def delivery_error(path: Path, exc: OSError, request_id: str | None) -> JitctlEr
         return Unavailable(
             f"the credentials file {path} is locked by another process (lock file {lock})",
             f"find it with `fuser` on the lock file; {retry}",
+        )
+    if exc.errno in DISK_FULL:  # the machine's to fix, not the config's: exit 5
+        return Unavailable(
+            f"cannot write the credentials file {path}: {exc.strerror or exc}",
+            f"free disk space; {retry}",
         )
     where = exc.filename or path
     return UsageError(
@@ -99,7 +112,7 @@ def set_region(env: Environment, profile: str, role_region: str | None) -> None:
     path = credentials.aws_config_path(env.environ)
     try:
         credentials.write_config_region(path, profile, region)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, UsageError) as exc:  # UsageError: no longer a regular file
         if env.on_warning is not None:
             env.on_warning(f"could not set region {region} for profile {profile} in {path}: {exc}")
 
@@ -126,11 +139,13 @@ def deliver(
     if write_profile:
         written = profile or f"jit-{req.role}"
         path = credentials.shared_credentials_path(env.environ)
-        extra = {"x_jitctl_request_id": req.request_id}
+        extra = {credentials.MARKER: req.request_id}
         try:
-            credentials.write_profile(path, written, issued.credentials, extra=extra)
-        except OSError as exc:
-            error = delivery_error(path, exc, req.request_id)
+            credentials.write_profile(
+                path, written, issued.credentials, extra=extra, only_ours=True
+            )
+        except (OSError, UsageError) as exc:  # UsageError: changed since check_writable
+            error = delivery_error(path, exc, req.request_id) if isinstance(exc, OSError) else exc
             on_failure(error.message)
             raise error from None
         set_region(env, written, issued.region)

@@ -17,11 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from jitctl.filelock import atomic_write, exclusive_lock, remove_stale_temps
+from jitctl.errors import UsageError
+from jitctl.filelock import atomic_write, exclusive_lock, remove_stale_temps, require_regular
 from jitctl.models import Credentials
 from jitctl.timeutil import rfc3339
 
 EXPIRES_KEY = "x_security_token_expires"  # what aws-vault and granted write; botocore ignores it
+# Every profile jitctl delivers carries the request it was issued for: a profile without it,
+# holding anything, is someone else's (a user's long-term keys, another tool's session).
+MARKER = "x_jitctl_request_id"
 _STANDARD_KEYS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token", EXPIRES_KEY)
 _EXTRA_KEY = re.compile(r"[a-z][a-z0-9_]*")
 _LOCK_TIMEOUT = 30.0  # seconds; a stuck writer should produce an error, not a hang
@@ -64,9 +68,15 @@ def validate_profile_name(profile: str) -> str:
 
 
 def write_profile(
-    path: Path, profile: str, creds: Credentials, *, extra: Mapping[str, str] = _NO_EXTRA
+    path: Path,
+    profile: str,
+    creds: Credentials,
+    *,
+    extra: Mapping[str, str] = _NO_EXTRA,
+    only_ours: bool = False,
 ) -> None:
-    """Write (or replace in place) ``[profile]`` with ``creds`` and ``extra`` keys. File mode 0600."""
+    """Write (or replace in place) ``[profile]`` with ``creds`` and ``extra`` keys. File mode 0600.
+    ``only_ours``: a profile holding keys without ``MARKER`` is never replaced (UsageError)."""
     validate_profile_name(profile)
     values = {
         "aws_access_key_id": creds.access_key_id,
@@ -89,9 +99,38 @@ def write_profile(
         remove_stale_temps(target)  # full credentials left by writers killed mid-write
         text = _read_text(target)
         lines = _split_lines(text)
+        if only_ours:
+            _refuse_foreign(lines, profile, path)
         newline = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
         section = [f"[{profile}]{newline}"] + [f"{k} = {v}{newline}" for k, v in values.items()]
         atomic_write(target, _encode("".join(_replace(lines, profile, section, newline))))
+
+
+def check_ours(path: Path, profile: str) -> None:
+    """Exit 2 if ``[profile]`` holds keys jitctl did not write. No lock: this is the early
+    answer, before anything is requested; ``write_profile(only_ours=True)`` asks again under it."""
+    _refuse_foreign(_split_lines(_read_text(_real(path))), profile, path)
+
+
+def _refuse_foreign(lines: list[str], profile: str, path: Path) -> None:
+    keys = _keys(lines, profile)
+    if keys and MARKER not in keys:
+        raise UsageError(
+            f"profile [{profile}] in {path} holds keys jitctl did not write "
+            f"({', '.join(sorted(keys))}); jitctl never overwrites it",
+            "choose another --profile (by default jitctl writes jit-ROLE)",
+        )
+
+
+def _keys(lines: list[str], profile: str) -> set[str]:
+    """Option names in the profile's sections, lower-cased as botocore reads them."""
+    names: set[str] = set()
+    for span in _spans(lines, profile):
+        for line in lines[span.start + 1 : span.end]:
+            match = None if _is_comment(line) else _OPTCRE.match(line.strip())
+            if match and match.group("option"):
+                names.add(match.group("option").strip().lower())
+    return names
 
 
 def aws_config_path(env: Mapping[str, str]) -> Path:
@@ -209,6 +248,7 @@ def _real(path: Path) -> Path:
 
 
 def _read_text(path: Path) -> str:
+    require_regular(path, "the file")  # a FIFO would block the read for ever
     try:
         data = path.read_bytes()
     except FileNotFoundError:

@@ -143,7 +143,7 @@ def _serve(root: Path, write: Write, remove: bool) -> int:
             write(f"export {key}={shlex.quote(value)}")
         write('# try: jitctl whoami; jitctl request prod-readonly --reason "INC-1 test"')
         write(
-            f"# The README's runbook works here: RDS cluster {DB_CLUSTER}, instance {DB_INSTANCE}"
+            f"# The runbook in docs/runbooks.md works here: RDS cluster {DB_CLUSTER}, instance {DB_INSTANCE}"
             " (pass --endpoint-url to the AWS CLI v1 for RDS)"
         )
         _tell_broker(team, write)

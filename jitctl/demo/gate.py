@@ -60,6 +60,7 @@ BROKER_ACTIONS = (
     "sts:TagSession",
     "iam:GetRolePolicy",
     "iam:PutRolePolicy",
+    "iam:GetRole",  # whether AWS sets a caller's session name (jitctl.identity)
     "dynamodb:GetItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",

@@ -1,4 +1,4 @@
-"""What the README's runbook needs from the demo world: the database it checks and fails over,
+"""What the runbook in docs/runbooks.md needs from the demo world: the database it checks and fails over,
 and persona environment files that switch people cleanly (sourced one after another)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-# What the README's runbook touches: an Aurora cluster, its writer instance, and the replica
+# What the runbook (docs/runbooks.md) touches: an Aurora cluster, its writer instance, and the replica
 # a failover promotes (RDS refuses to fail over a cluster of one instance).
 DB_CLUSTER, DB_INSTANCE, DB_REPLICA = "orders", "orders-primary", "orders-replica"
 # A persona's session variables that the next persona's environment file must clear (keys
@@ -24,7 +24,7 @@ PERSONA_UNSET = (
 
 
 def seed_rds(rds: Any) -> None:
-    """The database the README's runbook checks and fails over (``rds``: a boto3 client)."""
+    """The database the runbook checks and fails over (``rds``: a boto3 client)."""
     rds.create_db_cluster(
         DBClusterIdentifier=DB_CLUSTER,
         Engine="aurora-postgresql",

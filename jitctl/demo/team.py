@@ -58,7 +58,7 @@ min_approvals = 1
 request_ttl = "30m"
 
 [roles.prod-admin]
-description = "Production administrator: break-glass changes, two approvals"
+description = "Production administrator: every change needs two approvals"
 arn = "arn:aws:iam::{ACCOUNT}:role/prod-admin"
 max_duration = "1h"
 

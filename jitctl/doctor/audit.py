@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 _AUTHORITATIVE = (
     "let only the broker's role write the central copy and sign records with [audit] "
-    "kms_key (README: Security model)"
+    "kms_key (docs/security.md)"
 )
 
 

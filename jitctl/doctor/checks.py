@@ -8,6 +8,7 @@ apply). Later checks that depend on an earlier failure are skipped, not failed a
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from jitctl.doctor.report import PASS, SKIP, WARN, Doctor
@@ -24,6 +25,7 @@ def run_doctor(env: Environment) -> Doctor:
     d.run("policy", lambda: _policy_summary(env), needs=("config",))
     d.run("aws caller", lambda: _caller_arn(env), needs=("config",))
     d.run("person", lambda: env.caller.person, needs=("policy", "aws caller"))
+    d.run("session length", lambda: _session_length(env), needs=("policy", "aws caller"))
     token: dict[str, str] = {}
     d.run("pagerduty token", lambda: _token(env, token), needs=("config",))
     d.run("keyring", lambda: _keyring(token), needs=())
@@ -47,6 +49,7 @@ def _broker_doctor(d: Doctor, env: Environment) -> Doctor:
     d.run("config", lambda: f"{env.config.path or 'environment'}; broker {settings.url}")
     d.run("broker", lambda: _broker_info(env), needs=("config",))
     d.run("person", lambda: _broker_person(env), needs=("broker",))
+    d.run("session length", lambda: _broker_session_length(env), needs=("person",))
     d.run("break-glass review", lambda: _reviews(env), needs=("person",))
     return d
 
@@ -59,6 +62,39 @@ def _broker_info(env: Environment) -> str:
 def _broker_person(env: Environment) -> str:
     caller = env.service.whoami()
     return f"{caller.person} ({caller.arn}), as the broker sees you"
+
+
+def _session_length(env: Environment) -> str | tuple[str, str, str]:
+    """Your credentials assume the roles (direct mode): a role session (an SSO login) can
+    issue 1h at most (role chaining), whatever a role's max_duration says."""
+    from jitctl.chaining import CHAIN_HINT, is_role_session, warning
+
+    arn = env.identity()[0]
+    roles = [env.policy.role(name) for name in env.policy.roles]
+    problem = warning(roles, f"your AWS identity ({arn})") if is_role_session(arn) else None
+    if problem:
+        return WARN, problem, CHAIN_HINT
+    return "every role's max_duration can be issued"
+
+
+def _broker_session_length(env: Environment) -> str | tuple[str, str, str]:
+    """The broker assumes the roles: what it can issue, from `jitctl roles`' max_grant_seconds."""
+    from jitctl.chaining import CHAIN_HINT
+    from jitctl.timeutil import format_duration
+
+    short = [
+        f"{r['role']} ({format_duration(timedelta(seconds=r['max_duration_seconds']))})"
+        for r in env.service.roles()
+        if r.get("max_grant_seconds", r["max_duration_seconds"]) < r["max_duration_seconds"]
+    ]
+    if not short:
+        return "the broker can issue every role's max_duration"
+    return (
+        WARN,
+        "the broker holds role credentials, so AWS caps what it issues at 1h (role chaining); "
+        f"max_duration over 1h is cut to 1h: {', '.join(short)}",
+        CHAIN_HINT,
+    )
 
 
 def _ok(d: Doctor, name: str) -> bool:
@@ -74,7 +110,7 @@ def _config(env: Environment) -> str | tuple[str, str, str]:
     return (
         WARN,
         f"no config file at {default_config_path()}: defaults and the environment apply",
-        "create it (README: 'Setting it up for real') or set JITCTL_CONFIG",
+        "create it (docs/policy.md) or set JITCTL_CONFIG",
     )
 
 

@@ -58,9 +58,11 @@ def _oncall_entry(entry: dict[str, Any]) -> dict[str, Any]:
 
 def roles(env: Environment) -> list[dict[str, Any]]:
     """Every role, and whether the caller would be fast-tracked now (and until when)."""
+    from jitctl.chaining import cap
     from jitctl.flow import check_fast_track
 
     out = []
+    issuer = env.identity()[0]  # who assumes the roles: you, or the broker
     fast = any(env.policy.role(n).on_call is not None for n in env.policy.roles)
     pd_error = _pagerduty_error(env) if fast else None
     for name in sorted(env.policy.roles):
@@ -70,6 +72,8 @@ def roles(env: Environment) -> list[dict[str, Any]]:
             "arn": role.arn,
             "description": role.description,
             "max_duration_seconds": int(role.max_duration.total_seconds()),
+            # what STS will grant: 1h at most when the issuer holds role credentials
+            "max_grant_seconds": cap(int(role.max_duration.total_seconds()), issuer)[0],
             "has_fast_track": role.on_call is not None,
             "approvers": env.policy.approvers_display(role) if role.approval else [],
             "min_approvals": role.approval.min_approvals if role.approval else None,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from jitctl import models
 from jitctl.audit.fields import audit_fields
+from jitctl.interrupts import held
 from jitctl.models import AccessRequest
 from jitctl.oncall.client import LookupFailed
 from jitctl.sanitize import clean
@@ -59,15 +60,16 @@ def page(
         service = role.approval.page_service if role.approval else None
     if not service:
         return None
-    try:
-        inc_id = pd.open_page(
-            env.pagerduty, service, title, req.request_id, incident_track.sender(env)
-        )
-    except LookupFailed as exc:
-        return _failed(env, req, "open", service, exc.reason)
-    req.page = env.store.set_page(
-        req.request_id, {"service": service, "id": inc_id, "status": OPEN}
-    ).page
+    with held():  # a Ctrl-C waits until the page is kept on the request: its cancel resolves it
+        try:
+            inc_id = pd.open_page(
+                env.pagerduty, service, title, req.request_id, incident_track.sender(env)
+            )
+        except LookupFailed as exc:
+            return _failed(env, req, "open", service, exc.reason)
+        req.page = env.store.set_page(
+            req.request_id, {"service": service, "id": inc_id, "status": OPEN}
+        ).page
     env.audit.append("paged", **audit_fields(env, req), service=service, incident=inc_id)
     return None
 

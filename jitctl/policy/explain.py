@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jitctl.chaining import too_long
 from jitctl.config.tomlcheck import TomlError, parse_toml
 from jitctl.errors import PolicyError
 from jitctl.identity import EMAIL, person_for
@@ -26,7 +27,8 @@ from jitctl.timeutil import format_duration
 WHO_MAY_REQUEST = (
     "anyone whose AWS principal maps to a person: through the policy's [identities], an IAM "
     "user named by email, or an assumed-role session named by email for IAM Identity Center "
-    "roles and roles listed in [identities] session_name_roles"
+    "roles and roles listed in [identities] session_name_roles, as IAM records them (iam:GetRole: "
+    "the role's unique id, and Identity Center's path), never by a role's name"
 )
 REAL_GATE = (
     "jitctl assumes the role with the requester's own credentials, so the role's trust policy "
@@ -60,6 +62,7 @@ class Validation:
     roles: tuple[str, ...]  # roles declared (valid or not)
     errors: tuple[Finding, ...]
     skipped: tuple[str, ...] = ()  # arguments that are no policy's business (e.g. other JSON)
+    over_1h: tuple[str, ...] = ()  # roles whose max_duration role chaining cannot issue
 
     @property
     def ok(self) -> bool:
@@ -84,6 +87,7 @@ class Validation:
             "roles": list(self.roles),
             "errors": [e.to_json() for e in self.errors],
             "skipped": list(self.skipped),
+            "over_chaining_limit": list(self.over_1h),
         }
 
 
@@ -152,6 +156,7 @@ def validate(paths: Iterable[Path]) -> Validation:
     files: list[Path] = []
     session_policies: list[Path] = []
     roles: list[str] = []
+    over_1h: list[str] = []
     seen: set[frozenset[Path]] = set()
     for target in targets.values():
         result = check_policy(target)
@@ -162,6 +167,7 @@ def validate(paths: Iterable[Path]) -> Validation:
         files.extend(result.files)
         roles.extend(result.role_names)
         if result.policy is not None:
+            over_1h.extend(name for name, _ in too_long(result.policy.roles.values()))
             session_policies.extend(
                 r.session_policy_path for r in result.policy.roles.values() if r.session_policy_path
             )
@@ -173,6 +179,7 @@ def validate(paths: Iterable[Path]) -> Validation:
         roles=tuple(roles),
         errors=tuple(errors),
         skipped=tuple(skipped),
+        over_1h=tuple(over_1h),
     )
 
 

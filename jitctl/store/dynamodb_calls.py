@@ -88,7 +88,7 @@ def call(
                 f"AWS refused DynamoDB {op} on table {table}: {code}: {message}",
                 "check the AWS credentials and their IAM permissions",
             ) from exc
-        if code in _UNAVAILABLE_CODES:
+        if code in _UNAVAILABLE_CODES or _server_error(exc):
             raise AwsUnavailable(f"DynamoDB is unavailable ({code}): {message}") from exc
         raise StoreError(f"DynamoDB {op} on table {table} failed: {code}: {message}") from exc
     except NoCredentialsError as exc:
@@ -102,3 +102,9 @@ def call(
     except BotoCoreError as exc:
         # EndpointConnectionError, timeouts, closed connections: AWS cannot be reached.
         raise AwsUnavailable(f"cannot reach DynamoDB: {exc}") from exc
+
+
+def _server_error(exc: Any) -> bool:
+    """An HTTP 5xx: DynamoDB (or whatever answers for it) failed, whatever code it gave."""
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return isinstance(status, int) and status >= 500

@@ -19,7 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from jitctl.errors import ConfigError
+from jitctl.errors import DISK_FULL, ConfigError, JitctlError, Unavailable
+from jitctl.filelock import require_regular
 from jitctl.models import PENDING, AccessRequest
 from jitctl.store.base import (
     BaseStore,
@@ -55,6 +56,7 @@ CREATE INDEX IF NOT EXISTS requests_requester ON requests (requester, created_at
 
 class SqliteStore(BaseStore):
     def __init__(self, path: Path) -> None:
+        require_regular(path, "the request store")  # before anything is recorded anywhere
         self.path = path
         self.last_items_read = 0  # rows returned by the last list(); parity with DynamoStore
         self._ready = False
@@ -64,6 +66,7 @@ class SqliteStore(BaseStore):
 
     def _open(self) -> sqlite3.Connection:
         # One connection per operation: safe across threads, and nothing stays locked between calls.
+        require_regular(self.path, "the request store")  # SQLite would make -wal files beside
         try:
             if not self.path.parent.exists():
                 self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -71,16 +74,24 @@ class SqliteStore(BaseStore):
             # inherit the database file's mode.
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
+        except sqlite3.Error as exc:
+            raise _store_error(exc, f"cannot open the request store {self.path}") from exc
+        except OSError as exc:
+            if exc.errno in DISK_FULL:
+                raise Unavailable(f"cannot open the request store {self.path}: {exc}") from exc
             raise ConfigError(
                 f"cannot open the request store {self.path}: {exc}",
                 "check [store] path in the config and its permissions",
             ) from exc
         # Rows are other people's writes: bytes that are not UTF-8 are shown escaped, not fatal.
         conn.text_factory = lambda raw: raw.decode("utf-8", "surrogateescape")
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        # FULL: a decision that was reported as recorded must survive a power cut.
-        conn.execute("PRAGMA synchronous = FULL")
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            # FULL: a decision that was reported as recorded must survive a power cut.
+            conn.execute("PRAGMA synchronous = FULL")  # the first read: "not a database" here
+        except sqlite3.Error as exc:
+            conn.close()
+            raise _store_error(exc, f"cannot open the request store {self.path}") from exc
         return conn
 
     @contextmanager
@@ -99,7 +110,7 @@ class SqliteStore(BaseStore):
             if conn.in_transaction:
                 conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise StoreError(f"request store {self.path}: {exc}") from exc
+            raise _store_error(exc, f"request store {self.path}") from exc
         finally:
             conn.close()
 
@@ -132,7 +143,7 @@ class SqliteStore(BaseStore):
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                raise StoreError(f"cannot set up the request store {self.path}: {exc}") from exc
+                raise _store_error(exc, f"cannot set up the request store {self.path}") from exc
             finally:
                 conn.close()
             self._ready = True
@@ -224,6 +235,23 @@ class SqliteStore(BaseStore):
         if step.error is not None:
             raise step.error
         return result
+
+
+def _store_error(exc: sqlite3.Error, doing: str) -> JitctlError:
+    """SQLite's failure as the contract's exit code: a file that is not a (sound) database is
+    the config's to fix (2); a full disk or an I/O error is the machine's (5); else a bug (1)."""
+    primary = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF  # extended codes: low byte
+    if primary in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+        return ConfigError(
+            f"{doing}: the file is not a jitctl request store ({exc})",
+            "point [store] path at the team's store, or move this file aside and run "
+            "`jitctl init` to start a new one",
+        )
+    if primary in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR):
+        return Unavailable(
+            f"{doing}: {exc}", "free disk space (or fix the disk) and retry; nothing was changed"
+        )
+    return StoreError(f"{doing}: {exc}")
 
 
 def _columns(req: AccessRequest, extra: dict[str, Any] | None = None) -> tuple[Any, ...]:

@@ -41,7 +41,7 @@ pytestmark = pytest.mark.slow
 
 ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@example.com"
 ROLES = {"prod-readonly": [BOB], "prod-admin": [BOB, CAROL]}  # two roles: two policies
-APPROVALS = 40  # at most; worked on until KILLS_WANTED kills have landed
+APPROVALS = 48  # at most; worked on until KILLS_WANTED kills have landed
 KILLS_WANTED = 110
 # The killed runs of one approval, before its recovery run: True = killed a random moment
 # after it claims an issue, False = a random moment after it starts. A request allows one

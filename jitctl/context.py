@@ -108,10 +108,12 @@ class Environment:
 
     @property
     def credential_cache(self) -> CredentialCache:
-        """Where grants are kept for `jitctl credential-process` (keyring, else a 0600 file)."""
+        """Where grants are kept for `jitctl credential-process` (keyring, else a 0600 file):
+        the caller's own under this config (jitctl.credentials.owner; exit 2 with no config)."""
         from jitctl.credentials.cache import CredentialCache
+        from jitctl.credentials.owner import cache_dir, owner_of
 
-        return CredentialCache()
+        return CredentialCache(owner_of(self), cache_dir=cache_dir(dict(self.environ)))
 
     def for_caller(self, caller: Caller) -> Environment:
         """This environment acting for ``caller``, sharing config, policy, clients, store and

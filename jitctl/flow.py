@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from jitctl import break_glass as glass
-from jitctl import chaining, interrupts, models
+from jitctl import chaining, interrupts, models, reissue
 from jitctl.audit.fields import audit_fields
 from jitctl.errors import Denied, JitctlError, TimedOut
 from jitctl.models import AccessRequest, Credentials, Issued, OnCallEvidence, OnCallResult
@@ -27,6 +27,7 @@ from jitctl.request_rules import (
     session_seconds,
 )
 from jitctl.store.base import TransitionError, redeliverable
+from jitctl.store.claims import INTERRUPTED
 from jitctl.timeutil import format_duration, rfc3339
 from jitctl.trusted_time import SKEW_LIMIT
 
@@ -316,21 +317,12 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
     )
     seconds, chained = chaining.cap(seconds, env.identity()[0])  # who assumes: broker or you
     common = audit_fields(env, req) | ({"capped": chained} if chained else {})
-    creds = _assume(env, role, req, evidence, seconds, common)
-    # The record comes first: if the audit trail (local or central) cannot take it, the
-    # credentials are dropped and the request stays approved, so `jitctl wait` can retry.
-    env.audit.append(
-        "issued",
-        **common,
-        approval=req.approval,
-        approvers=req.approvers,  # as stored, checked against the policy just now
-        access_key_id=creds.access_key_id,
-        expires_at=rfc3339(creds.expiration),
-        duration_seconds=seconds,
-        retry=redeliverable(req),
-        **incident_track.fields(req),
-    )
-    issued = _claim(env, req, creds, now, common)
+    claimed = reissue.claim(env, role, req, now, seconds, common)  # before AssumeRole
+    try:
+        creds, issued = _issue_claimed(env, role, req, evidence, claimed, now, common)
+    except BaseException:  # Ctrl-C, a failed audit trail: recorded now, so `jitctl wait` need
+        reissue.failed(env, claimed, INTERRUPTED)  # not wait out the lease (no-op if recorded)
+        raise
     issued.fast_path_reason = req.fast_path_reason
     notes = [note, chained, incident_track.note(env, issued, incident_track.issued_text(issued))]
     return Issued(
@@ -342,59 +334,32 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
     )
 
 
-def _session_tags(req: AccessRequest, evidence: OnCallEvidence | None) -> dict[str, str]:
-    """Session tags, so CloudTrail ties every call of the session to its request and approval."""
-    from jitctl.aws import approvers_tag
-
-    return {
-        "jitctl:request-id": req.request_id,
-        "jitctl:approval": req.approval or "",
-        "jitctl:on-call": evidence.tag_value() if evidence else "",
-        "jitctl:approvers": approvers_tag(req.approvers),
-        "jitctl:incident": incident_track.tag(req),
-    }
-
-
-def _assume(
+def _issue_claimed(
     env: Environment,
     role,
     req: AccessRequest,
     evidence: OnCallEvidence | None,
-    seconds: int,
-    common: dict[str, str | None],
-) -> Credentials:
-    """Assume the role for the caller; a failure is recorded before it propagates."""
-    from jitctl import aws
-
-    try:
-        return aws.assume_role(
-            env.aws,
-            role_arn=role.arn,
-            person=env.caller.person,
-            duration_seconds=seconds,
-            tags=_session_tags(req, evidence),
-            session_policy=role.session_policy,
-        )
-    except Exception as exc:
-        env.audit.append("issue_failed", **common, error=str(exc))
-        raise
-
-
-def _claim(
-    env: Environment,
-    req: AccessRequest,
-    creds: Credentials,
+    claimed: reissue.Claimed,
     now: datetime,
-    common: dict[str, str | None],
-) -> AccessRequest:
-    """The store claims the grant atomically: of two waiters, one wins; the other's
-    credentials never leave `issue`, and the log says why."""
-    try:
-        return env.store.mark_issued(
-            req.request_id, now=now, credentials_expire_at=creds.expiration
-        )
-    except JitctlError as exc:
-        env.audit.append(
-            "issue_failed", **common, access_key_id=creds.access_key_id, error=str(exc)
-        )
-        raise
+    common: dict,
+) -> tuple[Credentials, AccessRequest]:
+    """AssumeRole under the claim, the `issued` record, then the store's mark."""
+    creds = reissue.assume(env, role, req, evidence, claimed, common)
+    # The record comes first: if the audit trail (local or central) cannot take it, the
+    # credentials are dropped and the failure recorded: `jitctl wait` may issue again
+    # (once), cutting these off first.
+    env.audit.append(
+        "issued",
+        **common,
+        approval=req.approval,
+        approvers=req.approvers,  # as stored, checked against the policy just now
+        access_key_id=creds.access_key_id,
+        expires_at=rfc3339(creds.expiration),
+        duration_seconds=claimed.seconds,
+        retry=claimed.attempt > 1,
+        attempt=claimed.attempt,
+        issue_tag=claimed.tag,
+        after=claimed.after,
+        **incident_track.fields(req),
+    )
+    return creds, reissue.record(env, req, creds, now, common, claimed.attempt)

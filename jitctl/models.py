@@ -155,6 +155,16 @@ class AccessRequest:
     revoked_by: str | None = None  # person who revoked the grant
     revoked_reason: str | None = None
     delivery_failed_at: datetime | None = None  # issued, but the credentials were not delivered
+    # One approval, one grant (jitctl.store.claims): issues claimed so far (each claim comes
+    # before its AssumeRole), the one whose credentials the store recorded, when the latest
+    # claim was taken, the first issue's planned end (no re-issue ends later), the failure
+    # recorded against the latest issue, and the failures already re-issued after.
+    issue_attempt: int = 0
+    issued_attempt: int = 0
+    claimed_at: datetime | None = None
+    planned_end: datetime | None = None
+    issue_failure: str | None = None
+    reissued_after: list[str] = field(default_factory=list)
     reviewed_at: datetime | None = None  # a break-glass grant's after-the-fact review
     reviewed_by: str | None = None  # person (an approver, never the requester)
     review_reason: str | None = None

@@ -11,6 +11,8 @@ import json
 import shutil
 import subprocess
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +71,21 @@ def iam_keys(endpoint: str, user: str) -> dict[str, str]:
         iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1", **ADMIN_KEYS)
         _keys[(endpoint, user)] = create_person(iam, user)
     return _keys[(endpoint, user)]
+
+
+@contextmanager
+def existing_role(endpoint: str, name: str) -> Iterator[Any]:
+    """IAM role ``name`` made in moto for one test (a re-issue writes its inline deny policy,
+    and IAM refuses that on a role that does not exist), removed afterwards; yields an IAM
+    client. moto's server is shared: nothing of it outlives the test."""
+    iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1", **ADMIN_KEYS)
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument="{}", MaxSessionDuration=43200)
+    try:
+        yield iam
+    finally:
+        for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+            iam.delete_role_policy(RoleName=name, PolicyName=policy)
+        iam.delete_role(RoleName=name)
 
 
 class Team(Homes):

@@ -24,10 +24,11 @@ from jitctl.context import Environment
 from jitctl.decisions import approve, list_requests
 from jitctl.errors import ExitCode, TimedOut, UsageError
 from jitctl.flow import issue, submit
+from jitctl.revocation.cutoff import denied_tags
 from jitctl.store.base import RequestExpired
 from jitctl.trusted_time import SKEW_LIMIT, TrustedClock, parse_http_date, skew_message
 from tests.conftest import FixedClock
-from tests.harness import Team, iam_keys
+from tests.harness import Team, existing_role, iam_keys
 from tests.test_flow import use_identity
 
 ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@example.com"
@@ -444,12 +445,19 @@ def test_a_delivery_that_fails_after_assume_role_is_retried_once(team, tmp_path,
     assert stored.status == models.ISSUED and stored.delivery_failed_at is not None
     fix()
     env_cli = team.env(ALICE, AWS_SHARED_CREDENTIALS_FILE=str(path))
-    out = team.run(ALICE, "wait", request_id, env=env_cli)
-    assert out.returncode == 0, out.stderr
+    with existing_role(team.moto, "prod-readonly") as iam:
+        out = team.run(ALICE, "wait", request_id, env=env_cli)
+        assert out.returncode == 0, out.stderr
+        policy = iam.get_role_policy(RoleName="prod-readonly", PolicyName="jitctl-revocations")
     records = events(team, ALICE, request_id)
     issued = [r for r in records if r["event"] == "issued"]
     assert [r["retry"] for r in issued] == [False, True]
     assert issued[0]["access_key_id"] != issued[1]["access_key_id"]
     assert "delivery_failed" in [r["event"] for r in records]
+    # the lost set was cut off before the new one was issued, and only that set
+    denied = set().union(*map(denied_tags, policy["PolicyDocument"]["Statement"]))
+    assert denied == {issued[0]["issue_tag"]} != {issued[1]["issue_tag"]}
+    names = [r["event"] for r in records]
+    assert names.index("cut_off") < len(names) - 1 - names[::-1].index("issued")
     again = team.run(ALICE, "wait", request_id, env=env_cli)  # delivered: no third grant
     assert again.returncode == ExitCode.USAGE and "already issued" in again.stderr

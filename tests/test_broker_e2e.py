@@ -492,3 +492,34 @@ def test_credential_process_and_exec_refuse_an_unknown_role_by_the_brokers_list(
     )
     assert out.returncode == 2 and "command not found: no-such-tool-xyz" in out.stderr
     assert json.loads(world.run("carol@example.com", "list", "--json").stdout) == before
+
+
+def test_looping_issue_and_delivery_failed_through_the_broker_yields_two_sets_at_most(world):
+    """A requester who reports every delivery as failed gets one re-issue, not a key pair per
+    report; the broker cut off the first set in AWS (its session tag) before the second."""
+    bob = "bob@example.com"
+    out = world.run(bob, "request", "prod-readonly", "--reason", "INC-20", "--no-wait")
+    assert out.returncode == 0, out.stderr
+    rid = out.stdout.strip()
+    assert world.run("carol@example.com", "approve", rid, "--yes").returncode == 0
+    answers = []
+    for _ in range(4):
+        path = f"/v1/requests/{rid}/issue"
+        answers.append(send(world, "POST", path, signed(world, bob, "POST", path, b"{}"), b"{}"))
+        path, body = f"/v1/requests/{rid}/delivery-failed", b'{"error": "disk full"}'
+        assert send(world, "POST", path, signed(world, bob, "POST", path, body), body)[0] == 200
+    issued = [doc["issued"] for status, doc in answers if status == 200]
+    assert len(issued) == 2, [a[1].get("error") for a in answers]
+    assert [doc["error"]["exit_code"] for status, doc in answers[2:]] == [2, 2]
+    first, second = (i["credentials"] for i in issued)
+    assert first["access_key_id"] != second["access_key_id"]
+    assert second["expiration"] <= first["expiration"]
+    with _enforcement_off():  # the admin reads what the broker wrote
+        doc = world.iam.get_role_policy(
+            RoleName="jit-prod-readonly", PolicyName="jitctl-revocations"
+        )
+    statements = doc["PolicyDocument"]["Statement"]
+    denied = [s for s in statements if s["Sid"].startswith("JitctlReissue")]
+    assert [s["Condition"]["StringEquals"] for s in denied] == [
+        {"aws:PrincipalTag/jitctl:issue": [f"{rid}.1"]}
+    ]

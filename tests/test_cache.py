@@ -6,7 +6,6 @@ OS keyring is never touched. AWS is moto's server, used by a real boto3 process.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shlex
 import stat
@@ -31,6 +30,7 @@ from jitctl.credentials.cache import (
     fresh,
 )
 from jitctl.credentials.credproc import NoFreshCredentials, credential_process
+from jitctl.credentials.owner import CacheOwner
 from jitctl.errors import ExitCode
 from jitctl.models import Credentials
 from tests.conftest import clean_env
@@ -39,6 +39,8 @@ NOW = datetime(2026, 11, 21, 3, 0, 0, tzinfo=UTC)
 ROLE = "prod-readonly"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY"
 TOKEN = "FwoGZXIvYXdzEJr//////////TOKENVALUE"
+OWNER = CacheOwner("sqlite /tmp/requests.db", "arn:aws:iam::123456789012:user/alice@example.com")
+DAVE = CacheOwner("sqlite /tmp/requests.db", "arn:aws:iam::123456789012:user/dave@example.com")
 
 
 def creds(expires: datetime | None = NOW + timedelta(hours=1), n: int = 1) -> Credentials:
@@ -100,17 +102,17 @@ def mode(path: Path) -> int:
 
 def test_keyring_round_trip_writes_nothing_to_disk(tmp_path):
     ring = MemoryKeyring()
-    cache = CredentialCache(ring, cache_dir=tmp_path / "cache")
+    cache = CredentialCache(OWNER, ring, cache_dir=tmp_path / "cache")
     assert cache.store(ROLE, creds(), "req-1", person="alice@example.com") == KEYRING
-    assert json.loads(ring.data[(SERVICE, ROLE)])["request_id"] == "req-1"
-    assert cache.load(ROLE) == CachedGrant(ROLE, "req-1", creds(), "alice@example.com")
+    assert json.loads(ring.data[(SERVICE, f"{ROLE} {OWNER.slot(ROLE)}")])["request_id"] == "req-1"
+    assert cache.load(ROLE) == CachedGrant(ROLE, "req-1", creds(), "alice@example.com", OWNER)
     assert cache.lookup(ROLE).source == KEYRING
     assert not (tmp_path / "cache").exists()
     assert cache.load("other-role") is None
 
 
 def test_latest_store_wins(tmp_path):
-    cache = CredentialCache(MemoryKeyring(), cache_dir=tmp_path)
+    cache = CredentialCache(OWNER, MemoryKeyring(), cache_dir=tmp_path)
     cache.store(ROLE, creds(n=1), "req-1")
     cache.store(ROLE, creds(n=2), "req-2")
     grant = cache.load(ROLE)
@@ -118,7 +120,7 @@ def test_latest_store_wins(tmp_path):
 
 
 def test_repr_never_shows_secrets(tmp_path):
-    cache = CredentialCache(MemoryKeyring(), cache_dir=tmp_path)
+    cache = CredentialCache(OWNER, MemoryKeyring(), cache_dir=tmp_path)
     cache.store(ROLE, creds(), "req-1")
     text = repr(cache.load(ROLE))
     assert "ASIA1KEY" in text and SECRET not in text and TOKEN not in text
@@ -139,31 +141,29 @@ def test_repr_never_shows_secrets(tmp_path):
     ids=["raises", "fail", "null", "empty-chainer", "drops-writes"],
 )
 def test_unusable_keyring_falls_back_to_a_private_file(tmp_path, backend, known_useless):
-    cache = CredentialCache(backend, cache_dir=tmp_path / "cache")
+    cache = CredentialCache(OWNER, backend, cache_dir=tmp_path / "cache")
     assert cache.store(ROLE, creds(), "req-1") == FILE
     assert (cache.keyring_problem is not None) == known_useless  # not even tried
     path = cache.file_path(ROLE)
-    assert path == tmp_path / "cache" / "credentials" / (
-        hashlib.sha256(b"prod-readonly").hexdigest() + ".json"
-    )
+    assert path == tmp_path / "cache" / "credentials" / (OWNER.slot("prod-readonly") + ".json")
     assert mode(path) == 0o600
     assert mode(path.parent) == 0o700
     found = cache.lookup(ROLE)
-    assert found.grant == CachedGrant(ROLE, "req-1", creds(), None) and found.source == FILE
+    assert found.grant == CachedGrant(ROLE, "req-1", creds(), None, OWNER) and found.source == FILE
     for problem in found.problems:  # a failing keyring is reported, never with a secret
         assert SECRET not in problem and TOKEN not in problem
 
 
 def test_a_new_grant_in_a_working_keyring_removes_the_old_file(tmp_path):
-    CredentialCache(BrokenKeyring(), cache_dir=tmp_path).store(ROLE, creds(n=1), "req-1")
-    cache = CredentialCache(MemoryKeyring(), cache_dir=tmp_path)
+    CredentialCache(OWNER, BrokenKeyring(), cache_dir=tmp_path).store(ROLE, creds(n=1), "req-1")
+    cache = CredentialCache(OWNER, MemoryKeyring(), cache_dir=tmp_path)
     assert cache.file_path(ROLE).exists()
     assert cache.store(ROLE, creds(n=2), "req-2") == KEYRING
     assert not cache.file_path(ROLE).exists()  # no second copy of secrets left on disk
 
 
 def test_a_crashed_writers_temp_file_is_gone_after_the_next_store(tmp_path):
-    cache = CredentialCache(fail.Keyring(), cache_dir=tmp_path)
+    cache = CredentialCache(OWNER, fail.Keyring(), cache_dir=tmp_path)
     cache.store(ROLE, creds(n=1), "req-1")
     path = cache.file_path(ROLE)
     # What a writer killed between writing its temp and the rename leaves behind.
@@ -175,46 +175,51 @@ def test_a_crashed_writers_temp_file_is_gone_after_the_next_store(tmp_path):
     assert not stray.exists() and other_role.exists()
     # The same when the keyring works again and the file goes.
     stray.write_text(f"secret {SECRET}")
-    CredentialCache(MemoryKeyring(), cache_dir=tmp_path).store(ROLE, creds(n=3), "req-3")
+    CredentialCache(OWNER, MemoryKeyring(), cache_dir=tmp_path).store(ROLE, creds(n=3), "req-3")
     assert not stray.exists() and not path.exists()
 
 
 def test_the_grant_that_expires_last_wins_across_keyring_and_file(tmp_path):
     ring = MemoryKeyring()
-    CredentialCache(ring, cache_dir=tmp_path).store(ROLE, creds(NOW + timedelta(minutes=10)), "old")
+    CredentialCache(OWNER, ring, cache_dir=tmp_path).store(
+        ROLE, creds(NOW + timedelta(minutes=10)), "old"
+    )
     # The keyring broke for a while: the newer grant went to the file.
-    CredentialCache(BrokenKeyring(), cache_dir=tmp_path).store(
+    CredentialCache(OWNER, BrokenKeyring(), cache_dir=tmp_path).store(
         ROLE, creds(NOW + timedelta(hours=1)), "new"
     )
-    found = CredentialCache(ring, cache_dir=tmp_path).lookup(ROLE)
+    found = CredentialCache(OWNER, ring, cache_dir=tmp_path).lookup(ROLE)
     assert found.grant is not None and found.grant.request_id == "new" and found.source == FILE
 
 
 def test_default_location_is_the_user_cache_dir():
-    cache = CredentialCache(fail.Keyring())
-    digest = hashlib.sha256(ROLE.encode()).hexdigest()
+    cache = CredentialCache(OWNER, fail.Keyring())
+    digest = OWNER.slot(ROLE)
     assert cache.file_path(ROLE) == default_cache_dir() / "credentials" / f"{digest}.json"
 
 
 def test_remove_forgets_everywhere(tmp_path):
     ring = MemoryKeyring()
-    cache = CredentialCache(ring, cache_dir=tmp_path)
+    cache = CredentialCache(OWNER, ring, cache_dir=tmp_path)
     cache.store(ROLE, creds(n=1), "req-1")  # in the keyring
-    CredentialCache(BrokenKeyring(), cache_dir=tmp_path).store(ROLE, creds(n=2), "req-2")  # file
-    assert (SERVICE, ROLE) in ring.data and cache.file_path(ROLE).exists()
+    CredentialCache(OWNER, BrokenKeyring(), cache_dir=tmp_path).store(
+        ROLE, creds(n=2), "req-2"
+    )  # file
+    assert (SERVICE, f"{ROLE} {OWNER.slot(ROLE)}") in ring.data and cache.file_path(ROLE).exists()
     assert cache.remove(ROLE) is True
     assert cache.load(ROLE) is None and not cache.file_path(ROLE).exists()
-    assert (SERVICE, ROLE) not in ring.data
+    assert (SERVICE, f"{ROLE} {OWNER.slot(ROLE)}") not in ring.data
     assert cache.remove(ROLE) is False
 
 
 # --- corrupt records -------------------------------------------------------------------------
 
 GOOD = {
-    "version": 1,
+    "version": 2,
     "role": ROLE,
     "request_id": "req-1",
     "person": None,
+    "owner": OWNER.as_dict(),
     "access_key_id": "ASIA1KEY",
     "secret_access_key": SECRET,
     "session_token": TOKEN,
@@ -233,11 +238,17 @@ GOOD = {
         (json.dumps({**GOOD, "expiration": "soon"}).encode(), "expiration is not an RFC 3339"),
         (json.dumps({**GOOD, "role": "other"}).encode(), "it is for role 'other'"),
         (b" " * (65 * 1024), "larger than"),
+        (json.dumps({**GOOD, "version": 1, "owner": None}).encode(), "record version 1"),
+        (json.dumps({**GOOD, "owner": None}).encode(), "no owner"),
+        (json.dumps({**GOOD, "owner": DAVE.as_dict()}).encode(), "for another caller or config"),
     ],
-    ids=["truncated", "binary", "list", "version", "empty-field", "expiration", "role", "huge"],
+    ids=[
+        *("truncated", "binary", "list", "version", "empty-field", "expiration", "role", "huge"),
+        *("keyed-by-role-alone", "no-owner", "another-owner"),
+    ],
 )
 def test_corrupt_cache_file_is_no_cache_with_a_reason(tmp_path, content, reason):
-    cache = CredentialCache(fail.Keyring(), cache_dir=tmp_path)
+    cache = CredentialCache(OWNER, fail.Keyring(), cache_dir=tmp_path)
     path = cache.file_path(ROLE)
     path.parent.mkdir(parents=True)
     path.write_bytes(content)
@@ -253,9 +264,9 @@ def test_corrupt_cache_file_is_no_cache_with_a_reason(tmp_path, content, reason)
 
 def test_corrupt_keyring_entry_is_ignored_and_the_file_still_used(tmp_path):
     ring = MemoryKeyring()
-    CredentialCache(BrokenKeyring(), cache_dir=tmp_path).store(ROLE, creds(), "from-file")
-    ring.data[(SERVICE, ROLE)] = "garbage " + SECRET
-    found = CredentialCache(ring, cache_dir=tmp_path).lookup(ROLE)
+    CredentialCache(OWNER, BrokenKeyring(), cache_dir=tmp_path).store(ROLE, creds(), "from-file")
+    ring.data[(SERVICE, f"{ROLE} {OWNER.slot(ROLE)}")] = "garbage " + SECRET
+    found = CredentialCache(OWNER, ring, cache_dir=tmp_path).lookup(ROLE)
     assert found.grant is not None and found.grant.request_id == "from-file"
     assert found.problems == ("ignored unreadable keyring entry: not valid JSON",)
 
@@ -279,7 +290,7 @@ def test_fresh_boundaries():
 
 
 def test_credential_process_returns_the_fresh_grant(tmp_path):
-    cache = CredentialCache(MemoryKeyring(), cache_dir=tmp_path)
+    cache = CredentialCache(OWNER, MemoryKeyring(), cache_dir=tmp_path)
     cache.store(ROLE, creds(NOW + timedelta(minutes=5)), "req-1")
     doc = json.loads(credential_process(ROLE, now=NOW, cache=cache))
     assert doc == {
@@ -301,7 +312,7 @@ def test_credential_process_returns_the_fresh_grant(tmp_path):
     ids=["none", "expired", "too-soon"],
 )
 def test_no_fresh_credentials_is_exit_4_with_the_fix(tmp_path, expires, why):
-    cache = CredentialCache(MemoryKeyring(), cache_dir=tmp_path)
+    cache = CredentialCache(OWNER, MemoryKeyring(), cache_dir=tmp_path)
     if expires is not None:
         cache.store(ROLE, creds(expires), "req-1")
     with pytest.raises(NoFreshCredentials) as err:
@@ -314,7 +325,7 @@ def test_no_fresh_credentials_is_exit_4_with_the_fix(tmp_path, expires, why):
 
 
 def test_credential_process_quotes_the_role_in_the_advice(tmp_path):
-    cache = CredentialCache(MemoryKeyring(), cache_dir=tmp_path)
+    cache = CredentialCache(OWNER, MemoryKeyring(), cache_dir=tmp_path)
     with pytest.raises(NoFreshCredentials) as err:
         credential_process("x; rm -rf ~", now=NOW, cache=cache)
     assert "run: jitctl request 'x; rm -rf ~' --reason" in str(err.value)
@@ -329,10 +340,12 @@ from pathlib import Path
 from keyring.backends import fail
 from jitctl.credentials.cache import CredentialCache
 from jitctl.credentials.credproc import credential_process
+from jitctl.credentials.owner import CacheOwner
 from jitctl.errors import JitctlError
+OWNER = CacheOwner("sqlite /tmp/requests.db", "arn:aws:iam::123456789012:user/alice@example.com")
 try:
-    print(credential_process(sys.argv[2], now=datetime.now(UTC),
-                             cache=CredentialCache(fail.Keyring(), cache_dir=Path(sys.argv[1]))))
+    cache = CredentialCache(OWNER, fail.Keyring(), cache_dir=Path(sys.argv[1]))
+    print(credential_process(sys.argv[2], now=datetime.now(UTC), cache=cache))
     heavy = sorted({m.split(".")[0] for m in sys.modules} & {"boto3", "botocore", "pagerduty"})
     assert not heavy, heavy  # the SDK runs this often: it must stay light
 except JitctlError as exc:
@@ -359,8 +372,10 @@ def test_boto3_gets_cached_credentials_through_credential_process(aws_env, tmp_p
         command = shlex.join([sys.executable, str(script), str(cache_dir), role])
         lines.append(f"[profile {role}]\ncredential_process = {command}\n")
     config.write_text("".join(lines))
-    CredentialCache(fail.Keyring(), cache_dir=cache_dir).store("prod-readonly", real, "req-1")
-    CredentialCache(fail.Keyring(), cache_dir=cache_dir).store(
+    CredentialCache(OWNER, fail.Keyring(), cache_dir=cache_dir).store(
+        "prod-readonly", real, "req-1"
+    )
+    CredentialCache(OWNER, fail.Keyring(), cache_dir=cache_dir).store(
         "stale-role", creds(datetime.now(UTC) - timedelta(minutes=1)), "req-2"
     )
     whoami = "import boto3; print(boto3.client('sts').get_caller_identity()['Arn'])"
@@ -395,9 +410,11 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from jitctl.credentials.cache import CredentialCache
+from jitctl.credentials.owner import CacheOwner
 from jitctl.models import Credentials
 exp = datetime.now(timezone.utc) + timedelta(hours=1)
-where = CredentialCache(cache_dir=Path(sys.argv[1])).store("r", Credentials("AK", "s", "t", exp), "r-1")
+cache = CredentialCache(CacheOwner("c", "p"), cache_dir=Path(sys.argv[1]))
+where = cache.store("r", Credentials("AK", "s", "t", exp), "r-1")
 print(where, "keyring" in sys.modules)
 """
 

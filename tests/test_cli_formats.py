@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.conftest import clean_env
-from tests.harness import Team
+from tests.harness import Team, iam_keys
 
 ALICE = "alice@example.com"
 ROLE_ARN = "arn:aws:sts::123456789012:assumed-role/prod-readonly/alice@example.com"
@@ -82,14 +82,25 @@ def test_credential_process_serves_the_cached_grant_to_an_sdk(team):
     env = team.env(ALICE)
     jitctl_cmd = f"{team.exe} credential-process prod-readonly"
     config.write_text(f"[profile jit]\ncredential_process = {jitctl_cmd}\n")
-    # The SDK runs jitctl itself: only this user's HOME/XDG dirs point it at the cache.
+    # Alice's own keys are her default profile: jitctl asks STS who she is with them (the
+    # profile the SDK was told to use is the one that runs jitctl: set aside).
+    base = team.root / "alice-credentials"
+    keys = iam_keys(team.moto, ALICE)
+    base.write_text(
+        f"[default]\naws_access_key_id = {keys['AWS_ACCESS_KEY_ID']}\n"
+        f"aws_secret_access_key = {keys['AWS_SECRET_ACCESS_KEY']}\n"
+    )
+    # The SDK runs jitctl itself: her config and cache dir point it at her grant.
     sdk_env = consumer_env(
         team,
         AWS_PROFILE="jit",
         AWS_CONFIG_FILE=str(config),
+        AWS_SHARED_CREDENTIALS_FILE=str(base),
         HOME=env["HOME"],
         XDG_CACHE_HOME=env["XDG_CACHE_HOME"],
         XDG_DATA_HOME=env["XDG_DATA_HOME"],
+        JITCTL_CONFIG=env["JITCTL_CONFIG"],
+        JITCTL_CACHE_DIR=env["JITCTL_CACHE_DIR"],
     )
     who = subprocess.run(
         [sys.executable, "-c", WHO], env=sdk_env, capture_output=True, text=True, timeout=60

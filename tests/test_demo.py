@@ -211,6 +211,13 @@ def test_serve_exports_an_environment_and_stops_on_ctrl_c(tmp_path, monkeypatch)
         )
         assert exports["JITCTL_CONFIG"].startswith(env["TMPDIR"])
         workspace = Path(exports["JITCTL_CONFIG"]).parent
+        # One OS account, one shell, several people: each persona's credential cache is its own.
+        caches = {
+            script.stem: re.search(r"^export JITCTL_CACHE_DIR=(.+)$", script.read_text(), re.M)[1]
+            for script in (workspace / "env").glob("*.sh")
+        }
+        assert len(caches) >= 2 and len(set(caches.values())) == len(caches), caches
+        assert exports["JITCTL_CACHE_DIR"] in caches.values()
         shell = {**env, **exports}
         who = subprocess.run(
             [EXE, "whoami", "--json"], env=shell, capture_output=True, text=True, timeout=60

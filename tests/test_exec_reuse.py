@@ -8,6 +8,7 @@ import json
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import boto3
 import pytest
@@ -128,11 +129,47 @@ def test_a_grant_with_under_5_minutes_left_is_not_reused(team, monkeypatch):
 
 def test_another_persons_cached_grant_is_not_theirs_to_use(team, monkeypatch):
     """Bob runs exec as the same OS user where Alice's grant is cached (a shared jump host):
-    the core refuses it, and nothing is recorded as a use."""
+    the cache is keyed by who AWS says the caller is, so he finds nothing to reuse, and even a
+    record planted in his own slot is refused by the core; nothing is recorded as a use."""
+    from keyring.backends import fail
+
+    from jitctl.credentials.cache import CredentialCache
+
     exec_key(team)
-    env = env_for(team, BOB, monkeypatch)
-    monkeypatch.setenv("XDG_CACHE_HOME", team.env(ALICE)["XDG_CACHE_HOME"])  # her cache
-    assert env.credential_cache.load("prod-readonly") is not None
+    alices = env_for(team, ALICE, monkeypatch).credential_cache.load("prod-readonly")
+    assert alices is not None
+    shared = team.env(ALICE)["JITCTL_CACHE_DIR"]
+    env_for(team, BOB, monkeypatch)  # boto3 acts as Bob
+    env = Environment(environ={**team.env(BOB), "JITCTL_CACHE_DIR": shared})
+    assert env.credential_cache.load("prod-readonly") is None
+    assert reuse_cached(env, "prod-readonly") == (None, None)
+    owner = env.credential_cache.owner
+    planted = CredentialCache(owner, fail.Keyring(), cache_dir=Path(shared))
+    planted.store("prod-readonly", alices.creds, alices.request_id, person=ALICE)
     grant, why = reuse_cached(env, "prod-readonly")
     assert grant is None and "belongs to alice@example.com" in why
     assert "reused" not in [e for e, _ in events(team)]
+
+
+def test_credential_process_answers_the_caller_under_the_config_and_nobody_else(team):
+    """One OS account, one cache directory: Alice's grant goes to Alice under the config it
+    was issued under; Bob, another config, or no config at all get nothing."""
+    key, _ = exec_key(team)
+    shared = team.env(ALICE)["JITCTL_CACHE_DIR"]
+    out = team.run(ALICE, "credential-process", "prod-readonly")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["AccessKeyId"] == key
+    bob = team.run(
+        BOB, "credential-process", "prod-readonly", env=team.env(BOB, JITCTL_CACHE_DIR=shared)
+    )
+    assert bob.returncode == 4 and key not in bob.stdout, bob.stderr
+    other = team.root / "other.toml"
+    other.write_text(team.config.read_text().replace("requests.db", "other.db"))
+    moved = team.run(
+        ALICE, "credential-process", "prod-readonly", env=team.env(ALICE, JITCTL_CONFIG=str(other))
+    )
+    assert moved.returncode == 4 and key not in moved.stdout, moved.stderr
+    bare = {k: v for k, v in team.env(ALICE).items() if k != "JITCTL_CONFIG"}
+    none = team.run(ALICE, "credential-process", "prod-readonly", env=bare)
+    assert none.returncode == 2 and key not in none.stdout
+    assert "no jitctl config" in none.stderr and "Traceback" not in none.stderr

@@ -9,9 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_the_command_reference_is_current():
     gen = runpy.run_path(str(ROOT / "scripts" / "gen-reference"))
     page = (ROOT / "docs" / "commands.md").read_text()
-    assert page == gen["updated"](page), (
-        "docs/commands.md is stale: run scripts/gen-reference"
-    )
+    assert page == gen["updated"](page), "docs/commands.md is stale: run scripts/gen-reference"
 
 
 def test_reference_covers_every_command():

@@ -13,7 +13,6 @@ import pytest
 
 from jitctl import models
 from jitctl.context import Environment
-from jitctl.credentials.cache import CredentialCache
 from jitctl.credentials.profiles import read_profile, write_profile
 from jitctl.errors import Denied, ExitCode
 from jitctl.models import AccessRequest, Credentials
@@ -371,7 +370,7 @@ def test_local_profiles_of_that_grant_are_removed(team, monkeypatch):
     write_profile(path, "jit-prod-readonly", creds, extra={"x_jitctl_request_id": rid})
     write_profile(path, "copy", creds, extra={"x_jitctl_request_id": rid})
     write_profile(path, "newer", creds, extra={"x_jitctl_request_id": other})
-    cache = CredentialCache()
+    cache = env.credential_cache  # alice's, under this config
     cache.store("prod-readonly", creds, rid, ALICE)
     cache.store("prod-admin", creds, other, ALICE)
     done = revoke(env, rid, reason="mine", settle=0)

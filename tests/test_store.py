@@ -573,16 +573,23 @@ def test_a_failed_delivery_may_be_issued_again_once(store: Any) -> None:
     until = T0 + timedelta(hours=1)
     with pytest.raises(TransitionError, match="is approved, not issued"):
         store.mark_delivery_failed(req.request_id, now=T0)  # nothing issued yet
-    store.mark_issued(req.request_id, now=T0, credentials_expire_at=until)
-    with pytest.raises(TransitionError, match="is issued, not approved"):
-        store.mark_issued(req.request_id, now=T0, credentials_expire_at=until)
+    store.claim_issue(req.request_id, now=T0, planned_end=until)
+    store.mark_issued(req.request_id, now=T0, credentials_expire_at=until, attempt=1)
+    with pytest.raises(TransitionError, match="already issued"):
+        store.claim_issue(req.request_id, now=T0, planned_end=until)
     failed = store.mark_delivery_failed(req.request_id, now=T0 + timedelta(seconds=1))
     assert (failed.status, failed.delivery_failed_at) == (ISSUED, T0 + timedelta(seconds=1))
     later = T0 + timedelta(minutes=2)
-    again = store.mark_issued(req.request_id, now=later, credentials_expire_at=until)
+    second = store.claim_issue(req.request_id, now=later, planned_end=later + timedelta(hours=1))
+    # the first issue's planned end stays: a re-issue never ends later
+    assert (second.issue_attempt, second.planned_end) == (2, until)
+    assert second.reissued_after == ["delivery_failed"]
+    again = store.mark_issued(req.request_id, now=later, credentials_expire_at=until, attempt=2)
     assert (again.status, again.issued_at, again.delivery_failed_at) == (ISSUED, later, None)
     with pytest.raises(TransitionError):  # the retry cleared the mark: a second one loses
-        store.mark_issued(req.request_id, now=later, credentials_expire_at=until)
+        store.claim_issue(req.request_id, now=later, planned_end=until)
+    with pytest.raises(Denied, match="already issued again once"):  # and cannot be made again
+        store.mark_delivery_failed(req.request_id, now=later)
 
 
 def test_approve_counts_to_the_policys_min_approvals_not_the_stored_one(store: Any) -> None:

@@ -76,18 +76,30 @@ def credential_process_cmd(
     ),
 ) -> None:
     """For ~/.aws/config: print your latest grant for ROLE while it has 5+ minutes left; never prompts."""
+    import os
+
     from jitctl.cli.session import current_env
-    from jitctl.credentials.credproc import NoFreshCredentials, check_known_role, credential_process
+    from jitctl.credentials.credproc import (
+        GUARD,
+        NoFreshCredentials,
+        check_known_role,
+        credential_process,
+        not_within_itself,
+    )
     from jitctl.timeutil import SystemClock
 
-    # Only the Environment's cache: no STS (not even the trusted clock's), no policy, no
-    # PagerDuty. This runs inside every AWS SDK call.
-    env = current_env()
+    # The Environment's cache for the caller under this config: one sts:GetCallerIdentity
+    # (who the caller is), no policy, no PagerDuty. An SDK runs this before credentials expire.
+    not_within_itself()
     try:
-        doc = credential_process(role, now=SystemClock().now(), cache=env.credential_cache)
-    except NoFreshCredentials:
-        check_known_role(env, role)  # a typo is exit 2 naming the closest role, not "request it"
-        raise
+        env = current_env()
+        try:
+            doc = credential_process(role, now=SystemClock().now(), cache=env.credential_cache)
+        except NoFreshCredentials:
+            check_known_role(env, role)  # a typo is exit 2 naming the closest role
+            raise
+    finally:
+        os.environ.pop(GUARD, None)
     stdout().write(doc + "\n")
 
 

@@ -1,29 +1,32 @@
 """The local cache of the latest credentials per role, for `jitctl credential-process ROLE`.
 
-An AWS SDK runs credential-process on its own, with no terminal and no base credentials, so
-the cache is keyed by role alone: the OS user is the boundary (whoever can read this user's
-keyring or 0600 files can read the credentials anyway). The person is kept inside the record.
+A cache belongs to one owner (jitctl.credentials.owner: the caller's principal under one
+config) and keeps one grant per role: the entry's name is a digest of (config, principal,
+role), and the record carries its owner, which must match when it is read. So two people who
+share an OS account, or one person under two configs, never get each other's grants. (The
+OS user stays the boundary against a hostile reader: whoever can read this user's keyring or
+0600 files can read every entry.)
 
-Where: the OS keyring (service ``jitctl-credentials``, username ROLE) when a real backend
-works; otherwise a 0600 JSON file in ``<cache dir>/credentials/`` (0700). Secrets never go
-into a log, an exception message or a repr.
+Where: the OS keyring (service ``jitctl-credentials``, username ``ROLE DIGEST``) when a real
+backend works; otherwise a 0600 JSON file in ``<cache dir>/credentials/`` (0700). Secrets
+never go into a log, an exception message or a repr.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from jitctl.credentials.owner import CacheOwner
 from jitctl.filelock import atomic_write, exclusive_lock, remove_stale_temps
 from jitctl.models import Credentials
 from jitctl.timeutil import parse_rfc3339, rfc3339
 
 SERVICE = "jitctl-credentials"
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: records carry their owner (version 1, keyed by role alone, is ignored)
 # An SDK refreshes at 15 (advisory) and 10 (mandatory) minutes before expiry, running the
 # process again; 5 minutes is the least that still leaves a long command time to finish.
 MIN_LEFT = timedelta(minutes=5)
@@ -31,6 +34,7 @@ _LOCK_TIMEOUT = 10.0  # seconds; credential-process must fail, not hang
 PROBE_TTL = timedelta(days=1)  # how long "no usable keyring here" is remembered
 _MAX_FILE_BYTES = 64 * 1024  # a record is ~2 KB; anything huge is not ours
 KEYRING = "keyring"
+OWNER_KEYS = ("config", "principal")
 FILE = "file"
 
 
@@ -40,6 +44,7 @@ class CachedGrant:
     request_id: str
     creds: Credentials  # its repr hides the secrets
     person: str | None = None
+    owner: CacheOwner | None = None
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,7 @@ def fresh(grant: CachedGrant, now: datetime, min_left: timedelta = MIN_LEFT) -> 
 
 
 class CredentialCache:
-    """Latest grant per role for this OS user.
+    """Latest grant per role for ``owner`` (the caller under the current config).
 
     ``keyring_backend``: a ``keyring.backend.KeyringBackend`` to use (tests pass in-memory or
     failing ones); None means the system's default, looked up on first use. ``cache_dir``:
@@ -70,7 +75,10 @@ class CredentialCache:
     ``credentials/`` under it.
     """
 
-    def __init__(self, keyring_backend: Any | None = None, cache_dir: Path | None = None) -> None:
+    def __init__(
+        self, owner: CacheOwner, keyring_backend: Any | None = None, cache_dir: Path | None = None
+    ) -> None:
+        self.owner = owner
         self._given_backend = keyring_backend
         self._backend: Any | None = None
         self._backend_problem: str | None = None
@@ -80,9 +88,12 @@ class CredentialCache:
     # --- public ---------------------------------------------------------------------------
 
     def file_path(self, role: str) -> Path:
-        """The fallback file for ``role``. Hashed: a role name need not be a safe file name."""
-        digest = hashlib.sha256(role.encode("utf-8")).hexdigest()
-        return self._base_dir() / "credentials" / f"{digest}.json"
+        """The fallback file for ``role``, named by the owner's digest (jitctl.credentials.owner)."""
+        return self._base_dir() / "credentials" / f"{self.owner.slot(role)}.json"
+
+    def _username(self, role: str) -> str:
+        """The keyring entry's name: the role for people to read, the digest to keep owners apart."""
+        return f"{role} {self.owner.slot(role)}"
 
     def _base_dir(self) -> Path:
         if self._cache_dir is not None:
@@ -95,13 +106,13 @@ class CredentialCache:
         self, role: str, creds: Credentials, request_id: str, person: str | None = None
     ) -> str:
         """Cache ``creds`` as the latest grant for ``role``; returns where (KEYRING or FILE)."""
-        value = _encode(CachedGrant(role, request_id, creds, person))
+        value = _encode(CachedGrant(role, request_id, creds, person, self.owner))
         backend = self._usable_backend()
         if backend is not None:
             try:
-                backend.set_password(SERVICE, role, value)
+                backend.set_password(SERVICE, self._username(role), value)
                 # Read back: some backends accept a write and keep nothing.
-                if backend.get_password(SERVICE, role) == value:
+                if backend.get_password(SERVICE, self._username(role)) == value:
                     self._remove_file(role)  # no second, stale copy of secrets on disk
                     return KEYRING
             except Exception:  # any backend failure (locked, D-Bus gone, ...): use the file
@@ -127,7 +138,7 @@ class CredentialCache:
         backend = self._usable_backend()
         if backend is not None:
             try:
-                text = backend.get_password(SERVICE, role)
+                text = backend.get_password(SERVICE, self._username(role))
             except Exception as exc:
                 text = None
                 problems.append(f"could not read the keyring ({type(exc).__name__})")
@@ -148,8 +159,8 @@ class CredentialCache:
         backend = self._usable_backend()
         if backend is not None:
             try:
-                if backend.get_password(SERVICE, role) is not None:
-                    backend.delete_password(SERVICE, role)
+                if backend.get_password(SERVICE, self._username(role)) is not None:
+                    backend.delete_password(SERVICE, self._username(role))
                     removed = True
             except Exception:  # PasswordDeleteError, locked keyring, ...: nothing to remove
                 pass
@@ -230,8 +241,8 @@ class CredentialCache:
                 return False
         return True
 
-    @staticmethod
     def _collect(
+        self,
         text: str,
         role: str,
         source: str,
@@ -246,6 +257,9 @@ class CredentialCache:
             return
         if grant.role != role:
             problems.append(f"ignored {where}: it is for role {grant.role!r}, not {role!r}")
+            return
+        if grant.owner != self.owner:
+            problems.append(f"ignored {where}: it was cached for another caller or config")
             return
         found.append((grant, source))
 
@@ -271,6 +285,7 @@ def _encode(grant: CachedGrant) -> str:
             "role": grant.role,
             "request_id": grant.request_id,
             "person": grant.person,
+            "owner": grant.owner.as_dict() if grant.owner else None,
             "access_key_id": creds.access_key_id,
             "secret_access_key": creds.secret_access_key,
             "session_token": creds.session_token,
@@ -299,6 +314,9 @@ def _decode(text: str) -> CachedGrant:
     person = doc.get("person")
     if person is not None and not isinstance(person, str):
         raise ValueError("person is not a string")
+    owner = doc.get("owner")
+    if not (isinstance(owner, dict) and all(isinstance(owner.get(k), str) for k in OWNER_KEYS)):
+        raise ValueError("no owner (config and principal)")
     raw_expiration = doc.get("expiration")
     expiration = None
     if raw_expiration is not None:
@@ -309,7 +327,8 @@ def _decode(text: str) -> CachedGrant:
     creds = Credentials(
         fields["access_key_id"], fields["secret_access_key"], fields["session_token"], expiration
     )
-    return CachedGrant(fields["role"], fields["request_id"], creds, person)
+    owned = CacheOwner(owner["config"], owner["principal"])
+    return CachedGrant(fields["role"], fields["request_id"], creds, person, owned)
 
 
 def _read_file(path: Path, problems: list[str]) -> str | None:

@@ -3,24 +3,67 @@
     [profile prod-ro]
     credential_process = jitctl credential-process prod-readonly
 
-It hands the SDK the cached latest grant for ROLE, or fails at once with exit 4. An SDK runs
-it unattended and re-runs it before every expiry, so it never prompts, never waits for a
-person, and touches neither AWS nor PagerDuty: getting new credentials is `jitctl request`.
+It hands the SDK the caller's cached latest grant for ROLE under the current config
+(jitctl.credentials.owner: who the caller is comes from sts:GetCallerIdentity on their own
+credentials), or fails at once with exit 4. An SDK runs it unattended and re-runs it before
+every expiry, so it never prompts, never waits for a person, and asks AWS nothing else and
+PagerDuty nothing: getting new credentials is `jitctl request`.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from jitctl.credentials.cache import MIN_LEFT, CredentialCache, fresh
 from jitctl.credentials.formats import credential_process_json
-from jitctl.errors import TimedOut
+from jitctl.errors import TimedOut, UsageError
 from jitctl.timeutil import format_duration, rfc3339
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
+
+
+GUARD = "JITCTL_IN_CREDENTIAL_PROCESS"
+PROFILE_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE")
+
+
+def not_within_itself() -> None:
+    """credential-process asks STS who the caller is with the caller's own AWS credentials.
+    An SDK that runs it for a profile named by AWS_PROFILE passes that variable on: the
+    profile whose credential_process is this very command. It is set aside here, so the
+    caller's usual credentials (environment, [default], SSO) answer; anything else that would
+    run this command again (a chain of such profiles) meets the mark and stops (exit 2)."""
+    if os.environ.get(GUARD):
+        raise UsageError(
+            "jitctl credential-process needs your own AWS credentials to tell who you are, "
+            "and the profile in use runs jitctl credential-process itself",
+            "give the SDK that profile by name and keep your usual credentials as the default",
+        )
+    for name in PROFILE_VARIABLES:
+        if runs_credential_process(os.environ.get(name)):
+            del os.environ[name]
+    os.environ[GUARD] = "1"  # inherited by anything the SDK starts for our STS call
+
+
+def runs_credential_process(profile: str | None) -> bool:
+    """Whether the AWS config's ``profile`` gets its credentials from `jitctl credential-process`."""
+    import configparser
+
+    from jitctl.credentials.profiles import aws_config_path
+
+    if not profile:
+        return False
+    ini = configparser.RawConfigParser()
+    try:
+        ini.read(aws_config_path(os.environ), encoding="utf-8")
+    except (configparser.Error, OSError, UnicodeDecodeError):
+        return False
+    section = "default" if profile == "default" else f"profile {profile}"
+    command = ini.get(section, "credential_process", fallback="")
+    return "credential-process" in command and "jitctl" in command
 
 
 class NoFreshCredentials(TimedOut):

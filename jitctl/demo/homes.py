@@ -43,6 +43,9 @@ class Homes:
             "AWS_CONFIG_FILE": str(self.aws_config_file(name)),
             "JITCTL_CONFIG": str(self.config),
             "JITCTL_AUDIT_LOG": str(self.audit_log(name)),
+            # Each person's credential cache of their own, even when their shell exports
+            # only AWS_* and JITCTL_* (the demo's persona files: one OS account for all).
+            "JITCTL_CACHE_DIR": str(home / ".cache" / "jitctl"),
         }
 
 

@@ -11,6 +11,7 @@ import hashlib
 import json
 import random
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,8 @@ def ensure_denied(
     lock_path: Path,
     settle: float = SETTLE_SECONDS,
     rounds: int = ROUNDS,
+    merge: Callable[..., tuple[dict[str, Any], int]] = merge,
+    covers: Callable[[dict[str, Any] | None, dict[str, Any]], bool] = covers,
 ) -> tuple[bool, int]:
     """Merge ``statement`` into the role's revocation policy until a read-back shows it.
     Returns (whether anything was written, statements pruned).
@@ -89,6 +92,8 @@ def ensure_denied(
       consistency can serve a stale read (which also risks dropping a statement another host
       just wrote). The request's status in the store remains the record of what was revoked,
       and re-running `jitctl revoke ID` re-asserts the deny at any time.
+    ``merge`` and ``covers``: how ``statement`` joins the document and when it is in place
+    (a revocation's by default; jitctl.revocation.cutoff passes a re-issue's).
     """
     pruned = 0
     wrote = False

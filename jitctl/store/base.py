@@ -5,18 +5,16 @@ every rule about which transition is legal lives here, so SQLite and DynamoDB ca
 
     pending -> approved -> issued -> revoked
     pending -> denied | expired | cancelled
-    issued (delivery failed) -> issued   (a retried delivery, while the approval holds)
+    approved/issued: claim an issue -> issued   (claims: at most one re-issue per recorded
+                                                 failure kind, jitctl.store.claims)
     break-glass, unreviewed -> reviewed  (whatever its status: an approver looked at it)
 """
 
 from __future__ import annotations
 
 import builtins
-import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from jitctl.errors import Denied, JitctlError, TimedOut, UsageError
@@ -32,8 +30,13 @@ from jitctl.models import (
     REVOKED,
     AccessRequest,
 )
+from jitctl.store import claims
 from jitctl.store.records import aware
 from jitctl.store.records import ts as ts  # re-exported: benchmarks/run.py imports it here
+from jitctl.store.step import Planner as Planner
+from jitctl.store.step import Step as Step
+from jitctl.store.step import TransitionError as TransitionError
+from jitctl.store.step import copy_request as _copy
 from jitctl.timeutil import rfc3339
 
 # ---------------------------------------------------------------- errors
@@ -45,10 +48,6 @@ class StoreError(JitctlError):
 
 class DuplicateRequest(StoreError):
     """``create`` with an id that already exists: ids are random, so this is a bug."""
-
-
-class TransitionError(UsageError):
-    """The request's current status does not allow this transition (exit 2)."""
 
 
 class RequestExpired(TimedOut):
@@ -94,9 +93,19 @@ class RequestStore(Protocol):
     ) -> AccessRequest: ...
     def cancel(self, request_id: str, person: str, *, now: datetime) -> AccessRequest: ...
     def expire(self, request_id: str, *, now: datetime) -> AccessRequest: ...
-    def mark_issued(
-        self, request_id: str, *, now: datetime, credentials_expire_at: datetime
+    def claim_issue(
+        self, request_id: str, *, now: datetime, planned_end: datetime
     ) -> AccessRequest: ...
+    def mark_issued(
+        self,
+        request_id: str,
+        *,
+        now: datetime,
+        credentials_expire_at: datetime,
+        attempt: int | None = None,
+    ) -> AccessRequest: ...
+    def mark_issue_failed(self, request_id: str, *, attempt: int, kind: str) -> AccessRequest: ...
+    def release_claim(self, request_id: str, *, attempt: int) -> AccessRequest: ...
     def mark_delivery_failed(self, request_id: str, *, now: datetime) -> AccessRequest: ...
     def mark_revoked(
         self, request_id: str, person: str, *, now: datetime, reason: str
@@ -108,25 +117,6 @@ class RequestStore(Protocol):
 
 
 # ---------------------------------------------------------------- the state machine
-
-
-@dataclass
-class Step:
-    """What a transition decided: the record to write (None: nothing changes), an error to raise
-    once that write has committed, and extra keys to keep in the stored document."""
-
-    write: AccessRequest | None = None
-    error: JitctlError | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-# A planner sees the current record and returns a Step, or raises if the transition is illegal.
-Planner = Callable[[AccessRequest], Step]
-
-
-def _copy(req: AccessRequest, **changes: Any) -> AccessRequest:
-    changes.setdefault("approvers", builtins.list(req.approvers))
-    return dataclasses.replace(req, **changes)
 
 
 def _not(req: AccessRequest, wanted: str) -> TransitionError:
@@ -237,43 +227,6 @@ def derive(req: AccessRequest, now: datetime | None) -> AccessRequest:
     return _copy(req, status=EXPIRED, decided_at=req.expires_at, decided_by=None)
 
 
-def redeliverable(req: AccessRequest) -> bool:
-    """Issued, but the credentials never reached the requester: `jitctl wait` may issue again."""
-    return req.status == ISSUED and req.delivery_failed_at is not None
-
-
-def plan_issued(now: datetime, credentials_expire_at: datetime) -> Planner:
-    aware(credentials_expire_at)
-
-    def plan(req: AccessRequest) -> Step:
-        if (lapsed := _lapsed(req, now)) is not None:
-            return lapsed
-        # Never pending -> issued: the fast path creates the request already approved. Issued
-        # again only after a failed delivery, once: the first retry clears the mark.
-        if req.status != APPROVED and not redeliverable(req):
-            raise _not(req, APPROVED)
-        return Step(
-            write=_copy(
-                req,
-                status=ISSUED,
-                issued_at=now,
-                credentials_expire_at=credentials_expire_at,
-                delivery_failed_at=None,
-            )
-        )
-
-    return plan
-
-
-def plan_delivery_failed(now: datetime) -> Planner:
-    def plan(req: AccessRequest) -> Step:
-        if req.status != ISSUED:
-            raise _not(req, ISSUED)
-        return Step(write=_copy(req, delivery_failed_at=now))
-
-    return plan
-
-
 def plan_revoked(person: str, now: datetime, reason: str) -> Planner:
     def plan(req: AccessRequest) -> Step:
         if req.status == REVOKED:
@@ -363,13 +316,31 @@ class BaseStore(ABC):
     def expire(self, request_id: str, *, now: datetime) -> AccessRequest:
         return self._transition(request_id, plan_expire(aware(now)))
 
-    def mark_issued(
-        self, request_id: str, *, now: datetime, credentials_expire_at: datetime
+    def claim_issue(
+        self, request_id: str, *, now: datetime, planned_end: datetime
     ) -> AccessRequest:
-        return self._transition(request_id, plan_issued(aware(now), credentials_expire_at))
+        """Claim the request's next issue before AssumeRole (jitctl.store.claims)."""
+        return self._transition(request_id, claims.plan_claim(aware(now), aware(planned_end)))
+
+    def mark_issued(
+        self,
+        request_id: str,
+        *,
+        now: datetime,
+        credentials_expire_at: datetime,
+        attempt: int | None = None,
+    ) -> AccessRequest:
+        plan = claims.plan_issued(aware(now), aware(credentials_expire_at), attempt)
+        return self._transition(request_id, plan)
+
+    def mark_issue_failed(self, request_id: str, *, attempt: int, kind: str) -> AccessRequest:
+        return self._transition(request_id, claims.plan_failed(attempt, kind))
+
+    def release_claim(self, request_id: str, *, attempt: int) -> AccessRequest:
+        return self._transition(request_id, claims.plan_release(attempt))
 
     def mark_delivery_failed(self, request_id: str, *, now: datetime) -> AccessRequest:
-        return self._transition(request_id, plan_delivery_failed(aware(now)))
+        return self._transition(request_id, claims.plan_delivery_failed(aware(now)))
 
     def mark_revoked(
         self, request_id: str, person: str, *, now: datetime, reason: str
@@ -387,3 +358,9 @@ class BaseStore(ABC):
 
 def not_found(request_id: str) -> NotFound:
     return NotFound(f"no request {request_id}", "`jitctl list` shows the known requests")
+
+
+def redeliverable(req: AccessRequest) -> bool:
+    """Issued (or claimed) and a recorded failure may allow one more issue: `jitctl wait` tries,
+    and the claim decides (an issue still within its lease is left to its issuer)."""
+    return claims.reissuable(req, datetime.max.replace(tzinfo=UTC))

@@ -25,6 +25,8 @@ _TIME_FIELDS = (
     "revoked_at",
     "delivery_failed_at",
     "reviewed_at",
+    "claimed_at",
+    "planned_end",
 )
 
 
@@ -56,6 +58,7 @@ def from_record(data: dict[str, Any]) -> AccessRequest:
         if values.get(name) is not None:
             values[name] = parse_rfc3339(values[name])
     values["approvers"] = builtins.list(values.get("approvers") or [])
+    values["reissued_after"] = builtins.list(values.get("reissued_after") or [])
     return AccessRequest(**values)
 
 

@@ -221,11 +221,16 @@ class SqliteStore(BaseStore):
             else:
                 result = step.write
                 result.version = current.version + 1
-                conn.execute(
+                # A conditional write, as DynamoDB's: the write lock already keeps others out,
+                # and the WHERE on version and status makes the claim hold even without it.
+                cur = conn.execute(
                     "UPDATE requests SET status = ?, requester = ?, role = ?, created_at = ?,"
-                    " expires_at = ?, version = ?, body = ? WHERE request_id = ?",
-                    (*_columns(result, step.extra), request_id),
+                    " expires_at = ?, version = ?, body = ? WHERE request_id = ?"
+                    " AND version = ? AND status = ?",
+                    (*_columns(result, step.extra), request_id, current.version, current.status),
                 )
+                if cur.rowcount != 1:
+                    raise StoreError(f"request {request_id} changed while being updated")
         # Raised only after COMMIT: an expiry found on the way is recorded, then reported.
         if step.error is not None:
             raise step.error

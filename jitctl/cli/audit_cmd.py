@@ -162,7 +162,7 @@ def verify(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Check the local audit log's hash chain: exit 0 if intact, 6 naming the first bad line."""
-    from jitctl.cli.output import emit_json, safe, stderr_console
+    from jitctl.cli.output import emit_json, safe, stdout_console
     from jitctl.errors import AuditTampered
 
     doc = _env().service.audit_verify(remote=remote)
@@ -171,7 +171,7 @@ def verify(
     if doc["failure"] is not None:
         raise AuditTampered(doc["failure"])
     if not json_out:
-        out = stderr_console()
+        out = stdout_console()
         out.print(f"[green]✓[/] {safe(doc['path'])}: {doc['records']} records, hash chain intact")
         signed = ", every record signed by the audit key" if doc.get("signed") else ""
         for central in doc.get("remote", []):

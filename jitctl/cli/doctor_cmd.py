@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from jitctl.cli.output import JSON_OPTION, emit_json, local_time, safe, stderr_console
+from jitctl.cli.output import (
+    JSON_OPTION,
+    emit_json,
+    local_time,
+    safe,
+    stderr_console,
+    stdout_console,
+)
 
 MARKS = {"pass": "[green]✓[/]", "fail": "[red]✗[/]", "skip": "[dim]-[/]", "warn": "[yellow]![/]"}
 
@@ -26,7 +33,7 @@ def doctor(
             }
         )
     else:
-        out = stderr_console()
+        out = stdout_console()
         for check in result.checks:
             out.print(f"{MARKS[check.status]} [bold]{safe(check.name)}[/]: {safe(check.detail)}")
             if check.fix:
@@ -47,7 +54,7 @@ def whoami(
     if json_out:
         emit_json(doc)
         return
-    out = stderr_console()
+    out = stdout_console()
     out.print(f"principal  {safe(doc['principal'])}\nperson     {safe(doc['person'])}")
     user = doc["pagerduty_user"]
     if user:

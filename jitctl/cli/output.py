@@ -62,15 +62,29 @@ def interactive() -> bool:
     return sys.stderr.isatty() and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
+def stdout_console():
+    """The answer a command exists to give goes to stdout, so `| grep` and `$(...)` see it;
+    --quiet never hides it. Colour only for a person at a terminal."""
+    from rich.console import Console
+
+    return Console(file=_stream("out"), highlight=False, no_color=not colour(), soft_wrap=True)
+
+
+def colour() -> bool:
+    """Colour only for a person at a terminal who has not asked for NO_COLOR."""
+    env = _session()
+    environ = env.environ if env is not None else os.environ
+    return interactive() and not environ.get("NO_COLOR")
+
+
 def stderr_console():
     """Human messages go to stderr; --quiet silences them (errors still print, from main)."""
     from rich.console import Console
 
     env = _session()
     quiet = bool(env is not None and env.quiet)
-    plain = not interactive()
     return Console(
-        file=_stream("err"), highlight=False, no_color=plain, soft_wrap=True, quiet=quiet
+        file=_stream("err"), highlight=False, no_color=not colour(), soft_wrap=True, quiet=quiet
     )
 
 

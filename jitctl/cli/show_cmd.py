@@ -13,6 +13,7 @@ from jitctl.cli.output import (
     safe,
     stderr_console,
     stdout,
+    stdout_console,
 )
 
 
@@ -139,16 +140,17 @@ def status(
     if json_out:
         emit_json(request_doc(req, state))
         return
-    describe(req, env.clock.now(), state)
+    describe(req, env.clock.now(), state, out=stdout_console())
 
 
-def describe(req, now, state=None) -> None:
-    """Key facts of a request on stderr (also the approver's confirmation screen)."""
+def describe(req, now, state=None, out=None) -> None:
+    """Key facts of a request: `status`'s answer on stdout, or (default) the approver's
+    confirmation screen on stderr."""
     from datetime import timedelta
 
     from jitctl.timeutil import format_duration
 
-    out = stderr_console()
+    out = out or stderr_console()
     rows = [
         ("request", req.request_id),
         ("role", req.role),

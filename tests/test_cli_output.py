@@ -4,6 +4,8 @@ stderr), through the installed CLI."""
 from __future__ import annotations
 
 from tests.harness import Team
+from tests.test_cli_request import on_call
+from tests.test_cli_tty import Terminal, screen_lines
 
 ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@example.com"
 
@@ -34,3 +36,33 @@ def test_answers_go_to_stdout_and_quiet_never_hides_them(team):
         verify = team.run(ALICE, *quiet, "audit", "verify")
         assert verify.returncode == 0, verify.stderr
         assert "hash chain intact" in verify.stdout
+
+
+def _whole_on_one_line(text: str, *words: str) -> None:
+    for word in words:
+        assert any(word in line for line in text.splitlines()), (word, text)
+
+
+def test_ids_and_role_names_never_wrap_on_a_narrow_terminal_or_a_pipe(team):
+    """Item 3: at 60 columns, and piped (no COLUMNS: 80), `list`, `grants` and `roles` keep
+    every id and role name whole on one line, so that copying and `grep` work."""
+    on_call(team, ALICE)
+    reason = "INC-3 a long reason that goes on and on about the database and the queue behind it"
+    issued = team.run(ALICE, "request", "prod-readonly", "--reason", reason, "--no-wait")
+    assert issued.returncode == 0, issued.stderr
+    ids = [issued.stdout.strip(), pending(team, reason, role="prod-admin")]
+    env = team.env(ALICE)
+    del env["COLUMNS"]
+    words = {"list": ["prod-admin", *ids], "grants": ids[:1], "roles": ["prod-admin"]}
+    for command, whole in words.items():
+        piped = team.run(ALICE, command, env=env)
+        assert piped.returncode == 0, piped.stderr
+        _whole_on_one_line(piped.stdout, "prod-readonly", *whole)
+        if command != "roles":  # piped output is never squeezed: the reason is whole too
+            _whole_on_one_line(piped.stdout, reason)
+        term = Terminal(team, ALICE, command, columns=60)
+        term.expect("prod-readonly")
+        assert term.finish() == 0
+        lines = screen_lines(term)
+        _whole_on_one_line("\n".join(lines), "prod-readonly", *whole)
+        assert max(len(line) for line in lines) <= 60, lines

@@ -18,26 +18,22 @@ def _pick(env) -> str:
     reqs = sorted(env.service.decidable(), key=lambda r: r.created_at, reverse=True)
     if not reqs:
         raise UsageError("no pending requests you may approve")
-    stderr_console().print(_pick_table(reqs, env.clock.now()))
+    _pick_table(reqs, env.clock.now())
     choices = {str(i): r.request_id for i, r in enumerate(reqs, 1)}
     answer = typer.prompt("approve which one (number or id)", err=True).strip()
     return choices.get(answer, answer)
 
 
-def _pick_table(reqs, now):
-    from rich.table import Table
+def _pick_table(reqs, now) -> None:
+    from jitctl.cli.output import print_table, relative
 
-    from jitctl.cli.output import relative
-
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for col in ("#", "ID", "ROLE", "REQUESTER", "AGE", "REASON"):
-        table.add_column(col, overflow="fold", justify="right" if col == "#" else "left")
-    for i, r in enumerate(reqs, 1):
-        age = relative(r.created_at, now).replace(" ago", "")
-        table.add_row(
-            str(i), *(safe(v) for v in (r.request_id, r.role, r.requester)), age, safe(r.reason)
-        )
-    return table
+    rows = [
+        [str(i), *(safe(v) for v in (r.request_id, r.role, r.requester))]
+        + [relative(r.created_at, now).replace(" ago", ""), safe(r.reason)]
+        for i, r in enumerate(reqs, 1)
+    ]
+    columns = ["#", "ID", "ROLE", "REQUESTER", "AGE", "REASON"]
+    print_table(columns, rows, whole=("#", "ID", "ROLE"), drop=("AGE", "REQUESTER"), err=True)
 
 
 def _confirm(env, request_id: str, verb: str, yes: bool) -> None:

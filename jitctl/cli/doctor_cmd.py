@@ -76,9 +76,7 @@ def roles(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """The roles you may request, and whether each would fast-track you right now."""
-    from rich.console import Console
-    from rich.table import Table
-
+    from jitctl.cli.output import print_table
     from jitctl.cli.session import current_env
     from jitctl.timeutil import format_duration, parse_rfc3339
 
@@ -90,9 +88,7 @@ def roles(
     from datetime import timedelta
 
     now = env.clock.now()
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for col in ("ROLE", "MAX", "NOW", "APPROVERS"):
-        table.add_column(col, overflow="fold")
+    cells = []
     for r in rows:
         if r["fast_track"]:
             until = r["fast_track_until"]
@@ -106,13 +102,16 @@ def roles(
         else:
             now_cell = "approval"
         need = f"{r['min_approvals']} of " if r["min_approvals"] and r["min_approvals"] > 1 else ""
-        table.add_row(
-            safe(r["role"]),
-            format_duration(timedelta(seconds=r["max_duration_seconds"])),
-            now_cell,
-            need + safe(", ".join(r["approvers"]) or "-"),
+        cells.append(
+            [
+                safe(r["role"]),
+                format_duration(timedelta(seconds=r["max_duration_seconds"])),
+                now_cell,
+                need + safe(", ".join(r["approvers"]) or "-"),
+            ]
         )
-    Console(highlight=False).print(table)
+    columns = ["ROLE", "MAX", "NOW", "APPROVERS"]
+    print_table(columns, cells, whole=("ROLE",), drop=("MAX", "APPROVERS"))
     errors = {r["pagerduty_error"] for r in rows if r.get("pagerduty_error")}
     for error in sorted(errors):  # one session: at most one reason, said once
         stderr_console().print(f"[yellow]pagerduty:[/] {safe(error)}")

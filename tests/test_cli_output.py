@@ -66,3 +66,26 @@ def test_ids_and_role_names_never_wrap_on_a_narrow_terminal_or_a_pipe(team):
         lines = screen_lines(term)
         _whole_on_one_line("\n".join(lines), "prod-readonly", *whole)
         assert max(len(line) for line in lines) <= 60, lines
+
+
+def test_deciding_a_request_that_is_no_longer_pending_exits_by_the_contract(team):
+    """Item 9: approving an expired request is 4 (it expired before a decision), one already
+    approved is 2 naming who approved it, one an approver denied is 3 naming who."""
+    from datetime import UTC, datetime, timedelta
+
+    from jitctl.context import Environment
+
+    lapsed, approved, denied = (pending(team, f"INC-9 {n}") for n in range(3))
+    store = Environment(environ=team.env(ALICE)).store  # its TTL (30m) passes, as a sweep sees
+    store.expire(lapsed, now=datetime.now(UTC) + timedelta(minutes=31))
+    out = team.run(BOB, "approve", lapsed, "--yes")
+    assert out.returncode == 4 and f"request {lapsed} expired" in out.stderr, out.stderr
+    assert team.run(BOB, "approve", approved, "--yes").returncode == 0
+    out = team.run(CAROL, "approve", approved, "--yes")
+    assert out.returncode == 2, out.stderr
+    assert f"request {approved} is already approved by {BOB}" in out.stderr
+    assert team.run(CAROL, "deny", denied, "--reason", "use the runbook", "--yes").returncode == 0
+    for verb in (("approve",), ("deny", "--reason", "me too")):
+        out = team.run(BOB, *verb, denied, "--yes")
+        assert out.returncode == 3, out.stderr
+        assert f"already denied by {CAROL}: use the runbook" in out.stderr

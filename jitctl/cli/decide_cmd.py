@@ -44,6 +44,8 @@ def _confirm(env, request_id: str, verb: str, yes: bool) -> None:
     from jitctl.errors import Interrupted
 
     req = env.service.check_may_decide(request_id)  # refuse before asking
+    if req.status != "pending":
+        return  # nothing to confirm: the decision itself says why it cannot be made
     describe(req, env.clock.now())
     if not typer.confirm(f"{verb} {request_id}?", default=False, err=True):
         raise Interrupted(f"not {verb.lower()}d; nothing recorded")

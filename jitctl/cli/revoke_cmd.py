@@ -74,10 +74,11 @@ def sweep(json_out: bool = JSON_OPTION) -> None:
         emit_json(report)
     else:
         _show_sweep(report)
-    if report["problems"]:  # a scheduler should notice: exit 5, the next run retries
-        from jitctl.errors import Unavailable
+    if report["problems"]:  # a scheduler should notice: 5, the next run retries; 2, fix setup
+        from jitctl.errors import ConfigError, Unavailable
 
-        raise Unavailable(f"sweep finished with {len(report['problems'])} problem(s)")
+        failed = ConfigError if report.get("exit_code") == 2 else Unavailable
+        raise failed(f"sweep finished with {len(report['problems'])} problem(s)")
 
 
 def _show_sweep(report: dict) -> None:

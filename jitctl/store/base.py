@@ -135,6 +135,22 @@ def _not(req: AccessRequest, wanted: str) -> TransitionError:
     return TransitionError(f"request {req.request_id} is {req.status}, not {wanted}")
 
 
+def _decided(req: AccessRequest) -> JitctlError:
+    """Why a decision on ``req`` (no longer pending) cannot be made, with the contract's exit
+    code: 4 when it expired, 3 when an approver denied it, else 2, saying who decided."""
+    by = f" by {req.decided_by}" if req.decided_by else ""
+    if req.status == EXPIRED:
+        return RequestExpired(f"request {req.request_id} expired before a decision")
+    if req.status == DENIED:
+        why = f": {req.decision_reason}" if req.decision_reason else ""
+        return Denied(f"request {req.request_id} was already denied{by}{why}")
+    if req.status in (APPROVED, ISSUED, REVOKED):
+        approvers = f" by {', '.join(req.approvers)}" if req.approvers else by
+        done = "" if req.status == APPROVED else f" (now {req.status})"
+        return TransitionError(f"request {req.request_id} is already approved{approvers}{done}")
+    return TransitionError(f"request {req.request_id} is {req.status}{by}, not pending")
+
+
 def _lapsed(req: AccessRequest, now: datetime) -> Step | None:
     """Any transition on a pending request past its expiry expires it instead."""
     if req.status == PENDING and now >= req.expires_at:
@@ -158,7 +174,7 @@ def plan_approve(
         if (lapsed := _lapsed(req, now)) is not None:
             return lapsed
         if req.status != PENDING:
-            raise _not(req, PENDING)
+            raise _decided(req)
         # Policy decides who may approve; this is defence in depth for the one rule that never bends.
         if person == req.requester.strip().lower():
             raise Denied(f"{person} requested {req.request_id} and cannot approve it")
@@ -192,7 +208,7 @@ def plan_deny(person: str, now: datetime, reason: str) -> Planner:
         if (lapsed := _lapsed(req, now)) is not None:
             return lapsed
         if req.status != PENDING:
-            raise _not(req, PENDING)
+            raise _decided(req)
         return Step(
             write=_copy(
                 req, status=DENIED, decided_at=now, decided_by=person, decision_reason=reason

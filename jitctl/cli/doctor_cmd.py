@@ -98,7 +98,7 @@ def roles(
         elif r.get("pagerduty_error"):
             now_cell = "[yellow]approval (PagerDuty cannot tell)[/]"
         elif r["has_fast_track"]:
-            now_cell = "approval (not on call)"
+            now_cell = "approval (" + _not_now(r.get("fast_tracks") or ["on_call"]) + ")"
         else:
             now_cell = "approval"
         need = f"{r['min_approvals']} of " if r["min_approvals"] and r["min_approvals"] > 1 else ""
@@ -115,6 +115,12 @@ def roles(
     errors = {r["pagerduty_error"] for r in rows if r.get("pagerduty_error")}
     for error in sorted(errors):  # one session: at most one reason, said once
         stderr_console().print(f"[yellow]pagerduty:[/] {safe(error)}")
+
+
+def _not_now(tracks: list[str]) -> str:
+    """Why neither fast track applies now, naming each the role has."""
+    said = {"on_call": "not on call", "incident": "no open incident on its services"}
+    return ", ".join(said[t] for t in tracks)
 
 
 def register(app: typer.Typer) -> None:

@@ -3,6 +3,8 @@ stderr), through the installed CLI."""
 
 from __future__ import annotations
 
+import json
+
 from tests.harness import Team
 from tests.test_cli_request import on_call
 from tests.test_cli_tty import Terminal, screen_lines
@@ -89,3 +91,45 @@ def test_deciding_a_request_that_is_no_longer_pending_exits_by_the_contract(team
         out = team.run(BOB, *verb, denied, "--yes")
         assert out.returncode == 3, out.stderr
         assert f"already denied by {CAROL}: use the runbook" in out.stderr
+
+
+def test_an_issued_grant_carries_ends_at_and_expires_at_stays_the_requests_ttl(team):
+    """Item 15: `expires_at` keeps one meaning (a pending request's TTL: 30m for this role);
+    when access ends is its own field, `ends_at`, in request, status, list and grants JSON."""
+    import dataclasses
+    from datetime import timedelta
+
+    from jitctl.models import public_dict
+    from jitctl.timeutil import parse_rfc3339, rfc3339
+
+    on_call(team, ALICE)
+    out = team.run(
+        ALICE, "request", "prod-readonly", "--reason", "INC-15", "--duration", "1h", "--json"
+    )
+    assert out.returncode == 0, out.stderr
+    issued = json.loads(out.stdout)
+    created = parse_rfc3339(issued["created_at"])
+    assert parse_rfc3339(issued["expires_at"]) - created == timedelta(minutes=30)
+    ends = parse_rfc3339(issued["ends_at"])
+    assert timedelta(minutes=59) <= ends - created <= timedelta(hours=1, seconds=5)
+    rid = issued["request_id"]
+    status = json.loads(team.run(ALICE, "status", rid, "--json").stdout)
+    [listed] = json.loads(team.run(ALICE, "list", "--json").stdout)
+    [grant] = json.loads(team.run(ALICE, "grants", "--json").stdout)
+    for doc in (status, listed, grant):
+        assert (doc["ends_at"], doc["expires_at"]) == (issued["ends_at"], issued["expires_at"])
+    waiting = json.loads(
+        team.run(ALICE, "status", pending(team, role="prod-admin"), "--json").stdout
+    )
+    assert waiting["ends_at"] is None
+    # revoked: access ended when it was revoked, before its credentials' own end
+    revoked = dataclasses.replace(
+        env_store(team).get(rid), status="revoked", revoked_at=created + timedelta(minutes=5)
+    )
+    assert public_dict(revoked)["ends_at"] == rfc3339(created + timedelta(minutes=5))
+
+
+def env_store(team: Team):
+    from jitctl.context import Environment
+
+    return Environment(environ=team.env(ALICE)).store

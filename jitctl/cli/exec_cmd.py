@@ -45,7 +45,10 @@ def exec_cmd(
         grant = obtain_waiting(env, role, reason, duration, timeout)
         # cached (keyring or a 0600 file) for the next exec and credential-process; no profile
         deliver(env, grant, profile=None, fmt="exec", shell="sh", json_out=False)
-    code = run_child(argv, child_environment(env.environ, grant.credentials))
+    from jitctl.credentials.delivery import profile_region
+
+    region = profile_region(env, grant.region)  # the role's, else yours, as in its profile
+    code = run_child(argv, child_environment(env.environ, grant.credentials, region))
     raise typer.Exit(code)
 
 

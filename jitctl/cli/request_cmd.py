@@ -88,7 +88,10 @@ def deliver(env, issued, *, profile, fmt: str, shell: str, json_out: bool, cache
         on_failure=failed,
     )
     if fmt == "env":
-        stdout().write(env_lines(issued.credentials, shell))
+        from jitctl.credentials.delivery import profile_region
+
+        region = profile_region(env, issued.region)
+        stdout().write(env_lines(issued.credentials, shell, region))
     elif fmt == "credential-process":
         stdout().write(credential_process_json(issued.credentials) + "\n")
     render_grant(env, issued, written, json_out)
@@ -146,9 +149,13 @@ def _profile_hint(env, out, request_id: str, profile: str) -> None:
         f"aws --profile {safe(shlex.quote(profile))} sts get-caller-identity"
     )
     if env.environ.get("AWS_ACCESS_KEY_ID"):
+        # who wins differs: botocore, the AWS CLI, Go and Java take environment keys over
+        # AWS_PROFILE; the JS SDK v3 takes the profile. --profile wins everywhere.
         out.print(
-            f"  [yellow]note:[/] AWS_ACCESS_KEY_ID is set here and beats AWS_PROFILE={safe(profile)}; "
-            "use --profile, or first: unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN"
+            f"  [yellow]note:[/] AWS_ACCESS_KEY_ID is set here: with AWS_PROFILE={safe(profile)} "
+            "the AWS CLI, boto3 and the Go and Java SDKs still use those keys (the JS SDK v3 uses "
+            "the profile); use --profile, or first: "
+            "unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN"
         )
 
 

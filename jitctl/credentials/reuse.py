@@ -33,4 +33,10 @@ def reuse_cached(env: Environment, role: str) -> tuple[Issued | None, str | None
         return None, exc.message
     if req.role != role:  # the cache is keyed by role; a record claiming another is not used
         return None, f"cached grant {found.request_id} is for role {req.role}"
-    return Issued(request=req, credentials=found.creds), None
+    return Issued(request=req, credentials=found.creds, region=_role_region(env, role)), None
+
+
+def _role_region(env: Environment, role: str) -> str | None:
+    """The role's region from the policy in direct mode; a broker's client has no policy (the
+    caller's own region then applies, as for a profile written without one)."""
+    return None if env.config.broker.client else env.policy.role(role).region

@@ -378,3 +378,15 @@ def test_importing_oncall_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_every_call_sends_the_content_type_the_api_reference_requires(pd_sim):
+    """Issue 21 item 23: PagerDuty's REST API v2 reference marks `Content-Type:
+    application/json` required on every call; the library sends it only with a body."""
+    now = datetime.now(UTC)
+    uid = pd_sim.add_user("ct@example.com")
+    pd_sim.add_oncall(uid, "PEP1", 1, now - H, now + H)
+    assert check(pd_sim, "ct@example.com").on_call
+    gets = [r for r in pd_sim.requests() if r.method == "GET"]
+    assert {r.path for r in gets} >= {"/users", "/oncalls"}
+    assert {r.content_type for r in gets} == {"application/json"}

@@ -117,6 +117,13 @@ def _client_class() -> type:
                 return self.budget
             return self.deadline - time.monotonic()
 
+        def prepare_headers(self, method: str, user_headers: dict | None = None) -> Any:
+            # PagerDuty's API reference marks `Content-Type: application/json` required on
+            # every call, GETs included; the library sends it only with a body
+            headers = super().prepare_headers(method, user_headers)
+            headers["Content-Type"] = "application/json"
+            return headers
+
         def postprocess(self, response: Any) -> None:
             super().postprocess(response)
             if response.status_code == 429:

@@ -136,3 +136,33 @@ def test_another_persons_cached_grant_is_not_theirs_to_use(team, monkeypatch):
     grant, why = reuse_cached(env, "prod-readonly")
     assert grant is None and "belongs to alice@example.com" in why
     assert "reused" not in [e for e, _ in events(team)]
+
+
+def test_request_reuses_the_live_grant_unless_fresh(team):
+    """Issue 21 item 12: `request` hands out the live grant again (a new profile or an env
+    form of it) instead of a new one; --fresh, --break-glass and --incident ask anew."""
+    exec_key(team)
+    (rid,) = requests_of(team)
+    again = team.run(ALICE, "request", "prod-readonly", "--reason", "INC-12", "--no-wait")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == rid + "\n" and f"reusing grant {rid}" in again.stderr
+    assert requests_of(team) == [rid] and events(team)[-1] == ("reused", rid)
+    env = team.run(ALICE, "request", "prod-readonly", "--reason", "x", "--format", "env")
+    assert env.returncode == 0 and "AWS_SESSION_TOKEN" in env.stdout and requests_of(team) == [rid]
+    longer = team.run(ALICE, "request", "prod-readonly", "--reason", "x", "--duration", "2h")
+    assert longer.returncode == 0 and "has under the 2h asked" in longer.stderr
+    fresh = team.run(ALICE, "request", "prod-readonly", "--reason", "INC-12", "--fresh")
+    assert fresh.returncode == 0 and len(requests_of(team)) == 3
+
+
+def test_a_reuse_records_the_reason_given_for_it(team):
+    """Issue 21 item 5: the `reused` record says why this use happened."""
+    exec_key(team)
+    (rid,) = requests_of(team)
+    exec_key(team, "--reason", "INC-9 other")
+    [*_, reused] = team.audit_records(ALICE)
+    assert (reused["event"], reused["request_id"], reused["reason"]) == (
+        "reused",
+        rid,
+        "INC-9 other",
+    )

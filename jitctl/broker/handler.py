@@ -284,7 +284,8 @@ def _delivery_failed(service: LocalService, request: HttpRequest, params: dict[s
 
 
 def _reuse(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
-    return {"request": wire.request_out(service.reuse(params["id"]))}
+    reason = request.json().get("reason")
+    return {"request": wire.request_out(service.reuse(params["id"], reason))}
 
 
 def _revoke(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:

@@ -18,6 +18,7 @@ from jitctl.cli.output import (
     stderr_console,
     stdout,
 )
+from jitctl.cli.reuse import FRESH_OPTION, reused_grant
 
 FORMATS = ("profile", "env", "credential-process")
 FORMAT_HELP = "profile: write the shared credentials file (default); env: print export lines for eval; credential-process: print the AWS credential_process JSON."
@@ -318,9 +319,10 @@ def request(
     profile: str = PROFILE_OPTION,
     fmt: str = FORMAT_OPTION,
     shell: str = SHELL_OPTION,
+    fresh: bool = FRESH_OPTION,
     json_out: bool = JSON_OPTION_NO_SECRETS,
 ) -> None:
-    """Request access to ROLE: on call, credentials at once; otherwise wait for a peer's approval."""
+    """Request access to ROLE: on call, credentials at once; otherwise wait for a peer's approval (your live grant for ROLE is reused unless --fresh)."""
     from jitctl.cli.session import current_env
     from jitctl.models import public_dict
     from jitctl.service import Issued
@@ -328,7 +330,10 @@ def request(
     check_format(fmt, shell, json_out)
     env = current_env()
     check_destination(env, profile, fmt, role)
-    result = obtain(
+    # a break-glass or incident-bound request is its own event: never answered by a reuse
+    plain = not (fresh or break_glass or incident)
+    result = reused_grant(env, role, reason, duration) if plain else None
+    result = result or obtain(
         env,
         role=role,
         reason=reason,

@@ -21,9 +21,15 @@ def new_request_id() -> str:
     return "r-" + base64.b32encode(secrets.token_bytes(5)).decode().lower()
 
 
-def check_reason(reason: str | None) -> str:
+# How to give the reason each command asks for, in that command's own words.
+REQUEST_REASON = 'pass --reason "INC-123 what you are doing"'
+DENY_REASON = 'pass --reason "why not" (the requester sees it)'
+REVOKE_REASON = 'pass --reason "why access ends now" (it is audited)'
+
+
+def check_reason(reason: str | None, hint: str = REQUEST_REASON) -> str:
     if reason is None or not reason.strip():
-        raise UsageError("a reason is required", 'pass --reason "INC-123 what you are doing"')
+        raise UsageError("a reason is required", hint)
     if len(reason) > MAX_REASON:
         raise UsageError(
             f"the reason is {len(reason)} characters long; the limit is {MAX_REASON}", "shorten it"

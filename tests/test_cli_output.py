@@ -133,3 +133,18 @@ def env_store(team: Team):
     from jitctl.context import Environment
 
     return Environment(environ=team.env(ALICE)).store
+
+
+def test_deny_and_revoke_without_a_reason_say_so_first_in_their_own_words(team):
+    """Item 4: `deny ID` on a terminal used to ask "Deny ...? [y/N]" and only after `y` say a
+    reason was required, in the requester's words; `revoke` used the requester's words too."""
+    request_id = pending(team, "INC-4")
+    term = Terminal(team, BOB, "deny", request_id)
+    term.expect("a reason is required")
+    assert term.finish() == 2
+    assert "Deny" not in term.seen and "[y/N]" not in term.seen
+    assert 'pass --reason "why not" (the requester sees it)' in term.seen
+    revoke = team.run(ALICE, "revoke", request_id)
+    assert revoke.returncode == 2 and "a reason is required" in revoke.stderr
+    assert "why access ends now" in revoke.stderr and "INC-123" not in revoke.stderr
+    assert json.loads(team.run(BOB, "status", request_id, "--json").stdout)["status"] == "pending"

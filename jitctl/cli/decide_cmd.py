@@ -98,8 +98,10 @@ def deny(
     """Deny a pending request, if you are one of its role's approvers."""
     from jitctl.cli.session import current_env
     from jitctl.models import public_dict
+    from jitctl.request_rules import DENY_REASON, check_reason
 
     env = current_env()
+    check_reason(reason, DENY_REASON)  # before asking "Deny ...?": no reason, no question
     _confirm(env, request_id, "Deny", yes)
     req, warnings = env.service.deny(request_id, reason)
     out = stderr_console()

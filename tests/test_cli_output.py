@@ -148,3 +148,22 @@ def test_deny_and_revoke_without_a_reason_say_so_first_in_their_own_words(team):
     assert revoke.returncode == 2 and "a reason is required" in revoke.stderr
     assert "why access ends now" in revoke.stderr and "INC-123" not in revoke.stderr
     assert json.loads(team.run(BOB, "status", request_id, "--json").stdout)["status"] == "pending"
+
+
+def test_the_waiting_line_stops_naming_an_approver_who_approved(team):
+    """Item 8: after bob's approval the line said "(1/2 approvals) ... from bob, carol"."""
+    term = Terminal(team, ALICE, "request", "prod-admin", "--reason", "INC-8", columns=200)
+    term.expect("Ctrl-C cancels")
+    assert BOB in term.seen and CAROL in term.seen
+    request_id = json.loads(team.run(BOB, "list", "--pending", "--json").stdout)[0]["request_id"]
+    assert team.run(BOB, "approve", request_id, "--yes").returncode == 0
+    term.expect("(1/2 approvals)")
+    term.expect("Ctrl-C cancels", timeout=30)
+    start = term.seen.rindex("(1/2 approvals)")
+    term.seen = term.seen[start:]
+    term.expect("Ctrl-C cancels")
+    line = term.seen[: term.seen.index("Ctrl-C cancels")]
+    assert f"from {CAROL}" in line and BOB not in line, line
+    assert team.run(CAROL, "approve", request_id, "--yes").returncode == 0
+    term.expect("credentials in profile")
+    assert term.finish() == 0

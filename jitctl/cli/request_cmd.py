@@ -171,11 +171,14 @@ class WaitLine:
         """The per-poll callback (None when nobody watches: ``approvers`` is not even asked)."""
         if not interactive():
             return None
-        shown = ", ".join(approvers()) or "nobody (check the policy)"
+        everyone = approvers()
         self._status = stderr_console().status("", spinner="dots")
         self._status.start()
 
         def on_poll(current, elapsed: float) -> None:
+            # who is still to be asked: an approver who has approved is no longer waited on
+            left = [a for a in everyone if a not in current.approvers]
+            shown = ", ".join(left) or "nobody (check the policy)"
             self._status.update(_wait_text(current, request_id, shown, elapsed))
 
         return on_poll

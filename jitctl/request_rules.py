@@ -61,10 +61,10 @@ def session_seconds(
             seconds = left
             note = f"credentials end with your on-call shift, in {format_duration(timedelta(seconds=max(left, 0)))}"
     if seconds < STS_MIN_SECONDS:
-        note = (
-            f"your on-call shift ends in {format_duration(timedelta(seconds=max(seconds, 0)))}, "
-            "but STS sessions last at least 15m"
-        )
+        short = format_duration(timedelta(seconds=max(seconds, 0)))
+        # name what made it short: the shift (cut above) or the --duration asked for
+        why = f"your on-call shift ends in {short}" if note else f"you asked for {short}"
+        note = f"{why}, but STS sessions last at least 15m: the credentials last 15m"
         seconds = STS_MIN_SECONDS
     return seconds, note
 

@@ -167,3 +167,20 @@ def test_the_waiting_line_stops_naming_an_approver_who_approved(team):
     assert team.run(CAROL, "approve", request_id, "--yes").returncode == 0
     term.expect("credentials in profile")
     assert term.finish() == 0
+
+
+def test_a_short_duration_is_not_blamed_on_the_on_call_shift(team):
+    """Item 6: `--duration 10m` said "your on-call shift ends in 10m" (the shift has hours
+    left; the 10 minutes came from the flag)."""
+    from datetime import UTC, datetime, timedelta
+
+    from jitctl.request_rules import session_seconds
+
+    on_call(team, ALICE)
+    out = team.run(ALICE, "request", "prod-readonly", "--reason", "INC-6", "--duration", "10m")
+    assert out.returncode == 0, out.stderr
+    assert "on-call shift" not in out.stderr
+    assert "you asked for 10m, but STS sessions last at least 15m" in out.stderr
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    _, note = session_seconds(timedelta(hours=1), now + timedelta(minutes=5), now)
+    assert note is not None and note.startswith("your on-call shift ends in 5m")

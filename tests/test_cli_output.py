@@ -184,3 +184,18 @@ def test_a_short_duration_is_not_blamed_on_the_on_call_shift(team):
     now = datetime(2026, 12, 1, tzinfo=UTC)
     _, note = session_seconds(timedelta(hours=1), now + timedelta(minutes=5), now)
     assert note is not None and note.startswith("your on-call shift ends in 5m")
+
+
+def test_running_jitctl_as_a_jit_session_says_switch_back_not_map_it(team):
+    """Item 14: with AWS_PROFILE=jit-prod-readonly jitctl suggested mapping that session in
+    [identities], which would let whoever holds a grant act as its person."""
+    on_call(team, ALICE)
+    assert team.run(ALICE, "request", "prod-readonly", "--reason", "INC-14").returncode == 0
+    env = team.env(ALICE, AWS_PROFILE="jit-prod-readonly")
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        env.pop(key)
+    out = team.run(ALICE, "whoami", env=env)
+    assert out.returncode == 2, out.stderr
+    assert "switch back to your own credentials" in out.stderr
+    assert "session of prod-readonly, which jitctl issued" in out.stderr
+    assert "[identities]" not in out.stderr and "session_name_roles" not in out.stderr

@@ -72,9 +72,10 @@ class Environment:
 
     @property
     def interactive(self) -> bool:
-        """A person at a terminal: both streams are terminals, no NO_COLOR, no --quiet."""
+        """A person at a terminal: both streams are terminals, no --quiet. (NO_COLOR only
+        means no colour: prompts and pickers stay; see cli.output.colour.)"""
         terminals = self.err.isatty() and self.out.isatty()
-        return terminals and not self.environ.get("NO_COLOR") and not self.quiet
+        return terminals and not self.quiet
 
     @property
     def pagerduty(self) -> PagerDutySession:

@@ -199,3 +199,24 @@ def test_running_jitctl_as_a_jit_session_says_switch_back_not_map_it(team):
     assert "switch back to your own credentials" in out.stderr
     assert "session of prod-readonly, which jitctl issued" in out.stderr
     assert "[identities]" not in out.stderr and "session_name_roles" not in out.stderr
+
+
+def test_no_color_means_no_colour_and_still_prompts(team):
+    """Item 10: NO_COLOR also turned off the reason prompt and the approve picker."""
+    import re
+
+    on_call(team, ALICE)
+    term = Terminal(team, ALICE, "request", "prod-readonly", NO_COLOR="1")
+    term.expect("reason (an incident id helps):")
+    term.send("INC-10 asked although NO_COLOR\n")
+    term.expect("credentials in profile")
+    assert term.finish() == 0
+    assert not re.search(r"\x1b\[[0-9;]*3[0-9]m", term.seen), term.seen  # no colour at all
+    request_id = pending(team, "INC-10", role="prod-admin")
+    picker = Terminal(team, BOB, "approve", NO_COLOR="1")
+    picker.expect("approve which one")
+    assert request_id in picker.seen
+    picker.send("1\n")
+    picker.expect(f"Approve {request_id}?")
+    picker.send("n\n")
+    assert picker.finish() == 130

@@ -39,7 +39,7 @@ def _pick_table(reqs, now) -> None:
 def _confirm(env, request_id: str, verb: str, yes: bool) -> None:
     """On a terminal, show what is being decided and ask; never prompt when stdin is not a TTY."""
     if yes or not (env.inp.isatty() and interactive()):
-        return  # scripts, pipes, NO_COLOR and --quiet never get a prompt
+        return  # scripts, pipes and --quiet never get a prompt (NO_COLOR still does)
     from jitctl.cli.show_cmd import describe
     from jitctl.errors import Interrupted
 

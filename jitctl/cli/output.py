@@ -55,11 +55,12 @@ def stdout() -> Any:
 
 
 def interactive() -> bool:
-    """Spinners, prompts and colour only for a person at a terminal (not scripts, NO_COLOR, -q)."""
+    """Spinners, prompts and pickers only for a person at a terminal (not scripts, not -q);
+    NO_COLOR turns off colour alone (colour())."""
     env = _session()
     if env is not None:
         return env.interactive
-    return sys.stderr.isatty() and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    return sys.stderr.isatty() and sys.stdout.isatty()
 
 
 def stdout_console():

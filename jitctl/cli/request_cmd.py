@@ -285,8 +285,8 @@ INCIDENT_OPTION = typer.Option(
 
 
 def _ask_reason(env) -> str | None:
-    """On a terminal, ask for the missing --reason; scripts (stdin not a TTY, --quiet,
-    NO_COLOR) get None, and the one-line usage error, as before."""
+    """On a terminal, ask for the missing --reason; scripts (stdin not a TTY, --quiet) get
+    None, and the one-line usage error, as before."""
     if not (env.inp.isatty() and interactive()):
         return None
     return typer.prompt("reason (an incident id helps)", err=True)

@@ -231,4 +231,19 @@ class Environment:
                 data_dir=default_data_dir(),
                 client_factory=lambda service: self.aws.client(service, region=settings.region),
             )
+            self._unconfigured_store(getattr(self._store, "path", None))
         return self._store
+
+    def _unconfigured_store(self, path: object) -> None:
+        """With no config at all, say which store this is: an approver who forgot the team's
+        config would otherwise hear "no requests" from a private, empty one."""
+        if self.config.path is not None or self.environ.get("JITCTL_CONFIG_TOML"):
+            return
+        if self.on_warning is not None:
+            from jitctl.config.settings import default_config_path
+
+            self.on_warning(
+                f"no config file ({default_config_path()} does not exist, JITCTL_CONFIG is "
+                f"unset): using this machine's own store {path}, not your team's; point "
+                "JITCTL_CONFIG at the team's config.toml"
+            )

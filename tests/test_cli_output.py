@@ -220,3 +220,17 @@ def test_no_color_means_no_colour_and_still_prompts(team):
     picker.expect(f"Approve {request_id}?")
     picker.send("n\n")
     assert picker.finish() == 130
+
+
+def test_without_any_config_the_store_used_is_named(team):
+    """Item 11: an approver who forgot the team's config heard "no requests" from a silent,
+    private store; now stderr says no config was found and which store answered."""
+    pending(team, "INC-11")
+    env = team.env(BOB, JITCTL_POLICY=str(team.policy_dir))
+    del env["JITCTL_CONFIG"]
+    out = team.run(BOB, "list", env=env)
+    assert out.returncode == 0, out.stderr
+    assert "no config file" in out.stderr and "JITCTL_CONFIG" in out.stderr
+    assert "requests.db" in out.stderr and "not your team's" in out.stderr
+    configured = team.run(BOB, "list")
+    assert "no config file" not in configured.stderr and "INC-11" in configured.stdout

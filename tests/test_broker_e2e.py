@@ -413,8 +413,8 @@ def test_the_requester_cannot_approve_through_a_second_principal(world):
     """bob-admin is another IAM user the policy maps to bob: the broker compares persons."""
     with _enforcement_off():
         world.user("bob-admin")
-    out = world.run(
-        "bob@example.com", "request", "prod-readonly", "--reason", "INC-11", "--no-wait"
+    out = world.run(  # --fresh: not bob's live grant from an earlier test, a new request
+        "bob@example.com", "request", "prod-readonly", "--reason", "INC-11", "--no-wait", "--fresh"
     )
     assert out.returncode == 0, out.stderr
     rid = out.stdout.strip()

@@ -156,9 +156,9 @@ def test_through_the_cli_a_grant_cut_off_by_a_later_revocation_reads_cut_off(
         end=now + timedelta(hours=3),
     )
     first, second = (
-        json.loads(team.run(ALICE, "request", "prod-readonly", "--reason", r, "--json").stdout)[
-            "request_id"
-        ]
+        json.loads(
+            team.run(ALICE, "request", "prod-readonly", "--reason", r, "--fresh", "--json").stdout
+        )["request_id"]
         for r in ("INC-8 first", "INC-8 second")
     )
     done = team.run(ALICE, "revoke", second, "--reason", "done")

@@ -325,7 +325,10 @@ def request(
     fresh: bool = FRESH_OPTION,
     json_out: bool = JSON_OPTION_NO_SECRETS,
 ) -> None:
-    """Request access to ROLE: on call, credentials at once; otherwise wait for a peer's approval (your live grant for ROLE is reused unless --fresh)."""
+    """Request access to ROLE: on call, credentials at once; otherwise wait for a peer's approval.
+
+    Your live grant for ROLE is handed out again while it has 5+ minutes left (--fresh asks
+    for a new one)."""
     from jitctl.cli.session import current_env
     from jitctl.models import public_dict
     from jitctl.service import Issued

@@ -234,3 +234,40 @@ def test_without_any_config_the_store_used_is_named(team):
     assert "requests.db" in out.stderr and "not your team's" in out.stderr
     configured = team.run(BOB, "list")
     assert "no config file" not in configured.stderr and "INC-11" in configured.stdout
+
+
+def test_the_picker_asks_again_after_a_bad_choice_and_every_id_command_has_one(team):
+    """Item 16: a bad choice used to end the picker (as "no request '7'"); deny, cancel, wait
+    and revoke had no picker at all."""
+    first = pending(team, "INC-16 first", role="prod-admin")
+    second = pending(team, "INC-16 second", role="prod-admin")
+    term = Terminal(team, BOB, "deny", "--reason", "not now")
+    term.expect("deny which one")
+    term.send("7\n")
+    term.expect("is not one of these")
+    term.send("2\n")  # newest first: 2 is the older one
+    term.expect(f"Deny {first}?")
+    term.send("y\n")
+    assert term.finish() == 0
+    cancel = Terminal(team, ALICE, "cancel")
+    cancel.expect("cancel which one")
+    assert second in cancel.seen and first not in cancel.seen  # only what may be cancelled
+    cancel.send(second + "\n")
+    cancel.expect(f"cancelled {second}")
+    assert cancel.finish() == 0
+    states = {
+        r["request_id"]: r["status"] for r in json.loads(team.run(BOB, "list", "--json").stdout)
+    }
+    assert states == {first: "denied", second: "cancelled"}
+    waiting = Terminal(team, ALICE, "wait")
+    waiting.expect("you have no pending or approved requests to wait for")
+    assert waiting.finish() == 2
+    on_call(team, ALICE)
+    issued = team.run(ALICE, "request", "prod-readonly", "--reason", "INC-16", "--no-wait")
+    revoke = Terminal(team, ALICE, "revoke", "--reason", "done with it")
+    revoke.expect("revoke which one")
+    assert issued.stdout.strip() in revoke.seen
+    revoke.proc.kill()  # seen what it offers; nothing chosen, nothing revoked
+    revoke.finish()
+    scripted = team.run(ALICE, "cancel")
+    assert scripted.returncode == 2 and "which request? pass REQUEST_ID" in scripted.stderr

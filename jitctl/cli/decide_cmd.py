@@ -6,34 +6,7 @@ import typer
 
 from jitctl.cli import complete
 from jitctl.cli.output import JSON_OPTION, emit_json, interactive, safe, stderr_console
-
-
-def _pick(env) -> str:
-    """`jitctl approve` with no id on a terminal: choose among the requests you may approve."""
-    from jitctl.errors import UsageError
-
-    if not (env.inp.isatty() and interactive()):
-        raise UsageError("which request? pass REQUEST_ID", "see `jitctl list --pending`")
-    # newest first, the order of `jitctl list`; the numbers are the rows of the one table shown
-    reqs = sorted(env.service.decidable(), key=lambda r: r.created_at, reverse=True)
-    if not reqs:
-        raise UsageError("no pending requests you may approve")
-    _pick_table(reqs, env.clock.now())
-    choices = {str(i): r.request_id for i, r in enumerate(reqs, 1)}
-    answer = typer.prompt("approve which one (number or id)", err=True).strip()
-    return choices.get(answer, answer)
-
-
-def _pick_table(reqs, now) -> None:
-    from jitctl.cli.output import print_table, relative
-
-    rows = [
-        [str(i), *(safe(v) for v in (r.request_id, r.role, r.requester))]
-        + [relative(r.created_at, now).replace(" ago", ""), safe(r.reason)]
-        for i, r in enumerate(reqs, 1)
-    ]
-    columns = ["#", "ID", "ROLE", "REQUESTER", "AGE", "REASON"]
-    print_table(columns, rows, whole=("#", "ID", "ROLE"), drop=("AGE", "REQUESTER"), err=True)
+from jitctl.cli.picker import pick
 
 
 def _confirm(env, request_id: str, verb: str, yes: bool) -> None:
@@ -66,7 +39,7 @@ def approve(
     from jitctl.models import public_dict
 
     env = current_env()
-    request_id = request_id or _pick(env)
+    request_id = request_id or pick(env, "approve")
     _confirm(env, request_id, "Approve", yes)
     req, warnings = env.service.approve(request_id, reason)
     out = stderr_console()
@@ -87,7 +60,9 @@ def approve(
 
 def deny(
     request_id: str = typer.Argument(
-        ..., help="The request to deny.", autocompletion=complete.requests("decide")
+        None,
+        help="The request to deny (omit on a terminal to pick one).",
+        autocompletion=complete.requests("decide"),
     ),
     reason: str = typer.Option(
         None, "--reason", "-r", help="Why (required; the requester sees it)."
@@ -102,6 +77,7 @@ def deny(
 
     env = current_env()
     check_reason(reason, DENY_REASON)  # before asking "Deny ...?": no reason, no question
+    request_id = request_id or pick(env, "deny")
     _confirm(env, request_id, "Deny", yes)
     req, warnings = env.service.deny(request_id, reason)
     out = stderr_console()
@@ -115,7 +91,9 @@ def deny(
 
 def cancel(
     request_id: str = typer.Argument(
-        ..., help="Your pending request to withdraw.", autocompletion=complete.requests("cancel")
+        None,
+        help="Your pending request to withdraw (omit on a terminal to pick one).",
+        autocompletion=complete.requests("cancel"),
     ),
     json_out: bool = JSON_OPTION,
 ) -> None:
@@ -123,7 +101,8 @@ def cancel(
     from jitctl.cli.session import current_env
     from jitctl.models import public_dict
 
-    req = current_env().service.cancel(request_id)
+    env = current_env()
+    req = env.service.cancel(request_id or pick(env, "cancel"))
     if json_out:
         emit_json(public_dict(req))
     else:

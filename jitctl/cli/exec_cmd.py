@@ -6,7 +6,7 @@ import typer
 
 from jitctl.cli import complete
 from jitctl.cli.output import stdout
-from jitctl.cli.request_cmd import deliver, obtain_waiting
+from jitctl.cli.request_cmd import deliver, obtain_waiting, parse_duration_option
 from jitctl.cli.reuse import FRESH_OPTION, reused_grant
 
 
@@ -39,7 +39,11 @@ def exec_cmd(
         )
     env = current_env()
     check_runnable(argv, env.environ)
-    grant = None if fresh else reused_grant(env, role, reason, duration)
+    grant = (
+        None
+        if fresh
+        else reused_grant(env, role, reason, parse_duration_option(duration, "--duration"))
+    )
     if grant is None:
         grant = obtain_waiting(env, role, reason, duration, timeout)
         # cached (keyring or a 0600 file) for the next exec and credential-process; no profile

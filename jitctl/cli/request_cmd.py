@@ -336,19 +336,13 @@ def request(
     check_format(fmt, shell, json_out)
     env = current_env()
     check_destination(env, profile, fmt, role)
+    wanted = parse_duration_option(duration, "--duration")
     # a break-glass or incident-bound request is its own event: never answered by a reuse
     plain = not (fresh or break_glass or incident)
-    result = reused_grant(env, role, reason, duration) if plain else None
-    result = result or obtain(
-        env,
-        role=role,
-        reason=reason,
-        duration=parse_duration_option(duration, "--duration"),
-        timeout=parse_duration_option(timeout, "--timeout"),
-        wait=wait,
-        break_glass=break_glass,
-        incident=incident,
-    )
+    result = (reused_grant(env, role, reason, wanted) if plain else None) or obtain(
+        env, role=role, reason=reason, duration=wanted, wait=wait, break_glass=break_glass,
+        timeout=parse_duration_option(timeout, "--timeout"), incident=incident,
+    )  # fmt: skip
     if isinstance(result, Issued):
         deliver(env, result, profile=profile, fmt=fmt, shell=shell, json_out=json_out)
         if not wait and fmt == "profile" and not json_out:  # the contract: the id, either way
@@ -361,8 +355,8 @@ def request(
 
 def wait_cmd(
     request_id: str = typer.Argument(
-        ...,
-        help="The request to wait for (from `jitctl request`).",
+        None,
+        help="The request to wait for (from `jitctl request`; omit on a terminal to pick one).",
         autocompletion=complete.requests("wait"),
     ),
     timeout: str = typer.Option(
@@ -374,11 +368,13 @@ def wait_cmd(
     json_out: bool = JSON_OPTION_NO_SECRETS,
 ) -> None:
     """Resume waiting for a decision on your request, and get credentials once it is approved."""
+    from jitctl.cli.picker import pick
     from jitctl.cli.session import current_env
 
     check_format(fmt, shell, json_out)
     env = current_env()
     service = env.service
+    request_id = request_id or pick(env, "wait")
     check_destination(env, profile, fmt, None, request_id)
     with WaitLine() as line:
         approved = service.wait(

@@ -3,6 +3,8 @@ the role while it has time left, rather than leaving another live grant behind."
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import typer
 
 from jitctl.cli.output import local_time, relative, safe, stderr_console
@@ -12,13 +14,12 @@ FRESH_OPTION = typer.Option(
 )
 
 
-def reused_grant(env, role: str, reason: str | None, duration: str | None):
+def reused_grant(env, role: str, reason: str | None, wanted: timedelta | None):
     """Your cached grant for ROLE, checked live and audited as a use (with this ``reason``),
-    as `exec`, `request` and `console` reuse it; None: request anew (said why on stderr)."""
-    from jitctl.cli.request_cmd import parse_duration_option
+    while it has ``wanted`` (a --duration) left, as `exec`, `request` and `console` reuse it;
+    None: request anew (said why on stderr)."""
     from jitctl.credentials.reuse import reuse_cached
 
-    wanted = parse_duration_option(duration, "--duration")
     grant, why_not = reuse_cached(env, role, reason, wanted)
     out = stderr_console()
     if grant is None:

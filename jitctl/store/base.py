@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from jitctl.errors import Denied, JitctlError, TimedOut, UsageError
+from jitctl.errors import Denied, JitctlError, UsageError
 from jitctl.models import (
     APPROVED,
     BREAK_GLASS,
@@ -34,6 +34,9 @@ from jitctl.models import (
 )
 from jitctl.store.records import aware
 from jitctl.store.records import ts as ts  # re-exported: benchmarks/run.py imports it here
+from jitctl.store.refusals import RequestExpired, TransitionError
+from jitctl.store.refusals import decided as _decided
+from jitctl.store.refusals import refused as _not
 from jitctl.timeutil import rfc3339
 
 # ---------------------------------------------------------------- errors
@@ -45,14 +48,6 @@ class StoreError(JitctlError):
 
 class DuplicateRequest(StoreError):
     """``create`` with an id that already exists: ids are random, so this is a bug."""
-
-
-class TransitionError(UsageError):
-    """The request's current status does not allow this transition (exit 2)."""
-
-
-class RequestExpired(TimedOut):
-    """The request expired before a decision; the store has marked it expired (exit 4)."""
 
 
 class NotFound(UsageError):
@@ -127,28 +122,6 @@ Planner = Callable[[AccessRequest], Step]
 def _copy(req: AccessRequest, **changes: Any) -> AccessRequest:
     changes.setdefault("approvers", builtins.list(req.approvers))
     return dataclasses.replace(req, **changes)
-
-
-def _not(req: AccessRequest, wanted: str) -> TransitionError:
-    if wanted == PENDING and req.status == APPROVED:
-        return TransitionError(f"request {req.request_id} is already approved")
-    return TransitionError(f"request {req.request_id} is {req.status}, not {wanted}")
-
-
-def _decided(req: AccessRequest) -> JitctlError:
-    """Why a decision on ``req`` (no longer pending) cannot be made, with the contract's exit
-    code: 4 when it expired, 3 when an approver denied it, else 2, saying who decided."""
-    by = f" by {req.decided_by}" if req.decided_by else ""
-    if req.status == EXPIRED:
-        return RequestExpired(f"request {req.request_id} expired before a decision")
-    if req.status == DENIED:
-        why = f": {req.decision_reason}" if req.decision_reason else ""
-        return Denied(f"request {req.request_id} was already denied{by}{why}")
-    if req.status in (APPROVED, ISSUED, REVOKED):
-        approvers = f" by {', '.join(req.approvers)}" if req.approvers else by
-        done = "" if req.status == APPROVED else f" (now {req.status})"
-        return TransitionError(f"request {req.request_id} is already approved{approvers}{done}")
-    return TransitionError(f"request {req.request_id} is {req.status}{by}, not pending")
 
 
 def _lapsed(req: AccessRequest, now: datetime) -> Step | None:

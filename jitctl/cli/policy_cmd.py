@@ -18,8 +18,9 @@ def validate_cmd(
     paths: list[Path] = typer.Argument(
         None,
         metavar="PATH",
-        help="Policy files or directories; default: the configured policy. A file is checked "
-        "with the other .toml files of its directory (one policy set).",
+        help="Policy files or directories; default: the configured policy. A file is read "
+        "with the other .toml files of its directory (its groups may be there); only its own "
+        "findings are reported.",
         show_default=False,
     ),
     json_out: bool = JSON_OPTION,

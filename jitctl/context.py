@@ -47,6 +47,7 @@ class Environment:
     stdout: TextIO | None = None
     stderr: TextIO | None = None
     quiet: bool = False
+    json_emitted: bool = False  # this run printed its one --json document already
     _identity: tuple[str, str] | None = None
     _config: Config | None = None
     _policy: Policy | None = None

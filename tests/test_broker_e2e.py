@@ -137,6 +137,7 @@ def test_a_broker_with_another_server_id_is_refused(world):
 def test_an_unreachable_broker_exits_5(world):
     out = world.run("alice@example.com", "list", JITCTL_BROKER_URL="http://127.0.0.1:9")
     assert out.returncode == 5 and "cannot reach the broker" in out.stderr
+    assert "nothing was requested" not in out.stderr  # issue 21 item 18: a read asks nothing
 
 
 # ------------------------------------------------------------------ the proof, at the door

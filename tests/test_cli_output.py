@@ -271,3 +271,27 @@ def test_the_picker_asks_again_after_a_bad_choice_and_every_id_command_has_one(t
     revoke.finish()
     scripted = team.run(ALICE, "cancel")
     assert scripted.returncode == 2 and "which request? pass REQUEST_ID" in scripted.stderr
+
+
+def test_small_things_a_new_user_hits(team):
+    """Item 18: a missing ROLE lists the roles; a --json command that fails still prints one
+    JSON document on stdout (the error, the broker API's shape), and only one."""
+    out = team.run(ALICE, "request", "--reason", "INC-18")
+    assert out.returncode == 2 and "roles: prod-admin, prod-readonly" in out.stderr, out.stderr
+    failed = team.run(ALICE, "status", "r-nope", "--json")
+    assert failed.returncode == 2
+    assert json.loads(failed.stdout) == {
+        "error": {
+            "message": "no request 'r-nope'",
+            "hint": "see `jitctl list --pending`",
+            "exit_code": 2,
+        }
+    }
+    assert "no request 'r-nope'" in failed.stderr
+    team.pd_user(ALICE)
+    log = team.audit_log(ALICE)
+    pending(team, "INC-18 tamper")
+    log.write_text(log.read_text().replace("INC-18 tamper", "INC-18 edited"))
+    verify = team.run(ALICE, "audit", "verify", "--json")
+    assert verify.returncode == 6
+    assert json.loads(verify.stdout)["failure"]  # its own document, no second one after it

@@ -236,9 +236,11 @@ class BrokerService:
             raise wire.error_in(exc.code, doc) from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
+            # a read asks nothing of anyone; a write may have arrived before the line failed
+            after = "" if method == "GET" else "; `jitctl list --mine` shows whether it arrived"
             raise Unavailable(
                 f"cannot reach the broker at {self.settings.url}: {reason}",
-                "check [broker] url and your network; nothing was requested",
+                f"check [broker] url and your network{after}",
             ) from None
 
     def _interrupted(self, request_id: str, cancel: bool) -> Interrupted:

@@ -25,6 +25,8 @@ def emit_json(document: Any) -> None:
     out = _stream("out")
     out.write(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
     out.flush()
+    if (env := _session()) is not None:
+        env.json_emitted = True  # an error after it adds no second document (cli.main)
 
 
 def safe(text: object) -> str:

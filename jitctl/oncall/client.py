@@ -118,8 +118,7 @@ def _client_class() -> type:
             return self.deadline - time.monotonic()
 
         def prepare_headers(self, method: str, user_headers: dict | None = None) -> Any:
-            # PagerDuty's API reference marks `Content-Type: application/json` required on
-            # every call, GETs included; the library sends it only with a body
+            # the API reference requires it on every call; the library sends it with a body
             headers = super().prepare_headers(method, user_headers)
             headers["Content-Type"] = "application/json"
             return headers
@@ -134,9 +133,7 @@ def _client_class() -> type:
             for attempt in range(1, MAX_ATTEMPTS + 1):
                 left = self.time_left()
                 if left < MIN_REQUEST_TIME:
-                    raise LookupFailed(
-                        f"PagerDuty unreachable{_at(self)}: timed out after {self.budget:g}s"
-                    )
+                    raise _timed_out(self)
                 self.timeout = left  # per-request timeout: whatever the budget has left
                 last = attempt == MAX_ATTEMPTS
                 try:
@@ -181,9 +178,7 @@ def _check_network_retry(client: Any, exc: Exception, delay: float, last: bool) 
 
     cause = exc.__cause__
     if isinstance(cause, httpx2.TimeoutException):
-        raise LookupFailed(
-            f"PagerDuty unreachable{_at(client)}: timed out after {client.budget:g}s"
-        ) from None
+        raise _timed_out(client) from None
     if _is_tls_failure(cause):
         raise LookupFailed(
             "PagerDuty unreachable: its TLS certificate is not trusted "
@@ -192,6 +187,10 @@ def _check_network_retry(client: Any, exc: Exception, delay: float, last: bool) 
     if last or delay + MIN_REQUEST_TIME > client.time_left():
         what = type(cause or exc).__name__
         raise LookupFailed(f"PagerDuty unreachable{_at(client)}: {what}") from None
+
+
+def _timed_out(client: Any) -> LookupFailed:
+    return LookupFailed(f"PagerDuty unreachable{_at(client)}: timed out after {client.budget:g}s")
 
 
 def _at(client: Any) -> str:

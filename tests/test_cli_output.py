@@ -295,3 +295,15 @@ def test_small_things_a_new_user_hits(team):
     verify = team.run(ALICE, "audit", "verify", "--json")
     assert verify.returncode == 6
     assert json.loads(verify.stdout)["failure"]  # its own document, no second one after it
+
+
+def test_usage_and_help_show_plain_metavars(team):
+    """Item 18: usage showed `{role}` and options `<str>`."""
+    from jitctl.cli.main import COMMANDS
+
+    out = team.run(ALICE, "request", "--help")
+    assert out.stdout.startswith("Usage: jitctl request [OPTIONS] ROLE\n"), out.stdout
+    assert "--reason TEXT" in out.stdout and "--duration DURATION" in out.stdout
+    for command in dict.fromkeys(COMMANDS):
+        shown = team.run(ALICE, command, "--help").stdout
+        assert "<str>" not in shown and "{" not in shown.splitlines()[0], (command, shown)

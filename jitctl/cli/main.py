@@ -110,6 +110,9 @@ def _register(modules: set[str] | None = None) -> None:
             # __import__, not importlib.import_module: `python -X importtime` sees only this
             __import__(f"jitctl.cli.{name}", fromlist=["register"]).register(app)
     _whole_summaries(app)
+    from jitctl.cli.metavars import install
+
+    install()
 
 
 def _whole_summaries(group: typer.Typer) -> None:

@@ -39,6 +39,17 @@ _CREDENTIAL_ERRORS = {
 }
 
 
+def caller_region(environ: Mapping[str, str], configured: Callable[[], str | None]) -> str | None:
+    """The caller's region in AWS's own order (the AWS CLI v2 and the SDKs): ``AWS_REGION``,
+    then ``AWS_DEFAULT_REGION``, then the profile's ``region`` in the AWS config file
+    (``configured``: what botocore read there; botocore alone would put the file before
+    ``AWS_REGION``, which it does not know)."""
+    for key in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        if value := environ.get(key, "").strip():
+            return value
+    return configured()
+
+
 # After one attempt of any AWS call times out, every AWS call of this AwsClients fails at once
 # for this many seconds: a command that meets a hung AWS ends in about one read timeout (10 s),
 # not one per retry (4 attempts: 41 s) and per call (STS, DynamoDB, S3, KMS: 81 s and more),
@@ -90,9 +101,9 @@ class AwsClients:
         from botocore.config import Config as BotoConfig
 
         session = self.session()
-        # botocore reads AWS_DEFAULT_REGION and the config file; the SDKs' newer AWS_REGION
-        # is honoured too. STS works from any region: don't fail just because none is set.
-        region_name = region or session.region_name or os.environ.get("AWS_REGION") or "us-east-1"
+        # STS works from any region: don't fail just because none is set.
+        region_name = region or caller_region(os.environ, lambda: session.region_name)
+        region_name = region_name or "us-east-1"
         config = BotoConfig(
             connect_timeout=self._timeouts[0],
             read_timeout=self._timeouts[1],

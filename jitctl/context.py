@@ -51,6 +51,7 @@ class Environment:
     quiet: bool = False
     # The pending request this run recorded, cancelled on Ctrl-C (jitctl.interrupts).
     run: ThisRun = field(default_factory=ThisRun)
+    json_emitted: bool = False  # this run printed its one --json document already
     _identity: tuple[str, str, str] | None = None  # ARN, account, UserId
     _role_facts: RoleFacts | None = None
     _config: Config | None = None
@@ -77,9 +78,10 @@ class Environment:
 
     @property
     def interactive(self) -> bool:
-        """A person at a terminal: both streams are terminals, no NO_COLOR, no --quiet."""
+        """A person at a terminal: both streams are terminals, no --quiet. (NO_COLOR only
+        means no colour: prompts and pickers stay; see cli.output.colour.)"""
         terminals = self.err.isatty() and self.out.isatty()
-        return terminals and not self.environ.get("NO_COLOR") and not self.quiet
+        return terminals and not self.quiet
 
     @property
     def pagerduty(self) -> PagerDutySession:
@@ -263,4 +265,19 @@ class Environment:
                 data_dir=default_data_dir(),
                 client_factory=lambda service: self.aws.client(service, region=settings.region),
             )
+            self._unconfigured_store(getattr(self._store, "path", None))
         return self._store
+
+    def _unconfigured_store(self, path: object) -> None:
+        """With no config at all, say which store this is: an approver who forgot the team's
+        config would otherwise hear "no requests" from a private, empty one."""
+        if self.config.path is not None or self.environ.get("JITCTL_CONFIG_TOML"):
+            return
+        if self.on_warning is not None:
+            from jitctl.config.settings import default_config_path
+
+            self.on_warning(
+                f"no config file ({default_config_path()} does not exist, JITCTL_CONFIG is "
+                f"unset): using this machine's own store {path}, not your team's; point "
+                "JITCTL_CONFIG at the team's config.toml"
+            )

@@ -15,7 +15,7 @@ from jitctl.models import AccessRequest
 from jitctl.notify import notify
 from jitctl.oncall import paging
 from jitctl.oncall.approvers import approvers_now, is_approver
-from jitctl.request_rules import check_reason
+from jitctl.request_rules import DENY_REASON, check_reason
 from jitctl.store.base import NotFound
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ def _reason(reason: str | None, *, required: bool) -> str | None:
     """An approval's reason is optional; a denial's is not. Same limits as a request's."""
     if not required and (reason is None or not reason.strip()):
         return None
-    return check_reason(reason)
+    return check_reason(reason, DENY_REASON)
 
 
 def check_may_decide(env: Environment, req: AccessRequest) -> None:

@@ -67,6 +67,12 @@ class Principal:
         return f"arn:{self.partition}:iam::{self.account}:role/{self.role_name}"
 
 
+def parse_role_arn(arn: str) -> tuple[str, str, str] | None:
+    """(partition, account, role name) of a role ARN, its path dropped; None if it is not one."""
+    match = re.fullmatch(r"arn:([\w-]+):iam::(\d{12}):role/(?:[^/]+/)*([\w+=,.@-]+)", arn)
+    return (match[1], match[2], match[3]) if match else None
+
+
 def parse_principal(arn: str) -> Principal | None:
     """A user or assumed-role ARN, strictly (partition, 12-digit account, names); else None."""
     m = _PRINCIPAL.fullmatch(arn)
@@ -106,6 +112,17 @@ class IdentityRules:
 
     mapping: Mapping[str, str] = field(default_factory=dict)  # principal ARN -> email
     session_name_roles: tuple[str, ...] = ()  # role ARNs or fnmatch globs over them
+    # role ARN -> policy role name: the roles jitctl itself hands out sessions of
+    issued_roles: Mapping[str, str] = field(default_factory=dict)
+
+    def issued_role(self, principal: Principal) -> str | None:
+        """The policy role this session is of, when it is one jitctl hands out (a session ARN
+        drops the role's path: compared by account and name)."""
+        for arn, name in self.issued_roles.items():
+            found = parse_role_arn(arn)
+            if found == (principal.partition, principal.account, principal.role_name):
+                return name
+        return None
 
     @classmethod
     def of(cls, value: IdentityRules | Mapping[str, str]) -> IdentityRules:
@@ -204,6 +221,14 @@ def _unmapped(arn: str, rules: IdentityRules) -> tuple[str, str]:
     """What is wrong and how to map the caller (IdentityError's message and hint)."""
     mapping = f'[identities] "{arn}" = "you@example.com"'
     principal = parse_principal(arn)
+    if principal is not None and (role := rules.issued_role(principal)) is not None:
+        # mapping a jit session to a person would let whoever holds one act as them: never advise it
+        return (
+            f"{arn} is a session of {role}, which jitctl issued: jitctl needs your own AWS "
+            "credentials, not a grant's",
+            "switch back to your own credentials (unset AWS_PROFILE, or the AWS_ACCESS_KEY_ID... "
+            "a `--format env` eval set) and run jitctl again",
+        )
     if principal is None or principal.role_arn is None or rules.trusts_session_names(principal):
         return f"cannot tell which person {arn} is", f"map it in the policy: {mapping}"
     return (

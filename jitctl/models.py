@@ -182,6 +182,14 @@ def review_state(req: AccessRequest) -> str | None:
     return REVIEWED if req.reviewed_at is not None else UNREVIEWED
 
 
+def access_ends(req: AccessRequest) -> datetime | None:
+    """When an issued grant's access ends: its credentials' end, or its revocation if sooner."""
+    ends = req.credentials_expire_at
+    if ends is not None and req.revoked_at is not None:
+        return min(ends, req.revoked_at)
+    return ends
+
+
 def public_dict(req: AccessRequest) -> dict[str, object]:
     """The contract's JSON shape for a request (never a secret)."""
     from jitctl.timeutil import rfc3339
@@ -208,6 +216,9 @@ def public_dict(req: AccessRequest) -> dict[str, object]:
         "fast_path": req.fast_path_reason,
         "issued_at": ts(req.issued_at),
         "credentials_expire_at": ts(req.credentials_expire_at),
+        # When the grant's access ends (or ended): its own field, so that `expires_at` keeps
+        # one meaning, the pending request's TTL. Null for a request never issued.
+        "ends_at": ts(access_ends(req)),
         "revoked_at": ts(req.revoked_at),
         "revoked_by": req.revoked_by,
         "revoked_reason": req.revoked_reason,

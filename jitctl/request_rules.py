@@ -21,9 +21,15 @@ def new_request_id() -> str:
     return "r-" + base64.b32encode(secrets.token_bytes(5)).decode().lower()
 
 
-def check_reason(reason: str | None) -> str:
+# How to give the reason each command asks for, in that command's own words.
+REQUEST_REASON = 'pass --reason "INC-123 what you are doing"'
+DENY_REASON = 'pass --reason "why not" (the requester sees it)'
+REVOKE_REASON = 'pass --reason "why access ends now" (it is audited)'
+
+
+def check_reason(reason: str | None, hint: str = REQUEST_REASON) -> str:
     if reason is None or not reason.strip():
-        raise UsageError("a reason is required", 'pass --reason "INC-123 what you are doing"')
+        raise UsageError("a reason is required", hint)
     if len(reason) > MAX_REASON:
         raise UsageError(
             f"the reason is {len(reason)} characters long; the limit is {MAX_REASON}", "shorten it"
@@ -55,10 +61,10 @@ def session_seconds(
             seconds = left
             note = f"credentials end with your on-call shift, in {format_duration(timedelta(seconds=max(left, 0)))}"
     if seconds < STS_MIN_SECONDS:
-        note = (
-            f"your on-call shift ends in {format_duration(timedelta(seconds=max(seconds, 0)))}, "
-            "but STS sessions last at least 15m"
-        )
+        short = format_duration(timedelta(seconds=max(seconds, 0)))
+        # name what made it short: the shift (cut above) or the --duration asked for
+        why = f"your on-call shift ends in {short}" if note else f"you asked for {short}"
+        note = f"{why}, but STS sessions last at least 15m: the credentials last 15m"
         seconds = STS_MIN_SECONDS
     return seconds, note
 

@@ -94,7 +94,7 @@ class AccessService(Protocol):
     def audit_verify(self, *, remote: bool) -> dict[str, Any]: ...
     def explain(self, role: str, as_person: str | None) -> dict[str, Any]: ...
     def grants(self) -> builtins.list[AccessRequest]: ...
-    def reuse(self, request_id: str) -> AccessRequest: ...
+    def reuse(self, request_id: str, reason: str | None = None) -> AccessRequest: ...
     def sweep(self) -> dict[str, Any]: ...
 
 
@@ -290,13 +290,17 @@ class LocalService:
         mine = self.list(pending_only=False, mine=True, role=None, limit=1000)
         return live(mine, self.env.clock.now())
 
-    def reuse(self, request_id: str) -> AccessRequest:
-        """`jitctl exec` is about to use the caller's cached credentials of this grant: only
-        the caller's own, only while live (the one rule, jitctl.grants), and audited as a use
-        (``reused``), not a new request. Denied (exit 3) otherwise."""
+    def reuse(self, request_id: str, reason: str | None = None) -> AccessRequest:
+        """`exec`, `request` or `console` is about to use the caller's cached credentials of
+        this grant: only the caller's own, only while live (the one rule, jitctl.grants), and
+        audited as a use (``reused``, with the ``reason`` given for this use, if any), not a
+        new request. Denied (exit 3) otherwise."""
         from jitctl.audit.fields import audit_fields
         from jitctl.errors import Denied
         from jitctl.grants import liveness
+        from jitctl.request_rules import check_reason
+
+        why = check_reason(reason) if reason is not None and reason.strip() else None
 
         req = self.get(request_id)
         self._check_own(req, "reuse")
@@ -305,7 +309,7 @@ class LocalService:
         if state is None or not state.live:
             why = state.state.replace("_", " ") if state else req.status
             raise Denied(f"grant {request_id} is not live ({why})", "request a new one")
-        self.env.audit.append("reused", **audit_fields(self.env, req))
+        self.env.audit.append("reused", **audit_fields(self.env, req), **_reason(why))
         return req
 
     def explain(self, role: str, as_person: str | None) -> dict[str, Any]:
@@ -329,3 +333,8 @@ class LocalService:
             raise Denied(
                 f"request {req.request_id} belongs to {req.requester}; only they can {verb} it"
             )
+
+
+def _reason(reason: str | None) -> dict[str, str]:
+    """The reason given for this use of a grant, when one was (the grant keeps its own)."""
+    return {"reason": reason} if reason else {}

@@ -35,9 +35,13 @@ class SweepReport:
     pages_resolved: list[str] = field(default_factory=list)
     revoked: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # 5 while problems are outages the next run may get past; 2 when this setup cannot do
+    # the work at all (no PagerDuty token): a retry will not fix that, its config will
+    exit_code: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "exit_code": self.exit_code,
             "checked": self.checked,
             "expired": list(self.expired),
             "pages_resolved": list(self.pages_resolved),
@@ -64,7 +68,23 @@ def sweep(env: Environment, *, limit: int = SCAN_LIMIT) -> SweepReport:
             _end_with_incident(env, req, now, report)
         except JitctlError as exc:
             report.problems.append(f"{req.request_id}: {exc.message}")
+    if report.problems:
+        report.exit_code = _problems_code(env, report)
     return report
+
+
+def _problems_code(env: Environment, report: SweepReport) -> int:
+    """2 when PagerDuty was needed and no token is configured (said once, first), else 5."""
+    from jitctl.errors import ExitCode, TokenError
+
+    try:
+        env.pagerduty_token()
+    except TokenError as exc:
+        report.problems.insert(0, str(exc))
+        return int(ExitCode.USAGE)
+    except JitctlError:
+        pass
+    return int(ExitCode.UNAVAILABLE)
 
 
 def _expire(env: Environment, req: AccessRequest, now: Any, report: SweepReport) -> AccessRequest:

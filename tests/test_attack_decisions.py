@@ -90,7 +90,9 @@ FORGERIES = {
 def assert_refused(team: Team, request_id: str, why: str) -> None:
     out = team.run(ALICE, "wait", request_id, "--json")
     assert out.returncode == ExitCode.DENIED, out.stderr
-    assert out.stdout == "" and "Traceback" not in out.stderr
+    # stdout holds the one --json document, the error (issue 21 item 18), and no credentials
+    assert json.loads(out.stdout)["error"]["exit_code"] == ExitCode.DENIED
+    assert "Traceback" not in out.stderr
     assert f"request {request_id} cannot be issued" in out.stderr and why in out.stderr
     records = events(team, ALICE, request_id)
     refused = [r for r in records if r["event"] == "issue_refused"]

@@ -438,7 +438,7 @@ def test_cli_a_torn_tail_blocks_nothing_and_verify_names_it(tmp_path, moto_serve
     assert out.returncode == 6
     assert f"{path}:{good + 1}: torn tail" in out.stderr and "never acknowledged" in out.stderr
 
-    out = team.run(alice, "request", "prod-readonly", "--reason", "INC-2")
+    out = team.run(alice, "request", "prod-readonly", "--reason", "INC-2", "--fresh")
     assert out.returncode == 0, out.stderr
     out = team.run(alice, "audit", "verify", "--remote")
     assert out.returncode == 0, out.stderr

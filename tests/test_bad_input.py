@@ -214,7 +214,7 @@ def test_status_never_renders_markup_from_a_reason(team):
     tamper(team, request_id, "?", json.dumps("[yellow] [link=https://evil.example]x[/link]"))
     out = team.run(BOB, "status", request_id)
     assert out.returncode == 0, out.stderr
-    assert "[link=https://evil.example]x[/link]" in out.stderr  # shown as text, not a link
+    assert "[link=https://evil.example]x[/link]" in out.stdout  # shown as text, not a link
 
 
 def test_pagerduty_url_with_invalid_utf8_in_the_environment_is_refused(team):

@@ -362,6 +362,7 @@ def test_aws_unreachable_is_exit_5_not_a_verdict(tmp_path, roles):
         closed = f"http://127.0.0.1:{s.getsockname()[1]}"
     out = jitctl(tmp_path, closed, roles["policy"], "--broker-role", roles["broker"], "--json")
     assert out.returncode == 5, out.stderr
-    assert out.stdout == "" and "✓" not in out.stderr
+    # --json: the one document on stdout is the error (issue 21 item 18), never a verdict
+    assert json.loads(out.stdout)["error"]["exit_code"] == 5 and "✓" not in out.stderr
     (line,) = out.stderr.splitlines()
     assert line.startswith("jitctl: cannot read the trust policy of arn:aws:iam::")

@@ -137,6 +137,7 @@ def test_a_broker_with_another_server_id_is_refused(world):
 def test_an_unreachable_broker_exits_5(world):
     out = world.run("alice@example.com", "list", JITCTL_BROKER_URL="http://127.0.0.1:9")
     assert out.returncode == 5 and "cannot reach the broker" in out.stderr
+    assert "nothing was requested" not in out.stderr  # issue 21 item 18: a read asks nothing
 
 
 # ------------------------------------------------------------------ the proof, at the door
@@ -413,8 +414,8 @@ def test_the_requester_cannot_approve_through_a_second_principal(world):
     """bob-admin is another IAM user the policy maps to bob: the broker compares persons."""
     with _enforcement_off():
         world.user("bob-admin")
-    out = world.run(
-        "bob@example.com", "request", "prod-readonly", "--reason", "INC-11", "--no-wait"
+    out = world.run(  # --fresh: not bob's live grant from an earlier test, a new request
+        "bob@example.com", "request", "prod-readonly", "--reason", "INC-11", "--no-wait", "--fresh"
     )
     assert out.returncode == 0, out.stderr
     rid = out.stdout.strip()

@@ -283,3 +283,16 @@ def test_a_credentials_fifo_is_refused_before_the_broker_is_asked(world, tmp_pat
     assert "is a FIFO" in out.stderr
     assert os.path.exists(fifo) and not os.path.exists(f"{fifo}.lock")
     assert requests_with_reason(world, reason) == []
+
+
+@pytest.mark.parametrize("action", ["approve", "deny", "reuse", "revoke", "review"])
+def test_a_reason_that_is_not_text_is_bad_input_not_a_500(world, action):
+    """A `reason` of another JSON type is refused as bad input (exit 2) before the core sees
+    it: it never reaches a string method as a 500."""
+    path = f"/v1/requests/r-nope/{action}"
+    body = json.dumps({"reason": {"not": "text"}}).encode()
+    status, doc = send(
+        world, "POST", path, proof(world, ALICE, "POST", path, body, datetime.now(UTC)), body
+    )
+    assert status == 400, doc
+    assert doc["error"]["exit_code"] == 2 and "reason must be a string" in doc["error"]["message"]

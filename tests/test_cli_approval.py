@@ -169,8 +169,8 @@ def test_other_peoples_text_is_shown_literally(team):
     request_id = pending(team, reason=evil)
     out = team.run(BOB, "status", request_id)
     assert out.returncode == 0, out.stderr
-    assert "[bold red]pwn[/]" in out.stderr
-    assert "\x1b" not in out.stderr and "\x07" not in out.stderr and "\u202e" not in out.stderr
+    assert "[bold red]pwn[/]" in out.stdout
+    assert "\x1b" not in out.stdout and "\x07" not in out.stdout and "\u202e" not in out.stdout
     listing = team.run(BOB, "list")
     assert "\x1b" not in listing.stdout and "[bold red]pwn[/]" in listing.stdout
 

@@ -142,7 +142,7 @@ def test_verify_remote_passes_then_catches_a_tampered_central_record(team):
     for user in (ALICE, BOB):
         out = team.run(user, "audit", "verify", "--remote")
         assert out.returncode == 0, out.stderr
-        assert "chains intact" in out.stderr
+        assert "chains intact" in out.stdout
     bob_record = team.audit_records(BOB)[0]
     edited = {**bob_record, "reason": "nothing to see here"}
     _aws(team, "dynamodb").put_item(
@@ -283,7 +283,7 @@ def test_signed_trail_catches_a_forged_chain_and_an_edited_record(team):
     approved_and_issued(team)
     out = team.run(BOB, "audit", "verify", "--remote")
     assert out.returncode == 0, out.stderr
-    assert "every record signed by the audit key" in out.stderr
+    assert "every record signed by the audit key" in out.stdout
     items = _aws(team, "dynamodb").scan(TableName=team.audit_table)["Items"]
     assert items and all(i["sig"]["S"] and i["key_id"]["S"].startswith("arn:") for i in items)
 
@@ -389,7 +389,7 @@ def test_doctor_says_plainly_who_can_rewrite_the_central_copy(team):
     lock = checks[f"audit object lock: s3:{team.audit_bucket}/audit/"]
     assert lock["status"] == "warn" and "Object Lock is off" in lock["detail"]
     human = team.run(ALICE, "doctor")
-    assert human.returncode == 0 and "! audit writers" in human.stderr
+    assert human.returncode == 0 and "! audit writers" in human.stdout
 
 
 def test_doctor_checks_object_lock_retention_and_the_signing_key(team):

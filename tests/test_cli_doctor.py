@@ -28,7 +28,7 @@ def test_doctor_all_good_and_fast_track_status(team):
     assert c["fast track: prod-admin"]["status"] == "skip"
     assert c["audit log"]["status"] == "pass"
     human = team.run(ALICE, "doctor")
-    assert human.returncode == 0 and "✓" in human.stderr
+    assert human.returncode == 0 and "✓" in human.stdout
 
 
 def test_doctor_names_the_first_failure_and_the_fix(team):
@@ -160,7 +160,7 @@ def test_doctor_without_a_config_file_warns_and_counts_in_good_grammar(team):
     assert "not set" not in c["config"]["detail"] and "JITCTL_CONFIG" in c["config"]["fix"]
     assert c["policy"]["status"] == "pass"  # a warning does not hold back what needs it
     assert c["policy"]["detail"] == f"2 roles from 1 file ({team.policy_dir})"
-    assert "! config" in team.run(ALICE, "doctor", env=env).stderr
+    assert "! config" in team.run(ALICE, "doctor", env=env).stdout
 
 
 def test_roles_and_whoami_say_pagerduty_rejected_the_token_not_not_on_call(team):
@@ -175,7 +175,7 @@ def test_roles_and_whoami_say_pagerduty_rejected_the_token_not_not_on_call(team)
     assert "(401)" in doc["prod-readonly"]["pagerduty_error"]
     assert doc["prod-admin"]["pagerduty_error"] is None  # no fast track: nothing to tell
     who = team.run(ALICE, "whoami", env=env)
-    assert who.returncode == 0 and "PagerDuty rejected the token (401)" in who.stderr
+    assert who.returncode == 0 and "PagerDuty rejected the token (401)" in who.stdout
 
 
 def test_roles_and_whoami_without_a_token_report_it_and_exit_0(team):
@@ -183,7 +183,7 @@ def test_roles_and_whoami_without_a_token_report_it_and_exit_0(team):
     del env["JITCTL_PAGERDUTY_TOKEN"]
     who = team.run(ALICE, "whoami", env=env)
     assert who.returncode == 0, who.stderr
-    assert "pagerduty  no PagerDuty token" in who.stderr
+    assert "pagerduty  no PagerDuty token" in who.stdout
     roles = team.run(ALICE, "roles", env=env)
     assert roles.returncode == 0, roles.stderr
     assert "PagerDuty cannot tell" in roles.stdout and "no PagerDuty token" in roles.stderr

@@ -22,11 +22,14 @@ ALICE, BOB = "alice@example.com", "bob@example.com"
 class Terminal:
     """`jitctl` on a pty: stdin, stdout and stderr are all the terminal, as for a person."""
 
-    def __init__(self, team: Team, user: str, *args: str, columns: int | None = None) -> None:
+    def __init__(
+        self, team: Team, user: str, *args: str, columns: int | None = None, **extra: str
+    ) -> None:
         self.master, slave = pty.openpty()
         env = team.env(user)
         env.pop("NO_COLOR", None)
         env["TERM"] = "xterm"
+        env.update(extra)
         if columns is not None:  # the terminal's own width, not $COLUMNS, as for a person
             fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
             env.pop("COLUMNS", None)

@@ -82,3 +82,37 @@ def test_bad_config_is_one_clear_usage_error(tmp_path, text, fragment):
 def test_explicit_config_that_does_not_exist(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config({"JITCTL_CONFIG": str(tmp_path / "nope.toml")})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("JITCTL_PAGERDUTY_URL", "ftp://pd.example", "$JITCTL_PAGERDUTY_URL (for [pagerduty] url)"),
+        ("JITCTL_BROKER_URL", "http://broker.example", "$JITCTL_BROKER_URL (for [broker] url)"),
+    ],
+)
+def test_a_bad_value_from_the_environment_names_the_variable(tmp_path, variable, value, said):
+    """Issue 21 item 7: the value came from the environment, not from config.toml; PagerDuty's
+    URL error gives PagerDuty's example, not the webhook's."""
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[broker]\nserver_id = "x"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config({"JITCTL_CONFIG": str(cfg), variable: value})
+    assert str(info.value).startswith(said), str(info.value)
+    assert "hooks.example.com" not in str(info.value)
+    if variable == "JITCTL_PAGERDUTY_URL":
+        assert "https://api.pagerduty.com" in str(info.value)
+
+
+def test_a_broker_url_without_a_server_id_names_where_the_url_came_from(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config({"JITCTL_CONFIG_TOML": "", "JITCTL_BROKER_URL": "https://b.example"})
+    assert "$JITCTL_BROKER_URL (for [broker] url) is set" in str(info.value)
+    assert "JITCTL_BROKER_SERVER_ID" in str(info.value)
+
+
+def test_jitctl_config_naming_a_directory_says_so(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config({"JITCTL_CONFIG": str(tmp_path)})
+    assert "is a directory, not a file" in str(info.value) and "JITCTL_CONFIG" in str(info.value)
+    assert "does not exist" not in str(info.value)

@@ -264,3 +264,20 @@ def test_has_display():
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
         return None
+
+
+def test_a_failed_sign_in_leaves_no_extra_grant_the_next_console_reuses_it(team, federation):
+    """Issue 21 item 12: each failed `console --print` used to leave a new 1-hour grant; the
+    next console (and exec, request) reuses the live one, and --fresh asks anew."""
+    federation.refuse = True
+    env = console_env(team, federation)
+    args = ("console", "prod-readonly", "--reason", "INC-12", "--print")
+    assert team.run(ALICE, *args, env=env).returncode == 3
+    federation.refuse = False
+    again = team.run(ALICE, *args, env=env)
+    assert again.returncode == 0, again.stderr
+    [rid] = [r["request_id"] for r in json.loads(team.run(ALICE, "list", "--json").stdout)]
+    assert f"reusing grant {rid}" in again.stderr
+    assert [r["event"] for r in team.audit_records(ALICE)].count("reused") == 1
+    assert team.run(ALICE, *args, "--fresh", env=env).returncode == 0
+    assert len(json.loads(team.run(ALICE, "list", "--json").stdout)) == 2

@@ -206,6 +206,11 @@ def test_serve_exports_an_environment_and_stops_on_ctrl_c(tmp_path, monkeypatch)
     )
     try:
         lines = Lines(proc.stdout).until("# ready")
+        # issue 21 item 18: every persona's file (alice's too, to switch back), and the truth
+        # about revocation without IAM enforcement
+        sourced = [ln.split(": source ")[0].strip("# ") for ln in lines if ": source " in ln]
+        assert sourced == [f"{n}@example.com" for n in ("alice", "bob", "carol", "dave")]
+        assert any("does not enforce IAM" in ln and "jitctl revoke" in ln for ln in lines)
         exports = dict(
             shlex.split(line)[1].split("=", 1) for line in lines if line.startswith("export ")
         )

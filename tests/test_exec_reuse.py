@@ -173,3 +173,33 @@ def test_credential_process_answers_the_caller_under_the_config_and_nobody_else(
     none = team.run(ALICE, "credential-process", "prod-readonly", env=bare)
     assert none.returncode == 2 and key not in none.stdout
     assert "no jitctl config" in none.stderr and "Traceback" not in none.stderr
+
+
+def test_request_reuses_the_live_grant_unless_fresh(team):
+    """Issue 21 item 12: `request` hands out the live grant again (a new profile or an env
+    form of it) instead of a new one; --fresh, --break-glass and --incident ask anew."""
+    exec_key(team)
+    (rid,) = requests_of(team)
+    again = team.run(ALICE, "request", "prod-readonly", "--reason", "INC-12", "--no-wait")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == rid + "\n" and f"reusing grant {rid}" in again.stderr
+    assert requests_of(team) == [rid] and events(team)[-1] == ("reused", rid)
+    env = team.run(ALICE, "request", "prod-readonly", "--reason", "x", "--format", "env")
+    assert env.returncode == 0 and "AWS_SESSION_TOKEN" in env.stdout and requests_of(team) == [rid]
+    longer = team.run(ALICE, "request", "prod-readonly", "--reason", "x", "--duration", "2h")
+    assert longer.returncode == 0 and "has under the 2h asked" in longer.stderr
+    fresh = team.run(ALICE, "request", "prod-readonly", "--reason", "INC-12", "--fresh")
+    assert fresh.returncode == 0 and len(requests_of(team)) == 3
+
+
+def test_a_reuse_records_the_reason_given_for_it(team):
+    """Issue 21 item 5: the `reused` record says why this use happened."""
+    exec_key(team)
+    (rid,) = requests_of(team)
+    exec_key(team, "--reason", "INC-9 other")
+    [*_, reused] = team.audit_records(ALICE)
+    assert (reused["event"], reused["request_id"], reused["reason"]) == (
+        "reused",
+        rid,
+        "INC-9 other",
+    )

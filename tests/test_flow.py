@@ -80,7 +80,7 @@ def test_pending_request_expires_and_cannot_be_approved(team, monkeypatch):
 
     use_identity(monkeypatch, team, BOB)
     out = run(["approve", req.request_id, "--yes"])
-    assert out == ExitCode.USAGE  # no longer pending
+    assert out == ExitCode.TIMEOUT  # it expired before a decision (issue 21 item 9)
 
 
 def test_on_call_only_role_refuses_when_not_on_call(team, monkeypatch):

@@ -299,7 +299,7 @@ def test_hang_fails_closed_within_the_budget(pd_sim, path):
     pd_sim.hang_next(5, path=path)
     result, elapsed = timed(check, pd_sim, "alice@example.com", timeout=1.5)
     assert not result.on_call
-    assert result.reason == "PagerDuty unreachable: timed out after 1.5s"
+    assert result.reason == f"PagerDuty unreachable at {pd_sim.url}: timed out after 1.5s"
     assert elapsed < 1.5 + 0.75
 
 
@@ -378,3 +378,24 @@ def test_importing_oncall_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_every_call_sends_the_content_type_the_api_reference_requires(pd_sim):
+    """Issue 21 item 23: PagerDuty's REST API v2 reference marks `Content-Type:
+    application/json` required on every call; the library sends it only with a body."""
+    now = datetime.now(UTC)
+    uid = pd_sim.add_user("ct@example.com")
+    pd_sim.add_oncall(uid, "PEP1", 1, now - H, now + H)
+    assert check(pd_sim, "ct@example.com").on_call
+    gets = [r for r in pd_sim.requests() if r.method == "GET"]
+    assert {r.path for r in gets} >= {"/users", "/oncalls"}
+    assert {r.content_type for r in gets} == {"application/json"}
+
+
+def test_unreachable_pagerduty_names_the_url_it_tried(pd_sim):
+    """Issue 21 item 18: "PagerDuty unreachable: ConnectError" did not say where."""
+    settings = PagerDutySettings(url="https://127.0.0.1:9", ca_bundle=pd_sim.ca_bundle, timeout=2)
+    with make_client(settings, pd_sim.token) as client:
+        result = check_on_call(client, "alice@example.com", EP1, datetime.now(UTC))
+    assert not result.on_call
+    assert result.reason.startswith("PagerDuty unreachable at https://127.0.0.1:9: "), result.reason

@@ -146,11 +146,12 @@ def test_json_output(broken):
 
 
 def test_one_file_of_a_set_is_checked_with_its_siblings(tmp_path):
+    """Read with its siblings (its group is there); the report is of the file named."""
     write(tmp_path / "pol" / "groups.toml", 'version = 1\n[groups]\nops = ["x@example.com"]\n')
     roles = write(tmp_path / "pol" / "roles.toml", "version = 1\n" + role("app", who='"group:ops"'))
     out = run("policy", "validate", str(roles))
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "2 files, 1 role: ok" in out.stderr
+    assert "1 file, 1 role: ok" in out.stderr
 
 
 def test_missing_path_and_the_configured_default(tmp_path):
@@ -316,7 +317,43 @@ def test_explain_shows_text_from_files_literally(tmp_path):
 
 
 def test_validate_in_process(broken):
-    result = validate([broken / "a.toml"])  # a file of a set: the whole set is checked
-    assert not result.ok and len(result.errors) == 2
+    result = validate([broken / "a.toml"])  # a file of a set: read with it, reported alone
+    assert not result.ok and len(result.errors) == 1
     assert result.errors[0].file == str(broken / "a.toml") and result.errors[0].line == 4
-    assert result.summary() == "2 files, 2 roles: 2 errors"
+    assert len(validate([broken]).errors) == 2  # the set: both files' errors
+
+
+def test_validate_a_file_reports_that_file_not_its_neighbours(tmp_path):
+    """Issue 21 item 17: `policy validate FILE` reported errors in every .toml beside it. The
+    file is still read with its set (its group comes from groups.toml), but only its own
+    findings count."""
+    write(tmp_path / "groups.toml", 'version = 1\n[groups]\nsre = ["bob@example.com"]\n')
+    good = write(
+        tmp_path / "app.toml",
+        f"""
+        version = 1
+        [roles.app]
+        arn = "{ARN}"
+        [roles.app.approval]
+        approvers = ["group:sre"]
+        """,
+    )
+    broken = write(
+        tmp_path / "broken.toml",
+        f"""
+        version = 1
+        [roles.other]
+        arn = "{ARN}"
+        max_duration = "forever"
+        [roles.other.approval]
+        approvers = ["group:sre"]
+        """,
+    )
+    out = run("policy", "validate", str(good), "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["errors"] == [] and [Path(f).name for f in doc["files"]] == ["app.toml"]
+    bad = run("policy", "validate", str(broken), cwd=tmp_path)
+    assert bad.returncode == 2 and "broken.toml" in bad.stdout and "max_duration" in bad.stdout
+    whole = run("policy", "validate", str(tmp_path), cwd=tmp_path)
+    assert whole.returncode == 2 and "broken.toml" in whole.stdout

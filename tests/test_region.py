@@ -182,3 +182,24 @@ def test_the_roles_region_crosses_the_broker_wire():
     creds = Credentials("ASIA1", "secret", "token", now + timedelta(minutes=15))
     assert issued_in(issued_out(Issued(req, creds, region="eu-west-1"))).region == "eu-west-1"
     assert issued_in(issued_out(Issued(req, creds))).region is None
+
+
+def test_aws_region_wins_over_the_config_files_region_as_for_the_aws_cli(team):
+    """Issue 21 item 19: one region rule, AWS's order (AWS_REGION, AWS_DEFAULT_REGION, then
+    the profile's `region` in the config file): a [default] region in ~/.aws/config does not
+    send jitctl's own calls elsewhere when AWS_REGION says us-east-1."""
+    table = f"jitctl-{uuid.uuid4().hex[:8]}"
+    team.use_store(f'[store]\nbackend = "dynamodb"\ntable = "{table}"\n')
+    assert team.run(ALICE, "init").returncode == 0  # in us-east-1, AWS_REGION's
+    config = team.home(ALICE) / ".aws" / "config"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text("[default]\nregion = eu-west-1\n")
+    env = team.env(ALICE, AWS_CONFIG_FILE=str(config))
+    env.pop("AWS_DEFAULT_REGION", None)
+    out = team.run(ALICE, "list", env=env)
+    assert out.returncode == 0, out.stderr
+    del env["AWS_REGION"]  # AWS_DEFAULT_REGION comes next, still before the file
+    out = team.run(ALICE, "list", env=env | {"AWS_DEFAULT_REGION": "us-east-1"})
+    assert out.returncode == 0, out.stderr
+    out = team.run(ALICE, "list", env=env)  # only the file's region: the table is not there
+    assert out.returncode == 2 and "does not exist in eu-west-1" in out.stderr, out.stderr

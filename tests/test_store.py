@@ -324,7 +324,7 @@ def test_approve_after_expiry_expires_the_request(store: Any) -> None:
     got = store.get(req.request_id)
     assert (got.status, got.approvers, got.decided_at) == (EXPIRED, [], late)
     assert store.list(pending_only=True) == []
-    with pytest.raises(TransitionError, match="is expired, not pending"):
+    with pytest.raises(RequestExpired, match="expired before a decision"):  # still exit 4
         store.approve(req.request_id, BOB, now=late)
 
 
@@ -407,10 +407,10 @@ def test_illegal_transitions(store: Any) -> None:
     store.approve(issued.request_id, BOB, now=T0)
     store.mark_issued(issued.request_id, now=T0, credentials_expire_at=T0 + timedelta(hours=1))
 
-    with pytest.raises(TransitionError) as exc:
+    with pytest.raises(Denied) as exc:  # an approver denied it: exit 3, naming who and why
         store.approve(denied.request_id, CAROL, now=T0)
-    assert str(exc.value) == f"request {denied.request_id} is denied, not pending"
-    assert exc.value.exit_code == ExitCode.USAGE
+    assert str(exc.value) == f"request {denied.request_id} was already denied by {BOB}: no"
+    assert exc.value.exit_code == ExitCode.DENIED
     with pytest.raises(TransitionError, match="is issued, not pending"):
         store.cancel(issued.request_id, ALICE, now=T0)
     with pytest.raises(TransitionError, match="is pending, not issued"):
@@ -419,7 +419,7 @@ def test_illegal_transitions(store: Any) -> None:
         store.mark_issued(
             pending.request_id, now=T0, credentials_expire_at=T0
         )  # never pending -> issued
-    with pytest.raises(TransitionError, match="is denied, not pending"):
+    with pytest.raises(Denied, match="already denied"):
         store.deny(denied.request_id, CAROL, now=T0, reason="again")
     assert [store.get(r.request_id).status for r in (denied, issued, pending)] == [
         DENIED,

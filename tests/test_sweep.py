@@ -167,7 +167,7 @@ def test_incident_fast_track_and_sweep_through_the_broker(world, enforcing):
     assert json.loads(out.stdout)["revoked"] == [{"request_id": doc["request_id"], "incident": inc}]
     status = json.loads(world.run(ALICE, "status", doc["request_id"], "--json").stdout)
     assert status["status"] == "revoked" and status["revoked_by"] == "pagerduty"
-    shown = world.run(ALICE, "status", doc["request_id"]).stderr
+    shown = world.run(ALICE, "status", doc["request_id"]).stdout
     assert re.search(rf"incident\s+{inc} #1 db down \(access ends with it\)", shown), shown
     broker_log = world.broker_dir / "audit.jsonl"
     records = [json.loads(line) for line in broker_log.read_text().splitlines()]
@@ -191,3 +191,17 @@ def test_the_lambda_housekeeping_event_sweeps_as_the_broker(world, enforcing, mo
     answer = aws_lambda.handler({"jitctl": "housekeeping"})
     assert answer["ok"] is True
     assert {"request_id": request_id, "incident": inc} in answer["report"]["revoked"]
+
+
+def test_sweep_without_a_pagerduty_token_is_a_setup_error_not_an_outage(team, monkeypatch):
+    """Issue 21 item 9: no retry fixes a missing token, so the scheduler sees exit 2 (as any
+    command without its token does), not 5; the sweep still does what needs no PagerDuty."""
+    fast_tracked(team, monkeypatch)
+    env = team.env(CAROL, PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring")
+    del env["JITCTL_PAGERDUTY_TOKEN"]
+    out = team.run(CAROL, "sweep", "--json", env=env)
+    assert out.returncode == 2, out.stderr
+    report = json.loads(out.stdout)
+    assert report["exit_code"] == 2 and "no PagerDuty token" in report["problems"][0]
+    assert "sweep finished with" in out.stderr
+    assert team.run(CAROL, "sweep").returncode == 0  # with its token: nothing left to fix

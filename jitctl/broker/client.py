@@ -168,10 +168,11 @@ class BrokerService:
     def grants(self) -> builtins.list[AccessRequest]:
         return [wire.request_in(r) for r in self._call("GET", "/grants")["requests"]]
 
-    def reuse(self, request_id: str) -> AccessRequest:
+    def reuse(self, request_id: str, reason: str | None = None) -> AccessRequest:
         """The broker checks the grant and writes the ``reused`` record to its own trail (a
         client in broker mode writes no audit)."""
-        return wire.request_in(self._call("POST", _rid(request_id, "reuse"), {})["request"])
+        doc = self._call("POST", _rid(request_id, "reuse"), {"reason": reason})
+        return wire.request_in(doc["request"])
 
     def explain(self, role: str, as_person: str | None) -> dict[str, Any]:
         query = "?" + urlencode({"as": as_person}) if as_person else ""
@@ -247,9 +248,11 @@ class BrokerService:
             ) from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
+            # a read asks nothing of anyone; a write may have arrived before the line failed
+            after = "" if method == "GET" else "; `jitctl list --mine` shows whether it arrived"
             raise Unavailable(
                 f"cannot reach the broker at {self.settings.url}: {reason}",
-                "check [broker] url and your network; nothing was requested",
+                f"check [broker] url and your network{after}",
             ) from None
 
 

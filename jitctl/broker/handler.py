@@ -221,9 +221,9 @@ def _submit(service: LocalService, request: HttpRequest, params: dict[str, str])
     glass = doc.get("break_glass", False)
     if type(glass) is not bool:
         raise errors.UsageError("break_glass must be true or false")
-    incident = _text(doc, "incident") if doc.get("incident") is not None else None
+    incident = wire.text(doc, "incident") if doc.get("incident") is not None else None
     outcome = service.request(
-        _text(doc, "role"), doc.get("reason"), duration, glass, incident=incident
+        wire.text(doc, "role"), _reason(request), duration, glass, incident=incident
     )
     return wire.outcome_out(outcome)
 
@@ -265,12 +265,12 @@ def _may_decide(service: LocalService, request: HttpRequest, params: dict[str, s
 
 
 def _approve(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
-    req, warnings = service.approve(params["id"], request.json().get("reason"))
+    req, warnings = service.approve(params["id"], _reason(request))
     return {"request": wire.request_out(req), "warnings": warnings}
 
 
 def _deny(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
-    req, warnings = service.deny(params["id"], request.json().get("reason"))
+    req, warnings = service.deny(params["id"], _reason(request))
     return {"request": wire.request_out(req), "warnings": warnings}
 
 
@@ -307,16 +307,20 @@ def _delivery_failed(service: LocalService, request: HttpRequest, params: dict[s
     return {}
 
 
+def _reason(request: HttpRequest) -> str | None:
+    return wire.optional_text(request.json(), "reason")
+
+
 def _reuse(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
-    return {"request": wire.request_out(service.reuse(params["id"]))}
+    return {"request": wire.request_out(service.reuse(params["id"], _reason(request)))}
 
 
 def _revoke(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
-    return wire.revoked_out(service.revoke(params["id"], request.json().get("reason")))
+    return wire.revoked_out(service.revoke(params["id"], _reason(request)))
 
 
 def _review(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
-    return {"request": wire.request_out(service.review(params["id"], request.json().get("reason")))}
+    return {"request": wire.request_out(service.review(params["id"], _reason(request)))}
 
 
 def _audit(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
@@ -335,13 +339,6 @@ def _audit_verify(service: LocalService, request: HttpRequest, params: dict[str,
 
 def _sweep(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
     return {"report": service.sweep()}
-
-
-def _text(doc: dict[str, Any], key: str) -> str:
-    value = doc.get(key)
-    if not isinstance(value, str) or not value:
-        raise errors.UsageError(f"{key} must be a non-empty string")
-    return value
 
 
 _ROUTES: list[tuple[str, re.Pattern[str], Action]] = [

@@ -159,3 +159,19 @@ def error_in(status: int, doc: Any) -> errors.JitctlError:
     cls = _ERRORS.get(code, errors.JitctlError)
     hint = err.get("hint") if isinstance(err.get("hint"), str) else None
     return cls(f"broker: {err['message']}", hint)
+
+
+def text(doc: dict[str, Any], key: str) -> str:
+    """A string the caller must send (exit 2 otherwise)."""
+    value = doc.get(key)
+    if not isinstance(value, str) or not value:
+        raise errors.UsageError(f"{key} must be a non-empty string")
+    return value
+
+
+def optional_text(doc: dict[str, Any], key: str) -> str | None:
+    """A string the caller may leave out (null); any other type is exit 2, never a 500."""
+    value = doc.get(key)
+    if value is not None and not isinstance(value, str):
+        raise errors.UsageError(f"{key} must be a string")
+    return value

@@ -65,28 +65,22 @@ def log(
 
 
 def _table(records: list[dict[str, Any]]) -> None:
-    import os
-
-    from rich.console import Console
-    from rich.table import Table
-
-    from jitctl.cli.output import safe, stderr_console
+    from jitctl.cli.output import print_table, safe, stderr_console
     from jitctl.timeutil import parse_rfc3339
 
     if not records:
         stderr_console().print("no audit records")
         return
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for name in ("time", "event", "person", "role", "request", "detail"):
-        table.add_column(name, overflow="fold")
+    rows = []
     for r in records:
         try:
             when = parse_rfc3339(str(r.get("ts"))).astimezone().strftime("%Y-%m-%d %H:%M:%S")
         except ValueError:
             when = str(r.get("ts"))
         cells = [when, r.get("event"), r.get("person"), r.get("role"), r.get("request_id")]
-        table.add_row(*(safe(c if c is not None else "-") for c in cells), safe(_detail(r)))
-    Console(highlight=False, no_color=bool(os.environ.get("NO_COLOR"))).print(table)
+        rows.append([*(safe(c if c is not None else "-") for c in cells), safe(_detail(r))])
+    columns = ["time", "event", "person", "role", "request", "detail"]
+    print_table(columns, rows, whole=("role", "request"), drop=("person", "time"))
 
 
 def _detail(record: dict[str, Any]) -> str:
@@ -162,7 +156,7 @@ def verify(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Check the local audit log's hash chain: exit 0 if intact, 6 naming the first bad line."""
-    from jitctl.cli.output import emit_json, safe, stderr_console
+    from jitctl.cli.output import emit_json, safe, stdout_console
     from jitctl.errors import AuditTampered
 
     doc = _env().service.audit_verify(remote=remote)
@@ -171,7 +165,7 @@ def verify(
     if doc["failure"] is not None:
         raise AuditTampered(doc["failure"])
     if not json_out:
-        out = stderr_console()
+        out = stdout_console()
         out.print(f"[green]✓[/] {safe(doc['path'])}: {doc['records']} records, hash chain intact")
         signed = ", every record signed by the audit key" if doc.get("signed") else ""
         for central in doc.get("remote", []):

@@ -9,6 +9,7 @@ import typer
 
 from jitctl.cli import complete
 from jitctl.cli.output import local_time, relative, safe, stderr_console, stdout
+from jitctl.cli.reuse import FRESH_OPTION
 
 
 def console(
@@ -27,14 +28,23 @@ def console(
     print_url: bool = typer.Option(
         False, "--print", help="Print the sign-in URL on stdout instead of opening a browser."
     ),
+    fresh: bool = FRESH_OPTION,
 ) -> None:
     """Sign in to the AWS console as ROLE: on call at once, otherwise after approval. Opens your browser (prints the URL with --print or without a display)."""
-    from jitctl.cli.request_cmd import obtain_waiting
+    from jitctl.cli.request_cmd import obtain_waiting, parse_duration_option
+    from jitctl.cli.reuse import reused_grant
     from jitctl.cli.session import current_env
     from jitctl.credentials.console import sign_in
 
     env = current_env()
-    issued = obtain_waiting(env, role, reason, duration, timeout)
+    issued = (
+        None
+        if fresh
+        else reused_grant(env, role, reason, parse_duration_option(duration, "--duration"))
+    )
+    if issued is None:
+        issued = obtain_waiting(env, role, reason, duration, timeout)
+        _keep(env, issued)
     now = env.clock.now()
     signin = sign_in(issued.credentials, settings=env.config.console, now=now)
     opened = not print_url and has_display(env.environ) and _open(signin.url)
@@ -42,6 +52,17 @@ def console(
         stdout().write(signin.url + "\n")
         stdout().flush()
     _summary(issued, signin, now, opened)
+
+
+def _keep(env, issued) -> None:
+    """Cached like every grant, so that the next `console`, `exec` or `request` reuses it
+    rather than leaving another live grant behind (a failed sign-in used to)."""
+    from jitctl.credentials.delivery import deliver
+
+    def failed(error: str) -> None:
+        env.service.delivery_failed(issued.request.request_id, error)
+
+    deliver(env, issued, profile=None, write_profile=False, cache=True, on_failure=failed)
 
 
 def has_display(environ: Mapping[str, str], platform: str = sys.platform) -> bool:

@@ -6,48 +6,19 @@ import typer
 
 from jitctl.cli import complete
 from jitctl.cli.output import JSON_OPTION, emit_json, interactive, safe, stderr_console
-
-
-def _pick(env) -> str:
-    """`jitctl approve` with no id on a terminal: choose among the requests you may approve."""
-    from jitctl.errors import UsageError
-
-    if not (env.inp.isatty() and interactive()):
-        raise UsageError("which request? pass REQUEST_ID", "see `jitctl list --pending`")
-    # newest first, the order of `jitctl list`; the numbers are the rows of the one table shown
-    reqs = sorted(env.service.decidable(), key=lambda r: r.created_at, reverse=True)
-    if not reqs:
-        raise UsageError("no pending requests you may approve")
-    stderr_console().print(_pick_table(reqs, env.clock.now()))
-    choices = {str(i): r.request_id for i, r in enumerate(reqs, 1)}
-    answer = typer.prompt("approve which one (number or id)", err=True).strip()
-    return choices.get(answer, answer)
-
-
-def _pick_table(reqs, now):
-    from rich.table import Table
-
-    from jitctl.cli.output import relative
-
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for col in ("#", "ID", "ROLE", "REQUESTER", "AGE", "REASON"):
-        table.add_column(col, overflow="fold", justify="right" if col == "#" else "left")
-    for i, r in enumerate(reqs, 1):
-        age = relative(r.created_at, now).replace(" ago", "")
-        table.add_row(
-            str(i), *(safe(v) for v in (r.request_id, r.role, r.requester)), age, safe(r.reason)
-        )
-    return table
+from jitctl.cli.picker import pick
 
 
 def _confirm(env, request_id: str, verb: str, yes: bool) -> None:
     """On a terminal, show what is being decided and ask; never prompt when stdin is not a TTY."""
     if yes or not (env.inp.isatty() and interactive()):
-        return  # scripts, pipes, NO_COLOR and --quiet never get a prompt
+        return  # scripts, pipes and --quiet never get a prompt (NO_COLOR still does)
     from jitctl.cli.show_cmd import describe
     from jitctl.errors import Interrupted
 
     req = env.service.check_may_decide(request_id)  # refuse before asking
+    if req.status != "pending":
+        return  # nothing to confirm: the decision itself says why it cannot be made
     describe(req, env.clock.now())
     if not typer.confirm(f"{verb} {request_id}?", default=False, err=True):
         raise Interrupted(f"not {verb.lower()}d; nothing recorded")
@@ -68,7 +39,7 @@ def approve(
     from jitctl.models import public_dict
 
     env = current_env()
-    request_id = request_id or _pick(env)
+    request_id = request_id or pick(env, "approve")
     _confirm(env, request_id, "Approve", yes)
     req, warnings = env.service.approve(request_id, reason)
     out = stderr_console()
@@ -89,7 +60,9 @@ def approve(
 
 def deny(
     request_id: str = typer.Argument(
-        ..., help="The request to deny.", autocompletion=complete.requests("decide")
+        None,
+        help="The request to deny (omit on a terminal to pick one).",
+        autocompletion=complete.requests("decide"),
     ),
     reason: str = typer.Option(
         None, "--reason", "-r", help="Why (required; the requester sees it)."
@@ -100,8 +73,11 @@ def deny(
     """Deny a pending request, if you are one of its role's approvers."""
     from jitctl.cli.session import current_env
     from jitctl.models import public_dict
+    from jitctl.request_rules import DENY_REASON, check_reason
 
     env = current_env()
+    check_reason(reason, DENY_REASON)  # before asking "Deny ...?": no reason, no question
+    request_id = request_id or pick(env, "deny")
     _confirm(env, request_id, "Deny", yes)
     req, warnings = env.service.deny(request_id, reason)
     out = stderr_console()
@@ -115,7 +91,9 @@ def deny(
 
 def cancel(
     request_id: str = typer.Argument(
-        ..., help="Your pending request to withdraw.", autocompletion=complete.requests("cancel")
+        None,
+        help="Your pending request to withdraw (omit on a terminal to pick one).",
+        autocompletion=complete.requests("cancel"),
     ),
     json_out: bool = JSON_OPTION,
 ) -> None:
@@ -123,7 +101,8 @@ def cancel(
     from jitctl.cli.session import current_env
     from jitctl.models import public_dict
 
-    req = current_env().service.cancel(request_id)
+    env = current_env()
+    req = env.service.cancel(request_id or pick(env, "cancel"))
     if json_out:
         emit_json(public_dict(req))
     else:

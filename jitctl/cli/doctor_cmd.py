@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from jitctl.cli.output import JSON_OPTION, emit_json, local_time, safe, stderr_console
+from jitctl.cli.output import (
+    JSON_OPTION,
+    emit_json,
+    local_time,
+    safe,
+    stderr_console,
+    stdout_console,
+)
 
 MARKS = {"pass": "[green]✓[/]", "fail": "[red]✗[/]", "skip": "[dim]-[/]", "warn": "[yellow]![/]"}
 
@@ -26,7 +33,7 @@ def doctor(
             }
         )
     else:
-        out = stderr_console()
+        out = stdout_console()
         for check in result.checks:
             out.print(f"{MARKS[check.status]} [bold]{safe(check.name)}[/]: {safe(check.detail)}")
             if check.fix:
@@ -47,7 +54,7 @@ def whoami(
     if json_out:
         emit_json(doc)
         return
-    out = stderr_console()
+    out = stdout_console()
     out.print(f"principal  {safe(doc['principal'])}\nperson     {safe(doc['person'])}")
     user = doc["pagerduty_user"]
     if user:
@@ -69,9 +76,7 @@ def roles(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """The roles you may request, and whether each would fast-track you right now."""
-    from rich.console import Console
-    from rich.table import Table
-
+    from jitctl.cli.output import print_table
     from jitctl.cli.session import current_env
     from jitctl.timeutil import format_duration, parse_rfc3339
 
@@ -83,9 +88,7 @@ def roles(
     from datetime import timedelta
 
     now = env.clock.now()
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for col in ("ROLE", "MAX", "NOW", "APPROVERS"):
-        table.add_column(col, overflow="fold")
+    cells = []
     for r in rows:
         if r["fast_track"]:
             until = r["fast_track_until"]
@@ -95,20 +98,29 @@ def roles(
         elif r.get("pagerduty_error"):
             now_cell = "[yellow]approval (PagerDuty cannot tell)[/]"
         elif r["has_fast_track"]:
-            now_cell = "approval (not on call)"
+            now_cell = "approval (" + _not_now(r.get("fast_tracks") or ["on_call"]) + ")"
         else:
             now_cell = "approval"
         need = f"{r['min_approvals']} of " if r["min_approvals"] and r["min_approvals"] > 1 else ""
-        table.add_row(
-            safe(r["role"]),
-            format_duration(timedelta(seconds=r["max_duration_seconds"])),
-            now_cell,
-            need + safe(", ".join(r["approvers"]) or "-"),
+        cells.append(
+            [
+                safe(r["role"]),
+                format_duration(timedelta(seconds=r["max_duration_seconds"])),
+                now_cell,
+                need + safe(", ".join(r["approvers"]) or "-"),
+            ]
         )
-    Console(highlight=False).print(table)
+    columns = ["ROLE", "MAX", "NOW", "APPROVERS"]
+    print_table(columns, cells, whole=("ROLE",), drop=("MAX", "APPROVERS"))
     errors = {r["pagerduty_error"] for r in rows if r.get("pagerduty_error")}
     for error in sorted(errors):  # one session: at most one reason, said once
         stderr_console().print(f"[yellow]pagerduty:[/] {safe(error)}")
+
+
+def _not_now(tracks: list[str]) -> str:
+    """Why neither fast track applies now, naming each the role has."""
+    said = {"on_call": "not on call", "incident": "no open incident on its services"}
+    return ", ".join(said[t] for t in tracks)
 
 
 def register(app: typer.Typer) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import typer
 
 from jitctl.cli import complete
-from jitctl.cli.output import local_time, relative, safe, stderr_console, stdout
-from jitctl.cli.request_cmd import deliver, obtain_waiting
+from jitctl.cli.output import stdout
+from jitctl.cli.request_cmd import deliver, obtain_waiting, parse_duration_option
+from jitctl.cli.reuse import FRESH_OPTION, reused_grant
 
 
 def exec_cmd(
@@ -21,9 +22,7 @@ def exec_cmd(
     timeout: str = typer.Option(
         None, "--timeout", help="Stop waiting for approval after this long (exit 4)."
     ),
-    fresh: bool = typer.Option(
-        False, "--fresh", help="Request new credentials even while your cached grant is live."
-    ),
+    fresh: bool = FRESH_OPTION,
 ) -> None:
     """Run a command with credentials for ROLE in its environment only (your cached grant for ROLE while it has 5+ minutes left): jitctl exec ROLE --reason R -- CMD [ARGS...]"""
     from jitctl.cli.session import current_env
@@ -40,32 +39,20 @@ def exec_cmd(
         )
     env = current_env()
     check_runnable(argv, env.environ)
-    grant = None if fresh else reused_grant(env, role)
+    grant = (
+        None
+        if fresh
+        else reused_grant(env, role, reason, parse_duration_option(duration, "--duration"))
+    )
     if grant is None:
         grant = obtain_waiting(env, role, reason, duration, timeout)
         # cached (keyring or a 0600 file) for the next exec and credential-process; no profile
         deliver(env, grant, profile=None, fmt="exec", shell="sh", json_out=False)
-    code = run_child(argv, child_environment(env.environ, grant.credentials))
+    from jitctl.credentials.delivery import profile_region
+
+    region = profile_region(env, grant.region)  # the role's, else yours, as in its profile
+    code = run_child(argv, child_environment(env.environ, grant.credentials, region))
     raise typer.Exit(code)
-
-
-def reused_grant(env, role: str):
-    """Your cached grant for ROLE, checked live and audited as a use; None: request anew."""
-    from jitctl.credentials.reuse import reuse_cached
-
-    grant, why_not = reuse_cached(env, role)
-    out = stderr_console()
-    if grant is None:
-        if why_not:
-            out.print(f"[yellow]note:[/] not reusing: {safe(why_not)}; requesting anew")
-        return None
-    expires = grant.credentials.expiration
-    now = env.clock.now()
-    out.print(
-        f"[green]✓[/] {safe(role)}: reusing grant {safe(grant.request.request_id)}, expires "
-        f"{local_time(expires, now)} ({relative(expires, now)}); --fresh requests anew"
-    )
-    return grant
 
 
 def credential_process_cmd(

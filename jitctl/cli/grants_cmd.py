@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from jitctl.cli.output import emit_json, local_time, relative, safe, stderr_console
+from jitctl.cli.output import (
+    emit_json,
+    local_time,
+    print_table,
+    relative,
+    safe,
+    stderr_console,
+)
 
 
 def grants(
@@ -32,22 +39,22 @@ def _grant_doc(doc: dict, req, now) -> dict:
 
 
 def _table(live, now) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for col in ("ROLE", "REQUEST", "APPROVAL", "ENDS", "REASON"):
-        table.add_column(col, overflow="fold")
-    for r in live:
-        ends = r.credentials_expire_at
-        table.add_row(
+    rows = [
+        [
             safe(r.role),
             safe(r.request_id),
             safe(r.approval or "-"),
-            f"{local_time(ends, now)} ({relative(ends, now)})",
+            f"{local_time(r.credentials_expire_at, now)} ({relative(r.credentials_expire_at, now)})",
             safe(r.reason),
-        )
-    Console(highlight=False).print(table)
+        ]
+        for r in live
+    ]
+    print_table(
+        ["ROLE", "REQUEST", "APPROVAL", "ENDS", "REASON"],
+        rows,
+        whole=("ROLE", "REQUEST"),
+        drop=("APPROVAL", "REASON"),
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -171,6 +171,9 @@ def _register(modules: set[str] | None = None) -> None:
             # __import__, not importlib.import_module: `python -X importtime` sees only this
             __import__(f"jitctl.cli.{name}", fromlist=["register"]).register(app)
     _whole_summaries(app)
+    from jitctl.cli.metavars import install
+
+    install()
 
 
 def _whole_summaries(group: typer.Typer) -> None:
@@ -200,6 +203,32 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def _list_roles(exc: Exception, env: Environment) -> None:
+    """A missing ROLE argument: say which roles there are (within completion's time bound;
+    nothing if the policy or broker cannot say)."""
+    if getattr(getattr(exc, "param", None), "name", None) != "role":
+        return
+    from jitctl.completion import role_names
+    from jitctl.sanitize import clean
+
+    names = [name for name, _ in role_names(env, "")]
+    if names:
+        sys.stderr.write(f"jitctl: roles: {clean(', '.join(names))} (see `jitctl roles`)\n")
+
+
+def _json_error(argv: list[str], env: Environment, exc: JitctlError) -> None:
+    """With --json (before any `--`), a failed command still prints its one JSON document on
+    stdout: the error, in the broker API's shape, unless it printed its own already."""
+    import json
+
+    head = argv[: argv.index("--")] if "--" in argv else argv
+    if "--json" not in head or env.json_emitted:
+        return
+    body = {"error": {"message": exc.message, "hint": exc.hint, "exit_code": int(exc.exit_code)}}
+    env.out.write(json.dumps(body, indent=2, sort_keys=True) + "\n")
+    env.out.flush()
+
+
 def run(argv: list[str] | None = None, env: Environment | None = None) -> int:
     """Run the CLI and return the exit code; every expected error becomes one line on stderr.
 
@@ -227,6 +256,7 @@ def run(argv: list[str] | None = None, env: Environment | None = None) -> int:
     except JitctlError as exc:
         if debug:
             traceback.print_exc()
+        _json_error(argv, env, exc)
         return _fail(str(exc), int(exc.exit_code))
     except typer.Exit as exc:
         if exc.exit_code == ExitCode.INTERRUPTED:  # typer turns Ctrl-C into a silent Exit(130)
@@ -238,6 +268,7 @@ def run(argv: list[str] | None = None, env: Environment | None = None) -> int:
             show()
         else:
             _fail(exc.message, int(ExitCode.USAGE))
+        _list_roles(exc, env)
         return int(getattr(exc, "exit_code", ExitCode.USAGE) or ExitCode.USAGE)
     except (typer.Abort, KeyboardInterrupt):
         return _fail("interrupted", int(ExitCode.INTERRUPTED))

@@ -25,6 +25,8 @@ def emit_json(document: Any) -> None:
     out = _stream("out")
     out.write(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
     out.flush()
+    if (env := _session()) is not None:
+        env.json_emitted = True  # an error after it adds no second document (cli.main)
 
 
 def safe(text: object) -> str:
@@ -55,11 +57,27 @@ def stdout() -> Any:
 
 
 def interactive() -> bool:
-    """Spinners, prompts and colour only for a person at a terminal (not scripts, NO_COLOR, -q)."""
+    """Spinners, prompts and pickers only for a person at a terminal (not scripts, not -q);
+    NO_COLOR turns off colour alone (colour())."""
     env = _session()
     if env is not None:
         return env.interactive
-    return sys.stderr.isatty() and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    return sys.stderr.isatty() and sys.stdout.isatty()
+
+
+def stdout_console():
+    """The answer a command exists to give goes to stdout, so `| grep` and `$(...)` see it;
+    --quiet never hides it. Colour only for a person at a terminal."""
+    from rich.console import Console
+
+    return Console(file=_stream("out"), highlight=False, no_color=not colour(), soft_wrap=True)
+
+
+def colour() -> bool:
+    """Colour only for a person at a terminal who has not asked for NO_COLOR."""
+    env = _session()
+    environ = env.environ if env is not None else os.environ
+    return interactive() and not environ.get("NO_COLOR")
 
 
 def stderr_console():
@@ -68,9 +86,8 @@ def stderr_console():
 
     env = _session()
     quiet = bool(env is not None and env.quiet)
-    plain = not interactive()
     return Console(
-        file=_stream("err"), highlight=False, no_color=plain, soft_wrap=True, quiet=quiet
+        file=_stream("err"), highlight=False, no_color=not colour(), soft_wrap=True, quiet=quiet
     )
 
 
@@ -103,3 +120,58 @@ def warning(text: str) -> None:
 def clock_warning(message: str) -> None:
     """Told once by the trusted clock when this machine's clock disagrees with AWS's."""
     stderr_console().print(f"[yellow]warning:[/] {safe(message)}")
+
+
+def print_table(
+    columns: list[str],
+    rows: list[list[str]],
+    *,
+    whole: tuple[str, ...],
+    drop: tuple[str, ...] = (),
+    err: bool = False,
+) -> None:
+    """A table whose ``whole`` columns (ids, role names: what people copy and grep) never
+    wrap. On a terminal too narrow for it, the ``drop`` columns go, in that order, and the
+    rest fold; output that is not a terminal is never squeezed to a width at all."""
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    stream = _stream("err" if err else "out")
+    tty = stream.isatty()
+    console = Console(
+        file=stream,
+        highlight=False,
+        no_color=not colour(),
+        quiet=bool(err and (env := _session()) is not None and env.quiet),
+        width=None if tty else 1_000_000,
+    )
+    shown = list(columns)
+    table = _table(shown, rows, columns, whole)
+    while tty and drop and Measurement.get(console, console.options, table).minimum > console.width:
+        if not (left := [c for c in drop if c in shown]):
+            break
+        shown.remove(left[0])
+        table = _table(shown, rows, columns, whole)
+    needed = Measurement.get(console, console.options, table).minimum
+    console.print(table, width=max(console.width, needed) if tty else None)
+
+
+def _table(shown: list[str], rows: list[list[str]], columns: list[str], whole: tuple[str, ...]):
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name in shown:
+        cells = [row[columns.index(name)] for row in rows]
+        widest = max([Text.from_markup(c).cell_len for c in cells] + [len(name)])
+        keep = name in whole
+        table.add_column(
+            name,
+            overflow="fold",
+            no_wrap=keep,
+            min_width=widest if keep else None,
+            justify="right" if name == "#" else "left",
+        )
+    for row in rows:
+        table.add_row(*(row[columns.index(name)] for name in shown))
+    return table

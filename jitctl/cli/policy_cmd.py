@@ -18,8 +18,9 @@ def validate_cmd(
     paths: list[Path] = typer.Argument(
         None,
         metavar="PATH",
-        help="Policy files or directories; default: the configured policy. A file is checked "
-        "with the other .toml files of its directory (one policy set).",
+        help="Policy files or directories; default: the configured policy. A file is read "
+        "with the other .toml files of its directory (its groups may be there); only its own "
+        "findings are reported.",
         show_default=False,
     ),
     json_out: bool = JSON_OPTION,
@@ -130,7 +131,7 @@ def render(doc: dict[str, Any]) -> list[str]:
     lines += ["", "[bold]Who may request[/]", f"  {safe(doc['who_may_request']['who'])}."]
     lines.append(f"  [yellow]Note:[/] {safe(doc['who_may_request']['gate'])}.")
     lines += ["", "[bold]Fast track[/] (credentials at once, no approval)"]
-    lines += _render_fast_track(doc["fast_track"])
+    lines += _render_fast_track(doc["fast_track"], doc.get("incident_fast_track"))
     lines += ["", "[bold]Approval[/]", *_render_approval(doc["approval"])]
     lines += ["", "[bold]Break-glass[/]", *_render_break_glass(doc.get("break_glass"))]
     lines += ["", "[bold]Limits[/]", *_render_limits(doc["limits"])]
@@ -140,9 +141,21 @@ def render(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _render_fast_track(fast: dict[str, Any] | None) -> list[str]:
-    if fast is None:
-        return ["  never: no on_call rule, so every request needs approval"]
+def _render_fast_track(fast: dict[str, Any] | None, incident: dict[str, Any] | None) -> list[str]:
+    """Both fast tracks, each named: the on-call one and the incident one."""
+    if fast is None and incident is None:
+        return ["  never: neither an on_call nor an incident rule, so every request needs approval"]
+    lines = _render_on_call(fast) if fast is not None else []
+    if incident is not None:
+        ends = "; access ends when the incident resolves" if incident["end_with_incident"] else ""
+        lines.append(
+            "  whoever is assigned to, or acknowledged, an open PagerDuty incident on service "
+            f"{_join(incident['services'])}{ends}"
+        )
+    return lines
+
+
+def _render_on_call(fast: dict[str, Any]) -> list[str]:
     what = [
         f"{label} {_join(fast[key])}"
         for key, label in (
@@ -161,7 +174,7 @@ def _render_approval(approval: dict[str, Any] | None) -> list[str]:
     from jitctl.cli.output import safe
 
     if approval is None:
-        return ["  nobody approves: only the on-call fast track grants this role"]
+        return ["  nobody approves: only a fast track grants this role"]
     shown = []
     for entry in approval["approvers"]:
         members = approval["groups"].get(entry)  # a group: show who is in it

@@ -18,6 +18,7 @@ from jitctl.cli.output import (
     stderr_console,
     stdout,
 )
+from jitctl.cli.reuse import FRESH_OPTION, reused_grant
 
 FORMATS = ("profile", "env", "credential-process")
 FORMAT_HELP = "profile: write the shared credentials file (default); env: print export lines for eval; credential-process: print the AWS credential_process JSON."
@@ -89,7 +90,10 @@ def deliver(env, issued, *, profile, fmt: str, shell: str, json_out: bool, cache
         on_failure=failed,
     )
     if fmt == "env":
-        stdout().write(env_lines(issued.credentials, shell))
+        from jitctl.credentials.delivery import profile_region
+
+        region = profile_region(env, issued.region)
+        stdout().write(env_lines(issued.credentials, shell, region))
     elif fmt == "credential-process":
         stdout().write(credential_process_json(issued.credentials) + "\n")
     render_grant(env, issued, written, json_out)
@@ -147,9 +151,13 @@ def _profile_hint(env, out, request_id: str, profile: str) -> None:
         f"aws --profile {safe(shlex.quote(profile))} sts get-caller-identity"
     )
     if env.environ.get("AWS_ACCESS_KEY_ID"):
+        # who wins differs: botocore, the AWS CLI, Go and Java take environment keys over
+        # AWS_PROFILE; the JS SDK v3 takes the profile. --profile wins everywhere.
         out.print(
-            f"  [yellow]note:[/] AWS_ACCESS_KEY_ID is set here and beats AWS_PROFILE={safe(profile)}; "
-            "use --profile, or first: unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN"
+            f"  [yellow]note:[/] AWS_ACCESS_KEY_ID is set here: with AWS_PROFILE={safe(profile)} "
+            "the AWS CLI, boto3 and the Go and Java SDKs still use those keys (the JS SDK v3 uses "
+            "the profile); use --profile, or first: "
+            "unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN"
         )
 
 
@@ -164,11 +172,14 @@ class WaitLine:
         """The per-poll callback (None when nobody watches: ``approvers`` is not even asked)."""
         if not interactive():
             return None
-        shown = ", ".join(approvers()) or "nobody (check the policy)"
+        everyone = approvers()
         self._status = stderr_console().status("", spinner="dots")
         self._status.start()
 
         def on_poll(current, elapsed: float) -> None:
+            # who is still to be asked: an approver who has approved is no longer waited on
+            left = [a for a in everyone if a not in current.approvers]
+            shown = ", ".join(left) or "nobody (check the policy)"
             self._status.update(_wait_text(current, request_id, shown, elapsed))
 
         return on_poll
@@ -275,8 +286,8 @@ INCIDENT_OPTION = typer.Option(
 
 
 def _ask_reason(env) -> str | None:
-    """On a terminal, ask for the missing --reason; scripts (stdin not a TTY, --quiet,
-    NO_COLOR) get None, and the one-line usage error, as before."""
+    """On a terminal, ask for the missing --reason; scripts (stdin not a TTY, --quiet) get
+    None, and the one-line usage error, as before."""
     if not (env.inp.isatty() and interactive()):
         return None
     return typer.prompt("reason (an incident id helps)", err=True)
@@ -312,9 +323,13 @@ def request(
     profile: str = PROFILE_OPTION,
     fmt: str = FORMAT_OPTION,
     shell: str = SHELL_OPTION,
+    fresh: bool = FRESH_OPTION,
     json_out: bool = JSON_OPTION_NO_SECRETS,
 ) -> None:
-    """Request access to ROLE: on call, credentials at once; otherwise wait for a peer's approval."""
+    """Request access to ROLE: on call, credentials at once; otherwise wait for a peer's approval.
+
+    Your live grant for ROLE is handed out again while it has 5+ minutes left (--fresh asks
+    for a new one)."""
     from jitctl.cli.session import current_env
     from jitctl.models import public_dict
     from jitctl.service import Issued
@@ -322,16 +337,13 @@ def request(
     check_format(fmt, shell, json_out)
     env = current_env()
     check_destination(env, profile, fmt, role)
-    result = obtain(
-        env,
-        role=role,
-        reason=reason,
-        duration=parse_duration_option(duration, "--duration"),
-        timeout=parse_duration_option(timeout, "--timeout"),
-        wait=wait,
-        break_glass=break_glass,
-        incident=incident,
-    )
+    wanted = parse_duration_option(duration, "--duration")
+    # a break-glass or incident-bound request is its own event: never answered by a reuse
+    plain = not (fresh or break_glass or incident)
+    result = (reused_grant(env, role, reason, wanted) if plain else None) or obtain(
+        env, role=role, reason=reason, duration=wanted, wait=wait, break_glass=break_glass,
+        timeout=parse_duration_option(timeout, "--timeout"), incident=incident,
+    )  # fmt: skip
     if isinstance(result, Issued):
         deliver(env, result, profile=profile, fmt=fmt, shell=shell, json_out=json_out)
         if not wait and fmt == "profile" and not json_out:  # the contract: the id, either way
@@ -344,8 +356,8 @@ def request(
 
 def wait_cmd(
     request_id: str = typer.Argument(
-        ...,
-        help="The request to wait for (from `jitctl request`).",
+        None,
+        help="The request to wait for (from `jitctl request`; omit on a terminal to pick one).",
         autocompletion=complete.requests("wait"),
     ),
     timeout: str = typer.Option(
@@ -357,11 +369,13 @@ def wait_cmd(
     json_out: bool = JSON_OPTION_NO_SECRETS,
 ) -> None:
     """Resume waiting for a decision on your request, and get credentials once it is approved."""
+    from jitctl.cli.picker import pick
     from jitctl.cli.session import current_env
 
     check_format(fmt, shell, json_out)
     env = current_env()
     service = env.service
+    request_id = request_id or pick(env, "wait")
     check_destination(env, profile, fmt, None, request_id)
     env.run.waiting = request_id  # a Ctrl-C leaves it pending: another run made it
     with WaitLine() as line:

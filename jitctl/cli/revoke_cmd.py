@@ -10,7 +10,9 @@ from jitctl.cli.output import JSON_OPTION, emit_json, local_time, safe, stderr_c
 
 def revoke(
     request_id: str = typer.Argument(
-        ..., help="The issued request to revoke.", autocompletion=complete.requests("revoke")
+        None,
+        help="The issued request to revoke (omit on a terminal to pick one of your grants).",
+        autocompletion=complete.requests("revoke"),
     ),
     reason: str = typer.Option(None, "--reason", "-r", help="Why (required; it is audited)."),
     json_out: bool = JSON_OPTION,
@@ -23,13 +25,16 @@ def revoke(
     confirm; a grant they get later works. Needs iam:GetRolePolicy and iam:PutRolePolicy on
     the role (the broker's, in broker mode).
     """
+    from jitctl.cli.picker import pick
     from jitctl.cli.session import current_env
     from jitctl.models import public_dict
+    from jitctl.request_rules import REVOKE_REASON, check_reason
     from jitctl.revocation.revoke import remove_local_copies
     from jitctl.timeutil import parse_rfc3339
 
     env = current_env()
-    done = env.service.revoke(request_id, reason)
+    check_reason(reason, REVOKE_REASON)  # before picking: no reason, no question
+    done = env.service.revoke(request_id or pick(env, "revoke"), reason)
     req = done.request
     local = remove_local_copies(env, req)
     out = stderr_console()
@@ -74,10 +79,11 @@ def sweep(json_out: bool = JSON_OPTION) -> None:
         emit_json(report)
     else:
         _show_sweep(report)
-    if report["problems"]:  # a scheduler should notice: exit 5, the next run retries
-        from jitctl.errors import Unavailable
+    if report["problems"]:  # a scheduler should notice: 5, the next run retries; 2, fix setup
+        from jitctl.errors import ConfigError, Unavailable
 
-        raise Unavailable(f"sweep finished with {len(report['problems'])} problem(s)")
+        failed = ConfigError if report.get("exit_code") == 2 else Unavailable
+        raise failed(f"sweep finished with {len(report['problems'])} problem(s)")
 
 
 def _show_sweep(report: dict) -> None:

@@ -9,33 +9,34 @@ from jitctl.cli.output import (
     JSON_OPTION,
     emit_json,
     local_time,
+    print_table,
     relative,
     safe,
     stderr_console,
-    stdout,
+    stdout_console,
 )
 
+REQUEST_COLUMNS = ["ID", "ROLE", "REQUESTER", "STATUS", "AGE", "EXPIRES", "REASON"]
 
-def request_table(reqs, now, states=None):
+
+def request_rows(reqs, now, states=None) -> list[list[str]]:
     """``states``: request id -> grants.Liveness, so that a dead grant reads as dead."""
-    from rich.table import Table
-
     states = states or {}
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for col in ("ID", "ROLE", "REQUESTER", "STATUS", "AGE", "EXPIRES", "REASON"):
-        table.add_column(col, overflow="fold")
+    rows = []
     for r in reqs:
         state = states.get(r.request_id)
-        table.add_row(
-            safe(r.request_id),
-            safe(r.role),
-            safe(r.requester),
-            safe(shown_status(r, state)) + (" (unreviewed)" if _unreviewed(r) else ""),
-            relative(r.created_at, now).replace(" ago", ""),
-            safe(expiry_text(r, state, now)),
-            safe(r.reason),
+        rows.append(
+            [
+                safe(r.request_id),
+                safe(r.role),
+                safe(r.requester),
+                safe(shown_status(r, state)) + (" (unreviewed)" if _unreviewed(r) else ""),
+                relative(r.created_at, now).replace(" ago", ""),
+                safe(expiry_text(r, state, now)),
+                safe(r.reason),
+            ]
         )
-    return table
+    return rows
 
 
 def grant_states(env, reqs, role: str | None = None) -> dict:
@@ -95,8 +96,6 @@ def list_cmd(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """List requests, newest first."""
-    from rich.console import Console
-
     from jitctl.cli.session import current_env
 
     env = current_env()
@@ -111,8 +110,11 @@ def list_cmd(
         what = " pending" if pending else " awaiting review" if unreviewed else ""
         stderr_console().print("no requests" + what)
         return
-    Console(highlight=False, soft_wrap=not stdout().isatty()).print(
-        request_table(reqs, env.clock.now(), states)
+    print_table(
+        REQUEST_COLUMNS,
+        request_rows(reqs, env.clock.now(), states),
+        whole=("ID", "ROLE"),
+        drop=("AGE", "REQUESTER", "EXPIRES"),
     )
 
 
@@ -139,16 +141,17 @@ def status(
     if json_out:
         emit_json(request_doc(req, state))
         return
-    describe(req, env.clock.now(), state)
+    describe(req, env.clock.now(), state, out=stdout_console())
 
 
-def describe(req, now, state=None) -> None:
-    """Key facts of a request on stderr (also the approver's confirmation screen)."""
+def describe(req, now, state=None, out=None) -> None:
+    """Key facts of a request: `status`'s answer on stdout, or (default) the approver's
+    confirmation screen on stderr."""
     from datetime import timedelta
 
     from jitctl.timeutil import format_duration
 
-    out = stderr_console()
+    out = out or stderr_console()
     rows = [
         ("request", req.request_id),
         ("role", req.role),

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jitctl.config.values import https_or_loopback, opt_str, path_setting, seconds
+from jitctl.config.values import https_or_loopback, opt_str, path_setting, seconds, source
 from jitctl.errors import ConfigError
 
 DEFAULT_STS_ENDPOINT = "https://sts.us-east-1.amazonaws.com"
@@ -52,11 +52,13 @@ def broker_settings(
     url = (env.get("JITCTL_BROKER_URL") or opt_str(raw, "url", where) or "").rstrip("/") or None
     server_id = env.get("JITCTL_BROKER_SERVER_ID") or opt_str(raw, "server_id", where)
     if url is not None:
-        _check_broker_url(url, where)
+        _check_broker_url(url, source(env, "JITCTL_BROKER_URL", where, "[broker] url"))
         if not server_id:
+            by = source(env, "JITCTL_BROKER_URL", where, "[broker] url")
             raise ConfigError(
-                f"{where}: [broker] url is set but server_id is not",
-                "ask whoever runs the broker for its server_id",
+                f"{by} is set but the broker's server_id is not",
+                "ask whoever runs the broker for its server_id: [broker] server_id in "
+                f"{where}, or export JITCTL_BROKER_SERVER_ID",
             )
     ca = path_setting(env, "JITCTL_BROKER_CA_BUNDLE", raw, "ca_bundle", base, where)
     sts_endpoint = (opt_str(raw, "sts_endpoint", where) or DEFAULT_STS_ENDPOINT).rstrip("/")
@@ -82,12 +84,10 @@ def _sts_region(endpoint: str) -> str:
     return found.group(1) if found else "us-east-1"
 
 
-def _check_broker_url(url: str, where: str) -> None:
+def _check_broker_url(url: str, what: str) -> None:
     """https, or plain http only to a loopback address (a broker on this machine, tests)."""
     if not https_or_loopback(url):
-        raise ConfigError(
-            f"{where}: [broker] url {url!r} must be https (plain http only on a loopback address)"
-        )
+        raise ConfigError(f"{what} {url!r} must be https (plain http only on a loopback address)")
 
 
 def _accounts(value: Any, where: str) -> tuple[str, ...]:

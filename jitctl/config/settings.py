@@ -19,6 +19,7 @@ from jitctl.config.values import opt_str as _opt_str
 from jitctl.config.values import path_setting as _path_setting
 from jitctl.config.values import resolve as _resolve
 from jitctl.config.values import seconds as _seconds
+from jitctl.config.values import source
 from jitctl.errors import ConfigError
 from jitctl.sanitize import clean, is_valid_text
 
@@ -178,8 +179,10 @@ def _read_source(env: Mapping[str, str]) -> tuple[dict[str, Any], Path | None]:
     if found:
         return _read_toml(path), path
     if explicit:  # a file asked for by name must exist; the default one may not
+        what = "is a directory, not a file" if path.is_dir() else "does not exist"
         raise ConfigError(
-            f"config file {path} does not exist", "fix JITCTL_CONFIG or create the file"
+            f"config file {path} (from $JITCTL_CONFIG) {what}",
+            "point JITCTL_CONFIG at the config.toml file, or create it",
         )
     return {}, None  # no config file: defaults and environment only
 
@@ -196,7 +199,8 @@ def _pagerduty(pd: _Table, env: Mapping[str, str], base: Path, where: str) -> Pa
         token_secret=_opt_str(pd, "token_secret", where),
         sender=_opt_str(pd, "from", where),
     )
-    _check_url(pagerduty.url, f"{where}: [pagerduty] url")
+    what = source(env, "JITCTL_PAGERDUTY_URL", where, "[pagerduty] url")
+    _check_url(pagerduty.url, what, "e.g. https://api.pagerduty.com")
     return pagerduty
 
 
@@ -237,7 +241,7 @@ def _audit(audit: dict[str, Any], env: Mapping[str, str], base: Path, where: str
 def _notify(notify: dict[str, Any], where: str) -> NotifySettings:
     webhook = _opt_str(notify, "webhook_url", where)
     if webhook:
-        _check_url(webhook, f"{where}: [notify] webhook_url")
+        _check_url(webhook, f"{where}: [notify] webhook_url", "e.g. https://hooks.example.com/...")
     return NotifySettings(
         webhook_url=webhook,
         timeout=_seconds(notify.get("timeout"), f"{where} [notify] timeout", 5.0),
@@ -269,7 +273,7 @@ def _check(table: dict[str, Any], allowed: set[str], where: str) -> None:
         raise ConfigError(unknown_key_message(key, allowed, where))
 
 
-def _check_url(url: str, what: str) -> None:
+def _check_url(url: str, what: str, example: str) -> None:
     """An http(s) URL urllib can use: what fails here would otherwise fail on every use."""
     from urllib.parse import urlsplit
 
@@ -281,9 +285,7 @@ def _check_url(url: str, what: str) -> None:
     except ValueError as exc:
         raise ConfigError(f"{what} {url!r} is not a valid URL: {exc}") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigError(
-            f"{what} {url!r} is not an http(s) URL", "e.g. https://hooks.example.com/..."
-        )
+        raise ConfigError(f"{what} {url!r} is not an http(s) URL", example)
 
 
 def _retention_days(value: Any, where: str) -> int | None:

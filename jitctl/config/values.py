@@ -21,6 +21,12 @@ def path_setting(
     return resolve(opt_str(table, key, where), base)
 
 
+def source(env: Mapping[str, str], var: str, where: str, setting: str) -> str:
+    """Where a setting's value came from, for its errors: the variable when it is set (it
+    wins over the file), else the config file's key."""
+    return f"${var} (for {setting})" if env.get(var) else f"{where}: {setting}"
+
+
 def opt_str(table: dict[str, Any], key: str, where: str) -> str | None:
     value = table.get(key)
     if value is None:

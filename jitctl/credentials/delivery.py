@@ -87,17 +87,19 @@ def delivery_error(path: Path, exc: OSError, request_id: str | None) -> JitctlEr
 def profile_region(env: Environment, role_region: str | None) -> str | None:
     """The jit profile's region: the role's `region` in the policy, else the caller's own
     (what boto3 would use for them now), else none (the profile then has no region)."""
+    from jitctl.aws import caller_region
     from jitctl.policy.schema import REGION
 
     if role_region and REGION.fullmatch(role_region):  # from the broker too: checked again
         return role_region
-    for key in ("AWS_REGION", "AWS_DEFAULT_REGION"):
-        if REGION.fullmatch(env.environ.get(key, "")):
-            return env.environ[key]
-    try:
-        caller = env.aws.session().region_name
-    except JitctlError:  # no usable AWS config: the caller has no region either
-        return None
+
+    def configured() -> str | None:
+        try:
+            return env.aws.session().region_name
+        except JitctlError:  # no usable AWS config: the caller has no region either
+            return None
+
+    caller = caller_region(env.environ, configured)
     return caller if isinstance(caller, str) and REGION.fullmatch(caller) else None
 
 

@@ -21,14 +21,22 @@ CREDENTIAL_VARS = (
     "AWS_CREDENTIAL_EXPIRATION",
 )
 
+# The region the credentials are for, under both names: AWS_REGION (the AWS CLI v2, the SDKs)
+# and AWS_DEFAULT_REGION (botocore, the AWS CLI v1). Without them every client falls back to
+# the region of whatever profile it finds ([default]'s), not the role's.
+REGION_VARS = ("AWS_REGION", "AWS_DEFAULT_REGION")
+
 # Inherited variables that could make a program use credentials other than ours, or describe
 # another identity. Removed from `jitctl exec` children and unset by `jitctl env`, so both
-# give the same result.
+# give the same result. Who reads what first, which is why each must go:
 #
-# AWS_PROFILE / AWS_DEFAULT_PROFILE: botocore and the CLI let environment keys win over a
-# profile named in the environment, but not every tool agrees (scripts run
-# `aws --profile "$AWS_PROFILE"`, some SDKs and older Terraform providers prefer the profile),
-# and a leftover profile name in the prompt misleads people about whose access they hold.
+# AWS_PROFILE / AWS_DEFAULT_PROFILE: botocore, the AWS CLI (v1 and v2) and the Go and Java SDKs
+# take environment keys before a profile named in the environment, but the JS SDK v3 does the
+# opposite: with AWS_PROFILE set it never reads environment keys, so a child in Node would act
+# as that profile. Scripts also run `aws --profile "$AWS_PROFILE"`.
+# AWS_CREDENTIAL_FILE: s3cmd reads the keys in this file before any other source (under exec it
+# signed with the parent's keys); AWS_CREDENTIAL_PROFILES_FILE: the Java SDK v1's credentials
+# file. AWS_SESSION_EXPIRATION: aws-vault's stale expiry for other keys.
 # AWS_SECURITY_TOKEN: the boto2-era name for the session token; old tools prefer it.
 # AWS_ACCESS_KEY / AWS_SECRET_KEY: alternate names; the Java SDK v1 reads AWS_SECRET_KEY
 # *before* AWS_SECRET_ACCESS_KEY, so a stale one would pair with our key id and fail.
@@ -36,12 +44,15 @@ CREDENTIAL_VARS = (
 # endpoints); a stale one from another account would route requests wrongly.
 # Web identity and container providers come later in botocore's chain than environment keys,
 # but other SDKs order them differently; they are someone else's credentials either way.
-# Kept on purpose: AWS_REGION, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL*, AWS_CA_BUNDLE,
-# AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE (settings, not credentials; environment keys
-# win over the files). AWS_CREDENTIAL_FILE is left alone: only the retired EC2 API tools read it.
+# Kept on purpose: AWS_ENDPOINT_URL*, AWS_CA_BUNDLE, AWS_CONFIG_FILE and
+# AWS_SHARED_CREDENTIALS_FILE (settings, not credentials; with AWS_PROFILE gone every SDK takes
+# environment keys before the files). The region variables are set to the role's.
 CONFLICTING_VARS = (
     "AWS_PROFILE",
     "AWS_DEFAULT_PROFILE",
+    "AWS_CREDENTIAL_FILE",
+    "AWS_CREDENTIAL_PROFILES_FILE",
+    "AWS_SESSION_EXPIRATION",
     "AWS_SECURITY_TOKEN",
     "AWS_ACCESS_KEY",
     "AWS_SECRET_KEY",
@@ -62,6 +73,11 @@ SHELLS = ("sh", "bash", "zsh", "fish", "powershell", "pwsh")
 _PWSH_QUOTES = ("'", "\u2018", "\u2019", "\u201a", "\u201b")
 
 
+def region_values(region: str | None) -> dict[str, str]:
+    """Both region variables set to ``region`` (none when there is no region to give)."""
+    return dict.fromkeys(REGION_VARS, region) if region else {}
+
+
 def credential_values(creds: Credentials) -> dict[str, str]:
     """The credential variables and their values (no expiration variable if it is unknown)."""
     values = {
@@ -78,13 +94,14 @@ def credential_values(creds: Credentials) -> dict[str, str]:
     return values
 
 
-def env_lines(creds: Credentials, shell: str = "sh") -> str:
-    """Statements that put ``creds`` into the current shell, for ``eval`` / ``source``.
+def env_lines(creds: Credentials, shell: str = "sh", region: str | None = None) -> str:
+    """Statements that put ``creds`` (and their ``region``) into the current shell, for
+    ``eval`` / ``source``.
 
     Every statement ends with ";" so that unquoted ``eval $(jitctl env ...)``, which joins the
     lines into one, works as well as ``eval "$(...)"``; fish's ``eval (...)`` joins them too.
     """
-    values = credential_values(creds)
+    values = credential_values(creds) | region_values(region)
     # Unset what we do not set: a stale expiration or profile must not outlive this eval.
     stale = [*CONFLICTING_VARS, *(name for name in CREDENTIAL_VARS if name not in values)]
     if shell in ("sh", "bash", "zsh"):
@@ -147,9 +164,11 @@ def _for_child(name: str) -> bool:
     )
 
 
-def child_environment(base: Mapping[str, str], creds: Credentials) -> dict[str, str]:
+def child_environment(
+    base: Mapping[str, str], creds: Credentials, region: str | None = None
+) -> dict[str, str]:
     """A copy of ``base`` for `jitctl exec`'s child: other credentials and jitctl's own
-    settings out, ours in."""
+    settings out, ours (and their ``region``) in."""
     env = {name: value for name, value in base.items() if _for_child(name)}
-    env.update(credential_values(creds))
+    env.update(credential_values(creds) | region_values(region))
     return env

@@ -35,6 +35,8 @@ _OPTCRE = configparser.RawConfigParser.OPTCRE
 _NONSPACE = re.compile(r"\S")
 # "DEFAULT" is configparser's defaults section: keys there leak into every profile.
 _RESERVED_PROFILES = frozenset({configparser.DEFAULTSECT})
+_PROFILE_PUNCTUATION = "- _ . @ + = , : /"
+_READABLE_PROFILE = re.compile(r"[A-Za-z0-9_.@+=,:/-]{1,128}")
 _NO_EXTRA: Mapping[str, str] = MappingProxyType({})  # immutable default
 
 
@@ -64,6 +66,13 @@ def validate_profile_name(profile: str) -> str:
         raise ValueError(f"profile name {profile!r} must not contain control characters")
     if profile in _RESERVED_PROFILES:
         raise ValueError(f"profile name {profile!r} is reserved: it would apply to every profile")
+    if not _READABLE_PROFILE.fullmatch(profile):
+        # botocore splits `[profile NAME]` with shlex and drops sections that do not split in
+        # two (a space, a quote), and the JS SDK with them: the region there would be lost
+        raise ValueError(
+            f"profile name {profile!r} cannot be read back by AWS clients from "
+            f"[profile {profile}]: use only letters, digits and {_PROFILE_PUNCTUATION}"
+        )
     return profile
 
 

@@ -135,9 +135,14 @@ def _serve(root: Path, write: Write, remove: bool) -> int:
     with _team(root) as team, gate.serving(team, gate.add_broker(team)), _stop_on_signals(stop):
         write(f"# jitctl demo --serve: AWS (moto) {team.aws_url}, PagerDuty {team.pd.url}")
         write(f"# team in {root}; policy {team.policy_file}")
-        write(f"# Act as {email('alice')} (on call) in your shell; to be someone else:")
-        for name in PEOPLE[1:]:
+        write(f"# Act as {email('alice')} (on call) in your shell; to be someone (else) again:")
+        for name in PEOPLE:
             write(f"#   {email(name)}: source {shlex.quote(str(team.env_file(name)))}")
+        write(
+            "# Direct mode here: the local AWS does not enforce IAM, so after `jitctl revoke`"
+            " (or past a grant's end) AWS calls keep succeeding; the broker below, and"
+            " `jitctl demo`, show the gate closed"
+        )
         write("unset " + " ".join(PERSONA_UNSET))
         for key, value in team.exports("alice").items():
             write(f"export {key}={shlex.quote(value)}")

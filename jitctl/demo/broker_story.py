@@ -80,10 +80,11 @@ class BrokerChapter:
         s = self.story
         s.say(
             "Alice asks the broker. It checks who she is (a signed sts:GetCallerIdentity\n"
-            "proof), asks PagerDuty, assumes the role itself and hands her the credentials."
+            "proof), asks PagerDuty, assumes the role itself and hands her the credentials\n"
+            "(--fresh: a new grant, not her live one from step 2)."
         )
         before = self._profile_key("alice")
-        argv = ["request", ROLE, "--reason", "INC-4211 replica lag, through the gate"]
+        argv = ["request", ROLE, "--reason", "INC-4211 replica lag, through the gate", "--fresh"]
         s.jitctl("alice", *argv, broker=True, shows=["fast-tracked"])
         if self._profile_key("alice") in ("", before):
             raise StepFailed(f"the broker's grant did not reach alice's profile jit-{ROLE}")

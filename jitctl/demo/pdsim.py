@@ -48,6 +48,7 @@ class LoggedRequest:
     path: str
     query: dict[str, list[str]]  # parse_qs form: repeated parameters keep every value
     status: int
+    content_type: str | None = None  # the request's Content-Type header
 
 
 @dataclass
@@ -371,7 +372,10 @@ class _Handler(BaseHTTPRequestHandler):
             status, headers, body = sim.handle(self.command, split.path, query, auth, **write)
             raw = json.dumps(body)
         with sim._lock:
-            sim._log.append(LoggedRequest(self.command, split.path, query, status))
+            entry = LoggedRequest(
+                self.command, split.path, query, status, self.headers.get("Content-Type")
+            )
+            sim._log.append(entry)
         data = raw.encode()
         self.send_response(status)
         for name, value in {"Content-Type": "application/json", **headers}.items():

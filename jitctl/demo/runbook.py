@@ -12,8 +12,8 @@ from typing import Any
 # a failover promotes (RDS refuses to fail over a cluster of one instance).
 DB_CLUSTER, DB_INSTANCE, DB_REPLICA = "orders", "orders-primary", "orders-replica"
 # A persona's session variables that the next persona's environment file must clear (keys
-# from `--format env`, a profile): environment keys beat AWS_PROFILE and a stale token breaks
-# the next person's keys.
+# from `--format env`, a profile): the AWS CLI and boto3 take environment keys over AWS_PROFILE
+# (the JS SDK v3 the other way round), and a stale token breaks the next person's keys.
 PERSONA_UNSET = (
     "AWS_PROFILE",
     "AWS_DEFAULT_PROFILE",

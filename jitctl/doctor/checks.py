@@ -178,13 +178,26 @@ def _pd_user(env: Environment) -> str:
 
 
 def _fast_track(env: Environment, role_name: str) -> str | tuple[str, str]:
+    """Whether either of the role's fast tracks (on call, an open incident) applies now."""
     role = env.policy.role(role_name)
-    if role.on_call is None:
-        return SKIP, "no on-call fast track; approval only"
-    from jitctl.flow import check_fast_track
+    if role.on_call is None and role.incident is None:
+        return SKIP, "no fast track (neither on call nor incident); approval only"
+    whys = []
+    if role.on_call is not None:
+        from jitctl.flow import check_fast_track
 
-    result = check_fast_track(env, role, env.caller.person)
-    return result.reason if result.on_call else f"not now: {result.reason}"
+        result = check_fast_track(env, role, env.caller.person)
+        if result.on_call:
+            return result.reason
+        whys.append(result.reason)
+    if role.incident is not None:
+        from jitctl.oncall.incident_track import check_submit
+
+        track = check_submit(env, role, None)
+        if track.fast:
+            return f"incident fast track: {track.reason}"
+        whys.append(f"incident fast track: {track.reason}")
+    return f"not now: {'; '.join(whys)}"
 
 
 def _store(env: Environment) -> str:

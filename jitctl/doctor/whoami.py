@@ -9,6 +9,7 @@ from jitctl.timeutil import rfc3339
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
+    from jitctl.policy.load import Role
 
 
 def whoami(env: Environment) -> dict[str, Any]:
@@ -57,42 +58,65 @@ def _oncall_entry(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def roles(env: Environment) -> list[dict[str, Any]]:
-    """Every role, and whether the caller would be fast-tracked now (and until when)."""
-    from jitctl.chaining import cap
-    from jitctl.flow import check_fast_track
-
-    out = []
-    issuer = env.identity()[0]  # who assumes the roles: you, or the broker
-    fast = any(env.policy.role(n).on_call is not None for n in env.policy.roles)
+    """Every role, and whether the caller would be fast-tracked now (and until when), by
+    either fast track: on call, or working one of the role's open incidents."""
+    tracked = [env.policy.role(n) for n in env.policy.roles]
+    fast = any(r.on_call is not None or r.incident is not None for r in tracked)
     pd_error = _pagerduty_error(env) if fast else None
-    for name in sorted(env.policy.roles):
-        role = env.policy.role(name)
-        entry: dict[str, Any] = {
-            "role": name,
-            "arn": role.arn,
-            "description": role.description,
-            "max_duration_seconds": int(role.max_duration.total_seconds()),
-            # what STS will grant: 1h at most when the issuer holds role credentials
-            "max_grant_seconds": cap(int(role.max_duration.total_seconds()), issuer)[0],
-            "has_fast_track": role.on_call is not None,
-            "approvers": env.policy.approvers_display(role) if role.approval else [],
-            "min_approvals": role.approval.min_approvals if role.approval else None,
-            "fast_track": False,
-            "fast_track_until": None,
-            "why": None,
-            # PagerDuty could not answer (no token, 401, down): not the same as "not on call"
-            "pagerduty_error": pd_error if role.on_call is not None else None,
-        }
-        if role.on_call is not None:
-            result = check_fast_track(env, role, env.caller.person)
-            entry["fast_track"] = result.on_call
-            entry["why"] = result.reason
-            if result.evidence is not None and result.evidence.end is not None:
-                entry["fast_track_until"] = rfc3339(result.evidence.end)
-        else:
-            entry["why"] = "no on-call fast track"
-        out.append(entry)
-    return out
+    issuer = env.identity()[0]  # who assumes the roles: you, or the broker
+    return [
+        _role_entry(env, env.policy.role(name), pd_error, issuer)
+        for name in sorted(env.policy.roles)
+    ]
+
+
+def fast_tracks(role: Role) -> list[str]:
+    """The role's fast tracks by name: "on_call", "incident" (none: approval only)."""
+    return [name for name, rule in (("on_call", role.on_call), ("incident", role.incident)) if rule]
+
+
+def _role_entry(
+    env: Environment, role: Role, pd_error: str | None, issuer: str
+) -> dict[str, Any]:
+    from jitctl.chaining import cap
+
+    tracks = fast_tracks(role)
+    entry: dict[str, Any] = {
+        "role": role.name,
+        "arn": role.arn,
+        "description": role.description,
+        "max_duration_seconds": int(role.max_duration.total_seconds()),
+        # what STS will grant: 1h at most when the issuer holds role credentials
+        "max_grant_seconds": cap(int(role.max_duration.total_seconds()), issuer)[0],
+        "has_fast_track": bool(tracks),
+        "fast_tracks": tracks,
+        "incident_services": list(role.incident.services) if role.incident else [],
+        "approvers": env.policy.approvers_display(role) if role.approval else [],
+        "min_approvals": role.approval.min_approvals if role.approval else None,
+        "fast_track": False,
+        "fast_track_until": None,
+        "why": None if tracks else "no fast track (neither on call nor incident)",
+        # PagerDuty could not answer (no token, 401, down): not the same as "not on call"
+        "pagerduty_error": pd_error if tracks else None,
+    }
+    whys = []
+    if role.on_call is not None:
+        from jitctl.flow import check_fast_track
+
+        result = check_fast_track(env, role, env.caller.person)
+        entry["fast_track"] = result.on_call
+        whys.append(result.reason)
+        if result.on_call and result.evidence is not None and result.evidence.end is not None:
+            entry["fast_track_until"] = rfc3339(result.evidence.end)
+    if role.incident is not None and not entry["fast_track"]:
+        from jitctl.oncall.incident_track import check_submit
+
+        track = check_submit(env, role, None)
+        entry["fast_track"] = track.fast
+        whys = [track.reason] if track.fast else [*whys, track.reason]
+    if whys:
+        entry["why"] = "; ".join(whys)
+    return entry
 
 
 def _pagerduty_error(env: Environment) -> str | None:

@@ -117,6 +117,12 @@ def _client_class() -> type:
                 return self.budget
             return self.deadline - time.monotonic()
 
+        def prepare_headers(self, method: str, user_headers: dict | None = None) -> Any:
+            # the API reference requires it on every call; the library sends it with a body
+            headers = super().prepare_headers(method, user_headers)
+            headers["Content-Type"] = "application/json"
+            return headers
+
         def postprocess(self, response: Any) -> None:
             super().postprocess(response)
             if response.status_code == 429:
@@ -127,7 +133,7 @@ def _client_class() -> type:
             for attempt in range(1, MAX_ATTEMPTS + 1):
                 left = self.time_left()
                 if left < MIN_REQUEST_TIME:
-                    raise LookupFailed(f"PagerDuty unreachable: timed out after {self.budget:g}s")
+                    raise _timed_out(self)
                 self.timeout = left  # per-request timeout: whatever the budget has left
                 last = attempt == MAX_ATTEMPTS
                 try:
@@ -172,7 +178,7 @@ def _check_network_retry(client: Any, exc: Exception, delay: float, last: bool) 
 
     cause = exc.__cause__
     if isinstance(cause, httpx2.TimeoutException):
-        raise LookupFailed(f"PagerDuty unreachable: timed out after {client.budget:g}s") from None
+        raise _timed_out(client) from None
     if _is_tls_failure(cause):
         raise LookupFailed(
             "PagerDuty unreachable: its TLS certificate is not trusted "
@@ -180,7 +186,17 @@ def _check_network_retry(client: Any, exc: Exception, delay: float, last: bool) 
         ) from None
     if last or delay + MIN_REQUEST_TIME > client.time_left():
         what = type(cause or exc).__name__
-        raise LookupFailed(f"PagerDuty unreachable: {what}") from None
+        raise LookupFailed(f"PagerDuty unreachable{_at(client)}: {what}") from None
+
+
+def _timed_out(client: Any) -> LookupFailed:
+    return LookupFailed(f"PagerDuty unreachable{_at(client)}: timed out after {client.budget:g}s")
+
+
+def _at(client: Any) -> str:
+    """ " at URL": which PagerDuty could not be reached ([pagerduty] url, JITCTL_PAGERDUTY_URL)."""
+    url = getattr(client, "url", None)
+    return f" at {url}" if isinstance(url, str) and url else ""
 
 
 def _reset_seconds(response: Any) -> float:
@@ -246,7 +262,7 @@ def guard(client: Any) -> Iterator[None]:
     except pagerduty.HttpError as exc:
         raise LookupFailed(_http_reason(exc.response)) from None
     except (pagerduty.Error, pagerduty.UrlError, httpx2.HTTPError, OSError) as exc:
-        raise LookupFailed(f"PagerDuty unreachable: {type(exc).__name__}") from None
+        raise LookupFailed(f"PagerDuty unreachable{_at(client)}: {type(exc).__name__}") from None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise LookupFailed(
             f"PagerDuty sent an unexpected response ({type(exc).__name__})"

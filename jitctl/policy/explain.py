@@ -99,12 +99,12 @@ def _toml_siblings(directory: Path) -> list[Path]:
 def policy_target(path: Path) -> Path | None:
     """What to load to check ``path``; None if it is no policy's business.
 
-    A directory is its set. A .toml file is checked together with the other .toml files of
-    its directory when there are any: a directory is one policy (roles in one file may use
-    groups or identities from another), so checking one file alone would report those groups
-    as missing. That also means the rest of the set is checked, which is what a commit
-    touching one file of it needs anyway. Any other file (a session-policy JSON) is checked
-    as part of the nearest policy directory above it whose roles reference it.
+    A directory is its set. A .toml file is read together with the other .toml files of its
+    directory when there are any: a directory is one policy (roles in one file may use groups
+    or identities from another), so reading one file alone would report those groups as
+    missing; `validate` then reports that file's findings alone. Any other file (a
+    session-policy JSON) is checked as part of the nearest policy directory above it whose
+    roles reference it.
     """
     if path.is_dir():
         return path
@@ -136,6 +136,9 @@ def _references(directory: Path, target: Path) -> bool:
 def validate(paths: Iterable[Path]) -> Validation:
     """Check the policy sets ``paths`` name (see policy_target), collecting every error."""
     targets: dict[Path, Path] = {}  # resolved -> as given
+    # resolved target -> the files named in it whose findings alone are reported (None: all):
+    # a file is read with its set, for the groups its roles use, but it is the file named
+    focus: dict[Path, set[Path] | None] = {}
     errors: list[Finding] = []
     skipped: list[str] = []
     for path in paths:
@@ -153,18 +156,20 @@ def validate(paths: Iterable[Path]) -> Validation:
             skipped.append(str(path))
         else:
             targets.setdefault(target.resolve(), target)
+            _narrow(focus, target.resolve(), path)
     files: list[Path] = []
     session_policies: list[Path] = []
     roles: list[str] = []
     over_1h: list[str] = []
     seen: set[frozenset[Path]] = set()
-    for target in targets.values():
+    for resolved, target in targets.items():
         result = check_policy(target)
         key = frozenset(f.resolve() for f in result.files)
         if result.files and key in seen:
             continue  # the same set by another name (a lone file and its directory)
         seen.add(key)
-        files.extend(result.files)
+        only = focus.get(resolved)
+        files.extend(f for f in result.files if only is None or f.resolve() in only)
         roles.extend(result.role_names)
         if result.policy is not None:
             over_1h.extend(name for name, _ in too_long(result.policy.roles.values()))
@@ -172,7 +177,8 @@ def validate(paths: Iterable[Path]) -> Validation:
                 r.session_policy_path for r in result.policy.roles.values() if r.session_policy_path
             )
         known = [str(target), *map(str, result.files)]
-        errors.extend(_finding(exc, known) for exc in result.errors)
+        found = [_finding(exc, known) for exc in result.errors]
+        errors.extend(f for f in found if only is None or _in(f, only))
     return Validation(
         files=tuple(dict.fromkeys(files)),
         session_policies=tuple(dict.fromkeys(session_policies)),
@@ -181,6 +187,20 @@ def validate(paths: Iterable[Path]) -> Validation:
         skipped=tuple(skipped),
         over_1h=tuple(over_1h),
     )
+
+
+def _narrow(focus: dict[Path, set[Path] | None], target: Path, path: Path) -> None:
+    """A .toml file named inside a set narrows the report to it; anything else (the set's
+    directory, a session policy) asks for the whole set."""
+    named = path.resolve()
+    if named == target or path.suffix != ".toml" or focus.get(target, set()) is None:
+        focus[target] = None
+    else:
+        focus.setdefault(target, set()).add(named)  # type: ignore[union-attr]
+
+
+def _in(finding: Finding, files: set[Path]) -> bool:
+    return finding.file is not None and Path(finding.file).resolve() in files
 
 
 def _finding(exc: PolicyError, known_files: list[str]) -> Finding:

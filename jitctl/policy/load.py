@@ -48,7 +48,11 @@ class Policy:
     @property
     def identity(self) -> IdentityRules:
         """What jitctl.identity needs to turn a principal ARN into a person."""
-        return IdentityRules(mapping=self.identities, session_name_roles=self.session_name_roles)
+        return IdentityRules(
+            mapping=self.identities,
+            session_name_roles=self.session_name_roles,
+            issued_roles={r.arn: name for name, r in self.roles.items()},
+        )
 
     def role(self, name: str) -> Role:
         """The role called ``name``; a UsageError with a suggestion if there is none."""

@@ -145,9 +145,9 @@ def revoke(
     ``actor``: a system revoking on the policy's own authority (``"pagerduty"``: the sweep,
     for ``end_with_incident``); no person check, and the records name it as the revoker."""
     from jitctl.decisions import get_request
-    from jitctl.request_rules import check_reason
+    from jitctl.request_rules import REVOKE_REASON, check_reason
 
-    reason = check_reason(reason)
+    reason = check_reason(reason, REVOKE_REASON)
     req = get_request(env, request_id)
     if actor is None:
         check_may_revoke(env, req)

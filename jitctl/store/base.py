@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from jitctl.errors import Denied, JitctlError, TimedOut, UsageError
+from jitctl.errors import Denied, JitctlError, UsageError
 from jitctl.models import (
     APPROVED,
     BREAK_GLASS,
@@ -33,6 +33,9 @@ from jitctl.models import (
 from jitctl.store import claims
 from jitctl.store.records import aware
 from jitctl.store.records import ts as ts  # re-exported: benchmarks/run.py imports it here
+from jitctl.store.refusals import RequestExpired as RequestExpired
+from jitctl.store.refusals import decided as _decided
+from jitctl.store.refusals import refused as _not
 from jitctl.store.step import Planner as Planner
 from jitctl.store.step import Step as Step
 from jitctl.store.step import TransitionError as TransitionError
@@ -48,10 +51,6 @@ class StoreError(JitctlError):
 
 class DuplicateRequest(StoreError):
     """``create`` with an id that already exists: ids are random, so this is a bug."""
-
-
-class RequestExpired(TimedOut):
-    """The request expired before a decision; the store has marked it expired (exit 4)."""
 
 
 class NotFound(UsageError):
@@ -119,10 +118,6 @@ class RequestStore(Protocol):
 # ---------------------------------------------------------------- the state machine
 
 
-def _not(req: AccessRequest, wanted: str) -> TransitionError:
-    if wanted == PENDING and req.status == APPROVED:
-        return TransitionError(f"request {req.request_id} is already approved")
-    return TransitionError(f"request {req.request_id} is {req.status}, not {wanted}")
 
 
 def _lapsed(req: AccessRequest, now: datetime) -> Step | None:
@@ -148,7 +143,7 @@ def plan_approve(
         if (lapsed := _lapsed(req, now)) is not None:
             return lapsed
         if req.status != PENDING:
-            raise _not(req, PENDING)
+            raise _decided(req)
         # Policy decides who may approve; this is defence in depth for the one rule that never bends.
         if person == req.requester.strip().lower():
             raise Denied(f"{person} requested {req.request_id} and cannot approve it")
@@ -182,7 +177,7 @@ def plan_deny(person: str, now: datetime, reason: str) -> Planner:
         if (lapsed := _lapsed(req, now)) is not None:
             return lapsed
         if req.status != PENDING:
-            raise _not(req, PENDING)
+            raise _decided(req)
         return Step(
             write=_copy(
                 req, status=DENIED, decided_at=now, decided_by=person, decision_reason=reason

@@ -314,3 +314,24 @@ def crowd(url: str, idle: int, slow: int) -> Iterator[list[Any]]:
     finally:
         for sock in opened:
             sock.close()
+
+
+@contextmanager
+def own_world(root: Path, pd_certs: Any, cls: type[BrokerWorld] = BrokerWorld, **kwargs: Any):
+    """A broker world on a moto server and a PagerDuty simulator of its own, built (with
+    enforcement off: the admin sets the account up) but not yet serving. ``kwargs`` go to
+    ``cls`` (``account``, ``policy``)."""
+    from moto.server import ThreadedMotoServer
+
+    from tests.pdsim import PagerDutySim
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        with PagerDutySim(pd_certs) as pd:
+            world = cls(root, f"http://{host}:{port}", pd, **kwargs)
+            world.build()
+            yield world
+    finally:
+        server.stop()

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from jitctl.timeutil import parse_rfc3339
-from tests.broker_world import BrokerWorld, broker_policy
+from tests.broker_world import BrokerWorld, broker_policy, own_world
 
 pytestmark = pytest.mark.slow
 
@@ -66,21 +66,9 @@ class RoleBrokerWorld(BrokerWorld):
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, pd_certs) -> Iterator[RoleBrokerWorld]:
-    from moto.server import ThreadedMotoServer
-
-    from tests.pdsim import PagerDutySim
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    with PagerDutySim(pd_certs) as pd:
-        w = RoleBrokerWorld(
-            tmp_path_factory.mktemp("role-broker"), f"http://{host}:{port}", pd, account=ACCOUNT
-        )
-        w.build()
-        with w.serving():
-            yield w
-    server.stop()
+    root = tmp_path_factory.mktemp("role-broker")
+    with own_world(root, pd_certs, RoleBrokerWorld, account=ACCOUNT) as w, w.serving():
+        yield w
 
 
 def test_the_broker_cuts_a_grant_to_an_hour_and_says_why(world: RoleBrokerWorld) -> None:

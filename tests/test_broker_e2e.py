@@ -18,7 +18,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.broker_world import AUDIT_TABLE, SERVER_ID, TABLE, BrokerWorld
+from tests.broker_world import AUDIT_TABLE, SERVER_ID, TABLE, BrokerWorld, own_world
 
 pytestmark = pytest.mark.slow
 
@@ -26,19 +26,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, pd_certs) -> Iterator[BrokerWorld]:
     """One broker, its own moto server and PagerDuty simulator, for this module's tests."""
-    from moto.server import ThreadedMotoServer
-
-    from tests.pdsim import PagerDutySim
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    with PagerDutySim(pd_certs) as pd:
-        w = BrokerWorld(tmp_path_factory.mktemp("broker"), f"http://{host}:{port}", pd)
-        w.build()  # enforcement off: the admin sets the account up
-        with w.serving():
-            yield w
-    server.stop()
+    with own_world(tmp_path_factory.mktemp("broker"), pd_certs) as w, w.serving():
+        yield w
 
 
 @pytest.fixture(autouse=True)
@@ -499,7 +488,7 @@ def test_looping_issue_and_delivery_failed_through_the_broker_yields_two_sets_at
     """A requester who reports every delivery as failed gets one re-issue, not a key pair per
     report; the broker cut off the first set in AWS (its session tag) before the second."""
     bob = "bob@example.com"
-    out = world.run(bob, "request", "prod-readonly", "--reason", "INC-20", "--no-wait")
+    out = world.run(bob, "request", "prod-readonly", "--reason", "INC-20", "--no-wait", "--fresh")
     assert out.returncode == 0, out.stderr
     rid = out.stdout.strip()
     assert world.run("carol@example.com", "approve", rid, "--yes").returncode == 0

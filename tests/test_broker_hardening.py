@@ -22,7 +22,16 @@ from typing import Any
 
 import pytest
 
-from tests.broker_world import ACCOUNT, POLICY, REGION, SERVER_ID, TABLE, BrokerWorld, crowd
+from tests.broker_world import (
+    ACCOUNT,
+    POLICY,
+    REGION,
+    SERVER_ID,
+    TABLE,
+    BrokerWorld,
+    crowd,
+    own_world,
+)
 from tests.conftest import FixedClock
 
 pytestmark = pytest.mark.slow
@@ -33,25 +42,10 @@ HARDENING_ACCOUNT = "444400003333"  # a world of its own: moto's state is shared
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, pd_certs) -> Iterator[BrokerWorld]:
     """One broker, its own moto server and PagerDuty simulator, for this module's tests."""
-    from moto.server import ThreadedMotoServer
-
-    from tests.pdsim import PagerDutySim
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    with PagerDutySim(pd_certs) as pd:
-        w = BrokerWorld(
-            tmp_path_factory.mktemp("hardening"),
-            f"http://{host}:{port}",
-            pd,
-            account=HARDENING_ACCOUNT,
-            policy=POLICY.replace(ACCOUNT, HARDENING_ACCOUNT),
-        )
-        w.build()  # enforcement off: the admin sets the account up
-        with w.serving():
-            yield w
-    server.stop()
+    root = tmp_path_factory.mktemp("hardening")
+    policy = POLICY.replace(ACCOUNT, HARDENING_ACCOUNT)
+    with own_world(root, pd_certs, account=HARDENING_ACCOUNT, policy=policy) as w, w.serving():
+        yield w
 
 
 @pytest.fixture(autouse=True)

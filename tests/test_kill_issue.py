@@ -41,7 +41,7 @@ pytestmark = pytest.mark.slow
 
 ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@example.com"
 ROLES = {"prod-readonly": [BOB], "prod-admin": [BOB, CAROL]}  # two roles: two policies
-APPROVALS = 48  # at most; worked on until KILLS_WANTED kills have landed
+APPROVALS = 72  # at most; worked on until KILLS_WANTED kills have landed
 KILLS_WANTED = 110
 # The killed runs of one approval, before its recovery run: True = killed a random moment
 # after it claims an issue, False = a random moment after it starts. A request allows one
@@ -150,21 +150,23 @@ def until_claimed(proc, store_env: Environment, rid: str, before: int) -> None:
 
 def killed_run(
     ctx, environ: dict[str, str], rid: str, delay: float, after_claim: Any | None
-) -> bool:
+) -> tuple[bool, float]:
     """One run of `jitctl wait ID`, SIGKILLed ``delay`` seconds after it starts, or (with
-    ``after_claim``: the store) ``delay`` seconds after it has claimed an issue; True if it
-    was still running when the kill came."""
+    ``after_claim``: the store) ``delay`` seconds after it has claimed an issue: (True if it
+    was still running when the kill came, how long it ran from that start or claim)."""
     before = claimed(after_claim, rid) if after_claim is not None else 0
     proc = ctx.Process(target=_run_wait, args=(environ, rid))
     proc.start()
     if after_claim is not None:  # read the store, as any reader may, until its claim shows
         until_claimed(proc, after_claim, rid, before)
+    started = time.monotonic()
     proc.join(delay)
     landed = proc.is_alive()
     if landed:
         proc.kill()  # SIGKILL
+    took = time.monotonic() - started
     proc.join(30)
-    return landed
+    return landed, took
 
 
 def trial(
@@ -177,10 +179,12 @@ def trial(
     from), updated from the recovery run when it claims."""
     kills = 0
     for after_claim in KILLS:
-        if after_claim:
-            kills += killed_run(ctx, environ, rid, rng.uniform(0, spans[1]), store_env)
-        else:
-            kills += killed_run(ctx, environ, rid, rng.uniform(0, spans[0]), None)
+        span = int(after_claim)
+        store = store_env if after_claim else None
+        landed, took = killed_run(ctx, environ, rid, rng.uniform(0, spans[span]), store)
+        kills += landed
+        if not landed:  # the run ended before the kill: draw the next one within its length
+            spans[span] = min(spans[span], took)
     before = claimed(store_env, rid)
     started = time.monotonic()
     proc = ctx.Process(target=_run_wait, args=(environ, rid))

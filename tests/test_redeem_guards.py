@@ -1,0 +1,102 @@
+"""The re-check before anything is issued (flow.check_redeemable), against what a requester can
+write: her own store in direct mode, and time itself.
+
+Each forgery keeps every other rule satisfied (a genuine approver, a live approval), so only
+the rule under test stands between the forged request and credentials; each test also shows
+the honest case issuing, so the refusal is that rule's.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from jitctl import models
+from jitctl.context import Environment
+from jitctl.errors import Denied, ExitCode
+from jitctl.service import LocalService
+from tests.harness import Team
+from tests.test_attack_decisions import assert_refused, forge_sqlite, pending
+from tests.test_flow import use_identity
+
+ALICE, BOB = "alice@example.com", "bob@example.com"
+
+
+def stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def stored(team: Team, request_id: str) -> dict:
+    with sqlite3.connect(team.root / "requests.db") as db:
+        (text,) = db.execute(
+            "SELECT body FROM requests WHERE request_id = ?", (request_id,)
+        ).fetchone()
+    return json.loads(text)
+
+
+def test_an_unknown_kind_of_approval_is_refused(team):
+    request_id = pending(team)
+    forge_sqlite(team, request_id, approval="by-the-boss", approvers=[BOB])
+    assert_refused(team, request_id, "unknown kind of approval 'by-the-boss'")
+
+
+def test_a_genuine_approval_decided_in_the_future_is_refused(team):
+    """Bob really approved; alice then moves the decision 30 days ahead, so that it would
+    never lapse. The stored time is not believable, whatever else holds."""
+    request_id = pending(team)
+    assert team.run(BOB, "approve", request_id, "--yes").returncode == 0
+    real = stored(team, request_id)
+    assert real["status"] == "approved" and real["approvers"] == [BOB]
+    future = datetime.now(UTC) + timedelta(days=30)
+    forge_sqlite(team, request_id, decided_at=stamp(future), approvers=[BOB])
+    assert_refused(team, request_id, "the stored decision has no believable time")
+
+
+def test_a_genuine_approval_decided_just_now_issues(team):
+    """The same forgery with a believable time (a minute ago) issues: the refusal above is
+    the time's alone."""
+    request_id = pending(team)
+    assert team.run(BOB, "approve", request_id, "--yes").returncode == 0
+    recent = datetime.now(UTC) - timedelta(minutes=1)
+    forge_sqlite(team, request_id, decided_at=stamp(recent), approvers=[BOB])
+    out = team.run(ALICE, "wait", request_id, "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["status"] == "issued"
+
+
+class _ClockAfterLookup:
+    """Stands at ``start`` until PagerDuty has been asked who is on call, then at ``later``:
+    the moment between the fast path's lookup and the issuing step, made exact."""
+
+    def __init__(self, pd, start: datetime, later: datetime) -> None:
+        self.pd, self.start, self.later = pd, start, later
+
+    def now(self) -> datetime:
+        return self.later if self.pd.requests("/oncalls") else self.start
+
+
+@pytest.mark.parametrize("ends_after", [timedelta(minutes=5), timedelta(minutes=15)])
+def test_an_on_call_shift_that_ends_before_issuing_is_refused(team, monkeypatch, ends_after):
+    """PagerDuty said alice is on call (her shift ends 5 minutes later); by the time the
+    credentials are issued, 10 minutes on, the shift is over: nothing is issued. A shift
+    that lasts past that moment issues (the second case)."""
+    start = datetime.now(UTC).replace(microsecond=0)
+    team.pd.add_oncall(
+        team.pd_user(ALICE), "PEP1234", 1, start=start - timedelta(hours=1), end=start + ends_after
+    )
+    use_identity(monkeypatch, team, ALICE)
+    clock = _ClockAfterLookup(team.pd, start, start + timedelta(minutes=10))
+    service = LocalService(Environment(environ=team.env(ALICE), clock=clock))
+    if ends_after < timedelta(minutes=10):
+        with pytest.raises(Denied, match="your on-call shift has ended") as info:
+            service.request("prod-readonly", "INC-26 shift", None)
+        assert info.value.exit_code == ExitCode.DENIED
+        events = [r["event"] for r in team.audit_records(ALICE)]
+        assert events[-1] == "issue_refused" and "issued" not in events
+        return
+    outcome = service.request("prod-readonly", "INC-26 shift", None)
+    assert outcome.issued is not None
+    assert outcome.issued.request.status == models.ISSUED

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -177,6 +178,26 @@ def test_a_wait_that_times_out_answers_still_pending(world):
     assert world.run(CAROL, "approve", rid, "--yes").returncode == 0
     status, doc = call(world, ALICE, "GET", f"/v1/requests/{rid}/wait?seconds=0")
     assert status == 200 and doc["decided"] is True and doc["request"]["status"] == "approved"
+
+
+def test_a_wait_on_a_request_that_expired_says_so(world):
+    """A pending request past its expiry (its stored expiry moved back by the table's
+    operator): the long-poll answers "expired" (exit 4), never "still pending"."""
+    rid = pending_for(world, ALICE, "INC-26 expiring")
+    past = (datetime.now(UTC) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    with _enforcement_off():
+        ddb = world.admin_client("dynamodb")
+        item = ddb.get_item(TableName=TABLE, Key={"request_id": {"S": rid}})["Item"]
+        body = json.loads(item["body"]["S"])
+        body["expires_at"] = past
+        item["body"] = {"S": json.dumps(body)}
+        item["expires_at"] = {"S": past}
+        ddb.put_item(TableName=TABLE, Item=item)
+    status, doc = call(world, ALICE, "GET", f"/v1/requests/{rid}/wait?seconds=0")
+    assert status == 409 and doc["error"]["exit_code"] == ExitCode.TIMEOUT, doc
+    assert "expired before anyone decided" in doc["error"]["message"]
+    out = world.run(ALICE, "wait", rid)
+    assert out.returncode == ExitCode.TIMEOUT and "expired" in out.stderr
 
 
 # ------------------------------------------------------------------ what a call may carry

@@ -100,3 +100,20 @@ def test_an_on_call_shift_that_ends_before_issuing_is_refused(team, monkeypatch,
     outcome = service.request("prod-readonly", "INC-26 shift", None)
     assert outcome.issued is not None
     assert outcome.issued.request.status == models.ISSUED
+
+
+def test_the_issuing_step_itself_refuses_someone_elses_request(team, monkeypatch):
+    """flow.issue is the step the broker runs too: it checks whose request it is on its own,
+    whatever its caller checked first. Bob, holding alice's approved request, gets nothing."""
+    from jitctl.flow import issue
+
+    request_id = pending(team)
+    assert team.run(BOB, "approve", request_id, "--yes").returncode == 0
+    use_identity(monkeypatch, team, BOB)
+    bob = Environment(environ=team.env(BOB))
+    with pytest.raises(Denied, match=f"belongs to {ALICE}"):
+        issue(bob, bob.store.get(request_id), evidence=None)
+    assert bob.store.get(request_id).status == models.APPROVED
+    assert "issued" not in [r["event"] for r in team.audit_records(BOB)]
+    out = team.run(ALICE, "wait", request_id, "--json")
+    assert out.returncode == 0, out.stderr

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from jitctl.errors import ExitCode, IdentityError
-from jitctl.identity import IdentityRules, person_for, resolve_caller
+from jitctl.identity import IdentityRules, parse_principal, person_for, resolve_caller
 
 ACCOUNT = "123456789012"
 
@@ -93,3 +93,14 @@ def test_the_cli_does_not_map_a_key_that_differs_in_case(team):
     out = team.run("ci-bot", "whoami")
     assert out.returncode == 0, out.stderr
     assert "ci-bot@example.com" in out.stdout + out.stderr
+
+
+def test_only_an_assumed_role_session_can_have_trusted_session_names():
+    """An IAM user has no session name: no rule (not even a pattern matching everything)
+    makes its name a session name to trust."""
+    rules = IdentityRules(session_name_roles=("*",))
+    user = parse_principal("arn:aws:iam::123456789012:user/AWSReservedSSO_x/alice@example.com")
+    assert user is not None and user.role_name is None
+    assert rules.trusts_session_names(user) is False
+    session = parse_principal("arn:aws:sts::123456789012:assumed-role/ops/alice@example.com")
+    assert session is not None and rules.trusts_session_names(session) is True

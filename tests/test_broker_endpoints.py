@@ -157,7 +157,9 @@ def test_only_the_requester_or_an_approver_may_revoke(world):
     rid = approved_for(world, ALICE, "INC-26 revoke")
     assert world.run(ALICE, "wait", rid).returncode == 0
     path = f"/v1/requests/{rid}/revoke"
-    denied(*call(world, DAVE, "POST", path, {"reason": "because"}), "may not revoke")
+    status, doc = call(world, DAVE, "POST", path, {"reason": "because"})
+    denied(status, doc, "may not revoke")
+    assert doc["error"]["hint"] == f"approvers: {BOB}, {CAROL}"  # who dave could ask
     assert record(world, rid)["status"] == "issued"
     out = world.run(BOB, "revoke", rid, "--reason", "done with it")
     assert out.returncode == 0, out.stderr

@@ -1,0 +1,34 @@
+"""Revocation's side effects that guard nothing in AWS but tell people: the approvers'
+channel hears of a revocation once, from the revoker, and a second `revoke` (which re-asserts
+the deny) does not announce it again. The roles, the team acting as bob and the issued
+request are tests/test_revoke.py's; the webhook is conftest's receiver.
+"""
+
+from __future__ import annotations
+
+from tests import test_revoke as revoking
+from tests.conftest import notify_to
+
+# That module's fixtures: roles of this test's own in moto, and the team acting as bob.
+role_uid = revoking.role_uid
+team_policy = revoking.team_policy
+team = revoking.team
+
+
+def revoked_posts(webhook) -> list[dict]:
+    return [p for p in webhook.posts if "revoked" in str(p)]
+
+
+def test_a_revocation_is_announced_once_by_its_revoker(team, webhook):
+    from jitctl.revocation.revoke import revoke
+
+    notify_to(team, webhook)
+    env = revoking.env_at(team, revoking.NOW)
+    rid = revoking.issued(env, revoking.ALICE)
+    done = revoke(env, rid, reason="the incident is over", settle=0)
+    assert not done.already_revoked
+    (post,) = revoked_posts(webhook)
+    assert rid in str(post) and revoking.BOB in str(post) and "the incident is over" in str(post)
+    again = revoke(env, rid, reason="once more", settle=0)
+    assert again.already_revoked
+    assert len(revoked_posts(webhook)) == 1

@@ -6,6 +6,8 @@ request are tests/test_revoke.py's; the webhook is conftest's receiver.
 
 from __future__ import annotations
 
+import pytest
+
 from tests import test_revoke as revoking
 from tests.conftest import notify_to
 
@@ -32,3 +34,30 @@ def test_a_revocation_is_announced_once_by_its_revoker(team, webhook):
     again = revoke(env, rid, reason="once more", settle=0)
     assert again.already_revoked
     assert len(revoked_posts(webhook)) == 1
+
+
+def test_a_revocation_not_in_force_says_when_the_grant_was_issued(team):
+    """Someone deletes the deny right after it is written: the error says which grant is
+    still live (its issue time), not the cutoff a new grant would need."""
+    from jitctl.aws import AwsClients
+    from jitctl.context import Environment
+    from jitctl.revocation.revoke import RevocationNotInForce, revoke
+    from jitctl.timeutil import rfc3339
+    from tests.conftest import FixedClock
+
+    class Clients(AwsClients):
+        def client(self, service, *, region=None):
+            real = super().client(service, region=region)
+            return revoking.RemovedBehindOurBack(real, team.ro_name) if service == "iam" else real
+
+    clients = Clients()
+    env = Environment(
+        environ=team.env(revoking.BOB),
+        clock=FixedClock(revoking.NOW),
+        aws_factory=lambda: clients,
+    )
+    rid = revoking.issued(env, revoking.ALICE)
+    issued_at = env.store.get(rid).issued_at
+    with pytest.raises(RevocationNotInForce) as info:
+        revoke(env, rid, reason="gone again", settle=0)
+    assert f"the grant was issued at {rfc3339(issued_at)}" in info.value.message

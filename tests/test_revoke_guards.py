@@ -61,3 +61,29 @@ def test_a_revocation_not_in_force_says_when_the_grant_was_issued(team):
     with pytest.raises(RevocationNotInForce) as info:
         revoke(env, rid, reason="gone again", settle=0)
     assert f"the grant was issued at {rfc3339(issued_at)}" in info.value.message
+
+
+def test_revoking_again_once_every_session_has_expired_writes_nothing(team):
+    """A second revoke re-asserts the first one's cutoff. Exactly 12 hours (the longest
+    session) after that cutoff every session it covered has ended: nothing is written."""
+    from datetime import timedelta
+
+    from jitctl.revocation.policy import MAX_SESSION
+    from jitctl.revocation.revoke import revoke
+
+    env = revoking.env_at(team, revoking.NOW)
+    rid = revoking.issued(env, revoking.ALICE)
+    first = revoke(env, rid, reason="done", settle=0)
+    assert first.statement_written
+    just_before = revoke(
+        revoking.env_at(team, first.cutoff + MAX_SESSION - timedelta(seconds=1)),
+        rid,
+        reason="still",
+        settle=0,
+    )
+    assert just_before.already_revoked and "nothing to deny" not in " ".join(just_before.notes)
+    at_the_end = revoke(
+        revoking.env_at(team, first.cutoff + MAX_SESSION), rid, reason="again", settle=0
+    )
+    assert at_the_end.already_revoked and not at_the_end.statement_written
+    assert "nothing to deny" in " ".join(at_the_end.notes)

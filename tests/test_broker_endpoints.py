@@ -102,6 +102,25 @@ def test_bob_cannot_wait_for_issue_or_report_on_alices_request(world):
     denied(*call(world, BOB, "POST", f"{path}/reuse"), f"belongs to {ALICE}")
     status, doc = call(world, ALICE, "POST", f"{path}/reuse")
     assert status == 200 and doc["request"]["request_id"] == rid
+    # Alice's own report of a failed delivery is recorded and audited, and lets her wait
+    # for the credentials once more.
+    status, doc = call(world, ALICE, "POST", f"{path}/delivery-failed", {"error": "disk full"})
+    assert status == 200, doc
+    assert record(world, rid)["delivery_failed_at"] is not None
+    status, doc = call(world, ALICE, "GET", f"/v1/audit?request={rid}")
+    assert status == 200, doc
+    failed = [r for r in doc["records"] if r["event"] == "delivery_failed"]
+    assert len(failed) == 1 and failed[0]["error"] == "disk full"
+    again = world.run(ALICE, "wait", rid, "--json")
+    assert again.returncode == 0, again.stderr
+
+
+def test_a_pending_request_is_denied_not_revoked(world):
+    rid = pending_for(world, ALICE, "INC-26 not yet")
+    status, doc = call(world, BOB, "POST", f"/v1/requests/{rid}/revoke", {"reason": "no"})
+    assert status == 400 and "not issued: there is no grant to revoke" in doc["error"]["message"]
+    assert doc["error"]["hint"] == "deny a pending request instead"
+    assert world.run(ALICE, "cancel", rid).returncode == 0
 
 
 def test_bob_cannot_cancel_alices_request(world):

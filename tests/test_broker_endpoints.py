@@ -111,6 +111,8 @@ def test_bob_cannot_wait_for_issue_or_report_on_alices_request(world):
     assert status == 200, doc
     failed = [r for r in doc["records"] if r["event"] == "delivery_failed"]
     assert len(failed) == 1 and failed[0]["error"] == "disk full"
+    reused = [r for r in doc["records"] if r["event"] == "reused"]
+    assert [r["person"] for r in reused] == [ALICE]  # her use was recorded; bob's refused
     again = world.run(ALICE, "wait", rid, "--json")
     assert again.returncode == 0, again.stderr
 

@@ -186,6 +186,8 @@ def test_only_the_requester_or_an_approver_may_revoke(world):
     assert out.returncode == 0, out.stderr
     doc = record(world, rid)
     assert (doc["status"], doc["revoked_by"]) == ("revoked", BOB)
+    # A revoked grant is dead: its owner cannot reuse its cached credentials either.
+    denied(*call(world, ALICE, "POST", f"/v1/requests/{rid}/reuse"), "is not live (revoked)")
 
 
 # ------------------------------------------------------------------ the long-poll

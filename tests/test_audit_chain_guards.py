@@ -95,3 +95,39 @@ def test_appending_after_a_malformed_position_starts_a_new_chain(tmp_path):
     )
     last = read_records(log)[-1]
     assert last["seq"] == 1 and last["chain"] != CHAIN, json.dumps(last)
+
+
+@pytest.mark.parametrize(
+    "line,problem",
+    [
+        (b"\xff\xfe not text", "not UTF-8"),
+        (b"[1, 2, 3]", "not a JSON object"),
+        (b'{"ts": 1', "not valid JSON"),
+        (b"   ", "empty line"),
+    ],
+)
+def test_a_line_that_is_not_a_record_fails_verification(tmp_path, line, problem):
+    log = tmp_path / "audit.jsonl"
+    write_log(log, {"chain": CHAIN, "seq": 1})
+    with log.open("ab") as out:
+        out.write(line + b"\n")
+    result = verify(log)
+    assert result.ok is False and result.first_bad_line == 2
+    assert problem in (result.problem or ""), result
+
+
+def test_a_secret_nested_in_a_list_is_never_logged(tmp_path):
+    log = AuditLog(tmp_path / "audit.jsonl", FixedClock())
+    with pytest.raises(ValueError, match="looks like a secret"):
+        log.append(
+            "issued",
+            request_id="r-1",
+            actor="arn:aws:iam::123456789012:user/alice@example.com",
+            person="alice@example.com",
+            role="prod-readonly",
+            sessions=[{"role": "x", "session_token": "IQoJb3JpZ2luX2VjE"}],
+        )
+    assert (
+        not (tmp_path / "audit.jsonl").exists()
+        or "IQoJ" not in (tmp_path / "audit.jsonl").read_text()
+    )

@@ -78,11 +78,11 @@ class _ClockAfterLookup:
         return self.later if self.pd.requests("/oncalls") else self.start
 
 
-@pytest.mark.parametrize("ends_after", [timedelta(minutes=5), timedelta(minutes=15)])
+@pytest.mark.parametrize("ends_after", [timedelta(minutes=m) for m in (5, 10, 15)])
 def test_an_on_call_shift_that_ends_before_issuing_is_refused(team, monkeypatch, ends_after):
     """PagerDuty said alice is on call (her shift ends 5 minutes later); by the time the
-    credentials are issued, 10 minutes on, the shift is over: nothing is issued. A shift
-    that lasts past that moment issues (the second case)."""
+    credentials are issued, 10 minutes on, the shift is over: nothing is issued. A shift that
+    ends at that very moment is over too; one that lasts past it issues (the last case)."""
     start = datetime.now(UTC).replace(microsecond=0)
     team.pd.add_oncall(
         team.pd_user(ALICE), "PEP1234", 1, start=start - timedelta(hours=1), end=start + ends_after
@@ -90,7 +90,7 @@ def test_an_on_call_shift_that_ends_before_issuing_is_refused(team, monkeypatch,
     use_identity(monkeypatch, team, ALICE)
     clock = _ClockAfterLookup(team.pd, start, start + timedelta(minutes=10))
     service = LocalService(Environment(environ=team.env(ALICE), clock=clock))
-    if ends_after < timedelta(minutes=10):
+    if ends_after <= timedelta(minutes=10):
         with pytest.raises(Denied, match="your on-call shift has ended") as info:
             service.request("prod-readonly", "INC-26 shift", None)
         assert info.value.exit_code == ExitCode.DENIED

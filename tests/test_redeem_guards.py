@@ -43,6 +43,14 @@ def test_an_unknown_kind_of_approval_is_refused(team):
     assert_refused(team, request_id, "unknown kind of approval 'by-the-boss'")
 
 
+def test_a_forged_break_glass_approval_is_refused(team):
+    """prod-readonly has no [break_glass]: alice writing "break_glass" into her own request
+    gets nothing."""
+    request_id = pending(team)
+    forge_sqlite(team, request_id, approval="break_glass", approvers=[], decided_by=ALICE)
+    assert_refused(team, request_id, "role 'prod-readonly' no longer allows break-glass")
+
+
 def test_a_genuine_approval_decided_in_the_future_is_refused(team):
     """Bob really approved; alice then moves the decision 30 days ahead, so that it would
     never lapse. The stored time is not believable, whatever else holds."""

@@ -57,3 +57,16 @@ def test_bob_cannot_cancel_alices_pending_request(team):
     assert status(team, request_id)["status"] == "pending"
     assert team.run(ALICE, "cancel", request_id).returncode == 0
     assert status(team, request_id)["status"] == "cancelled"
+
+
+def test_an_approvals_reason_is_kept_and_a_denials_is_required(team):
+    out = team.run(ALICE, "request", "prod-readonly", "--reason", "INC-26 why", "--no-wait")
+    assert out.returncode == 0, out.stderr
+    request_id = out.stdout.strip()
+    blank = team.run(CAROL, "deny", request_id, "--reason", "   ", "--yes")
+    assert blank.returncode == ExitCode.USAGE and "Traceback" not in blank.stderr
+    assert status(team, request_id)["status"] == "pending"
+    approved = team.run(CAROL, "approve", request_id, "--reason", "checked the runbook", "--yes")
+    assert approved.returncode == 0, approved.stderr
+    records = [r for r in team.audit_records(CAROL) if r["event"] == "approved"]
+    assert [r["reason"] for r in records] == ["checked the runbook"]

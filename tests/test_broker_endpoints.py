@@ -190,6 +190,19 @@ def test_only_the_requester_or_an_approver_may_revoke(world):
     denied(*call(world, ALICE, "POST", f"/v1/requests/{rid}/reuse"), "is not live (revoked)")
 
 
+def test_a_grant_cut_off_by_a_later_revocation_cannot_be_reused(world):
+    """Revoking alice's newer grant on the role denies her earlier sessions too (one deny per
+    person and role): the earlier grant is cut off, and reusing it is refused as such."""
+    first = approved_for(world, ALICE, "INC-26 first")
+    assert world.run(ALICE, "wait", first).returncode == 0
+    second = approved_for(world, ALICE, "INC-26 second")
+    assert world.run(ALICE, "wait", second).returncode == 0
+    status, doc = call(world, ALICE, "POST", f"/v1/requests/{first}/reuse")
+    assert status == 200, doc  # live until the revocation below
+    assert world.run(BOB, "revoke", second, "--reason", "leaked").returncode == 0
+    denied(*call(world, ALICE, "POST", f"/v1/requests/{first}/reuse"), "is not live (cut off)")
+
+
 # ------------------------------------------------------------------ the long-poll
 
 

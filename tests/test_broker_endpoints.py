@@ -141,8 +141,12 @@ def test_bob_cannot_cancel_alices_request(world):
 def test_only_an_approver_who_is_not_the_requester_may_deny(world):
     rid = pending_for(world, ALICE, "INC-26 deny")
     path = f"/v1/requests/{rid}/deny"
-    denied(*call(world, ALICE, "POST", path, {"reason": "mine"}), "someone else must decide")
-    denied(*call(world, DAVE, "POST", path, {"reason": "nope"}), "may not decide")
+    status, doc = call(world, ALICE, "POST", path, {"reason": "mine"})
+    denied(status, doc, "someone else must decide")
+    assert doc["error"]["hint"] == f"send it to one of: {BOB}, {CAROL}"
+    status, doc = call(world, DAVE, "POST", path, {"reason": "nope"})
+    denied(status, doc, "may not decide")
+    assert doc["error"]["hint"] == f"approvers: {BOB}, {CAROL}"
     assert record(world, rid)["status"] == "pending"
     out = world.run(CAROL, "deny", rid, "--reason", "not during the freeze", "--yes")
     assert out.returncode == 0, out.stderr

@@ -70,3 +70,21 @@ def test_an_approvals_reason_is_kept_and_a_denials_is_required(team):
     assert approved.returncode == 0, approved.stderr
     records = [r for r in team.audit_records(CAROL) if r["event"] == "approved"]
     assert [r["reason"] for r in records] == ["checked the runbook"]
+
+
+def test_the_channel_hears_approved_only_once_enough_approvers_have(team, webhook):
+    """prod-admin needs two approvers: the first approval is not announced as approved."""
+    from tests.conftest import notify_to
+
+    notify_to(team, webhook)
+    out = team.run(ALICE, "request", "prod-admin", "--reason", "INC-26 two", "--no-wait")
+    assert out.returncode == 0, out.stderr
+    request_id = out.stdout.strip()
+
+    def approved_posts() -> list:
+        return [p for p in webhook.posts if "approved" in str(p) and request_id in str(p)]
+
+    assert team.run(BOB, "approve", request_id, "--yes").returncode == 0
+    assert status(team, request_id)["status"] == "pending" and approved_posts() == []
+    assert team.run(CAROL, "approve", request_id, "--yes").returncode == 0
+    assert status(team, request_id)["status"] == "approved" and len(approved_posts()) == 1

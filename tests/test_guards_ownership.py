@@ -57,6 +57,9 @@ def test_bob_cannot_cancel_alices_pending_request(team):
     assert status(team, request_id)["status"] == "pending"
     assert team.run(ALICE, "cancel", request_id).returncode == 0
     assert status(team, request_id)["status"] == "cancelled"
+    records = [r for r in team.audit_records(ALICE) if r["request_id"] == request_id]
+    assert [r["event"] for r in records][-1] == "cancelled"
+    assert not [r for r in team.audit_records(BOB) if r["event"] == "cancelled"]
 
 
 def test_an_approvals_reason_is_kept_and_a_denials_is_required(team):

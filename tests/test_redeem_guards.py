@@ -125,3 +125,36 @@ def test_the_issuing_step_itself_refuses_someone_elses_request(team, monkeypatch
     assert "issued" not in [r["event"] for r in team.audit_records(BOB)]
     out = team.run(ALICE, "wait", request_id, "--json")
     assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize(
+    "role,approval,why",
+    [
+        ("prod-admin", "on_call", "role 'prod-admin' has no on-call fast track"),
+        ("prod-readonly", "incident", "role 'prod-readonly' has no incident fast track"),
+    ],
+)
+def test_a_fast_track_approval_forged_onto_a_role_without_it_is_refused(team, role, approval, why):
+    request_id = pending(team, role)
+    forge_sqlite(team, request_id, approval=approval, approvers=[], decided_by=None)
+    assert_refused(team, request_id, why)
+
+
+def test_an_approval_still_holds_at_the_last_moment_of_its_ttl(team, monkeypatch):
+    """Decided at T with a 30-minute request_ttl: issuing at exactly T + 30 min works."""
+    from jitctl.decisions import approve
+    from jitctl.flow import issue, submit
+    from tests.conftest import FixedClock
+
+    start = datetime.now(UTC).replace(microsecond=0)
+    use_identity(monkeypatch, team, ALICE)
+    alice = Environment(environ=team.env(ALICE), clock=FixedClock(start))
+    req = submit(alice, role_name="prod-readonly", reason="INC-26 edge", duration=None).request
+    use_identity(monkeypatch, team, BOB)
+    approve(
+        Environment(environ=team.env(BOB), clock=FixedClock(start)), req.request_id, reason=None
+    )
+    use_identity(monkeypatch, team, ALICE)
+    late = Environment(environ=team.env(ALICE), clock=FixedClock(start + timedelta(minutes=30)))
+    grant = issue(late, late.store.get(req.request_id), evidence=None)
+    assert grant.request.status == models.ISSUED

@@ -625,16 +625,47 @@ def test_a_bad_server_id_is_a_config_error_on_both_sides(iam_moto, server_id):
         proof(iam_moto, server_id=server_id)
 
 
-def test_good_pinned_endpoints_are_accepted():
-    for endpoint, region in [
-        ("https://sts.amazonaws.com", "us-east-1"),
-        ("https://sts.eu-west-1.amazonaws.com/", "eu-west-1"),
-        ("https://sts-fips.us-east-2.amazonaws.com", "us-east-2"),
-        ("https://vpce-0abc-xyz.sts.eu-west-1.vpce.amazonaws.com", "eu-west-1"),
-        ("http://127.0.0.1:5000", "us-east-1"),
-        ("http://[::1]:5000", "us-east-1"),
-    ]:
-        ProofSettings(server_id=SERVER_ID, sts_endpoint=endpoint, sts_region=region)
+@pytest.mark.parametrize(
+    "endpoint,region,canonical",
+    [
+        ("https://sts.amazonaws.com", "us-east-1", "https://sts.amazonaws.com/"),
+        (
+            "https://sts.eu-west-1.amazonaws.com/",
+            "eu-west-1",
+            "https://sts.eu-west-1.amazonaws.com/",
+        ),
+        (
+            "https://STS.us-east-2.amazonaws.com:443",
+            "us-east-2",
+            "https://sts.us-east-2.amazonaws.com/",
+        ),
+        (
+            "https://sts-fips.us-east-2.amazonaws.com",
+            "us-east-2",
+            "https://sts-fips.us-east-2.amazonaws.com/",
+        ),
+        (
+            "https://vpce-0abc-xyz.sts.eu-west-1.vpce.amazonaws.com",
+            "eu-west-1",
+            "https://vpce-0abc-xyz.sts.eu-west-1.vpce.amazonaws.com/",
+        ),
+        ("http://127.0.0.1:5000", "us-east-1", "http://127.0.0.1:5000/"),
+        ("http://[::1]:5000", "us-east-1", "http://[::1]:5000/"),
+    ],
+)
+def test_good_pinned_endpoints_are_accepted(iam_moto, endpoint, region, canonical):
+    """Accepted, and a proof made for the endpoint is signed for exactly its canonical URL,
+    Host and region: what the broker compares against its own pinned endpoint."""
+    settings = ProofSettings(server_id=SERVER_ID, sts_endpoint=endpoint, sts_region=region)
+    assert settings.sts_endpoint == endpoint and settings.sts_region == region
+    key = iam_moto["keys"]["alice.proof@example.com"]
+    headers = make_proof(
+        creds(key), sts_url=endpoint, sts_region=region, server_id=SERVER_ID, now=NOW, **CALL
+    )
+    doc = decoded(headers)
+    assert doc["url"] == canonical
+    assert doc["headers"]["host"] == canonical.split("://")[1].rstrip("/")
+    assert f"/{region}/sts/aws4_request" in doc["headers"]["authorization"]
 
 
 def test_no_credentials_is_a_usage_error():

@@ -39,9 +39,10 @@ class Terminal:
         os.close(slave)
         self.seen = ""
 
-    def expect(self, text: str, timeout: float = 30) -> None:
+    def expect(self, text: str, timeout: float = 30, *, times: int = 1) -> None:
+        """Read the screen until ``text`` has appeared ``times`` times in all."""
         deadline = time.monotonic() + timeout
-        while text not in self.seen:
+        while self.seen.count(text) < times:
             left = deadline - time.monotonic()
             assert left > 0, f"never saw {text!r}; screen so far:\n{self.seen}"
             ready, _, _ = select.select([self.master], [], [], left)
@@ -50,7 +51,7 @@ class Terminal:
                     self.seen += os.read(self.master, 4096).decode(errors="replace")
                 except OSError:  # the child closed the terminal
                     break
-        assert text in self.seen, f"never saw {text!r}; screen:\n{self.seen}"
+        assert self.seen.count(text) >= times, f"never saw {text!r}; screen:\n{self.seen}"
 
     def send(self, text: str) -> None:
         os.write(self.master, text.encode())
@@ -159,8 +160,7 @@ def test_help_at_110_columns_shows_every_summary_whole(team):
 def test_the_wait_line_fits_a_narrow_terminal(team):
     term = Terminal(team, ALICE, "request", "prod-readonly", "--reason", "INC-41", columns=60)
     term.expect("Ctrl-C cancels")
-    time.sleep(1.5)  # a few refreshes of the line
-    term.expect("Ctrl-C cancels")
+    term.expect("Ctrl-C cancels", times=term.seen.count("Ctrl-C cancels") + 3)  # 3 refreshes
     live = term.seen[term.seen.index("waiting") - 40 :]
     assert "\x1b[1A" not in live  # never a second line to climb back over: it fits
     for line in re.split(r"[\r\n]", re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", live)):

@@ -70,13 +70,18 @@ def test_cfn_lint_accepts_the_template():
 
 
 def test_template_states_what_moto_ignores():
+    """moto ignores TTL: the template must expire items by the attribute the code writes
+    (the store's retention, the nonces' expiry), not by a name that merely looks right."""
+    from jitctl.broker import nonces
+    from jitctl.store import dynamodb
+
     res = template()["Resources"]
     assert res["RequestsTable"]["Properties"]["TimeToLiveSpecification"] == {
-        "AttributeName": "ttl",
+        "AttributeName": dynamodb.TTL_ATTRIBUTE,
         "Enabled": True,
     }
     assert res["NoncesTable"]["Properties"]["TimeToLiveSpecification"] == {
-        "AttributeName": "expires",
+        "AttributeName": nonces.TTL_ATTRIBUTE,
         "Enabled": True,
     }
     for table in ("RequestsTable", "NoncesTable", "AuditTable"):

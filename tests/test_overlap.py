@@ -6,6 +6,7 @@ interfaces: the keyring lookup ``Environment.keyring_get`` and a session's token
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -67,8 +68,10 @@ def test_a_lookup_that_comes_first_waits_for_the_client_being_built(pd_sim):
     got: list[object] = []
     looking = threading.Thread(target=lambda: got.append(session.client))
     looking.start()
-    looking.join(0.3)
-    assert looking.is_alive()  # waiting for the client being built, not building its own
+    # The lookup reaches the client being built and blocks there (the builder holds it until
+    # released), rather than building its own or returning without one.
+    assert blocked_in(looking, "_built"), "the lookup never reached the client being built"
+    assert looking.is_alive() and got == [] and calls == [1]
     release.set()
     warming.join(30)
     looking.join(30)
@@ -76,6 +79,20 @@ def test_a_lookup_that_comes_first_waits_for_the_client_being_built(pd_sim):
         assert calls == [1] and got == [session.client]
     finally:
         session.close()
+
+
+def blocked_in(thread: threading.Thread, function: str, timeout: float = 30) -> bool:
+    """Whether ``thread`` reaches a frame of ``function`` within ``timeout`` (its stack is
+    read, not timed): no sleep decides the outcome, only where the thread is."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and thread.is_alive():
+        frame = sys._current_frames().get(thread.ident or 0)
+        while frame is not None:
+            if frame.f_code.co_name == function:
+                return True
+            frame = frame.f_back
+        thread.join(0.01)
+    return False
 
 
 def test_the_lookup_deadline_starts_at_the_first_lookup_not_when_warmed(pd_sim):

@@ -10,7 +10,6 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -261,14 +260,15 @@ def test_racing_approvers_in_threads_exactly_one_wins(store: Any) -> None:
 
 
 _RACER = """
-import sys, time
+import sys
 from datetime import datetime
 from pathlib import Path
 from jitctl.store import TransitionError
 from jitctl.store.sqlite import SqliteStore
-path, request_id, who, start, now = sys.argv[1:]
+path, request_id, who, now = sys.argv[1:]
 store = SqliteStore(Path(path))
-time.sleep(max(0.0, float(start) - time.time()))
+print("ready", flush=True)
+sys.stdin.readline()  # the start line: every racer has imported and opened the store
 try:
     store.approve(request_id, who, now=datetime.fromisoformat(now))
     print("won")
@@ -281,7 +281,6 @@ except TransitionError as exc:
 def test_racing_approvers_in_processes_exactly_one_wins(sqlite: SqliteStore) -> None:
     req = make_req()
     sqlite.create(req)
-    start = time.time() + 2.0  # every process imports first, then they go together
     now = (T0 + timedelta(minutes=1)).isoformat()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     procs = [
@@ -293,9 +292,9 @@ def test_racing_approvers_in_processes_exactly_one_wins(sqlite: SqliteStore) -> 
                 str(sqlite.path),
                 req.request_id,
                 f"p{i}@example.com",
-                str(start),
                 now,
             ],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -303,6 +302,11 @@ def test_racing_approvers_in_processes_exactly_one_wins(sqlite: SqliteStore) -> 
         )
         for i in range(8)
     ]
+    # Every process imports first and says so; then they are all released at once.
+    assert all(p.stdout.readline() == "ready\n" for p in procs), [p.stderr.read() for p in procs]
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
     outputs = [p.communicate(timeout=60) for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
     lines = [out.strip() for out, _ in outputs]

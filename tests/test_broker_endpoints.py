@@ -1,0 +1,307 @@
+"""Every broker endpoint that decides something, called through the broker's HTTP API (and the
+CLI where it has a command), by the person it is for and by someone it is not for.
+
+One broker world for the module (tests/broker_world.py: moto with IAM enforcement on, the
+PagerDuty simulator, `jitctl broker serve` as a subprocess); dave is a fourth person who is
+neither a requester here nor an approver. Calls carry a proof signed with the caller's own keys
+(tests/test_broker_e2e.signed), exactly what `jitctl` sends.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from jitctl.errors import ExitCode
+from tests.broker_world import TABLE, BrokerWorld
+from tests.test_broker_e2e import _enforcement_off, send, signed
+
+pytestmark = pytest.mark.slow
+
+ALICE, BOB, CAROL, DAVE = (f"{n}@example.com" for n in ("alice", "bob", "carol", "dave"))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, pd_certs) -> Iterator[BrokerWorld]:
+    from moto.server import ThreadedMotoServer
+
+    from tests.pdsim import PagerDutySim
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    with PagerDutySim(pd_certs) as pd:
+        w = BrokerWorld(tmp_path_factory.mktemp("endpoints"), f"http://{host}:{port}", pd)
+        w.build()
+        w.user(DAVE)  # no AWS permissions, not in the policy's groups
+        with w.serving():
+            yield w
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _enforced(enforcing) -> None:
+    """moto's IAM enforcement on for every test here (conftest.enforcing)."""
+
+
+def call(world: BrokerWorld, person: str, method: str, path: str, doc: Any = None):
+    body = b"" if doc is None else json.dumps(doc).encode()
+    return send(world, method, path, signed(world, person, method, path, body), body)
+
+
+def pending_for(world: BrokerWorld, person: str, reason: str) -> str:
+    out = world.run(person, "request", "prod-readonly", "--reason", reason, "--no-wait")
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def approved_for(world: BrokerWorld, person: str, reason: str) -> str:
+    rid = pending_for(world, person, reason)
+    decided = world.run(CAROL, "approve", rid, "--yes")
+    assert decided.returncode == 0, decided.stderr
+    return rid
+
+
+def record(world: BrokerWorld, rid: str) -> dict[str, Any]:
+    status, doc = call(world, CAROL, "GET", f"/v1/requests/{rid}")
+    assert status == 200, doc
+    return doc["request"]
+
+
+def denied(status: int, doc: dict[str, Any], *words: str) -> None:
+    assert status == 403, doc
+    assert doc["error"]["exit_code"] == ExitCode.DENIED
+    for word in words:
+        assert word in doc["error"]["message"], doc
+
+
+# ------------------------------------------------------------------ whose request it is
+
+
+def test_bob_cannot_wait_for_issue_or_report_on_alices_request(world):
+    rid = approved_for(world, ALICE, "INC-26 alice")
+    path = f"/v1/requests/{rid}"
+    denied(*call(world, BOB, "GET", f"{path}/wait?seconds=0"), f"belongs to {ALICE}")
+    denied(*call(world, BOB, "POST", f"{path}/issue"), f"belongs to {ALICE}")
+    taken = world.run(BOB, "wait", rid, "--json")
+    assert taken.returncode == ExitCode.DENIED and taken.stdout == "", taken.stderr
+    assert not (world.root / "home" / BOB / ".aws" / "credentials").exists()
+    assert record(world, rid)["status"] == "approved"
+    # Its owner waits and gets it: the request was usable all along.
+    mine = world.run(ALICE, "wait", rid, "--json")
+    assert mine.returncode == 0, mine.stderr
+    assert json.loads(mine.stdout)["status"] == "issued"
+    # Once issued, bob can neither mark its delivery failed (which would let it be issued
+    # again) nor reuse it.
+    denied(*call(world, BOB, "POST", f"{path}/delivery-failed", {"error": "x"}), ALICE)
+    assert record(world, rid).get("delivery_failed_at") is None
+    denied(*call(world, BOB, "POST", f"{path}/reuse"), f"belongs to {ALICE}")
+    status, doc = call(world, ALICE, "POST", f"{path}/reuse")
+    assert status == 200 and doc["request"]["request_id"] == rid
+    # Alice's own report of a failed delivery is recorded and audited, and lets her wait
+    # for the credentials once more.
+    status, doc = call(world, ALICE, "POST", f"{path}/delivery-failed", {"error": "disk full"})
+    assert status == 200, doc
+    assert record(world, rid)["delivery_failed_at"] is not None
+    status, doc = call(world, ALICE, "GET", f"/v1/audit?request={rid}")
+    assert status == 200, doc
+    failed = [r for r in doc["records"] if r["event"] == "delivery_failed"]
+    assert len(failed) == 1 and failed[0]["error"] == "disk full"
+    reused = [r for r in doc["records"] if r["event"] == "reused"]
+    assert [r["person"] for r in reused] == [ALICE]  # her use was recorded; bob's refused
+    again = world.run(ALICE, "wait", rid, "--json")
+    assert again.returncode == 0, again.stderr
+
+
+def test_a_pending_request_is_denied_not_revoked(world):
+    rid = pending_for(world, ALICE, "INC-26 not yet")
+    status, doc = call(world, BOB, "POST", f"/v1/requests/{rid}/revoke", {"reason": "no"})
+    assert status == 400 and "not issued: there is no grant to revoke" in doc["error"]["message"]
+    assert doc["error"]["hint"] == "deny a pending request instead"
+    assert world.run(ALICE, "cancel", rid).returncode == 0
+
+
+def test_bob_cannot_cancel_alices_request(world):
+    rid = pending_for(world, ALICE, "INC-26 cancel")
+    out = world.run(BOB, "cancel", rid)
+    assert out.returncode == ExitCode.DENIED and f"only {ALICE} can cancel" in out.stderr
+    denied(*call(world, BOB, "POST", f"/v1/requests/{rid}/cancel"), f"only {ALICE}")
+    assert record(world, rid)["status"] == "pending"
+    assert world.run(ALICE, "cancel", rid).returncode == 0
+    assert record(world, rid)["status"] == "cancelled"
+
+
+# ------------------------------------------------------------------ deciding
+
+
+def test_only_an_approver_who_is_not_the_requester_may_deny(world):
+    rid = pending_for(world, ALICE, "INC-26 deny")
+    path = f"/v1/requests/{rid}/deny"
+    status, doc = call(world, ALICE, "POST", path, {"reason": "mine"})
+    denied(status, doc, "someone else must decide")
+    assert doc["error"]["hint"] == f"send it to one of: {BOB}, {CAROL}"
+    status, doc = call(world, DAVE, "POST", path, {"reason": "nope"})
+    denied(status, doc, "may not decide")
+    assert doc["error"]["hint"] == f"approvers: {BOB}, {CAROL}"
+    assert record(world, rid)["status"] == "pending"
+    out = world.run(CAROL, "deny", rid, "--reason", "not during the freeze", "--yes")
+    assert out.returncode == 0, out.stderr
+    doc = record(world, rid)
+    assert (doc["status"], doc["decided_by"]) == ("denied", CAROL)
+
+
+def test_decidable_approvers_and_may_decide_name_only_other_approvers(world):
+    rid = pending_for(world, ALICE, "INC-26 who")
+    bobs = pending_for(world, BOB, "INC-26 bobs")
+
+    def decidable(person: str) -> list[str]:
+        status, doc = call(world, person, "GET", "/v1/decidable")
+        assert status == 200, doc
+        return [r["request_id"] for r in doc["requests"]]
+
+    assert rid in decidable(CAROL) and bobs in decidable(CAROL)
+    assert rid not in decidable(ALICE) and rid not in decidable(DAVE)
+    assert bobs not in decidable(BOB) and bobs not in decidable(ALICE)
+    status, doc = call(world, ALICE, "GET", f"/v1/requests/{rid}/approvers")
+    assert status == 200 and sorted(doc["approvers"]) == [BOB, CAROL]
+    status, doc = call(world, BOB, "GET", f"/v1/requests/{bobs}/approvers")
+    assert status == 200 and doc["approvers"] == [CAROL]
+    status, doc = call(world, CAROL, "GET", f"/v1/requests/{rid}/may-decide")
+    assert status == 200 and doc["request"]["request_id"] == rid
+    denied(*call(world, ALICE, "GET", f"/v1/requests/{rid}/may-decide"), "someone else")
+    denied(*call(world, DAVE, "GET", f"/v1/requests/{rid}/may-decide"), "may not decide")
+    for person, own in ((ALICE, rid), (BOB, bobs)):
+        assert world.run(person, "cancel", own).returncode == 0
+
+
+def test_only_the_requester_or_an_approver_may_revoke(world):
+    rid = approved_for(world, ALICE, "INC-26 revoke")
+    assert world.run(ALICE, "wait", rid).returncode == 0
+    path = f"/v1/requests/{rid}/revoke"
+    status, doc = call(world, DAVE, "POST", path, {"reason": "because"})
+    denied(status, doc, "may not revoke")
+    assert doc["error"]["hint"] == f"approvers: {BOB}, {CAROL}"  # who dave could ask
+    assert record(world, rid)["status"] == "issued"
+    out = world.run(BOB, "revoke", rid, "--reason", "done with it")
+    assert out.returncode == 0, out.stderr
+    doc = record(world, rid)
+    assert (doc["status"], doc["revoked_by"]) == ("revoked", BOB)
+    # A revoked grant is dead: its owner cannot reuse its cached credentials either.
+    denied(*call(world, ALICE, "POST", f"/v1/requests/{rid}/reuse"), "is not live (revoked)")
+
+
+def test_a_grant_cut_off_by_a_later_revocation_cannot_be_reused(world):
+    """Revoking alice's newer grant on the role denies her earlier sessions too (one deny per
+    person and role): the earlier grant is cut off, and reusing it is refused as such."""
+    first = approved_for(world, ALICE, "INC-26 first")
+    assert world.run(ALICE, "wait", first).returncode == 0
+    second = approved_for(world, ALICE, "INC-26 second")
+    assert world.run(ALICE, "wait", second).returncode == 0
+    status, doc = call(world, ALICE, "POST", f"/v1/requests/{first}/reuse")
+    assert status == 200, doc  # live until the revocation below
+    assert world.run(BOB, "revoke", second, "--reason", "leaked").returncode == 0
+    denied(*call(world, ALICE, "POST", f"/v1/requests/{first}/reuse"), "is not live (cut off)")
+
+
+# ------------------------------------------------------------------ the long-poll
+
+
+def test_a_wait_that_times_out_answers_still_pending(world):
+    rid = pending_for(world, ALICE, "INC-26 poll")
+    status, doc = call(world, ALICE, "GET", f"/v1/requests/{rid}/wait?seconds=0")
+    assert status == 200 and doc["decided"] is False
+    assert doc["request"]["status"] == "pending"
+    status, doc = call(world, ALICE, "GET", f"/v1/requests/{rid}/wait?seconds=soon")
+    assert status == 400 and "seconds must be a number" in doc["error"]["message"]
+    assert world.run(CAROL, "approve", rid, "--yes").returncode == 0
+    status, doc = call(world, ALICE, "GET", f"/v1/requests/{rid}/wait?seconds=0")
+    assert status == 200 and doc["decided"] is True and doc["request"]["status"] == "approved"
+
+
+def test_a_wait_on_a_request_that_expired_says_so(world):
+    """A pending request past its expiry (its stored expiry moved back by the table's
+    operator): the long-poll answers "expired" (exit 4), never "still pending"."""
+    rid = pending_for(world, ALICE, "INC-26 expiring")
+    past = (datetime.now(UTC) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    with _enforcement_off():
+        ddb = world.admin_client("dynamodb")
+        item = ddb.get_item(TableName=TABLE, Key={"request_id": {"S": rid}})["Item"]
+        body = json.loads(item["body"]["S"])
+        body["expires_at"] = past
+        item["body"] = {"S": json.dumps(body)}
+        item["expires_at"] = {"S": past}
+        ddb.put_item(TableName=TABLE, Item=item)
+    status, doc = call(world, ALICE, "GET", f"/v1/requests/{rid}/wait?seconds=0")
+    assert status == 409 and doc["error"]["exit_code"] == ExitCode.TIMEOUT, doc
+    assert "expired before anyone decided" in doc["error"]["message"]
+    out = world.run(ALICE, "wait", rid)
+    assert out.returncode == ExitCode.TIMEOUT and "expired" in out.stderr
+
+
+# ------------------------------------------------------------------ what a call may carry
+
+
+def mine_pending(world: BrokerWorld, reason: str) -> list[dict[str, Any]]:
+    status, doc = call(world, ALICE, "GET", "/v1/requests?mine=1&pending=1")
+    assert status == 200, doc
+    return [r for r in doc["requests"] if r["reason"] == reason]
+
+
+def test_a_body_over_64_kib_is_refused_unread(world):
+    """A well-formed, correctly signed request that is merely too large: refused as such."""
+    from jitctl.broker.handler import MAX_BODY
+
+    assert MAX_BODY == 64 * 1024
+    doc = {"role": "prod-readonly", "reason": "INC-26 big", "padding": ""}
+    doc["padding"] = "x" * (MAX_BODY + 1 - len(json.dumps(doc).encode()))
+    body = json.dumps(doc).encode()
+    assert len(body) == MAX_BODY + 1
+    status, answer = send(
+        world, "POST", "/v1/requests", signed(world, ALICE, "POST", "/v1/requests", body), body
+    )
+    assert status == 400 and answer["error"]["exit_code"] == ExitCode.USAGE, answer
+    assert f"over {MAX_BODY} bytes" in answer["error"]["message"]
+    assert mine_pending(world, "INC-26 big") == []
+
+
+@pytest.mark.parametrize("seconds", [0, -60, 43201, "3600", 1800.5, True, None])
+def test_duration_seconds_must_be_a_whole_number_of_seconds(world, seconds):
+    reason = f"INC-26 duration {seconds!r}"
+    doc = {"role": "prod-readonly", "reason": reason, "duration_seconds": seconds}
+    status, answer = call(world, ALICE, "POST", "/v1/requests", doc)
+    if seconds is None:  # absent: the role's default, accepted
+        assert status == 200, answer
+        assert world.run(ALICE, "cancel", answer["request"]["request_id"]).returncode == 0
+        return
+    assert status == 400 and answer["error"]["exit_code"] == ExitCode.USAGE, answer
+    assert "duration_seconds must be a whole number from 1 to 43200" in answer["error"]["message"]
+    assert mine_pending(world, reason) == []
+
+
+def test_an_unexpected_error_answers_500_without_its_details(world):
+    """A request item the broker cannot read (written by someone with the table's keys): the
+    broker's bug path says "internal error" and nothing of the exception, to anyone."""
+    secret_text = "not json: s3cr3t-detail"
+    with _enforcement_off():
+        world.admin_client("dynamodb").put_item(
+            TableName=TABLE,
+            Item={
+                "request_id": {"S": "r-broken1"},
+                "status": {"S": "pending"},
+                "requester": {"S": ALICE},
+                "role": {"S": "prod-readonly"},
+                "version": {"N": "1"},
+                "body": {"S": secret_text},
+            },
+        )
+    status, doc = call(world, DAVE, "GET", "/v1/requests/r-broken1")
+    assert status == 500
+    assert doc == {"error": {"message": "internal error", "exit_code": 1}}
+    out = world.run(DAVE, "status", "r-broken1")
+    assert out.returncode == ExitCode.ERROR and "s3cr3t" not in out.stderr + out.stdout
+    log = (world.broker_dir / "broker.log").read_text()
+    assert "unexpected JSONDecodeError on /v1/requests/r-broken1" in log and "s3cr3t" not in log

@@ -1,0 +1,160 @@
+"""The re-check before anything is issued (flow.check_redeemable), against what a requester can
+write: her own store in direct mode, and time itself.
+
+Each forgery keeps every other rule satisfied (a genuine approver, a live approval), so only
+the rule under test stands between the forged request and credentials; each test also shows
+the honest case issuing, so the refusal is that rule's.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from jitctl import models
+from jitctl.context import Environment
+from jitctl.errors import Denied, ExitCode
+from jitctl.service import LocalService
+from tests.harness import Team
+from tests.test_attack_decisions import assert_refused, forge_sqlite, pending
+from tests.test_flow import use_identity
+
+ALICE, BOB = "alice@example.com", "bob@example.com"
+
+
+def stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def stored(team: Team, request_id: str) -> dict:
+    with sqlite3.connect(team.root / "requests.db") as db:
+        (text,) = db.execute(
+            "SELECT body FROM requests WHERE request_id = ?", (request_id,)
+        ).fetchone()
+    return json.loads(text)
+
+
+def test_an_unknown_kind_of_approval_is_refused(team):
+    request_id = pending(team)
+    forge_sqlite(team, request_id, approval="by-the-boss", approvers=[BOB])
+    assert_refused(team, request_id, "unknown kind of approval 'by-the-boss'")
+
+
+def test_a_forged_break_glass_approval_is_refused(team):
+    """prod-readonly has no [break_glass]: alice writing "break_glass" into her own request
+    gets nothing."""
+    request_id = pending(team)
+    forge_sqlite(team, request_id, approval="break_glass", approvers=[], decided_by=ALICE)
+    assert_refused(team, request_id, "role 'prod-readonly' no longer allows break-glass")
+
+
+def test_a_genuine_approval_decided_in_the_future_is_refused(team):
+    """Bob really approved; alice then moves the decision 30 days ahead, so that it would
+    never lapse. The stored time is not believable, whatever else holds."""
+    request_id = pending(team)
+    assert team.run(BOB, "approve", request_id, "--yes").returncode == 0
+    real = stored(team, request_id)
+    assert real["status"] == "approved" and real["approvers"] == [BOB]
+    future = datetime.now(UTC) + timedelta(days=30)
+    forge_sqlite(team, request_id, decided_at=stamp(future), approvers=[BOB])
+    assert_refused(team, request_id, "the stored decision has no believable time")
+
+
+def test_a_genuine_approval_decided_just_now_issues(team):
+    """The same forgery with a believable time (a minute ago) issues: the refusal above is
+    the time's alone."""
+    request_id = pending(team)
+    assert team.run(BOB, "approve", request_id, "--yes").returncode == 0
+    recent = datetime.now(UTC) - timedelta(minutes=1)
+    forge_sqlite(team, request_id, decided_at=stamp(recent), approvers=[BOB])
+    out = team.run(ALICE, "wait", request_id, "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["status"] == "issued"
+
+
+class _ClockAfterLookup:
+    """Stands at ``start`` until PagerDuty has been asked who is on call, then at ``later``:
+    the moment between the fast path's lookup and the issuing step, made exact."""
+
+    def __init__(self, pd, start: datetime, later: datetime) -> None:
+        self.pd, self.start, self.later = pd, start, later
+
+    def now(self) -> datetime:
+        return self.later if self.pd.requests("/oncalls") else self.start
+
+
+@pytest.mark.parametrize("ends_after", [timedelta(minutes=m) for m in (5, 10, 15)])
+def test_an_on_call_shift_that_ends_before_issuing_is_refused(team, monkeypatch, ends_after):
+    """PagerDuty said alice is on call (her shift ends 5 minutes later); by the time the
+    credentials are issued, 10 minutes on, the shift is over: nothing is issued. A shift that
+    ends at that very moment is over too; one that lasts past it issues (the last case)."""
+    start = datetime.now(UTC).replace(microsecond=0)
+    team.pd.add_oncall(
+        team.pd_user(ALICE), "PEP1234", 1, start=start - timedelta(hours=1), end=start + ends_after
+    )
+    use_identity(monkeypatch, team, ALICE)
+    clock = _ClockAfterLookup(team.pd, start, start + timedelta(minutes=10))
+    service = LocalService(Environment(environ=team.env(ALICE), clock=clock))
+    if ends_after <= timedelta(minutes=10):
+        with pytest.raises(Denied, match="your on-call shift has ended") as info:
+            service.request("prod-readonly", "INC-26 shift", None)
+        assert info.value.exit_code == ExitCode.DENIED
+        events = [r["event"] for r in team.audit_records(ALICE)]
+        assert events[-1] == "issue_refused" and "issued" not in events
+        return
+    outcome = service.request("prod-readonly", "INC-26 shift", None)
+    assert outcome.issued is not None
+    assert outcome.issued.request.status == models.ISSUED
+
+
+def test_the_issuing_step_itself_refuses_someone_elses_request(team, monkeypatch):
+    """flow.issue is the step the broker runs too: it checks whose request it is on its own,
+    whatever its caller checked first. Bob, holding alice's approved request, gets nothing."""
+    from jitctl.flow import issue
+
+    request_id = pending(team)
+    assert team.run(BOB, "approve", request_id, "--yes").returncode == 0
+    use_identity(monkeypatch, team, BOB)
+    bob = Environment(environ=team.env(BOB))
+    with pytest.raises(Denied, match=f"belongs to {ALICE}"):
+        issue(bob, bob.store.get(request_id), evidence=None)
+    assert bob.store.get(request_id).status == models.APPROVED
+    assert "issued" not in [r["event"] for r in team.audit_records(BOB)]
+    out = team.run(ALICE, "wait", request_id, "--json")
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize(
+    "role,approval,why",
+    [
+        ("prod-admin", "on_call", "role 'prod-admin' has no on-call fast track"),
+        ("prod-readonly", "incident", "role 'prod-readonly' has no incident fast track"),
+    ],
+)
+def test_a_fast_track_approval_forged_onto_a_role_without_it_is_refused(team, role, approval, why):
+    request_id = pending(team, role)
+    forge_sqlite(team, request_id, approval=approval, approvers=[], decided_by=None)
+    assert_refused(team, request_id, why)
+
+
+def test_an_approval_still_holds_at_the_last_moment_of_its_ttl(team, monkeypatch):
+    """Decided at T with a 30-minute request_ttl: issuing at exactly T + 30 min works."""
+    from jitctl.decisions import approve
+    from jitctl.flow import issue, submit
+    from tests.conftest import FixedClock
+
+    start = datetime.now(UTC).replace(microsecond=0)
+    use_identity(monkeypatch, team, ALICE)
+    alice = Environment(environ=team.env(ALICE), clock=FixedClock(start))
+    req = submit(alice, role_name="prod-readonly", reason="INC-26 edge", duration=None).request
+    use_identity(monkeypatch, team, BOB)
+    approve(
+        Environment(environ=team.env(BOB), clock=FixedClock(start)), req.request_id, reason=None
+    )
+    use_identity(monkeypatch, team, ALICE)
+    late = Environment(environ=team.env(ALICE), clock=FixedClock(start + timedelta(minutes=30)))
+    grant = issue(late, late.store.get(req.request_id), evidence=None)
+    assert grant.request.status == models.ISSUED

@@ -35,7 +35,9 @@ def test_bob_cannot_take_alices_approved_request(team):
     request_id = approved_for_alice(team)
     taken = team.run(BOB, "wait", request_id, "--json")
     assert taken.returncode == ExitCode.DENIED, taken.stderr
-    assert taken.stdout == "" and "Traceback" not in taken.stderr
+    # --json: the one document on stdout is the refusal, never credentials
+    assert json.loads(taken.stdout)["error"]["exit_code"] == ExitCode.DENIED
+    assert "AccessKeyId" not in taken.stdout and "Traceback" not in taken.stderr
     assert f"belongs to {ALICE}" in taken.stderr
     assert not team.credentials_file(BOB).exists()
     assert "issued" not in [r["event"] for r in team.audit_records(BOB)]

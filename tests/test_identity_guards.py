@@ -17,6 +17,15 @@ from jitctl.identity import IdentityRules, parse_principal, person_for, resolve_
 ACCOUNT = "123456789012"
 
 
+def _never_asked(role_arn: str):
+    raise AssertionError(f"IAM asked about {role_arn}: the ARN alone must have been refused")
+
+
+def _resolve(arn: str, rules):
+    """The identity rule on an ARN it must refuse before asking IAM anything."""
+    return resolve_caller(arn, ACCOUNT, rules, user_id="", roles=_never_asked)
+
+
 @pytest.mark.parametrize(
     "arn",
     [
@@ -34,7 +43,7 @@ ACCOUNT = "123456789012"
 def test_an_arn_that_aws_would_not_issue_names_nobody(arn):
     assert person_for(arn, {}) is None
     with pytest.raises(IdentityError) as info:
-        resolve_caller(arn, ACCOUNT, {})
+        _resolve(arn, {})
     assert info.value.exit_code == ExitCode.USAGE
 
 
@@ -59,7 +68,7 @@ def test_identities_keys_are_exact_arns_case_and_all():
     ):
         assert person_for(other, rules) is None, other
         with pytest.raises(IdentityError):
-            resolve_caller(other, ACCOUNT, rules)
+            _resolve(other, rules)
 
 
 CASE_POLICY = """

@@ -46,7 +46,7 @@ def test_without_a_central_copy_verify_says_the_tail_is_unanchored(team: Team, t
     out = team.run(ALICE, "audit", "verify")
     # What is left verifies (nothing can tell otherwise here), and verify says exactly that.
     assert out.returncode == 0, out.stderr
-    assert "not anchored" in out.stderr and "central copy" in out.stderr
+    assert "not anchored" in out.stdout and "central copy" in out.stdout  # the answer: stdout
     doc = json.loads(team.run(ALICE, "audit", "verify", "--json").stdout)
     assert all(name in doc for name in KEPT_FIELDS)  # the contract's fields stay
     assert doc["anchored"] is False and doc["anchor"] is None
@@ -79,7 +79,7 @@ def test_an_intact_log_is_anchored_at_its_head(central: Team):
         "hash": head["hash"],
     }
     plain = central.run(ALICE, "audit", "verify")  # without --remote: unchecked, and said so
-    assert plain.returncode == 0 and "audit verify --remote" in plain.stderr
+    assert plain.returncode == 0 and "audit verify --remote" in plain.stdout
 
 
 def test_newest_records_removed_from_the_local_log_fail_against_the_central_copy(central: Team):

@@ -162,7 +162,14 @@ def test_credential_process_serves_the_aws_cli(team, exe):
         config.read_text()
         + f"[profile cp]\nregion = eu-west-1\ncredential_process = {team.exe} credential-process prod-readonly\n"
     )
-    who = consumer(team, exe, "--profile", "cp", "sts", "get-caller-identity")
+    # jitctl, run by the CLI, needs what any jitctl run needs: its config, and Alice's own
+    # credentials to ask STS who is calling (the cache is hers under that config alone)
+    own = {
+        k: v
+        for k, v in team.env(ALICE).items()
+        if k.startswith(("JITCTL_", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT"))
+    }
+    who = consumer(team, exe, "--profile", "cp", "sts", "get-caller-identity", **own)
     assert who_and_where(who) == ROLE_ARN
 
 

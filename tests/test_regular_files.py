@@ -211,7 +211,9 @@ def test_a_profile_jitctl_wrote_is_written_again(team):
     """The same profile, issued twice: the marker says it is jitctl's to replace."""
     on_call(team)
     for reason in ("INC-5", "INC-6"):
-        out = team.run(ALICE, "request", "prod-readonly", "--reason", reason, "--profile", "mine")
+        out = team.run(  # --fresh: a second grant, not the live one handed out again
+            ALICE, "request", "prod-readonly", "--reason", reason, "--profile", "mine", "--fresh"
+        )
         assert out.returncode == 0, out.stderr
     ids = {r["request_id"] for r in team.audit_records(ALICE) if r["event"] == "issued"}
     assert read_profile(team.credentials_file(ALICE), "mine")[MARKER] in ids and len(ids) == 2

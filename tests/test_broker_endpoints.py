@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 
 from jitctl.errors import ExitCode
-from tests.broker_world import TABLE, BrokerWorld
+from tests.broker_world import ACCOUNT, POLICY, TABLE, BrokerWorld
 from tests.test_broker_e2e import _enforcement_off, send, signed
 
 pytestmark = pytest.mark.slow
+ENDPOINTS_ACCOUNT = "444400004444"
 
 ALICE, BOB, CAROL, DAVE = (f"{n}@example.com" for n in ("alice", "bob", "carol", "dave"))
 
@@ -35,7 +36,13 @@ def world(tmp_path_factory, pd_certs) -> Iterator[BrokerWorld]:
     server.start()
     host, port = server.get_host_and_port()
     with PagerDutySim(pd_certs) as pd:
-        w = BrokerWorld(tmp_path_factory.mktemp("endpoints"), f"http://{host}:{port}", pd)
+        w = BrokerWorld(
+            tmp_path_factory.mktemp("endpoints"),
+            f"http://{host}:{port}",
+            pd,
+            account=ENDPOINTS_ACCOUNT,  # a world of its own: moto's state is shared per process
+            policy=POLICY.replace(ACCOUNT, ENDPOINTS_ACCOUNT),
+        )
         w.build()
         w.user(DAVE)  # no AWS permissions, not in the policy's groups
         with w.serving():

@@ -68,10 +68,18 @@ def iam_moto() -> Iterator[dict[str, Any]]:
     url = f"http://{host}:{port}"
     kw = {"endpoint_url": url, "region_name": REGION, "aws_access_key_id": "AKIAADMIN0000000"}
     iam = boto3.client("iam", aws_secret_access_key="admin", **kw)
+    # moto's state is shared by the whole process, and tests/test_proof_guards.py builds this
+    # world again: what an earlier module made is found, its old keys replaced
     keys = {}
+    existing = {u["UserName"] for u in iam.list_users()["Users"]}
     for user in ("alice.proof@example.com", "bob.proof@example.com"):
-        iam.create_user(UserName=user)
+        if user not in existing:
+            iam.create_user(UserName=user)
+        for old in iam.list_access_keys(UserName=user)["AccessKeyMetadata"]:
+            iam.delete_access_key(UserName=user, AccessKeyId=old["AccessKeyId"])
         keys[user] = iam.create_access_key(UserName=user)["AccessKey"]
+    if "broker-proof-ops" in {r["RoleName"] for r in iam.list_roles()["Roles"]}:
+        iam.delete_role(RoleName="broker-proof-ops")
     role = iam.create_role(
         RoleName="broker-proof-ops",
         AssumeRolePolicyDocument=json.dumps(

@@ -33,6 +33,7 @@ from tests.broker_world import (
     own_world,
 )
 from tests.conftest import FixedClock
+from tests.test_broker_e2e import send
 
 pytestmark = pytest.mark.slow
 ALICE = "alice@example.com"
@@ -74,17 +75,6 @@ def proof(
         body=body,
         now=now,
     )
-
-
-def send(world: BrokerWorld, method: str, path: str, headers: dict, body: bytes = b""):
-    req = urllib.request.Request(
-        world.url + path, data=body or None, method=method, headers=headers
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def requests_with_reason(world: BrokerWorld, reason: str) -> list[dict[str, Any]]:

@@ -32,15 +32,13 @@ def console(
 ) -> None:
     """Sign in to the AWS console as ROLE: on call at once, otherwise after approval. Opens your browser (prints the URL with --print or without a display)."""
     from jitctl.cli.request_cmd import obtain_waiting, parse_duration_option
-    from jitctl.cli.reuse import reused_grant
+    from jitctl.cli.reuse import reused_unless_fresh
     from jitctl.cli.session import current_env
     from jitctl.credentials.console import sign_in
 
     env = current_env()
-    issued = (
-        None
-        if fresh
-        else reused_grant(env, role, reason, parse_duration_option(duration, "--duration"))
+    issued = reused_unless_fresh(
+        env, role, reason, parse_duration_option(duration, "--duration"), fresh
     )
     if issued is None:
         issued = obtain_waiting(env, role, reason, duration, timeout)

@@ -7,7 +7,7 @@ import typer
 from jitctl.cli import complete
 from jitctl.cli.output import stdout
 from jitctl.cli.request_cmd import deliver, obtain_waiting, parse_duration_option
-from jitctl.cli.reuse import FRESH_OPTION, reused_grant
+from jitctl.cli.reuse import FRESH_OPTION, reused_unless_fresh
 
 
 def exec_cmd(
@@ -39,10 +39,8 @@ def exec_cmd(
         )
     env = current_env()
     check_runnable(argv, env.environ)
-    grant = (
-        None
-        if fresh
-        else reused_grant(env, role, reason, parse_duration_option(duration, "--duration"))
+    grant = reused_unless_fresh(
+        env, role, reason, parse_duration_option(duration, "--duration"), fresh
     )
     if grant is None:
         grant = obtain_waiting(env, role, reason, duration, timeout)

@@ -33,3 +33,11 @@ def reused_grant(env, role: str, reason: str | None, wanted: timedelta | None):
         f"{local_time(expires, now)} ({relative(expires, now)}); --fresh requests anew"
     )
     return grant
+
+
+def reused_unless_fresh(
+    env, role: str, reason: str | None, wanted: timedelta | None, fresh: bool
+):
+    """`exec`'s and `console`'s first step: your live grant (``reused_grant``) unless --fresh
+    asks anew; None: obtain one."""
+    return None if fresh else reused_grant(env, role, reason, wanted)

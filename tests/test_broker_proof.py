@@ -71,15 +71,18 @@ def iam_moto() -> Iterator[dict[str, Any]]:
     # moto's state is shared by the whole process, and tests/test_proof_guards.py builds this
     # world again: what an earlier module made is found, its old keys replaced
     keys = {}
-    existing = {u["UserName"] for u in iam.list_users()["Users"]}
     for user in ("alice.proof@example.com", "bob.proof@example.com"):
-        if user not in existing:
+        try:  # asked by name: list_users pages too
             iam.create_user(UserName=user)
+        except iam.exceptions.EntityAlreadyExistsException:
+            pass
         for old in iam.list_access_keys(UserName=user)["AccessKeyMetadata"]:
             iam.delete_access_key(UserName=user, AccessKeyId=old["AccessKeyId"])
         keys[user] = iam.create_access_key(UserName=user)["AccessKey"]
-    if "broker-proof-ops" in {r["RoleName"] for r in iam.list_roles()["Roles"]}:
+    try:  # asked by name: list_roles pages, and the process holds many roles by now
         iam.delete_role(RoleName="broker-proof-ops")
+    except iam.exceptions.NoSuchEntityException:
+        pass
     role = iam.create_role(
         RoleName="broker-proof-ops",
         AssumeRolePolicyDocument=json.dumps(

@@ -345,7 +345,7 @@ def _assume_hint(exc: Exception) -> str:
     code = exc.response.get("Error", {}).get("Code", "")
     message = exc.response.get("Error", {}).get("Message", "").lower()
     if "role chaining" in message:  # checked first: it names DurationSeconds too
-        from jitctl.chaining import CHAIN_HINT
+        from jitctl.lifecycle.chaining import CHAIN_HINT
 
         return CHAIN_HINT
     if "duration" in message or "maxsessionduration" in message:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
 
-from jitctl.interrupts import ThisRun
+from jitctl.lifecycle.interrupts import ThisRun
 from jitctl.timeutil import Clock
 from jitctl.trusted_time import TrustedClock
 
@@ -24,10 +24,10 @@ if TYPE_CHECKING:
     from jitctl.config.settings import Config
     from jitctl.credentials.cache import CredentialCache
     from jitctl.iam_roles import RoleFacts
+    from jitctl.lifecycle.service import AccessService
     from jitctl.models import Caller
     from jitctl.oncall.session import PagerDutySession
     from jitctl.policy.load import Policy
-    from jitctl.service import AccessService
     from jitctl.store.base import RequestStore
 
 
@@ -49,7 +49,7 @@ class Environment:
     stdout: TextIO | None = None
     stderr: TextIO | None = None
     quiet: bool = False
-    # The pending request this run recorded, cancelled on Ctrl-C (jitctl.interrupts).
+    # The pending request this run recorded, cancelled on Ctrl-C (jitctl.lifecycle.interrupts).
     run: ThisRun = field(default_factory=ThisRun)
     json_emitted: bool = False  # this run printed its one --json document already
     _identity: tuple[str, str, str] | None = None  # ARN, account, UserId
@@ -147,7 +147,7 @@ class Environment:
 
                 self._service = BrokerService(self)
             else:
-                from jitctl.service import LocalService
+                from jitctl.lifecycle.service import LocalService
 
                 self._service = LocalService(self)
         return self._service

@@ -12,9 +12,9 @@ import jitctl.audit.log
 import jitctl.cli.main
 import jitctl.cli.request_cmd
 import jitctl.credentials.profiles
-import jitctl.flow
-import jitctl.reissue
-import jitctl.service
+import jitctl.lifecycle.flow
+import jitctl.lifecycle.reissue
+import jitctl.lifecycle.service
 import jitctl.store.sqlite  # noqa: F401
 
 _LOADER = botocore.loaders.create_loader()

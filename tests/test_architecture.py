@@ -53,7 +53,7 @@ def _imported(tree: ast.AST) -> list[tuple[str, int]]:
 
 
 def _owner(name: str, modules: dict[str, Path]) -> str | None:
-    """The jitctl module an imported name lives in (``jitctl.flow.issue`` -> ``jitctl.flow``)."""
+    """The jitctl module an imported name lives in (``jitctl.lifecycle.flow.issue`` -> ``jitctl.lifecycle.flow``)."""
     while name and name not in modules:
         name = name.rpartition(".")[0]
     return name or None

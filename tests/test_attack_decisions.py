@@ -21,9 +21,9 @@ import pytest
 
 from jitctl import models
 from jitctl.context import Environment
-from jitctl.decisions import approve, list_requests
 from jitctl.errors import ExitCode, TimedOut, UsageError
-from jitctl.flow import issue, submit
+from jitctl.lifecycle.decisions import approve, list_requests
+from jitctl.lifecycle.flow import issue, submit
 from jitctl.revocation.cutoff import denied_tags
 from jitctl.store.base import RequestExpired
 from jitctl.trusted_time import SKEW_LIMIT, TrustedClock, parse_http_date, skew_message
@@ -424,7 +424,7 @@ def test_a_delivery_that_fails_after_assume_role_is_retried_once(team, tmp_path,
     filled up): stood in for by issuing, then delivering to a path in a file, the two steps
     the CLI takes after its check."""
     from jitctl.credentials.delivery import deliver
-    from jitctl.service import LocalService
+    from jitctl.lifecycle.service import LocalService
 
     request_id = approved(team)
     path, fix = unwritable(tmp_path, "a file in the way")

@@ -11,9 +11,9 @@ import pytest
 
 from jitctl import models
 from jitctl.context import Environment
-from jitctl.decisions import approve
 from jitctl.errors import Denied, ExitCode, TimedOut, Unavailable
-from jitctl.flow import issue, submit
+from jitctl.lifecycle.decisions import approve
+from jitctl.lifecycle.flow import issue, submit
 from jitctl.store.claims import CLAIM_LEASE, IssueInProgress
 from jitctl.store.step import TransitionError
 from tests.conftest import FixedClock

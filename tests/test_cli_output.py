@@ -174,7 +174,7 @@ def test_a_short_duration_is_not_blamed_on_the_on_call_shift(team):
     left; the 10 minutes came from the flag)."""
     from datetime import UTC, datetime, timedelta
 
-    from jitctl.request_rules import session_seconds
+    from jitctl.lifecycle.request_rules import session_seconds
 
     on_call(team, ALICE)
     out = team.run(ALICE, "request", "prod-readonly", "--reason", "INC-6", "--duration", "10m")

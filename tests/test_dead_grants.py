@@ -15,8 +15,8 @@ import pytest
 from jitctl import models
 from jitctl.cli.main import run
 from jitctl.context import Environment
+from jitctl.lifecycle.request_rules import new_request_id
 from jitctl.models import AccessRequest
-from jitctl.request_rules import new_request_id
 from tests.conftest import FixedClock
 from tests.harness import ACCOUNT, ADMIN_KEYS, POLICY, Team
 

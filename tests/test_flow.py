@@ -11,9 +11,9 @@ from jitctl import models
 from jitctl.cli.main import run
 from jitctl.context import Environment
 from jitctl.errors import Denied, ExitCode, TimedOut
-from jitctl.flow import submit
-from jitctl.request_rules import STS_MIN_SECONDS, session_seconds
-from jitctl.waiting import FIRST_INTERVAL, MAX_INTERVAL, next_interval, wait_for_decision
+from jitctl.lifecycle.flow import submit
+from jitctl.lifecycle.request_rules import STS_MIN_SECONDS, session_seconds
+from jitctl.lifecycle.waiting import FIRST_INTERVAL, MAX_INTERVAL, next_interval, wait_for_decision
 from tests.conftest import FixedClock
 from tests.harness import Team, iam_keys
 

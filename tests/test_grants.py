@@ -6,7 +6,7 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from jitctl.grants import live
+from jitctl.lifecycle.grants import live
 from jitctl.models import AccessRequest
 
 NOW = datetime(2026, 11, 28, 4, 0, tzinfo=UTC)

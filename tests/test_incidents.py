@@ -9,9 +9,10 @@ import json
 
 import pytest
 
-from jitctl import flow, models
+from jitctl import models
 from jitctl.errors import Denied, ExitCode
-from jitctl.service import LocalService
+from jitctl.lifecycle import flow
+from jitctl.lifecycle.service import LocalService
 from tests import incident_world
 from tests.incident_world import ALICE, BOB, OTHER, SERVICE, act_as, events
 

@@ -22,7 +22,7 @@ from jitctl.broker.client import BrokerService
 from jitctl.cli import request_cmd
 from jitctl.cli.main import run
 from jitctl.context import Environment
-from jitctl.interrupts import INTERRUPTED_WHY
+from jitctl.lifecycle.interrupts import INTERRUPTED_WHY
 from jitctl.store.dynamodb import DynamoStore
 from jitctl.store.sqlite import SqliteStore
 from tests import incident_world
@@ -138,7 +138,7 @@ def test_ctrl_c_while_the_page_is_opening_resolves_it(paged, monkeypatch, capsys
 
 
 def test_ctrl_c_while_waiting_cancels(paged, monkeypatch, capsys):
-    from jitctl import waiting
+    from jitctl.lifecycle import waiting
 
     monkeypatch.setattr(waiting, "_check_timeout", interrupt)
     check_cancelled(monkeypatch, paged, *request_paged(monkeypatch, paged, capsys))
@@ -153,7 +153,7 @@ def test_a_second_ctrl_c_does_not_stop_the_cancel(paged, monkeypatch, capsys):
 
 def test_a_request_approved_meanwhile_is_left_approved(paged, monkeypatch, capsys):
     """Interrupted while the approved request is being issued: nothing pending to cancel."""
-    from jitctl import flow, waiting
+    from jitctl.lifecycle import flow, waiting
 
     def approve(request_id: str, *_: Any) -> None:
         out = paged.run("bob@example.com", "approve", request_id, "--yes")
@@ -185,7 +185,7 @@ def test_a_cancel_that_fails_says_so_with_its_own_exit_code(paged, monkeypatch, 
 
 def test_ctrl_c_in_jitctl_wait_leaves_the_request_pending(paged, monkeypatch, capsys):
     """`jitctl wait` did not make the request: it stops waiting and says how to resume."""
-    from jitctl import waiting
+    from jitctl.lifecycle import waiting
 
     out = paged.run(ALICE, "request", "db-paged", "--reason", "INC-61", "--no-wait")
     assert out.returncode == 0, out.stderr

@@ -32,8 +32,8 @@ import pytest
 
 from jitctl import models
 from jitctl.context import Environment
+from jitctl.lifecycle.request_rules import new_request_id
 from jitctl.models import AccessRequest
-from jitctl.request_rules import new_request_id
 from tests.harness import existing_role
 from tests.test_claims import denies
 

@@ -170,9 +170,9 @@ def test_every_pagerduty_failure_leaves_the_entries_matching_nobody(team, monkey
     from datetime import UTC, datetime
 
     from jitctl.context import Environment
-    from jitctl.flow import submit
+    from jitctl.lifecycle.flow import submit
+    from jitctl.lifecycle.service import LocalService
     from jitctl.oncall.approvers import is_approver, resolve
-    from jitctl.service import LocalService
     from tests.conftest import FixedClock
     from tests.test_flow import use_identity
 

@@ -18,7 +18,7 @@ from jitctl.aws import AwsClients
 from jitctl.config.settings import PagerDutySettings
 from jitctl.context import Environment
 from jitctl.errors import TokenError
-from jitctl.flow import submit
+from jitctl.lifecycle.flow import submit
 from jitctl.oncall.session import LookupFailed, PagerDutySession
 from tests.test_flow import ALICE, use_identity
 
@@ -142,7 +142,7 @@ def test_two_threads_asking_for_one_aws_client_get_the_same_one(aws_env):
 
 
 def test_in_background_runs_elsewhere_and_hands_back_the_result_or_the_error():
-    from jitctl.flow import in_background
+    from jitctl.lifecycle.flow import in_background
 
     where = in_background(lambda: threading.current_thread().name)
     assert where() == "jitctl-lookup"

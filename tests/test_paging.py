@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from jitctl import flow, models
+from jitctl import models
+from jitctl.lifecycle import flow
+from jitctl.lifecycle.service import LocalService
+from jitctl.lifecycle.sweep import sweep
 from jitctl.oncall import paging
-from jitctl.service import LocalService
-from jitctl.sweep import sweep
 from tests import incident_world
 from tests.conftest import FixedClock
 from tests.incident_world import ALICE, BOB, PAGE_SERVICE, act_as, events

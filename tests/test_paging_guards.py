@@ -4,8 +4,8 @@ requests page its approvers, against the PagerDuty simulator."""
 
 from __future__ import annotations
 
-from jitctl import flow
-from jitctl.service import LocalService
+from jitctl.lifecycle import flow
+from jitctl.lifecycle.service import LocalService
 from tests import incident_world
 from tests.incident_world import ALICE, act_as
 

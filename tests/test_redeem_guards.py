@@ -17,7 +17,7 @@ import pytest
 from jitctl import models
 from jitctl.context import Environment
 from jitctl.errors import Denied, ExitCode
-from jitctl.service import LocalService
+from jitctl.lifecycle.service import LocalService
 from tests.harness import Team
 from tests.test_attack_decisions import assert_refused, forge_sqlite, pending
 from tests.test_flow import use_identity
@@ -113,7 +113,7 @@ def test_an_on_call_shift_that_ends_before_issuing_is_refused(team, monkeypatch,
 def test_the_issuing_step_itself_refuses_someone_elses_request(team, monkeypatch):
     """flow.issue is the step the broker runs too: it checks whose request it is on its own,
     whatever its caller checked first. Bob, holding alice's approved request, gets nothing."""
-    from jitctl.flow import issue
+    from jitctl.lifecycle.flow import issue
 
     request_id = pending(team)
     assert team.run(BOB, "approve", request_id, "--yes").returncode == 0
@@ -142,8 +142,8 @@ def test_a_fast_track_approval_forged_onto_a_role_without_it_is_refused(team, ro
 
 def test_an_approval_still_holds_at_the_last_moment_of_its_ttl(team, monkeypatch):
     """Decided at T with a 30-minute request_ttl: issuing at exactly T + 30 min works."""
-    from jitctl.decisions import approve
-    from jitctl.flow import issue, submit
+    from jitctl.lifecycle.decisions import approve
+    from jitctl.lifecycle.flow import issue, submit
     from tests.conftest import FixedClock
 
     start = datetime.now(UTC).replace(microsecond=0)

@@ -15,8 +15,8 @@ from jitctl import models
 from jitctl.context import Environment
 from jitctl.credentials.profiles import read_profile, write_profile
 from jitctl.errors import Denied, ExitCode
+from jitctl.lifecycle.request_rules import new_request_id
 from jitctl.models import AccessRequest, Credentials
-from jitctl.request_rules import new_request_id
 from jitctl.revocation.policy import (
     ISSUE_MARGIN,
     POLICY_NAME,

@@ -18,9 +18,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import boto3
 import pytest
 
-from jitctl import chaining
 from jitctl.aws import AwsClients, assume_role
 from jitctl.errors import JitctlError
+from jitctl.lifecycle import chaining
 from jitctl.timeutil import parse_rfc3339
 from tests.conftest import clean_env
 from tests.harness import ACCOUNT, ADMIN_KEYS, Team

@@ -10,11 +10,12 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
-from jitctl import flow, models
+from jitctl import models
 from jitctl.errors import ExitCode
+from jitctl.lifecycle import flow
+from jitctl.lifecycle.service import LocalService
+from jitctl.lifecycle.sweep import sweep
 from jitctl.revocation.policy import POLICY_NAME
-from jitctl.service import LocalService
-from jitctl.sweep import sweep
 from tests import incident_world
 from tests.incident_world import ALICE, BOB, CAROL, OTHER, SERVICE, act_as
 

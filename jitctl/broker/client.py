@@ -16,11 +16,11 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-from jitctl import interrupts
 from jitctl.broker import wire
 from jitctl.errors import TimedOut, Unavailable, UsageError
+from jitctl.lifecycle import interrupts
+from jitctl.lifecycle.service import Issued, Outcome, PollCallback, Revoked
 from jitctl.models import AccessRequest, Caller
-from jitctl.service import Issued, Outcome, PollCallback, Revoked
 from jitctl.timeutil import format_duration
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ class BrokerService:
         if duration is not None:
             body["duration_seconds"] = int(duration.total_seconds())
         # The broker records the request whether or not this process waits for its answer:
-        # a Ctrl-C acts once the answer (the request's id) is in (jitctl.interrupts).
+        # a Ctrl-C acts once the answer (the request's id) is in (jitctl.lifecycle.interrupts).
         with interrupts.held():
             outcome = wire.outcome_in(self._call("POST", "/requests", body))
             self.env.run.recorded(outcome.request)
@@ -114,7 +114,7 @@ class BrokerService:
         on_poll: PollCallback | None = None,
     ) -> AccessRequest:
         """Long-polls the broker (it holds each call up to 20 s) until a decision; a Ctrl-C
-        ends the run through ``jitctl.interrupts``."""
+        ends the run through ``jitctl.lifecycle.interrupts``."""
         start = time.monotonic()
         while True:
             elapsed = time.monotonic() - start

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from jitctl.broker.proof import ProofSettings
     from jitctl.context import Environment
     from jitctl.iam_roles import RoleFacts
-    from jitctl.service import LocalService
+    from jitctl.lifecycle.service import LocalService
 
 MAX_BODY = 64 * 1024  # a request's JSON is small; anything larger is refused unread
 MAX_WAIT = 20.0  # seconds one long-poll may hold a connection
@@ -125,7 +125,7 @@ class Broker:
     def service_for(self, request: HttpRequest) -> LocalService:
         from jitctl.broker.proof import verify_proof
         from jitctl.identity import resolve_caller
-        from jitctl.service import LocalService
+        from jitctl.lifecycle.service import LocalService
 
         self._warm_up()
         verified = verify_proof(
@@ -150,7 +150,7 @@ class Broker:
 
     def housekeeping(self) -> dict[str, Any]:
         """The scheduled sweep, as the broker itself (no caller: nobody asked)."""
-        from jitctl.sweep import sweep, system_caller
+        from jitctl.lifecycle.sweep import sweep, system_caller
 
         self._warm_up()
         env = self.env.for_caller(system_caller(self.env))

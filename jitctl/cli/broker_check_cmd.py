@@ -66,7 +66,7 @@ def check(
 
 def _chaining_warnings(env, broker: str) -> list[str]:
     """The broker runs as a role, so what it assumes is role chaining: 1h at most."""
-    from jitctl.chaining import warning
+    from jitctl.lifecycle.chaining import warning
 
     line = warning([env.policy.role(n) for n in env.policy.roles], f"the broker's role ({broker})")
     return [line] if line else []

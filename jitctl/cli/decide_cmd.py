@@ -72,8 +72,8 @@ def deny(
 ) -> None:
     """Deny a pending request, if you are one of its role's approvers."""
     from jitctl.cli.session import current_env
+    from jitctl.lifecycle.request_rules import DENY_REASON, check_reason
     from jitctl.models import public_dict
-    from jitctl.request_rules import DENY_REASON, check_reason
 
     env = current_env()
     check_reason(reason, DENY_REASON)  # before asking "Deny ...?": no reason, no question

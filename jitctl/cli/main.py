@@ -25,14 +25,14 @@ if TYPE_CHECKING:
 
 class _Commands(TyperGroup):
     """The root group. A Ctrl-C inside a command ends the run through the core's one path
-    (jitctl.interrupts: the pending request this run recorded is cancelled); left alone,
+    (jitctl.lifecycle.interrupts: the pending request this run recorded is cancelled); left alone,
     typer would turn it into a silent exit 130."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
-            from jitctl.interrupts import interrupted
+            from jitctl.lifecycle.interrupts import interrupted
 
             raise interrupted(ctx.obj) from None
 

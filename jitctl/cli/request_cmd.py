@@ -236,7 +236,7 @@ def obtain(
 ):
     """The request flow shared by `request` and `exec`: credentials, or the pending request
     (--no-wait)."""
-    from jitctl.lifecycle import obtain as run_lifecycle
+    from jitctl.lifecycle.obtain import obtain as run_lifecycle
 
     def on_pending(outcome) -> None:
         for warning in outcome.warnings:
@@ -331,8 +331,8 @@ def request(
     Your live grant for ROLE is handed out again while it has 5+ minutes left (--fresh asks
     for a new one)."""
     from jitctl.cli.session import current_env
+    from jitctl.lifecycle.service import Issued
     from jitctl.models import public_dict
-    from jitctl.service import Issued
 
     check_format(fmt, shell, json_out)
     env = current_env()

@@ -27,8 +27,8 @@ def revoke(
     """
     from jitctl.cli.picker import pick
     from jitctl.cli.session import current_env
+    from jitctl.lifecycle.request_rules import REVOKE_REASON, check_reason
     from jitctl.models import public_dict
-    from jitctl.request_rules import REVOKE_REASON, check_reason
     from jitctl.revocation.revoke import remove_local_copies
     from jitctl.timeutil import parse_rfc3339
 

@@ -42,7 +42,7 @@ def request_rows(reqs, now, states=None) -> list[list[str]]:
 def grant_states(env, reqs, role: str | None = None) -> dict:
     """Each issued or revoked request's liveness, derived now with the revocations that may
     cut it off (``role``: all of them are on that role). Reads only."""
-    from jitctl.grants import liveness
+    from jitctl.lifecycle.grants import liveness
     from jitctl.models import ISSUED
 
     now = env.clock.now()

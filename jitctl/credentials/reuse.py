@@ -2,7 +2,7 @@
 
 The grant comes from the local credential cache (jitctl.credentials.cache, the one `credential-process`
 reads) while it has at least cache.MIN_LEFT to run. The core then checks it is the caller's and
-still live (jitctl.grants: not expired, not cut off by a revocation) and audits the use as
+still live (jitctl.lifecycle.grants: not expired, not cut off by a revocation) and audits the use as
 ``reused`` with its request id: in broker mode the broker does both, on its own trail.
 """
 

@@ -67,7 +67,7 @@ def _broker_person(env: Environment) -> str:
 def _session_length(env: Environment) -> str | tuple[str, str, str]:
     """Your credentials assume the roles (direct mode): a role session (an SSO login) can
     issue 1h at most (role chaining), whatever a role's max_duration says."""
-    from jitctl.chaining import CHAIN_HINT, is_role_session, warning
+    from jitctl.lifecycle.chaining import CHAIN_HINT, is_role_session, warning
 
     arn = env.identity()[0]
     roles = [env.policy.role(name) for name in env.policy.roles]
@@ -79,7 +79,7 @@ def _session_length(env: Environment) -> str | tuple[str, str, str]:
 
 def _broker_session_length(env: Environment) -> str | tuple[str, str, str]:
     """The broker assumes the roles: what it can issue, from `jitctl roles`' max_grant_seconds."""
-    from jitctl.chaining import CHAIN_HINT
+    from jitctl.lifecycle.chaining import CHAIN_HINT
     from jitctl.timeutil import format_duration
 
     short = [
@@ -184,7 +184,7 @@ def _fast_track(env: Environment, role_name: str) -> str | tuple[str, str]:
         return SKIP, "no fast track (neither on call nor incident); approval only"
     whys = []
     if role.on_call is not None:
-        from jitctl.flow import check_fast_track
+        from jitctl.lifecycle.flow import check_fast_track
 
         result = check_fast_track(env, role, env.caller.person)
         if result.on_call:

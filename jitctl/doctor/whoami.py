@@ -78,7 +78,7 @@ def fast_tracks(role: Role) -> list[str]:
 def _role_entry(
     env: Environment, role: Role, pd_error: str | None, issuer: str
 ) -> dict[str, Any]:
-    from jitctl.chaining import cap
+    from jitctl.lifecycle.chaining import cap
 
     tracks = fast_tracks(role)
     entry: dict[str, Any] = {
@@ -101,7 +101,7 @@ def _role_entry(
     }
     whys = []
     if role.on_call is not None:
-        from jitctl.flow import check_fast_track
+        from jitctl.lifecycle.flow import check_fast_track
 
         result = check_fast_track(env, role, env.caller.person)
         entry["fast_track"] = result.on_call

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from jitctl import models
 from jitctl.audit.fields import audit_fields
-from jitctl.interrupts import held
+from jitctl.lifecycle.interrupts import held
 from jitctl.models import AccessRequest
 from jitctl.oncall.client import LookupFailed
 from jitctl.sanitize import clean

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jitctl.chaining import too_long
 from jitctl.config.tomlcheck import TomlError, parse_toml
 from jitctl.errors import PolicyError
 from jitctl.identity import EMAIL, person_for
+from jitctl.lifecycle.chaining import too_long
+from jitctl.lifecycle.request_rules import DEFAULT_DURATION
 from jitctl.oncall.approvers import OnCallApprovers
 from jitctl.policy.load import Policy, Role, check_policy
 from jitctl.policy.schema import GROUP_PREFIX, MIN_DURATION, is_arn
-from jitctl.request_rules import DEFAULT_DURATION
 from jitctl.timeutil import format_duration
 
 WHO_MAY_REQUEST = (

@@ -144,8 +144,8 @@ def revoke(
 
     ``actor``: a system revoking on the policy's own authority (``"pagerduty"``: the sweep,
     for ``end_with_incident``); no person check, and the records name it as the revoker."""
-    from jitctl.decisions import get_request
-    from jitctl.request_rules import REVOKE_REASON, check_reason
+    from jitctl.lifecycle.decisions import get_request
+    from jitctl.lifecycle.request_rules import REVOKE_REASON, check_reason
 
     reason = check_reason(reason, REVOKE_REASON)
     req = get_request(env, request_id)
@@ -231,7 +231,7 @@ def _record(
 
 def _notify_revoked(env: Environment, result: Revocation) -> None:
     """The webhook's "by" and "reason" are the revoker's, not the original decider's."""
-    from jitctl.notify import notify
+    from jitctl.lifecycle.notify import notify
 
     revoked = result.request
     told = dataclasses.replace(

@@ -17,7 +17,7 @@ kind of failure buys at most one re-issue per request:
 - ``assume_failed``: AWS refused or failed the AssumeRole after the claim. Once.
 
 So a request yields at most four sets of credentials over its life, and the issuer of every
-re-issue first cuts off the sets issued before (jitctl.reissue); the store keeps the first
+re-issue first cuts off the sets issued before (jitctl.lifecycle.reissue); the store keeps the first
 issue's planned end, which bounds every re-issue's end.
 """
 

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 from jitctl import models
 from jitctl.audit.fields import audit_fields
 from jitctl.errors import Denied
+from jitctl.lifecycle.notify import notify
+from jitctl.lifecycle.request_rules import DENY_REASON, check_reason
 from jitctl.models import AccessRequest
-from jitctl.notify import notify
 from jitctl.oncall import paging
 from jitctl.oncall.approvers import approvers_now, is_approver
-from jitctl.request_rules import DENY_REASON, check_reason
 from jitctl.store.base import NotFound
 
 if TYPE_CHECKING:
@@ -117,8 +117,8 @@ def deny(
 
 def cancel(env: Environment, request_id: str, *, interrupted: bool = False) -> AccessRequest:
     """The requester withdraws their own pending request (``interrupted``: by a Ctrl-C of
-    the run that made it, in either mode: jitctl.interrupts). The page is resolved."""
-    from jitctl.interrupts import INTERRUPTED_WHY
+    the run that made it, in either mode: jitctl.lifecycle.interrupts). The page is resolved."""
+    from jitctl.lifecycle.interrupts import INTERRUPTED_WHY
 
     req = get_request(env, request_id)
     if env.caller.person != req.requester:

@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from jitctl.errors import JitctlError, TimedOut
+from jitctl.lifecycle.request_rules import STS_MIN_SECONDS
 from jitctl.models import AccessRequest, Credentials, OnCallEvidence
 from jitctl.oncall import incident_track
-from jitctl.request_rules import STS_MIN_SECONDS
 from jitctl.revocation.cutoff import ISSUE_TAG, cut_off_earlier, denied_tags, issue_tag
 from jitctl.store import claims
 from jitctl.timeutil import rfc3339

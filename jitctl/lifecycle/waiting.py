@@ -38,7 +38,7 @@ def wait_for_decision(
     monotonic: Callable[[], float] = time.monotonic,
 ) -> AccessRequest:
     """Return the request once approved. Denied -> exit 3, expired or timed out -> exit 4.
-    A Ctrl-C is the run's to handle (jitctl.interrupts: its pending request is cancelled)."""
+    A Ctrl-C is the run's to handle (jitctl.lifecycle.interrupts: its pending request is cancelled)."""
     start = monotonic()
     interval = FIRST_INTERVAL
     while True:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
+from jitctl.lifecycle.service import AccessService, Issued, Outcome, PollCallback
 from jitctl.models import AccessRequest
-from jitctl.service import AccessService, Issued, Outcome, PollCallback
 
 
 def obtain(
@@ -30,7 +30,7 @@ def obtain(
     pending request when ``wait`` is false. ``on_poll`` builds the per-poll callback for a
     pending request. A Ctrl-C at any point cancels the pending request: the service notes
     it as this run's as it is recorded, and the host's handler ends the run with
-    ``jitctl.interrupts.interrupted``."""
+    ``jitctl.lifecycle.interrupts.interrupted``."""
     outcome = service.request(role, reason, duration, break_glass, incident=incident)
     if outcome.issued is not None:
         return outcome.issued

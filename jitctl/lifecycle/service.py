@@ -121,7 +121,7 @@ class LocalService:
         *,
         incident: str | None = None,
     ) -> Outcome:
-        from jitctl.flow import issue, submit
+        from jitctl.lifecycle.flow import issue, submit
 
         # Contract "Files": a store that is not a regular file is exit 2 before anything is
         # recorded (the request's first record is the audit's); it checks its path when opened.
@@ -148,7 +148,7 @@ class LocalService:
         return outcome
 
     def get(self, request_id: str) -> AccessRequest:
-        from jitctl.decisions import get_request
+        from jitctl.lifecycle.decisions import get_request
 
         return get_request(self.env, request_id)
 
@@ -161,45 +161,45 @@ class LocalService:
         limit: int,
         unreviewed: bool = False,
     ) -> builtins.list[AccessRequest]:
-        from jitctl.decisions import list_requests
+        from jitctl.lifecycle.decisions import list_requests
 
         if unreviewed:
-            from jitctl.break_glass import unreviewed as awaiting_review
+            from jitctl.lifecycle.break_glass import unreviewed as awaiting_review
 
             return awaiting_review(self.env, mine=mine, role=role, limit=limit)
         return list_requests(self.env, pending_only=pending_only, mine=mine, role=role, limit=limit)
 
     def decidable(self) -> builtins.list[AccessRequest]:
-        from jitctl.decisions import decidable
+        from jitctl.lifecycle.decisions import decidable
 
         return decidable(self.env)
 
     def check_may_decide(self, request_id: str) -> AccessRequest:
-        from jitctl.decisions import check_may_decide
+        from jitctl.lifecycle.decisions import check_may_decide
 
         req = self.get(request_id)
         check_may_decide(self.env, req)
         return req
 
     def approvers_for(self, request_id: str) -> builtins.list[str]:
-        from jitctl.decisions import approvers_for
+        from jitctl.lifecycle.decisions import approvers_for
 
         return approvers_for(self.env, self.get(request_id))
 
     def approve(
         self, request_id: str, reason: str | None
     ) -> tuple[AccessRequest, builtins.list[str]]:
-        from jitctl.decisions import approve
+        from jitctl.lifecycle.decisions import approve
 
         return approve(self.env, request_id, reason=reason)
 
     def deny(self, request_id: str, reason: str | None) -> tuple[AccessRequest, builtins.list[str]]:
-        from jitctl.decisions import deny
+        from jitctl.lifecycle.decisions import deny
 
         return deny(self.env, request_id, reason=reason)
 
     def cancel(self, request_id: str, *, interrupted: bool = False) -> AccessRequest:
-        from jitctl.decisions import cancel
+        from jitctl.lifecycle.decisions import cancel
 
         return cancel(self.env, request_id, interrupted=interrupted)
 
@@ -210,15 +210,15 @@ class LocalService:
         timeout: timedelta | None,
         on_poll: PollCallback | None = None,
     ) -> AccessRequest:
-        """Until a decision; a Ctrl-C ends the run through ``jitctl.interrupts``."""
-        from jitctl.waiting import wait_for_decision
+        """Until a decision; a Ctrl-C ends the run through ``jitctl.lifecycle.interrupts``."""
+        from jitctl.lifecycle.waiting import wait_for_decision
 
         self._check_own(self.get(request_id), "wait for")
         return wait_for_decision(self.env, request_id, timeout=timeout, on_poll=on_poll)
 
     def issue(self, request_id: str) -> Issued:
         """Credentials for an approved peer request (the fast path issues inside ``request``)."""
-        from jitctl.flow import issue
+        from jitctl.lifecycle.flow import issue
 
         req = self.get(request_id)
         self._check_own(req, "get credentials for")
@@ -253,7 +253,7 @@ class LocalService:
 
     def review(self, request_id: str, reason: str | None) -> AccessRequest:
         """An approver's after-the-fact review of a break-glass grant (never the requester)."""
-        from jitctl.break_glass import review
+        from jitctl.lifecycle.break_glass import review
 
         return review(self.env, request_id, reason)
 
@@ -285,20 +285,20 @@ class LocalService:
 
     def grants(self) -> builtins.list[AccessRequest]:
         """The caller's live grants, newest first: issued, not expired, not cut off."""
-        from jitctl.grants import live
+        from jitctl.lifecycle.grants import live
 
         mine = self.list(pending_only=False, mine=True, role=None, limit=1000)
         return live(mine, self.env.clock.now())
 
     def reuse(self, request_id: str, reason: str | None = None) -> AccessRequest:
         """`exec`, `request` or `console` is about to use the caller's cached credentials of
-        this grant: only the caller's own, only while live (the one rule, jitctl.grants), and
+        this grant: only the caller's own, only while live (the one rule, jitctl.lifecycle.grants), and
         audited as a use (``reused``, with the ``reason`` given for this use, if any), not a
         new request. Denied (exit 3) otherwise."""
         from jitctl.audit.fields import audit_fields
         from jitctl.errors import Denied
-        from jitctl.grants import liveness
-        from jitctl.request_rules import check_reason
+        from jitctl.lifecycle.grants import liveness
+        from jitctl.lifecycle.request_rules import check_reason
 
         why = check_reason(reason) if reason is not None and reason.strip() else None
 
@@ -322,7 +322,7 @@ class LocalService:
 
     def sweep(self) -> dict[str, Any]:
         """`jitctl sweep`: expire, resolve pages, end grants whose incident resolved."""
-        from jitctl.sweep import sweep
+        from jitctl.lifecycle.sweep import sweep
 
         return sweep(self.env).as_dict()
 

@@ -11,21 +11,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from jitctl import break_glass as glass
-from jitctl import chaining, interrupts, models, reissue
+from jitctl import models
 from jitctl.audit.fields import audit_fields
 from jitctl.errors import Denied, JitctlError, TimedOut
-from jitctl.models import AccessRequest, Credentials, Issued, OnCallEvidence, OnCallResult
-from jitctl.notify import notify
-from jitctl.oncall import incident_track, paging
-from jitctl.oncall.approvers import approvers_now, is_approver
-from jitctl.request_rules import (
+from jitctl.lifecycle import break_glass as glass
+from jitctl.lifecycle import chaining, interrupts, reissue
+from jitctl.lifecycle.notify import notify
+from jitctl.lifecycle.request_rules import (
     check_duration,
     check_reason,
     new_request_id,
     request_ttl,
     session_seconds,
 )
+from jitctl.models import AccessRequest, Credentials, Issued, OnCallEvidence, OnCallResult
+from jitctl.oncall import incident_track, paging
+from jitctl.oncall.approvers import approvers_now, is_approver
 from jitctl.store.base import TransitionError, redeliverable
 from jitctl.store.claims import INTERRUPTED
 from jitctl.timeutil import format_duration, rfc3339

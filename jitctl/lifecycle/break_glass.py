@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 from jitctl import models
 from jitctl.audit.fields import audit_fields
 from jitctl.errors import Denied
+from jitctl.lifecycle.notify import notify
 from jitctl.models import AccessRequest
-from jitctl.notify import notify
 from jitctl.oncall import paging
 from jitctl.oncall.approvers import approvers_now, is_approver
 from jitctl.timeutil import format_duration
@@ -79,7 +79,7 @@ def announce_break_glass(env: Environment, req: AccessRequest) -> builtins.list[
 
 def review(env: Environment, request_id: str, reason: str | None) -> AccessRequest:
     """An approver (never the requester) records having looked at a break-glass grant."""
-    from jitctl.decisions import _reason, get_request
+    from jitctl.lifecycle.decisions import _reason, get_request
 
     reason = _reason(reason, required=False)
     req = get_request(env, request_id)

@@ -1,0 +1,1 @@
+"""The life of an access request: submit, decide, wait, issue, extend, sweep."""

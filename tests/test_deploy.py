@@ -1,6 +1,12 @@
 """deploy/broker.yaml: cfn-lint accepts it, moto's CloudFormation creates it, and what it
 creates is what the broker needs and no more.
 
+The policies are judged by what they allow, not by their text: the broker role's policy as
+moto's CloudFormation made it (parameters, !Ref/!Sub/!GetAtt resolved) is evaluated with
+moto's IAM policy evaluation against the calls jitctl makes and calls it must never make; with
+IAM enforced, real calls under the broker's and a requester's keys are refused or not. The
+template is read with cfn-lint's loader, which keeps the short tags as data (their long forms).
+
 moto's CloudFormation has no AWS::Lambda::Url (the test drops it and checks the template's
 text instead), ignores TimeToLiveSpecification, PointInTimeRecoverySpecification and the KMS
 key's KeySpec/KeyUsage (checked in the template), and keeps an `AWS::NoValue` list item as
@@ -212,43 +218,77 @@ def broker_policy(endpoint: str, role_arn: str) -> dict[str, Any]:
     return iam.get_role_policy(RoleName=role, PolicyName="jitctl-broker")["PolicyDocument"]
 
 
-def grants(document: dict[str, Any]) -> dict[str, set[str]]:
-    """resource -> the actions the policy allows on it (the statements' Sids do not matter)."""
-    out: dict[str, set[str]] = {}
-    for st in document["Statement"]:
-        assert st["Effect"] == "Allow" and "Condition" not in st
-        actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
-        resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
-        for resource in resources:
-            out.setdefault(resource, set()).update(actions)
-    return out
+def allows(document: dict[str, Any], action: str, resource: str, **context: str) -> bool:
+    """Whether the identity policy ``document`` lets its holder call ``action`` on ``resource``,
+    as moto's IAM evaluates it (an explicit Deny wins; nothing said is no)."""
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+
+    verdict = IAMPolicy(json.dumps(document)).is_action_permitted(
+        action, resource, incoming_condition_values=context or None
+    )
+    return verdict == PermissionResult.PERMITTED
 
 
-def test_broker_role_holds_exactly_what_the_broker_needs(moto_server, stack):
-    have = grants(broker_policy(moto_server, stack["BrokerRoleArn"]))
+def broker_needs(stack: dict[str, str]) -> list[tuple[str, str]]:
+    """What the broker calls in AWS (action, resource), and on what: jitctl's own calls."""
     table = f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/"
-    requests_arn = table + stack["RequestsTableName"]
-    rw = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:DescribeTable"}
-    assert have == {
-        f"arn:aws:iam::{ACCOUNT}:role/jit-*": {
-            "sts:AssumeRole",
-            "sts:SetSourceIdentity",
-            "sts:TagSession",
-            "iam:GetRolePolicy",
-            "iam:PutRolePolicy",
-        },
-        f"arn:aws:iam::{ACCOUNT}:role/*": {"iam:GetRole"},  # who a caller is (identity.py)
-        requests_arn: rw | {"dynamodb:UpdateItem", "dynamodb:Scan"},
-        requests_arn + "/index/*": rw | {"dynamodb:UpdateItem", "dynamodb:Scan"},
-        table + stack["NoncesTableName"]: {"dynamodb:PutItem"},
-        table + stack["AuditTableName"]: rw | {"dynamodb:Scan"},  # no Update, no Delete
-        stack["AuditKeyArn"]: {"kms:Sign", "kms:GetPublicKey"},
-        SECRET: {"secretsmanager:GetSecretValue"},
-        f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:/aws/lambda/{stack['StackName']}-broker": {
-            "logs:CreateLogStream",
-            "logs:PutLogEvents",
-        },
-    }
+    requests_arn, audit = table + stack["RequestsTableName"], table + stack["AuditTableName"]
+    target = f"arn:aws:iam::{ACCOUNT}:role/jit-prod"
+    needs = [(a, target) for a in ("sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession")]
+    needs += [("iam:GetRolePolicy", target), ("iam:PutRolePolicy", target)]  # revocations
+    needs += [("iam:GetRole", f"arn:aws:iam::{ACCOUNT}:role/engineers")]  # who a caller is
+    for op in ("GetItem", "PutItem", "UpdateItem", "Query", "Scan", "DescribeTable"):
+        needs += [(f"dynamodb:{op}", requests_arn)]
+    needs += [("dynamodb:Query", requests_arn + "/index/pending-index")]
+    needs += [("dynamodb:PutItem", table + stack["NoncesTableName"])]
+    needs += [(f"dynamodb:{op}", audit) for op in ("PutItem", "GetItem", "Query", "DescribeTable")]
+    needs += [("kms:Sign", stack["AuditKeyArn"]), ("kms:GetPublicKey", stack["AuditKeyArn"])]
+    needs += [("secretsmanager:GetSecretValue", SECRET)]
+    group = f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:/aws/lambda/{stack['StackName']}-broker"
+    return needs + [("logs:PutLogEvents", group), ("logs:CreateLogStream", group)]
+
+
+def test_broker_role_may_make_every_call_the_broker_makes(moto_server, stack):
+    policy = broker_policy(moto_server, stack["BrokerRoleArn"])
+    refused = [need for need in broker_needs(stack) if not allows(policy, *need)]
+    assert refused == []
+
+
+def test_broker_role_may_do_nothing_else(moto_server, stack):
+    """Each line is something a stolen broker session must not do: rewrite or delete the audit
+    trail, reach roles outside TargetRoleArns, make or widen roles, read other secrets."""
+    policy = broker_policy(moto_server, stack["BrokerRoleArn"])
+    table = f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/"
+    audit = table + stack["AuditTableName"]
+    other_role = f"arn:aws:iam::{ACCOUNT}:role/prod-admin"
+    target = f"arn:aws:iam::{ACCOUNT}:role/jit-prod"
+    forbidden = [
+        ("dynamodb:UpdateItem", audit),
+        ("dynamodb:DeleteItem", audit),
+        ("dynamodb:BatchWriteItem", audit),
+        ("dynamodb:DeleteTable", audit),
+        ("dynamodb:UpdateContinuousBackups", audit),
+        ("dynamodb:DeleteItem", table + stack["RequestsTableName"]),
+        ("dynamodb:GetItem", table + stack["NoncesTableName"]),
+        ("dynamodb:PutItem", table + "someone-elses-table"),
+        ("sts:AssumeRole", other_role),
+        ("iam:PutRolePolicy", other_role),
+        ("iam:GetRolePolicy", other_role),
+        ("iam:DeleteRolePolicy", target),
+        ("iam:AttachRolePolicy", target),
+        ("iam:UpdateAssumeRolePolicy", target),
+        ("iam:CreateRole", f"arn:aws:iam::{ACCOUNT}:role/jit-new-admin"),
+        ("iam:PassRole", target),
+        ("iam:GetUser", f"arn:aws:iam::{ACCOUNT}:user/alice"),
+        ("kms:ScheduleKeyDeletion", stack["AuditKeyArn"]),
+        ("kms:CreateGrant", stack["AuditKeyArn"]),
+        ("kms:Sign", f"arn:aws:kms:us-east-1:{ACCOUNT}:key/another-key"),
+        ("secretsmanager:GetSecretValue", SECRET.replace("pagerduty", "database")),
+        ("logs:PutLogEvents", f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:/aws/lambda/other"),
+        ("lambda:UpdateFunctionCode", "*"),
+        ("s3:GetObject", "*"),
+    ]
+    assert [f for f in forbidden if allows(policy, *f)] == []
 
 
 def test_function_runs_the_broker_with_its_config(moto_server, stack):
@@ -488,14 +528,19 @@ def test_broker_role_is_refused_outside_its_roles(enforcing_moto):
     )
 
 
-def test_caller_policy_invokes_only_through_the_url(stack):
-    """A caller allowed plain lambda:InvokeFunction could hand the broker any event it likes."""
+def test_caller_policy_invokes_only_the_broker_and_only_through_its_url(stack):
+    """A caller allowed plain lambda:InvokeFunction could hand the broker any event it likes;
+    the policy callers get lets them reach the broker's URL and nothing else (no target role)."""
     text = (ROOT / "deploy" / "caller-policy.json").read_text()
-    document = json.loads(text.replace("BROKER_FUNCTION_ARN", stack["BrokerFunctionArn"]))
-    conditions = {st["Action"]: st["Condition"] for st in document["Statement"]}
-    assert conditions == {
-        "lambda:InvokeFunctionUrl": {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}},
-        "lambda:InvokeFunction": {"Bool": {"lambda:InvokedViaFunctionUrl": "true"}},
-    }
-    assert {st["Resource"] for st in document["Statement"]} == {stack["BrokerFunctionArn"]}
-    assert stack["BrokerFunctionArn"].endswith(f":function:{stack['BrokerFunctionName']}")
+    function = stack["BrokerFunctionArn"]
+    document = json.loads(text.replace("BROKER_FUNCTION_ARN", function))
+    url = "lambda:InvokeFunctionUrl"
+    assert allows(document, url, function, **{"lambda:FunctionUrlAuthType": "AWS_IAM"})
+    assert not allows(document, url, function, **{"lambda:FunctionUrlAuthType": "NONE"})
+    assert not allows(document, url, function.replace("-broker", "-other"))
+    assert not allows(document, "sts:AssumeRole", f"arn:aws:iam::{ACCOUNT}:role/jit-prod")
+    assert not allows(document, "lambda:UpdateFunctionCode", function)
+    # moto evaluates StringEquals only: the Bool that keeps plain Invoke to URL calls is read
+    (invoke,) = [st for st in document["Statement"] if st["Action"] == "lambda:InvokeFunction"]
+    assert invoke["Condition"] == {"Bool": {"lambda:InvokedViaFunctionUrl": "true"}}
+    assert function.endswith(f":function:{stack['BrokerFunctionName']}")

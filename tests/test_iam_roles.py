@@ -60,6 +60,18 @@ def test_an_answer_for_another_unique_id_is_not_kept(moto_server, tmp_path):
     assert not cache.exists()
 
 
+def test_a_copy_a_killed_writer_left_behind_is_removed_by_the_next_one(moto_server, tmp_path):
+    """A run killed between writing its temp file and renaming it leaves a stray copy: the
+    next run that keeps a record clears it (under the file's lock), so strays never pile up."""
+    principal, role_id = _role(moto_server)
+    cache = tmp_path / "iam-roles.json"
+    stray = tmp_path / ".iam-roles.json.4242.0badc0de.tmp"
+    stray.write_text("{}")
+    assert _facts(moto_server, cache).lookup(principal, role_id) is not None
+    assert not stray.exists()
+    assert cache.exists()
+
+
 @pytest.mark.parametrize("spoil", ["group-writable", "garbage", "wrong-shape"])
 def test_a_file_that_is_not_trustworthy_or_not_ours_is_not_read(moto_server, tmp_path, spoil):
     principal, role_id = _role(moto_server)

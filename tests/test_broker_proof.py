@@ -38,7 +38,7 @@ from jitctl.broker.proof import (
     make_proof,
     verify_proof,
 )
-from jitctl.errors import AwsUnavailable, ConfigError, ExitCode, UsageError
+from jitctl.errors import AwsUnavailable, ConfigError, ExitCode, JitctlError, UsageError
 
 NOW = datetime(2026, 11, 28, 4, 0, tzinfo=UTC)
 SERVER_ID = "jitctl-test-broker"
@@ -831,3 +831,40 @@ def test_dynamo_nonces_without_a_table_say_how_to_fix_it(aws_env):
     store = DynamoNonces("jitctl-no-such-table", lambda service: boto3.client(service))
     with pytest.raises(ConfigError, match="does not exist"):
         store.claim("n" * 32, expires_at=NOW)
+
+
+def test_dynamo_nonces_fail_closed_when_dynamodb_refuses_the_write(aws_env, request):
+    """A broker whose role may not write the nonce table cannot tell a fresh proof from a
+    replay: the claim is an error (the call is refused), never a fresh nonce."""
+    table = "jitctl-nonces-refused-test"
+    DynamoNonces(table, lambda service: boto3.client(service)).init()
+    iam = boto3.client("iam")
+    user = f"broker-without-put-{os.getpid()}"
+    iam.create_user(UserName=user)
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    request.getfixturevalue("enforcing")  # from here on moto checks IAM: this user has nothing
+
+    def client(service: str):
+        secret = key["SecretAccessKey"]
+        return boto3.client(
+            service, aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=secret
+        )
+
+    store = DynamoNonces(table, client, clock=Clock(NOW))
+    with pytest.raises(JitctlError) as info:
+        store.claim("nonce-refused-000000000000", expires_at=NOW + timedelta(minutes=10))
+    assert info.value.exit_code in (ExitCode.DENIED, ExitCode.UNAVAILABLE), info.value
+    assert "nonce table" in info.value.message
+
+
+def test_dynamo_nonces_fail_closed_when_dynamodb_is_out_of_reach(aws_env):
+    from botocore.config import Config
+
+    quick = Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=2)
+    store = DynamoNonces(
+        "jitctl-nonces-proof-test",
+        lambda service: boto3.client(service, endpoint_url="http://127.0.0.1:9", config=quick),
+        clock=Clock(NOW),
+    )
+    with pytest.raises(AwsUnavailable):
+        store.claim("nonce-unreached-0000000000", expires_at=NOW + timedelta(minutes=10))

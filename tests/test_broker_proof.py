@@ -38,7 +38,14 @@ from jitctl.broker.proof import (
     make_proof,
     verify_proof,
 )
-from jitctl.errors import AwsUnavailable, ConfigError, ExitCode, JitctlError, UsageError
+from jitctl.errors import (
+    AwsUnavailable,
+    ConfigError,
+    ExitCode,
+    JitctlError,
+    Unavailable,
+    UsageError,
+)
 
 NOW = datetime(2026, 11, 28, 4, 0, tzinfo=UTC)
 SERVER_ID = "jitctl-test-broker"
@@ -779,6 +786,18 @@ def test_sqlite_nonces_in_an_impossible_place_say_how_to_fix_it(tmp_path):
     with pytest.raises(ConfigError, match="cannot create the nonce store") as info:
         store.claim("n" * 32, expires_at=NOW)
     assert "data directory" in info.value.hint
+
+
+def test_sqlite_nonces_that_cannot_be_read_fail_closed_in_one_line(tmp_path):
+    """A nonce file that is not a database (disk trouble, a stray copy): no proof can be shown
+    fresh, so every claim is refused as unavailable (exit 5), naming the file."""
+    path = tmp_path / "nonces.db"
+    path.write_bytes(b"this is not an SQLite database\n" * 64)
+    store = SqliteNonces(path, clock=Clock(NOW))
+    with pytest.raises(Unavailable) as info:
+        store.claim("nonce-cccccccccccccccccccccc", expires_at=NOW + timedelta(minutes=10))
+    assert info.value.exit_code == ExitCode.UNAVAILABLE
+    assert f"the nonce store {path} cannot be written" in info.value.message
 
 
 def test_sqlite_nonces_one_winner_across_threads(tmp_path):

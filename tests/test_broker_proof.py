@@ -874,6 +874,9 @@ def test_dynamo_nonces_fail_closed_when_dynamodb_refuses_the_write(aws_env, requ
         store.claim("nonce-refused-000000000000", expires_at=NOW + timedelta(minutes=10))
     assert info.value.exit_code in (ExitCode.DENIED, ExitCode.UNAVAILABLE), info.value
     assert "nonce table" in info.value.message
+    with pytest.raises(JitctlError) as made:  # and `init` says which call it may not make
+        store.init()
+    assert f"DynamoDB create_table on nonce table {table}" in made.value.message
 
 
 def test_dynamo_nonces_fail_closed_when_dynamodb_is_out_of_reach(aws_env):

@@ -197,6 +197,15 @@ def test_a_reissue_cuts_off_the_first_set_alone_and_never_ends_later(team, monke
     key = "aws:PrincipalTag/jitctl:issue"
     first_tag, second_tag = tag_of(first_calls[0]), tag_of(calls[0])
     assert (first_tag, second_tag) == (f"{rid}.1", f"{rid}.2")
+    # What CloudTrail ties every call of the session to: the request, this issue, how it was
+    # approved and by whom (empty tags are left out).
+    tags = {t["Key"]: t["Value"] for t in first_calls[0]["Tags"]}
+    assert tags == {
+        "jitctl:request-id": rid,
+        "jitctl:issue": f"{rid}.1",
+        "jitctl:approval": "peer",
+        "jitctl:approvers": BOB,
+    }
     assert any(denies(s, {key: first_tag}) for s in statements)
     assert not any(denies(s, {key: second_tag}) for s in statements)
     assert not any(denies(s, {key: "r-other.1"}) for s in statements)  # nobody else's

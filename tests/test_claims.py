@@ -274,3 +274,25 @@ def test_ctrl_c_after_assume_role_is_recorded_so_the_next_wait_cuts_it_off_at_on
     assert again.request.issue_attempt == 2 and tag_of(calls[1]) == f"{rid}.2"
     key = "aws:PrincipalTag/jitctl:issue"
     assert any(denies(s, {key: tag_of(calls[0])}) for s in doc["PolicyDocument"]["Statement"])
+
+
+def test_an_issue_another_run_holds_is_refused_audited_and_assumes_nothing(team, monkeypatch):
+    """Two runs of Alice's `wait` at once: the one that finds the claim taken gets no
+    credentials, says who holds it and until when, and the audit trail records the refusal."""
+    from jitctl.audit.log import read_records
+
+    start = datetime.now(UTC).replace(microsecond=0)
+    rid = peer_approved(team, monkeypatch, start, HOUR)
+    env = env_at(team, ALICE, start)
+    env.store.claim_issue(rid, now=start, planned_end=start + HOUR)  # the other run's claim
+    calls = assume_role_calls(env)
+    with pytest.raises(IssueInProgress) as info:
+        issue(env, env.store.get(rid), evidence=None)
+    assert calls == []
+    assert info.value.exit_code == ExitCode.UNAVAILABLE
+    refused = [
+        r
+        for r in read_records(env.audit.path)
+        if r["event"] == "issue_refused" and r.get("request_id") == rid
+    ]
+    assert [r["why"] for r in refused] == [info.value.message]

@@ -228,6 +228,26 @@ def test_a_reissue_with_under_15_minutes_left_is_refused_and_assumes_nothing(tea
     assert (stored.issue_failure, stored.reissued_after) == ("delivery_failed", [])
 
 
+def test_a_reissue_with_exactly_15_minutes_left_is_issued_for_15_minutes(team, monkeypatch):
+    """STS's shortest session is 900 s: with exactly that left (and the slack for AWS starting
+    the session's clock a moment later) the re-issue is made, for exactly that long."""
+    from jitctl.lifecycle.reissue import SLACK_SECONDS
+
+    monkeypatch.setattr("jitctl.revocation.iam.SETTLE_SECONDS", 0.0)
+    start = datetime.now(UTC).replace(microsecond=0)
+    rid = peer_approved(team, monkeypatch, start, timedelta(minutes=20))
+    with existing_role(team.moto, "prod-readonly"):
+        env = env_at(team, ALICE, start)
+        issue(env, env.store.get(rid), evidence=None)
+        env.service.delivery_failed(rid, "disk full")
+        left = 900 + SLACK_SECONDS
+        later = env_at(team, ALICE, start + timedelta(minutes=20) - timedelta(seconds=left))
+        calls = assume_role_calls(later)
+        again = issue(later, later.store.get(rid), evidence=None)
+    assert [c["DurationSeconds"] for c in calls] == [900]
+    assert again.request.issue_attempt == 2
+
+
 def test_a_cut_off_that_cannot_be_written_issues_nothing_and_can_be_retried(team, monkeypatch):
     monkeypatch.setattr("jitctl.revocation.iam.SETTLE_SECONDS", 0.0)
     start = datetime.now(UTC).replace(microsecond=0)
@@ -240,6 +260,14 @@ def test_a_cut_off_that_cannot_be_written_issues_nothing_and_can_be_retried(team
     with pytest.raises(Unavailable, match="jitctl-revocations"):  # no such role in IAM
         issue(later, later.store.get(rid), evidence=None)
     assert calls == []  # fail closed: no second set while the first may be live
+    from jitctl.audit.log import read_records
+
+    failed = [
+        r["error"]
+        for r in read_records(later.audit.path)
+        if r["event"] == "issue_failed" and r.get("request_id") == rid
+    ]
+    assert len(failed) == 1 and failed[0].startswith("cannot cut off earlier sets: ")
     with existing_role(team.moto, "prod-readonly"):
         again = issue(later, later.store.get(rid), evidence=None)
     assert (again.request.issue_attempt, tag_of(calls[0])) == (3, f"{rid}.3")

@@ -144,6 +144,22 @@ def test_bob_cannot_cancel_alices_request(world):
     assert record(world, rid)["status"] == "cancelled"
 
 
+def test_a_cancel_through_the_api_is_audited_as_the_requesters_own(world):
+    """`interrupted` is the client's to say (a Ctrl-C of its run): absent, the cancel is the
+    requester's own decision, and the audit trail says so; anything but a boolean is refused."""
+    rid = pending_for(world, ALICE, "INC-26 api cancel")
+    path = f"/v1/requests/{rid}/cancel"
+    status, doc = call(world, ALICE, "POST", path, {"interrupted": "yes"})
+    assert status == 400 and "interrupted must be true or false" in doc["error"]["message"]
+    assert record(world, rid)["status"] == "pending"
+    status, doc = call(world, ALICE, "POST", path)
+    assert status == 200 and doc["request"]["status"] == "cancelled", doc
+    status, doc = call(world, ALICE, "GET", f"/v1/audit?request={rid}")
+    assert status == 200, doc
+    whys = [r["why"] for r in doc["records"] if r["event"] == "cancelled"]
+    assert whys == ["cancelled by the requester"]
+
+
 # ------------------------------------------------------------------ deciding
 
 

@@ -114,7 +114,7 @@ def test_bob_cannot_wait_for_issue_or_report_on_alices_request(world):
     # Alice's own report of a failed delivery is recorded and audited, and lets her wait
     # for the credentials once more.
     status, doc = call(world, ALICE, "POST", f"{path}/delivery-failed", {"error": "disk full"})
-    assert status == 200, doc
+    assert (status, doc) == (200, {})  # a JSON object, as every answer (the client checks)
     assert record(world, rid)["delivery_failed_at"] is not None
     status, doc = call(world, ALICE, "GET", f"/v1/audit?request={rid}")
     assert status == 200, doc

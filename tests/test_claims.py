@@ -324,3 +324,33 @@ def test_an_issue_another_run_holds_is_refused_audited_and_assumes_nothing(team,
         if r["event"] == "issue_refused" and r.get("request_id") == rid
     ]
     assert [r["why"] for r in refused] == [info.value.message]
+
+
+def test_an_issue_superseded_while_assuming_hands_out_nothing_and_says_so(team, monkeypatch):
+    """Alice's run is taken for dead (its claim's lease ran out) while AWS answers it, and a
+    second run claims the issue: the first run's credentials are not recorded or returned,
+    its error is the store's, and the audit trail names the key it dropped."""
+    from jitctl.audit.log import read_records
+
+    start = datetime.now(UTC).replace(microsecond=0)
+    rid = peer_approved(team, monkeypatch, start, HOUR)
+    env = env_at(team, ALICE, start)
+    other = env_at(team, ALICE, start + CLAIM_LEASE)
+
+    def taken_over(**_: Any) -> None:  # the second run, once AWS has answered the first
+        other.store.claim_issue(rid, now=start + CLAIM_LEASE, planned_end=start + 2 * HOUR)
+
+    env.aws.client("sts").meta.events.register("after-call.sts.AssumeRole", taken_over)
+    with pytest.raises(TransitionError, match="issue 1 was superseded"):
+        issue(env, env.store.get(rid), evidence=None)
+    dropped = [
+        r
+        for r in read_records(env.audit.path)
+        if r["event"] == "issue_failed" and r.get("request_id") == rid
+    ]
+    assert len(dropped) == 1 and dropped[0]["access_key_id"].startswith("ASIA")
+    assert "superseded" in dropped[0]["error"]
+    assert [r["event"] for r in read_records(env.audit.path) if r.get("request_id") == rid].count(
+        "issued"
+    ) == 1  # the record that came first stands; the store's state says it never took
+    assert env.store.get(rid).status == models.APPROVED

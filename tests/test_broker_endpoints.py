@@ -323,6 +323,17 @@ def test_duration_seconds_must_be_a_whole_number_of_seconds(world, seconds):
     assert mine_pending(world, reason) == []
 
 
+@pytest.mark.parametrize("glass", ["yes", 1, None])
+def test_break_glass_must_be_true_or_false(world, glass):
+    """Anything but a JSON boolean is bad input: "yes" or 1 never reads as a break-glass ask."""
+    reason = f"INC-26 glass {glass!r}"
+    doc = {"role": "prod-readonly", "reason": reason, "break_glass": glass}
+    status, answer = call(world, ALICE, "POST", "/v1/requests", doc)
+    assert status == 400 and answer["error"]["exit_code"] == ExitCode.USAGE, answer
+    assert "break_glass must be true or false" in answer["error"]["message"]
+    assert mine_pending(world, reason) == []
+
+
 def test_an_unexpected_error_answers_500_without_its_details(world):
     """A request item the broker cannot read (written by someone with the table's keys): the
     broker's bug path says "internal error" and nothing of the exception, to anyone."""

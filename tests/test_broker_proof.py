@@ -38,14 +38,7 @@ from jitctl.broker.proof import (
     make_proof,
     verify_proof,
 )
-from jitctl.errors import (
-    AwsUnavailable,
-    ConfigError,
-    ExitCode,
-    JitctlError,
-    Unavailable,
-    UsageError,
-)
+from jitctl.errors import AwsUnavailable, ConfigError, ExitCode, UsageError
 
 NOW = datetime(2026, 11, 28, 4, 0, tzinfo=UTC)
 SERVER_ID = "jitctl-test-broker"
@@ -791,6 +784,8 @@ def test_sqlite_nonces_in_an_impossible_place_say_how_to_fix_it(tmp_path):
 def test_sqlite_nonces_that_cannot_be_read_fail_closed_in_one_line(tmp_path):
     """A nonce file that is not a database (disk trouble, a stray copy): no proof can be shown
     fresh, so every claim is refused as unavailable (exit 5), naming the file."""
+    from jitctl.errors import Unavailable
+
     path = tmp_path / "nonces.db"
     path.write_bytes(b"this is not an SQLite database\n" * 64)
     store = SqliteNonces(path, clock=Clock(NOW))
@@ -855,6 +850,8 @@ def test_dynamo_nonces_without_a_table_say_how_to_fix_it(aws_env):
 def test_dynamo_nonces_fail_closed_when_dynamodb_refuses_the_write(aws_env, request):
     """A broker whose role may not write the nonce table cannot tell a fresh proof from a
     replay: the claim is an error (the call is refused), never a fresh nonce."""
+    from jitctl.errors import JitctlError
+
     table = "jitctl-nonces-refused-test"
     DynamoNonces(table, lambda service: boto3.client(service)).init()
     iam = boto3.client("iam")

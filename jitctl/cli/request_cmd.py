@@ -331,8 +331,7 @@ def request(
     Your live grant for ROLE is handed out again while it has 5+ minutes left (--fresh asks
     for a new one)."""
     from jitctl.cli.session import current_env
-    from jitctl.lifecycle.service import Issued
-    from jitctl.models import public_dict
+    from jitctl.models import Issued, public_dict
 
     check_format(fmt, shell, json_out)
     env = current_env()

@@ -20,7 +20,7 @@ from jitctl.filelock import OPEN_FLAGS, exclusive_lock, lock_path_for, require_r
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
-    from jitctl.lifecycle.service import Issued
+    from jitctl.models import Issued
 
 LOCK_WAIT = 10.0  # seconds to wait for another process's lock on the credentials file
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from jitctl.aws import AwsClients
     from jitctl.config.settings import Config
     from jitctl.credentials.cache import CredentialCache
-    from jitctl.iam_roles import RoleFacts
+    from jitctl.identity.iam_roles import RoleFacts
     from jitctl.lifecycle.contract import AccessService
     from jitctl.models import Caller
     from jitctl.oncall.session import PagerDutySession
@@ -134,11 +134,11 @@ class Environment:
         way, read once per process), else the environment or the OS keyring."""
         secret_id = self.config.pagerduty.token_secret
         if not secret_id:
-            from jitctl.oncall.session import get_token
+            from jitctl.oncall.client import get_token
 
             return get_token(self.environ, self.keyring_get)
         if secret_id not in self._secrets:
-            from jitctl.oncall.session import read_token_secret
+            from jitctl.oncall.client import read_token_secret
 
             self._secrets[secret_id] = read_token_secret(self.aws, secret_id)
         return self._secrets[secret_id], "secretsmanager"
@@ -205,7 +205,7 @@ class Environment:
         """The AWS principal STS reports, mapped to a person by the policy's rules (direct
         mode: IAM is asked about the caller's role with the caller's own credentials)."""
         if self._caller is None:
-            from jitctl.identity import resolve_caller
+            from jitctl.identity.rule import resolve_caller
 
             arn, account, user_id = self._caller_identity()
             roles = self.role_facts.lookup
@@ -218,7 +218,7 @@ class Environment:
         """IAM's records of the caller's role, asked with these credentials, kept on disk."""
         if self._role_facts is None:
             from jitctl.config.settings import default_cache_dir
-            from jitctl.iam_roles import CACHE_FILE, RoleFacts
+            from jitctl.identity.iam_roles import CACHE_FILE, RoleFacts
 
             self._role_facts = RoleFacts(
                 lambda: self.aws.client("iam"),

@@ -313,6 +313,11 @@ def test_identities_a_new_mapping_widens_naming_the_person(repo):
             ["arn:aws:iam::123456789012:role/okta-?"],
             True,
         ),
+        (  # a class is one of its letters: okta-b is one of the roles trusted already
+            ["arn:aws:iam::123456789012:role/okta-[ab]"],
+            ["arn:aws:iam::123456789012:role/okta-b"],
+            False,
+        ),
     ],
 )
 def test_session_name_roles_widen_by_what_the_globs_match(repo, before, after, widens):
@@ -550,7 +555,7 @@ def test_broker_mode_reads_the_same_files_and_asks_no_broker(repo):
 # --- output ---------------------------------------------------------------------------------
 
 HOSTILE_EMAIL = "x|y*`_z`@example.com"
-HOSTILE_ARN = "arn:aws:s3:::a|b<b>c`d"
+HOSTILE_ARN = "arn:aws:s3:::a|b<b>c`d\x1b]8;;https://evil.example/\x07"
 
 
 def test_markdown_escapes_what_policy_files_say(repo):
@@ -565,7 +570,7 @@ def test_markdown_escapes_what_policy_files_say(repo):
     assert len(rows) == 2, out
     for row in rows:
         assert row.replace("\\|", "").count("|") == 7  # six cells, whatever the text holds
-        assert "<b>" not in row
+        assert "<b>" not in row and "\x1b" not in row and "\x07" not in row
     assert "\\<b\\>" in out and "x\\|y\\*\\`\\_z\\`" in out
     assert "**This change widens access.**" in out
 

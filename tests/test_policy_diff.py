@@ -509,6 +509,24 @@ def test_an_invalid_policy_at_a_revision_names_the_revision_not_a_copy(repo):
     assert "jitctl-policy-" not in err  # the temporary copy is nobody's business
 
 
+def test_invalid_utf8_at_a_revision_is_exit_2_naming_it(repo):
+    repo.commit({"p.toml": policy(role("prod"))})
+    (repo.policies / "p.toml").write_bytes(policy(role("prod")).encode() + b"# \xff\xfe\n")
+    bad = repo.commit({})
+    repo.commit({"p.toml": policy(role("prod"))})
+    code, out, err = repo.diff(bad)
+    assert code == 2 and out == ""
+    assert f"{bad}:policies/p.toml: not valid TOML: not UTF-8" in err
+
+
+def test_without_git_a_revision_is_exit_2_and_paths_still_work(repo, monkeypatch):
+    first = repo.commit({"p.toml": policy(role("prod"))})
+    monkeypatch.setenv("PATH", str(repo.root / "no-bin"))
+    code, _, err = repo.diff(first)
+    assert code == 2 and "git is not installed" in err and "give both versions as paths" in err
+    assert repo.diff(str(repo.policies), str(repo.policies))[0] == 0
+
+
 def test_a_revision_is_never_read_as_an_option(repo):
     repo.commit({"p.toml": policy(role("prod"))})
     victim = repo.root / "written-by-git"

@@ -556,6 +556,23 @@ def test_two_paths_need_no_config_no_git_and_an_existing_path_wins(tmp_path, mon
     assert "approval.min_approvals  widens" in out.getvalue()
 
 
+def test_a_path_that_is_also_a_revision_is_compared_as_a_path_with_a_warning(repo, monkeypatch):
+    """A pull request can add a directory named like the base branch: CI must hear of it."""
+    narrow = policy(role("prod", 'approvers = ["group:sre"]\nmin_approvals = 2'))
+    wide = policy(role("prod", 'approvers = ["group:sre"]\nmin_approvals = 1'))
+    repo.commit({"p.toml": narrow})
+    repo.commit({"p.toml": wide})
+    (repo.root / "HEAD~1").mkdir()
+    (repo.root / "HEAD~1" / "p.toml").write_text(wide)  # the planted "base"
+    monkeypatch.chdir(repo.root)
+    code, out, err = repo.diff("HEAD~1", "HEAD")
+    assert code == 0 and "no change in access" in out
+    assert "'HEAD~1' is a path here and also a git revision; comparing the path" in err
+    monkeypatch.chdir(repo.policies)
+    code, out, _ = repo.diff("HEAD~1", "HEAD", "--fail-on-widen")
+    assert code == 3 and "min_approvals" in out  # elsewhere, HEAD~1 is the revision
+
+
 def test_broker_mode_reads_the_same_files_and_asks_no_broker(repo):
     """A client config names a broker; the diff is of files and never calls it."""
     repo.commit({"p.toml": policy(role("prod"))})

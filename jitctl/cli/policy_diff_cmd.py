@@ -43,6 +43,7 @@ def diff_cmd(
     BASE and HEAD are git revisions of the repository that holds the configured policy (the
     config's policy or $JITCTL_POLICY), or paths: an argument that exists on disk is a path.
     Needs no AWS credentials, PagerDuty token or store."""
+    from jitctl.cli.output import warning
     from jitctl.cli.session import current_env
     from jitctl.errors import ExitCode, UsageError
     from jitctl.policy.diff import diff_policies
@@ -52,8 +53,8 @@ def diff_cmd(
         raise UsageError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
     env = current_env()
     configured = env.config.require_policy_path
-    before = read_version(base or "HEAD", configured)
-    after = read_version(head, configured)
+    before = read_version(base or "HEAD", configured, warning)
+    after = read_version(head, configured, warning)
     diff = diff_policies(before, after, base or "HEAD", head or WORKING_TREE)
     if json_out:
         from jitctl.cli.output import emit_json

@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from jitctl.config.tomlcheck import TomlError, parse_toml
-from jitctl.errors import PolicyError, Unavailable, UsageError
+from jitctl.errors import JitctlError, PolicyError, Unavailable, UsageError
 from jitctl.policy.load import Policy, load_policy
 
 GIT_TIMEOUT = 30  # seconds: a local git that takes longer is stuck
 WORKING_TREE = "working tree"
 REGULAR = ("100644", "100755")  # git modes of regular files (120000: a symbolic link)
+# A revision to a commit; what follows is never read as an option, whatever it starts with.
+_VERIFY = ("rev-parse", "--verify", "--quiet", "--end-of-options")
 
 
 def is_path(spec: str) -> bool:
@@ -35,14 +37,34 @@ def is_path(spec: str) -> bool:
         return False
 
 
-def read_version(spec: str | None, configured: Callable[[], Path]) -> Policy:
+def read_version(
+    spec: str | None, configured: Callable[[], Path], warn: Callable[[str], None] | None = None
+) -> Policy:
     """The policy ``spec`` names: None for the working tree's. ``configured`` gives the policy
-    path of the config or $JITCTL_POLICY, asked only when needed (two paths need no config)."""
+    path of the config or $JITCTL_POLICY, asked only when needed (two paths need no config).
+    ``warn`` hears of a path that is also a revision: whoever can write files where this runs
+    (a pull request, in CI) could plant ``origin/main`` as a directory and be compared with it."""
     if spec is not None and is_path(spec):
+        if warn is not None and _also_a_revision(spec, configured):
+            warn(
+                f"{spec!r} is a path here and also a git revision; comparing the path (to "
+                "compare the revision, run from a directory the change cannot write to)"
+            )
         return load_policy(Path(spec))
     if spec is None:
         return load_policy(configured())
     return policy_at(spec, configured())
+
+
+def _also_a_revision(spec: str, configured: Callable[[], Path]) -> bool:
+    """Whether ``spec`` names a commit of the configured policy's repository (any doubt: no)."""
+    if spec.startswith(("./", "/", "../")):
+        return False  # written as a path on purpose
+    try:
+        repo = Repo.holding(configured())
+        return git(repo.top, *_VERIFY, f"{spec}^{{commit}}", what=None) is not None
+    except JitctlError:  # no policy configured, no repository, no git: nothing to confuse
+        return False
 
 
 def policy_at(revision: str, path: Path) -> Policy:
@@ -93,10 +115,7 @@ class Repo:
 
     def commit(self, revision: str) -> str:
         """The commit ``revision`` names; never read as an option (--end-of-options)."""
-        out = git(
-            self.top, "rev-parse", "--verify", "--quiet", "--end-of-options",
-            f"{revision}^{{commit}}", what=None,
-        )  # fmt: skip
+        out = git(self.top, *_VERIFY, f"{revision}^{{commit}}", what=None)
         if out is None:
             raise UsageError(
                 f"{revision!r} is neither a path that exists nor a revision of the git "

@@ -130,7 +130,8 @@ def test_a_new_member_of_a_group_three_prod_roles_use_is_reported_for_each(repo)
     assert {c["role"] for c in doc["changes"]} == {"prod-db", "prod-web", "prod-admin"}
     for change in doc["changes"]:
         assert change["what"] == "approval.approvers" and change["widens"] is True
-        assert change["people"] == ["eve@example.com"]
+        assert change["people"] == ["eve@example.com", "group:sre"]  # who, and through what
+        assert change["gained"] == ["eve@example.com"] and change["lost"] == []
         assert change["via"] == ["group:sre"]
         assert change["before"] == ["bob@example.com", "dave@example.com"]
 
@@ -215,7 +216,7 @@ def test_roles_added_widen_and_roles_removed_do_not(repo):
     two = policy(role("prod"), role("prod-admin", on_call='schedules = ["PS1"]'))
     added = only(repo.changes({"p.toml": one}, {"p.toml": two}), "role", "prod-admin")
     assert added["widens"] is True and added["after"] == ARN.format("prod-admin")
-    assert added["people"] == ["bob@example.com", "dave@example.com", "schedule:PS1"]
+    assert added["people"] == ["bob@example.com", "dave@example.com", "group:sre", "schedule:PS1"]
     removed = only(repo.changes({"p.toml": two}, {"p.toml": one}), "role", "prod-admin")
     assert removed["widens"] is False and removed["after"] is None
 

@@ -86,7 +86,7 @@ def text_lines(diff: PolicyDiff) -> list[str]:
 
     lines = [f"[bold]{safe(diff.base)} → {safe(diff.head)}[/]"]
     for change in diff.changes:
-        mark = "[red]widens[/]" if change.widens else "[green]narrows or keeps[/]"
+        mark = "[red]widens[/]" if change.widens else "[green]does not widen[/]"
         lines.append(f"{safe(change.role or POLICY_WIDE)}  {safe(change.what)}  {mark}")
         lines += [f"  [green]+[/] {safe(item)}" for item in change.gained]
         lines += [f"  [red]-[/] {safe(item)}" for item in change.lost]

@@ -270,7 +270,10 @@ def _role_came_or_went(name: str, before: Policy, after: Policy) -> Change:
 
 
 def _who_gets(policy: Policy, role: Role) -> frozenset[str]:
-    return approvers(policy, role) | on_call_scopes(policy, role) | incident_scopes(policy, role)
+    """Everyone a role is open to: approvers (and their groups) and fast-track scopes."""
+    groups = _via(policy, role, approvers(policy, role))
+    tracks = on_call_scopes(policy, role) | incident_scopes(policy, role)
+    return approvers(policy, role) | frozenset(groups) | tracks
 
 
 def _role_changes(before: Policy, old: Role, after: Policy, new: Role) -> Iterable[Change]:
@@ -281,17 +284,22 @@ def _role_changes(before: Policy, old: Role, after: Policy, new: Role) -> Iterab
         verdict = aspect.judge(b, a)
         if verdict is None:
             continue
-        via = _via(before, old, verdict.lost) + _via(after, new, verdict.gained)
+        via = (
+            _via(before, old, verdict.lost) + _via(after, new, verdict.gained)
+            if aspect.people
+            else ()
+        )
+        who = verdict.gained + verdict.lost + via if aspect.people else ()
         yield Change(
             role=new.name,
             what=aspect.what,
             before=aspect.show(b, old),
             after=aspect.show(a, new),
             widens=verdict.widens,
-            people=tuple(sorted(set(verdict.gained + verdict.lost))) if aspect.people else (),
+            people=tuple(sorted(set(who))),  # the people, and the groups they come through
             gained=verdict.gained,
             lost=verdict.lost,
-            via=tuple(sorted(set(via))) if aspect.what == "approval.approvers" else (),
+            via=tuple(sorted(set(via))),
         )
 
 

@@ -528,6 +528,23 @@ def test_without_git_a_revision_is_exit_2_and_paths_still_work(repo, monkeypatch
     assert repo.diff(str(repo.policies), str(repo.policies))[0] == 0
 
 
+def test_a_single_policy_file_and_its_session_policy_at_a_revision(repo):
+    p = policy(role("prod", extra='session_policy = "sp/ro.json"'))
+    narrow = repo.commit({"p.toml": p, "sp/ro.json": session_doc(statement("s3:GetObject", "*"))})
+    repo.write({"sp/ro.json": session_doc(statement("s3:*", "*"))})
+    environ = repo.env() | {"JITCTL_POLICY": str(repo.policies / "p.toml")}
+    code, out, err = repo.diff(narrow, "--json", environ=environ)
+    assert code == 0, err
+    assert only(json.loads(out), "session_policy.allow")["gained"] == ["s3:* on *"]
+
+
+def test_an_unknown_format_is_one_line_and_exit_2(repo):
+    repo.commit({"p.toml": policy(role("prod"))})
+    code, out, err = repo.diff("--format", "html")
+    assert (code, out) == (2, "")
+    assert err == "jitctl: --format 'html' is not one of text, markdown\n"
+
+
 def test_a_revision_is_never_read_as_an_option(repo):
     repo.commit({"p.toml": policy(role("prod"))})
     victim = repo.root / "written-by-git"

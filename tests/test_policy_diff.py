@@ -545,6 +545,16 @@ def test_an_unknown_format_is_one_line_and_exit_2(repo):
     assert err == "jitctl: --format 'html' is not one of text, markdown\n"
 
 
+def test_a_symbolic_link_in_a_revisions_policy_is_exit_2(repo):
+    """git keeps a link's target, not a file: what it points at is no revision's content."""
+    (repo.root / "elsewhere.toml").write_text(policy(role("prod")))
+    repo.commit({"p.toml": policy(role("prod"))})
+    (repo.policies / "linked.toml").symlink_to(repo.root / "elsewhere.toml")
+    linked = repo.commit({})
+    code, _, err = repo.diff(linked)
+    assert code == 2 and f"{linked}:policies/linked.toml: not a regular file" in err
+
+
 def test_a_revision_is_never_read_as_an_option(repo):
     repo.commit({"p.toml": policy(role("prod"))})
     victim = repo.root / "written-by-git"

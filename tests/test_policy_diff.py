@@ -683,3 +683,38 @@ def test_installed_cli_in_ci_shape(repo):
         timeout=60,
     )
     assert md.returncode == 0 and "| prod | on\\_call |" in md.stdout, md.stderr
+
+
+# --- keys other parts of jitctl add to a role -----------------------------------------------
+
+
+def test_a_key_another_part_adds_is_compared_by_its_row(tmp_path):
+    """max_total, approve_from and kind are rows of ASPECTS already: once Role carries them
+    they are compared (here, a Role that carries them, as another branch's loader would)."""
+    import dataclasses
+    from datetime import timedelta
+
+    from jitctl.policy.diff import diff_policies
+    from jitctl.policy.load import Role, load_policy
+
+    @dataclasses.dataclass(frozen=True)
+    class Later(Role):
+        max_total: timedelta | None = None
+        kind: str = "assume_role"
+
+    (tmp_path / "p.toml").write_text(policy(role("prod")))
+    loaded = load_policy(tmp_path / "p.toml")
+    fields = {f.name: getattr(loaded.roles["prod"], f.name) for f in dataclasses.fields(Role)}
+
+    def version(**more) -> object:
+        return dataclasses.replace(loaded, roles={"prod": Later(**fields, **more)})
+
+    raised = diff_policies(
+        version(max_total=timedelta(hours=4)), version(max_total=timedelta(hours=8))
+    )
+    assert [(c.what, c.before, c.after, c.widens) for c in raised.changes] == [
+        ("max_total", "4h", "8h", True)
+    ]
+    switched = diff_policies(version(), version(kind="identity_center"))
+    assert [(c.what, c.widens) for c in switched.changes] == [("kind", True)]
+    assert diff_policies(version(), version()).changes == ()

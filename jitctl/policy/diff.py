@@ -80,6 +80,7 @@ class PolicyDiff:
 
 def grows(before: frozenset[str], after: frozenset[str]) -> Verdict | None:
     """A set of who or what: anything added widens."""
+    before, after = frozenset(before or ()), frozenset(after or ())  # a key left at None
     gained, lost = tuple(sorted(after - before)), tuple(sorted(before - after))
     return Verdict(bool(gained), gained, lost) if gained or lost else None
 
@@ -92,8 +93,11 @@ def higher(before: Any, after: Any) -> Verdict | None:
 
 
 def lower(before: Any, after: Any) -> Verdict | None:
-    """A requirement: less (fewer approvals, a flag turned off) widens."""
-    return None if before == after else Verdict(after < before)
+    """A requirement: less (fewer approvals, a flag turned off) widens; a requirement that
+    appears or goes (None) cannot be ranked, so it counts as widening."""
+    if before == after:
+        return None
+    return Verdict(True if None in (before, after) else after < before)
 
 
 def switched(before: Any, after: Any) -> Verdict | None:

@@ -695,7 +695,8 @@ def test_a_key_another_part_adds_is_compared_by_its_row(tmp_path):
     from datetime import timedelta
 
     from jitctl.policy.diff import diff_policies
-    from jitctl.policy.load import Role, load_policy
+    from jitctl.policy.load import load_policy
+    from jitctl.policy.roles import Role
 
     @dataclasses.dataclass(frozen=True)
     class Later(Role):

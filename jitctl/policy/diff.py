@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from jitctl.policy.load import Policy, Role
+from jitctl.policy.load import Policy
 from jitctl.policy.patterns import covers
+from jitctl.policy.roles import Role
 from jitctl.policy.scope import describe, grants, uncovered
 from jitctl.timeutil import format_duration
 

@@ -34,6 +34,9 @@ class Caller:
     arn: str
     account: str
     person: str  # lower-case email, the key for PagerDuty and approver comparisons
+    # Where the call came from: "cli" (an AWS identity: arn is its principal) or "slack" (a
+    # Slack user the broker mapped to a person: arn is "slack:USER_ID"; jitctl.slack).
+    channel: str = "cli"
 
 
 @dataclass(frozen=True)

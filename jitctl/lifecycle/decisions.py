@@ -16,6 +16,7 @@ from jitctl.lifecycle.request_rules import DENY_REASON, check_reason
 from jitctl.models import AccessRequest
 from jitctl.oncall import paging
 from jitctl.oncall.approvers import approvers_now, is_approver
+from jitctl.policy.schema import SLACK
 from jitctl.store.base import NotFound
 
 if TYPE_CHECKING:
@@ -46,11 +47,30 @@ def check_may_decide(env: Environment, req: AccessRequest) -> None:
             f"send it to one of: {', '.join(others)}" if others else None,
         )
     role = env.policy.role(req.role)
+    if role.approval is not None and caller.channel not in role.approval.approve_from:
+        raise Denied(
+            f"decisions on role {req.role!r} may not come from {caller.channel}: its policy "
+            f"takes them from {' and '.join(role.approval.approve_from)} only",
+            f"decide it there: {_where_to_decide(role.approval.approve_from, req)}",
+        )
     if role.approval is None or not is_approver(env, role, caller.person, caller.arn):
         raise Denied(
             f"you ({caller.person}) may not decide requests for role {req.role!r}",
             "approvers: " + (", ".join(approvers_for(env, req)) or "none now"),
         )
+
+
+def _where_to_decide(channels: tuple[str, ...], req: AccessRequest) -> str:
+    ways = {"cli": f"`jitctl approve {req.request_id}`", SLACK: "the request's Slack message"}
+    return " or ".join(ways[c] for c in channels)
+
+
+def channel_fields(env: Environment) -> dict[str, str]:
+    """What a decision's audit record says about where it came from (CONTRACT: `channel`)."""
+    caller = env.caller
+    if caller.channel == SLACK:
+        return {"channel": SLACK, "slack_user": caller.arn.removeprefix("slack:")}
+    return {"channel": caller.channel}
 
 
 def approvers_for(env: Environment, req: AccessRequest) -> list[str]:
@@ -93,6 +113,7 @@ def approve(
         reason=reason,
         approvals=len(updated.approvers),
         min_approvals=updated.min_approvals,
+        **channel_fields(env),
     )
     warnings = []
     if updated.status == models.APPROVED:
@@ -109,7 +130,11 @@ def deny(
     check_may_decide(env, req)
     updated = env.store.deny(request_id, env.caller.person, now=env.clock.now(), reason=reason)
     env.audit.append(
-        "denied", **audit_fields(env, updated), requester=updated.requester, reason=reason
+        "denied",
+        **audit_fields(env, updated),
+        requester=updated.requester,
+        reason=reason,
+        **channel_fields(env),
     )
     warnings = [notify(env, "denied", updated), paging.on_ended(env, updated)]
     return updated, [w for w in warnings if w]

@@ -17,10 +17,13 @@ import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jitctl.errors import IdentityError, UsageError
 from jitctl.identity import Principal, RoleRecord
+
+if TYPE_CHECKING:
+    from jitctl.context import Environment
 
 CACHE_FILE = "iam-roles.json"
 _VERSION = 1
@@ -127,3 +130,15 @@ def _keep(path: Path, key: str, record: RoleRecord) -> None:
             atomic_write(path, data.encode(), 0o600)
     except (OSError, UsageError, ValueError):  # UsageError: a symlinked lock file
         pass  # the answer stands; the next run asks IAM again
+
+
+def broker_role_facts(env: Environment) -> RoleFacts:
+    """IAM's records of callers' roles, asked with the broker's own credentials (iam:GetRole,
+    deploy/broker.yaml), kept for the life of the process."""
+    return RoleFacts(
+        lambda: env.aws.client("iam"),
+        lambda: env.identity()[1],
+        asker="the broker's AWS credentials",
+        fix="ask the broker's operators to grant its role iam:GetRole on the account's roles "
+        "(deploy/broker.yaml does), or to map the ARN in the policy's [identities]",
+    )

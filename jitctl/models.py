@@ -175,6 +175,9 @@ class AccessRequest:
     # "end_with_incident"), and the page that asked approvers ({"service", "id", "status"}).
     incident: dict[str, Any] | None = None
     page: dict[str, Any] | None = None
+    # The Slack messages that announced it ([{"channel", "ts"}], jitctl.slack.announce), each
+    # updated when the request changes.
+    slack: list[dict[str, Any]] | None = None
     version: int = 0  # optimistic-concurrency counter, bumped on every write
 
 

@@ -17,6 +17,7 @@ from jitctl.models import AccessRequest
 from jitctl.oncall import paging
 from jitctl.oncall.approvers import approvers_now, is_approver
 from jitctl.policy.schema import SLACK
+from jitctl.slack.announce import sync as slack_sync
 from jitctl.store.base import NotFound
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ def approve(
         min_approvals=updated.min_approvals,
         **channel_fields(env),
     )
-    warnings = []
+    warnings = [slack_sync(env, updated)]  # approvals so far, or approved: buttons gone
     if updated.status == models.APPROVED:
         warnings += [notify(env, "approved", updated), paging.on_ended(env, updated)]
     return updated, [w for w in warnings if w]
@@ -137,6 +138,7 @@ def deny(
         **channel_fields(env),
     )
     warnings = [notify(env, "denied", updated), paging.on_ended(env, updated)]
+    warnings.append(slack_sync(env, updated))
     return updated, [w for w in warnings if w]
 
 
@@ -151,8 +153,9 @@ def cancel(env: Environment, request_id: str, *, interrupted: bool = False) -> A
     updated = env.store.cancel(request_id, env.caller.person, now=env.clock.now())
     why = INTERRUPTED_WHY if interrupted else "cancelled by the requester"
     env.audit.append("cancelled", **audit_fields(env, updated), why=why)
-    if (warning := paging.on_ended(env, updated)) is not None and env.on_warning:
-        env.on_warning(warning)  # cancel returns the request alone: the host shows it
+    for warning in (paging.on_ended(env, updated), slack_sync(env, updated)):
+        if warning is not None and env.on_warning:
+            env.on_warning(warning)  # cancel returns the request alone: the host shows it
     return updated
 
 

@@ -153,3 +153,21 @@ def test_decisions_say_which_channel_they_came_from(tmp_path):
 )
 def test_peoples_text_is_escaped_for_slack(raw, shown):
     assert slack_text(raw) == shown
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://evil.example/respond",  # wherever a payload points
+        "http://hooks.slack.com/actions/T/1/x",  # not https
+        "https://hooks.slack.com.evil.example/actions",
+    ],
+)
+def test_ephemeral_replies_go_only_to_slacks_own_hosts(tmp_path, url):
+    from jitctl.slack import api
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[slack]\napi_url = "https://slack.com/api"\n')
+    env = Environment(environ={"JITCTL_CONFIG": str(cfg)})
+    with pytest.raises(api.SlackError, match="refusing a response_url"):
+        api.respond(env, url, "no")

@@ -74,7 +74,8 @@ def test_the_story_plays_end_to_end(tmp_path):
     assert story.count("hash chain intact") == 4
     assert_the_broker_chapter(story, kept)
     assert_the_incident_chapter(story, kept)
-    assert "All 11 steps behaved as expected" in story
+    assert "All 12 steps behaved as expected" in story
+    assert_the_slack_chapter(story)
     # --keep: the files stay, in the directory named; the real home was never touched.
     assert (kept / "config.toml").is_file() and (kept / "policies" / "team.toml").is_file()
     events = [
@@ -372,3 +373,14 @@ def test_a_role_says_break_glass_only_when_its_policy_allows_it(text):
     for name, role in tomllib.loads(text)["roles"].items():
         says = "break-glass" in role.get("description", "").lower()
         assert says == ("break_glass" in role), name
+
+
+def assert_the_slack_chapter(story: str) -> None:
+    """Chapter 12: the message rendered, bob's signed click taken, the buttons gone."""
+    chapter = story[story.index("# 12. approve from Slack") :]
+    assert "alice$ jitctl request prod-admin --reason" in chapter
+    assert chapter.count("[ Approve ]  [ Deny ]") == 2  # before and after bob's approval
+    assert "/v1/slack/interactions -> HTTP 200" in chapter
+    assert "Approvals so far 1 of 2 (bob@example.com)" in chapter
+    assert "(no buttons)" in chapter and "Approved by carol@example.com" in chapter
+    assert "Approved and issued by carol@example.com" in chapter

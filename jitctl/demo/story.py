@@ -14,9 +14,13 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
+from typing import TYPE_CHECKING
 
 from jitctl.demo.failure import StepFailed
 from jitctl.demo.team import ESCALATION_POLICY, PEOPLE, DemoTeam, email
+
+if TYPE_CHECKING:
+    from jitctl.demo.slacksim import SlackSim
 
 INCIDENT = "INC-4211"
 CONSUMER = "import boto3; print(boto3.client('sts').get_caller_identity()['Arn'])"
@@ -33,6 +37,7 @@ class Story:
         self.team = team
         self.write = write
         self.cleanup = ExitStack()  # what a step left running (the broker): ended after the story
+        self.slack: SlackSim | None = None  # Slack's stand-in, started with the broker
 
     # -- telling ---------------------------------------------------------------------------
     def say(self, text: str = "") -> None:
@@ -100,6 +105,7 @@ class Story:
     def steps(self) -> list[tuple[str, Callable[[], None]]]:
         from jitctl.demo.broker_story import BrokerChapter
         from jitctl.demo.incident_story import IncidentChapter
+        from jitctl.demo.slack_story import SlackChapter
 
         return [
             ("the shared request table", self.setup),
@@ -109,6 +115,7 @@ class Story:
             ("audit verify", self.audit),
             *BrokerChapter(self).steps(),
             *IncidentChapter(self).steps(),
+            *SlackChapter(self).steps(),
         ]
 
     def setup(self) -> None:

@@ -206,7 +206,8 @@ def test_serve_exports_an_environment_and_stops_on_ctrl_c(tmp_path, monkeypatch)
         text=True,
     )
     try:
-        lines = Lines(proc.stdout).until("# ready")
+        reader = Lines(proc.stdout)
+        lines = reader.until("# ready")
         # issue 21 item 18: every persona's file (alice's too, to switch back), and the truth
         # about revocation without IAM enforcement
         sourced = [ln.split(": source ")[0].strip("# ") for ln in lines if ": source " in ln]
@@ -267,6 +268,22 @@ def test_serve_exports_an_environment_and_stops_on_ctrl_c(tmp_path, monkeypatch)
         )
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert "as the broker sees you" in checked.stdout + checked.stderr
+        # Slack's stand-in: what the broker posts is shown; the printed command clicks as bob.
+        asked = subprocess.run(
+            [EXE, "request", "prod-admin", "--reason", "rehearse", "--no-wait"],
+            env={**shell, "JITCTL_CONFIG": client_config},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert asked.returncode == 0, asked.stderr
+        rid = asked.stdout.strip()
+        reader.until(f"  │ Request `{rid}`")
+        clicker = next(ln for ln in lines if "-m jitctl.demo.slacksim approve" in ln)
+        argv = shlex.split(clicker.lstrip("# ").replace("REQUEST_ID", rid))
+        clicked = subprocess.run(argv, env=shell, capture_output=True, text=True, timeout=60)
+        assert clicked.returncode == 0 and "HTTP 200" in clicked.stdout, clicked
+        reader.until("  │ Approvals so far 1 of 2 (bob@example.com)")
         ports = [
             int(exports["AWS_ENDPOINT_URL"].rsplit(":", 1)[1]),
             int(next(ln for ln in lines if "PagerDuty https://" in ln).rsplit(":", 1)[1]),

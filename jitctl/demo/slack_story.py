@@ -9,7 +9,8 @@ change as carol approves from the CLI and alice's credentials are issued.
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from jitctl.demo.failure import StepFailed
@@ -30,12 +31,25 @@ def slack_user(name: str) -> str:
 
 def start(story: Story) -> SlackSim:
     """The Slack stand-in, its people, and the broker's [slack] config (before it serves)."""
-    team = story.team
-    slack = story.cleanup.enter_context(SlackSim(team.pd.certs))
-    for name in PEOPLE:
-        slack.add_user(slack_user(name), email(name))
-    _configure(team, slack)
-    return slack
+    return story.cleanup.enter_context(stand_in(story.team))
+
+
+@contextmanager
+def stand_in(team: DemoTeam, write: Callable[[str], None] | None = None) -> Iterator[SlackSim]:
+    """Slack's stand-in for ``team``'s broker; with ``write``, every message it is sent is
+    rendered there (`demo --serve`)."""
+    with SlackSim(team.pd.certs) as slack:
+        for name in PEOPLE:
+            slack.add_user(slack_user(name), email(name))
+        _configure(team, slack)
+        if write is not None:
+
+            def show(msg: Message) -> None:
+                for line in render(msg):
+                    write(line)
+
+            slack.on_message = show
+        yield slack
 
 
 def _configure(team: DemoTeam, slack: SlackSim) -> None:
@@ -49,11 +63,15 @@ def _configure(team: DemoTeam, slack: SlackSim) -> None:
 
 def render(msg: Message) -> list[str]:
     """The message as a phone would show it: text, then the buttons it still has."""
-    lines = [f"  ┌ Slack, direct message to {msg.channel[1:]} ─"]
+    lines = [f"  ┌ Slack, {msg.where} ─"]
+    if not msg.blocks:
+        lines.append(f"  │ {clean(html.unescape(msg.text))}")
     for block in msg.blocks:
         text = str((block.get("text") or {}).get("text") or "")
         lines += [f"  │ {clean(html.unescape(t)).replace('*', '')}" for t in text.splitlines()]
     buttons = "  ".join(f"[ {b['text']['text']} ]" for b in msg.buttons)
+    if not msg.ts:  # an ephemeral reply: text alone
+        return [*lines, "  └─"]
     return [*lines, f"  │ {buttons}" if buttons else "  │ (no buttons)", "  └─"]
 
 

@@ -15,10 +15,12 @@ import hmac
 import itertools
 import json
 import ssl
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -47,6 +49,10 @@ class Message:
     updates: int = 0
 
     @property
+    def where(self) -> str:
+        return f"direct message to {self.channel[1:]}" if self.channel[:1] == "D" else self.channel
+
+    @property
     def buttons(self) -> list[dict[str, Any]]:
         return [e for b in self.blocks if b.get("type") == "actions" for e in b["elements"]]
 
@@ -70,6 +76,7 @@ class SlackSim:
         self.limited: set[str] = set()  # methods answering 429 + Retry-After
         self._ts = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
+        self.on_message: Callable[[Message], None] | None = None  # told of each post/update
 
     # -- seeding ---------------------------------------------------------------------
     def add_user(self, user_id: str, email: str | None, **flags: Any) -> str:
@@ -154,7 +161,19 @@ class SlackSim:
                 status, headers, body = 200, {}, self._method(method, args)
             self.calls.append(Call(method, args, status, body))
             self.changed.notify_all()
+            shown = self._shown(method, args) if status == 200 and body.get("ok") else None
+        if shown is not None and self.on_message is not None:
+            self.on_message(shown)  # `jitctl demo --serve` prints it
         return status, headers, body
+
+    def _shown(self, method: str, args: dict[str, Any]) -> Message | None:
+        if method == "chat.postMessage":
+            return self.messages[-1]
+        if method == "chat.update":
+            return next((m for m in self.messages if m.ts == args.get("ts")), None)
+        if method == "chat.postEphemeral":
+            return Message(f"only visible to {args.get('user')}", "", str(args.get("text", "")))
+        return None
 
     def _method(self, method: str, a: dict[str, Any]) -> dict[str, Any]:
         if method.startswith("respond/"):
@@ -266,13 +285,15 @@ def form(payload: dict[str, Any]) -> bytes:
     return urlencode({"payload": json.dumps(payload)}).encode()
 
 
-def click(user: str, action_id: str, request_id: str, sim: SlackSim, nonce: str = "") -> dict:
-    """A block_actions payload for a button of the request's message."""
-    return {
+def click(
+    user: str, action_id: str, request_id: str, sim: SlackSim | None, nonce: str = ""
+) -> dict:
+    """A block_actions payload for a button of the request's message (without ``sim``, no
+    response_url: the broker replies with chat.postEphemeral)."""
+    payload = {
         "type": "block_actions",
         "user": {"id": user, "username": user.lower(), "team_id": "T0SIM"},
         "trigger_id": f"trigger-{user}-{request_id}{nonce}",
-        "response_url": f"{sim.url}/respond/{user}",
         "channel": {"id": "C0JIT"},
         "actions": [
             {
@@ -284,6 +305,9 @@ def click(user: str, action_id: str, request_id: str, sim: SlackSim, nonce: str 
             }
         ],
     }
+    if sim is not None:
+        payload["response_url"] = f"{sim.url}/respond/{user}"
+    return payload
 
 
 def deny_submission(user: str, request_id: str, reason: str) -> dict:
@@ -308,3 +332,21 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str,
             return resp.status, json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
+
+
+def main(argv: list[str]) -> int:
+    """``python -m jitctl.demo.slacksim approve|deny BROKER_URL REQUEST_ID SLACK_USER``: click
+    a button of the request's message as SLACK_USER, signed as Slack signs (`demo --serve`)."""
+    if len(argv) != 4 or argv[0] not in ("approve", "deny"):
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    action, broker, request_id, user = argv
+    payload = click(user, f"jitctl_{action}", request_id, None)
+    body = form(payload)
+    status, answer = post(f"{broker.rstrip('/')}/v1/slack/interactions", body, signed(body))
+    print(f"HTTP {status} {json.dumps(answer)}")
+    return 0 if status == 200 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -143,6 +143,19 @@ class Environment:
             self._secrets[secret_id] = read_token_secret(self.aws, secret_id)
         return self._secrets[secret_id], "secretsmanager"
 
+    def secret(self, secret_id: str, what: str) -> str:
+        """A Secrets Manager secret's string (the broker's Slack secrets), read once per
+        process; "" when it has none."""
+        if secret_id not in self._secrets:
+            from jitctl.aws import translate_error
+
+            try:
+                value = self.aws.client("secretsmanager").get_secret_value(SecretId=secret_id)
+            except Exception as exc:
+                raise translate_error(exc, f"cannot read {what} from {secret_id}") from exc
+            self._secrets[secret_id] = (value.get("SecretString") or "").strip()
+        return self._secrets[secret_id]
+
     @property
     def service(self) -> AccessService:
         """What commands ask the core through. The host that assembles the run says which

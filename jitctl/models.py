@@ -34,6 +34,9 @@ class Caller:
     arn: str
     account: str
     person: str  # lower-case email, the key for PagerDuty and approver comparisons
+    # Where the call came from: "cli" (an AWS identity: arn is its principal) or "slack" (a
+    # Slack user the broker mapped to a person: arn is "slack:USER_ID"; jitctl.slack).
+    channel: str = "cli"
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,9 @@ class AccessRequest:
     # "end_with_incident"), and the page that asked approvers ({"service", "id", "status"}).
     incident: dict[str, Any] | None = None
     page: dict[str, Any] | None = None
+    # The Slack messages that announced it ([{"channel", "ts"}], jitctl.slack.announce), each
+    # updated when the request changes.
+    slack: list[dict[str, Any]] | None = None
     version: int = 0  # optimistic-concurrency counter, bumped on every write
 
 

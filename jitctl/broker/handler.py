@@ -1,12 +1,12 @@
 """The broker's core: one transport-free handler, request in, response out.
 
-Every call but ``GET /v1/info`` carries a proof of who is calling (``jitctl.broker.proof``);
-the broker checks it against its own pinned STS endpoint, maps the ARN to a person by the one
-identity rule, and runs ``LocalService`` for that caller with the broker's own AWS
-credentials. The HTTP server (``jitctl.broker.wsgi``) and the Lambda handler
-(``jitctl.broker.aws_lambda``) only translate to and from ``HttpRequest``/``HttpResponse``.
+Every call but ``GET /v1/info`` and Slack's (signed by Slack: ``jitctl.slack.interactions``)
+carries a proof of who is calling (``jitctl.broker.proof``); the broker checks it against its
+own pinned STS endpoint, maps the ARN to a person by the one identity rule, and runs
+``LocalService`` for that caller with the broker's own AWS credentials. The HTTP server
+(``jitctl.broker.wsgi``) and the Lambda handler (``aws_lambda``) only translate to and from
+``HttpRequest``/``HttpResponse``.
 """
-
 from __future__ import annotations
 
 import json
@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from jitctl import __version__, errors
 from jitctl.broker import wire
+from jitctl.broker.role_facts import broker_role_facts
 from jitctl.models import PENDING
 
 if TYPE_CHECKING:
     from jitctl.broker.nonces import NonceStore
     from jitctl.broker.proof import ProofSettings
     from jitctl.context import Environment
-    from jitctl.identity.iam_roles import RoleFacts
     from jitctl.lifecycle.service import LocalService
 
 MAX_BODY = 64 * 1024  # a request's JSON is small; anything larger is refused unread
@@ -92,7 +92,7 @@ class Broker:
         self.on_error = on_error or (lambda text: sys.stderr.write(text + "\n"))
         self._warm = threading.Lock()
         self._ready = False
-        self.roles = _broker_role_facts(env)
+        self.roles = broker_role_facts(env)
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         try:
@@ -100,6 +100,11 @@ class Broker:
                 raise errors.UsageError(f"request body over {MAX_BODY} bytes")
             if (request.method, request.path) == ("GET", f"{wire.API}/info"):
                 return HttpResponse(200, self.info())
+            if request.path.startswith(f"{wire.API}/slack/"):  # Slack's signature, not a proof
+                from jitctl.slack.interactions import handle
+
+                self._warm_up()
+                return HttpResponse(*handle(self.env, self.nonces, request))
             action, params = _route(request.method, request.path.split("?", 1)[0])
             service = self.service_for(request)
             try:
@@ -177,20 +182,6 @@ class Broker:
             if not self._ready:
                 _ = (self.env.config, self.env.policy, self.env.store, self.env.audit)
                 self._ready = True
-
-
-def _broker_role_facts(env: Environment) -> RoleFacts:
-    """IAM's records of callers' roles, asked with the broker's own credentials (iam:GetRole,
-    deploy/broker.yaml), kept for the life of the process."""
-    from jitctl.identity.iam_roles import RoleFacts
-
-    return RoleFacts(
-        lambda: env.aws.client("iam"),
-        lambda: env.identity()[1],
-        asker="the broker's AWS credentials",
-        fix="ask the broker's operators to grant its role iam:GetRole on the account's roles "
-        "(deploy/broker.yaml does), or to map the ARN in the policy's [identities]",
-    )
 
 
 # ------------------------------------------------------------------ the endpoints

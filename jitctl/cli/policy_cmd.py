@@ -191,8 +191,15 @@ def _render_approval(approval: dict[str, Any] | None) -> list[str]:
                 f"{n} approval{'s' if n != 1 else ''} from distinct approvers, never the requester",
             ),
             ("expires", f"a pending request expires after {safe(approval['request_ttl'])}"),
+            ("decided from", _decided_from(approval.get("approve_from", ["cli"]))),
         ]
     )
+
+
+def _decided_from(channels: list[str]) -> str:
+    """Where approve/deny may come from: the CLI (an AWS identity) and/or Slack's buttons."""
+    ways = {"cli": "the CLI (`jitctl approve`/`deny`)", "slack": "Slack's Approve/Deny buttons"}
+    return " and ".join(ways.get(c, c) for c in channels)
 
 
 def _on_call_now(people: list[str] | None, problem: str | None) -> str:

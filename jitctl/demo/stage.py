@@ -10,9 +10,13 @@ import re
 import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
+from typing import TYPE_CHECKING
 
 from jitctl.demo.failure import StepFailed
 from jitctl.demo.team import DemoTeam
+
+if TYPE_CHECKING:
+    from jitctl.demo.slacksim import SlackSim
 
 _BARE = re.compile(r"^[A-Za-z0-9@%+=:,./_-]+$")
 
@@ -30,6 +34,7 @@ class Stage:
         self.team = team
         self.write = write
         self.cleanup = ExitStack()  # what a step left running (the broker): ended after the story
+        self.slack: SlackSim | None = None  # Slack's stand-in, started with the broker
 
     # -- telling ---------------------------------------------------------------------------
     def say(self, text: str = "") -> None:

@@ -26,6 +26,7 @@ class Story(Stage):
     def steps(self) -> list[tuple[str, Callable[[], None]]]:
         from jitctl.demo.broker_story import BrokerChapter
         from jitctl.demo.incident_story import IncidentChapter
+        from jitctl.demo.slack_story import SlackChapter
 
         return [
             ("the shared request table", self.setup),
@@ -35,6 +36,7 @@ class Story(Stage):
             ("audit verify", self.audit),
             *BrokerChapter(self).steps(),
             *IncidentChapter(self).steps(),
+            *SlackChapter(self).steps(),
         ]
 
     def setup(self) -> None:

@@ -65,6 +65,7 @@ max_duration = "1h"
 [roles.prod-admin.approval]
 approvers = ["group:sre", "group:security"]
 min_approvals = 2
+approve_from = ["cli", "slack"]  # Slack's buttons too, through the broker
 request_ttl = "30m"
 page_service = "{APPROVAL_SERVICE}"
 

@@ -35,6 +35,11 @@ def run_doctor(env: Environment) -> Doctor:
     d.run("store", lambda: _store(env), needs=("config",))
     d.run("break-glass review", lambda: _reviews(env), needs=("store", "person"))
     d.run("audit log", lambda: _audit(env), needs=("config",))
+    if _ok(d, "policy"):
+        from jitctl.doctor.slack import slack_checks
+
+        for name, check in slack_checks(env):
+            d.run(name, check, needs=("config",))
     if _ok(d, "config") and env.config.audit.central:
         from jitctl.doctor.audit import central_checks
 

@@ -17,10 +17,13 @@ import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jitctl.errors import IdentityError, UsageError
 from jitctl.identity.rule import Principal, RoleRecord
+
+if TYPE_CHECKING:
+    pass
 
 CACHE_FILE = "iam-roles.json"
 _VERSION = 1
@@ -127,3 +130,4 @@ def _keep(path: Path, key: str, record: RoleRecord) -> None:
             atomic_write(path, data.encode(), 0o600)
     except (OSError, UsageError, ValueError):  # UsageError: a symlinked lock file
         pass  # the answer stands; the next run asks IAM again
+

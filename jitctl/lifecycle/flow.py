@@ -27,6 +27,7 @@ from jitctl.lifecycle.request_rules import (
 from jitctl.models import AccessRequest, Credentials, Issued, OnCallEvidence, OnCallResult
 from jitctl.oncall import incident_track, paging
 from jitctl.oncall.approvers import approvers_now, is_approver
+from jitctl.slack.announce import sync as slack_sync
 from jitctl.store.base import TransitionError, redeliverable
 from jitctl.store.claims import INTERRUPTED
 from jitctl.timeutil import format_duration, rfc3339
@@ -142,6 +143,7 @@ def submit(
     interrupts.record(env, req)  # a Ctrl-C acts once this run knows what it must cancel
     env.audit.append("pending", **common, why=result.reason, **incident_track.fields(req))
     warnings = [notify(env, "requested", req, approvers), paging.on_pending(env, req)]
+    warnings.append(slack_sync(env, req))
     return Submitted(req, result, approvers, [w for w in warnings if w])
 
 
@@ -326,6 +328,7 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
         raise
     issued.fast_path_reason = req.fast_path_reason
     notes = [note, chained, incident_track.note(env, issued, incident_track.issued_text(issued))]
+    notes.append(slack_sync(env, issued))  # its message says so, by whatever path
     return Issued(
         request=issued,
         credentials=creds,

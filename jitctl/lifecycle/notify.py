@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from jitctl.audit.fields import audit_fields
 from jitctl.config.settings import NotifySettings
 from jitctl.models import AccessRequest
-from jitctl.sanitize import clean
+from jitctl.sanitize import slack_text
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 def _mrkdwn_safe(text: str) -> str:
     """Slack mrkdwn control characters are escaped so a reason cannot ping @here or forge links."""
-    return clean(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return slack_text(text)
 
 
 def message(

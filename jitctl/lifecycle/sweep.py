@@ -20,6 +20,7 @@ from jitctl.errors import JitctlError
 from jitctl.models import AccessRequest, Caller
 from jitctl.oncall import paging
 from jitctl.oncall.client import LookupFailed
+from jitctl.slack.announce import sync as slack_sync
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
@@ -94,6 +95,8 @@ def _expire(env: Environment, req: AccessRequest, now: Any, report: SweepReport)
     updated = env.store.expire(req.request_id, now=now)
     env.audit.append("expired", **audit_fields(env, updated), why="expired before a decision")
     report.expired.append(req.request_id)
+    if (warning := slack_sync(env, updated)) is not None:
+        report.problems.append(f"{req.request_id}: {warning}")
     return updated
 
 

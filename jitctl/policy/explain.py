@@ -303,6 +303,8 @@ def _approval(policy: Policy, role: Role, on_call: OnCallApprovers | None) -> di
         "request_ttl": format_duration(rule.request_ttl),
         "request_ttl_seconds": int(rule.request_ttl.total_seconds()),
         "page_service": rule.page_service,
+        "approve_from": list(rule.approve_from),  # where decisions may come from
+        "slack_channel": rule.slack_channel,
     }
 
 

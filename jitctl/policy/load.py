@@ -35,7 +35,7 @@ from jitctl.policy.schema import (
 class Policy:
     roles: dict[str, Role]
     groups: dict[str, tuple[str, ...]]  # members: lower-cased emails or principal ARNs
-    identities: dict[str, str]  # principal ARN -> lower-cased email
+    identities: dict[str, str]  # principal ARN (or "slack:USER_ID") -> lower-cased email
     sources: tuple[Path, ...]
     session_name_roles: tuple[str, ...] = ()  # [identities] session_name_roles, as written
 
@@ -43,10 +43,14 @@ class Policy:
     def identity(self) -> IdentityRules:
         """What jitctl.identity.rule needs to turn a principal ARN into a person."""
         return IdentityRules(
-            mapping=self.identities,
+            mapping={k: v for k, v in self.identities.items() if not k.startswith("slack:")},
             session_name_roles=self.session_name_roles,
             issued_roles={r.arn: name for name, r in self.roles.items()},
         )
+
+    def slack_person(self, user_id: str) -> str | None:
+        """The person an ``[identities] "slack:USER_ID"`` entry names, if any."""
+        return self.identities.get(f"slack:{user_id}")
 
     def role(self, name: str) -> Role:
         """The role called ``name``; a UsageError with a suggestion if there is none."""

@@ -17,6 +17,8 @@ from jitctl.errors import PolicyError
 from jitctl.policy.schema import (
     APPROVAL_KEYS,
     BREAK_GLASS_KEYS,
+    CLI,
+    DECISION_CHANNELS,
     DEFAULT_MAX_DURATION,
     DEFAULT_REQUEST_TTL,
     EMAIL,
@@ -63,6 +65,8 @@ class ApprovalRule:
     min_approvals: int = 1
     request_ttl: timedelta = timedelta(minutes=30)
     page_service: str | None = None  # PagerDuty service paged while a request waits
+    approve_from: tuple[str, ...] = (CLI,)  # where decisions may come from: "cli", "slack"
+    slack_channel: str | None = None  # where Slack posts requests; None: DMs to approvers
 
     @property
     def on_call_entries(self) -> tuple[str, ...]:
@@ -218,9 +222,31 @@ def parse_approval(table: dict[str, Any], where: str) -> ApprovalRule:
     page = None
     if "page_service" in table:
         page = expect_str(table["page_service"], where, "page_service").strip() or None
+    channel = None
+    if "slack_channel" in table:
+        channel = expect_str(table["slack_channel"], where, "slack_channel").strip()
     return ApprovalRule(
-        approvers=approvers, min_approvals=min_approvals, request_ttl=ttl, page_service=page
+        approvers=approvers,
+        min_approvals=min_approvals,
+        request_ttl=ttl,
+        page_service=page,
+        approve_from=_approve_from(table, where),
+        slack_channel=channel,
     )
+
+
+def _approve_from(table: dict[str, Any], where: str) -> tuple[str, ...]:
+    """``approve_from``: a non-empty list of "cli" and "slack" (default: the CLI alone)."""
+    channels = expect_str_list(table.get("approve_from", [CLI]), where, "approve_from")
+    for channel in channels:
+        if channel not in DECISION_CHANNELS:
+            raise PolicyError(
+                f"{at(where, 'approve_from')}: approve_from: {channel!r} is not one of "
+                f"{', '.join(DECISION_CHANNELS)}"
+            )
+    if not channels:
+        raise PolicyError(f"{at(where, 'approve_from')}: approve_from must name a channel")
+    return tuple(dict.fromkeys(channels))
 
 
 def parse_break_glass(

@@ -42,7 +42,15 @@ ROLE_KEYS = frozenset(
 )
 INCIDENT_KEYS = frozenset({"services", "end_with_incident"})
 ON_CALL_KEYS = frozenset({"escalation_policies", "schedules", "services", "max_escalation_level"})
-APPROVAL_KEYS = frozenset({"approvers", "min_approvals", "request_ttl", "page_service"})
+APPROVAL_KEYS = frozenset(
+    {"approvers", "min_approvals", "request_ttl", "page_service", "approve_from", "slack_channel"}
+)
+# Where a decision on a role may come from (``approve_from``): the CLI (an AWS identity) or a
+# Slack button (a Slack sign-in: opt-in per role, jitctl.slack).
+CLI, SLACK = "cli", "slack"
+DECISION_CHANNELS = (CLI, SLACK)
+# [identities] "slack:U0123ABCD" = "email": a Slack user the admin vouches for.
+SLACK_USER = re.compile(r"slack:[UW][A-Z0-9]{2,30}", re.ASCII)
 BREAK_GLASS_KEYS = frozenset({"max_duration"})
 
 # STS AssumeRole: DurationSeconds 900..43200, Policy (plaintext) at most 2048 characters.
@@ -228,6 +236,14 @@ def expect_principal_arn(value: str, where: str, key: str) -> str:
     return value
 
 
+def expect_slack_user(value: str, where: str) -> str:
+    if not SLACK_USER.fullmatch(value):
+        raise PolicyError(
+            f"{at(where, value)}: identities: {value!r} is not a Slack user id like slack:U0123ABCD"
+        )
+    return value
+
+
 def is_arn(member: str) -> bool:
     return member.startswith("arn:")
 
@@ -289,7 +305,10 @@ def parse_identities(
         if arn == SESSION_NAME_ROLES:
             continue
         try:
-            expect_principal_arn(arn, where, "identities")
+            if arn.startswith("slack:"):
+                expect_slack_user(arn, where)
+            else:
+                expect_principal_arn(arn, where, "identities")
             value = expect_str(email, where, "identities")
             identities[arn] = expect_email(value.strip(), where, "identities")
         except PolicyError as exc:

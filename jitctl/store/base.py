@@ -113,6 +113,7 @@ class RequestStore(Protocol):
         self, request_id: str, person: str, *, now: datetime, reason: str | None
     ) -> AccessRequest: ...
     def set_page(self, request_id: str, page: dict[str, Any]) -> AccessRequest: ...
+    def set_slack(self, request_id: str, messages: list[dict[str, Any]]) -> AccessRequest: ...
 
 
 # ---------------------------------------------------------------- the state machine
@@ -270,6 +271,15 @@ def plan_page(page: dict[str, Any]) -> Planner:
     return plan
 
 
+def plan_slack(messages: list[dict[str, Any]]) -> Planner:
+    """Record where the request was announced in Slack: bookkeeping, like the page."""
+
+    def plan(req: AccessRequest) -> Step:
+        return Step(write=_copy(req, slack=[dict(m) for m in messages]))
+
+    return plan
+
+
 def check_new(req: AccessRequest) -> None:
     """What ``create`` accepts: a pending request, or a fast-path one created already approved."""
     aware(req.created_at)
@@ -349,6 +359,9 @@ class BaseStore(ABC):
 
     def set_page(self, request_id: str, page: dict[str, Any]) -> AccessRequest:
         return self._transition(request_id, plan_page(page))
+
+    def set_slack(self, request_id: str, messages: list[dict[str, Any]]) -> AccessRequest:
+        return self._transition(request_id, plan_slack(messages))
 
 
 def not_found(request_id: str) -> NotFound:

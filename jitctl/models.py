@@ -123,7 +123,7 @@ class Issued:
     never print it."""
 
     request: AccessRequest
-    credentials: Credentials
+    credentials: Credentials | None  # None: an identity_center grant (nothing to hand out)
     evidence: OnCallEvidence | None = None
     notes: list[str] = field(default_factory=list)
     region: str | None = None  # the role's `region` in the policy, for the jit profile
@@ -172,6 +172,10 @@ class AccessRequest:
     # "end_with_incident"), and the page that asked approvers ({"service", "id", "status"}).
     incident: dict[str, Any] | None = None
     page: dict[str, Any] | None = None
+    # An identity_center grant's account assignment (jitctl.identity_center.record): kind,
+    # account, permission set, and its state ("present", "preexisting", "kept", "removed", or
+    # "creating" from just before CreateAccountAssignment until AWS says SUCCEEDED).
+    assignment: dict[str, Any] | None = None
     version: int = 0  # optimistic-concurrency counter, bumped on every write
 
 
@@ -229,4 +233,22 @@ def public_dict(req: AccessRequest) -> dict[str, object]:
         "review_reason": req.review_reason,
         "incident": dict(req.incident) if req.incident else None,
         "page": dict(req.page) if req.page else None,
+    } | assignment_fields(req)
+
+
+def assignment_fields(req: AccessRequest) -> dict[str, object]:
+    """An identity_center request's `kind`, `account`, `permission_set` (as the policy writes
+    it) and `assignment` (its state; null before it is issued); nothing for assume_role."""
+    held = req.assignment or {}
+    if held.get("kind") != "identity_center":
+        return {}
+    state = held.get("state")
+    return {
+        "kind": "identity_center",
+        "account": held.get("account"),
+        "permission_set": held.get("permission_set"),
+        "assignment": state if state in ASSIGNMENT_STATES else None,
     }
+
+
+ASSIGNMENT_STATES = ("present", "preexisting", "kept", "removed")

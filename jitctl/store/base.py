@@ -113,11 +113,10 @@ class RequestStore(Protocol):
         self, request_id: str, person: str, *, now: datetime, reason: str | None
     ) -> AccessRequest: ...
     def set_page(self, request_id: str, page: dict[str, Any]) -> AccessRequest: ...
+    def set_assignment(self, request_id: str, assignment: dict[str, Any]) -> AccessRequest: ...
 
 
 # ---------------------------------------------------------------- the state machine
-
-
 
 
 def _lapsed(req: AccessRequest, now: datetime) -> Step | None:
@@ -270,6 +269,16 @@ def plan_page(page: dict[str, Any]) -> Planner:
     return plan
 
 
+def plan_assignment(assignment: dict[str, Any]) -> Planner:
+    """Record an identity_center grant's account assignment (before it is created, then each
+    change of state) whatever the request's status: it is what AWS holds, not a decision."""
+
+    def plan(req: AccessRequest) -> Step:
+        return Step(write=_copy(req, assignment=dict(assignment)))
+
+    return plan
+
+
 def check_new(req: AccessRequest) -> None:
     """What ``create`` accepts: a pending request, or a fast-path one created already approved."""
     aware(req.created_at)
@@ -349,6 +358,9 @@ class BaseStore(ABC):
 
     def set_page(self, request_id: str, page: dict[str, Any]) -> AccessRequest:
         return self._transition(request_id, plan_page(page))
+
+    def set_assignment(self, request_id: str, assignment: dict[str, Any]) -> AccessRequest:
+        return self._transition(request_id, plan_assignment(assignment))
 
 
 def not_found(request_id: str) -> NotFound:

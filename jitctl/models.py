@@ -236,11 +236,16 @@ def public_dict(req: AccessRequest) -> dict[str, object]:
     } | assignment_fields(req)
 
 
+def is_identity_center(req: AccessRequest) -> bool:
+    """A request of an identity_center role (an account assignment, not STS credentials)."""
+    return (req.assignment or {}).get("kind") == "identity_center"
+
+
 def assignment_fields(req: AccessRequest) -> dict[str, object]:
     """An identity_center request's `kind`, `account`, `permission_set` (as the policy writes
     it) and `assignment` (its state; null before it is issued); nothing for assume_role."""
     held = req.assignment or {}
-    if held.get("kind") != "identity_center":
+    if not is_identity_center(req):
         return {}
     state = held.get("state")
     return {

@@ -9,6 +9,7 @@ import pytest
 
 from jitctl import models
 from jitctl.context import Environment
+from jitctl.errors import ExitCode
 from jitctl.lifecycle.flow import issue, submit
 from jitctl.lifecycle.service import LocalService
 from tests.conftest import FixedClock
@@ -52,3 +53,116 @@ def test_on_call_request_assigns_and_lists(team, world, monkeypatch):
     assert [g.request_id for g in LocalService(env).grants()] == [done.request.request_id]
     events = [r["event"] for r in team.audit_records(ALICE)]
     assert events[-2:] == ["assigned", "issued"]
+
+
+def alice_env(team: Team, monkeypatch, clock) -> Environment:
+    use_identity(monkeypatch, team, ALICE)
+    env = environment(team, ALICE, clock)
+    env.caller  # noqa: B018 (AWS names the caller now, with Alice's keys)
+    return env
+
+
+def fast_grant(env: Environment, minutes: int = 5) -> models.AccessRequest:
+    submitted = submit(
+        env, role_name="sso-admin", reason="INC-7", duration=timedelta(minutes=minutes)
+    )
+    assert submitted.fast_tracked
+    return issue(env, submitted.request, evidence=submitted.on_call.evidence).request
+
+
+def sweep_at(team: Team, monkeypatch, clock) -> dict:
+    from jitctl.lifecycle.sweep import sweep
+
+    return sweep(alice_env(team, monkeypatch, clock)).as_dict()
+
+
+def test_peer_path_then_revoke_removes_the_assignment_and_says_what_stays(team, world, monkeypatch):
+    from jitctl.revocation.revoke import revoke
+
+    alice = world.user(ALICE)
+    clock = FixedClock(datetime.now(UTC))
+    env = alice_env(team, monkeypatch, clock)
+    req = submit(env, role_name="sso-admin", reason="INC-8", duration=None).request
+    assert req.status == models.PENDING and world.holders() == []
+    use_identity(monkeypatch, team, BOB)
+    LocalService(environment(team, BOB, clock)).approve(req.request_id, "ok")
+    env = alice_env(team, monkeypatch, clock)
+    done = issue(env, env.store.get(req.request_id), evidence=None)
+    assert done.request.approval == models.PEER and world.holders() == [alice]
+    revoked = revoke(alice_env(team, monkeypatch, clock), req.request_id, reason="done")
+    assert world.holders() == []
+    doc = models.public_dict(revoked.request)
+    assert (doc["status"], doc["assignment"]) == ("revoked", "removed")
+    assert any("does not end a session already signed in" in n for n in revoked.notes)
+    events = [r["event"] for r in team.audit_records(ALICE)]
+    assert events[-2:] == ["unassigned", "revoked"]
+
+
+def test_sweep_removes_an_assignment_whose_grant_ran_out(team, world, monkeypatch):
+    alice = world.user(ALICE)
+    on_call(team, ALICE)
+    clock = FixedClock(datetime.now(UTC))
+    req = fast_grant(alice_env(team, monkeypatch, clock), minutes=2)
+    assert world.holders() == [alice]
+    assert sweep_at(team, monkeypatch, clock)["unassigned"] == []  # still live: kept
+    assert world.holders() == [alice]
+    clock.advance(121)
+    report = sweep_at(team, monkeypatch, clock)
+    assert report["unassigned"] == [{"request_id": req.request_id, "assignment": "removed"}]
+    assert world.holders() == []
+    env = alice_env(team, monkeypatch, clock)
+    assert models.public_dict(env.store.get(req.request_id))["assignment"] == "removed"
+    assert LocalService(env).grants() == []
+
+
+def test_overlapping_grants_keep_the_assignment_until_the_last_ends(team, world, monkeypatch):
+    from jitctl.revocation.revoke import revoke
+
+    alice = world.user(ALICE)
+    on_call(team, ALICE)
+    clock = FixedClock(datetime.now(UTC))
+    short = fast_grant(alice_env(team, monkeypatch, clock), minutes=2)
+    middle = fast_grant(alice_env(team, monkeypatch, clock), minutes=10)
+    long = fast_grant(alice_env(team, monkeypatch, clock), minutes=30)
+    assert world.holders() == [alice]  # one assignment, looked for before creating
+    clock.advance(180)
+    assert sweep_at(team, monkeypatch, clock)["unassigned"] == [
+        {"request_id": short.request_id, "assignment": "kept"}
+    ]
+    assert world.holders() == [alice]
+    env = alice_env(team, monkeypatch, clock)
+    revoked = revoke(env, middle.request_id, reason="done early")
+    assert models.public_dict(revoked.request)["assignment"] == "kept"
+    assert world.holders() == [alice]
+    live = [g.request_id for g in LocalService(alice_env(team, monkeypatch, clock)).grants()]
+    assert live == [long.request_id]  # revoking one grant does not cut the other off
+    clock.advance(30 * 60)
+    report = sweep_at(team, monkeypatch, clock)
+    assert {"request_id": long.request_id, "assignment": "removed"} in report["unassigned"]
+    assert world.holders() == []
+
+
+def test_an_assignment_that_was_there_first_is_never_removed(team, world, monkeypatch):
+    alice = world.user(ALICE)
+    world.assign(alice)  # an administrator's, before jitctl
+    on_call(team, ALICE)
+    clock = FixedClock(datetime.now(UTC))
+    req = fast_grant(alice_env(team, monkeypatch, clock), minutes=2)
+    assert models.public_dict(req)["assignment"] == "preexisting"
+    clock.advance(200)
+    sweep_at(team, monkeypatch, clock)
+    assert world.holders() == [alice]
+
+
+def test_a_requester_missing_from_the_identity_store_is_refused_before_approvers(
+    team, world, monkeypatch, capsys
+):
+    from jitctl.cli.main import run
+
+    use_identity(monkeypatch, team, "dave@example.com")
+    assert run(["request", "sso-admin", "--reason", "INC-9", "--no-wait"]) == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert f"not in the Identity Store {world.store_id}" in err and "Traceback" not in err
+    env = environment(team, "dave@example.com", FixedClock(datetime.now(UTC)))
+    assert env.store.list() == []
+    assert [r["event"] for r in team.audit_records("dave@example.com")] == []

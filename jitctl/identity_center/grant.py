@@ -45,10 +45,6 @@ def describe(role) -> dict[str, Any]:
     return {"kind": KIND, "account": role.account, "permission_set": role.permission_set}
 
 
-def is_identity_center(req: AccessRequest) -> bool:
-    return (req.assignment or {}).get("kind") == KIND
-
-
 def check_requester(env: Environment, person: str) -> None:
     """Refuse at submission (exit 2, before any approver is asked) someone the Identity Store
     does not know: no approval could ever be issued to them."""
@@ -153,8 +149,12 @@ def _assign(
         }
     )
     existed = sso.exists(env, target)
-    # jitctl's own if another record made it and has not let go of it (live or not yet swept)
-    ours = any((o.assignment or {}).get("state") in HELD for o in _same(env, req, target))
+    # jitctl's own if a record made it and has not let go of it (live or not yet swept):
+    # another request's, or this one's own earlier attempt (failed or stuck)
+    own = same_target(req, target) and not (req.assignment or {}).get("preexisting")
+    own = own and (req.assignment or {}).get("state") == CREATING
+    others = _same(env, req, target)
+    ours = own or any((o.assignment or {}).get("state") in HELD for o in others)
     preexisting = existed and not ours
     record |= {"preexisting": preexisting, "state": CREATING}
     env.store.set_assignment(req.request_id, record)  # before AWS: a crash leaves it known
@@ -219,6 +219,8 @@ def release(
     live grant holds it (``kept``) or it was never jitctl's (``preexisting``: left alone)."""
     record = dict(req.assignment or {})
     if record.get("state") not in HELD:
+        return req
+    if "principal_id" not in record:  # "creating" is written with its target: never here
         return req
     target = sso.target_from(record)
     holders = _holders(env, req, target, now)

@@ -9,7 +9,7 @@ import pytest
 
 from jitctl import models
 from jitctl.context import Environment
-from jitctl.errors import ExitCode
+from jitctl.errors import ExitCode, JitctlError
 from jitctl.lifecycle.flow import issue, submit
 from jitctl.lifecycle.service import LocalService
 from tests.conftest import FixedClock
@@ -166,3 +166,81 @@ def test_a_requester_missing_from_the_identity_store_is_refused_before_approvers
     env = environment(team, "dave@example.com", FixedClock(datetime.now(UTC)))
     assert env.store.list() == []
     assert [r["event"] for r in team.audit_records("dave@example.com")] == []
+
+
+def stuck_in_progress(env: Environment) -> None:
+    """AWS answers IN_PROGRESS for every creation, however long jitctl waits (a botocore
+    after-call handler on this run's own client: what AWS said, changed before jitctl reads it)."""
+
+    def stuck(parsed, **_) -> None:
+        parsed["AccountAssignmentCreationStatus"]["Status"] = "IN_PROGRESS"
+
+    events = env.aws.client("sso-admin").meta.events
+    for op in ("CreateAccountAssignment", "DescribeAccountAssignmentCreationStatus"):
+        events.register(f"after-call.sso-admin.{op}", stuck)
+
+
+def test_stuck_in_progress_is_exit_5_recorded_and_swept(team, world, monkeypatch):
+    alice = world.user(ALICE)
+    on_call(team, ALICE)
+    team.config.write_text(team.config.read_text() + '\n[identity_center]\ntimeout = "1s"\n')
+    clock = FixedClock(datetime.now(UTC))
+    env = alice_env(team, monkeypatch, clock)
+    submitted = submit(env, role_name="sso-admin", reason="INC-10", duration=None)
+    stuck_in_progress(env)
+    with pytest.raises(JitctlError) as info:
+        issue(env, submitted.request, evidence=submitted.on_call.evidence)
+    assert info.value.exit_code == ExitCode.UNAVAILABLE and "IN_PROGRESS" in info.value.message
+    stored = env.store.get(submitted.request.request_id)
+    assert stored.status == models.APPROVED and stored.issue_failure is not None
+    assert stored.assignment["state"] == "creating"  # known to the store: never a half grant
+    assert [r["event"] for r in team.audit_records(ALICE)][-1] == "issue_failed"
+    assert LocalService(env).grants() == []
+    report = sweep_at(team, monkeypatch, clock)  # AWS finished it meanwhile: sweep removes it
+    assert report["unassigned"] == [
+        {"request_id": stored.request_id, "assignment": "removed"}
+    ] and world.holders() == []
+
+
+CRASH = """
+import os, sys
+from jitctl.context import Environment
+from jitctl.lifecycle.flow import issue
+
+env = Environment(environ=dict(os.environ))
+crash = lambda **_: os._exit(9)  # AWS made it; the process dies before anything else
+env.aws.client("sso-admin").meta.events.register(
+    "after-call.sso-admin.CreateAccountAssignment", crash
+)
+issue(env, env.store.get(sys.argv[1]), evidence=None)
+"""
+
+
+def test_a_crash_between_assignment_and_store_is_found_by_the_reconciler(
+    team, world, monkeypatch
+):
+    import subprocess
+    import sys
+
+    from jitctl.identity_center.reconcile import leftovers
+
+    alice = world.user(ALICE)
+    on_call(team, ALICE)
+    clock = FixedClock(datetime.now(UTC))
+    env = alice_env(team, monkeypatch, clock)
+    req = submit(env, role_name="sso-admin", reason="INC-11", duration=None).request
+    died = subprocess.run(
+        [sys.executable, "-c", CRASH, req.request_id],
+        env=team.env(ALICE), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert died.returncode == 9, died.stderr
+    assert world.holders() == [alice]
+    stored = env.store.get(req.request_id)
+    assert stored.status == models.APPROVED and stored.assignment["state"] == "creating"
+    assert sweep_at(team, monkeypatch, clock)["unassigned"] == []  # its issuer may yet finish
+    clock.advance(10 * 60)  # past the claim's lease and the wait's bound
+    later = alice_env(team, monkeypatch, clock)
+    assert [f["request_id"] for f in leftovers(later, clock.now())] == [req.request_id]
+    report = sweep_at(team, monkeypatch, clock)
+    assert report["unassigned"] == [{"request_id": req.request_id, "assignment": "removed"}]
+    assert world.holders() == [] and leftovers(later, clock.now()) == []

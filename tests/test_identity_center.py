@@ -195,7 +195,7 @@ def test_stuck_in_progress_is_exit_5_recorded_and_swept(team, world, monkeypatch
     assert stored.status == models.APPROVED and stored.issue_failure is not None
     assert stored.assignment["state"] == "creating"  # known to the store: never a half grant
     assert [r["event"] for r in team.audit_records(ALICE)][-1] == "issue_failed"
-    assert LocalService(env).grants() == []
+    assert LocalService(env).grants() == [] and world.holders() == [alice]
     report = sweep_at(team, monkeypatch, clock)  # AWS finished it meanwhile: sweep removes it
     assert report["unassigned"] == [
         {"request_id": stored.request_id, "assignment": "removed"}
@@ -244,3 +244,23 @@ def test_a_crash_between_assignment_and_store_is_found_by_the_reconciler(
     report = sweep_at(team, monkeypatch, clock)
     assert report["unassigned"] == [{"request_id": req.request_id, "assignment": "removed"}]
     assert world.holders() == [] and leftovers(later, clock.now()) == []
+
+
+def test_doctor_warns_of_long_sessions_and_reports_assignments_left(team, world, monkeypatch):
+    from jitctl.doctor.checks import run_doctor
+    from jitctl.identity_center.reconcile import iso_duration
+
+    assert iso_duration("PT1H30M") == timedelta(minutes=90)
+    world.user(ALICE)
+    on_call(team, ALICE)
+    clock = FixedClock(datetime.now(UTC))
+    req = fast_grant(alice_env(team, monkeypatch, clock), minutes=2)
+    clock.advance(300)  # ran out; no sweep yet
+    checks = {c.name: c for c in run_doctor(alice_env(team, monkeypatch, clock)).checks}
+    session = checks["identity center"]
+    assert session.status == "warn" and "8h, longer than max_duration 1h" in session.detail
+    left = checks["assignments left"]
+    assert left.status == "warn" and req.request_id in left.detail and "sweep" in left.fix
+    sweep_at(team, monkeypatch, clock)
+    checks = {c.name: c for c in run_doctor(alice_env(team, monkeypatch, clock)).checks}
+    assert checks["assignments left"].status == "pass"

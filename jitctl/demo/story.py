@@ -99,6 +99,7 @@ class Story:
     # -- the story -------------------------------------------------------------------------
     def steps(self) -> list[tuple[str, Callable[[], None]]]:
         from jitctl.demo.broker_story import BrokerChapter
+        from jitctl.demo.identity_center import story_step as sso_step
         from jitctl.demo.incident_story import IncidentChapter
 
         return [
@@ -109,6 +110,7 @@ class Story:
             ("audit verify", self.audit),
             *BrokerChapter(self).steps(),
             *IncidentChapter(self).steps(),
+            ("IAM Identity Center: a permission set", lambda: sso_step(self)),
         ]
 
     def setup(self) -> None:

@@ -66,3 +66,35 @@ def leftovers(env: Environment, now: datetime, limit: int = 1000) -> list[dict[s
                     }
                 )
     return found
+
+
+def session_warnings(env: Environment, roles) -> list[str]:
+    """identity_center roles whose permission set's session duration outlasts the role's
+    max_duration: a session signed in near the grant's end outlives it by the difference,
+    since deleting the assignment does not end it (aws/aws-sdk#598)."""
+    from jitctl.timeutil import format_duration
+
+    found = []
+    chosen = [r for r in roles if r.kind == grant.KIND]
+    instance_arn = sso.instance(env)[0] if chosen else ""
+    for role in chosen:
+        described = sso.permission_set(env, instance_arn, str(role.permission_set))
+        session = iso_duration(str(described.get("SessionDuration") or "PT1H"))
+        if session > role.max_duration:
+            found.append(
+                f"{role.name}: permission set {role.permission_set} keeps a signed-in session "
+                f"for {format_duration(session)}, longer than max_duration "
+                f"{format_duration(role.max_duration)}: {grant.NOT_CUT}"
+            )
+    return found
+
+
+def iso_duration(text: str) -> timedelta:
+    """SessionDuration as AWS writes it (ISO 8601: PT1H, PT12H, PT1H30M)."""
+    import re
+
+    found = re.fullmatch(r"PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?", text)
+    if found is None:
+        return timedelta(hours=12)  # unreadable: assume the longest AWS allows, and say so
+    hours, minutes, seconds = (int(g or 0) for g in found.groups())
+    return timedelta(hours=hours, minutes=minutes, seconds=seconds)

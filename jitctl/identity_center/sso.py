@@ -17,6 +17,19 @@ from jitctl.errors import AwsUnavailable, UsageError
 if TYPE_CHECKING:
     from jitctl.context import Environment
 
+# What the identity that issues (the broker's role) needs for identity_center roles; a
+# requester needs none of it (deploy/broker.yaml grants it to the broker alone).
+ACTIONS = (
+    "sso:ListInstances",
+    "sso:ListPermissionSets",
+    "sso:DescribePermissionSet",
+    "sso:ListAccountAssignments",
+    "sso:CreateAccountAssignment",
+    "sso:DeleteAccountAssignment",
+    "sso:DescribeAccountAssignmentCreationStatus",
+    "sso:DescribeAccountAssignmentDeletionStatus",
+    "identitystore:GetUserId",
+)
 Progress = Callable[[str, float], None]  # (AWS's status, seconds waited so far)
 FIRST_POLL, MAX_POLL = 0.5, 5.0
 

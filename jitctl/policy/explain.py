@@ -234,6 +234,9 @@ def explain(
     doc: dict[str, Any] = {
         "role": role.name,
         "arn": role.arn,
+        "kind": role.kind,
+        "account": role.account,
+        "permission_set": role.permission_set,
         "description": role.description,
         "source": str(role.source),
         "who_may_request": {"who": WHO_MAY_REQUEST, "gate": REAL_GATE},

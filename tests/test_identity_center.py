@@ -188,8 +188,11 @@ def test_stuck_in_progress_is_exit_5_recorded_and_swept(team, world, monkeypatch
     env = alice_env(team, monkeypatch, clock)
     submitted = submit(env, role_name="sso-admin", reason="INC-10", duration=None)
     stuck_in_progress(env)
+    seen: list[tuple[str, float]] = []
+    env.on_progress = lambda status, waited: seen.append((status, waited))
     with pytest.raises(JitctlError) as info:
         issue(env, submitted.request, evidence=submitted.on_call.evidence)
+    assert seen and {s for s, _ in seen} == {"IN_PROGRESS"} and seen[-1][1] >= 1  # told, bounded
     assert info.value.exit_code == ExitCode.UNAVAILABLE and "IN_PROGRESS" in info.value.message
     stored = env.store.get(submitted.request.request_id)
     assert stored.status == models.APPROVED and stored.issue_failure is not None

@@ -236,10 +236,10 @@ def run(argv: list[str] | None = None, env: Environment | None = None) -> int:
     through click's context object (``jitctl.cli.session.current_env``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if env is None:
-        from jitctl.cli.output import clock_warning, warning
+        from jitctl.cli.output import clock_warning, progress, warning
         from jitctl.context import Environment
 
-        env = Environment(on_clock_skew=clock_warning, on_warning=warning)
+        env = Environment(on_clock_skew=clock_warning, on_warning=warning, on_progress=progress)
     debug = _debug_requested(argv)
     _register(_modules_for(argv))
     if os.environ.get("_JITCTL_COMPLETE"):  # a completion script is asking for candidates

@@ -177,7 +177,7 @@ def _assign(
 
 
 def _progress(env: Environment) -> sso.Progress | None:
-    return getattr(env, "on_progress", None)
+    return env.on_progress
 
 
 def same_target(req: AccessRequest, target: sso.Target) -> bool:

@@ -267,3 +267,20 @@ def test_doctor_warns_of_long_sessions_and_reports_assignments_left(team, world,
     sweep_at(team, monkeypatch, clock)
     checks = {c.name: c for c in run_doctor(alice_env(team, monkeypatch, clock)).checks}
     assert checks["assignments left"].status == "pass"
+
+
+def test_a_stored_record_naming_someone_elses_assignment_deletes_nothing(team, world, monkeypatch):
+    """The store is data: a record rewritten to name Bob's assignment (Alice can write the
+    SQLite store in direct mode) never makes the sweep delete Bob's."""
+    world.user(ALICE)
+    bob = world.user(BOB)
+    world.assign(bob)  # Bob's own, an administrator's
+    on_call(team, ALICE)
+    clock = FixedClock(datetime.now(UTC))
+    env = alice_env(team, monkeypatch, clock)
+    req = fast_grant(env, minutes=2)
+    env.store.set_assignment(req.request_id, req.assignment | {"principal_id": bob})
+    clock.advance(200)
+    report = sweep_at(team, monkeypatch, clock)
+    assert bob in world.holders()
+    assert any("will not delete it" in p for p in report["problems"])

@@ -223,6 +223,7 @@ def release(
     if "principal_id" not in record:  # "creating" is written with its target: never here
         return req
     target = sso.target_from(record)
+    _check_owner(env, req, target)
     holders = _holders(env, req, target, now)
     took = 0.0
     if holders:
@@ -244,6 +245,23 @@ def release(
         note=NOT_CUT,
     )
     return env.store.set_assignment(req.request_id, record)
+
+
+def _check_owner(env: Environment, req: AccessRequest, target: sso.Target) -> None:
+    """The stored record names whose assignment to delete, and the store is data (in direct
+    mode the requester can write it): delete only the requester's own, as the Identity Store
+    says now, in the instance configured now."""
+    from jitctl.errors import Denied
+
+    instance_arn, store_id = sso.instance(env)
+    if target.instance_arn != instance_arn or sso.find_user(env, store_id, req.requester) != (
+        target.principal_id
+    ):
+        raise Denied(
+            f"request {req.request_id}: its stored assignment is not {req.requester}'s in "
+            f"instance {instance_arn}; jitctl will not delete it",
+            "the store was changed outside jitctl: check the assignment in IAM Identity Center",
+        )
 
 
 def issued_note(req: AccessRequest, now: datetime) -> str:

@@ -3,6 +3,7 @@ moto's sso-admin and identitystore and the team harness."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -284,3 +285,19 @@ def test_a_stored_record_naming_someone_elses_assignment_deletes_nothing(team, w
     report = sweep_at(team, monkeypatch, clock)
     assert bob in world.holders()
     assert any("will not delete it" in p for p in report["problems"])
+
+
+def test_policy_validate_warns_of_a_permission_set_session_longer_than_the_role(
+    team, world, monkeypatch, capsys
+):
+    from jitctl.cli.main import run
+
+    use_identity(monkeypatch, team, ALICE)
+    assert run(["policy", "validate", "--json"]) == 0
+    warnings = json.loads(capsys.readouterr().out)["warnings"]
+    assert any(w.startswith("sso-admin: permission set") and "8h" in w for w in warnings)
+    world.sso.update_permission_set(
+        InstanceArn=world.instance_arn, PermissionSetArn=world.ps_arn, SessionDuration="PT1H"
+    )
+    assert run(["policy", "validate", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["warnings"] == []

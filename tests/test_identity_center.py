@@ -15,7 +15,7 @@ from jitctl.lifecycle.flow import issue, submit
 from jitctl.lifecycle.service import LocalService
 from tests.conftest import FixedClock
 from tests.harness import Team
-from tests.idc_world import IdcWorld
+from tests.idc_world import IdcWorld, admin
 from tests.test_flow import use_identity
 
 ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@example.com"
@@ -301,3 +301,43 @@ def test_policy_validate_warns_of_a_permission_set_session_longer_than_the_role(
     )
     assert run(["policy", "validate", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["warnings"] == []
+
+
+def test_roles_are_grouped_by_account_with_kind_and_account(team, world, monkeypatch):
+    env = alice_env(team, monkeypatch, FixedClock(datetime.now(UTC)))
+    rows = LocalService(env).roles()
+    accounts = [r["account"] for r in rows]
+    assert accounts == sorted(accounts)
+    kinds = {r["role"]: (r["kind"], r["account"], r["permission_set"]) for r in rows}
+    assert kinds["sso-admin"] == ("identity_center", world.account, world.name)
+    assert kinds["prod-readonly"] == ("assume_role", "123456789012", None)
+
+
+def test_broker_check_does_not_call_an_identity_center_role_gated(team, world):
+    from jitctl.broker.trustcheck import NO_TRUST_POLICY, check_gate
+    from jitctl.policy.load import load_policy
+
+    policy = load_policy(team.policy_dir)
+    iam = admin(team, "iam")  # the assume_role roles' trust policies: not this test's subject
+    findings = check_gate(policy, iam, "arn:aws:iam::123456789012:role/jitctl-broker")
+    (finding,) = [f for f in findings if f.role == "sso-admin"]
+    assert not finding.gated and finding.error == NO_TRUST_POLICY
+
+
+def test_broker_serve_runs_housekeeping_until_told_to_stop():
+    import threading
+
+    from jitctl.broker.wsgi import _housekeeping
+
+    ran = threading.Semaphore(0)
+
+    class Broker:
+        def housekeeping(self) -> dict:
+            ran.release()
+            return {"problems": []}
+
+    stop = _housekeeping(Broker(), 0.01)
+    try:
+        assert all(ran.acquire(timeout=30) for _ in range(3))  # again and again
+    finally:
+        stop.set()

@@ -201,9 +201,10 @@ def test_stuck_in_progress_is_exit_5_recorded_and_swept(team, world, monkeypatch
     assert [r["event"] for r in team.audit_records(ALICE)][-1] == "issue_failed"
     assert LocalService(env).grants() == [] and world.holders() == [alice]
     report = sweep_at(team, monkeypatch, clock)  # AWS finished it meanwhile: sweep removes it
-    assert report["unassigned"] == [
-        {"request_id": stored.request_id, "assignment": "removed"}
-    ] and world.holders() == []
+    assert (
+        report["unassigned"] == [{"request_id": stored.request_id, "assignment": "removed"}]
+        and world.holders() == []
+    )
 
 
 CRASH = """
@@ -220,9 +221,7 @@ issue(env, env.store.get(sys.argv[1]), evidence=None)
 """
 
 
-def test_a_crash_between_assignment_and_store_is_found_by_the_reconciler(
-    team, world, monkeypatch
-):
+def test_a_crash_between_assignment_and_store_is_found_by_the_reconciler(team, world, monkeypatch):
     import subprocess
     import sys
 
@@ -341,3 +340,23 @@ def test_broker_serve_runs_housekeeping_until_told_to_stop():
         assert all(ran.acquire(timeout=30) for _ in range(3))  # again and again
     finally:
         stop.set()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["exec", "sso-admin", "--reason", "INC-12", "--", "true"],
+        ["console", "sso-admin", "--reason", "INC-12", "--print"],
+    ],
+)
+def test_commands_that_need_credentials_say_this_kind_has_none(
+    team, world, monkeypatch, capsys, argv
+):
+    from jitctl.cli.main import run
+
+    world.user(ALICE)
+    on_call(team, ALICE)
+    use_identity(monkeypatch, team, ALICE)
+    assert run(argv) == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert "IAM Identity Center role: it has no credentials" in err and "Traceback" not in err

@@ -28,5 +28,5 @@ def no_credentials(issued, fmt: str) -> None:
     raise UsageError(
         f"role {req.role} is an IAM Identity Center role: it has no credentials to give as "
         f"{fmt}; its assignment is made (request {req.request_id})",
-        "sign in with `aws sso login` or the AWS access portal",
+        "sign in with `aws sso login`, or through the AWS access portal for the console",
     )

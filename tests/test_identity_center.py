@@ -360,3 +360,19 @@ def test_commands_that_need_credentials_say_this_kind_has_none(
     assert run(argv) == ExitCode.USAGE
     err = capsys.readouterr().err
     assert "IAM Identity Center role: it has no credentials" in err and "Traceback" not in err
+
+
+def test_request_list_status_and_grants_in_the_terminal(team, world, monkeypatch, capsys):
+    from jitctl.cli.main import run
+
+    world.user(ALICE)
+    on_call(team, ALICE)
+    use_identity(monkeypatch, team, ALICE)
+    assert run(["request", "sso-admin", "--reason", "INC-13", "--duration", "1m"]) == 0
+    err = capsys.readouterr().err
+    assert f"assigned in account {world.account} (present)" in err and "aws sso login" in err
+    (req,) = environment(team, ALICE, FixedClock(datetime.now(UTC))).store.list()
+    for argv in (["list"], ["status", req.request_id], ["grants"]):
+        assert run(argv) == 0, argv
+        assert req.request_id in capsys.readouterr().out
+    assert not (team.credentials_file(ALICE)).exists()

@@ -43,6 +43,9 @@ class Environment:
     # Told of a problem the command carries on after (a central audit copy failed with
     # [audit] required = false); each host reports it its own way.
     on_warning: Callable[[str], None] | None = None
+    # Told while AWS is still working on a change jitctl waits for (an Identity Center
+    # assignment): its status and the seconds waited so far. The CLI shows it on stderr.
+    on_progress: Callable[[str, float], None] | None = None
     # The streams a person or a script reads (None: the process's own, looked up when used,
     # so a test's captured streams count) and --quiet: no prompts, spinners or progress.
     stdin: TextIO | None = None

@@ -126,7 +126,7 @@ class Issued:
     never print it."""
 
     request: AccessRequest
-    credentials: Credentials
+    credentials: Credentials | None  # None: an identity_center grant (nothing to hand out)
     evidence: OnCallEvidence | None = None
     notes: list[str] = field(default_factory=list)
     region: str | None = None  # the role's `region` in the policy, for the jit profile
@@ -178,6 +178,10 @@ class AccessRequest:
     # The Slack messages that announced it ([{"channel", "ts"}], jitctl.slack.announce), each
     # updated when the request changes.
     slack: list[dict[str, Any]] | None = None
+    # An identity_center grant's account assignment (jitctl.identity_center.record): kind,
+    # account, permission set, and its state ("present", "preexisting", "kept", "removed", or
+    # "creating" from just before CreateAccountAssignment until AWS says SUCCEEDED).
+    assignment: dict[str, Any] | None = None
     version: int = 0  # optimistic-concurrency counter, bumped on every write
 
 
@@ -235,6 +239,26 @@ def public_dict(req: AccessRequest) -> dict[str, object]:
         "review_reason": req.review_reason,
         "incident": dict(req.incident) if req.incident else None,
         "page": dict(req.page) if req.page else None,
+    } | assignment_fields(req)
+
+
+def is_identity_center(req: AccessRequest) -> bool:
+    """A request of an identity_center role (an account assignment, not STS credentials)."""
+    return (req.assignment or {}).get("kind") == "identity_center"
+
+
+def assignment_fields(req: AccessRequest) -> dict[str, object]:
+    """An identity_center request's `kind`, `account`, `permission_set` (as the policy writes
+    it) and `assignment` (its state; null before it is issued); nothing for assume_role."""
+    held = req.assignment or {}
+    if not is_identity_center(req):
+        return {}
+    state = held.get("state")
+    return {
+        "kind": "identity_center",
+        "account": held.get("account"),
+        "permission_set": held.get("permission_set"),
+        "assignment": state if state in ASSIGNMENT_STATES else None,
     }
 
 
@@ -250,3 +274,6 @@ class ThisRun:
         """Called inside ``held`` by whatever recorded ``req``."""
         if req.status == PENDING:
             self.made = req.request_id
+
+
+ASSIGNMENT_STATES = ("present", "preexisting", "kept", "removed")

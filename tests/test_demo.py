@@ -75,8 +75,9 @@ def test_the_story_plays_end_to_end(tmp_path):
     assert story.count("hash chain intact") == 4
     assert_the_broker_chapter(story, kept)
     assert_the_incident_chapter(story, kept)
-    assert "All 12 steps behaved as expected" in story
+    assert "All 13 steps behaved as expected" in story
     assert_the_slack_chapter(story)
+    assert_the_identity_center_step(story, kept)
     # --keep: the files stay, in the directory named; the real home was never touched.
     assert (kept / "config.toml").is_file() and (kept / "policies" / "team.toml").is_file()
     events = [
@@ -86,6 +87,17 @@ def test_the_story_plays_end_to_end(tmp_path):
     assert events == ["requested", "pending", "approved", "issued"]
     assert files_under(Path(env["HOME"])) == []
     assert files_under(Path(env["TMPDIR"])) == []
+
+
+def assert_the_identity_center_step(story: str, kept: Path) -> None:
+    """alice, on call, gets the demo's permission set through the broker: assigned, no keys."""
+    step = story[story.index("# 12. IAM Identity Center: a permission set") :]
+    assert "prod-sso: permission set ProdSupport assigned in account 210987654321" in step
+    records = [
+        json.loads(line) for line in (kept / "broker" / "audit.jsonl").read_text().splitlines()
+    ]
+    assigned = [r for r in records if r["event"] == "assigned"]
+    assert [(r["person"], r["assignment"]) for r in assigned] == [("alice@example.com", "present")]
 
 
 def assert_the_incident_chapter(story: str, kept: Path) -> None:

@@ -295,7 +295,7 @@ def test_url_is_for_this_account_and_housekeeping_for_its_rule(moto_server, stac
         "AWS:SourceArn"
     ]
     rule = events.describe_rule(Name=rule_arn.rsplit("/", 1)[1])
-    assert rule["ScheduleExpression"] == "rate(5 minutes)" and rule["State"] == "ENABLED"
+    assert rule["ScheduleExpression"] == "rate(1 minute)" and rule["State"] == "ENABLED"
     (target,) = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
     assert json.loads(target["Input"]) == {"jitctl": "housekeeping"}
     assert target["Arn"].endswith(f":function:{stack['BrokerFunctionName']}")

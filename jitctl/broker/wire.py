@@ -85,7 +85,7 @@ def evidence_in(doc: dict[str, Any] | None) -> OnCallEvidence | None:
 def issued_out(issued: Issued) -> dict[str, Any]:
     return {
         "request": request_out(issued.request),
-        "credentials": credentials_out(issued.credentials),
+        "credentials": credentials_out(issued.credentials) if issued.credentials else None,
         "evidence": issued.evidence.as_dict() if issued.evidence else None,
         "notes": list(issued.notes),
         "region": issued.region,
@@ -95,7 +95,7 @@ def issued_out(issued: Issued) -> dict[str, Any]:
 def issued_in(doc: dict[str, Any]) -> Issued:
     return Issued(
         request=request_in(doc["request"]),
-        credentials=credentials_in(doc["credentials"]),
+        credentials=credentials_in(doc["credentials"]) if doc.get("credentials") else None,
         evidence=evidence_in(doc.get("evidence")),
         notes=[str(n) for n in doc.get("notes") or []],
         region=str(doc["region"]) if doc.get("region") else None,

@@ -55,7 +55,11 @@ def console(
 def _keep(env, issued) -> None:
     """Cached like every grant, so that the next `console`, `exec` or `request` reuses it
     rather than leaving another live grant behind (a failed sign-in used to)."""
+    from jitctl.cli.assignment_out import no_credentials
     from jitctl.credentials.delivery import deliver
+
+    if issued.credentials is None:  # identity_center: the access portal is its console
+        no_credentials(issued, "a console sign-in URL")
 
     def failed(error: str) -> None:
         env.service.delivery_failed(issued.request.request_id, error)

@@ -236,10 +236,10 @@ def run(argv: list[str] | None = None, env: Environment | None = None) -> int:
     through click's context object (``jitctl.cli.session.current_env``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if env is None:
-        from jitctl.cli.output import clock_warning, warning
+        from jitctl.cli.output import clock_warning, progress, warning
         from jitctl.context import Environment
 
-        env = Environment(on_clock_skew=clock_warning, on_warning=warning)
+        env = Environment(on_clock_skew=clock_warning, on_warning=warning, on_progress=progress)
     if env.service_factory is None:  # this host assembles the run (jitctl.wiring)
         from jitctl.wiring import choose_service
 

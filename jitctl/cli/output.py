@@ -117,6 +117,14 @@ def warning(text: str) -> None:
     sys.stderr.flush()
 
 
+def progress(status: str, waited: float) -> None:
+    """AWS is still working on something jitctl waits for: one line each time it asks."""
+    env = _session()
+    if env is None or not env.quiet:
+        sys.stderr.write(f"jitctl: AWS says {clean(status)} after {waited:.0f}s; waiting\n")
+        sys.stderr.flush()
+
+
 def clock_warning(message: str) -> None:
     """Told once by the trusted clock when this machine's clock disagrees with AWS's."""
     stderr_console().print(f"[yellow]warning:[/] {safe(message)}")

@@ -37,7 +37,7 @@ def validate_cmd(
 
         paths = [load_config().require_policy_path()]
     result = validate(paths)
-    warnings = _chaining_warnings(result.over_1h)
+    warnings = _chaining_warnings(result.over_1h) + _session_warnings(result.identity_center)
     if json_out:
         emit_json(result.to_json() | {"warnings": warnings})
     else:
@@ -53,6 +53,21 @@ def validate_cmd(
         err.print(f"{mark} {safe(result.summary())}")
     if not result.ok:
         raise typer.Exit(int(ExitCode.USAGE))
+
+
+def _session_warnings(roles: tuple) -> list[str]:
+    """identity_center roles whose permission set keeps a session longer than max_duration,
+    read from AWS when it can be (a CI job without AWS access gets a note instead)."""
+    if not roles:
+        return []
+    from jitctl.cli.session import current_env
+    from jitctl.errors import JitctlError
+    from jitctl.identity_center.reconcile import session_warnings
+
+    try:
+        return session_warnings(current_env(), list(roles))
+    except JitctlError as exc:
+        return [f"permission sets' session durations not checked: {exc.message}"]
 
 
 def _chaining_warnings(over_1h: tuple[str, ...]) -> list[str]:

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import typer
 
-from jitctl.cli import complete
+from jitctl.cli import assignment_out, complete
 from jitctl.cli.output import (
     JSON_OPTION_NO_SECRETS,
     emit_json,
@@ -81,6 +81,9 @@ def hand_over(env, issued, *, profile, fmt: str, shell: str, json_out: bool, cac
     def failed(error: str) -> None:
         env.service.delivery_failed(issued.request.request_id, error)
 
+    if issued.credentials is None:  # an identity_center grant: nothing to write or print
+        render_grant(env, issued, None, json_out)
+        return assignment_out.no_credentials(issued, fmt)
     written = deliver(
         env,
         issued,
@@ -111,6 +114,8 @@ def render_grant(env, issued, profile: str | None, json_out: bool) -> None:
         return
     now = env.clock.now()
     out = stderr_console()
+    if issued.credentials is None:
+        return assignment_out.render_assignment(out, issued, now)
     expires = issued.credentials.expiration
     where = f"in profile [bold]{safe(profile)}[/]" if profile else "issued"
     short = timedelta(0) < expires - now < timedelta(minutes=10)

@@ -33,6 +33,7 @@ from jitctl.demo.team import (
     email,
 )
 from jitctl.errors import JitctlError
+from jitctl.identity_center.sso import ACTIONS as IDENTITY_CENTER_ACTIONS
 
 SERVER_ID = "jitctl-demo"
 BROKER_USER = "jitctl-broker"
@@ -67,6 +68,7 @@ BROKER_ACTIONS = (
     "dynamodb:Query",
     "dynamodb:Scan",
     "dynamodb:DescribeTable",
+    *IDENTITY_CENTER_ACTIONS,  # identity_center roles: only the broker assigns
 )
 
 

@@ -63,7 +63,7 @@ class IncidentChapter:
         pd.incidents.set_status(self.incident, "resolved")
         s.say(
             f"03:40: the rollback worked; incident {self.incident} is resolved in PagerDuty.\n"
-            "The broker's housekeeping (a 5-minute schedule under Lambda; cron of `jitctl sweep`\n"
+            "The broker's housekeeping (a 1-minute schedule under Lambda; cron of `jitctl sweep`\n"
             "otherwise) revokes grants whose incident ended. Run by hand here:"
         )
         s.jitctl("bob", "sweep", broker=True, shows=[f"revoked {self.request_id}"])

@@ -25,6 +25,7 @@ class Story(Stage):
     # -- the story -------------------------------------------------------------------------
     def steps(self) -> list[tuple[str, Callable[[], None]]]:
         from jitctl.demo.broker_story import BrokerChapter
+        from jitctl.demo.identity_center import story_step as sso_step
         from jitctl.demo.incident_story import IncidentChapter
         from jitctl.demo.slack_story import SlackChapter
 
@@ -37,6 +38,7 @@ class Story(Stage):
             *BrokerChapter(self).steps(),
             *IncidentChapter(self).steps(),
             *SlackChapter(self).steps(),
+            ("IAM Identity Center: a permission set", lambda: sso_step(self)),
         ]
 
     def setup(self) -> None:

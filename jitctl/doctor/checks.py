@@ -40,12 +40,38 @@ def run_doctor(env: Environment) -> Doctor:
 
         for name, check in slack_checks(env):
             d.run(name, check, needs=("config",))
+    if _ok(d, "policy") and any(env.policy.role(n).identity_center for n in env.policy.roles):
+        d.run("identity center", lambda: _identity_center(env), needs=("aws caller",))
+        d.run("assignments left", lambda: _assignments_left(env), needs=("store", "aws caller"))
     if _ok(d, "config") and env.config.audit.central:
         from jitctl.doctor.audit import central_checks
 
         for name, check in central_checks(env):
             d.run(name, check, needs=("aws caller",))
     return d
+
+
+def _identity_center(env: Environment) -> str | tuple[str, str, str]:
+    """Each identity_center role's permission set exists; warn when its session outlasts the
+    role's max_duration (AWS does not end a signed-in session with the assignment)."""
+    from jitctl.identity_center.reconcile import session_warnings
+
+    warnings = session_warnings(env, [env.policy.role(n) for n in env.policy.roles])
+    if warnings:
+        fix = "shorten the permission set's session duration to the role's max_duration"
+        return WARN, "; ".join(warnings), fix
+    return "every permission set's session fits its role's max_duration"
+
+
+def _assignments_left(env: Environment) -> str | tuple[str, str, str]:
+    """Assignments jitctl made whose grants are over and that AWS still holds."""
+    from jitctl.identity_center.reconcile import leftovers
+
+    left = leftovers(env, env.clock.now())
+    if not left:
+        return "none: every assignment jitctl made belongs to a live grant"
+    listed = ", ".join(f"{x['request_id']} ({x['requester']}, {x['account']})" for x in left)
+    return WARN, f"{len(left)} left behind: {listed}", "run `jitctl sweep` (it removes them)"
 
 
 def _broker_doctor(d: Doctor, env: Environment) -> Doctor:

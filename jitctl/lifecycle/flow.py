@@ -149,7 +149,12 @@ def submit(
 
 def _new_request(env: Environment, role, reason: str, duration: timedelta | None) -> AccessRequest:
     wanted = check_duration(duration, role.max_duration, role.name)
+    if role.identity_center:  # refused now, not after an approver has spent their time
+        from jitctl.identity_center import grant as assignments
+
+        assignments.check_requester(env, env.caller.person)
     now = env.clock.now()
+    held = {"kind": role.kind, "account": role.account, "permission_set": role.permission_set}
     return AccessRequest(
         request_id=new_request_id(),
         role=role.name,
@@ -161,6 +166,7 @@ def _new_request(env: Environment, role, reason: str, duration: timedelta | None
         created_at=now,
         expires_at=now + request_ttl(role),
         min_approvals=role.approval.min_approvals if role.approval else 1,
+        assignment=held if role.identity_center else None,
     )
 
 
@@ -315,6 +321,8 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
         raise Denied(f"request {req.request_id} belongs to {req.requester}; only they can use it")
     now = env.clock.now()
     evidence = check_redeemable(env, role, req, evidence, now)
+    if role.identity_center:
+        return _assign(env, role, req, evidence, now)
     seconds, note = session_seconds(
         timedelta(seconds=req.duration_seconds), evidence.end if evidence else None, now
     )
@@ -335,6 +343,21 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
         evidence=evidence,
         notes=[n for n in notes if n],
         region=role.region,
+    )
+
+
+def _assign(
+    env: Environment, role, req: AccessRequest, evidence: OnCallEvidence | None, now: datetime
+) -> Issued:
+    """An identity_center role: the account assignment instead of AssumeRole; no credentials."""
+    from jitctl.identity_center import grant as assignments
+
+    issued = assignments.issue(env, role, req, evidence, now, audit_fields(env, req))
+    issued.fast_path_reason = req.fast_path_reason
+    text = incident_track.issued_text(issued)
+    notes = [assignments.issued_note(issued, now), incident_track.note(env, issued, text)]
+    return Issued(
+        request=issued, credentials=None, evidence=evidence, notes=[n for n in notes if n]
     )
 
 

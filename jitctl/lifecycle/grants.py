@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from jitctl.models import ISSUED, REVOKED, AccessRequest
+from jitctl.models import ISSUED, REVOKED, AccessRequest, is_identity_center
 
 LIVE = "live"
 EXPIRED = "expired"  # the credentials ran out
@@ -73,9 +73,12 @@ def liveness(
 
 
 def cuts(revocation: AccessRequest, grant: AccessRequest) -> bool:
-    """Whether ``revocation`` (a revoked request) denies ``grant``'s sessions."""
+    """Whether ``revocation`` (a revoked request) denies ``grant``'s sessions. Revoking an
+    identity_center grant denies no sessions: it ends its own hold on the assignment, which
+    another live grant keeps (jitctl.identity_center.grant)."""
     return (
         revocation.status == REVOKED
+        and not is_identity_center(revocation)
         and revocation.request_id != grant.request_id
         and revocation.requester == grant.requester
         and revocation.role == grant.role

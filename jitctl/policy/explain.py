@@ -63,6 +63,7 @@ class Validation:
     errors: tuple[Finding, ...]
     skipped: tuple[str, ...] = ()  # arguments that are no policy's business (e.g. other JSON)
     over_1h: tuple[str, ...] = ()  # roles whose max_duration role chaining cannot issue
+    identity_center: tuple[Any, ...] = ()  # identity_center roles (their sessions: in AWS)
 
     @property
     def ok(self) -> bool:
@@ -161,6 +162,7 @@ def validate(paths: Iterable[Path]) -> Validation:
     session_policies: list[Path] = []
     roles: list[str] = []
     over_1h: list[str] = []
+    sso: list[Any] = []
     seen: set[frozenset[Path]] = set()
     for resolved, target in targets.items():
         result = check_policy(target)
@@ -173,6 +175,7 @@ def validate(paths: Iterable[Path]) -> Validation:
         roles.extend(result.role_names)
         if result.policy is not None:
             over_1h.extend(name for name, _ in too_long(result.policy.roles.values()))
+            sso.extend(r for r in result.policy.roles.values() if r.identity_center)
             session_policies.extend(
                 r.session_policy_path for r in result.policy.roles.values() if r.session_policy_path
             )
@@ -186,6 +189,7 @@ def validate(paths: Iterable[Path]) -> Validation:
         errors=tuple(errors),
         skipped=tuple(skipped),
         over_1h=tuple(over_1h),
+        identity_center=tuple(sso),
     )
 
 
@@ -234,6 +238,9 @@ def explain(
     doc: dict[str, Any] = {
         "role": role.name,
         "arn": role.arn,
+        "kind": role.kind,
+        "account": role.account,
+        "permission_set": role.permission_set,
         "description": role.description,
         "source": str(role.source),
         "who_may_request": {"who": WHO_MAY_REQUEST, "gate": REAL_GATE},

@@ -6,6 +6,7 @@ What needs the whole policy set (groups that exist, enough distinct approvers) i
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -30,6 +31,7 @@ from jitctl.policy.schema import (
     ROLE_NAME,
     check_keys,
     describe,
+    expect_assignment_duration,
     expect_on_call_entry,
     expect_positive_int,
     expect_principal_arn,
@@ -43,6 +45,15 @@ from jitctl.policy.schema import (
     on_call_entry,
 )
 from jitctl.policy.session import load_session_policy
+
+ASSUME_ROLE = "assume_role"
+IDENTITY_CENTER = "identity_center"
+KINDS = (ASSUME_ROLE, IDENTITY_CENTER)
+ACCOUNT_ID = re.compile(r"\d{12}", re.ASCII)
+PERMISSION_SET = re.compile(
+    r"(?:arn:aws[\w-]*:sso:::permissionSet/ssoins-[0-9a-f]{16}/ps-[0-9a-f]{16}|[\w+=,.@-]{1,32})",
+    re.ASCII,
+)
 
 
 @dataclass(frozen=True)
@@ -84,7 +95,7 @@ class BreakGlassRule:
 @dataclass(frozen=True)
 class Role:
     name: str
-    arn: str
+    arn: str  # the IAM role assumed; "" for kind = "identity_center"
     max_duration: timedelta
     session_policy: str | None  # minified JSON, ready for STS's Policy parameter
     session_policy_path: Path | None
@@ -95,6 +106,13 @@ class Role:
     break_glass: BreakGlassRule | None = None
     incident: IncidentRule | None = None
     region: str | None = None  # the jit profile's region in the AWS config file
+    kind: str = ASSUME_ROLE  # or IDENTITY_CENTER: an account assignment, not an STS session
+    permission_set: str | None = None  # identity_center: a name or an ARN, as the policy writes it
+    account: str = ""  # the AWS account the access is in (assume_role: the one in its ARN)
+
+    @property
+    def identity_center(self) -> bool:
+        return self.kind == IDENTITY_CENTER
 
 
 def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
@@ -107,17 +125,7 @@ def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
         )
     table = expect_table(raw, where, "the role")
     check_keys(table, ROLE_KEYS, where)
-    if "arn" not in table:
-        raise PolicyError(f"{where}: arn is required", "the ARN of the IAM role to assume")
-    arn = expect_str(table["arn"], where, "arn")
-    if not ROLE_ARN.fullmatch(arn):
-        raise PolicyError(
-            f"{at(where, 'arn')}: arn {arn!r} is not an IAM role ARN like "
-            "arn:aws:iam::123456789012:role/NAME"
-        )
-    max_duration = expect_session_duration(
-        table.get("max_duration", DEFAULT_MAX_DURATION), where, "max_duration"
-    )
+    target = _parse_target(table, where)
     policy_text = policy_path = None
     if "session_policy" in table:
         policy_text, policy_path = load_session_policy(table["session_policy"], file, where)
@@ -128,7 +136,7 @@ def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
 
     sub_where = where.within
 
-    tracks = _parse_tracks(table, where, sub_where, max_duration)
+    tracks = _parse_tracks(table, where, sub_where, target["max_duration"])
     if tracks["on_call"] is None and tracks["approval"] is None and tracks["incident"] is None:
         raise PolicyError(
             f"{where}: has neither on_call nor approval (nor incident), so it could never be granted",
@@ -136,16 +144,79 @@ def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
         )
     role = Role(
         name=name,
-        arn=arn,
-        max_duration=max_duration,
+        max_duration=target.pop("max_duration"),
         session_policy=policy_text,
         session_policy_path=policy_path,
         source=file,
         description=description,
         region=region,
+        **target,
         **tracks,
     )
     return role, where
+
+
+def _parse_target(table: dict[str, Any], where: str) -> dict[str, Any]:
+    """What the role grants: ``kind``, and the IAM role ARN (assume_role) or the permission set
+    and account (identity_center); with its ``max_duration``, whose floor depends on the kind."""
+    kind = expect_str(table.get("kind", ASSUME_ROLE), where, "kind")
+    if kind not in KINDS:
+        raise PolicyError(f"{at(where, 'kind')}: kind {kind!r} is not one of {', '.join(KINDS)}")
+    raw_max = table.get("max_duration", DEFAULT_MAX_DURATION)
+    if kind == IDENTITY_CENTER:
+        return _identity_center_target(table, where) | {
+            "max_duration": expect_assignment_duration(raw_max, where, "max_duration")
+        }
+    for key in ("permission_set", "account"):
+        if key in table:
+            raise PolicyError(
+                f'{at(where, key)}: {key} is only for kind = "identity_center"',
+                'remove it, or set kind = "identity_center" (and drop arn)',
+            )
+    if "arn" not in table:
+        raise PolicyError(f"{where}: arn is required", "the ARN of the IAM role to assume")
+    arn = expect_str(table["arn"], where, "arn")
+    if not ROLE_ARN.fullmatch(arn):
+        raise PolicyError(
+            f"{at(where, 'arn')}: arn {arn!r} is not an IAM role ARN like "
+            "arn:aws:iam::123456789012:role/NAME"
+        )
+    max_duration = expect_session_duration(raw_max, where, "max_duration")
+    return {"arn": arn, "account": arn.split(":")[4], "max_duration": max_duration}
+
+
+def _identity_center_target(table: dict[str, Any], where: str) -> dict[str, Any]:
+    """kind = "identity_center": a permission set (name or ARN) in one account; no IAM role."""
+    for key in ("arn", "session_policy"):
+        if key in table:
+            raise PolicyError(
+                f'{at(where, key)}: {key} does not apply to kind = "identity_center"',
+                "the permission set decides what the access allows; remove " + key,
+            )
+    for key in ("permission_set", "account"):
+        if key not in table:
+            raise PolicyError(
+                f'{where}: {key} is required for kind = "identity_center"',
+                'e.g. permission_set = "ProdAdmin", account = "111122223333"',
+            )
+    permission_set = expect_str(table["permission_set"], where, "permission_set")
+    if not PERMISSION_SET.fullmatch(permission_set):
+        raise PolicyError(
+            f"{at(where, 'permission_set')}: permission_set {permission_set!r} is neither a "
+            "permission set name (up to 32 of letters, digits and +=,.@_-) nor its ARN"
+        )
+    account = expect_str(table["account"], where, "account")
+    if not ACCOUNT_ID.fullmatch(account):
+        raise PolicyError(
+            f"{at(where, 'account')}: account {account!r} is not a 12-digit AWS account id",
+            'write it as a string: account = "111122223333"',
+        )
+    return {
+        "arn": "",
+        "kind": IDENTITY_CENTER,
+        "permission_set": permission_set,
+        "account": account,
+    }
 
 
 def _parse_tracks(

@@ -30,6 +30,9 @@ TOP_KEYS = frozenset({"version", "identities", "groups", "roles"})
 ROLE_KEYS = frozenset(
     {
         "arn",
+        "kind",
+        "permission_set",
+        "account",
         "max_duration",
         "session_policy",
         "description",
@@ -55,6 +58,8 @@ BREAK_GLASS_KEYS = frozenset({"max_duration"})
 
 # STS AssumeRole: DurationSeconds 900..43200, Policy (plaintext) at most 2048 characters.
 MIN_DURATION = timedelta(minutes=15)
+# An identity_center grant is an account assignment, not an STS session: no 15-minute floor.
+MIN_ASSIGNMENT = timedelta(minutes=1)
 MAX_DURATION = timedelta(hours=12)
 # A pending request outlives its request_ttl by nothing; a week is already generous.
 MAX_REQUEST_TTL = timedelta(days=7)
@@ -197,6 +202,12 @@ def expect_duration(value: Any, where: str, key: str) -> timedelta:
 def expect_session_duration(value: Any, where: str, key: str) -> timedelta:
     return expect_bounded_duration(
         value, where, key, (MIN_DURATION, MAX_DURATION), "STS session limits"
+    )
+
+
+def expect_assignment_duration(value: Any, where: str, key: str) -> timedelta:
+    return expect_bounded_duration(
+        value, where, key, (MIN_ASSIGNMENT, MAX_DURATION), "an identity_center grant"
     )
 
 

@@ -114,11 +114,10 @@ class RequestStore(Protocol):
     ) -> AccessRequest: ...
     def set_page(self, request_id: str, page: dict[str, Any]) -> AccessRequest: ...
     def set_slack(self, request_id: str, messages: list[dict[str, Any]]) -> AccessRequest: ...
+    def set_assignment(self, request_id: str, assignment: dict[str, Any]) -> AccessRequest: ...
 
 
 # ---------------------------------------------------------------- the state machine
-
-
 
 
 def _lapsed(req: AccessRequest, now: datetime) -> Step | None:
@@ -280,6 +279,16 @@ def plan_slack(messages: list[dict[str, Any]]) -> Planner:
     return plan
 
 
+def plan_assignment(assignment: dict[str, Any]) -> Planner:
+    """Record an identity_center grant's account assignment (before it is created, then each
+    change of state) whatever the request's status: it is what AWS holds, not a decision."""
+
+    def plan(req: AccessRequest) -> Step:
+        return Step(write=_copy(req, assignment=dict(assignment)))
+
+    return plan
+
+
 def check_new(req: AccessRequest) -> None:
     """What ``create`` accepts: a pending request, or a fast-path one created already approved."""
     aware(req.created_at)
@@ -362,6 +371,8 @@ class BaseStore(ABC):
 
     def set_slack(self, request_id: str, messages: list[dict[str, Any]]) -> AccessRequest:
         return self._transition(request_id, plan_slack(messages))
+    def set_assignment(self, request_id: str, assignment: dict[str, Any]) -> AccessRequest:
+        return self._transition(request_id, plan_assignment(assignment))
 
 
 def not_found(request_id: str) -> NotFound:

@@ -153,10 +153,10 @@ class Environment:
         return self._service
 
     def __post_init__(self) -> None:
-        # The trusted clock learns AWS's time from the STS call that names the caller.
+        # The trusted clock learns its time from the answer this run needs anyway.
         if isinstance(self.clock, TrustedClock):
             if self.clock.sync is None:
-                self.clock.sync = self.identity
+                self.clock.sync = self._time_source
             if self.clock.on_skew is None:
                 self.clock.on_skew = self.on_clock_skew
 
@@ -185,6 +185,13 @@ class Environment:
             if isinstance(self.clock, TrustedClock):
                 self._aws.sts_listener = self.clock.after_call
         return self._aws
+
+    def _time_source(self) -> object:
+        """Ask once for the time: the broker in broker mode (its Date; the client asks AWS
+        nothing but signs its proof), else STS with the call that names the caller."""
+        if self.config.broker.client:
+            return self.service.info()
+        return self.identity()
 
     def identity(self) -> tuple[str, str]:
         """(principal ARN, account) from sts:GetCallerIdentity, asked once per command."""

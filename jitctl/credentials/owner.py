@@ -8,7 +8,8 @@ only ever see a grant that the current caller got under the current config.
 - config identity: the broker (url and server id) in broker mode; the store (the SQLite
   file's real path, or the DynamoDB table and region) in direct mode.
 - the caller: the principal ARN that sts:GetCallerIdentity returns for the current AWS
-  credentials (it holds the account); never a name anyone typed. A person known by two
+  credentials (in broker mode, as the broker verified it from the call's proof; it holds the
+  account); never a name anyone typed. A person known by two
   principals (an IAM user and an SSO session) has two caches: stricter, never looser.
 
 With no config at all (no file, no inline config, no broker, no policy) there is nothing a
@@ -69,10 +70,18 @@ def config_identity(config: Config, environ: dict[str, str] | None = None) -> st
 
 
 def owner_of(env: Environment) -> CacheOwner:
-    """The current caller under the current config (one STS call, shared with the command)."""
+    """The current caller under the current config (one call to AWS or the broker, shared
+    with the command)."""
     config = config_identity(env.config, dict(env.environ))
-    arn, _account = env.identity()
-    return CacheOwner(config, arn)
+    return CacheOwner(config, _principal(env))
+
+
+def _principal(env: Environment) -> str:
+    """The caller's ARN from AWS's answer: in broker mode the broker's, from the proof it
+    checked (the client itself asks AWS nothing); else sts:GetCallerIdentity's."""
+    if env.config.broker.client:
+        return env.service.whoami().arn
+    return env.identity()[0]
 
 
 def cache_dir(environ: dict[str, str]) -> Path | None:

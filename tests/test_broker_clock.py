@@ -19,6 +19,7 @@ from jitctl.trusted_time import TrustedClock
 from tests.broker_world import POLICY, BrokerWorld, own_world
 from tests.conftest import FixedClock
 from tests.test_exit_codes import Listener
+from tests.world import export
 
 pytestmark = pytest.mark.slow
 
@@ -45,18 +46,11 @@ def test_a_broker_client_takes_its_time_from_the_broker_and_asks_aws_nothing(
     """Alice's local clock runs three hours fast and her AWS endpoint counts every connection:
     request and status work (the broker accepts only a proof dated within minutes of its own
     clock), nothing reaches her endpoint, and status shows times from the broker's clock."""
+    world.on_call(ALICE)
     now = datetime.now(UTC)
-    world.pd.add_oncall(
-        world.pd_ids[ALICE],
-        "PEP1234",
-        1,
-        start=now - timedelta(hours=1),
-        end=now + timedelta(hours=4),
-    )
     aws = Listener(reply=b"")  # any STS call of the client's own would connect here
     environ = world.client_env(ALICE, AWS_ENDPOINT_URL=aws.url)
-    for key, value in environ.items():
-        monkeypatch.setenv(key, value)  # boto3 reads the process environment
+    export(monkeypatch, environ)
     told: list[str] = []
     clock = TrustedClock(FixedClock(now + timedelta(hours=3)))
     first = Environment(environ=environ, clock=clock, on_clock_skew=told.append)
@@ -88,8 +82,7 @@ def test_the_broker_dates_its_answers_by_its_own_trusted_clock(world, monkeypatc
     from jitctl.broker.handler import HttpRequest
 
     environ = world.broker_env()
-    for key, value in environ.items():
-        monkeypatch.setenv(key, value)
+    export(monkeypatch, environ)
     aws_time = FixedClock(datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1))
     broker = build_broker(Environment(environ=environ, clock=aws_time))
     for path in ("/v1/info", "/v1/whoami"):  # answered, and refused (no proof)

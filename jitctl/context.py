@@ -122,8 +122,15 @@ class Environment:
 
         environ = dict(self.environ)
         config = config_identity(self.config, environ)  # exit 2 with no config, before AWS
-        owner = CacheOwner(config, self.identity()[0])  # the STS call the command shares
-        return CredentialCache(owner, cache_dir=cache_dir(environ))
+        return CredentialCache(CacheOwner(config, self._principal()), cache_dir=cache_dir(environ))
+
+    def _principal(self) -> str:
+        """The caller's ARN from AWS's answer, asked once per command: in broker mode the
+        broker's, from the proof it checked (the client itself asks AWS nothing); else
+        sts:GetCallerIdentity's."""
+        if self.config.broker.client:
+            return self.service.whoami().arn
+        return self.identity()[0]
 
     def for_caller(self, caller: Caller) -> Environment:
         """This environment acting for ``caller``, sharing config, policy, clients, store and
@@ -171,10 +178,10 @@ class Environment:
         return self._service
 
     def __post_init__(self) -> None:
-        # The trusted clock learns AWS's time from the STS call that names the caller.
+        # The trusted clock learns its time from the answer this run needs anyway.
         if isinstance(self.clock, TrustedClock):
             if self.clock.sync is None:
-                self.clock.sync = self.identity
+                self.clock.sync = self._time_source
             if self.clock.on_skew is None:
                 self.clock.on_skew = self.on_clock_skew
 
@@ -203,6 +210,13 @@ class Environment:
             if isinstance(self.clock, TrustedClock):
                 self._aws.sts_listener = self.clock.after_call
         return self._aws
+
+    def _time_source(self) -> object:
+        """Ask once for the time: the broker in broker mode (its Date; the client asks AWS
+        nothing but signs its proof), else STS with the call that names the caller."""
+        if self.config.broker.client:
+            return self.service.info()
+        return self.identity()
 
     def identity(self) -> tuple[str, str]:
         """(principal ARN, account) from sts:GetCallerIdentity, asked once per command."""

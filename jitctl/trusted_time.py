@@ -87,6 +87,13 @@ def parse_http_date(value: str | None) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
+def http_date(value: datetime) -> str:
+    """``value`` as an HTTP ``Date`` (what ``parse_http_date`` reads)."""
+    from email.utils import format_datetime
+
+    return format_datetime(value.astimezone(UTC), usegmt=True)
+
+
 def skew_message(offset: timedelta) -> str:
     way = "behind" if offset > timedelta(0) else "ahead of"
     return (

@@ -9,15 +9,12 @@ null, which its IAM validator rejects: so the stacks here are created with a Pag
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import io
 import json
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import tomllib
 import uuid
 import zipfile
@@ -27,8 +24,9 @@ from typing import Any
 
 import boto3
 import pytest
-import requests
 from botocore.exceptions import ClientError
+
+from tests.conftest import enforce, moto_process
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "deploy" / "broker.yaml"
@@ -314,39 +312,11 @@ def test_with_an_org_id_the_url_is_for_the_organization(moto_server):
 # --------------------------------------------------------------------- with IAM enforced
 
 
-@contextlib.contextmanager
-def own_moto() -> Iterator[str]:
-    """A moto server of our own (IAM enforcement is process-wide, so not the shared one):
-    open for setup; `enforce(url)` switches IAM enforcement on from then."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def enforce(url: str) -> None:
-    requests.post(f"{url}/moto-api/reset-auth", data=b"0", timeout=10).raise_for_status()
 
 
 @pytest.fixture
 def enforcing_moto() -> Iterator[str]:
-    with own_moto() as url:
+    with moto_process() as url:
         yield url
 
 

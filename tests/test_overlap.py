@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -21,15 +20,12 @@ from jitctl.errors import TokenError
 from jitctl.lifecycle.flow import submit
 from jitctl.oncall.client import LookupFailed
 from jitctl.oncall.session import PagerDutySession
-from tests.test_flow import ALICE, use_identity
+from tests.test_flow import ALICE
 
 
 def test_the_pagerduty_client_is_built_once_off_the_command_thread(team, monkeypatch):
-    now = datetime.now(UTC)
-    team.pd.add_oncall(
-        team.pd_user(ALICE), "PEP1234", 1, now - timedelta(hours=1), now + timedelta(hours=4)
-    )
-    use_identity(monkeypatch, team, ALICE)
+    team.on_call(ALICE)
+    team.act_as(monkeypatch, ALICE)
     monkeypatch.delenv("JITCTL_PAGERDUTY_TOKEN", raising=False)
     environ = {k: v for k, v in team.env(ALICE).items() if k != "JITCTL_PAGERDUTY_TOKEN"}
     reads: list[str] = []

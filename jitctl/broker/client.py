@@ -235,8 +235,10 @@ class BrokerService:
         req.add_header("content-type", "application/json")
         try:
             with _opener(self.settings.ca_bundle).open(req, timeout=self.settings.timeout) as resp:
+                self._observe_time(resp)
                 return _decode(resp.status, resp.read(MAX_RESPONSE + 1))
         except urllib.error.HTTPError as exc:
+            self._observe_time(exc)
             doc = _json_or_none(exc.read(MAX_RESPONSE + 1))
             raise wire.error_in(exc.code, doc) from None
         except http.client.HTTPException:
@@ -254,6 +256,15 @@ class BrokerService:
                 f"cannot reach the broker at {self.settings.url}: {reason}",
                 f"check [broker] url and your network{after}",
             ) from None
+
+    def _observe_time(self, answer: Any) -> None:
+        """The broker's ``Date`` (its trusted clock's) is this run's time, as STS's is in
+        direct mode: for the proof's signing date and what is shown here. The broker decides
+        by its own clock, never by this one."""
+        from jitctl.trusted_time import TrustedClock
+
+        if isinstance(self.env.clock, TrustedClock):
+            self.env.clock.after_call(http_response=answer)
 
 
 def _rid(request_id: str, action: str = "") -> str:

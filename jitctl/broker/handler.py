@@ -1,12 +1,9 @@
-"""The broker's core: one transport-free handler, request in, response out.
+"""The broker's core, request in, response out (dated); ``wsgi`` and ``aws_lambda`` translate.
 
-Every call but ``GET /v1/info`` and Slack's (signed by Slack: ``jitctl.slack.interactions``)
-carries a proof of who is calling (``jitctl.broker.proof``); the broker checks it against its
-own pinned STS endpoint, maps the ARN to a person by the one identity rule, and runs
-``LocalService`` for that caller with the broker's own AWS credentials. The HTTP server
-(``jitctl.broker.wsgi``) and the Lambda handler (``aws_lambda``) only translate to and from
-``HttpRequest``/``HttpResponse``.
-"""
+Every call but ``GET /v1/info`` and Slack's (``jitctl.slack.interactions``) carries a proof of
+who is calling (``jitctl.broker.proof``), checked against the broker's pinned STS endpoint; the
+ARN maps to a person by the one identity rule, and ``LocalService`` runs for that caller with
+the broker's own AWS credentials."""
 from __future__ import annotations
 
 import json
@@ -22,6 +19,7 @@ from jitctl import __version__, errors
 from jitctl.broker import wire
 from jitctl.broker.role_facts import broker_role_facts
 from jitctl.models import PENDING
+from jitctl.trusted_time import http_date
 
 if TYPE_CHECKING:
     from jitctl.broker.nonces import NonceStore
@@ -95,6 +93,11 @@ class Broker:
         self.roles = broker_role_facts(env)
 
     def handle(self, request: HttpRequest) -> HttpResponse:
+        answer = self._answer(request)  # its Date, the broker's trusted time, is its clients'
+        answer.headers["date"] = http_date(self.env.clock.now())
+        return answer
+
+    def _answer(self, request: HttpRequest) -> HttpResponse:
         try:
             if len(request.body) > MAX_BODY:
                 raise errors.UsageError(f"request body over {MAX_BODY} bytes")

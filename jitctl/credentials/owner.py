@@ -8,7 +8,8 @@ only ever see a grant that the current caller got under the current config.
 - config identity: the broker (url and server id) in broker mode; the store (the SQLite
   file's real path, or the DynamoDB table and region) in direct mode.
 - the caller: the principal ARN that sts:GetCallerIdentity returns for the current AWS
-  credentials (it holds the account); never a name anyone typed. A person known by two
+  credentials (in broker mode, as the broker verified it from the call's proof; it holds the
+  account); never a name anyone typed. A person known by two
   principals (an IAM user and an SSO session) has two caches: stricter, never looser.
 
 With no config at all (no file, no inline config, no broker, no policy) there is nothing a

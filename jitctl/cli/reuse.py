@@ -26,7 +26,7 @@ def reused_grant(env, role: str, reason: str | None, wanted: timedelta | None):
         if why_not:
             out.print(f"[yellow]note:[/] not reusing: {safe(why_not)}; requesting anew")
         return None
-    expires = grant.credentials.expiration
+    expires = grant.credentials.expires
     now = env.clock.now()
     out.print(
         f"[green]✓[/] {safe(role)}: reusing grant {safe(grant.request.request_id)}, expires "

@@ -20,7 +20,7 @@ from jitctl.filelock import OPEN_FLAGS, exclusive_lock, lock_path_for, require_r
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
-    from jitctl.lifecycle.service import Issued
+    from jitctl.models import Issued
 
 LOCK_WAIT = 10.0  # seconds to wait for another process's lock on the credentials file
 
@@ -95,7 +95,8 @@ def profile_region(env: Environment, role_region: str | None) -> str | None:
 
     def configured() -> str | None:
         try:
-            return env.aws.session().region_name
+            region: str | None = env.aws.session().region_name
+            return region
         except JitctlError:  # no usable AWS config: the caller has no region either
             return None
 

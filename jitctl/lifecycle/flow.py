@@ -359,7 +359,7 @@ def _issue_claimed(
         approval=req.approval,
         approvers=req.approvers,  # as stored, checked against the policy just now
         access_key_id=creds.access_key_id,
-        expires_at=rfc3339(creds.expiration),
+        expires_at=rfc3339(creds.expires),
         duration_seconds=claimed.seconds,
         retry=claimed.attempt > 1,
         attempt=claimed.attempt,

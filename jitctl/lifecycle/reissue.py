@@ -181,7 +181,7 @@ def record(
     that superseded it has cut them off), and the log says why."""
     try:
         return env.store.mark_issued(
-            req.request_id, now=now, credentials_expire_at=creds.expiration, attempt=attempt
+            req.request_id, now=now, credentials_expire_at=creds.expires, attempt=attempt
         )
     except JitctlError as exc:
         env.audit.append(

@@ -20,7 +20,8 @@ from jitctl.identity import EMAIL, person_for
 from jitctl.lifecycle.chaining import too_long
 from jitctl.lifecycle.request_rules import DEFAULT_DURATION
 from jitctl.oncall.approvers import OnCallApprovers
-from jitctl.policy.load import Policy, Role, check_policy
+from jitctl.policy.load import Policy, check_policy
+from jitctl.policy.roles import Role
 from jitctl.policy.schema import GROUP_PREFIX, MIN_DURATION, is_arn
 from jitctl.timeutil import format_duration
 
@@ -329,7 +330,7 @@ def _session_policy(role: Role) -> dict[str, Any]:
         return {"path": None, "summary": UNREDUCED, "statements": [], "denies": []}
     doc = json.loads(role.session_policy)
     raw = doc.get("Statement", [])
-    statements = []
+    statements: list[dict[str, Any]] = []
     for stmt in raw if isinstance(raw, list) else [raw]:
         if not isinstance(stmt, dict):
             continue

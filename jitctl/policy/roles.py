@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from jitctl.errors import PolicyError
+from jitctl.identity import EMAIL
 from jitctl.policy.schema import (
     APPROVAL_KEYS,
     BREAK_GLASS_KEYS,
     DEFAULT_MAX_DURATION,
     DEFAULT_REQUEST_TTL,
-    EMAIL,
     GROUP_PREFIX,
     INCIDENT_KEYS,
     ON_CALL_KEYS,

@@ -12,7 +12,6 @@ import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -20,6 +19,8 @@ from jitctl import __version__
 from jitctl.errors import DISK_FULL, ExitCode, JitctlError
 
 if TYPE_CHECKING:
+    from typer._click.core import Context
+
     from jitctl.context import Environment
 
 
@@ -28,7 +29,7 @@ class _Commands(TyperGroup):
     (jitctl.lifecycle.interrupts: the pending request this run recorded is cancelled); left alone,
     typer would turn it into a silent exit 130."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Context) -> Any:
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:

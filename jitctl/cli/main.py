@@ -19,7 +19,7 @@ from jitctl import __version__
 from jitctl.errors import DISK_FULL, ExitCode, JitctlError
 
 if TYPE_CHECKING:
-    from typer._click.core import Context
+    from typer._click.core import Command, Context
 
     from jitctl.context import Environment
 
@@ -80,7 +80,7 @@ def _be_quiet() -> None:
     current_env().quiet = True
 
 
-def _with_global_options(group: typer.core.TyperGroup) -> typer.core.TyperGroup:
+def _with_global_options(group: Command) -> Command:
     """--quiet and --debug after the command too (`jitctl request R --quiet`), not only
     before it: click reads a group's options only before the command name, so every command
     gets its own copy, unless it already has an option of that name."""
@@ -106,13 +106,12 @@ def _quiet_flag(ctx: object, param: object, value: bool) -> None:
         _be_quiet()
 
 
-def _walk(group: typer.core.TyperGroup) -> list[Any]:
-    """Every command and group below ``group``."""
-    found: list[Any] = []
-    for command in group.commands.values():
+def _walk(group: Command) -> list[Command]:
+    """Every command and group below ``group`` (a plain command has none)."""
+    found: list[Command] = []
+    for command in getattr(group, "commands", {}).values():
         found.append(command)
-        if hasattr(command, "commands"):
-            found += _walk(command)
+        found += _walk(command)
     return found
 
 

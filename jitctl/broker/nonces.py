@@ -203,7 +203,8 @@ class DynamoNonces:
         from jitctl.aws import translate_error
 
         try:
-            return getattr(self.client, op)(**kwargs)  # type: ignore[no-any-return]
+            answer: dict[str, Any] = getattr(self.client, op)(**kwargs)
+            return answer
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "ConditionalCheckFailedException":

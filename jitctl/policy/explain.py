@@ -197,7 +197,7 @@ def _narrow(focus: dict[Path, set[Path] | None], target: Path, path: Path) -> No
     if named == target or path.suffix != ".toml" or focus.get(target, set()) is None:
         focus[target] = None
     else:
-        focus.setdefault(target, set()).add(named)  # type: ignore[union-attr]
+        focus.setdefault(target, set()).add(named)  # type: ignore[union-attr]  # not None: above
 
 
 def _in(finding: Finding, files: set[Path]) -> bool:

@@ -238,3 +238,17 @@ def public_dict(req: AccessRequest) -> dict[str, object]:
         "incident": dict(req.incident) if req.incident else None,
         "page": dict(req.page) if req.page else None,
     }
+
+
+@dataclass
+class ThisRun:
+    """What a Ctrl-C must know about this run: the pending request it recorded (cancelled),
+    and a request it only waits for (`jitctl wait`: left pending, resumable)."""
+
+    made: str | None = None
+    waiting: str | None = None
+
+    def recorded(self, req: AccessRequest) -> None:
+        """Called inside ``held`` by whatever recorded ``req``."""
+        if req.status == PENDING:
+            self.made = req.request_id

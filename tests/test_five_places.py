@@ -21,7 +21,8 @@ import pytest
 
 from jitctl.broker import handler, wire
 from jitctl.broker.client import BrokerService
-from jitctl.lifecycle.service import AccessService, LocalService
+from jitctl.lifecycle.contract import AccessService
+from jitctl.lifecycle.service import LocalService
 
 # Public methods a side may have beyond the contract: the client's view of the broker itself.
 TRANSPORT = {BrokerService: {"info"}}

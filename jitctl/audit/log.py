@@ -26,7 +26,7 @@ import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import Any, TypeGuard
 
 from jitctl.audit.tail import Tail, move_aside, read_tail, torn_path
 from jitctl.errors import AuditError, AuditTampered
@@ -41,9 +41,6 @@ from jitctl.filelock import (
 from jitctl.jsonstrict import no_duplicate_keys
 from jitctl.sanitize import clean
 from jitctl.timeutil import Clock, rfc3339
-
-if TYPE_CHECKING:
-    from jitctl.audit.sink import Sink
 
 EVENTS = (
     "requested",
@@ -105,7 +102,9 @@ class VerifyResult:
 
 
 class AuditLog:
-    sinks: Sequence[Sink] = ()  # the local log alone; AuditTrail adds central sinks
+    # The local log alone; AuditTrail adds central sinks (audit.sink.Sink: not named here, as
+    # sink imports this module)
+    sinks: Sequence[Any] = ()
 
     def __init__(self, path: Path, clock: Clock) -> None:
         self.path = path

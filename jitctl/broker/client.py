@@ -19,7 +19,7 @@ from urllib.parse import quote, urlencode
 from jitctl.broker import wire
 from jitctl.errors import TimedOut, Unavailable, UsageError
 from jitctl.lifecycle import interrupts
-from jitctl.lifecycle.service import Outcome, PollCallback, Revoked
+from jitctl.lifecycle.contract import Outcome, PollCallback, Revoked
 from jitctl.models import AccessRequest, Caller, Issued
 from jitctl.timeutil import format_duration
 

@@ -13,7 +13,7 @@ from jitctl.cli.output import interactive, print_table, relative, safe, stderr_c
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
-    from jitctl.lifecycle.service import AccessService
+    from jitctl.lifecycle.contract import AccessService
     from jitctl.models import AccessRequest
 
 # What each command may act on, said when there is nothing, and where else to look.

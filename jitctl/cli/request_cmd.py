@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from jitctl.context import Environment
-    from jitctl.lifecycle.service import Outcome
+    from jitctl.lifecycle.contract import Outcome
     from jitctl.models import AccessRequest, Issued
 
 FORMATS = ("profile", "env", "credential-process")
@@ -88,7 +88,7 @@ def check_destination(
     check_writable(path, profile or f"jit-{role}", request_id, config=config)
 
 
-def deliver(
+def hand_over(
     env: Environment,
     issued: Issued,
     *,
@@ -99,13 +99,13 @@ def deliver(
     cache: bool = True,
 ) -> None:
     """Secrets reach stdout only when a format asks for them; the summary goes to stderr."""
-    from jitctl.credentials.delivery import deliver as keep
+    from jitctl.credentials.delivery import deliver
     from jitctl.credentials.formats import credential_process_json, env_lines
 
     def failed(error: str) -> None:
         env.service.delivery_failed(issued.request.request_id, error)
 
-    written = keep(
+    written = deliver(
         env,
         issued,
         profile=profile,
@@ -195,7 +195,7 @@ def announce_pending(env: Environment, outcome: Outcome) -> None:
     )
 
 
-def obtain(
+def request_or_wait(
     env: Environment,
     *,
     role: str,
@@ -208,7 +208,7 @@ def obtain(
 ) -> Issued | AccessRequest:
     """The request flow shared by `request` and `exec`: credentials, or the pending request
     (--no-wait)."""
-    from jitctl.lifecycle.obtain import obtain as run_lifecycle
+    from jitctl.lifecycle.obtain import obtain
 
     def on_pending(outcome: Outcome) -> None:
         for warning in outcome.warnings:
@@ -216,7 +216,7 @@ def obtain(
         announce_pending(env, outcome)
 
     with WaitLine() as line:
-        return run_lifecycle(
+        return obtain(
             env.service,
             role=role,
             reason=reason if reason is not None else _ask_reason(env),
@@ -238,7 +238,7 @@ def obtain_waiting(
     """Credentials for ROLE, waiting for a decision if one is needed (`exec`, `console`)."""
     from jitctl.models import Issued
 
-    issued = obtain(
+    issued = request_or_wait(
         env,
         role=role,
         reason=reason,
@@ -318,12 +318,12 @@ def request(
     wanted = parse_duration_option(duration, "--duration")
     # a break-glass or incident-bound request is its own event: never answered by a reuse
     plain = not (fresh or break_glass or incident)
-    result = (reused_grant(env, role, reason, wanted) if plain else None) or obtain(
+    result = (reused_grant(env, role, reason, wanted) if plain else None) or request_or_wait(
         env, role=role, reason=reason, duration=wanted, wait=wait, break_glass=break_glass,
         timeout=parse_duration_option(timeout, "--timeout"), incident=incident,
     )  # fmt: skip
     if isinstance(result, Issued):
-        deliver(env, result, profile=profile, fmt=fmt, shell=shell, json_out=json_out)
+        hand_over(env, result, profile=profile, fmt=fmt, shell=shell, json_out=json_out)
         if not wait and fmt == "profile" and not json_out:  # the contract: the id, either way
             stdout().write(result.request.request_id + "\n")
     elif json_out:
@@ -363,7 +363,7 @@ def wait_cmd(
             on_poll=line.for_request(request_id, lambda: service.approvers_for(request_id)),
         )
     issued = service.issue(approved.request_id)
-    deliver(env, issued, profile=profile, fmt=fmt, shell=shell, json_out=json_out)
+    hand_over(env, issued, profile=profile, fmt=fmt, shell=shell, json_out=json_out)
 
 
 def register(app: typer.Typer) -> None:

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from rich.status import Status
     from rich.text import Text
 
-    from jitctl.lifecycle.service import PollCallback
+    from jitctl.lifecycle.contract import PollCallback
     from jitctl.models import AccessRequest
 
 

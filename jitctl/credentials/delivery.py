@@ -107,14 +107,14 @@ def profile_region(env: Environment, role_region: str | None) -> str | None:
 def set_region(env: Environment, profile: str, role_region: str | None) -> None:
     """Give the profile a region in the AWS config file, so `aws --profile jit-ROLE ...` works
     without one. The credentials are written already: a failure here is a warning."""
-    from jitctl.credentials import profiles as credentials
+    from jitctl.credentials import profiles
 
     region = profile_region(env, role_region)
     if region is None:
         return
-    path = credentials.aws_config_path(env.environ)
+    path = profiles.aws_config_path(env.environ)
     try:
-        credentials.write_config_region(path, profile, region)
+        profiles.write_config_region(path, profile, region)
     except (OSError, ValueError, UsageError) as exc:  # UsageError: no longer a regular file
         if env.on_warning is not None:
             env.on_warning(f"could not set region {region} for profile {profile} in {path}: {exc}")
@@ -135,16 +135,16 @@ def deliver(
     `jitctl credential-process` (keyring or a 0600 file). `jitctl exec` does neither. If the
     file cannot be written, ``on_failure`` tells the core (so `jitctl wait ID` may deliver
     again while the approval holds) and the error says how to fix it."""
-    from jitctl.credentials import profiles as credentials
+    from jitctl.credentials import profiles
 
     req = issued.request
     written = None
     if write_profile:
         written = profile or f"jit-{req.role}"
-        path = credentials.shared_credentials_path(env.environ)
-        extra = {credentials.MARKER: req.request_id}
+        path = profiles.shared_credentials_path(env.environ)
+        extra = {profiles.MARKER: req.request_id}
         try:
-            credentials.write_profile(
+            profiles.write_profile(
                 path, written, issued.credentials, extra=extra, only_ours=True
             )
         except (OSError, UsageError) as exc:  # UsageError: changed since check_writable

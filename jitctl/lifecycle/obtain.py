@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from jitctl.lifecycle.service import AccessService, Outcome, PollCallback
+from jitctl.lifecycle.contract import AccessService, Outcome, PollCallback
 from jitctl.models import AccessRequest, Issued
 
 

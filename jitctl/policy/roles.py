@@ -12,8 +12,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from jitctl.config.tomlcheck import Where, at, header_line, location
 from jitctl.errors import PolicyError
-from jitctl.identity import EMAIL
+from jitctl.identity.rule import EMAIL
 from jitctl.policy.schema import (
     APPROVAL_KEYS,
     BREAK_GLASS_KEYS,
@@ -25,8 +26,6 @@ from jitctl.policy.schema import (
     ROLE_ARN,
     ROLE_KEYS,
     ROLE_NAME,
-    Where,
-    at,
     check_keys,
     describe,
     expect_on_call_entry,
@@ -38,9 +37,7 @@ from jitctl.policy.schema import (
     expect_str,
     expect_str_list,
     expect_table,
-    header_line,
     is_arn,
-    location,
     on_call_entry,
 )
 from jitctl.policy.session import load_session_policy

@@ -114,10 +114,18 @@ class Credentials:
     access_key_id: str
     secret_access_key: str = field(repr=False)
     session_token: str = field(repr=False)
-    expiration: datetime = field(default=None)  # type: ignore[assignment]
+    expiration: datetime | None = None  # None: a cached set written without one
 
     def __repr__(self) -> str:  # never let a secret reach a log or a traceback
         return f"Credentials(access_key_id={self.access_key_id!r}, expiration={self.expiration!r})"
+
+    @property
+    def expires(self) -> datetime:
+        """The end of a set STS issued (AssumeRole always gives one; only a cached set read
+        back may lack it, and those are never reused or issued on)."""
+        if self.expiration is None:
+            raise ValueError("credentials without an expiration")
+        return self.expiration
 
 
 @dataclass

@@ -51,7 +51,7 @@ class TrustedClock:
             except Exception:  # noqa: BLE001, S110 -- see the class docstring
                 pass
         local = self.base.now()
-        return local + self.offset if self.skewed else local
+        return local + self.offset if self.offset is not None and self.skewed else local
 
     @property
     def skewed(self) -> bool:

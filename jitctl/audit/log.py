@@ -23,10 +23,10 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from jitctl.audit.tail import Tail, move_aside, read_tail, torn_path
 from jitctl.errors import AuditError, AuditTampered
@@ -102,7 +102,9 @@ class VerifyResult:
 
 
 class AuditLog:
-    sinks: tuple = ()  # the local log alone; AuditTrail adds central sinks
+    # The local log alone; AuditTrail adds central sinks (audit.sink.Sink: not named here, as
+    # sink imports this module)
+    sinks: Sequence[Any] = ()
 
     def __init__(self, path: Path, clock: Clock) -> None:
         self.path = path
@@ -240,7 +242,7 @@ def log_origin(path: Path) -> str:
     return hashlib.sha256("\0".join(where).encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
-def is_seq(value: Any) -> bool:
+def is_seq(value: Any) -> TypeGuard[int]:
     return type(value) is int and value >= 1
 
 

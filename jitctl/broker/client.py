@@ -119,7 +119,7 @@ class BrokerService:
         while True:
             elapsed = time.monotonic() - start
             left = None if timeout is None else timeout.total_seconds() - elapsed
-            if left is not None and left <= 0:
+            if timeout is not None and left is not None and left <= 0:
                 raise TimedOut(
                     f"no decision on {request_id} after {format_duration(timeout)}; it stays "
                     "pending until it expires",
@@ -146,10 +146,10 @@ class BrokerService:
         return wire.request_in(doc["request"])
 
     def describe_caller(self) -> dict[str, Any]:
-        return self._call("GET", "/whoami/report")["report"]
+        return wire.doc_in(self._call("GET", "/whoami/report"), "report")
 
     def roles(self) -> builtins.list[dict[str, Any]]:
-        return self._call("GET", "/roles")["roles"]
+        return wire.docs_in(self._call("GET", "/roles"), "roles")
 
     def audit_records(
         self, *, since: str | None, request_id: str | None, person: str | None, local: bool
@@ -157,13 +157,13 @@ class BrokerService:
         """The broker's trail (there is no local one in broker mode: ``local`` changes nothing)."""
         query = {"since": since or "", "request": request_id or "", "person": person or ""}
         path = "/audit?" + urlencode({k: v for k, v in query.items() if v})
-        return self._call("GET", path.rstrip("?"))["records"]
+        return wire.docs_in(self._call("GET", path.rstrip("?")), "records")
 
     def audit_verify(self, *, remote: bool) -> dict[str, Any]:
-        return self._call("POST", "/audit/verify", {"remote": remote})["report"]
+        return wire.doc_in(self._call("POST", "/audit/verify", {"remote": remote}), "report")
 
     def sweep(self) -> dict[str, Any]:
-        return self._call("POST", "/sweep", {})["report"]
+        return wire.doc_in(self._call("POST", "/sweep", {}), "report")
 
     def grants(self) -> builtins.list[AccessRequest]:
         return [wire.request_in(r) for r in self._call("GET", "/grants")["requests"]]
@@ -176,7 +176,9 @@ class BrokerService:
 
     def explain(self, role: str, as_person: str | None) -> dict[str, Any]:
         query = "?" + urlencode({"as": as_person}) if as_person else ""
-        return self._call("GET", f"/roles/{quote(role, safe='')}/explain{query}")["explain"]
+        return wire.doc_in(
+            self._call("GET", f"/roles/{quote(role, safe='')}/explain{query}"), "explain"
+        )
 
     # ------------------------------------------------------------ the transport
 

@@ -70,7 +70,8 @@ class HttpResponse:
         return json.dumps(self.body, sort_keys=True).encode()
 
 
-Action = Callable[["LocalService", HttpRequest, dict[str, str]], dict[str, Any]]
+Doc = dict[str, Any]  # a JSON object, as an endpoint answers it
+Action = Callable[["LocalService", HttpRequest, dict[str, str]], Doc]
 
 
 class Broker:
@@ -190,23 +191,23 @@ class Broker:
 # ------------------------------------------------------------------ the endpoints
 
 
-def _whoami(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _whoami(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     return {"caller": wire.caller_out(service.whoami())}
 
 
-def _report(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _report(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     return {"report": service.describe_caller()}
 
 
-def _roles(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _roles(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     return {"roles": service.roles()}
 
 
-def _explain(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _explain(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     return {"explain": service.explain(params["role"], request.query.get("as") or None)}
 
 
-def _submit(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _submit(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     doc = request.json()
     seconds = doc.get("duration_seconds")
     if seconds is not None and (type(seconds) is not int or not 0 < seconds <= 43200):
@@ -222,7 +223,7 @@ def _submit(service: LocalService, request: HttpRequest, params: dict[str, str])
     return wire.outcome_out(outcome)
 
 
-def _list(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _list(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     q = request.query
     try:
         limit = min(max(int(q.get("limit", "100")), 1), 1000)
@@ -238,37 +239,37 @@ def _list(service: LocalService, request: HttpRequest, params: dict[str, str]) -
     return {"requests": [wire.request_out(r) for r in reqs]}
 
 
-def _grants(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _grants(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     return {"requests": [wire.request_out(r) for r in service.grants()]}
 
 
-def _decidable(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _decidable(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     return {"requests": [wire.request_out(r) for r in service.decidable()]}
 
 
-def _get(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _get(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     return {"request": wire.request_out(service.get(params["id"]))}
 
 
-def _approvers(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _approvers(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     return {"approvers": service.approvers_for(params["id"])}
 
 
-def _may_decide(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _may_decide(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     return {"request": wire.request_out(service.check_may_decide(params["id"]))}
 
 
-def _approve(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _approve(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     req, warnings = service.approve(params["id"], _reason(request))
     return {"request": wire.request_out(req), "warnings": warnings}
 
 
-def _deny(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _deny(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     req, warnings = service.deny(params["id"], _reason(request))
     return {"request": wire.request_out(req), "warnings": warnings}
 
 
-def _cancel(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _cancel(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     """``{"interrupted": true}``: the client's run was stopped by a Ctrl-C (the audit says so)."""
     interrupted = request.json().get("interrupted", False)
     if type(interrupted) is not bool:
@@ -276,7 +277,7 @@ def _cancel(service: LocalService, request: HttpRequest, params: dict[str, str])
     return {"request": wire.request_out(service.cancel(params["id"], interrupted=interrupted))}
 
 
-def _wait(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _wait(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     """Long-poll: answers once the request is approved, or still pending after ``seconds``."""
     try:
         seconds = min(max(float(request.query.get("seconds", MAX_WAIT)), 0.0), MAX_WAIT)
@@ -292,11 +293,11 @@ def _wait(service: LocalService, request: HttpRequest, params: dict[str, str]) -
         return {"request": wire.request_out(current), "decided": False}
 
 
-def _issue(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _issue(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     return {"issued": wire.issued_out(service.issue(params["id"]))}
 
 
-def _delivery_failed(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _delivery_failed(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     service.delivery_failed(params["id"], str(request.json().get("error") or "")[:300])
     return {}
 
@@ -305,19 +306,19 @@ def _reason(request: HttpRequest) -> str | None:
     return wire.optional_text(request.json(), "reason")
 
 
-def _reuse(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _reuse(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     return {"request": wire.request_out(service.reuse(params["id"], _reason(request)))}
 
 
-def _revoke(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _revoke(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     return wire.revoked_out(service.revoke(params["id"], _reason(request)))
 
 
-def _review(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _review(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     return {"request": wire.request_out(service.review(params["id"], _reason(request)))}
 
 
-def _audit(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _audit(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     q = request.query
     records = service.audit_records(
         since=q.get("since"), request_id=q.get("request"), person=q.get("person"), local=False
@@ -325,13 +326,13 @@ def _audit(service: LocalService, request: HttpRequest, params: dict[str, str]) 
     return {"records": records}
 
 
-def _audit_verify(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _audit_verify(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     """The broker's own trail: its log's chain and, with remote, the central copy's chains and
     signatures. A failed verification is a verdict in the report, not an error."""
     return {"report": service.audit_verify(remote=bool(request.json().get("remote")))}
 
 
-def _sweep(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _sweep(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     return {"report": service.sweep()}
 
 

@@ -221,7 +221,7 @@ def _is_broker(principal: str, broker: str) -> bool:
 
 def _includes_broker(principal: str, broker: str) -> bool:
     """Whether a principal element takes in the broker's role (itself, its account, or *)."""
-    account = ROLE_ARN.match(broker).group(1)  # type: ignore[union-attr]
+    account = ROLE_ARN.match(broker).group(1)  # type: ignore[union-attr]  # check_broker_arn ran
     partition = broker.split(":")[1]
     return principal in ("*", f"AWS:{broker}", f"AWS:{account}") or principal == (
         f"AWS:arn:{partition}:iam::{account}:root"

@@ -50,7 +50,7 @@ def credentials_out(creds: Credentials) -> dict[str, str]:
         "access_key_id": creds.access_key_id,
         "secret_access_key": creds.secret_access_key,
         "session_token": creds.session_token,
-        "expiration": rfc3339(creds.expiration),
+        "expiration": rfc3339(creds.expires),
     }
 
 
@@ -147,11 +147,27 @@ def error_out(exc: errors.JitctlError) -> tuple[int, dict[str, Any]]:
     return _STATUS.get(code, 500), body
 
 
+def doc_in(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    """A JSON object passed through as it is (a report, an explanation)."""
+    part: dict[str, Any] = doc[key]
+    return part
+
+
+def docs_in(doc: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """A list of JSON objects passed through as they are (roles, audit records)."""
+    parts: list[dict[str, Any]] = doc[key]
+    return parts
+
+
 def error_in(status: int, doc: Any) -> errors.JitctlError:
     """The error a broker answered with, as the exception the same failure raises locally."""
     err = doc.get("error") if isinstance(doc, dict) else None
     code = err.get("exit_code") if isinstance(err, dict) else None
-    if type(code) is not int or not isinstance(err.get("message"), str):
+    if (
+        not isinstance(err, dict)
+        or type(code) is not int
+        or not isinstance(err.get("message"), str)
+    ):
         return errors.Unavailable(
             f"the broker answered HTTP {status} without a jitctl error",
             "check [broker] url: is it the broker, not a proxy's error page?",

@@ -157,7 +157,7 @@ def _bound_requests(listener: Any, seconds: int) -> None:
     ``seconds`` ago, has not arrived whole."""
     from waitress.channel import HTTPChannel
 
-    class Channel(HTTPChannel):  # type: ignore[misc]
+    class Channel(HTTPChannel):  # type: ignore[misc]  # waitress is untyped: HTTPChannel is Any
         began = 0.0
 
         def received(self, data: bytes) -> bool:

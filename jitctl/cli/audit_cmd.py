@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from jitctl.cli.output import JSON_OPTION, stdout
+
+if TYPE_CHECKING:
+    from jitctl.context import Environment
 
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 
@@ -19,7 +22,7 @@ _DETAIL_KEYS = ("error", "reason", "why", "expires_at", "approval")
 _DETAIL_MAX = 120
 
 
-def _env():
+def _env() -> Environment:
     from jitctl.cli.session import current_env
 
     return current_env()

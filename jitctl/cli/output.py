@@ -6,11 +6,17 @@ import json
 import os
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from jitctl.sanitize import clean
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from jitctl.context import Environment
 
 # Every command's --json (typer options are plain default values, safe to reuse). `request`
 # and `wait` say "(no secrets)": their document describes credentials it does not contain.
@@ -36,12 +42,13 @@ def safe(text: object) -> str:
     return escape(clean(str(text)))
 
 
-def _session() -> Any:
+def _session() -> Environment | None:
     """The run's Environment (None outside a command, e.g. a helper called by a test)."""
     from typer._click.globals import get_current_context
 
     ctx = get_current_context(silent=True)
-    return ctx.find_root().obj if ctx is not None else None
+    env: Environment | None = ctx.find_root().obj if ctx is not None else None
+    return env
 
 
 def _stream(which: str) -> Any:
@@ -65,7 +72,7 @@ def interactive() -> bool:
     return sys.stderr.isatty() and sys.stdout.isatty()
 
 
-def stdout_console():
+def stdout_console() -> Console:
     """The answer a command exists to give goes to stdout, so `| grep` and `$(...)` see it;
     --quiet never hides it. Colour only for a person at a terminal."""
     from rich.console import Console
@@ -80,7 +87,7 @@ def colour() -> bool:
     return interactive() and not environ.get("NO_COLOR")
 
 
-def stderr_console():
+def stderr_console() -> Console:
     """Human messages go to stderr; --quiet silences them (errors still print, from main)."""
     from rich.console import Console
 
@@ -164,7 +171,9 @@ def print_table(
     console.print(table, width=max(console.width, needed) if tty else None)
 
 
-def _table(shown: list[str], rows: list[list[str]], columns: list[str], whole: tuple[str, ...]):
+def _table(
+    shown: list[str], rows: list[list[str]], columns: list[str], whole: tuple[str, ...]
+) -> Table:
     from rich.table import Table
     from rich.text import Text
 

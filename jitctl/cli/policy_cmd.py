@@ -97,7 +97,7 @@ def explain_cmd(
     as_person: str = typer.Option(
         None, "--as", metavar="PERSON", help="An email or principal ARN: may they approve it?"
     ),
-    policy_path: Path = typer.Option(
+    policy_path: Path | None = typer.Option(
         None, "--policy", help="A policy file or directory instead of the configured one."
     ),
     json_out: bool = JSON_OPTION,

@@ -4,6 +4,7 @@ request comment (Markdown) or a tool (--json). The comparing is jitctl.policy.di
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -105,7 +106,7 @@ def _summary(diff: PolicyDiff) -> str:
     return f"{n} change{'s' * (n != 1)} in access; {wide} widen{'s' * (wide == 1)} it"
 
 
-def _value(value: Any, esc) -> str:
+def _value(value: Any, esc: Callable[[Any], str]) -> str:
     if value is None:
         return "(none)"
     if isinstance(value, list):
@@ -113,7 +114,7 @@ def _value(value: Any, esc) -> str:
     return esc(value)
 
 
-def _joined(items, esc) -> str:
+def _joined(items: Iterable[Any], esc: Callable[[Any], str]) -> str:
     return ", ".join(esc(i) for i in items)
 
 

@@ -95,7 +95,8 @@ def profile_region(env: Environment, role_region: str | None) -> str | None:
 
     def configured() -> str | None:
         try:
-            return env.aws.session().region_name
+            region: str | None = env.aws.session().region_name
+            return region
         except JitctlError:  # no usable AWS config: the caller has no region either
             return None
 

@@ -88,7 +88,7 @@ def _isolated_environ(root: Path) -> Iterator[None]:
 
 
 @contextmanager
-def _team(root: Path) -> Iterator:
+def _team(root: Path) -> Iterator[DemoTeam]:
     from jitctl.demo.team import Endpoints, init_store, seed
 
     endpoints = Endpoints(root)

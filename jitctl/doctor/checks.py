@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 
 from jitctl.doctor.report import PASS, SKIP, WARN, Doctor
@@ -31,7 +32,7 @@ def run_doctor(env: Environment) -> Doctor:
     d.run("keyring", lambda: _keyring(token), needs=())
     d.run("pagerduty user", lambda: _pd_user(env), needs=("pagerduty token", "person"))
     for role in sorted(env.policy.roles) if _ok(d, "policy") else []:
-        d.run(f"fast track: {role}", lambda r=role: _fast_track(env, r), needs=("pagerduty user",))
+        d.run(f"fast track: {role}", partial(_fast_track, env, role), needs=("pagerduty user",))
     d.run("store", lambda: _store(env), needs=("config",))
     d.run("break-glass review", lambda: _reviews(env), needs=("store", "person"))
     d.run("audit log", lambda: _audit(env), needs=("config",))

@@ -9,7 +9,7 @@ from jitctl.timeutil import rfc3339
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
-    from jitctl.policy.load import Role
+    from jitctl.policy.roles import Role
 
 
 def whoami(env: Environment) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from jitctl import models
 from jitctl.audit.fields import audit_fields
@@ -34,7 +34,9 @@ from jitctl.timeutil import format_duration, rfc3339
 from jitctl.trusted_time import SKEW_LIMIT
 
 if TYPE_CHECKING:
+    from jitctl.audit.fields import Who
     from jitctl.context import Environment
+    from jitctl.policy.roles import Role
 
 T = TypeVar("T")
 
@@ -53,7 +55,7 @@ class Submitted:
         return self.request.status == models.APPROVED
 
 
-def check_fast_track(env: Environment, role, person: str) -> OnCallResult:
+def check_fast_track(env: Environment, role: Role, person: str) -> OnCallResult:
     """Ask PagerDuty whether the caller is on call where the role's policy says it matters."""
     if role.on_call is None:
         return OnCallResult(on_call=False, reason=f"role {role.name!r} has no on-call fast track")
@@ -81,7 +83,7 @@ def in_background(fn: Callable[[], T]) -> Callable[[], T]:
         done, value = outcome[0]
         if not done:
             raise value
-        return value
+        return cast(T, value)
 
     return result
 
@@ -147,7 +149,9 @@ def submit(
     return Submitted(req, result, approvers, [w for w in warnings if w])
 
 
-def _new_request(env: Environment, role, reason: str, duration: timedelta | None) -> AccessRequest:
+def _new_request(
+    env: Environment, role: Role, reason: str, duration: timedelta | None
+) -> AccessRequest:
     wanted = check_duration(duration, role.max_duration, role.name)
     if role.identity_center:  # refused now, not after an approver has spent their time
         from jitctl.identity_center import grant as assignments
@@ -171,7 +175,7 @@ def _new_request(env: Environment, role, reason: str, duration: timedelta | None
 
 
 def _track_incident(
-    env: Environment, role, req: AccessRequest, incident: str | None, common: dict
+    env: Environment, role: Role, req: AccessRequest, incident: str | None, common: Who
 ) -> incident_track.IncidentTrack:
     """The incident side: tie the request to the incident found or named; a named incident
     the requester is not on is refused (audited)."""
@@ -186,7 +190,7 @@ def _track_incident(
 
 
 def _fast_incident(
-    env: Environment, req: AccessRequest, track: incident_track.IncidentTrack, common: dict
+    env: Environment, req: AccessRequest, track: incident_track.IncidentTrack, common: Who
 ) -> Submitted:
     """Working one of the role's open incidents: approved at once (approval ``incident``)."""
     req.fast_path_reason = track.reason
@@ -196,9 +200,7 @@ def _fast_incident(
     return Submitted(req, OnCallResult(on_call=False, reason=track.reason), [])
 
 
-def _break_glass(
-    env: Environment, role, req: AccessRequest, common: dict[str, str | None]
-) -> Submitted:
+def _break_glass(env: Environment, role: Role, req: AccessRequest, common: Who) -> Submitted:
     """Recorded approved at once (duration capped), announced to every approver before
     anything is issued. A role without [break_glass] refuses it (exit 3), on the record."""
     try:
@@ -232,7 +234,7 @@ def refuse(
     return error(f"request {req.request_id} cannot be issued: {why}", hint)
 
 
-def peer_problem(env: Environment, role, req: AccessRequest) -> str | None:
+def peer_problem(env: Environment, role: Role, req: AccessRequest) -> str | None:
     """Why the stored peer approvals do not satisfy the policy as it is NOW, or None.
 
     The stored list is only what the store says (anyone with the store's keys can write it);
@@ -254,7 +256,7 @@ def peer_problem(env: Environment, role, req: AccessRequest) -> str | None:
 
 
 def fresh_on_call(
-    env: Environment, role, req: AccessRequest, evidence: OnCallEvidence | None, now: datetime
+    env: Environment, role: Role, req: AccessRequest, evidence: OnCallEvidence | None, now: datetime
 ) -> OnCallEvidence:
     """An `on_call` record proves nothing by itself: use the evidence this process got from
     PagerDuty (the fast path, moments ago) or ask PagerDuty again; refuse if not on call now."""
@@ -276,7 +278,7 @@ def fresh_on_call(
 
 
 def check_redeemable(
-    env: Environment, role, req: AccessRequest, evidence: OnCallEvidence | None, now: datetime
+    env: Environment, role: Role, req: AccessRequest, evidence: OnCallEvidence | None, now: datetime
 ) -> OnCallEvidence | None:
     """Re-check a stored decision before issuing: the kind of approval against the policy as
     it is now, and that the approval has not lapsed (request_ttl after `decided_at`)."""
@@ -327,7 +329,9 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
         timedelta(seconds=req.duration_seconds), evidence.end if evidence else None, now
     )
     seconds, chained = chaining.cap(seconds, env.identity()[0])  # who assumes: broker or you
-    common = audit_fields(env, req) | ({"capped": chained} if chained else {})
+    common = audit_fields(env, req)
+    if chained:
+        common["capped"] = chained
     claimed = reissue.claim(env, role, req, now, seconds, common)  # before AssumeRole
     try:
         creds, issued = _issue_claimed(env, role, req, evidence, claimed, now, common)
@@ -363,12 +367,12 @@ def _assign(
 
 def _issue_claimed(
     env: Environment,
-    role,
+    role: Role,
     req: AccessRequest,
     evidence: OnCallEvidence | None,
     claimed: reissue.Claimed,
     now: datetime,
-    common: dict,
+    common: Who,
 ) -> tuple[Credentials, AccessRequest]:
     """AssumeRole under the claim, the `issued` record, then the store's mark."""
     creds = reissue.assume(env, role, req, evidence, claimed, common)
@@ -381,7 +385,7 @@ def _issue_claimed(
         approval=req.approval,
         approvers=req.approvers,  # as stored, checked against the policy just now
         access_key_id=creds.access_key_id,
-        expires_at=rfc3339(creds.expiration),
+        expires_at=rfc3339(creds.expires),
         duration_seconds=claimed.seconds,
         retry=claimed.attempt > 1,
         attempt=claimed.attempt,

@@ -64,6 +64,7 @@ def liveness(
         return None
     cutters = [o for o in others if cuts(o, grant)]
     if cutters:
+        # ignores: cuts() holds only for revoked requests, whose revoked_at is set
         first = min(cutters, key=lambda o: o.revoked_at)  # type: ignore[arg-type,return-value]
         if expires is None or first.revoked_at < expires:  # type: ignore[operator]
             return Liveness(CUT_OFF, first.revoked_at, first.request_id)

@@ -18,7 +18,7 @@ from typing import Any
 from jitctl.policy.load import Policy
 from jitctl.policy.patterns import covers
 from jitctl.policy.roles import Role
-from jitctl.policy.scope import describe, grants, uncovered
+from jitctl.policy.scope import Grant, describe, grants, uncovered
 from jitctl.timeutil import format_duration
 
 SKIP = object()  # the key does not apply to this version of the role (its track is absent)
@@ -120,13 +120,13 @@ def patterns_grow(before: frozenset[str], after: frozenset[str]) -> Verdict | No
     return Verdict(bool(gained), gained, lost) if gained or lost else None
 
 
-def allows_more(before: tuple, after: tuple) -> Verdict | None:
+def allows_more(before: tuple[Grant, ...], after: tuple[Grant, ...]) -> Verdict | None:
     """Session-policy Allow grants: one the earlier ones do not cover widens."""
     gained, lost = uncovered(after, before), uncovered(before, after)
     return Verdict(bool(gained), _strs(gained), _strs(lost)) if gained or lost else None
 
 
-def denies_less(before: tuple, after: tuple) -> Verdict | None:
+def denies_less(before: tuple[Grant, ...], after: tuple[Grant, ...]) -> Verdict | None:
     """Session-policy Deny grants: an earlier deny that the new ones do not cover widens."""
     gained, lost = uncovered(after, before), uncovered(before, after)
     return Verdict(bool(lost), _strs(gained), _strs(lost)) if gained or lost else None

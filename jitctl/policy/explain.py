@@ -20,7 +20,8 @@ from jitctl.identity.rule import EMAIL, person_for
 from jitctl.lifecycle.chaining import too_long
 from jitctl.lifecycle.request_rules import DEFAULT_DURATION
 from jitctl.oncall.approvers import OnCallApprovers
-from jitctl.policy.load import Policy, Role, check_policy
+from jitctl.policy.load import Policy, check_policy
+from jitctl.policy.roles import Role
 from jitctl.policy.schema import GROUP_PREFIX, MIN_DURATION, is_arn
 from jitctl.timeutil import format_duration
 
@@ -200,7 +201,7 @@ def _narrow(focus: dict[Path, set[Path] | None], target: Path, path: Path) -> No
     if named == target or path.suffix != ".toml" or focus.get(target, set()) is None:
         focus[target] = None
     else:
-        focus.setdefault(target, set()).add(named)  # type: ignore[union-attr]
+        focus.setdefault(target, set()).add(named)  # type: ignore[union-attr]  # not None: above
 
 
 def _in(finding: Finding, files: set[Path]) -> bool:
@@ -338,7 +339,7 @@ def _session_policy(role: Role) -> dict[str, Any]:
         return {"path": None, "summary": UNREDUCED, "statements": [], "denies": []}
     doc = json.loads(role.session_policy)
     raw = doc.get("Statement", [])
-    statements = []
+    statements: list[dict[str, Any]] = []
     for stmt in raw if isinstance(raw, list) else [raw]:
         if not isinstance(stmt, dict):
             continue

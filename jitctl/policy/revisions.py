@@ -122,7 +122,8 @@ class Repo:
                 f"repository at {self.top}",
                 "give a commit, branch or tag (e.g. origin/main), or a policy file or directory",
             )
-        return out.decode("ascii").strip()
+        commit: str = out.decode("ascii").strip()
+        return commit
 
     def extract_policy(self, commit: str, rel: str, root: Path, revision: str) -> list[str]:
         """Copy the policy's .toml files at ``commit`` under ``root``; their paths."""

@@ -15,6 +15,7 @@ from typing import Any
 
 from jitctl.config.tomlcheck import Where, at, header_line, location
 from jitctl.errors import PolicyError
+from jitctl.identity.rule import EMAIL
 from jitctl.policy.schema import (
     APPROVAL_KEYS,
     BREAK_GLASS_KEYS,
@@ -22,7 +23,6 @@ from jitctl.policy.schema import (
     DECISION_CHANNELS,
     DEFAULT_MAX_DURATION,
     DEFAULT_REQUEST_TTL,
-    EMAIL,
     GROUP_PREFIX,
     INCIDENT_KEYS,
     ON_CALL_KEYS,

@@ -8,10 +8,10 @@ role and the key), so a user can find the mistake without reading code.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from jitctl.config.tomlcheck import (
     TomlError,
@@ -356,9 +356,13 @@ def expect_role_glob(value: str, where: str, key: str) -> str:
     return value
 
 
+E = TypeVar("E")  # what one entry parses to (a group's members, a role)
+EntryParser = Callable[[dict[str, Any], str, list[PolicyError]], tuple[dict[str, E], set[str]]]
+
+
 def collect_entries(
-    parse, data: dict[str, Any], key: str, where: str, errors: list[PolicyError]
-) -> tuple[dict, set[str]]:
+    parse: EntryParser[E], data: dict[str, Any], key: str, where: str, errors: list[PolicyError]
+) -> tuple[dict[str, E], set[str]]:
     """Run a per-entry table parser that reports into ``errors``; a non-table is one error."""
     try:
         table = expect_table(data.get(key, {}), where, key)

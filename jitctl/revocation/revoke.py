@@ -238,12 +238,14 @@ def _record(
         # A concurrent revoker may have won the transition: theirs is the recorded one.
         result.already_revoked = updated.revoked_at != now or updated.revoked_by != by
         result.request = updated
-    fields = audit_fields(env, result.request)
+    fields, by_system = audit_fields(env, result.request), {}
     if actor is not None:  # the system decided; whoever ran it is named beside it
-        fields |= {"actor": actor, "run_by": env.caller.arn, "incident": result.request.incident}
+        fields["actor"] = actor
+        by_system = {"run_by": env.caller.arn, "incident": result.request.incident}
     env.audit.append(
         "revoked",
         **fields,
+        **by_system,
         requester=requester,
         reason=reason,
         cutoff=rfc3339(result.cutoff),

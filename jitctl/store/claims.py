@@ -24,6 +24,7 @@ issue's planned end, which bounds every re-issue's end.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from jitctl.errors import Denied, Unavailable
 from jitctl.models import APPROVED, ISSUED, AccessRequest
@@ -108,7 +109,7 @@ def plan_claim(now: datetime, planned_end: datetime, lease: timedelta | None = N
     return plan
 
 
-def _claimed(req: AccessRequest, attempt: int, now: datetime, **changes) -> AccessRequest:
+def _claimed(req: AccessRequest, attempt: int, now: datetime, **changes: Any) -> AccessRequest:
     _, issued = attempts(req)
     return copy_request(
         req,

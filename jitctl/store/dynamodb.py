@@ -132,11 +132,11 @@ class DynamoStore(BaseStore):
     def _wait_active(self) -> dict[str, Any]:
         deadline = time.monotonic() + ACTIVE_TIMEOUT
         while True:
-            table = self._call("describe_table", TableName=self.table)["Table"]
+            table: dict[str, Any] = self._call("describe_table", TableName=self.table)["Table"]
             statuses = [table["TableStatus"]]
             statuses += [ix.get("IndexStatus") for ix in table.get("GlobalSecondaryIndexes", [])]
             if all(s == "ACTIVE" for s in statuses):
-                return table  # type: ignore[no-any-return]
+                return table
             if time.monotonic() > deadline:
                 raise AwsUnavailable(
                     f"DynamoDB table {self.table} is not ACTIVE after {ACTIVE_TIMEOUT:.0f}s",

@@ -118,8 +118,8 @@ class SqliteStore(BaseStore):
         if self._ready:
             return
         with self._ready_lock:
-            if self._ready:
-                return
+            if self._ready:  # another thread made it while this one waited for the lock
+                return  # type: ignore[unreachable]  # mypy keeps the narrowing across the lock
             conn = self._open()
             try:
                 # The schema and user_version are written in one transaction: a file at this

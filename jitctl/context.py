@@ -214,8 +214,11 @@ class Environment:
     def _time_source(self) -> object:
         """Ask once for the time: the broker in broker mode (its Date; the client asks AWS
         nothing but signs its proof), else STS with the call that names the caller."""
-        if self.config.broker.client:
-            return self.service.info()
+        from jitctl.lifecycle.contract import BrokerInfo
+
+        service: object = self.service if self.config.broker.client else None
+        if isinstance(service, BrokerInfo):
+            return service.info()
         return self.identity()
 
     def identity(self) -> tuple[str, str]:

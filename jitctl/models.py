@@ -139,6 +139,17 @@ class Issued:
     notes: list[str] = field(default_factory=list)
     region: str | None = None  # the role's `region` in the policy, for the jit profile
 
+    def keys(self) -> Credentials:
+        """The credentials, for whatever hands them out; an identity_center grant has none."""
+        if self.credentials is None:
+            from jitctl.errors import UsageError
+
+            raise UsageError(
+                f"{self.request.role} is an IAM Identity Center grant: it has no credentials",
+                "sign in as usual (`aws sso login`, or the access portal)",
+            )
+        return self.credentials
+
 
 @dataclass
 class AccessRequest:

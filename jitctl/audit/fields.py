@@ -17,6 +17,7 @@ class Who(TypedDict):
     person: str | None
     role: str | None
     capped: NotRequired[str]  # issuing: why the role-chaining cap shortened the session
+    actor_kind: NotRequired[str]  # "sweep": housekeeping acted, not the person named
 
 
 def audit_fields(env: Environment, req: AccessRequest) -> Who:

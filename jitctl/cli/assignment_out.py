@@ -3,10 +3,19 @@ how to use it (nothing is written to the credentials file)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from jitctl.cli.output import local_time, relative, safe
 
+if TYPE_CHECKING:
+    from datetime import datetime
 
-def render_assignment(out, issued, now) -> None:
+    from rich.console import Console
+
+    from jitctl.models import Issued
+
+
+def render_assignment(out: Console, issued: Issued, now: datetime) -> None:
     req, rec = issued.request, issued.request.assignment or {}
     ends = req.credentials_expire_at or now
     out.print(
@@ -18,7 +27,7 @@ def render_assignment(out, issued, now) -> None:
         out.print(f"  [yellow]note:[/] {safe(note)}")
 
 
-def no_credentials(issued, fmt: str) -> None:
+def no_credentials(issued: Issued, fmt: str) -> None:
     """--format env/credential-process (or exec, console) asked for keys this kind has not."""
     from jitctl.errors import UsageError
 

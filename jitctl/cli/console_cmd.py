@@ -51,7 +51,7 @@ def console(
         issued = obtain_waiting(env, role, reason, duration, timeout)
         _keep(env, issued)
     now = env.clock.now()
-    signin = sign_in(issued.credentials, settings=env.config.console, now=now)
+    signin = sign_in(issued.keys(), settings=env.config.console, now=now)
     opened = not print_url and has_display(env.environ) and _open(signin.url)
     if not opened:
         stdout().write(signin.url + "\n")

@@ -49,7 +49,7 @@ def exec_cmd(
     from jitctl.credentials.delivery import profile_region
 
     region = profile_region(env, grant.region)  # the role's, else yours, as in its profile
-    code = run_child(argv, child_environment(env.environ, grant.credentials, region))
+    code = run_child(argv, child_environment(env.environ, grant.keys(), region))
     raise typer.Exit(code)
 
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from jitctl.cli import complete
 from jitctl.cli.output import JSON_OPTION, stdout
 from jitctl.cli.policy_diff_cmd import diff_cmd
+
+if TYPE_CHECKING:
+    from jitctl.policy.roles import Role
+
 
 policy_app = typer.Typer(help="Check, explain and compare the access policy.", no_args_is_help=True)
 
@@ -55,7 +59,7 @@ def validate_cmd(
         raise typer.Exit(int(ExitCode.USAGE))
 
 
-def _session_warnings(roles: tuple) -> list[str]:
+def _session_warnings(roles: tuple[Role, ...]) -> list[str]:
     """identity_center roles whose permission set keeps a session longer than max_duration,
     read from AWS when it can be (a CI job without AWS access gets a note instead)."""
     if not roles:

@@ -33,7 +33,7 @@ def reused_grant(
         if why_not:
             out.print(f"[yellow]note:[/] not reusing: {safe(why_not)}; requesting anew")
         return None
-    expires = grant.credentials.expires
+    expires = grant.keys().expires
     now = env.clock.now()
     out.print(
         f"[green]✓[/] {safe(role)}: reusing grant {safe(grant.request.request_id)}, expires "

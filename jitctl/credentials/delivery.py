@@ -145,7 +145,7 @@ def deliver(
         extra = {profiles.MARKER: req.request_id}
         try:
             profiles.write_profile(
-                path, written, issued.credentials, extra=extra, only_ours=True
+                path, written, issued.keys(), extra=extra, only_ours=True
             )
         except (OSError, UsageError) as exc:  # UsageError: changed since check_writable
             error = delivery_error(path, exc, req.request_id) if isinstance(exc, OSError) else exc
@@ -154,6 +154,6 @@ def deliver(
         set_region(env, written, issued.region)
     if cache:
         env.credential_cache.store(
-            req.role, issued.credentials, req.request_id, person=req.requester
+            req.role, issued.keys(), req.request_id, person=req.requester
         )
     return written

@@ -145,7 +145,7 @@ class SlackSim:
             return True
 
     # -- the API ---------------------------------------------------------------------
-    def answer(self, method: str, args: dict[str, Any], auth: str) -> tuple[int, dict, dict]:
+    def answer(self, method: str, args: dict[str, Any], auth: str) -> tuple[int, dict[str, Any], dict[str, Any]]:
         with self.changed:
             if method in self.down or "*" in self.down:
                 status, headers, body = 503, {}, {"ok": False, "error": "service_unavailable"}
@@ -182,9 +182,10 @@ class SlackSim:
         handler = getattr(self, "_" + method.replace(".", "_"), None)
         if handler is None:
             return {"ok": False, "error": "unknown_method"}
-        return handler(a)
+        answer: dict[str, Any] = handler(a)
+        return answer
 
-    def _auth_test(self, a: dict) -> dict:
+    def _auth_test(self, a: dict[str, Any]) -> dict[str, Any]:
         return {
             "ok": True,
             "url": "https://sim.slack.com/",
@@ -195,29 +196,29 @@ class SlackSim:
             "bot_id": "B0JITCTL",
         }
 
-    def _users_info(self, a: dict) -> dict:
+    def _users_info(self, a: dict[str, Any]) -> dict[str, Any]:
         user = self.users.get(str(a.get("user")))
         return {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"}
 
-    def _users_lookupByEmail(self, a: dict) -> dict:
+    def _users_lookupByEmail(self, a: dict[str, Any]) -> dict[str, Any]:
         for user in self.users.values():
             if user["profile"].get("email") == a.get("email"):
                 return {"ok": True, "user": user}
         return {"ok": False, "error": "users_not_found"}
 
-    def _conversations_open(self, a: dict) -> dict:
+    def _conversations_open(self, a: dict[str, Any]) -> dict[str, Any]:
         users = str(a.get("users") or "")
         if users not in self.users:
             return {"ok": False, "error": "user_not_found"}
         return {"ok": True, "channel": {"id": "D" + users}}
 
-    def _chat_postMessage(self, a: dict) -> dict:
+    def _chat_postMessage(self, a: dict[str, Any]) -> dict[str, Any]:
         ts = f"{1700000000 + next(self._ts)}.000100"
         msg = Message(str(a["channel"]), ts, str(a.get("text", "")), _blocks(a))
         self.messages.append(msg)
         return {"ok": True, "channel": msg.channel, "ts": ts, "message": {"text": msg.text}}
 
-    def _chat_update(self, a: dict) -> dict:
+    def _chat_update(self, a: dict[str, Any]) -> dict[str, Any]:
         for msg in self.messages:
             if (msg.channel, msg.ts) == (a.get("channel"), a.get("ts")):
                 msg.text, msg.blocks = str(a.get("text", "")), _blocks(a)
@@ -225,16 +226,16 @@ class SlackSim:
                 return {"ok": True, "channel": msg.channel, "ts": msg.ts}
         return {"ok": False, "error": "message_not_found"}
 
-    def _chat_postEphemeral(self, a: dict) -> dict:
+    def _chat_postEphemeral(self, a: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "message_ts": "1.0"}
 
-    def _views_open(self, a: dict) -> dict:
+    def _views_open(self, a: dict[str, Any]) -> dict[str, Any]:
         view = a.get("view")
         view = json.loads(view) if isinstance(view, str) else view
         return {"ok": True, "view": {"id": "V0SIM", **(view or {})}}
 
 
-def _blocks(a: dict) -> list[dict[str, Any]]:
+def _blocks(a: dict[str, Any]) -> list[dict[str, Any]]:
     blocks = a.get("blocks") or []
     return json.loads(blocks) if isinstance(blocks, str) else list(blocks)
 
@@ -287,7 +288,7 @@ def form(payload: dict[str, Any]) -> bytes:
 
 def click(
     user: str, action_id: str, request_id: str, sim: SlackSim | None, nonce: str = ""
-) -> dict:
+) -> dict[str, Any]:
     """A block_actions payload for a button of the request's message (without ``sim``, no
     response_url: the broker replies with chat.postEphemeral)."""
     payload = {
@@ -310,7 +311,7 @@ def click(
     return payload
 
 
-def deny_submission(user: str, request_id: str, reason: str) -> dict:
+def deny_submission(user: str, request_id: str, reason: str) -> dict[str, Any]:
     return {
         "type": "view_submission",
         "user": {"id": user, "username": user.lower(), "team_id": "T0SIM"},

@@ -25,9 +25,9 @@ class Story(Stage):
     # -- the story -------------------------------------------------------------------------
     def steps(self) -> list[tuple[str, Callable[[], None]]]:
         from jitctl.demo.broker_story import BrokerChapter
-        from jitctl.demo.identity_center import story_step as sso_step
         from jitctl.demo.incident_story import IncidentChapter
         from jitctl.demo.slack_story import SlackChapter
+        from jitctl.demo.sso_story import story_step as sso_step
 
         return [
             ("the shared request table", self.setup),

@@ -21,7 +21,9 @@ from jitctl.store import claims
 from jitctl.timeutil import format_duration, rfc3339
 
 if TYPE_CHECKING:
+    from jitctl.audit.fields import Who
     from jitctl.context import Environment
+    from jitctl.policy.roles import Role
 
 KIND = "identity_center"
 CREATING, PRESENT, PREEXISTING, KEPT, REMOVED = (
@@ -40,7 +42,7 @@ NOT_CUT = (
 )
 
 
-def describe(role) -> dict[str, Any]:
+def describe(role: Role) -> dict[str, Any]:
     """The record a request of an identity_center role carries from its submission."""
     return {"kind": KIND, "account": role.account, "permission_set": role.permission_set}
 
@@ -59,7 +61,7 @@ def check_requester(env: Environment, person: str) -> None:
         )
 
 
-def target_for(env: Environment, role, person: str) -> tuple[sso.Target, dict[str, Any]]:
+def target_for(env: Environment, role: Role, person: str) -> tuple[sso.Target, dict[str, Any]]:
     """The assignment this person's grant of ``role`` is (from the policy as it is now) and
     the permission set AWS describes."""
     instance_arn, store_id = sso.instance(env)
@@ -83,11 +85,11 @@ def grant_seconds(req: AccessRequest, evidence: OnCallEvidence | None, now: date
 
 def issue(
     env: Environment,
-    role,
+    role: Role,
     req: AccessRequest,
     evidence: OnCallEvidence | None,
     now: datetime,
-    common: dict[str, Any],
+    common: Who,
 ) -> AccessRequest:
     """Assign under a claim (one approval, one grant) and record it; the issued request."""
     seconds = grant_seconds(req, evidence, now)
@@ -121,7 +123,7 @@ def issue(
 
 
 def _failed(
-    env: Environment, held: AccessRequest, common: dict[str, Any], exc: BaseException
+    env: Environment, held: AccessRequest, common: Who, exc: BaseException
 ) -> None:
     """Recorded in the store (the claim's failure: `jitctl wait` may try again) and the audit
     trail; the assignment record stays "creating", for sweep to finish or clean."""
@@ -136,7 +138,7 @@ def _failed(
 
 
 def _assign(
-    env: Environment, role, req: AccessRequest, now: datetime, common: dict[str, Any]
+    env: Environment, role: Role, req: AccessRequest, now: datetime, common: Who
 ) -> tuple[dict[str, Any], float]:
     """Look before creating: an assignment already there is someone's (``preexisting``) unless
     another of jitctl's live records holds it."""
@@ -213,7 +215,7 @@ def live(req: AccessRequest, now: datetime) -> bool:
 
 
 def release(
-    env: Environment, req: AccessRequest, now: datetime, common: dict[str, Any]
+    env: Environment, req: AccessRequest, now: datetime, common: Who
 ) -> AccessRequest:
     """End this grant's hold on its assignment: deleted (waits for SUCCEEDED) unless another
     live grant holds it (``kept``) or it was never jitctl's (``preexisting``: left alone)."""

@@ -21,7 +21,10 @@ from jitctl.models import AccessRequest
 from jitctl.store import claims
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from jitctl.context import Environment
+    from jitctl.policy.roles import Role
 
 
 def needs_ending(req: AccessRequest, now: datetime, bound: float) -> bool:
@@ -44,7 +47,9 @@ def end(env: Environment, req: AccessRequest, now: datetime) -> dict[str, Any] |
     """Release the request's assignment if its grant is over; what was done, or None."""
     if not needs_ending(req, now, env.config.identity_center.timeout):
         return None
-    done = grant.release(env, req, now, audit_fields(env, req) | {"actor_kind": "sweep"})
+    who = audit_fields(env, req)
+    who["actor_kind"] = "sweep"
+    done = grant.release(env, req, now, who)
     state = (done.assignment or {}).get("state")
     return {"request_id": req.request_id, "assignment": state}
 
@@ -68,7 +73,7 @@ def leftovers(env: Environment, now: datetime, limit: int = 1000) -> list[dict[s
     return found
 
 
-def session_warnings(env: Environment, roles) -> list[str]:
+def session_warnings(env: Environment, roles: Iterable[Role]) -> list[str]:
     """identity_center roles whose permission set's session duration outlasts the role's
     max_duration: a session signed in near the grant's end outlives it by the difference,
     since deleting the assignment does not end it (aws/aws-sdk#598)."""

@@ -12,7 +12,7 @@ import builtins
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from jitctl.models import AccessRequest, Caller, Issued
 
@@ -92,3 +92,11 @@ class AccessService(Protocol):
     def grants(self) -> builtins.list[AccessRequest]: ...
     def reuse(self, request_id: str, reason: str | None = None) -> AccessRequest: ...
     def sweep(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class BrokerInfo(Protocol):
+    """A service that is a broker's client: its public facts (and with them the broker's
+    Date, which sets the client's trusted clock before it signs anything)."""
+
+    def info(self) -> dict[str, Any]: ...

@@ -351,7 +351,7 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
 
 
 def _assign(
-    env: Environment, role, req: AccessRequest, evidence: OnCallEvidence | None, now: datetime
+    env: Environment, role: Role, req: AccessRequest, evidence: OnCallEvidence | None, now: datetime
 ) -> Issued:
     """An identity_center role: the account assignment instead of AssumeRole; no credentials."""
     from jitctl.identity_center import grant as assignments

@@ -92,7 +92,8 @@ def _act(env: Environment, payload: dict[str, Any]) -> dict[str, Any]:
     kind = payload.get("type")
     if kind == "block_actions":
         return _clicked(env, payload)
-    view = payload.get("view") if isinstance(payload.get("view"), dict) else {}
+    view = payload.get("view")
+    view = view if isinstance(view, dict) else {}
     if kind == "view_submission" and view.get("callback_id") == message.DENY_CALLBACK:
         return _deny_submitted(env, payload, view)
     return {}  # something this app does not do: acknowledged, nothing changes
@@ -118,7 +119,7 @@ def _open_deny(env: Environment, payload: dict[str, Any], request_id: str, servi
     api.call(env, "views_open", trigger_id=str(payload.get("trigger_id") or ""), view=view)
 
 
-def _deny_submitted(env: Environment, payload: dict[str, Any], view: dict[str, Any]) -> dict:
+def _deny_submitted(env: Environment, payload: dict[str, Any], view: dict[str, Any]) -> dict[str, Any]:
     request_id = str(view.get("private_metadata") or "")
     values = ((view.get("state") or {}).get("values") or {}).get(message.REASON_BLOCK) or {}
     reason = str((values.get(message.REASON_ACTION) or {}).get("value") or "")
@@ -133,7 +134,9 @@ def _decide(env: Environment, payload: dict[str, Any], request_id: str, act: Any
     (ephemeral) and is returned. Nothing else is done for a Slack user than for the CLI."""
     from jitctl.lifecycle.service import LocalService
 
-    user = payload.get("user") if isinstance(payload.get("user"), dict) else {}
+    user = payload.get("user")
+
+    user = user if isinstance(user, dict) else {}
     user_id = str(user.get("id") or "")
     try:
         if not _REQUEST_ID.fullmatch(request_id):

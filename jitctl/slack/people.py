@@ -48,7 +48,8 @@ def _email_of(user: dict[str, Any], user_id: str) -> str:
     for flag, why in _NOT_A_PERSON:
         if user.get(flag) is not False:  # missing counts as set: Slack always says
             raise Denied(f"Slack user {user_id} {why}: only full members decide")
-    profile = user.get("profile") if isinstance(user.get("profile"), dict) else {}
+    profile = user.get("profile")
+    profile = profile if isinstance(profile, dict) else {}
     email = str(profile.get("email") or "").strip().lower()
     if not email or not EMAIL.fullmatch(email):
         raise Denied(

@@ -9,7 +9,7 @@ depends only on ``AccessService``; ``Environment.service`` picks the implementat
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -90,7 +90,7 @@ class AccessService(Protocol):
     def roles(self) -> builtins.list[dict[str, Any]]: ...
     def audit_records(
         self, *, since: str | None, request_id: str | None, person: str | None, local: bool
-    ) -> builtins.list[dict[str, Any]]: ...
+    ) -> Iterable[dict[str, Any]]: ...
     def audit_verify(self, *, remote: bool) -> dict[str, Any]: ...
     def explain(self, role: str, as_person: str | None) -> dict[str, Any]: ...
     def grants(self) -> builtins.list[AccessRequest]: ...
@@ -271,8 +271,9 @@ class LocalService:
 
     def audit_records(
         self, *, since: str | None, request_id: str | None, person: str | None, local: bool
-    ) -> builtins.list[dict[str, Any]]:
-        """Audit records, oldest first: the central copy when configured, else the local log."""
+    ) -> Iterable[dict[str, Any]]:
+        """Audit records, oldest first, one at a time: the central copy when configured, else
+        the local log."""
         from jitctl.audit.read import read_audit
 
         return read_audit(self.env, since=since, request_id=request_id, person=person, local=local)

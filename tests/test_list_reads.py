@@ -1,0 +1,65 @@
+"""Plain `jitctl list` reads what it prints (issue 25 part 3), like `list --pending` does."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+from jitctl.store.sqlite import SqliteStore
+from tests.test_store import T0, make_req
+
+
+def filled(path: Path, count: int) -> SqliteStore:
+    """``count`` requests, one a minute, through the store's own create()."""
+    store = SqliteStore(path)
+    for i in range(count):
+        store.create(make_req(f"req-{i:05d}", created_at=T0 + timedelta(minutes=i)))
+    return store
+
+
+def steps_of_list(store: SqliteStore, monkeypatch) -> tuple[list[str], int]:
+    """(ids listed, SQLite VM steps spent by the list's connection): the steps grow with
+    the rows a query visits, so a scan and sort of the whole table shows, a walk of an
+    index that stops at the limit does not."""
+    steps = [0]
+    real_open = SqliteStore._open
+
+    def counting(self: SqliteStore) -> sqlite3.Connection:
+        conn = real_open(self)
+        conn.set_progress_handler(lambda: steps.__setitem__(0, steps[0] + 1) or 0, 1)
+        return conn
+
+    monkeypatch.setattr(SqliteStore, "_open", counting)
+    listed = store.list(limit=10)
+    monkeypatch.setattr(SqliteStore, "_open", real_open)
+    return [r.request_id for r in listed], steps[0]
+
+
+def test_plain_list_visits_the_rows_it_prints_not_the_table(tmp_path: Path, monkeypatch):
+    small = filled(tmp_path / "small.db", 100)
+    large = filled(tmp_path / "large.db", 1500)
+    small.list(limit=1)  # the schema is settled before anything is counted
+    large.list(limit=1)
+    ids_small, steps_small = steps_of_list(small, monkeypatch)
+    ids_large, steps_large = steps_of_list(large, monkeypatch)
+    assert ids_large == [f"req-{i:05d}" for i in range(1499, 1489, -1)]  # newest first
+    assert ids_small == [f"req-{i:05d}" for i in range(99, 89, -1)]
+    # 15x the rows; a scan and sort would take ~15x the steps.
+    assert steps_large < 1.5 * steps_small, (steps_small, steps_large)
+
+
+def test_a_store_made_before_the_index_gets_it(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    store = filled(path, 3)
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP INDEX requests_created")
+    again = SqliteStore(path)
+    assert [r.request_id for r in again.list(limit=2)] == ["req-00002", "req-00001"]
+    with sqlite3.connect(path) as conn:
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT body FROM requests "
+            "ORDER BY created_at DESC, request_id DESC LIMIT 10"
+        ).fetchall()
+    assert "requests_created" in str(plan) and "TEMP B-TREE" not in str(plan), plan
+    assert store.list(limit=1)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
+from jitctl.store.dynamodb import DynamoStore
 from jitctl.store.sqlite import SqliteStore
-from tests.test_store import T0, make_req
+from tests.test_store import T0, dynamo_client, make_req
 
 
 def filled(path: Path, count: int) -> SqliteStore:
@@ -63,3 +67,29 @@ def test_a_store_made_before_the_index_gets_it(tmp_path: Path) -> None:
         ).fetchall()
     assert "requests_created" in str(plan) and "TEMP B-TREE" not in str(plan), plan
     assert store.list(limit=1)
+
+
+@pytest.fixture
+def dynamo(moto_server: str) -> DynamoStore:
+    client = dynamo_client(moto_server)
+    store = DynamoStore(f"jitctl-{uuid.uuid4().hex[:12]}", lambda service: client)
+    store.init()
+    return store
+
+
+def test_plain_list_on_dynamodb_reads_about_what_it_prints(dynamo: DynamoStore) -> None:
+    """Through the status index: 300 requests in four statuses, 10 listed, about 10 read
+    (the first page of each status's partition), never the table."""
+    now = T0 + timedelta(minutes=10)
+    for i in range(300):
+        req = make_req(f"req-{i:05d}", created_at=T0 + timedelta(seconds=i))
+        dynamo.create(req)
+        if i % 4 == 1:
+            dynamo.deny(req.request_id, "bob@example.com", now=now, reason="no")
+        elif i % 4 == 2:
+            dynamo.cancel(req.request_id, req.requester, now=now)
+    listed = dynamo.list(limit=10, now=now)
+    assert [r.request_id for r in listed] == [f"req-{i:05d}" for i in range(299, 289, -1)]
+    assert dynamo.last_items_read <= 10 + 2 * 7, dynamo.last_items_read  # 7 statuses' pages
+    everything = dynamo.list(limit=1000, now=now)
+    assert len(everything) == 300 and len({r.request_id for r in everything}) == 300

@@ -190,27 +190,40 @@ def jitctl(tmp_path: Path, log_path: Path, *args: str) -> subprocess.CompletedPr
 
 
 def test_log_json_is_one_array_of_every_record(tmp_path: Path, log_path: Path) -> None:
-    write_records(log_path, 5)
+    write_records(log_path, 1234)  # more than one batch of the writer
     out = jitctl(tmp_path, log_path, "audit", "log", "--json")
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == read_records(log_path)
+    records = read_records(log_path)
+    assert json.loads(out.stdout) == records
+    assert out.stdout.decode() == json.dumps(records, indent=2, sort_keys=True) + "\n"
     empty = jitctl(tmp_path, log_path, "audit", "log", "--json", "--request", "nobody")
     assert empty.returncode == 0 and json.loads(empty.stdout) == []
 
 
-def test_invalid_utf8_is_one_line_and_exit_6_and_the_array_still_closes(
+def test_invalid_utf8_is_one_line_and_exit_6_and_one_json_document(
     tmp_path: Path, log_path: Path
 ) -> None:
+    """A bad line found before anything was printed: the error's document. Found after
+    records were printed: the array is closed (a prefix of the log), never left open."""
+    bad = b'{"request_id":"req-9","reason":"\xff\xfe"}\n'
     write_records(log_path, 3)
     with open(log_path, "ab") as out:
-        out.write(b'{"request_id":"req-9","reason":"\xff\xfe"}\n')
+        out.write(bad)
     shown = jitctl(tmp_path, log_path, "audit", "log", "--json")
     assert shown.returncode == 6, shown.stderr
     assert b"Traceback" not in shown.stderr and b"line 4: not UTF-8" in shown.stderr
-    assert [r["seq"] for r in json.loads(shown.stdout)] == [1, 2, 3]  # a document, closed
+    assert json.loads(shown.stdout)["error"]["exit_code"] == 6
     for args in (("audit", "log"), ("audit", "export", "--format", "csv"), ("audit", "verify")):
         out = jitctl(tmp_path, log_path, *args)
         assert out.returncode == 6 and b"Traceback" not in out.stderr, (args, out.stderr)
+
+    write_records(log_path, 1500)
+    with open(log_path, "ab") as out:
+        out.write(bad)
+    shown = jitctl(tmp_path, log_path, "audit", "log", "--json")
+    assert shown.returncode == 6 and b"line 1501: not UTF-8" in shown.stderr
+    seqs = [r["seq"] for r in json.loads(shown.stdout)]
+    assert seqs and seqs == list(range(1, len(seqs) + 1)), seqs[-3:]
 
 
 # --- appends: one writer per process, no polling --------------------------------------------

@@ -30,16 +30,20 @@ def emit_json(document: Any) -> None:
         env.json_emitted = True  # an error after it adds no second document (cli.main)
 
 
-def emit_json_array(items: Iterable[Any]) -> None:
-    """One JSON array on stdout, written item by item (memory flat however many there are),
-    in exactly ``emit_json``'s shape. An error before the first item leaves stdout empty (the
-    error's own document goes there); one after it still closes the array."""
+def emit_json_array(items: Iterable[Any], batch: int = 500) -> None:
+    """One JSON array on stdout, written ``batch`` items at a time (memory flat however many
+    there are), in exactly ``emit_json``'s shape. An error before the first item leaves stdout
+    empty (the error's own document goes there); one after it still closes the array."""
+    from itertools import islice
+
     out = _stream("out")
+    source = iter(items)
     first = True
     try:
-        for item in items:
-            text = json.dumps(item, indent=2, sort_keys=True, default=str).replace("\n", "\n  ")
-            out.write(("[\n  " if first else ",\n  ") + text)
+        # One dumps per batch, not per item: json's indenting encoder is set up once a call.
+        while chunk := list(islice(source, batch)):
+            text = json.dumps(chunk, indent=2, sort_keys=True, default=str)
+            out.write(("[\n" if first else ",\n") + text[2:-2])
             first = False
     finally:
         if not first or sys.exc_info()[0] is None:

@@ -97,6 +97,9 @@ def main() -> int:
             ],
             "audit verify": ["audit", "verify"],
         }
+        only = os.environ.get("BENCH_ONLY")  # e.g. "audit log --json,audit export --format jsonl"
+        if only:
+            commands = {k: v for k, v in commands.items() if k in only.split(",")}
         rows, ok = [], True
         for name, args in commands.items():
             runs = [measure([*exe, *args], env, base / "out") for _ in range(RUNS)]

@@ -93,3 +93,21 @@ def test_plain_list_on_dynamodb_reads_about_what_it_prints(dynamo: DynamoStore) 
     assert dynamo.last_items_read <= 10 + 2 * 7, dynamo.last_items_read  # 7 statuses' pages
     everything = dynamo.list(limit=1000, now=now)
     assert len(everything) == 300 and len({r.request_id for r in everything}) == 300
+
+
+def test_a_table_made_before_the_status_index_is_still_listed(moto_server: str, monkeypatch):
+    import jitctl.store.dynamodb as store_dynamodb
+
+    older = {k: v for k, v in store_dynamodb._INDEXES.items() if k != "status-index"}
+    monkeypatch.setattr(store_dynamodb, "_INDEXES", older)  # an older jitctl's init()
+    client = dynamo_client(moto_server)
+    store = DynamoStore(f"jitctl-{uuid.uuid4().hex[:12]}", lambda service: client)
+    store.init()
+    monkeypatch.undo()
+    for i in range(3):
+        store.create(make_req(f"req-{i:05d}", created_at=T0 + timedelta(seconds=i)))
+    listed = store.list(limit=2, now=T0)
+    assert [r.request_id for r in listed] == ["req-00002", "req-00001"]
+    store.init()  # adds the index
+    table = client.describe_table(TableName=store.table)["Table"]
+    assert "status-index" in {ix["IndexName"] for ix in table["GlobalSecondaryIndexes"]}

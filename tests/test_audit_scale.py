@@ -147,6 +147,7 @@ class NullOut:
         return False
 
 
+@pytest.mark.slow  # tracemalloc over 22,000 records, printed twice
 def test_reading_and_printing_the_log_keeps_memory_flat(tmp_path: Path, monkeypatch) -> None:
     """The --json array and the table are written record by record: peak memory does not
     grow with the log (20,000 records hold ~8 MB as dicts; the whole output is ~20 MB)."""

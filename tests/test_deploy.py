@@ -177,6 +177,10 @@ def test_requests_table_has_the_stores_keys_and_indexes(moto_server, stack):
         ("requester", "HASH"),
         ("created_at", "RANGE"),
     ]
+    assert keys(indexes["status-index"]["KeySchema"]) == [
+        ("status", "HASH"),
+        ("created_at", "RANGE"),
+    ]
     assert {ix["Projection"]["ProjectionType"] for ix in indexes.values()} == {"ALL"}
 
 
@@ -189,7 +193,7 @@ def test_the_store_uses_the_stacks_table_as_is(moto_server, stack, aws_env):
     store = DynamoStore(stack["RequestsTableName"], clients.client, poll_interval=0.05)
     store.init()  # raises if the table were keyed differently
     table = describe(moto_server, stack["RequestsTableName"])
-    assert len(table["GlobalSecondaryIndexes"]) == 2
+    assert len(table["GlobalSecondaryIndexes"]) == 3
 
 
 def test_nonce_and_audit_tables(moto_server, stack):

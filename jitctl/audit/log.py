@@ -23,7 +23,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -316,20 +316,25 @@ def _position_problem(record: dict[str, Any], previous: dict[str, Any] | None) -
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """Every record, in order. Missing log: []. A line that is not a record: AuditTampered.
-    A torn tail is skipped: it was never a record (see ``is_torn_tail``)."""
-    records: list[dict[str, Any]] = []
+    """Every record, in order (see ``iter_records``): for the callers that need them all."""
+    return list(iter_records(path))
+
+
+def iter_records(path: Path, keep: Callable[[bytes], bool] | None = None) -> Iterator[dict[str, Any]]:
+    """The records of the log, in order, read one line at a time (memory flat in the log's
+    size); with ``keep``, only lines it accepts are parsed (a cheap filter on the raw bytes).
+    Missing log: none. A line that is not a record: AuditTampered. A torn tail is skipped: it
+    was never a record (see ``is_torn_tail``)."""
     try:
         for number, raw, complete in _lines(path):
-            if is_torn_tail(raw, complete):
+            if (keep is not None and not keep(raw)) or is_torn_tail(raw, complete):
                 continue
             record, problem = parse_line(raw)
             if record is None:
                 raise AuditTampered(f"audit log {path} line {number}: {problem}", _VERIFY_HINT)
-            records.append(record)
+            yield record
     except OSError as e:
         raise AuditError(f"cannot read the audit log {path}: {e.strerror or e}") from None
-    return records
 
 
 def record_text(record: dict[str, Any]) -> str:

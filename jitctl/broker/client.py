@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import json
 import time
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
@@ -153,7 +154,7 @@ class BrokerService:
 
     def audit_records(
         self, *, since: str | None, request_id: str | None, person: str | None, local: bool
-    ) -> builtins.list[dict[str, Any]]:
+    ) -> Iterable[dict[str, Any]]:
         """The broker's trail (there is no local one in broker mode: ``local`` changes nothing)."""
         query = {"since": since or "", "request": request_id or "", "person": person or ""}
         path = "/audit?" + urlencode({k: v for k, v in query.items() if v})

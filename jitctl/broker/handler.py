@@ -323,7 +323,7 @@ def _audit(service: LocalService, request: HttpRequest, params: dict[str, str]) 
     records = service.audit_records(
         since=q.get("since"), request_id=q.get("request"), person=q.get("person"), local=False
     )
-    return {"records": records}
+    return {"records": list(records)}
 
 
 def _audit_verify(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,29 @@ def emit_json(document: Any) -> None:
     out.flush()
     if (env := _session()) is not None:
         env.json_emitted = True  # an error after it adds no second document (cli.main)
+
+
+def emit_json_array(items: Iterable[Any], batch: int = 500) -> None:
+    """One JSON array on stdout, written ``batch`` items at a time (memory flat however many
+    there are), in exactly ``emit_json``'s shape. An error before the first item leaves stdout
+    empty (the error's own document goes there); one after it still closes the array."""
+    from itertools import islice
+
+    out = _stream("out")
+    source = iter(items)
+    first = True
+    try:
+        # One dumps per batch, not per item: json's indenting encoder is set up once a call.
+        while chunk := list(islice(source, batch)):
+            text = json.dumps(chunk, indent=2, sort_keys=True, default=str)
+            out.write(("[\n" if first else ",\n") + text[2:-2])
+            first = False
+    finally:
+        if not first or sys.exc_info()[0] is None:
+            out.write("[]\n" if first else "\n]\n")
+            out.flush()
+            if (env := _session()) is not None:
+                env.json_emitted = True
 
 
 def safe(text: object) -> str:
@@ -192,3 +216,40 @@ def _table(
     for row in rows:
         table.add_row(*(row[columns.index(name)] for name in shown))
     return table
+
+
+def print_text_table(
+    columns: list[str],
+    blocks: Iterable[list[list[str]]],
+    *,
+    whole: tuple[str, ...],
+    drop: tuple[str, ...] = (),
+) -> None:
+    """A table of plain text (other people's: cleaned here) that comes a block of rows at a
+    time, so memory stays flat however many rows. On a terminal each block is a
+    ``print_table``; elsewhere (a pipe, a file) rows are written as they come, without rich,
+    columns two spaces apart and as wide as their widest cell so far."""
+    from rich.cells import cell_len
+
+    out = _stream("out")
+    if out.isatty():
+        for rows in blocks:
+            print_table(columns, [[safe(c) for c in row] for row in rows], whole=whole, drop=drop)
+        return
+    widths = [len(name) for name in columns]
+    for number, rows in enumerate(blocks):
+        rows = [[clean(c) for c in row] for row in rows]
+        lengths = [[cell_len(c) for c in row] for row in rows]
+        widths = [max([w, *(row[i] for row in lengths)]) for i, w in enumerate(widths)]
+        head = number == 0  # the header once, on top
+        lines = ([columns] if head else []) + rows
+        sizes = ([[len(c) for c in columns]] if head else []) + lengths
+        out.write(
+            "".join(_line(cells, size, widths) for cells, size in zip(lines, sizes, strict=True))
+        )
+    out.flush()
+
+
+def _line(cells: list[str], sizes: list[int], widths: list[int]) -> str:
+    padded = [c + " " * (w - s) for c, s, w in zip(cells, sizes, widths, strict=True)]
+    return "  ".join(padded).rstrip(" ") + "\n"

@@ -10,6 +10,7 @@ implementation (``jitctl.wiring``).
 from __future__ import annotations
 
 import builtins
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -193,8 +194,9 @@ class LocalService:
 
     def audit_records(
         self, *, since: str | None, request_id: str | None, person: str | None, local: bool
-    ) -> builtins.list[dict[str, Any]]:
-        """Audit records, oldest first: the central copy when configured, else the local log."""
+    ) -> Iterable[dict[str, Any]]:
+        """Audit records, oldest first, one at a time: the central copy when configured, else
+        the local log."""
         from jitctl.audit.read import read_audit
 
         return read_audit(self.env, since=since, request_id=request_id, person=person, local=local)

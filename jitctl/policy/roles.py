@@ -17,10 +17,13 @@ from jitctl.policy.schema import (
     APPROVAL_KEYS,
     BREAK_GLASS_KEYS,
     DEFAULT_MAX_DURATION,
+    DEFAULT_MAX_TOTAL,
     DEFAULT_REQUEST_TTL,
     EMAIL,
     GROUP_PREFIX,
     INCIDENT_KEYS,
+    MAX_TOTAL,
+    MIN_DURATION,
     ON_CALL_KEYS,
     ROLE_ARN,
     ROLE_KEYS,
@@ -29,6 +32,7 @@ from jitctl.policy.schema import (
     at,
     check_keys,
     describe,
+    expect_bounded_duration,
     expect_on_call_entry,
     expect_positive_int,
     expect_principal_arn,
@@ -44,6 +48,7 @@ from jitctl.policy.schema import (
     on_call_entry,
 )
 from jitctl.policy.session import load_session_policy
+from jitctl.timeutil import format_duration
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,7 @@ class Role:
     break_glass: BreakGlassRule | None = None
     incident: IncidentRule | None = None
     region: str | None = None  # the jit profile's region in the AWS config file
+    max_total: timedelta = timedelta(hours=12)  # a grant's whole life, extensions included
 
 
 def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
@@ -117,6 +123,7 @@ def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
     max_duration = expect_session_duration(
         table.get("max_duration", DEFAULT_MAX_DURATION), where, "max_duration"
     )
+    max_total = parse_max_total(table, where, max_duration)
     policy_text = policy_path = None
     if "session_policy" in table:
         policy_text, policy_path = load_session_policy(table["session_policy"], file, where)
@@ -142,9 +149,25 @@ def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
         source=file,
         description=description,
         region=region,
+        max_total=max_total,
         **tracks,
     )
     return role, where
+
+
+def parse_max_total(table: dict[str, Any], where: str, max_duration: timedelta) -> timedelta:
+    """How long a grant may last from its first issue, extensions included: at least the
+    role's max_duration (a grant could never be issued whole otherwise)."""
+    raw = table.get("max_total", DEFAULT_MAX_TOTAL)
+    bounds = (MIN_DURATION, MAX_TOTAL)
+    total = expect_bounded_duration(raw, where, "max_total", bounds, "a grant's whole life")
+    if total < max_duration:
+        raise PolicyError(
+            f"{at(where, 'max_total')}: max_total {format_duration(total)} is shorter than "
+            f"max_duration {format_duration(max_duration)}",
+            "raise max_total to at least max_duration (it bounds a grant with its extensions)",
+        )
+    return total
 
 
 def _parse_tracks(

@@ -34,17 +34,21 @@ def grants(
 
 
 def _grant_doc(doc: dict, req, now) -> dict:
-    left = int((req.credentials_expire_at - now).total_seconds())
-    return doc | {"ends_at": doc["credentials_expire_at"], "ends_in_seconds": max(left, 0)}
+    from jitctl.models import grant_end
+
+    left = int((grant_end(req) - now).total_seconds())  # extensions included: doc's ends_at
+    return doc | {"ends_in_seconds": max(left, 0)}
 
 
 def _table(live, now) -> None:
+    from jitctl.models import grant_end
+
     rows = [
         [
             safe(r.role),
             safe(r.request_id),
             safe(r.approval or "-"),
-            f"{local_time(r.credentials_expire_at, now)} ({relative(r.credentials_expire_at, now)})",
+            f"{local_time(grant_end(r), now)} ({relative(grant_end(r), now)})",
             safe(r.reason),
         ]
         for r in live

@@ -63,12 +63,12 @@ def check_destination(env, profile: str | None, fmt: str, role: str | None, requ
     """Before anything is requested or issued: can the credentials be written where asked?"""
     if fmt != "profile":
         return
-    from jitctl.credentials.delivery import check_writable
+    from jitctl.credentials.delivery import check_writable, default_profile
     from jitctl.credentials.profiles import aws_config_path, shared_credentials_path
 
-    if role is None:
-        role = env.service.get(request_id).role
     path = shared_credentials_path(env.environ)
+    if profile is None:  # `wait` on an extension: the profile holding its grant
+        profile = default_profile(path, env.service.get(request_id)) if role is None else None
     config = aws_config_path(env.environ)  # its region is written too
     check_writable(path, profile or f"jit-{role}", request_id, config=config)
 

@@ -53,7 +53,10 @@ def grant_states(env, reqs, role: str | None = None) -> dict:
 
 
 def _unexpired(req, now) -> bool:
-    return req.credentials_expire_at is not None and req.credentials_expire_at > now
+    from jitctl.models import grant_end
+
+    ends = grant_end(req)  # extensions included
+    return ends is not None and ends > now
 
 
 def shown_status(req, state) -> str:
@@ -149,6 +152,7 @@ def describe(req, now, state=None, out=None) -> None:
     confirmation screen on stderr."""
     from datetime import timedelta
 
+    from jitctl.models import grant_end
     from jitctl.timeutil import format_duration
 
     out = out or stderr_console()
@@ -181,8 +185,8 @@ def describe(req, now, state=None, out=None) -> None:
     rows += _follow_up_rows(req)
     if state is not None and not state.live:
         rows.append(("credentials", _ended_text(state, now)))
-    elif req.credentials_expire_at:
-        left = req.credentials_expire_at - now
+    elif (ends := grant_end(req)) is not None:
+        left = ends - now
         flag = (
             "  [yellow](under 10 minutes left)[/]"
             if timedelta(0) < left < timedelta(minutes=10)
@@ -191,7 +195,7 @@ def describe(req, now, state=None, out=None) -> None:
         rows.append(
             (
                 "credentials",
-                f"expire {local_time(req.credentials_expire_at, now)} ({relative(req.credentials_expire_at, now)}){flag}",
+                f"expire {local_time(ends, now)} ({relative(ends, now)}){flag}",
             )
         )
     width = max(len(k) for k, _ in rows)
@@ -205,6 +209,10 @@ def describe(req, now, state=None, out=None) -> None:
 def _follow_up_rows(req) -> list[tuple[str, str]]:
     """What happened around the grant: its review, its incident and its page."""
     rows = []
+    if req.extends:
+        rows.append(("extends", f"grant {req.extends}"))
+    if req.extensions:
+        rows.append(("extended by", ", ".join(req.extensions)))
     if _unreviewed(req):
         rows.append(("review", f"unreviewed: an approver runs `jitctl review {req.request_id}`"))
     elif req.reviewed_by:

@@ -15,7 +15,7 @@ from jitctl import models
 from jitctl.audit.fields import audit_fields
 from jitctl.errors import Denied, JitctlError, TimedOut
 from jitctl.lifecycle import break_glass as glass
-from jitctl.lifecycle import chaining, interrupts, reissue
+from jitctl.lifecycle import chaining, extend, interrupts, reissue
 from jitctl.lifecycle.notify import notify
 from jitctl.lifecycle.request_rules import (
     check_duration,
@@ -93,15 +93,16 @@ def submit(
     duration: timedelta | None,
     break_glass: bool = False,
     incident: str | None = None,
+    extends: str | None = None,
 ) -> Submitted:
     """Record a request: approved at once when on call or working one of the role's
     incidents (fast path) or break-glass, else pending for a peer. ``incident``: `request
-    --incident ID`."""
+    --incident ID`; ``extends``: the grant an extension asks more time for (`jitctl extend`)."""
     role = env.policy.role(role_name)
     incident = incident_track.check_id(incident)
     if role.on_call is not None or role.incident is not None or incident is not None:
         env.prepare_pagerduty()  # its client is built while AWS names the caller
-    req = _new_request(env, role, check_reason(reason), duration)
+    req = _new_request(env, role, check_reason(reason), duration, extends)
     caller, now = env.caller, req.created_at
     common = audit_fields(env, req)
     # PagerDuty answers while the request is recorded; nothing is decided before both are
@@ -113,6 +114,7 @@ def submit(
         **common,
         reason=req.reason,
         duration_seconds=req.duration_seconds,
+        **({"extends": extends} if extends else {}),
         **({"incident": incident} if incident else {}),
         **({"break_glass": True} if break_glass else {}),
     )
@@ -145,7 +147,9 @@ def submit(
     return Submitted(req, result, approvers, [w for w in warnings if w])
 
 
-def _new_request(env: Environment, role, reason: str, duration: timedelta | None) -> AccessRequest:
+def _new_request(
+    env: Environment, role, reason: str, duration: timedelta | None, extends: str | None = None
+) -> AccessRequest:
     wanted = check_duration(duration, role.max_duration, role.name)
     now = env.clock.now()
     return AccessRequest(
@@ -159,6 +163,7 @@ def _new_request(env: Environment, role, reason: str, duration: timedelta | None
         created_at=now,
         expires_at=now + request_ttl(role),
         min_approvals=role.approval.min_approvals if role.approval else 1,
+        extends=extends,
     )
 
 
@@ -313,9 +318,7 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
         raise Denied(f"request {req.request_id} belongs to {req.requester}; only they can use it")
     now = env.clock.now()
     evidence = check_redeemable(env, role, req, evidence, now)
-    seconds, note = session_seconds(
-        timedelta(seconds=req.duration_seconds), evidence.end if evidence else None, now
-    )
+    seconds, note = _session(env, role, req, evidence, now)
     seconds, chained = chaining.cap(seconds, env.identity()[0])  # who assumes: broker or you
     common = audit_fields(env, req) | ({"capped": chained} if chained else {})
     claimed = reissue.claim(env, role, req, now, seconds, common)  # before AssumeRole
@@ -325,6 +328,8 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
         reissue.failed(env, claimed, INTERRUPTED)  # not wait out the lease (no-op if recorded)
         raise
     issued.fast_path_reason = req.fast_path_reason
+    if issued.extends:  # the grant's new end, recorded before the credentials leave
+        extend.applied(env, issued, creds, common)
     notes = [note, chained, incident_track.note(env, issued, incident_track.issued_text(issued))]
     return Issued(
         request=issued,
@@ -333,6 +338,20 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
         notes=[n for n in notes if n],
         region=role.region,
     )
+
+
+def _session(
+    env: Environment, role, req: AccessRequest, evidence: OnCallEvidence | None, now: datetime
+) -> tuple[int, str | None]:
+    """DurationSeconds and a note: the duration asked, cut to the shift; an extension's ends
+    its grant's extension later (jitctl.lifecycle.extend)."""
+    if req.extends:
+        try:
+            return extend.session_seconds(env, role, req, evidence, now)
+        except Denied as exc:
+            raise refuse(env, req, exc.message, hint=exc.hint) from None
+    shift_end = evidence.end if evidence else None
+    return session_seconds(timedelta(seconds=req.duration_seconds), shift_end, now)
 
 
 def _issue_claimed(

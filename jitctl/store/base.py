@@ -113,6 +113,9 @@ class RequestStore(Protocol):
         self, request_id: str, person: str, *, now: datetime, reason: str | None
     ) -> AccessRequest: ...
     def set_page(self, request_id: str, page: dict[str, Any]) -> AccessRequest: ...
+    def mark_extended(
+        self, request_id: str, *, extension: str, until: datetime
+    ) -> AccessRequest: ...
 
 
 # ---------------------------------------------------------------- the state machine
@@ -270,6 +273,21 @@ def plan_page(page: dict[str, Any]) -> Planner:
     return plan
 
 
+def plan_extended(extension: str, until: datetime) -> Planner:
+    """An issued grant now ends at ``until`` (an extension's new session; never earlier than
+    it did). A grant no longer issued (revoked meanwhile) is refused: nothing is handed out."""
+
+    def plan(req: AccessRequest) -> Step:
+        if req.status != ISSUED:
+            raise _not(req, ISSUED)
+        known = extension in req.extensions  # issued again after a failed delivery: once
+        extensions = req.extensions if known else [*req.extensions, extension]
+        extended = max(req.extended_until or until, until)
+        return Step(write=_copy(req, extended_until=extended, extensions=extensions))
+
+    return plan
+
+
 def check_new(req: AccessRequest) -> None:
     """What ``create`` accepts: a pending request, or a fast-path one created already approved."""
     aware(req.created_at)
@@ -349,6 +367,9 @@ class BaseStore(ABC):
 
     def set_page(self, request_id: str, page: dict[str, Any]) -> AccessRequest:
         return self._transition(request_id, plan_page(page))
+
+    def mark_extended(self, request_id: str, *, extension: str, until: datetime) -> AccessRequest:
+        return self._transition(request_id, plan_extended(extension, aware(until)))
 
 
 def not_found(request_id: str) -> NotFound:

@@ -94,7 +94,9 @@ def near(a: datetime, b: datetime) -> bool:
 def test_an_on_call_extension_is_issued_at_once_into_the_same_profile(team: Team) -> None:
     grant = granted(team)
     first_key = profile(team, ALICE, f"jit-{ROLE}")["aws_access_key_id"]
-    ext = run_json(team, ALICE, "extend", grant["request_id"], "--by", "30m", "--reason", "INC-1 on")
+    ext = run_json(
+        team, ALICE, "extend", grant["request_id"], "--by", "30m", "--reason", "INC-1 on"
+    )
     assert ext["extends"] == grant["request_id"] and ext["request_id"] != grant["request_id"]
     assert ext["status"] == "issued" and ext["approval"] == "on_call"
     new_end = when(grant) + timedelta(minutes=30)
@@ -192,9 +194,9 @@ def test_an_expired_grant_cannot_be_extended(team: Team, monkeypatch) -> None:
     clock.advance(31 * 60)
     with pytest.raises(Denied, match="not live \\(expired\\)"):
         local.extend(grant.request_id, timedelta(minutes=15), "INC-2 more")
-    assert [r.request_id for r in local.list(pending_only=False, mine=True, role=None, limit=9)] == [
-        grant.request_id
-    ]
+    assert [
+        r.request_id for r in local.list(pending_only=False, mine=True, role=None, limit=9)
+    ] == [grant.request_id]
 
 
 def test_the_on_call_shift_bounds_an_on_call_extension(team: Team, monkeypatch) -> None:
@@ -208,3 +210,42 @@ def test_the_on_call_shift_bounds_an_on_call_extension(team: Team, monkeypatch) 
     assert near(outcome.issued.credentials.expiration, shift_end)
     assert any("on-call shift" in note for note in outcome.issued.notes)
     assert near(local.get(grant.request_id).extended_until, shift_end)
+
+
+def pending_extension(team: Team, rid: str, by: str) -> str:
+    out = team.run(ALICE, "extend", rid, "--by", by, "--reason", "INC-4 more", "--no-wait")
+    assert out.returncode == 0, out.stderr
+    ext_id = out.stdout.strip()
+    assert team.run(BOB, "approve", ext_id, "--yes").returncode == 0
+    return ext_id
+
+
+def test_max_total_is_checked_again_when_an_extension_takes_effect(team: Team) -> None:
+    """Two extensions that each fit when asked for: the second would pass max_total once the
+    first has taken effect, and is refused then (exit 3)."""
+    rid = granted(team)["request_id"]
+    team.pd.rotate(team.pd_user(BOB), "PEPEXT")
+    first, second = pending_extension(team, rid, "45m"), pending_extension(team, rid, "45m")
+    assert team.run(ALICE, "wait", first).returncode == 0
+    out = team.run(ALICE, "wait", second)
+    assert out.returncode == 3 and "no later than grant" in out.stderr, out.stderr
+    assert run_json(team, ALICE, "status", second)["status"] == "approved"
+    assert run_json(team, ALICE, "status", rid)["extensions"] == [first]
+
+
+def test_a_grant_revoked_while_its_extension_waits_is_not_extended(team: Team) -> None:
+    rid = granted(team)["request_id"]
+    team.pd.rotate(team.pd_user(BOB), "PEPEXT")
+    ext_id = pending_extension(team, rid, "30m")
+    assert team.run(ALICE, "revoke", rid, "--reason", "done early").returncode == 0
+    out = team.run(ALICE, "wait", ext_id)
+    assert out.returncode == 3 and "not live (revoked)" in out.stderr, out.stderr
+    assert run_json(team, ALICE, "status", ext_id)["status"] == "approved"  # never issued
+
+
+def test_max_total_below_max_duration_is_a_policy_error(team: Team) -> None:
+    policy = team.policy_dir / "team.toml"
+    policy.write_text(policy.read_text().replace('max_total = "1h45m"', 'max_total = "45m"'))
+    out = team.run(ALICE, "policy", "validate")
+    assert out.returncode == 2, out.stderr
+    assert "max_total 45m is shorter than max_duration 1h" in out.stdout + out.stderr

@@ -126,7 +126,7 @@ def session_seconds(
     current = live_end(env, grant, now)
     target = req.planned_end or current + timedelta(seconds=req.duration_seconds)
     target, note = _cut(target, total_bound(grant, role), evidence)
-    if target <= current and req.planned_end is None:
+    if target - current < SLACK and req.planned_end is None:  # a re-issue ends as planned
         raise Denied(
             f"extension {req.request_id} would end no later than grant {grant.request_id} "
             f"does ({rfc3339(current)}): {note}",
@@ -153,8 +153,11 @@ def _cut(
 ) -> tuple[datetime, str | None]:
     """``target`` within the grant's max_total and, on call, the shift's end; why it was cut."""
     note = None
-    if target > bound:
-        target, note = bound, f"the grant ends at its max_total, {rfc3339(bound)}"
+    if target > bound:  # by seconds: AWS's own stamp; by more: said so
+        note = (
+            f"the grant ends at its max_total, {rfc3339(bound)}" if target - bound > SLACK else None
+        )
+        target = bound
     shift_end = evidence.end if evidence is not None else None
     if shift_end is not None and shift_end < target:
         target, note = (

@@ -81,7 +81,7 @@ def test_nobody_else_extends_a_grant_by_the_cli_or_the_api(world: BrokerWorld) -
     granted = grant(world)
     rid = granted["request_id"]
     before = run_json(world, CAROL, "list")
-    out = world.run(BOB, "extend", rid, "--by", "30m", "--reason", "helping")
+    out = world.run(BOB, "extend", rid, "--by", "30m", "--reason", "helping", "--no-wait")
     assert out.returncode == 3 and f"belongs to {ALICE}" in out.stderr, out.stderr
     path = f"/v1/requests/{rid}/extend"
     body = json.dumps({"by_seconds": 1800, "reason": "helping"}).encode()

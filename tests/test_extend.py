@@ -150,8 +150,10 @@ def test_not_on_call_the_extension_waits_for_an_approver(team: Team) -> None:
     assert pending["status"] == "pending" and pending["extends"] == rid
     assert run_json(team, ALICE, "status", rid)["ends_at"] == grant["ends_at"]
     # an approver may approve it, but not extend alice's grant themselves
+    before = run_json(team, BOB, "list")
     theirs = team.run(BOB, "extend", rid, "--by", "30m", "--reason", "helping")
     assert theirs.returncode == 3 and f"belongs to {ALICE}" in theirs.stderr
+    assert run_json(team, BOB, "list") == before
     approved = team.run(BOB, "approve", ext_id, "--yes")
     assert approved.returncode == 0, approved.stderr
     done = run_json(team, ALICE, "wait", ext_id)
@@ -249,3 +251,18 @@ def test_max_total_below_max_duration_is_a_policy_error(team: Team) -> None:
     out = team.run(ALICE, "policy", "validate")
     assert out.returncode == 2, out.stderr
     assert "max_total 45m is shorter than max_duration 1h" in out.stdout + out.stderr
+
+
+def test_the_store_extends_only_a_grant_still_issued(team: Team, monkeypatch) -> None:
+    """The last guard of an extension racing a revocation: the grant's new end is recorded
+    only while it is issued, else its new credentials are never handed out."""
+    from jitctl.store.base import TransitionError
+
+    on_call(team, ALICE)
+    local = service(team, monkeypatch, FixedClock(datetime.now(UTC)))
+    rid = local.request(ROLE, "INC-5", timedelta(minutes=30)).request.request_id
+    local.revoke(rid, "done")
+    until = datetime.now(UTC) + timedelta(hours=1)
+    with pytest.raises(TransitionError, match="revoked, not issued"):
+        local.env.store.mark_extended(rid, extension="r-later", until=until)
+    assert local.get(rid).extended_until is None

@@ -266,3 +266,29 @@ def test_the_store_extends_only_a_grant_still_issued(team: Team, monkeypatch) ->
     with pytest.raises(TransitionError, match="revoked, not issued"):
         local.env.store.mark_extended(rid, extension="r-later", until=until)
     assert local.get(rid).extended_until is None
+
+
+def test_the_new_session_keeps_the_grants_policy_identity_and_tags(team: Team, monkeypatch) -> None:
+    """What botocore sends (moto ignores SourceIdentity and tags): the extension's AssumeRole
+    is the grant's, tagged with the grant it extends; the old session is left alone."""
+    on_call(team, ALICE)
+    local = service(team, monkeypatch, FixedClock(datetime.now(UTC)))
+    sent: list[dict] = []
+    local.env.aws.client("sts").meta.events.register(
+        "provide-client-params.sts.AssumeRole", lambda params, **_: sent.append(dict(params))
+    )
+    grant = local.request(ROLE, "INC-6", timedelta(minutes=30)).request
+    ext = local.extend(grant.request_id, timedelta(minutes=30), "INC-6 more").issued.request
+    first, second = sent
+    for key in ("RoleArn", "RoleSessionName", "SourceIdentity", "Policy"):
+        assert second[key] == first[key], key
+    tags = [{t["Key"]: t["Value"] for t in params["Tags"]} for params in sent]
+    assert tags[1].pop("jitctl:extends") == grant.request_id and "jitctl:extends" not in tags[0]
+    assert tags[1].pop("jitctl:request-id") == ext.request_id
+    assert tags[0].pop("jitctl:request-id") == grant.request_id
+    assert {k: v for k, v in tags[1].items() if k != "jitctl:issue"} == {
+        k: v for k, v in tags[0].items() if k != "jitctl:issue"
+    }
+    assert abs(second["DurationSeconds"] - 3600) <= 90  # 30m left + 30m more
+    events = [r["event"] for r in team.audit_records(ALICE)]
+    assert "cut_off" not in events and "revoked" not in events  # the old session runs on

@@ -246,6 +246,8 @@ def test_a_grant_revoked_while_its_extension_waits_is_not_extended(team: Team) -
 
 
 def test_max_total_below_max_duration_is_a_policy_error(team: Team) -> None:
+    limits = run_json(team, ALICE, "policy", "explain", ROLE)["limits"]
+    assert limits["max_total"] == "1h45m" and limits["max_total_seconds"] == 6300
     policy = team.policy_dir / "team.toml"
     policy.write_text(policy.read_text().replace('max_total = "1h45m"', 'max_total = "45m"'))
     out = team.run(ALICE, "policy", "validate")

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
 
-from jitctl.lifecycle.interrupts import ThisRun
+from jitctl.models import ThisRun
 from jitctl.timeutil import Clock
 from jitctl.trusted_time import TrustedClock
 
@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from jitctl.aws import AwsClients
     from jitctl.config.settings import Config
     from jitctl.credentials.cache import CredentialCache
-    from jitctl.iam_roles import RoleFacts
-    from jitctl.lifecycle.service import AccessService
+    from jitctl.identity.iam_roles import RoleFacts
+    from jitctl.lifecycle.contract import AccessService
     from jitctl.models import Caller
     from jitctl.oncall.session import PagerDutySession
     from jitctl.policy.load import Policy
@@ -52,6 +52,8 @@ class Environment:
     # The pending request this run recorded, cancelled on Ctrl-C (jitctl.lifecycle.interrupts).
     run: ThisRun = field(default_factory=ThisRun)
     json_emitted: bool = False  # this run printed its one --json document already
+    # Which AccessService answers this run: set by the host that assembles it (jitctl.wiring).
+    service_factory: Callable[[Environment], AccessService] | None = None
     _identity: tuple[str, str, str] | None = None  # ARN, account, UserId
     _role_facts: RoleFacts | None = None
     _config: Config | None = None
@@ -113,9 +115,12 @@ class Environment:
         """Where grants are kept for `jitctl credential-process` (keyring, else a 0600 file):
         the caller's own under this config (jitctl.credentials.owner; exit 2 with no config)."""
         from jitctl.credentials.cache import CredentialCache
-        from jitctl.credentials.owner import cache_dir, owner_of
+        from jitctl.credentials.owner import CacheOwner, cache_dir, config_identity
 
-        return CredentialCache(owner_of(self), cache_dir=cache_dir(dict(self.environ)))
+        environ = dict(self.environ)
+        config = config_identity(self.config, environ)  # exit 2 with no config, before AWS
+        owner = CacheOwner(config, self.identity()[0])  # the STS call the command shares
+        return CredentialCache(owner, cache_dir=cache_dir(environ))
 
     def for_caller(self, caller: Caller) -> Environment:
         """This environment acting for ``caller``, sharing config, policy, clients, store and
@@ -129,27 +134,24 @@ class Environment:
         way, read once per process), else the environment or the OS keyring."""
         secret_id = self.config.pagerduty.token_secret
         if not secret_id:
-            from jitctl.oncall.session import get_token
+            from jitctl.oncall.client import get_token
 
             return get_token(self.environ, self.keyring_get)
         if secret_id not in self._secrets:
-            from jitctl.oncall.session import read_token_secret
+            from jitctl.oncall.client import read_token_secret
 
             self._secrets[secret_id] = read_token_secret(self.aws, secret_id)
         return self._secrets[secret_id], "secretsmanager"
 
     @property
     def service(self) -> AccessService:
-        """What commands ask the core through: a broker's, when [broker] url is set."""
+        """What commands ask the core through. The host that assembles the run says which
+        (``service_factory``: jitctl.wiring.choose_service), so this module, which the
+        layers below import, never imports the ones above it."""
         if self._service is None:
-            if self.config.broker.client:
-                from jitctl.broker.client import BrokerService
-
-                self._service = BrokerService(self)
-            else:
-                from jitctl.lifecycle.service import LocalService
-
-                self._service = LocalService(self)
+            if self.service_factory is None:
+                raise RuntimeError("an Environment without a service_factory (see jitctl.wiring)")
+            self._service = self.service_factory(self)
         return self._service
 
     def __post_init__(self) -> None:
@@ -203,7 +205,7 @@ class Environment:
         """The AWS principal STS reports, mapped to a person by the policy's rules (direct
         mode: IAM is asked about the caller's role with the caller's own credentials)."""
         if self._caller is None:
-            from jitctl.identity import resolve_caller
+            from jitctl.identity.rule import resolve_caller
 
             arn, account, user_id = self._caller_identity()
             roles = self.role_facts.lookup
@@ -216,7 +218,7 @@ class Environment:
         """IAM's records of the caller's role, asked with these credentials, kept on disk."""
         if self._role_facts is None:
             from jitctl.config.settings import default_cache_dir
-            from jitctl.iam_roles import CACHE_FILE, RoleFacts
+            from jitctl.identity.iam_roles import CACHE_FILE, RoleFacts
 
             self._role_facts = RoleFacts(
                 lambda: self.aws.client("iam"),

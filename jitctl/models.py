@@ -247,3 +247,17 @@ def public_dict(req: AccessRequest) -> dict[str, object]:
         "extends": req.extends,
         "extensions": list(req.extensions),
     }
+
+
+@dataclass
+class ThisRun:
+    """What a Ctrl-C must know about this run: the pending request it recorded (cancelled),
+    and a request it only waits for (`jitctl wait`: left pending, resumable)."""
+
+    made: str | None = None
+    waiting: str | None = None
+
+    def recorded(self, req: AccessRequest) -> None:
+        """Called inside ``held`` by whatever recorded ``req``."""
+        if req.status == PENDING:
+            self.made = req.request_id

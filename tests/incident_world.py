@@ -10,6 +10,7 @@ import boto3
 import pytest
 
 from jitctl.context import Environment
+from jitctl.wiring import choose_service
 from tests.harness import POLICY, Team, iam_keys
 
 ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@example.com"
@@ -83,9 +84,10 @@ def act_as(monkeypatch: Any, team: Team, user: str, clock: Any = None) -> Enviro
             monkeypatch.setenv(key, value)
     for key, value in iam_keys(team.moto, user).items():
         monkeypatch.setenv(key, value)
+    # assembled as the CLI host does (jitctl.wiring): its service is the one the config names
     if clock is None:
-        return Environment(environ=team.env(user))
-    return Environment(environ=team.env(user), clock=clock)
+        return Environment(service_factory=choose_service, environ=team.env(user))
+    return Environment(service_factory=choose_service, environ=team.env(user), clock=clock)
 
 
 def events(team: Team, user: str) -> list[str]:

@@ -16,6 +16,7 @@ from jitctl.lifecycle.decisions import approve
 from jitctl.lifecycle.flow import issue, submit
 from jitctl.store.claims import CLAIM_LEASE, IssueInProgress
 from jitctl.store.step import TransitionError
+from jitctl.wiring import choose_service
 from tests.conftest import FixedClock
 from tests.harness import existing_role
 from tests.test_flow import use_identity
@@ -136,7 +137,7 @@ def test_only_approved_or_issued_requests_are_claimed(backend: Any) -> None:
 
 
 def env_at(team, user: str, at: datetime) -> Environment:
-    return Environment(environ=team.env(user), clock=FixedClock(at))
+    return Environment(service_factory=choose_service, environ=team.env(user), clock=FixedClock(at))
 
 
 def assume_role_calls(env: Environment) -> list[dict]:

@@ -21,7 +21,8 @@ import pytest
 from jitctl.demo.broker_story import DIRECT_ASSUME
 from jitctl.demo.broker_story import ROLE_ARN as BROKER_ROLE_ARN
 from jitctl.demo.gate import TARGET_TRUST_TEMPLATE, target_trust_policy
-from jitctl.demo.story import Story, shell_quote
+from jitctl.demo.stage import shell_quote
+from jitctl.demo.story import Story
 from jitctl.demo.team import POLICY, TRUST_POLICY_TEMPLATE, trust_policy
 from tests.conftest import clean_env
 

@@ -15,6 +15,7 @@ import pytest
 
 from jitctl.context import Environment
 from jitctl.credentials.reuse import reuse_cached
+from jitctl.wiring import choose_service
 from tests.conftest import FixedClock
 from tests.harness import ADMIN_KEYS, POLICY, Team
 
@@ -111,7 +112,7 @@ def env_for(team: Team, user: str, monkeypatch, now: datetime | None = None) -> 
         if key.startswith(("AWS_", "JITCTL_", "XDG_")) or key == "HOME":
             monkeypatch.setenv(key, value)
     clock = FixedClock(now) if now else FixedClock(datetime.now(UTC))
-    return Environment(environ=team.env(user), clock=clock)
+    return Environment(service_factory=choose_service, environ=team.env(user), clock=clock)
 
 
 def test_a_grant_with_under_5_minutes_left_is_not_reused(team, monkeypatch):
@@ -140,7 +141,7 @@ def test_another_persons_cached_grant_is_not_theirs_to_use(team, monkeypatch):
     assert alices is not None
     shared = team.env(ALICE)["JITCTL_CACHE_DIR"]
     env_for(team, BOB, monkeypatch)  # boto3 acts as Bob
-    env = Environment(environ={**team.env(BOB), "JITCTL_CACHE_DIR": shared})
+    env = Environment(service_factory=choose_service, environ={**team.env(BOB), "JITCTL_CACHE_DIR": shared})
     assert env.credential_cache.load("prod-readonly") is None
     assert reuse_cached(env, "prod-readonly") == (None, None)
     owner = env.credential_cache.owner

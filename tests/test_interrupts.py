@@ -25,6 +25,7 @@ from jitctl.context import Environment
 from jitctl.lifecycle.interrupts import INTERRUPTED_WHY
 from jitctl.store.dynamodb import DynamoStore
 from jitctl.store.sqlite import SqliteStore
+from jitctl.wiring import choose_service
 from tests import incident_world
 from tests.incident_world import ALICE, PAGE_SERVICE, act_as
 
@@ -246,7 +247,7 @@ def client(world: Any, monkeypatch: Any, person: str = ALICE) -> Environment:
     environ = world.client_env(person)
     for key, value in environ.items():
         monkeypatch.setenv(key, value)
-    return Environment(environ=environ)
+    return Environment(service_factory=choose_service, environ=environ)
 
 
 def around(monkeypatch: Any, method: str, suffix: str, hook: Callable[..., Any]) -> None:

@@ -19,7 +19,8 @@ from jitctl.config.settings import PagerDutySettings
 from jitctl.context import Environment
 from jitctl.errors import TokenError
 from jitctl.lifecycle.flow import submit
-from jitctl.oncall.session import LookupFailed, PagerDutySession
+from jitctl.oncall.client import LookupFailed
+from jitctl.oncall.session import PagerDutySession
 from tests.test_flow import ALICE, use_identity
 
 

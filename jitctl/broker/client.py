@@ -19,8 +19,8 @@ from urllib.parse import quote, urlencode
 from jitctl.broker import wire
 from jitctl.errors import TimedOut, Unavailable, UsageError
 from jitctl.lifecycle import interrupts
-from jitctl.lifecycle.service import Issued, Outcome, PollCallback, Revoked
-from jitctl.models import AccessRequest, Caller
+from jitctl.lifecycle.contract import Outcome, PollCallback, Revoked
+from jitctl.models import AccessRequest, Caller, Issued
 from jitctl.timeutil import format_duration
 
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from jitctl.broker.nonces import NonceStore
     from jitctl.broker.proof import ProofSettings
     from jitctl.context import Environment
-    from jitctl.iam_roles import RoleFacts
+    from jitctl.identity.iam_roles import RoleFacts
     from jitctl.lifecycle.service import LocalService
 
 MAX_BODY = 64 * 1024  # a request's JSON is small; anything larger is refused unread
@@ -124,7 +124,7 @@ class Broker:
 
     def service_for(self, request: HttpRequest) -> LocalService:
         from jitctl.broker.proof import verify_proof
-        from jitctl.identity import resolve_caller
+        from jitctl.identity.rule import resolve_caller
         from jitctl.lifecycle.service import LocalService
 
         self._warm_up()
@@ -182,7 +182,7 @@ class Broker:
 def _broker_role_facts(env: Environment) -> RoleFacts:
     """IAM's records of callers' roles, asked with the broker's own credentials (iam:GetRole,
     deploy/broker.yaml), kept for the life of the process."""
-    from jitctl.iam_roles import RoleFacts
+    from jitctl.identity.iam_roles import RoleFacts
 
     return RoleFacts(
         lambda: env.aws.client("iam"),

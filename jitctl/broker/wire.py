@@ -10,8 +10,8 @@ from datetime import timedelta
 from typing import Any
 
 from jitctl import errors
-from jitctl.lifecycle.service import Issued, Outcome, Revoked
-from jitctl.models import AccessRequest, Caller, Credentials, OnCallEvidence
+from jitctl.lifecycle.contract import Outcome, Revoked
+from jitctl.models import AccessRequest, Caller, Credentials, Issued, OnCallEvidence
 from jitctl.store.records import from_record, to_record
 from jitctl.timeutil import parse_rfc3339, rfc3339
 

@@ -11,7 +11,7 @@ from jitctl.cli.request_cmd import (
     WaitLine,
     announce_pending,
     check_destination,
-    deliver,
+    hand_over,
     parse_duration_option,
 )
 
@@ -51,8 +51,7 @@ def extend(
     from jitctl.credentials.delivery import grant_profile
     from jitctl.credentials.profiles import shared_credentials_path
     from jitctl.errors import UsageError
-    from jitctl.lifecycle.service import Issued
-    from jitctl.models import public_dict
+    from jitctl.models import Issued, public_dict
 
     env = current_env()
     wanted = parse_duration_option(by, "--by")
@@ -64,7 +63,7 @@ def extend(
     check_destination(env, target, "profile", grant.role)
     result = _follow(env, request_id, wanted, reason, wait, timeout)
     if isinstance(result, Issued):
-        deliver(env, result, profile=target, fmt="profile", shell="sh", json_out=json_out)
+        hand_over(env, result, profile=target, fmt="profile", shell="sh", json_out=json_out)
         if not json_out:
             stderr_console().print(
                 f"  extends grant {safe(grant_id)}; its earlier session ends on its own"

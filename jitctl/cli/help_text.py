@@ -55,7 +55,7 @@ Commands:
   demo                Try jitctl with no AWS or PagerDuty account: local
                       endpoints, a small team, the story
   audit               The tamper-evident audit log.
-  policy              Check and explain the access policy.
+  policy              Check, explain and compare the access policy.
   broker              The broker: jitctl as a gate that requesters cannot...
 """
 
@@ -95,6 +95,6 @@ Commands:
   sweep               Housekeeping for a scheduler: end grants whose incident resolved, resolve pages
   demo                Try jitctl with no AWS or PagerDuty account: local endpoints, a small team, the story
   audit               The tamper-evident audit log.
-  policy              Check and explain the access policy.
+  policy              Check, explain and compare the access policy.
   broker              The broker: jitctl as a gate that requesters cannot skip.
 """

@@ -241,6 +241,10 @@ def run(argv: list[str] | None = None, env: Environment | None = None) -> int:
         from jitctl.context import Environment
 
         env = Environment(on_clock_skew=clock_warning, on_warning=warning)
+    if env.service_factory is None:  # this host assembles the run (jitctl.wiring)
+        from jitctl.wiring import choose_service
+
+        env.service_factory = choose_service
     debug = _debug_requested(argv)
     _register(_modules_for(argv))
     if os.environ.get("_JITCTL_COMPLETE"):  # a completion script is asking for candidates

@@ -1,4 +1,4 @@
-"""`jitctl policy ...`: validate policy files (pre-commit, CI), explain a role."""
+"""`jitctl policy ...`: validate policy files (pre-commit, CI), explain a role, diff two versions."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import typer
 
 from jitctl.cli import complete
 from jitctl.cli.output import JSON_OPTION, stdout
+from jitctl.cli.policy_diff_cmd import diff_cmd
 
-policy_app = typer.Typer(help="Check and explain the access policy.", no_args_is_help=True)
+policy_app = typer.Typer(help="Check, explain and compare the access policy.", no_args_is_help=True)
 
 
 @policy_app.command("validate")
@@ -278,6 +279,9 @@ def _render_as(doc: dict[str, Any]) -> list[str]:
             text += f" [yellow]but needs {need}: only the fast track would work[/]"
         lines.append(text)
     return lines
+
+
+policy_app.command("diff")(diff_cmd)  # defined in its own module, listed after these
 
 
 def register(app: typer.Typer) -> None:

@@ -73,15 +73,15 @@ def check_destination(env, profile: str | None, fmt: str, role: str | None, requ
     check_writable(path, profile or f"jit-{role}", request_id, config=config)
 
 
-def deliver(env, issued, *, profile, fmt: str, shell: str, json_out: bool, cache: bool = True):
+def hand_over(env, issued, *, profile, fmt: str, shell: str, json_out: bool, cache: bool = True):
     """Secrets reach stdout only when a format asks for them; the summary goes to stderr."""
-    from jitctl.credentials.delivery import deliver as keep
+    from jitctl.credentials.delivery import deliver
     from jitctl.credentials.formats import credential_process_json, env_lines
 
     def failed(error: str) -> None:
         env.service.delivery_failed(issued.request.request_id, error)
 
-    written = keep(
+    written = deliver(
         env,
         issued,
         profile=profile,
@@ -231,12 +231,12 @@ def announce_pending(env, outcome) -> None:
     )
 
 
-def obtain(
+def request_or_wait(
     env, *, role, reason, duration, timeout, wait: bool, break_glass: bool = False, incident=None
 ):
     """The request flow shared by `request` and `exec`: credentials, or the pending request
     (--no-wait)."""
-    from jitctl.lifecycle.obtain import obtain as run_lifecycle
+    from jitctl.lifecycle.obtain import obtain
 
     def on_pending(outcome) -> None:
         for warning in outcome.warnings:
@@ -244,7 +244,7 @@ def obtain(
         announce_pending(env, outcome)
 
     with WaitLine() as line:
-        return run_lifecycle(
+        return obtain(
             env.service,
             role=role,
             reason=reason if reason is not None else _ask_reason(env),
@@ -262,7 +262,7 @@ def obtain(
 
 def obtain_waiting(env, role: str, reason: str | None, duration: str | None, timeout: str | None):
     """Credentials for ROLE, waiting for a decision if one is needed (`exec`, `console`)."""
-    return obtain(
+    return request_or_wait(
         env,
         role=role,
         reason=reason,
@@ -331,8 +331,7 @@ def request(
     Your live grant for ROLE is handed out again while it has 5+ minutes left (--fresh asks
     for a new one)."""
     from jitctl.cli.session import current_env
-    from jitctl.lifecycle.service import Issued
-    from jitctl.models import public_dict
+    from jitctl.models import Issued, public_dict
 
     check_format(fmt, shell, json_out)
     env = current_env()
@@ -340,12 +339,12 @@ def request(
     wanted = parse_duration_option(duration, "--duration")
     # a break-glass or incident-bound request is its own event: never answered by a reuse
     plain = not (fresh or break_glass or incident)
-    result = (reused_grant(env, role, reason, wanted) if plain else None) or obtain(
+    result = (reused_grant(env, role, reason, wanted) if plain else None) or request_or_wait(
         env, role=role, reason=reason, duration=wanted, wait=wait, break_glass=break_glass,
         timeout=parse_duration_option(timeout, "--timeout"), incident=incident,
     )  # fmt: skip
     if isinstance(result, Issued):
-        deliver(env, result, profile=profile, fmt=fmt, shell=shell, json_out=json_out)
+        hand_over(env, result, profile=profile, fmt=fmt, shell=shell, json_out=json_out)
         if not wait and fmt == "profile" and not json_out:  # the contract: the id, either way
             stdout().write(result.request.request_id + "\n")
     elif json_out:
@@ -385,7 +384,7 @@ def wait_cmd(
             on_poll=line.for_request(request_id, lambda: service.approvers_for(request_id)),
         )
     issued = service.issue(approved.request_id)
-    deliver(env, issued, profile=profile, fmt=fmt, shell=shell, json_out=json_out)
+    hand_over(env, issued, profile=profile, fmt=fmt, shell=shell, json_out=json_out)
 
 
 def register(app: typer.Typer) -> None:

@@ -20,8 +20,7 @@ from jitctl.filelock import OPEN_FLAGS, exclusive_lock, lock_path_for, require_r
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
-    from jitctl.lifecycle.service import Issued
-    from jitctl.models import AccessRequest
+    from jitctl.models import AccessRequest, Issued
 
 LOCK_WAIT = 10.0  # seconds to wait for another process's lock on the credentials file
 
@@ -107,14 +106,14 @@ def profile_region(env: Environment, role_region: str | None) -> str | None:
 def set_region(env: Environment, profile: str, role_region: str | None) -> None:
     """Give the profile a region in the AWS config file, so `aws --profile jit-ROLE ...` works
     without one. The credentials are written already: a failure here is a warning."""
-    from jitctl.credentials import profiles as credentials
+    from jitctl.credentials import profiles
 
     region = profile_region(env, role_region)
     if region is None:
         return
-    path = credentials.aws_config_path(env.environ)
+    path = profiles.aws_config_path(env.environ)
     try:
-        credentials.write_config_region(path, profile, region)
+        profiles.write_config_region(path, profile, region)
     except (OSError, ValueError, UsageError) as exc:  # UsageError: no longer a regular file
         if env.on_warning is not None:
             env.on_warning(f"could not set region {region} for profile {profile} in {path}: {exc}")
@@ -152,17 +151,17 @@ def deliver(
     `jitctl credential-process` (keyring or a 0600 file). `jitctl exec` does neither. If the
     file cannot be written, ``on_failure`` tells the core (so `jitctl wait ID` may deliver
     again while the approval holds) and the error says how to fix it."""
-    from jitctl.credentials import profiles as credentials
+    from jitctl.credentials import profiles
 
     req = issued.request
     grant = req.extends or req.request_id  # an extension's credentials stand for its grant
     written = None
     if write_profile:
-        path = credentials.shared_credentials_path(env.environ)
+        path = profiles.shared_credentials_path(env.environ)
         written = profile or default_profile(path, req)
-        extra = {credentials.MARKER: grant}
+        extra = {profiles.MARKER: grant}
         try:
-            credentials.write_profile(
+            profiles.write_profile(
                 path, written, issued.credentials, extra=extra, only_ours=True
             )
         except (OSError, UsageError) as exc:  # UsageError: changed since check_writable

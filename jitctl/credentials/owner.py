@@ -28,7 +28,6 @@ from jitctl.errors import ConfigError
 
 if TYPE_CHECKING:
     from jitctl.config.settings import Config
-    from jitctl.context import Environment
 
 CACHE_DIR_ENV = "JITCTL_CACHE_DIR"  # where the cache files go (the demo's personas: each its own)
 
@@ -67,12 +66,6 @@ def config_identity(config: Config, environ: dict[str, str] | None = None) -> st
     path = Path(store.path or default_data_dir() / "requests.db").expanduser()
     return f"{store.backend} {os.path.realpath(path)}"
 
-
-def owner_of(env: Environment) -> CacheOwner:
-    """The current caller under the current config (one STS call, shared with the command)."""
-    config = config_identity(env.config, dict(env.environ))
-    arn, _account = env.identity()
-    return CacheOwner(config, arn)
 
 
 def cache_dir(environ: dict[str, str]) -> Path | None:

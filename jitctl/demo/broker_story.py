@@ -19,7 +19,7 @@ from jitctl.demo.team import ACCOUNT, REGION, email
 from jitctl.errors import JitctlError
 
 if TYPE_CHECKING:
-    from jitctl.demo.story import Story
+    from jitctl.demo.stage import Stage
 
 ROLE = "prod-readonly"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/{ROLE}"
@@ -35,7 +35,7 @@ DIRECT_ASSUME = (
 
 
 class BrokerChapter:
-    def __init__(self, story: Story) -> None:
+    def __init__(self, story: Stage) -> None:
         self.story = story
         self.team = story.team
 

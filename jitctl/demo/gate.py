@@ -60,7 +60,7 @@ BROKER_ACTIONS = (
     "sts:TagSession",
     "iam:GetRolePolicy",
     "iam:PutRolePolicy",
-    "iam:GetRole",  # whether AWS sets a caller's session name (jitctl.identity)
+    "iam:GetRole",  # whether AWS sets a caller's session name (jitctl.identity.rule)
     "dynamodb:GetItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",

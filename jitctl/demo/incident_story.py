@@ -15,13 +15,13 @@ from jitctl.demo.failure import StepFailed
 from jitctl.demo.team import APPROVAL_SERVICE, CHECKOUT_SERVICE, email
 
 if TYPE_CHECKING:
-    from jitctl.demo.story import Story
+    from jitctl.demo.stage import Stage
 
 ROLE = "prod-admin"
 
 
 class IncidentChapter:
-    def __init__(self, story: Story) -> None:
+    def __init__(self, story: Stage) -> None:
         self.story = story
         self.team = story.team
         self.incident = ""

@@ -166,7 +166,7 @@ def _keyring(token: dict[str, str]) -> str | tuple[str, str]:
 
 def _pd_user(env: Environment) -> str:
     from jitctl.errors import PagerDutyUnavailable
-    from jitctl.oncall.session import LookupFailed
+    from jitctl.oncall.client import LookupFailed
 
     try:
         user = env.pagerduty.user(env.caller.person)

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 def whoami(env: Environment) -> dict[str, Any]:
     """Principal, person, PagerDuty user and current on-calls (with shift ends)."""
-    from jitctl.oncall.session import LookupFailed, covers
+    from jitctl.oncall.client import LookupFailed
+    from jitctl.oncall.session import covers
 
     caller = env.caller
     doc: dict[str, Any] = {
@@ -121,7 +122,7 @@ def _role_entry(
 
 def _pagerduty_error(env: Environment) -> str | None:
     """Why PagerDuty cannot tell whether the caller is on call, or None when it can."""
-    from jitctl.oncall.session import LookupFailed
+    from jitctl.oncall.client import LookupFailed
 
     try:
         env.pagerduty.user(env.caller.person)

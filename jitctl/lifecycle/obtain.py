@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from jitctl.lifecycle.service import AccessService, Issued, Outcome, PollCallback
-from jitctl.models import AccessRequest
+from jitctl.lifecycle.contract import AccessService, Outcome, PollCallback
+from jitctl.models import AccessRequest, Issued
 
 
 def obtain(

@@ -3,101 +3,22 @@
 ``LocalService`` runs the core in this process with the caller's own AWS credentials (direct
 mode). ``jitctl.broker.client.BrokerService`` sends the same questions to a broker, which runs
 ``LocalService`` on its side with its own credentials and the authenticated caller. The CLI
-depends only on ``AccessService``; ``Environment.service`` picks the implementation.
+depends only on ``AccessService`` (jitctl.lifecycle.contract); the host picks the
+implementation (``jitctl.wiring``).
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from jitctl.errors import JitctlError
+from jitctl.lifecycle.contract import Outcome, PollCallback, Revoked
 from jitctl.models import AccessRequest, Caller, Issued
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
-
-PollCallback = Callable[[AccessRequest, float], None]
-
-
-@dataclass
-class Outcome:
-    """What ``request`` did: issued at once (``issued`` set) or recorded as pending."""
-
-    request: AccessRequest
-    fast_path_reason: str
-    approvers: list[str]
-    warnings: list[str] = field(default_factory=list)
-    issued: Issued | None = None
-
-
-@dataclass
-class Revoked:
-    """What ``revoke`` did in AWS and in the records (local copies are the client's job)."""
-
-    request: AccessRequest
-    details: dict[str, Any]
-    notes: list[str] = field(default_factory=list)
-    already_revoked: bool = False
-
-
-class AccessService(Protocol):
-    def whoami(self) -> Caller: ...
-    def request(
-        self,
-        role: str,
-        reason: str | None,
-        duration: timedelta | None,
-        break_glass: bool = False,
-        *,
-        incident: str | None = None,
-    ) -> Outcome: ...
-    def extend(self, request_id: str, by: timedelta | None, reason: str | None) -> Outcome: ...
-    def get(self, request_id: str) -> AccessRequest: ...
-    def list(
-        self,
-        *,
-        pending_only: bool,
-        mine: bool,
-        role: str | None,
-        limit: int,
-        unreviewed: bool = False,
-    ) -> builtins.list[AccessRequest]: ...
-    def decidable(self) -> builtins.list[AccessRequest]: ...
-    def check_may_decide(self, request_id: str) -> AccessRequest: ...
-    def approvers_for(self, request_id: str) -> builtins.list[str]: ...
-    def approve(
-        self, request_id: str, reason: str | None
-    ) -> tuple[AccessRequest, builtins.list[str]]: ...
-    def deny(
-        self, request_id: str, reason: str | None
-    ) -> tuple[AccessRequest, builtins.list[str]]: ...
-    def cancel(self, request_id: str, *, interrupted: bool = False) -> AccessRequest: ...
-    def wait(
-        self,
-        request_id: str,
-        *,
-        timeout: timedelta | None,
-        on_poll: PollCallback | None = None,
-    ) -> AccessRequest: ...
-    def issue(self, request_id: str) -> Issued: ...
-    def delivery_failed(self, request_id: str, error: str) -> None: ...
-    def revoke(self, request_id: str, reason: str | None) -> Revoked: ...
-    def review(self, request_id: str, reason: str | None) -> AccessRequest: ...
-    def describe_caller(self) -> dict[str, Any]: ...
-    def roles(self) -> builtins.list[dict[str, Any]]: ...
-    def audit_records(
-        self, *, since: str | None, request_id: str | None, person: str | None, local: bool
-    ) -> builtins.list[dict[str, Any]]: ...
-    def audit_verify(self, *, remote: bool) -> dict[str, Any]: ...
-    def explain(self, role: str, as_person: str | None) -> dict[str, Any]: ...
-    def grants(self) -> builtins.list[AccessRequest]: ...
-    def reuse(self, request_id: str, reason: str | None = None) -> AccessRequest: ...
-    def sweep(self) -> dict[str, Any]: ...
-
 
 class LocalService:
     """The core, run here: every check, AWS call, store write and audit record in-process."""
@@ -298,7 +219,7 @@ class LocalService:
 
     def audit_verify(self, *, remote: bool) -> dict[str, Any]:
         """The local log's chain and, with ``remote``, the central copy's chains and signatures."""
-        from jitctl.audit.central import verify_report
+        from jitctl.audit.verify import verify_report
 
         return verify_report(self.env, remote=remote)
 

@@ -19,18 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import quote
 
 from jitctl.models import OnCallEvidence, OnCallResult
-
-# The token and the client live in jitctl.oncall.client; these names stay importable from here.
-from jitctl.oncall.client import BACKOFF as BACKOFF
-from jitctl.oncall.client import KEYRING_SERVICE as KEYRING_SERVICE
-from jitctl.oncall.client import KEYRING_USER as KEYRING_USER
-from jitctl.oncall.client import MAX_ATTEMPTS as MAX_ATTEMPTS
-from jitctl.oncall.client import MIN_REQUEST_TIME as MIN_REQUEST_TIME
-from jitctl.oncall.client import TOKEN_ENV as TOKEN_ENV
-from jitctl.oncall.client import LookupFailed, guard
-from jitctl.oncall.client import get_token as get_token
-from jitctl.oncall.client import make_client as make_client
-from jitctl.oncall.client import read_token_secret as read_token_secret
+from jitctl.oncall.client import LookupFailed, guard, make_client
 from jitctl.timeutil import parse_rfc3339, rfc3339
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from typing import Any
 
 from jitctl.config.tomlcheck import TomlError, parse_toml
 from jitctl.errors import PolicyError
-from jitctl.identity import EMAIL, person_for
+from jitctl.identity.rule import EMAIL, person_for
 from jitctl.lifecycle.chaining import too_long
 from jitctl.lifecycle.request_rules import DEFAULT_DURATION
 from jitctl.oncall.approvers import OnCallApprovers

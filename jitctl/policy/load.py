@@ -13,22 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jitctl.config.tomlcheck import closest
+from jitctl.config.tomlcheck import Where, at, closest, header_line, location
 from jitctl.errors import PolicyError, UsageError
-from jitctl.identity import IdentityRules, person_for
-from jitctl.policy.roles import ApprovalRule as ApprovalRule  # still public here
-from jitctl.policy.roles import OnCallRule as OnCallRule
+from jitctl.identity.rule import IdentityRules, person_for
 from jitctl.policy.roles import Role, parse_role
 from jitctl.policy.schema import (
     GROUP_PREFIX,
-    Where,
-    at,
     check_top,
     collect_entries,
     expect_table,
-    header_line,
     is_arn,
-    location,
     merge_identities,
     on_call_entry,
     parse_groups,
@@ -47,7 +41,7 @@ class Policy:
 
     @property
     def identity(self) -> IdentityRules:
-        """What jitctl.identity needs to turn a principal ARN into a person."""
+        """What jitctl.identity.rule needs to turn a principal ARN into a person."""
         return IdentityRules(
             mapping=self.identities,
             session_name_roles=self.session_name_roles,
@@ -69,7 +63,7 @@ class Policy:
     ) -> bool:
         """Whether the caller (person: lower-case email; arn: their principal ARN) is one of
         ``role``'s approvers. An ARN entry also matches the person it maps to (through
-        jitctl.identity's rule). ``on_call`` maps each ``oncall:``/``schedule:`` entry to the
+        jitctl.identity.rule's rule). ``on_call`` maps each ``oncall:``/``schedule:`` entry to the
         people on call there now (jitctl.oncall.approvers resolves it); without it those
         entries match nobody. Excluding the requester is the caller's job, not this one's."""
         if role.approval is None:

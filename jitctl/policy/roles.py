@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from jitctl.config.tomlcheck import Where, at, header_line, location
 from jitctl.errors import PolicyError
 from jitctl.policy.schema import (
     APPROVAL_KEYS,
@@ -28,8 +29,6 @@ from jitctl.policy.schema import (
     ROLE_ARN,
     ROLE_KEYS,
     ROLE_NAME,
-    Where,
-    at,
     check_keys,
     describe,
     expect_bounded_duration,
@@ -42,9 +41,7 @@ from jitctl.policy.schema import (
     expect_str,
     expect_str_list,
     expect_table,
-    header_line,
     is_arn,
-    location,
     on_call_entry,
 )
 from jitctl.policy.session import load_session_policy

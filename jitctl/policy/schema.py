@@ -13,13 +13,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from jitctl.config.tomlcheck import TomlError, first_unknown_key, parse_toml, unknown_key_message
-from jitctl.config.tomlcheck import Where as Where  # where errors point; still importable from here
-from jitctl.config.tomlcheck import at as at
-from jitctl.config.tomlcheck import header_line as header_line
-from jitctl.config.tomlcheck import location as location
+from jitctl.config.tomlcheck import (
+    TomlError,
+    Where,
+    at,
+    first_unknown_key,
+    location,
+    parse_toml,
+    unknown_key_message,
+)
 from jitctl.errors import PolicyError
-from jitctl.identity import EMAIL, PARTITIONS
+from jitctl.identity.rule import EMAIL, PARTITIONS
 from jitctl.timeutil import format_duration, parse_duration
 
 TOP_KEYS = frozenset({"version", "identities", "groups", "roles"})

@@ -287,14 +287,14 @@ class LocalCleanup:
 
 def remove_local_copies(env: Environment, req: AccessRequest) -> LocalCleanup:
     """Best effort: the revocation is done whatever happens here; problems become notes."""
-    from jitctl.credentials import profiles as credentials
+    from jitctl.credentials import profiles
 
     done = LocalCleanup()
-    path = credentials.shared_credentials_path(env.environ)
+    path = profiles.shared_credentials_path(env.environ)
     ours = {req.request_id, req.extends or req.request_id}  # an extension's copies: its grant's
     try:
-        for profile in credentials.profiles_for_request(path, req.extends or req.request_id):
-            if credentials.remove_profile(path, profile):
+        for profile in profiles.profiles_for_request(path, req.extends or req.request_id):
+            if profiles.remove_profile(path, profile):
                 done.profiles_removed.append(profile)
     except (OSError, ValueError, JitctlError) as exc:  # e.g. a linked lock file: refused
         done.notes.append(f"could not clean {path}: {exc}")

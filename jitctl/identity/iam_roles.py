@@ -1,4 +1,4 @@
-"""What IAM records of a role (iam:GetRole), for the identity rule (jitctl.identity), cached.
+"""What IAM records of a role (iam:GetRole), for the identity rule (jitctl.identity.rule), cached.
 
 A record is kept under the role's ARN and the unique id the caller's session names, and only
 when IAM's answer carries that id. IAM never reuses a role id and never changes a role's path,
@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from jitctl.errors import IdentityError, UsageError
-from jitctl.identity import Principal, RoleRecord
+from jitctl.identity.rule import Principal, RoleRecord
 
 CACHE_FILE = "iam-roles.json"
 _VERSION = 1
 
 
 class RoleFacts:
-    """``lookup`` is a ``jitctl.identity.RoleLookup``: IAM's record of a session's role."""
+    """``lookup`` is a ``jitctl.identity.rule.RoleLookup``: IAM's record of a session's role."""
 
     def __init__(
         self,

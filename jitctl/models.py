@@ -201,6 +201,12 @@ class AccessRequest:
     # account, permission set, and its state ("present", "preexisting", "kept", "removed", or
     # "creating" from just before CreateAccountAssignment until AWS says SUCCEEDED).
     assignment: dict[str, Any] | None = None
+    # Extending a grant (jitctl.lifecycle.extend): an extension request names the grant it
+    # extends; the grant keeps when its first issue was, its extended end, and its extensions.
+    extends: str | None = None
+    first_issued_at: datetime | None = None
+    extended_until: datetime | None = None
+    extensions: list[str] = field(default_factory=list)
     version: int = 0  # optimistic-concurrency counter, bumped on every write
 
 
@@ -211,9 +217,18 @@ def review_state(req: AccessRequest) -> str | None:
     return REVIEWED if req.reviewed_at is not None else UNREVIEWED
 
 
+def grant_end(req: AccessRequest) -> datetime | None:
+    """When an issued grant's credentials end, extensions included (None: never issued)."""
+    ends, extended = req.credentials_expire_at, req.extended_until
+    if ends is None or extended is None:
+        return ends
+    return max(ends, extended)
+
+
 def access_ends(req: AccessRequest) -> datetime | None:
-    """When an issued grant's access ends: its credentials' end, or its revocation if sooner."""
-    ends = req.credentials_expire_at
+    """When an issued grant's access ends: its credentials' end (extensions included), or its
+    revocation if sooner."""
+    ends = grant_end(req)
     if ends is not None and req.revoked_at is not None:
         return min(ends, req.revoked_at)
     return ends
@@ -258,6 +273,8 @@ def public_dict(req: AccessRequest) -> dict[str, object]:
         "review_reason": req.review_reason,
         "incident": dict(req.incident) if req.incident else None,
         "page": dict(req.page) if req.page else None,
+        "extends": req.extends,
+        "extensions": list(req.extensions),
     } | assignment_fields(req)
 
 

@@ -139,7 +139,7 @@ def test_two_threads_asking_for_one_aws_client_get_the_same_one(aws_env):
 
 
 def test_in_background_runs_elsewhere_and_hands_back_the_result_or_the_error():
-    from jitctl.lifecycle.flow import in_background
+    from jitctl.lifecycle.background import in_background
 
     where = in_background(lambda: threading.current_thread().name)
     assert where() == "jitctl-lookup"

@@ -66,6 +66,15 @@ class BrokerService:
             self.env.run.recorded(outcome.request)
         return outcome
 
+    def extend(self, request_id: str, by: timedelta | None, reason: str | None) -> Outcome:
+        body: dict[str, Any] = {"reason": reason}
+        if by is not None:
+            body["by_seconds"] = int(by.total_seconds())
+        with interrupts.held():  # as for `request`: a Ctrl-C acts once the id is in
+            outcome = wire.outcome_in(self._call("POST", _rid(request_id, "extend"), body))
+            self.env.run.recorded(outcome.request)
+        return outcome
+
     def get(self, request_id: str) -> AccessRequest:
         return wire.request_in(self._call("GET", _rid(request_id))["request"])
 

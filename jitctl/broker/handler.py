@@ -209,10 +209,7 @@ def _explain(service: LocalService, request: HttpRequest, params: dict[str, str]
 
 def _submit(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     doc = request.json()
-    seconds = doc.get("duration_seconds")
-    if seconds is not None and (type(seconds) is not int or not 0 < seconds <= 43200):
-        raise errors.UsageError("duration_seconds must be a whole number from 1 to 43200")
-    duration = timedelta(seconds=seconds) if seconds else None
+    duration = wire.duration(doc, "duration_seconds")
     glass = doc.get("break_glass", False)
     if type(glass) is not bool:
         raise errors.UsageError("break_glass must be true or false")
@@ -221,6 +218,11 @@ def _submit(service: LocalService, request: HttpRequest, params: dict[str, str])
         wire.text(doc, "role"), _reason(request), duration, glass, incident=incident
     )
     return wire.outcome_out(outcome)
+
+
+def _extend(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
+    by = wire.duration(request.json(), "by_seconds")
+    return wire.outcome_out(service.extend(params["id"], by, _reason(request)))
 
 
 def _list(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
@@ -358,6 +360,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], Action]] = [
         ("POST", f"/requests/{_ID}/issue", _issue),
         ("POST", f"/requests/{_ID}/delivery-failed", _delivery_failed),
         ("POST", f"/requests/{_ID}/revoke", _revoke),
+        ("POST", f"/requests/{_ID}/extend", _extend),
         ("POST", f"/requests/{_ID}/reuse", _reuse),
         ("POST", f"/requests/{_ID}/review", _review),
         ("GET", "/audit", _audit),

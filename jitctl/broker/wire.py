@@ -6,6 +6,7 @@ travel only in the response to the call that issued them, over TLS; the broker k
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from jitctl import errors
@@ -183,6 +184,14 @@ def text(doc: dict[str, Any], key: str) -> str:
     if not isinstance(value, str) or not value:
         raise errors.UsageError(f"{key} must be a non-empty string")
     return value
+
+
+def duration(doc: dict[str, Any], key: str) -> timedelta | None:
+    """Whole seconds the caller may send (STS's 12h at most); any other value is exit 2."""
+    seconds = doc.get(key)
+    if seconds is not None and (type(seconds) is not int or not 0 < seconds <= 43200):
+        raise errors.UsageError(f"{key} must be a whole number from 1 to 43200")
+    return timedelta(seconds=seconds) if seconds else None
 
 
 def optional_text(doc: dict[str, Any], key: str) -> str | None:

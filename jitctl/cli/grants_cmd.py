@@ -40,14 +40,18 @@ def grants(
 
 
 def _grant_doc(doc: dict[str, Any], req: AccessRequest, now: datetime) -> dict[str, Any]:
-    left = int((_ends(req) - now).total_seconds())
-    return doc | {"ends_at": doc["credentials_expire_at"], "ends_in_seconds": max(left, 0)}
+    left = int((_ends(req) - now).total_seconds())  # extensions included: doc's ends_at
+    return doc | {"ends_in_seconds": max(left, 0)}
 
 
 def _ends(grant: AccessRequest) -> datetime:
-    """A live grant's end (issued grants record one; None would not be live)."""
-    assert grant.credentials_expire_at is not None
-    return grant.credentials_expire_at
+    """A live grant's end, extensions included (issued grants record one; None would not be
+    live)."""
+    from jitctl.models import grant_end
+
+    ends = grant_end(grant)
+    assert ends is not None
+    return ends
 
 
 def _table(live: list[AccessRequest], now: datetime) -> None:

@@ -17,6 +17,8 @@ Commands:
                       otherwise wait for a peer's approval
   wait                Resume waiting for a decision on your request, and get
                       credentials once it is approved
+  extend              Extend your live grant: on call, at once; otherwise
+                      after a peer's approval
   exec                Run a command with credentials for ROLE in its
                       environment only (your cached grant for ROLE while it
                       has 5+ minutes left): jitctl exec ROLE --reason R -- CMD
@@ -71,6 +73,7 @@ Options:
 Commands:
   request             Request access to ROLE: on call, credentials at once; otherwise wait for a peer's approval
   wait                Resume waiting for a decision on your request, and get credentials once it is approved
+  extend              Extend your live grant: on call, at once; otherwise after a peer's approval
   exec                Run a command with credentials for ROLE in its environment only (your cached grant for ROLE
                       while it has 5+ minutes left): jitctl exec ROLE --reason R -- CMD [ARGS...]
   credential-process  For ~/.aws/config: print your latest grant for ROLE while it has 5+ minutes left; never prompts

@@ -121,6 +121,7 @@ def _walk(group: Command) -> list[Command]:
 COMMANDS: dict[str, str] = {
     "request": "request_cmd",
     "wait": "request_cmd",
+    "extend": "extend_cmd",
     "exec": "exec_cmd",
     "credential-process": "exec_cmd",
     "console": "console_cmd",

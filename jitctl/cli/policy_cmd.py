@@ -247,6 +247,7 @@ def _render_limits(limits: dict[str, Any]) -> list[str]:
         [
             ("max duration", f"{limits['max_duration']} (default {limits['default_duration']})"),
             ("minimum", f"{limits['sts_min_duration']} (STS)"),
+            ("max total", f"{limits['max_total']} from the first issue, extensions included"),
         ]
     )
     return [*lines, f"  {safe(limits['note'])}"]

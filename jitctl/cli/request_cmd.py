@@ -77,13 +77,13 @@ def check_destination(
     """Before anything is requested or issued: can the credentials be written where asked?"""
     if fmt != "profile":
         return
-    from jitctl.credentials.delivery import check_writable
+    from jitctl.credentials.delivery import check_writable, default_profile
     from jitctl.credentials.profiles import aws_config_path, shared_credentials_path
 
-    if role is None:
-        assert request_id is not None  # callers name the role or the request
-        role = env.service.get(request_id).role
     path = shared_credentials_path(env.environ)
+    if profile is None and role is None:  # `wait`: an extension's goes where its grant is
+        assert request_id is not None  # callers name the role or the request
+        profile = default_profile(path, env.service.get(request_id))
     config = aws_config_path(env.environ)  # its region is written too
     check_writable(path, profile or f"jit-{role}", request_id, config=config)
 

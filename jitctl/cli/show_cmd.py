@@ -68,7 +68,10 @@ def grant_states(
 
 
 def _unexpired(req: AccessRequest, now: datetime) -> bool:
-    return req.credentials_expire_at is not None and req.credentials_expire_at > now
+    from jitctl.models import grant_end
+
+    ends = grant_end(req)  # extensions included
+    return ends is not None and ends > now
 
 
 def shown_status(req: AccessRequest, state: Liveness | None) -> str:
@@ -166,6 +169,7 @@ def describe(
     confirmation screen on stderr."""
     from datetime import timedelta
 
+    from jitctl.models import grant_end
     from jitctl.timeutil import format_duration
 
     out = out or stderr_console()
@@ -198,8 +202,8 @@ def describe(
     rows += _follow_up_rows(req)
     if state is not None and not state.live:
         rows.append(("credentials", _ended_text(state, now)))
-    elif req.credentials_expire_at:
-        left = req.credentials_expire_at - now
+    elif (ends := grant_end(req)) is not None:
+        left = ends - now
         flag = (
             "  [yellow](under 10 minutes left)[/]"
             if timedelta(0) < left < timedelta(minutes=10)
@@ -208,7 +212,7 @@ def describe(
         rows.append(
             (
                 "credentials",
-                f"expire {local_time(req.credentials_expire_at, now)} ({relative(req.credentials_expire_at, now)}){flag}",
+                f"expire {local_time(ends, now)} ({relative(ends, now)}){flag}",
             )
         )
     width = max(len(k) for k, _ in rows)
@@ -222,6 +226,10 @@ def describe(
 def _follow_up_rows(req: AccessRequest) -> list[tuple[str, str]]:
     """What happened around the grant: its review, its incident and its page."""
     rows = []
+    if req.extends:
+        rows.append(("extends", f"grant {req.extends}"))
+    if req.extensions:
+        rows.append(("extended by", ", ".join(req.extensions)))
     if _unreviewed(req):
         rows.append(("review", f"unreviewed: an approver runs `jitctl review {req.request_id}`"))
     elif req.reviewed_by:

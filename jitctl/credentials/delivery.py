@@ -20,7 +20,7 @@ from jitctl.filelock import OPEN_FLAGS, exclusive_lock, lock_path_for, require_r
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
-    from jitctl.models import Issued
+    from jitctl.models import AccessRequest, Issued
 
 LOCK_WAIT = 10.0  # seconds to wait for another process's lock on the credentials file
 
@@ -120,6 +120,23 @@ def set_region(env: Environment, profile: str, role_region: str | None) -> None:
             env.on_warning(f"could not set region {region} for profile {profile} in {path}: {exc}")
 
 
+def default_profile(path: Path, req: AccessRequest) -> str:
+    """Where credentials go without --profile: an extension's to the profile that holds its
+    grant (so whatever reads that profile gets the new session), else jit-ROLE."""
+    return grant_profile(path, req.extends, req.role) if req.extends else f"jit-{req.role}"
+
+
+def grant_profile(path: Path, grant_id: str, role: str) -> str:
+    """The profile that holds grant ``grant_id`` (its first, if several), else jit-ROLE."""
+    from jitctl.credentials.profiles import profiles_for_request
+
+    try:
+        held = profiles_for_request(path, grant_id)
+    except (OSError, ValueError, JitctlError):  # unreadable: the delivery says why
+        held = []
+    return held[0] if held else f"jit-{role}"
+
+
 def deliver(
     env: Environment,
     issued: Issued,
@@ -138,11 +155,12 @@ def deliver(
     from jitctl.credentials import profiles
 
     req = issued.request
+    grant = req.extends or req.request_id  # an extension's credentials stand for its grant
     written = None
     if write_profile:
-        written = profile or f"jit-{req.role}"
         path = profiles.shared_credentials_path(env.environ)
-        extra = {profiles.MARKER: req.request_id}
+        written = profile or default_profile(path, req)
+        extra = {profiles.MARKER: grant}
         try:
             profiles.write_profile(
                 path, written, issued.keys(), extra=extra, only_ours=True
@@ -153,7 +171,5 @@ def deliver(
             raise error from None
         set_region(env, written, issued.region)
     if cache:
-        env.credential_cache.store(
-            req.role, issued.keys(), req.request_id, person=req.requester
-        )
+        env.credential_cache.store(req.role, issued.keys(), grant, person=req.requester)
     return written

@@ -277,3 +277,20 @@ def issued_note(req: AccessRequest, now: datetime) -> str:
         f"for that account and permission set, or the AWS access portal). No credentials were "
         f"written. When it ends, {NOT_CUT[0].lower()}{NOT_CUT[1:]}."
     )
+
+
+def issued_assignment(
+    env: Environment, role: Role, req: AccessRequest, evidence: OnCallEvidence | None, now: datetime
+) -> models.Issued:
+    """``flow.issue`` for an identity_center role: the assignment made (or found), and what the
+    requester is told; no credentials."""
+    from jitctl.audit.fields import audit_fields
+    from jitctl.oncall import incident_track
+
+    issued = issue(env, role, req, evidence, now, audit_fields(env, req))
+    issued.fast_path_reason = req.fast_path_reason
+    text = incident_track.issued_text(issued)
+    notes = [issued_note(issued, now), incident_track.note(env, issued, text)]
+    return models.Issued(
+        request=issued, credentials=None, evidence=evidence, notes=[n for n in notes if n]
+    )

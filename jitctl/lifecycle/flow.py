@@ -5,17 +5,16 @@ Every step leaves an audit record; nothing is issued unless its record was writt
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING
 
 from jitctl import models
 from jitctl.audit.fields import audit_fields
 from jitctl.errors import Denied, JitctlError, TimedOut
 from jitctl.lifecycle import break_glass as glass
-from jitctl.lifecycle import chaining, interrupts, reissue
+from jitctl.lifecycle import chaining, extend, interrupts, reissue
+from jitctl.lifecycle.background import in_background
 from jitctl.lifecycle.notify import notify
 from jitctl.lifecycle.request_rules import (
     check_duration,
@@ -38,7 +37,6 @@ if TYPE_CHECKING:
     from jitctl.context import Environment
     from jitctl.policy.roles import Role
 
-T = TypeVar("T")
 
 
 @dataclass
@@ -64,30 +62,6 @@ def check_fast_track(env: Environment, role: Role, person: str) -> OnCallResult:
     return oncall.check_on_call(env.pagerduty, person, role.on_call, env.clock.now())
 
 
-def in_background(fn: Callable[[], T]) -> Callable[[], T]:
-    """Start ``fn`` on a thread; the function returned waits for it and returns its result or
-    raises its error, on the caller's thread."""
-    outcome: list[tuple[bool, Any]] = []
-
-    def run() -> None:
-        try:
-            outcome.append((True, fn()))
-        except BaseException as exc:  # handed to whoever waits: nothing is lost or printed
-            outcome.append((False, exc))
-
-    thread = threading.Thread(target=run, name="jitctl-lookup", daemon=True)
-    thread.start()
-
-    def result() -> T:
-        thread.join()
-        done, value = outcome[0]
-        if not done:
-            raise value
-        return cast(T, value)
-
-    return result
-
-
 def submit(
     env: Environment,
     *,
@@ -96,15 +70,16 @@ def submit(
     duration: timedelta | None,
     break_glass: bool = False,
     incident: str | None = None,
+    extends: str | None = None,
 ) -> Submitted:
     """Record a request: approved at once when on call or working one of the role's
     incidents (fast path) or break-glass, else pending for a peer. ``incident``: `request
-    --incident ID`."""
+    --incident ID`; ``extends``: the grant an extension asks more time for (`jitctl extend`)."""
     role = env.policy.role(role_name)
     incident = incident_track.check_id(incident)
     if role.on_call is not None or role.incident is not None or incident is not None:
         env.prepare_pagerduty()  # its client is built while AWS names the caller
-    req = _new_request(env, role, check_reason(reason), duration)
+    req = _new_request(env, role, check_reason(reason), duration, extends)
     caller, now = env.caller, req.created_at
     common = audit_fields(env, req)
     # PagerDuty answers while the request is recorded; nothing is decided before both are
@@ -116,6 +91,7 @@ def submit(
         **common,
         reason=req.reason,
         duration_seconds=req.duration_seconds,
+        **({"extends": extends} if extends else {}),
         **({"incident": incident} if incident else {}),
         **({"break_glass": True} if break_glass else {}),
     )
@@ -137,11 +113,7 @@ def submit(
         env.store.create(req)
         return Submitted(req, result, approvers)
     if role.approval is None:
-        env.audit.append("denied", **common, why=result.reason)
-        raise Denied(
-            f"role {role.name!r} is on-call only and the fast path did not apply: {result.reason}",
-            "ask whoever is on call, or have the policy add an [approval] table",
-        )
+        raise _on_call_only(env, role, common, result.reason)
     interrupts.record(env, req)  # a Ctrl-C acts once this run knows what it must cancel
     env.audit.append("pending", **common, why=result.reason, **incident_track.fields(req))
     warnings = [notify(env, "requested", req, approvers), paging.on_pending(env, req)]
@@ -149,8 +121,21 @@ def submit(
     return Submitted(req, result, approvers, [w for w in warnings if w])
 
 
+def _on_call_only(env: Environment, role: Role, common: Who, why: str) -> Denied:
+    """A role with no [approval] table whose fast path did not apply: denied, and recorded."""
+    env.audit.append("denied", **common, why=why)
+    return Denied(
+        f"role {role.name!r} is on-call only and the fast path did not apply: {why}",
+        "ask whoever is on call, or have the policy add an [approval] table",
+    )
+
+
 def _new_request(
-    env: Environment, role: Role, reason: str, duration: timedelta | None
+    env: Environment,
+    role: Role,
+    reason: str,
+    duration: timedelta | None,
+    extends: str | None = None,
 ) -> AccessRequest:
     wanted = check_duration(duration, role.max_duration, role.name)
     if role.identity_center:  # refused now, not after an approver has spent their time
@@ -171,6 +156,7 @@ def _new_request(
         expires_at=now + request_ttl(role),
         min_approvals=role.approval.min_approvals if role.approval else 1,
         assignment=held if role.identity_center else None,
+        extends=extends,
     )
 
 
@@ -323,11 +309,11 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
         raise Denied(f"request {req.request_id} belongs to {req.requester}; only they can use it")
     now = env.clock.now()
     evidence = check_redeemable(env, role, req, evidence, now)
-    if role.identity_center:
-        return _assign(env, role, req, evidence, now)
-    seconds, note = session_seconds(
-        timedelta(seconds=req.duration_seconds), evidence.end if evidence else None, now
-    )
+    if role.identity_center:  # the account assignment instead of AssumeRole; no credentials
+        from jitctl.identity_center.grant import issued_assignment
+
+        return issued_assignment(env, role, req, evidence, now)
+    seconds, note = _session(env, role, req, evidence, now)
     seconds, chained = chaining.cap(seconds, env.identity()[0])  # who assumes: broker or you
     common = audit_fields(env, req)
     if chained:
@@ -339,6 +325,8 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
         reissue.failed(env, claimed, INTERRUPTED)  # not wait out the lease (no-op if recorded)
         raise
     issued.fast_path_reason = req.fast_path_reason
+    if issued.extends:  # the grant's new end, recorded before the credentials leave
+        extend.applied(env, issued, creds, common)
     notes = [note, chained, incident_track.note(env, issued, incident_track.issued_text(issued))]
     notes.append(slack_sync(env, issued))  # its message says so, by whatever path
     return Issued(
@@ -350,19 +338,18 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
     )
 
 
-def _assign(
+def _session(
     env: Environment, role: Role, req: AccessRequest, evidence: OnCallEvidence | None, now: datetime
-) -> Issued:
-    """An identity_center role: the account assignment instead of AssumeRole; no credentials."""
-    from jitctl.identity_center import grant as assignments
-
-    issued = assignments.issue(env, role, req, evidence, now, audit_fields(env, req))
-    issued.fast_path_reason = req.fast_path_reason
-    text = incident_track.issued_text(issued)
-    notes = [assignments.issued_note(issued, now), incident_track.note(env, issued, text)]
-    return Issued(
-        request=issued, credentials=None, evidence=evidence, notes=[n for n in notes if n]
-    )
+) -> tuple[int, str | None]:
+    """DurationSeconds and a note: the duration asked, cut to the shift; an extension's ends
+    its grant's extension later (jitctl.lifecycle.extend)."""
+    if req.extends:
+        try:
+            return extend.session_seconds(env, role, req, evidence, now)
+        except Denied as exc:
+            raise refuse(env, req, exc.message, hint=exc.hint) from None
+    shift_end = evidence.end if evidence else None
+    return session_seconds(timedelta(seconds=req.duration_seconds), shift_end, now)
 
 
 def _issue_claimed(

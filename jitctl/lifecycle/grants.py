@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from jitctl.models import ISSUED, REVOKED, AccessRequest, is_identity_center
+from jitctl.models import ISSUED, REVOKED, AccessRequest, grant_end, is_identity_center
 
 LIVE = "live"
 EXPIRED = "expired"  # the credentials ran out
@@ -57,7 +57,7 @@ def liveness(
 ) -> Liveness | None:
     """What is true of ``grant``'s credentials at ``now``; None for a request never issued.
     ``others`` are the requests that may cut it off (the person's, on that role, or more)."""
-    expires = grant.credentials_expire_at
+    expires = grant_end(grant)  # an extended grant lives until its extended end
     if grant.status == REVOKED:
         return Liveness(REVOKED_GRANT, grant.revoked_at)
     if grant.status != ISSUED:

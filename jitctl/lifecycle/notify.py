@@ -33,8 +33,9 @@ def message(
     reason = _mrkdwn_safe(req.reason)
     if event == "requested":
         can = f" Approvers: {', '.join(_mrkdwn_safe(a) for a in approvers)}." if approvers else ""
+        more = f" more (extends grant {req.extends})" if req.extends else ""
         text = (
-            f"{who} requests *{role}* for {req.duration_seconds // 60} min: {reason}.{can}\n"
+            f"{who} requests *{role}* for {req.duration_seconds // 60} min{more}: {reason}.{can}\n"
             f"Approve: `jitctl approve {req.request_id}`  Deny: `jitctl deny {req.request_id} --reason ...`"
         )
     elif event == "break_glass":

@@ -137,6 +137,7 @@ def session_tags(
         "jitctl:on-call": evidence.tag_value() if evidence else "",
         "jitctl:approvers": approvers_tag(req.approvers),
         "jitctl:incident": incident_track.tag(req),
+        "jitctl:extends": req.extends or "",  # an extension's session: the grant it extends
     }
 
 

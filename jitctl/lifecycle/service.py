@@ -44,7 +44,7 @@ class LocalService:
         *,
         incident: str | None = None,
     ) -> Outcome:
-        from jitctl.lifecycle.flow import issue, submit
+        from jitctl.lifecycle.flow import submit
 
         # Contract "Files": a store that is not a regular file is exit 2 before anything is
         # recorded (the request's first record is the audit's); it checks its path when opened.
@@ -57,6 +57,24 @@ class LocalService:
             break_glass=break_glass,
             incident=incident,
         )
+        return self._settle(submitted)
+
+    def extend(self, request_id: str, by: timedelta | None, reason: str | None) -> Outcome:
+        """More time on the caller's live grant: a request of its own (``extends``), decided
+        and issued by the same steps as ``request`` (jitctl.lifecycle.extend)."""
+        from jitctl.lifecycle.extend import check_extendable
+        from jitctl.lifecycle.flow import submit
+
+        grant = check_extendable(self.env, request_id, by)  # refusals change nothing
+        submitted = submit(
+            self.env, role_name=grant.role, reason=reason, duration=by, extends=grant.request_id
+        )
+        return self._settle(submitted)
+
+    def _settle(self, submitted: Any) -> Outcome:
+        """A submitted request's outcome: issued at once when fast-tracked, else pending."""
+        from jitctl.lifecycle.flow import issue
+
         outcome = Outcome(
             request=submitted.request,
             fast_path_reason=submitted.on_call.reason,
@@ -212,7 +230,8 @@ class LocalService:
         from jitctl.lifecycle.grants import live
 
         mine = self.list(pending_only=False, mine=True, role=None, limit=1000)
-        return live(mine, self.env.clock.now())
+        # an extension is part of the grant it extends, which shows its new end
+        return [r for r in live(mine, self.env.clock.now()) if not r.extends]
 
     def reuse(self, request_id: str, reason: str | None = None) -> AccessRequest:
         """`exec`, `request` or `console` is about to use the caller's cached credentials of

@@ -136,7 +136,8 @@ def _end_with_incident(env: Environment, req: AccessRequest, now: Any, report: S
     rule = env.policy.role(req.role).incident
     if rule is None or not rule.end_with_incident:
         return
-    if req.credentials_expire_at is not None and req.credentials_expire_at <= now:
+    ends = models.grant_end(req)  # extensions included
+    if ends is not None and ends <= now:
         return  # nothing live to cut
     from jitctl.oncall import incidents as pd
     from jitctl.revocation.revoke import revoke

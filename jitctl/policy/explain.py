@@ -260,6 +260,8 @@ def explain(
             "max_duration": format_duration(role.max_duration),
             "max_duration_seconds": int(role.max_duration.total_seconds()),
             "default_duration": format_duration(min(DEFAULT_DURATION, role.max_duration)),
+            "max_total": format_duration(role.max_total),  # with extensions (`jitctl extend`)
+            "max_total_seconds": int(role.max_total.total_seconds()),
             "sts_min_duration": format_duration(MIN_DURATION),
             "sts_min_duration_seconds": int(MIN_DURATION.total_seconds()),
             "note": "a longer --duration is refused"

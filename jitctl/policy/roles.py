@@ -22,9 +22,12 @@ from jitctl.policy.schema import (
     CLI,
     DECISION_CHANNELS,
     DEFAULT_MAX_DURATION,
+    DEFAULT_MAX_TOTAL,
     DEFAULT_REQUEST_TTL,
     GROUP_PREFIX,
     INCIDENT_KEYS,
+    MAX_TOTAL,
+    MIN_DURATION,
     ON_CALL_KEYS,
     ROLE_ARN,
     ROLE_KEYS,
@@ -32,6 +35,7 @@ from jitctl.policy.schema import (
     check_keys,
     describe,
     expect_assignment_duration,
+    expect_bounded_duration,
     expect_on_call_entry,
     expect_positive_int,
     expect_principal_arn,
@@ -45,6 +49,7 @@ from jitctl.policy.schema import (
     on_call_entry,
 )
 from jitctl.policy.session import load_session_policy
+from jitctl.timeutil import format_duration
 
 ASSUME_ROLE = "assume_role"
 IDENTITY_CENTER = "identity_center"
@@ -113,6 +118,7 @@ class Role:
     @property
     def identity_center(self) -> bool:
         return self.kind == IDENTITY_CENTER
+    max_total: timedelta = timedelta(hours=12)  # a grant's whole life, extensions included
 
 
 def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
@@ -126,6 +132,7 @@ def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
     table = expect_table(raw, where, "the role")
     check_keys(table, ROLE_KEYS, where)
     target = _parse_target(table, where)
+    max_total = parse_max_total(table, where, target["max_duration"])
     policy_text = policy_path = None
     if "session_policy" in table:
         policy_text, policy_path = load_session_policy(table["session_policy"], file, where)
@@ -151,6 +158,7 @@ def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
         description=description,
         region=region,
         **target,
+        max_total=max_total,
         **tracks,
     )
     return role, where
@@ -217,6 +225,21 @@ def _identity_center_target(table: dict[str, Any], where: str) -> dict[str, Any]
         "permission_set": permission_set,
         "account": account,
     }
+
+
+def parse_max_total(table: dict[str, Any], where: str, max_duration: timedelta) -> timedelta:
+    """How long a grant may last from its first issue, extensions included: at least the
+    role's max_duration (a grant could never be issued whole otherwise)."""
+    raw = table.get("max_total", DEFAULT_MAX_TOTAL)
+    bounds = (MIN_DURATION, MAX_TOTAL)
+    total = expect_bounded_duration(raw, where, "max_total", bounds, "a grant's whole life")
+    if total < max_duration:
+        raise PolicyError(
+            f"{at(where, 'max_total')}: max_total {format_duration(total)} is shorter than "
+            f"max_duration {format_duration(max_duration)}",
+            "raise max_total to at least max_duration (it bounds a grant with its extensions)",
+        )
+    return total
 
 
 def _parse_tracks(

@@ -34,6 +34,7 @@ ROLE_KEYS = frozenset(
         "permission_set",
         "account",
         "max_duration",
+        "max_total",
         "session_policy",
         "description",
         "region",
@@ -64,6 +65,9 @@ MAX_DURATION = timedelta(hours=12)
 # A pending request outlives its request_ttl by nothing; a week is already generous.
 MAX_REQUEST_TTL = timedelta(days=7)
 DEFAULT_MAX_DURATION = "1h"
+# A grant's whole life, extensions included (jitctl.lifecycle.extend), from its first issue.
+DEFAULT_MAX_TOTAL = "12h"
+MAX_TOTAL = timedelta(days=7)
 DEFAULT_REQUEST_TTL = "30m"
 
 ROLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")

@@ -320,8 +320,9 @@ def remove_local_copies(env: Environment, req: AccessRequest) -> LocalCleanup:
 
     done = LocalCleanup()
     path = profiles.shared_credentials_path(env.environ)
+    ours = {req.request_id, req.extends or req.request_id}  # an extension's copies: its grant's
     try:
-        for profile in profiles.profiles_for_request(path, req.request_id):
+        for profile in profiles.profiles_for_request(path, req.extends or req.request_id):
             if profiles.remove_profile(path, profile):
                 done.profiles_removed.append(profile)
     except (OSError, ValueError, JitctlError) as exc:  # e.g. a linked lock file: refused
@@ -330,7 +331,7 @@ def remove_local_copies(env: Environment, req: AccessRequest) -> LocalCleanup:
         cache = env.credential_cache
         grant = cache.lookup(req.role).grant
         # Keyed by role: only drop it if it is this grant, not a newer one.
-        if grant is not None and grant.request_id == req.request_id:
+        if grant is not None and grant.request_id in ours:
             done.cache_removed = cache.remove(req.role)
     except Exception as exc:  # never fail a done revocation over a local cache
         done.notes.append(f"could not clean the credential cache ({type(exc).__name__})")

@@ -172,6 +172,7 @@ def plan_issued(now: datetime, credentials_expire_at: datetime, attempt: int | N
                 issue_attempt=number,
                 issued_attempt=number,
                 issue_failure=None,
+                first_issued_at=req.first_issued_at or now,  # a grant's life starts here
                 # AWS's end of the first issue, if earlier than planned, bounds re-issues
                 planned_end=min(req.planned_end or credentials_expire_at, credentials_expire_at)
                 if number == 1

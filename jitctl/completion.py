@@ -30,6 +30,7 @@ REQUEST_KINDS: dict[str, tuple[bool, bool, frozenset[str]]] = {
     "cancel": (True, True, frozenset({models.PENDING})),
     "wait": (False, True, frozenset({models.PENDING, models.APPROVED})),
     "revoke": (False, False, frozenset({models.ISSUED})),
+    "extend": (False, True, frozenset({models.ISSUED})),
     "any": (False, False, frozenset(models.STATUSES)),  # status, review
 }
 

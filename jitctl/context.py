@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
 
-from jitctl.lifecycle.interrupts import ThisRun
+from jitctl.models import ThisRun
 from jitctl.timeutil import Clock
 from jitctl.trusted_time import TrustedClock
 
@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from jitctl.aws import AwsClients
     from jitctl.config.settings import Config
     from jitctl.credentials.cache import CredentialCache
-    from jitctl.iam_roles import RoleFacts
-    from jitctl.lifecycle.service import AccessService
+    from jitctl.identity.iam_roles import RoleFacts
+    from jitctl.lifecycle.contract import AccessService
     from jitctl.models import Caller
     from jitctl.oncall.session import PagerDutySession
     from jitctl.policy.load import Policy
@@ -43,6 +43,9 @@ class Environment:
     # Told of a problem the command carries on after (a central audit copy failed with
     # [audit] required = false); each host reports it its own way.
     on_warning: Callable[[str], None] | None = None
+    # Told while AWS is still working on a change jitctl waits for (an Identity Center
+    # assignment): its status and the seconds waited so far. The CLI shows it on stderr.
+    on_progress: Callable[[str, float], None] | None = None
     # The streams a person or a script reads (None: the process's own, looked up when used,
     # so a test's captured streams count) and --quiet: no prompts, spinners or progress.
     stdin: TextIO | None = None
@@ -52,6 +55,8 @@ class Environment:
     # The pending request this run recorded, cancelled on Ctrl-C (jitctl.lifecycle.interrupts).
     run: ThisRun = field(default_factory=ThisRun)
     json_emitted: bool = False  # this run printed its one --json document already
+    # Which AccessService answers this run: set by the host that assembles it (jitctl.wiring).
+    service_factory: Callable[[Environment], AccessService] | None = None
     _identity: tuple[str, str, str] | None = None  # ARN, account, UserId
     _role_facts: RoleFacts | None = None
     _config: Config | None = None
@@ -113,9 +118,19 @@ class Environment:
         """Where grants are kept for `jitctl credential-process` (keyring, else a 0600 file):
         the caller's own under this config (jitctl.credentials.owner; exit 2 with no config)."""
         from jitctl.credentials.cache import CredentialCache
-        from jitctl.credentials.owner import cache_dir, owner_of
+        from jitctl.credentials.owner import CacheOwner, cache_dir, config_identity
 
-        return CredentialCache(owner_of(self), cache_dir=cache_dir(dict(self.environ)))
+        environ = dict(self.environ)
+        config = config_identity(self.config, environ)  # exit 2 with no config, before AWS
+        return CredentialCache(CacheOwner(config, self._principal()), cache_dir=cache_dir(environ))
+
+    def _principal(self) -> str:
+        """The caller's ARN from AWS's answer, asked once per command: in broker mode the
+        broker's, from the proof it checked (the client itself asks AWS nothing); else
+        sts:GetCallerIdentity's."""
+        if self.config.broker.client:
+            return self.service.whoami().arn
+        return self.identity()[0]
 
     def for_caller(self, caller: Caller) -> Environment:
         """This environment acting for ``caller``, sharing config, policy, clients, store and
@@ -129,34 +144,44 @@ class Environment:
         way, read once per process), else the environment or the OS keyring."""
         secret_id = self.config.pagerduty.token_secret
         if not secret_id:
-            from jitctl.oncall.session import get_token
+            from jitctl.oncall.client import get_token
 
             return get_token(self.environ, self.keyring_get)
         if secret_id not in self._secrets:
-            from jitctl.oncall.session import read_token_secret
+            from jitctl.oncall.client import read_token_secret
 
             self._secrets[secret_id] = read_token_secret(self.aws, secret_id)
         return self._secrets[secret_id], "secretsmanager"
 
+    def secret(self, secret_id: str, what: str) -> str:
+        """A Secrets Manager secret's string (the broker's Slack secrets), read once per
+        process; "" when it has none."""
+        if secret_id not in self._secrets:
+            from jitctl.aws import translate_error
+
+            try:
+                value = self.aws.client("secretsmanager").get_secret_value(SecretId=secret_id)
+            except Exception as exc:
+                raise translate_error(exc, f"cannot read {what} from {secret_id}") from exc
+            self._secrets[secret_id] = (value.get("SecretString") or "").strip()
+        return self._secrets[secret_id]
+
     @property
     def service(self) -> AccessService:
-        """What commands ask the core through: a broker's, when [broker] url is set."""
+        """What commands ask the core through. The host that assembles the run says which
+        (``service_factory``: jitctl.wiring.choose_service), so this module, which the
+        layers below import, never imports the ones above it."""
         if self._service is None:
-            if self.config.broker.client:
-                from jitctl.broker.client import BrokerService
-
-                self._service = BrokerService(self)
-            else:
-                from jitctl.lifecycle.service import LocalService
-
-                self._service = LocalService(self)
+            if self.service_factory is None:
+                raise RuntimeError("an Environment without a service_factory (see jitctl.wiring)")
+            self._service = self.service_factory(self)
         return self._service
 
     def __post_init__(self) -> None:
-        # The trusted clock learns AWS's time from the STS call that names the caller.
+        # The trusted clock learns its time from the answer this run needs anyway.
         if isinstance(self.clock, TrustedClock):
             if self.clock.sync is None:
-                self.clock.sync = self.identity
+                self.clock.sync = self._time_source
             if self.clock.on_skew is None:
                 self.clock.on_skew = self.on_clock_skew
 
@@ -186,6 +211,16 @@ class Environment:
                 self._aws.sts_listener = self.clock.after_call
         return self._aws
 
+    def _time_source(self) -> object:
+        """Ask once for the time: the broker in broker mode (its Date; the client asks AWS
+        nothing but signs its proof), else STS with the call that names the caller."""
+        from jitctl.lifecycle.contract import BrokerInfo
+
+        service: object = self.service if self.config.broker.client else None
+        if isinstance(service, BrokerInfo):
+            return service.info()
+        return self.identity()
+
     def identity(self) -> tuple[str, str]:
         """(principal ARN, account) from sts:GetCallerIdentity, asked once per command."""
         arn, account, _ = self._caller_identity()
@@ -203,7 +238,7 @@ class Environment:
         """The AWS principal STS reports, mapped to a person by the policy's rules (direct
         mode: IAM is asked about the caller's role with the caller's own credentials)."""
         if self._caller is None:
-            from jitctl.identity import resolve_caller
+            from jitctl.identity.rule import resolve_caller
 
             arn, account, user_id = self._caller_identity()
             roles = self.role_facts.lookup
@@ -216,7 +251,7 @@ class Environment:
         """IAM's records of the caller's role, asked with these credentials, kept on disk."""
         if self._role_facts is None:
             from jitctl.config.settings import default_cache_dir
-            from jitctl.iam_roles import CACHE_FILE, RoleFacts
+            from jitctl.identity.iam_roles import CACHE_FILE, RoleFacts
 
             self._role_facts = RoleFacts(
                 lambda: self.aws.client("iam"),

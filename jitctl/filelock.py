@@ -14,6 +14,7 @@ import re
 import secrets
 import stat
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -86,6 +87,48 @@ def require_regular(path: Path, what: str = "the file") -> None:
     )
 
 
+# One in-process lock per lock file: the threads of one process (the broker's) queue here,
+# blocking, so at most one of them at a time ever waits on the file lock, whose wait polls.
+# A thread that already holds it goes straight on to the file lock, as it did before.
+class _ProcessLock:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.owner: int | None = None
+
+    def acquire(self, timeout: float | None) -> bool:
+        """True when taken (release it); False when this thread holds it already."""
+        if self.owner == threading.get_ident():
+            return False
+        if not self.lock.acquire(timeout=-1 if timeout is None else timeout):
+            raise TimeoutError(errno.ETIMEDOUT, "timed out")
+        self.owner = threading.get_ident()
+        return True
+
+    def release(self) -> None:
+        self.owner = None
+        self.lock.release()
+
+
+_PROCESS_LOCKS: dict[str, _ProcessLock] = {}
+_PROCESS_LOCKS_GUARD = threading.Lock()
+
+
+def _process_lock(lock_path: Path) -> _ProcessLock:
+    with _PROCESS_LOCKS_GUARD:
+        return _PROCESS_LOCKS.setdefault(os.path.abspath(lock_path), _ProcessLock())
+
+
+def _forget_process_locks() -> None:
+    """A forked child starts with no thread holding any of them (a copy may be held)."""
+    global _PROCESS_LOCKS_GUARD
+    _PROCESS_LOCKS_GUARD = threading.Lock()
+    _PROCESS_LOCKS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_process_locks)
+
+
 def lock_path_for(path: Path) -> Path:
     """The sidecar lock file guarding ``path``."""
     return path.with_name(path.name + ".lock")
@@ -115,16 +158,34 @@ def exclusive_lock(path: Path, *, timeout: float | None = None) -> Iterator[None
 
     ``timeout`` None blocks; otherwise ``TimeoutError`` (an OSError) after that many seconds.
     """
-    import filelock  # ~20 ms: only commands that write a file pay for it
-
     require_regular(path)  # before the sidecar exists: no lock beside a device or a FIFO
     lock_path = lock_path_for(path)
     ensure_dir(lock_path.parent)
     if os.path.islink(lock_path):
         raise _symlink_refused(lock_path)
+    started = time.monotonic()
+    in_process = _process_lock(lock_path)
+    try:
+        taken = in_process.acquire(timeout)
+    except TimeoutError:
+        raise _timed_out(lock_path, timeout) from None
+    try:
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+        with _file_lock(lock_path, left, timeout):
+            yield
+    finally:
+        if taken:
+            in_process.release()
+
+
+@contextmanager
+def _file_lock(lock_path: Path, left: float | None, timeout: float | None) -> Iterator[None]:
+    """The cross-process half of ``exclusive_lock``: ``filelock`` on the sidecar."""
+    import filelock  # ~20 ms: only commands that write a file pay for it
+
     lock = filelock.FileLock(
         lock_path,
-        timeout=-1 if timeout is None else timeout,
+        timeout=-1 if left is None else left,
         mode=0o600,
         poll_interval=_POLL_SECONDS,
         fallback_to_soft=False,
@@ -133,11 +194,7 @@ def exclusive_lock(path: Path, *, timeout: float | None = None) -> Iterator[None
     try:
         lock.acquire()
     except filelock.Timeout:
-        raise TimeoutError(
-            errno.ETIMEDOUT,
-            f"another process has held the lock for more than {timeout:g}s",
-            str(lock_path),
-        ) from None
+        raise _timed_out(lock_path, timeout) from None
     except OSError as exc:
         if exc.errno == errno.ELOOP or os.path.islink(lock_path):
             raise _symlink_refused(lock_path) from None
@@ -146,6 +203,14 @@ def exclusive_lock(path: Path, *, timeout: float | None = None) -> Iterator[None
         yield
     finally:
         lock.release()
+
+
+def _timed_out(lock_path: Path, timeout: float | None) -> TimeoutError:
+    return TimeoutError(
+        errno.ETIMEDOUT,
+        f"another process has held the lock for more than {timeout or 0:g}s",
+        str(lock_path),
+    )
 
 
 def fsync_dir(directory: Path) -> None:

@@ -34,6 +34,9 @@ class Caller:
     arn: str
     account: str
     person: str  # lower-case email, the key for PagerDuty and approver comparisons
+    # Where the call came from: "cli" (an AWS identity: arn is its principal) or "slack" (a
+    # Slack user the broker mapped to a person: arn is "slack:USER_ID"; jitctl.slack).
+    channel: str = "cli"
 
 
 @dataclass(frozen=True)
@@ -111,10 +114,18 @@ class Credentials:
     access_key_id: str
     secret_access_key: str = field(repr=False)
     session_token: str = field(repr=False)
-    expiration: datetime = field(default=None)  # type: ignore[assignment]
+    expiration: datetime | None = None  # None: a cached set written without one
 
     def __repr__(self) -> str:  # never let a secret reach a log or a traceback
         return f"Credentials(access_key_id={self.access_key_id!r}, expiration={self.expiration!r})"
+
+    @property
+    def expires(self) -> datetime:
+        """The end of a set STS issued (AssumeRole always gives one; only a cached set read
+        back may lack it, and those are never reused or issued on)."""
+        if self.expiration is None:
+            raise ValueError("credentials without an expiration")
+        return self.expiration
 
 
 @dataclass
@@ -123,10 +134,21 @@ class Issued:
     never print it."""
 
     request: AccessRequest
-    credentials: Credentials
+    credentials: Credentials | None  # None: an identity_center grant (nothing to hand out)
     evidence: OnCallEvidence | None = None
     notes: list[str] = field(default_factory=list)
     region: str | None = None  # the role's `region` in the policy, for the jit profile
+
+    def keys(self) -> Credentials:
+        """The credentials, for whatever hands them out; an identity_center grant has none."""
+        if self.credentials is None:
+            from jitctl.errors import UsageError
+
+            raise UsageError(
+                f"{self.request.role} is an IAM Identity Center grant: it has no credentials",
+                "sign in as usual (`aws sso login`, or the access portal)",
+            )
+        return self.credentials
 
 
 @dataclass
@@ -172,6 +194,19 @@ class AccessRequest:
     # "end_with_incident"), and the page that asked approvers ({"service", "id", "status"}).
     incident: dict[str, Any] | None = None
     page: dict[str, Any] | None = None
+    # The Slack messages that announced it ([{"channel", "ts"}], jitctl.slack.announce), each
+    # updated when the request changes.
+    slack: list[dict[str, Any]] | None = None
+    # An identity_center grant's account assignment (jitctl.identity_center.record): kind,
+    # account, permission set, and its state ("present", "preexisting", "kept", "removed", or
+    # "creating" from just before CreateAccountAssignment until AWS says SUCCEEDED).
+    assignment: dict[str, Any] | None = None
+    # Extending a grant (jitctl.lifecycle.extend): an extension request names the grant it
+    # extends; the grant keeps when its first issue was, its extended end, and its extensions.
+    extends: str | None = None
+    first_issued_at: datetime | None = None
+    extended_until: datetime | None = None
+    extensions: list[str] = field(default_factory=list)
     version: int = 0  # optimistic-concurrency counter, bumped on every write
 
 
@@ -182,9 +217,18 @@ def review_state(req: AccessRequest) -> str | None:
     return REVIEWED if req.reviewed_at is not None else UNREVIEWED
 
 
+def grant_end(req: AccessRequest) -> datetime | None:
+    """When an issued grant's credentials end, extensions included (None: never issued)."""
+    ends, extended = req.credentials_expire_at, req.extended_until
+    if ends is None or extended is None:
+        return ends
+    return max(ends, extended)
+
+
 def access_ends(req: AccessRequest) -> datetime | None:
-    """When an issued grant's access ends: its credentials' end, or its revocation if sooner."""
-    ends = req.credentials_expire_at
+    """When an issued grant's access ends: its credentials' end (extensions included), or its
+    revocation if sooner."""
+    ends = grant_end(req)
     if ends is not None and req.revoked_at is not None:
         return min(ends, req.revoked_at)
     return ends
@@ -229,4 +273,43 @@ def public_dict(req: AccessRequest) -> dict[str, object]:
         "review_reason": req.review_reason,
         "incident": dict(req.incident) if req.incident else None,
         "page": dict(req.page) if req.page else None,
+        "extends": req.extends,
+        "extensions": list(req.extensions),
+    } | assignment_fields(req)
+
+
+def is_identity_center(req: AccessRequest) -> bool:
+    """A request of an identity_center role (an account assignment, not STS credentials)."""
+    return (req.assignment or {}).get("kind") == "identity_center"
+
+
+def assignment_fields(req: AccessRequest) -> dict[str, object]:
+    """An identity_center request's `kind`, `account`, `permission_set` (as the policy writes
+    it) and `assignment` (its state; null before it is issued); nothing for assume_role."""
+    held = req.assignment or {}
+    if not is_identity_center(req):
+        return {}
+    state = held.get("state")
+    return {
+        "kind": "identity_center",
+        "account": held.get("account"),
+        "permission_set": held.get("permission_set"),
+        "assignment": state if state in ASSIGNMENT_STATES else None,
     }
+
+
+@dataclass
+class ThisRun:
+    """What a Ctrl-C must know about this run: the pending request it recorded (cancelled),
+    and a request it only waits for (`jitctl wait`: left pending, resumable)."""
+
+    made: str | None = None
+    waiting: str | None = None
+
+    def recorded(self, req: AccessRequest) -> None:
+        """Called inside ``held`` by whatever recorded ``req``."""
+        if req.status == PENDING:
+            self.made = req.request_id
+
+
+ASSIGNMENT_STATES = ("present", "preexisting", "kept", "removed")

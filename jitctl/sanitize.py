@@ -62,3 +62,10 @@ def check_argv(argv: list[str]) -> None:
         before = argv[i - 1] if i else ""
         what = f"the value of {before}" if before.startswith("--") else f"argument {i + 1}"
         require_text(arg, what)
+
+
+def slack_text(text: str) -> str:
+    """People's text for Slack (mrkdwn in Block Kit and webhooks): the one rule. Cleaned as
+    above, then ``&``, ``<`` and ``>`` escaped as Slack documents, which defuses
+    ``<!channel>``/``<!here>``, ``<@U…>`` mentions and ``<url|label>`` links."""
+    return clean(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -51,7 +51,7 @@ class TrustedClock:
             except Exception:  # noqa: BLE001, S110 -- see the class docstring
                 pass
         local = self.base.now()
-        return local + self.offset if self.skewed else local
+        return local + self.offset if self.offset is not None and self.skewed else local
 
     @property
     def skewed(self) -> bool:
@@ -85,6 +85,13 @@ def parse_http_date(value: str | None) -> datetime | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
+
+
+def http_date(value: datetime) -> str:
+    """``value`` as an HTTP ``Date`` (what ``parse_http_date`` reads)."""
+    from email.utils import format_datetime
+
+    return format_datetime(value.astimezone(UTC), usegmt=True)
 
 
 def skew_message(offset: timedelta) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import textwrap
 import time
@@ -22,7 +21,8 @@ from typing import Any
 
 import boto3
 
-from tests.conftest import clean_env
+from tests.conftest import clean_env, loopback_moto
+from tests.world import World, key_env
 
 # An account of the world's own: moto keeps one state per process, shared by every server and
 # test, and other tests create alice, bob and carol in 123456789012 with keys and policies.
@@ -100,17 +100,18 @@ def trust_broker_only(broker_arn: str) -> str:
     )
 
 
-class BrokerWorld:
+class BrokerWorld(World):
+    """The broker-mode world: each person's config names only the broker."""
+
     def __init__(
-        self, root: Path, moto: str, pd: Any, *, account: str = ACCOUNT, policy: str = POLICY
+        self, root: Path, moto: str, pd: Any, *, account: str = ACCOUNT, policy: str | None = None
     ) -> None:
-        """``account`` and ``policy``: another world in the same process needs an account of
-        its own (moto's state is per process)."""
-        self.root, self.moto, self.pd = root, moto, pd
-        self.account, self.policy = account, policy
+        """``account``: another world in the same process needs an account of its own (moto's
+        state is per process); ``policy`` defaults to POLICY moved into that account."""
+        super().__init__(root, moto, pd)
+        self.account = account
+        self.policy = POLICY.replace(ACCOUNT, account) if policy is None else policy
         _claim_account(account)
-        self.exe = shutil.which("jitctl")
-        assert self.exe, "jitctl is not installed (pip install -e .)"
         self.admin = _account_admin(moto, account)
         self.iam = self.admin_client("iam")
         self.keys: dict[str, dict[str, str]] = {}
@@ -122,10 +123,6 @@ class BrokerWorld:
 
     # ------------------------------------------------------------ AWS, with enforcement off
 
-    def admin_client(self, service: str) -> Any:
-        """A client acting in the world's own account (moto: enforcement off)."""
-        return boto3.client(service, endpoint_url=self.moto, region_name=REGION, **self.admin)
-
     def user(self, name: str, policy: dict[str, Any] | None = None) -> dict[str, str]:
         if name not in self.keys:
             self.iam.create_user(UserName=name)
@@ -134,10 +131,7 @@ class BrokerWorld:
                     UserName=name, PolicyName="jitctl", PolicyDocument=json.dumps(policy)
                 )
             key = self.iam.create_access_key(UserName=name)["AccessKey"]
-            self.keys[name] = {
-                "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
-                "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
-            }
+            self.keys[name] = key_env(key)
         return self.keys[name]
 
     def build(self) -> None:
@@ -211,48 +205,26 @@ class BrokerWorld:
             proc.terminate()
             proc.wait(timeout=10)
 
-    def client_env(self, person: str, **extra: str) -> dict[str, str]:
-        home = self.root / "home" / person
-        config = home / "config.toml"
+    def aws_keys(self, user: str) -> dict[str, str]:
+        return self.keys[user]
+
+    def pd_id(self, user: str) -> str:
+        return self.pd_ids[user]
+
+    def config_of(self, user: str) -> Path:
+        """``user``'s own config, naming only the broker (written on first use)."""
+        config = self.home(user) / "config.toml"
         if not config.exists():
-            home.mkdir(parents=True)
+            config.parent.mkdir(parents=True, exist_ok=True)
             config.write_text(f'[broker]\nurl = "{self.url}"\nserver_id = "{SERVER_ID}"\n')
-        env = clean_env(
-            HOME=str(home),
-            XDG_CONFIG_HOME=str(home / ".config"),
-            XDG_DATA_HOME=str(home / ".local" / "share"),
-            XDG_CACHE_HOME=str(home / ".cache"),
-            AWS_ENDPOINT_URL=self.moto,
-            AWS_REGION=REGION,
-            AWS_EC2_METADATA_DISABLED="true",
-            AWS_SHARED_CREDENTIALS_FILE=str(home / ".aws" / "credentials"),
-            AWS_CONFIG_FILE=str(home / ".aws" / "config"),
-            JITCTL_CONFIG=str(config),
-            JITCTL_AUDIT_LOG=str(home / "audit.jsonl"),
-            NO_COLOR="1",
-            COLUMNS="200",
-            **self.keys[person],
-        )
-        env.update(extra)
-        return env
+        return config
 
-    def run(self, person: str, *args: str, timeout: float = 60, **extra: str):
-        return subprocess.run(
-            [self.exe, *args],
-            env=self.client_env(person, **extra),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+    client_env = World.env  # the older name
 
-    def popen(self, person: str, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [self.exe, *args],
-            env=self.client_env(person),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    def run(self, user: str, *args: str, env: dict[str, str] | None = None, **extra: Any) -> Any:
+        """``World.run``; other keyword arguments here are variables for ``env(user, ...)``."""
+        timeout = extra.pop("timeout", 60)
+        return super().run(user, *args, timeout=timeout, env=env or self.env(user, **extra))
 
     def boto(self, person: str, service: str) -> Any:
         keys = self.keys[person]
@@ -317,21 +289,15 @@ def crowd(url: str, idle: int, slow: int) -> Iterator[list[Any]]:
 
 
 @contextmanager
-def own_world(root: Path, pd_certs: Any, cls: type[BrokerWorld] = BrokerWorld, **kwargs: Any):
+def own_world(
+    root: Path, pd_certs: Any, cls: type[BrokerWorld] = BrokerWorld, **kwargs: Any
+) -> Iterator[BrokerWorld]:
     """A broker world on a moto server and a PagerDuty simulator of its own, built (with
     enforcement off: the admin sets the account up) but not yet serving. ``kwargs`` go to
     ``cls`` (``account``, ``policy``)."""
-    from moto.server import ThreadedMotoServer
-
     from tests.pdsim import PagerDutySim
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        with PagerDutySim(pd_certs) as pd:
-            world = cls(root, f"http://{host}:{port}", pd, **kwargs)
-            world.build()
-            yield world
-    finally:
-        server.stop()
+    with loopback_moto() as moto, PagerDutySim(pd_certs) as pd:
+        world = cls(root, moto, pd, **kwargs)
+        world.build()
+        yield world

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import ssl
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -18,16 +21,70 @@ if TYPE_CHECKING:
 pytest_plugins = ["tests.fixtures_pd"]
 
 
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[str]:
-    """A real moto server on an ephemeral loopback port; yields its endpoint URL."""
+@contextmanager
+def loopback_moto() -> Iterator[str]:
+    """The one way to start moto: a real server on an ephemeral loopback port, stopped
+    afterwards; yields its endpoint URL. (Every server of this process shares one state:
+    a world of its own needs an account of its own, see tests/broker_world.)"""
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@contextmanager
+def moto_process(open_calls: int | None = None) -> Iterator[str]:
+    """moto in a process of its own, whose IAM enforcement is its own (``enforcing`` switches
+    every server of this process): after ``open_calls`` unauthenticated calls, or from
+    ``enforce(url)`` on (None: open until then). Yields its URL; stopped afterwards."""
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ)
+    if open_calls is not None:
+        env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(open_calls)
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "moto did not start"
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def enforce(url: str) -> None:
+    """Switch IAM enforcement on, from now, in the ``moto_process`` at ``url``."""
+    import urllib.request
+
+    reset = urllib.request.Request(
+        f"{url}/moto-api/reset-auth", data=b"0", headers={"Content-Type": "text/plain"}
+    )
+    with urllib.request.urlopen(reset, timeout=10) as answer:
+        assert json.loads(answer.read())["status"] == "ok"
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """The session's moto server; yields its endpoint URL."""
+    with loopback_moto() as url:
+        yield url
 
 
 @pytest.fixture
@@ -139,3 +196,49 @@ def notify_to(team: Team, webhook: ThreadingHTTPServer) -> None:
     """Point the team's config at the ``webhook`` receiver."""
     url = f"http://127.0.0.1:{webhook.server_address[1]}/hook"
     team.config.write_text(team.config.read_text() + f'[notify]\nwebhook_url = "{url}"\n')
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """A fake endpoint: counts requests and answers with the server's canned response."""
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.hits += 1  # type: ignore[attr-defined]
+        status, headers, body = self.server.answer  # type: ignore[attr-defined]
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_http() -> Iterator[Any]:
+    """Start local fake endpoints: fake_http(status, headers, body) -> server (.url, .hits)."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(
+        status: int, headers: dict[str, str], body: bytes, tls: Any = None
+    ) -> ThreadingHTTPServer:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+        server.hits = 0  # type: ignore[attr-defined]
+        server.answer = (status, headers, body)  # type: ignore[attr-defined]
+        scheme = "http"
+        if tls is not None:  # jitctl.demo.tls CertFiles: a certificate from a throwaway CA
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(tls.cert, tls.key)
+            server.socket = context.wrap_socket(server.socket, server_side=True)
+            scheme = "https"
+        server.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

@@ -8,9 +8,9 @@ own: a SQLite store, people created when first used, and the installed `jitctl` 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import textwrap
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,10 +18,11 @@ from typing import Any
 
 import boto3
 
-from jitctl.demo.homes import Homes, create_person
+from jitctl.demo.homes import create_person
 from jitctl.demo.team import write_config
 from tests.conftest import clean_env
 from tests.pdsim import PagerDutySim
+from tests.world import World
 
 ACCOUNT = "123456789012"
 POLICY = """
@@ -73,6 +74,15 @@ def iam_keys(endpoint: str, user: str) -> dict[str, str]:
     return _keys[(endpoint, user)]
 
 
+def own_role_team(root: Path, moto: str, pd: PagerDutySim, prefix: str) -> Team:
+    """The team, its prod-readonly an IAM role of its own in moto (revoke writes a deny policy
+    on it, and moto's server is shared by every test)."""
+    role = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    team = Team(root, moto, pd, policy=POLICY.replace("role/prod-readonly", f"role/{role}"))
+    team.admin_client("iam").create_role(RoleName=role, AssumeRolePolicyDocument="{}")
+    return team
+
+
 @contextmanager
 def existing_role(endpoint: str, name: str) -> Iterator[Any]:
     """IAM role ``name`` made in moto for one test (a re-issue writes its inline deny policy,
@@ -88,13 +98,12 @@ def existing_role(endpoint: str, name: str) -> Iterator[Any]:
         iam.delete_role(RoleName=name)
 
 
-class Team(Homes):
+class Team(World):
+    """The direct-mode world: a shared config and SQLite store (``use_store`` for another)."""
+
     def __init__(self, root: Path, moto: str, pd: PagerDutySim, policy: str = POLICY) -> None:
-        self.root = root
-        self.moto = moto
-        self.pd = pd
-        self.exe = shutil.which("jitctl")
-        assert self.exe, "jitctl is not installed (pip install -e .)"
+        super().__init__(root, moto, pd)
+        self.admin = ADMIN_KEYS
         self.policy_dir = root / "policies"
         self.policy_dir.mkdir(parents=True)
         (self.policy_dir / "team.toml").write_text(textwrap.dedent(policy))
@@ -114,48 +123,13 @@ class Team(Homes):
             self.pd_users[email] = self.pd.add_user(email)
         return self.pd_users[email]
 
+    pd_id = pd_user
+
+    def aws_keys(self, user: str) -> dict[str, str]:
+        return iam_keys(self.moto, user)
+
     def env(self, user: str, **extra: str) -> dict[str, str]:
-        env = clean_env(
-            **self.home_env(user),
-            AWS_ENDPOINT_URL=self.moto,
-            AWS_REGION="us-east-1",
-            AWS_EC2_METADATA_DISABLED="true",
-            JITCTL_PAGERDUTY_TOKEN=self.pd.token or "",
-            NO_COLOR="1",
-            COLUMNS="200",
-            **iam_keys(self.moto, user),
-        )
-        env.update(extra)
-        return env
-
-    def run(
-        self,
-        user: str,
-        *args: str,
-        timeout: float = 60,
-        env: dict[str, str] | None = None,
-        **kw: Any,
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [self.exe, *args],
-            env=env or self.env(user),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            **kw,
-        )
-
-    def popen(
-        self, user: str, *args: str, env: dict[str, str] | None = None, **kw: Any
-    ) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [self.exe, *args],
-            env=env or self.env(user),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            **kw,
-        )
+        return super().env(user, **{"JITCTL_PAGERDUTY_TOKEN": self.pd.token or "", **extra})
 
     def consumer_arn(self, user: str, profile: str) -> str:
         """A separate AWS client, configured only by the profile jitctl wrote: who is it?"""

@@ -6,11 +6,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import boto3
 import pytest
 
 from jitctl.context import Environment
-from tests.harness import POLICY, Team, iam_keys
+from tests.harness import POLICY, Team
 
 ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@example.com"
 SERVICE, OTHER, PAGE_SERVICE = "PSVC1", "PSVC2", "PSVCAPPROVE"
@@ -59,7 +58,7 @@ def team_policy(role_uid: str) -> str:
 def team(team: Team, role_uid: str) -> Team:
     """The harness team, its roles created in moto, PagerDuty services and users seeded, and
     a PagerDuty ``from`` address for writes."""
-    iam = boto3.client("iam", endpoint_url=team.moto, region_name="us-east-1", **_admin())
+    iam = team.admin_client("iam")
     for name in (f"ro-{role_uid}", f"admin-{role_uid}", f"inc-{role_uid}", f"paged-{role_uid}"):
         iam.create_role(RoleName=name, AssumeRolePolicyDocument="{}", MaxSessionDuration=43200)
     for service in (SERVICE, OTHER, PAGE_SERVICE):
@@ -72,20 +71,9 @@ def team(team: Team, role_uid: str) -> Team:
     return team
 
 
-def _admin() -> dict[str, str]:
-    return {"aws_access_key_id": "AKIAADMIN", "aws_secret_access_key": "x"}
-
-
 def act_as(monkeypatch: Any, team: Team, user: str, clock: Any = None) -> Environment:
-    """boto3 reads the process environment: point it at this user, and give an Environment."""
-    for key, value in team.env(user).items():
-        if key.startswith(("AWS_", "JITCTL_", "XDG_")) or key == "HOME":
-            monkeypatch.setenv(key, value)
-    for key, value in iam_keys(team.moto, user).items():
-        monkeypatch.setenv(key, value)
-    if clock is None:
-        return Environment(environ=team.env(user))
-    return Environment(environ=team.env(user), clock=clock)
+    """``team.act_as`` (tests/world.World), under the name these modules know."""
+    return team.act_as(monkeypatch, user, clock)
 
 
 def events(team: Team, user: str) -> list[str]:

@@ -8,7 +8,6 @@ Clocks are faked only through our own Clock interface, in-process.
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,9 +26,8 @@ from jitctl.lifecycle.flow import issue, submit
 from jitctl.revocation.cutoff import denied_tags
 from jitctl.store.base import RequestExpired
 from jitctl.trusted_time import SKEW_LIMIT, TrustedClock, parse_http_date, skew_message
-from tests.conftest import FixedClock
+from tests.conftest import FixedClock, enforce, moto_process
 from tests.harness import Team, existing_role, iam_keys
-from tests.test_flow import use_identity
 
 ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@example.com"
 
@@ -152,17 +150,17 @@ def test_a_genuine_approval_still_issues(team):
 
 def test_an_approval_lapses_request_ttl_after_the_decision(team, monkeypatch):
     start = datetime.now(UTC)
-    use_identity(monkeypatch, team, ALICE)
+    team.act_as(monkeypatch, ALICE)
     at = Environment(environ=team.env(ALICE), clock=FixedClock(start))
     late, in_time = (
         submit(at, role_name="prod-readonly", reason=f"INC-{i}", duration=None).request
         for i in (1, 2)
     )
-    use_identity(monkeypatch, team, BOB)
+    team.act_as(monkeypatch, BOB)
     bob = Environment(environ=team.env(BOB), clock=FixedClock(start))
     for req in (late, in_time):
         approve(bob, req.request_id, reason=None)
-    use_identity(monkeypatch, team, ALICE)
+    team.act_as(monkeypatch, ALICE)
     ttl = timedelta(minutes=30)  # the role's request_ttl
     alice = Environment(
         environ=team.env(ALICE), clock=FixedClock(start + ttl + timedelta(minutes=1))
@@ -185,25 +183,8 @@ def test_an_approval_lapses_request_ttl_after_the_decision(team, monkeypatch):
 @pytest.fixture(scope="module")
 def enforcing_moto():
     """A moto server of our own: IAM enforcement goes on once the users exist (reset-auth)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline, "moto did not start"
-            time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(10)
+    with moto_process() as url:
+        yield url
 
 
 # What a team in direct mode gives everyone: the store, STS. Nothing else.
@@ -216,7 +197,6 @@ MEMBER_POLICY = {
 def test_a_forged_dynamodb_item_written_with_the_requesters_keys_is_refused(
     tmp_path, enforcing_moto, pd_sim
 ):
-    import urllib.request
 
     team = Team(tmp_path, enforcing_moto, pd_sim)
     table = "jit-forgery"
@@ -234,10 +214,7 @@ def test_a_forged_dynamodb_item_written_with_the_requesters_keys_is_refused(
         iam.put_user_policy(
             UserName=user, PolicyName="member", PolicyDocument=json.dumps(MEMBER_POLICY)
         )
-    reset = urllib.request.Request(
-        f"{enforcing_moto}/moto-api/reset-auth", data=b"0", headers={"Content-Type": "text/plain"}
-    )
-    assert json.loads(urllib.request.urlopen(reset).read())["status"] == "ok"
+    enforce(enforcing_moto)
 
     assert team.run(ALICE, "init").returncode == 0
     request_id = pending(team, "prod-admin")
@@ -289,7 +266,7 @@ def test_trusted_clock_syncs_once_and_falls_back_to_local_time():
 
 
 def test_every_environment_learns_aws_time_from_the_sts_call_naming_the_caller(team, monkeypatch):
-    use_identity(monkeypatch, team, ALICE)
+    team.act_as(monkeypatch, ALICE)
     env = Environment(environ=team.env(ALICE))  # what every command builds
     assert isinstance(env.clock, TrustedClock) and env.clock.offset is None
     assert env.caller.person == ALICE
@@ -298,7 +275,7 @@ def test_every_environment_learns_aws_time_from_the_sts_call_naming_the_caller(t
 
 def skewed(team: Team, monkeypatch, user: str, by: timedelta, told: list[str]) -> Environment:
     """``user``'s Environment on a machine whose clock is off by ``by``; AWS (moto) is right."""
-    use_identity(monkeypatch, team, user)
+    team.act_as(monkeypatch, user)
     clock = TrustedClock(FixedClock(datetime.now(UTC) + by))
     return Environment(environ=team.env(user), clock=clock, on_clock_skew=told.append)
 
@@ -316,7 +293,7 @@ def test_a_requester_30_days_ahead_cannot_keep_a_request_pending(team, monkeypat
 
 
 def test_an_approver_an_hour_fast_listing_pending_changes_nothing(team, monkeypatch):
-    use_identity(monkeypatch, team, ALICE)
+    team.act_as(monkeypatch, ALICE)
     alice = Environment(environ=team.env(ALICE), clock=FixedClock(datetime.now(UTC)))
     ids = {
         submit(
@@ -338,7 +315,7 @@ def test_an_approver_an_hour_fast_listing_pending_changes_nothing(team, monkeypa
 
 
 def test_an_approver_an_hour_slow_cannot_approve_past_the_ttl(team, monkeypatch):
-    use_identity(monkeypatch, team, ALICE)
+    team.act_as(monkeypatch, ALICE)
     then = Environment(
         environ=team.env(ALICE), clock=FixedClock(datetime.now(UTC) - timedelta(minutes=40))
     )
@@ -428,7 +405,7 @@ def test_a_delivery_that_fails_after_assume_role_is_retried_once(team, tmp_path,
 
     request_id = approved(team)
     path, fix = unwritable(tmp_path, "a file in the way")
-    use_identity(monkeypatch, team, ALICE)
+    team.act_as(monkeypatch, ALICE)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(path))
     env = Environment(environ=team.env(ALICE, AWS_SHARED_CREDENTIALS_FILE=str(path)))
     service = LocalService(env)

@@ -13,11 +13,7 @@ These are the direct-mode tests; tests/test_attack_who.py holds the same attacks
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +22,9 @@ import boto3
 import pytest
 
 from tests import harness
+from tests.conftest import moto_process
 from tests.harness import POLICY, Team
+from tests.world import key_env
 
 ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@example.com"
 DEPLOY = "deploy"
@@ -52,44 +50,17 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def enforcing_moto() -> Iterator[tuple[str, dict[str, str]]]:
     """moto's server enforcing IAM once an admin exists (3 unauthenticated calls make it)."""
-    port = _free_port()
-    env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="3")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for(port)
+    with moto_process(open_calls=3) as url:
         iam = _client("iam", url, {"AWS_ACCESS_KEY_ID": "AKIASETUP", "AWS_SECRET_ACCESS_KEY": "x"})
         iam.create_user(UserName="admin")
         key = iam.create_access_key(UserName="admin")["AccessKey"]
-        admin = {
-            "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
-            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
-        }
+        admin = key_env(key)
         iam.put_user_policy(
             UserName="admin",
             PolicyName="all",
             PolicyDocument=_doc({"Effect": "Allow", "Action": "*", "Resource": "*"}),
         )
         yield url, admin
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def _wait_for(port: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("moto server did not start")
 
 
 def _client(service: str, url: str, keys: dict[str, str]):
@@ -123,10 +94,7 @@ def iam_setup(enforcing_moto) -> dict[str, dict[str, str]]:
     for user in (ALICE, BOB, CAROL):
         iam.create_user(UserName=user)
         key = iam.create_access_key(UserName=user)["AccessKey"]
-        keys[user] = {
-            "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
-            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
-        }
+        keys[user] = key_env(key)
         assume = {
             "Effect": "Allow",
             "Action": "sts:AssumeRole",
@@ -150,11 +118,7 @@ def _session_as(team: Team, keys: dict[str, str], role: str, name: str) -> dict[
     sts = _client("sts", team.moto, keys)
     arn = f"arn:aws:iam::{harness.ACCOUNT}:role/{role}"
     creds = sts.assume_role(RoleArn=arn, RoleSessionName=name)["Credentials"]
-    return {
-        "AWS_ACCESS_KEY_ID": creds["AccessKeyId"],
-        "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
-        "AWS_SESSION_TOKEN": creds["SessionToken"],
-    }
+    return key_env(creds)
 
 
 def _pending(team: Team, role: str = "prod-readonly") -> str:

@@ -25,8 +25,10 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.broker_world import REGION, BrokerWorld
+from tests import broker_world
+from tests.broker_world import REGION, BrokerWorld, own_world
 from tests.harness import POLICY, Team
+from tests.world import key_env
 
 pytestmark = pytest.mark.slow
 
@@ -41,27 +43,18 @@ ROLE_MAKER = {
     "Action": ["iam:CreateRole", "iam:PutRolePolicy", "sts:AssumeRole", "sts:GetCallerIdentity"],
     "Resource": "*",
 }
-BROKER_POLICY = f"""
-version = 1
-
-[identities]
-"arn:aws:iam::{ACCOUNT}:user/long-one" = "{LONG_ONE}"
-"arn:aws:iam::{ACCOUNT}:user/long-two" = "{LONG_TWO}"
-
-[groups]
-sre = ["{BOB}", "{CAROL}"]
-
-[roles.prod-readonly]
-arn = "arn:aws:iam::{ACCOUNT}:role/jit-prod-readonly"
-max_duration = "2h"
-
-[roles.prod-readonly.on_call]
-escalation_policies = ["PEP1234"]
-
-[roles.prod-readonly.approval]
-approvers = ["group:sre"]
-request_ttl = "30m"
-"""
+# The broker world's policy in this account, its identities the two long names, no region.
+BROKER_POLICY = (
+    broker_world.POLICY.replace(broker_world.ACCOUNT, ACCOUNT)
+    .replace(
+        f'"arn:aws:iam::{ACCOUNT}:user/bob-admin" = "bob@example.com"',
+        f'"arn:aws:iam::{ACCOUNT}:user/long-one" = "{LONG_ONE}"\n'
+        f'"arn:aws:iam::{ACCOUNT}:user/long-two" = "{LONG_TWO}"',
+    )
+    .replace(
+        'region = "eu-west-1"  # the client (AWS_REGION us-east-1) learns it from the broker\n', ""
+    )
+)
 
 
 def _doc(*statements: dict[str, Any]) -> str:
@@ -69,11 +62,7 @@ def _doc(*statements: dict[str, Any]) -> str:
 
 
 def _keys(creds: dict[str, Any]) -> dict[str, str]:
-    return {
-        "AWS_ACCESS_KEY_ID": creds["AccessKeyId"],
-        "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
-        "AWS_SESSION_TOKEN": creds["SessionToken"],
-    }
+    return key_env(creds)
 
 
 def _on_call(pd: Any, pd_id: str) -> None:
@@ -88,31 +77,17 @@ def _on_call(pd: Any, pd_id: str) -> None:
 def world(tmp_path_factory, pd_certs) -> Iterator[BrokerWorld]:
     """A broker in its own account and moto server. alice may create roles there; alice and
     bob may assume roles (bob's stand for Identity Center signing him in)."""
-    from moto.server import ThreadedMotoServer
-
-    from tests.pdsim import PagerDutySim
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
     root = tmp_path_factory.mktemp("who")
-    try:
-        with PagerDutySim(pd_certs) as pd:
-            w = BrokerWorld(
-                root, f"http://{host}:{port}", pd, account=ACCOUNT, policy=BROKER_POLICY
+    with own_world(root, pd_certs, account=ACCOUNT, policy=BROKER_POLICY) as w:
+        for name, person in (("long-one", LONG_ONE), ("long-two", LONG_TWO)):
+            w.user(name, {"Version": "2012-10-17", "Statement": [WHOAMI]})
+            w.pd_ids[person] = w.pd.add_user(person)
+        for person in (ALICE, BOB):
+            w.iam.put_user_policy(
+                UserName=person, PolicyName="roles", PolicyDocument=_doc(ROLE_MAKER)
             )
-            w.build()  # enforcement off: the admin sets the account up
-            for name, person in (("long-one", LONG_ONE), ("long-two", LONG_TWO)):
-                w.user(name, {"Version": "2012-10-17", "Statement": [WHOAMI]})
-                w.pd_ids[person] = pd.add_user(person)
-            for person in (ALICE, BOB):
-                w.iam.put_user_policy(
-                    UserName=person, PolicyName="roles", PolicyDocument=_doc(ROLE_MAKER)
-                )
-            with w.serving():
-                yield w
-    finally:
-        server.stop()
+        with w.serving():
+            yield w
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import json
 import multiprocessing
 import os
 import stat
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -420,14 +420,7 @@ def test_cli_a_torn_tail_blocks_nothing_and_verify_names_it(tmp_path, moto_serve
     table = f"jitctl-audit-{os.urandom(4).hex()}"
     team.config.write_text(team.config.read_text() + f'[audit]\ntable = "{table}"\n')
     assert team.run(alice, "init").returncode == 0
-    now = datetime.now(UTC)
-    pd_sim.add_oncall(
-        team.pd_user(alice),
-        "PEP1234",
-        1,
-        start=now - timedelta(hours=1),
-        end=now + timedelta(hours=4),
-    )
+    team.on_call(alice)
     out = team.run(alice, "request", "prod-readonly", "--reason", "INC-1")
     assert out.returncode == 0, out.stderr
     path = team.audit_log(alice)

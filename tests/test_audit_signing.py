@@ -406,7 +406,7 @@ def test_bad_audit_settings_are_one_line_config_errors(tmp_path, body, words):
 
 def test_verify_report_is_one_json_verdict(tmp_path, aws_env, key):
     """What the broker returns for `audit verify --remote`: a JSON document, not an exception."""
-    from jitctl.audit.central import verify_report
+    from jitctl.audit.verify import verify_report
     from jitctl.context import Environment
 
     table = unique("t")

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
-import sys
-import time
 from datetime import UTC, datetime
 
 import boto3
@@ -24,6 +21,7 @@ from jitctl.aws import (
     tag_value,
 )
 from jitctl.errors import AwsUnavailable, ExitCode, UsageError
+from tests.conftest import moto_process
 from tests.harness import iam_keys
 
 ROLE = "arn:aws:iam::123456789012:role/prod-readonly"
@@ -184,27 +182,8 @@ def test_no_credentials_is_a_usage_error(monkeypatch, aws_env, tmp_path):
 @pytest.fixture(scope="module")
 def enforcing_moto():
     """A moto server that enforces IAM after setup, so STS really refuses (AccessDenied)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="4")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    with moto_process(open_calls=4) as url:
+        yield url
 
 
 def test_sts_refusal_is_exit_5_naming_the_trust_policy(enforcing_moto, monkeypatch, aws_env):
@@ -251,7 +230,6 @@ def test_sts_refusal_is_exit_5_naming_the_trust_policy(enforcing_moto, monkeypat
 def test_an_sso_profile_without_a_login_is_exit_2_with_the_login_command(tmp_path):
     """Not "AWS unreachable" (exit 5, which runbooks retry): the fix is to log in."""
     import shutil
-    import subprocess
 
     from tests.conftest import clean_env
 
@@ -281,7 +259,6 @@ def test_an_sso_profile_without_a_login_is_exit_2_with_the_login_command(tmp_pat
 def _jitctl_without_login(tmp_path, *args: str, **aws: str):
     """The installed CLI on a machine whose only AWS settings are ``aws`` (no config files)."""
     import shutil
-    import subprocess
 
     from tests.conftest import clean_env
 

@@ -14,13 +14,8 @@ import pytest
 from jitctl.policy.load import check_policy
 from tests.conftest import notify_to
 from tests.harness import Team
+from tests.world import ALICE, BOB, CAROL, DAVE
 
-ALICE, BOB, CAROL, DAVE = (
-    "alice@example.com",
-    "bob@example.com",
-    "carol@example.com",
-    "dave@example.com",
-)
 POLICY = """
 version = 1
 
@@ -187,26 +182,15 @@ max_duration = "30m"
 def world(tmp_path_factory, pd_certs):
     """A broker over its own moto server and PagerDuty simulator; requesters hold no AWS
     permissions and the role trusts the broker alone."""
-    from moto.server import ThreadedMotoServer
+    from tests.broker_world import own_world, trust_broker_only
 
-    from tests.broker_world import BrokerWorld, trust_broker_only
-    from tests.pdsim import PagerDutySim
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    with PagerDutySim(pd_certs) as pd:
-        root = tmp_path_factory.mktemp("broker-glass")
-        w = BrokerWorld(
-            root, f"http://{host}:{port}", pd, account=BROKER_ACCOUNT, policy=BROKER_POLICY
-        )
-        w.build()
+    root = tmp_path_factory.mktemp("broker-glass")
+    with own_world(root, pd_certs, account=BROKER_ACCOUNT, policy=BROKER_POLICY) as w:
         w.iam.create_role(
             RoleName="jit-prod-admin", AssumeRolePolicyDocument=trust_broker_only(w.broker_arn)
         )
         with w.serving():
             yield w
-    server.stop()
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ import pytest
 
 from jitctl.timeutil import parse_rfc3339
 from tests.broker_world import BrokerWorld, broker_policy, own_world
+from tests.world import key_env
 
 pytestmark = pytest.mark.slow
 
@@ -44,11 +45,7 @@ class RoleBrokerWorld(BrokerWorld):
             sts = self._as_broker_user("sts")
             arn = f"arn:aws:iam::{self.account}:role/{EXECUTION_ROLE}"
             creds = sts.assume_role(RoleArn=arn, RoleSessionName="lambda")["Credentials"]
-            self.session = {
-                "AWS_ACCESS_KEY_ID": creds["AccessKeyId"],
-                "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
-                "AWS_SESSION_TOKEN": creds["SessionToken"],
-            }
+            self.session = key_env(creds)
         return self.session
 
     def _as_broker_user(self, service: str) -> Any:
@@ -72,14 +69,7 @@ def world(tmp_path_factory, pd_certs) -> Iterator[RoleBrokerWorld]:
 
 
 def test_the_broker_cuts_a_grant_to_an_hour_and_says_why(world: RoleBrokerWorld) -> None:
-    now = datetime.now(UTC)
-    world.pd.add_oncall(
-        world.pd_ids[ALICE],
-        "PEP1234",
-        1,
-        start=now - timedelta(hours=1),
-        end=now + timedelta(hours=4),
-    )
+    world.on_call(ALICE)
     out = world.run(ALICE, "request", "prod-readonly", "--reason", "INC-1", "--duration", "2h")
     assert out.returncode == 0, out.stderr
     assert "role chaining" in out.stderr and "1h, not 2h" in out.stderr
@@ -104,14 +94,7 @@ def test_the_brokers_audit_verify_says_whether_its_tail_is_anchored(world: RoleB
     """`audit verify` runs on the broker, over its own local log: unanchored alone, anchored
     with --remote, and a broker log missing its newest records fails against the central copy."""
     carol = "carol@example.com"
-    on_call_now = datetime.now(UTC)
-    world.pd.add_oncall(
-        world.pd_ids[ALICE],
-        "PEP1234",
-        1,
-        start=on_call_now - timedelta(hours=1),
-        end=on_call_now + timedelta(hours=4),
-    )
+    world.on_call(ALICE)
     assert world.run(ALICE, "request", "prod-readonly", "--reason", "INC-2").returncode == 0
     alone = json.loads(world.run(carol, "audit", "verify", "--json").stdout)
     assert alone["anchored"] is False and "not anchored" in alone["anchor_note"]

@@ -18,8 +18,8 @@ import pytest
 from jitctl.broker.trustcheck import analyse, check_gate
 from jitctl.errors import UsageError
 from jitctl.policy.load import load_policy
-from tests.conftest import clean_env
-from tests.test_deploy import TRUST_TEMPLATE, client, enforce, own_moto
+from tests.conftest import clean_env, enforce, moto_process
+from tests.test_deploy import TRUST_TEMPLATE, client
 
 ACCOUNT = "123456789012"
 BROKER = f"arn:aws:iam::{ACCOUNT}:role/jitctl-broker"
@@ -253,7 +253,7 @@ def user_with(iam, name: str, action: str) -> tuple[str, str]:
 
 def test_a_checker_without_iam_get_role_proves_nothing(tmp_path):
     """With IAM enforced, a checker denied iam:GetRole gets "cannot check", never ✓."""
-    with own_moto() as url:
+    with moto_process() as url:
         iam = client("iam", url)
         broker = f"arn:aws:iam::{ACCOUNT}:role/jitctl-broker"
         document = json.dumps(gated_template(broker))

@@ -12,13 +12,14 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from tests.broker_world import AUDIT_TABLE, SERVER_ID, TABLE, BrokerWorld, own_world
+from tests.world import export, key_env
 
 pytestmark = pytest.mark.slow
 
@@ -35,12 +36,6 @@ def _enforced(enforcing) -> None:
     """Every test here runs with moto's IAM enforcement on (conftest.enforcing)."""
 
 
-def on_call(world: BrokerWorld, email: str) -> None:
-    now = datetime.now(UTC)
-    start, end = now - timedelta(hours=1), now + timedelta(hours=4)
-    world.pd.add_oncall(world.pd_ids[email], "PEP1234", 1, start=start, end=end)
-
-
 def profile_keys(world: BrokerWorld, person: str, profile: str) -> dict[str, str]:
     ini = configparser.RawConfigParser()
     ini.read(world.root / "home" / person / ".aws" / "credentials")
@@ -48,7 +43,7 @@ def profile_keys(world: BrokerWorld, person: str, profile: str) -> dict[str, str
 
 
 def test_on_call_fast_path_through_the_broker(world):
-    on_call(world, "alice@example.com")
+    world.on_call("alice@example.com")
     out = world.run("alice@example.com", "request", "prod-readonly", "--reason", "INC-1", "--json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
@@ -225,8 +220,7 @@ def function_url_event(world, person, method, path, body=b"", access_key=None) -
 def test_the_lambda_handler_serves_a_function_url_event(world, monkeypatch):
     from jitctl.broker import aws_lambda
 
-    for key, value in world.broker_env().items():
-        monkeypatch.setenv(key, value)
+    export(monkeypatch, world.broker_env())  # as the broker
     monkeypatch.setattr(aws_lambda, "_broker", None)  # a cold start with this environment
     event = function_url_event(world, "carol@example.com", "GET", "/v1/requests?limit=5")
     answer = aws_lambda.handler(event)
@@ -261,7 +255,7 @@ def test_doctor_whoami_and_roles_ask_the_broker(world):
 
 
 def test_the_broker_writes_a_signed_trail_requesters_cannot(world):
-    on_call(world, "alice@example.com")
+    world.on_call("alice@example.com")
     done = world.run("alice@example.com", "request", "prod-readonly", "--reason", "INC-7", "--json")
     assert done.returncode == 0, done.stderr
     rid = json.loads(done.stdout)["request_id"]
@@ -355,7 +349,7 @@ def test_an_untrusted_or_foreign_tls_endpoint_is_not_a_broker(world):
 
 
 def test_grants_come_from_the_broker(world):
-    on_call(world, "alice@example.com")
+    world.on_call("alice@example.com")
     done = world.run("alice@example.com", "request", "prod-readonly", "--reason", "INC-8", "--json")
     assert done.returncode == 0, done.stderr
     rid = json.loads(done.stdout)["request_id"]
@@ -388,10 +382,7 @@ def test_a_colleagues_name_in_another_account_is_nobody(world):
         )
         iam.create_user(UserName="bob@example.com")
         key = iam.create_access_key(UserName="bob@example.com")["AccessKey"]
-    world.keys["mallory"] = {
-        "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
-        "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
-    }
+    world.keys["mallory"] = key_env(key)
     out = world.run("mallory", "whoami")
     assert out.returncode == 3, out.stderr
     assert "account 210987654321 are not served by this broker" in out.stderr
@@ -418,8 +409,7 @@ def test_the_requester_cannot_approve_through_a_second_principal(world):
 def test_a_misconfigured_lambda_broker_serves_nobody_and_says_so_once(world, monkeypatch):
     from jitctl.broker import aws_lambda
 
-    for key, value in world.broker_env().items():
-        monkeypatch.setenv(key, value)
+    export(monkeypatch, world.broker_env())  # as the broker
     monkeypatch.setenv("JITCTL_CONFIG_TOML", "[broker]\nurl = 'https://x.example'\n")
     monkeypatch.setattr(aws_lambda, "_broker", None)
     answer = aws_lambda.handler(function_url_event(world, "carol@example.com", "GET", "/v1/whoami"))
@@ -436,7 +426,7 @@ def test_exec_reuse_is_checked_and_recorded_by_the_broker(world):
     import re
     import sys
 
-    on_call(world, "alice@example.com")
+    world.on_call("alice@example.com")
     argv = ["exec", "prod-readonly", "--reason", "INC-12", "--", sys.executable, "-c", SHOW_KEY]
     first = world.run("alice@example.com", *argv)
     assert first.returncode == 0, first.stderr
@@ -457,7 +447,7 @@ def test_console_through_the_broker(world):
 
     from tests.federation_sim import FederationSim
 
-    on_call(world, "alice@example.com")
+    world.on_call("alice@example.com")
     with FederationSim(world.moto) as federation:
         out = world.run(
             "alice@example.com",

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from jitctl.errors import ExitCode
-from tests.broker_world import ACCOUNT, POLICY, TABLE, BrokerWorld
+from tests.broker_world import TABLE, BrokerWorld, own_world
 from tests.test_broker_e2e import _enforcement_off, send, signed
+from tests.world import export
 
 pytestmark = pytest.mark.slow
 ENDPOINTS_ACCOUNT = "444400004444"
@@ -28,26 +29,11 @@ ALICE, BOB, CAROL, DAVE = (f"{n}@example.com" for n in ("alice", "bob", "carol",
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, pd_certs) -> Iterator[BrokerWorld]:
-    from moto.server import ThreadedMotoServer
-
-    from tests.pdsim import PagerDutySim
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    with PagerDutySim(pd_certs) as pd:
-        w = BrokerWorld(
-            tmp_path_factory.mktemp("endpoints"),
-            f"http://{host}:{port}",
-            pd,
-            account=ENDPOINTS_ACCOUNT,  # a world of its own: moto's state is shared per process
-            policy=POLICY.replace(ACCOUNT, ENDPOINTS_ACCOUNT),
-        )
-        w.build()
+    # an account of its own: moto's state is shared per process
+    with own_world(tmp_path_factory.mktemp("endpoints"), pd_certs, account=ENDPOINTS_ACCOUNT) as w:
         w.user(DAVE)  # no AWS permissions, not in the policy's groups
         with w.serving():
             yield w
-    server.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -298,8 +284,7 @@ def test_the_lambda_broker_refuses_a_body_over_64_kib_as_bad_input(world, monkey
     from jitctl.broker.handler import MAX_BODY
     from tests.test_broker_e2e import function_url_event
 
-    for key, value in world.broker_env().items():
-        monkeypatch.setenv(key, value)
+    export(monkeypatch, world.broker_env())  # as the broker
     monkeypatch.setattr(aws_lambda, "_broker", None)  # a cold start with this environment
     event = function_url_event(world, ALICE, "POST", "/v1/requests", _too_big())
     answer = aws_lambda.handler(event)

@@ -12,13 +12,10 @@ import base64
 import json
 import os
 import sqlite3
-import ssl
 import stat
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +36,7 @@ from jitctl.broker.proof import (
     verify_proof,
 )
 from jitctl.errors import AwsUnavailable, ConfigError, ExitCode, UsageError
+from tests.conftest import loopback_moto
 
 NOW = datetime(2026, 11, 28, 4, 0, tzinfo=UTC)
 SERVER_ID = "jitctl-test-broker"
@@ -60,12 +58,11 @@ def iam_moto() -> Iterator[dict[str, Any]]:
     """A separate moto server holding alice, bob and a role alice assumed. They are created
     while enforcement is still off (the admin calls need no real credentials then); each test
     that needs signatures checked switches enforcement on with ``enforcing``."""
-    from moto.server import ThreadedMotoServer
+    with loopback_moto() as url:
+        yield _proof_world(url)
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
+
+def _proof_world(url: str) -> dict[str, Any]:
     kw = {"endpoint_url": url, "region_name": REGION, "aws_access_key_id": "AKIAADMIN0000000"}
     iam = boto3.client("iam", aws_secret_access_key="admin", **kw)
     # moto's state is shared by the whole process, and tests/test_proof_guards.py builds this
@@ -107,8 +104,7 @@ def iam_moto() -> Iterator[dict[str, Any]]:
         region_name=REGION,
     )
     session = sts.assume_role(RoleArn=role["Arn"], RoleSessionName="ops-session")["Credentials"]
-    yield {"url": url, "keys": keys, "session": session}
-    server.stop()
+    return {"url": url, "keys": keys, "session": session}
 
 
 @pytest.fixture
@@ -131,51 +127,6 @@ def enforcing(iam_moto: dict[str, Any]) -> Iterator[dict[str, Any]]:
             os.environ.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)
         else:
             os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = old
-
-
-class _Recorder(BaseHTTPRequestHandler):
-    """A fake endpoint: counts requests and answers with the server's canned response."""
-
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-        self.server.hits += 1  # type: ignore[attr-defined]
-        status, headers, body = self.server.answer  # type: ignore[attr-defined]
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def fake_http() -> Iterator[Any]:
-    """Start local fake endpoints: fake_http(status, headers, body) -> server (.url, .hits)."""
-    servers: list[ThreadingHTTPServer] = []
-
-    def start(
-        status: int, headers: dict[str, str], body: bytes, tls: Any = None
-    ) -> ThreadingHTTPServer:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-        server.hits = 0  # type: ignore[attr-defined]
-        server.answer = (status, headers, body)  # type: ignore[attr-defined]
-        scheme = "http"
-        if tls is not None:  # jitctl.demo.tls CertFiles: a certificate from a throwaway CA
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            context.load_cert_chain(tls.cert, tls.key)
-            server.socket = context.wrap_socket(server.socket, server_side=True)
-            scheme = "https"
-        server.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
 
 
 def creds(key: dict[str, str], secret: str | None = None, token: str | None = None) -> Any:

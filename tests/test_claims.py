@@ -16,9 +16,9 @@ from jitctl.lifecycle.decisions import approve
 from jitctl.lifecycle.flow import issue, submit
 from jitctl.store.claims import CLAIM_LEASE, IssueInProgress
 from jitctl.store.step import TransitionError
+from jitctl.wiring import choose_service
 from tests.conftest import FixedClock
 from tests.harness import existing_role
-from tests.test_flow import use_identity
 from tests.test_store import BOB, T0, ddb, dynamo, make_req, sqlite  # noqa: F401
 
 ALICE = "alice@example.com"
@@ -136,7 +136,7 @@ def test_only_approved_or_issued_requests_are_claimed(backend: Any) -> None:
 
 
 def env_at(team, user: str, at: datetime) -> Environment:
-    return Environment(environ=team.env(user), clock=FixedClock(at))
+    return Environment(service_factory=choose_service, environ=team.env(user), clock=FixedClock(at))
 
 
 def assume_role_calls(env: Environment) -> list[dict]:
@@ -150,12 +150,12 @@ def assume_role_calls(env: Environment) -> list[dict]:
 def peer_approved(team, monkeypatch, start: datetime, duration: timedelta) -> str:
     """Alice's request, approved by Bob; boto3 acts as Alice afterwards."""
     team.pd_user(ALICE)
-    use_identity(monkeypatch, team, ALICE)
+    team.act_as(monkeypatch, ALICE)
     alice = env_at(team, ALICE, start)
     req = submit(alice, role_name="prod-readonly", reason="INC-7", duration=duration).request
-    use_identity(monkeypatch, team, BOB)
+    team.act_as(monkeypatch, BOB)
     approve(env_at(team, BOB, start), req.request_id, reason=None)
-    use_identity(monkeypatch, team, ALICE)
+    team.act_as(monkeypatch, ALICE)
     return req.request_id
 
 

@@ -7,7 +7,6 @@ import io
 import json
 import uuid
 
-import boto3
 import pytest
 
 from jitctl.audit.log import record_hash
@@ -18,13 +17,7 @@ ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@example.com"
 
 
 def _aws(team: Team, service: str):
-    return boto3.client(
-        service,
-        endpoint_url=team.moto,
-        region_name="us-east-1",
-        aws_access_key_id="AKIAADMIN",
-        aws_secret_access_key="x",
-    )
+    return team.admin_client(service)
 
 
 def _audit_config(team: Team, *, table: str | None, bucket: str | None, extra: str = "") -> None:

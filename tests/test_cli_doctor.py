@@ -75,14 +75,7 @@ def test_whoami_lists_current_on_calls(team):
 
 
 def test_roles_shows_what_would_fast_track(team):
-    now = datetime.now(UTC)
-    team.pd.add_oncall(
-        team.pd_user(ALICE),
-        "PEP1234",
-        1,
-        start=now - timedelta(hours=1),
-        end=now + timedelta(hours=2),
-    )
+    team.on_call(ALICE, 2)
     out = team.run(ALICE, "roles", "--json")
     assert out.returncode == 0, out.stderr
     rows = {r["role"]: r for r in json.loads(out.stdout)}

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -24,14 +23,7 @@ WHO = "import boto3; print(boto3.client('sts').get_caller_identity()['Arn'])"
 @pytest.fixture
 def team(team, pd_sim) -> Team:
     """The shared team, with Alice on call."""
-    now = datetime.now(UTC)
-    pd_sim.add_oncall(
-        team.pd_user(ALICE),
-        "PEP1234",
-        1,
-        start=now - timedelta(hours=1),
-        end=now + timedelta(hours=4),
-    )
+    team.on_call(ALICE)
     return team
 
 

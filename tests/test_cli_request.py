@@ -15,14 +15,7 @@ ALICE = "alice@example.com"
 
 
 def on_call(team: Team, email: str, level: int = 1, ep: str = "PEP1234", hours: float = 6) -> None:
-    now = datetime.now(UTC)
-    team.pd.add_oncall(
-        team.pd_user(email),
-        ep,
-        level,
-        start=now - timedelta(hours=1),
-        end=now + timedelta(hours=hours),
-    )
+    team.on_call(email, hours, policy=ep, level=level)
 
 
 def test_on_call_gets_working_scoped_credentials(team):

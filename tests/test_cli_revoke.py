@@ -10,7 +10,6 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pytest
 
 from jitctl.credentials.profiles import read_profile
@@ -41,25 +40,12 @@ def team(team, iam_role: str) -> Team:
 
 
 def iam(team: Team):
-    return boto3.client(
-        "iam",
-        endpoint_url=team.moto,
-        region_name="us-east-1",
-        aws_access_key_id="AKIAADMIN",
-        aws_secret_access_key="x",
-    )
+    return team.admin_client("iam")
 
 
 def granted(team: Team, user: str = ALICE) -> str:
     """``user`` is on call and gets prod-readonly at once; returns the request id."""
-    now = datetime.now(UTC)
-    team.pd.add_oncall(
-        team.pd_user(user),
-        "PEP1234",
-        1,
-        start=now - timedelta(hours=1),
-        end=now + timedelta(hours=6),
-    )
+    team.on_call(user, 6)
     out = team.run(user, "request", "prod-readonly", "--reason", "INC-77 db down", "--json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)

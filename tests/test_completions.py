@@ -165,16 +165,7 @@ ALICE, BOB = "alice@example.com", "bob@example.com"
 @pytest.fixture
 def requests_made(team):
     """alice on call: an issued prod-readonly grant; and a pending prod-admin request."""
-    from datetime import UTC, datetime, timedelta
-
-    now = datetime.now(UTC)
-    team.pd.add_oncall(
-        team.pd_user(ALICE),
-        "PEP1234",
-        1,
-        start=now - timedelta(hours=1),
-        end=now + timedelta(hours=6),
-    )
+    team.on_call(ALICE, 6)
     issued = team.run(ALICE, "request", "prod-readonly", "--reason", "INC-1 lag", "--no-wait")
     pending = team.run(ALICE, "request", "prod-admin", "--reason", "INC-1 failover", "--no-wait")
     assert issued.returncode == 0 and pending.returncode == 0, issued.stderr + pending.stderr

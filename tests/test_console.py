@@ -34,9 +34,7 @@ def federation(moto_server) -> Iterator[FederationSim]:
 
 @pytest.fixture
 def team(team: Team, pd_sim) -> Team:
-    now = datetime.now(UTC)
-    start, end = now - timedelta(hours=1), now + timedelta(hours=3)
-    pd_sim.add_oncall(team.pd_user(ALICE), "PEP1234", 1, start=start, end=end)
+    team.on_call(ALICE, 3)
     return team
 
 

@@ -379,20 +379,12 @@ def test_a_symlinked_lock_file_is_refused_and_its_target_untouched(
 
 
 def test_cli_refuses_a_symlinked_credentials_lock_in_one_line(tmp_path, moto_server, pd_sim):
-    from datetime import timedelta
 
     from tests.harness import Team
 
     alice = "alice@example.com"
     team = Team(tmp_path, moto_server, pd_sim)
-    now = datetime.now(UTC)
-    pd_sim.add_oncall(
-        team.pd_user(alice),
-        "PEP1234",
-        1,
-        start=now - timedelta(hours=1),
-        end=now + timedelta(hours=4),
-    )
+    team.on_call(alice)
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
     lock = team.credentials_file(alice).with_name("credentials.lock")

@@ -6,19 +6,15 @@ from __future__ import annotations
 
 import io
 import json
-import uuid
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pytest
 
-from jitctl import models
 from jitctl.cli.main import run
 from jitctl.context import Environment
-from jitctl.lifecycle.request_rules import new_request_id
-from jitctl.models import AccessRequest
 from tests.conftest import FixedClock
-from tests.harness import ACCOUNT, ADMIN_KEYS, POLICY, Team
+from tests.harness import Team, own_role_team
+from tests.world import stored_request
 
 ALICE = "alice@example.com"
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -26,36 +22,18 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 
 def put_grant(env: Environment, *, issued_ago: int, lasts: int = 60) -> str:
     """A grant issued to Alice ``issued_ago`` minutes before NOW, straight into the store."""
-    at = NOW - timedelta(minutes=issued_ago)
-    req = AccessRequest(
-        request_id=new_request_id(),
-        role="prod-readonly",
-        requester=ALICE,
-        requester_arn=f"arn:aws:iam::{ACCOUNT}:user/{ALICE}",
-        reason="INC-7",
-        duration_seconds=lasts * 60,
-        status=models.APPROVED,
-        approval=models.ON_CALL,
-        created_at=at,
-        expires_at=at + timedelta(minutes=30),
-        decided_at=at,
+    at, lasting = NOW - timedelta(minutes=issued_ago), timedelta(minutes=lasts)
+    return stored_request(
+        env, ALICE, at=at, reason="INC-7", duration_seconds=lasts * 60, issued_for=lasting
     )
-    env.store.create(req)
-    env.store.mark_issued(
-        req.request_id, now=at, credentials_expire_at=at + timedelta(minutes=lasts)
-    )
-    return req.request_id
 
 
 @pytest.fixture
 def world(tmp_path, moto_server, pd_sim, monkeypatch):
     """Alice's four grants: expired, cut off by a later revocation, that revocation, live."""
     team = Team(tmp_path, moto_server, pd_sim)
-    for key, value in team.env(ALICE).items():
-        if key.startswith(("AWS_", "JITCTL_", "XDG_")) or key == "HOME":
-            monkeypatch.setenv(key, value)
+    env = team.act_as(monkeypatch, ALICE, FixedClock(NOW))
     monkeypatch.setenv("COLUMNS", "200")  # a table row on one line
-    env = Environment(environ=team.env(ALICE), clock=FixedClock(NOW))
     ids = {
         "expired": put_grant(env, issued_ago=90),
         "cut": put_grant(env, issued_ago=20),
@@ -141,20 +119,8 @@ def test_through_the_cli_a_grant_cut_off_by_a_later_revocation_reads_cut_off(
 ):
     """Two on-call grants; revoking the second cuts the first off in AWS, and `list` and
     `status` (the installed CLI, as Alice) say so."""
-    role = f"dead-{uuid.uuid4().hex[:8]}"  # an IAM role of its own, for revoke to deny on
-    team = Team(
-        tmp_path, moto_server, pd_sim, policy=POLICY.replace("role/prod-readonly", f"role/{role}")
-    )
-    iam = boto3.client("iam", endpoint_url=moto_server, region_name="us-east-1", **ADMIN_KEYS)
-    iam.create_role(RoleName=role, AssumeRolePolicyDocument="{}")
-    now = datetime.now(UTC)
-    pd_sim.add_oncall(
-        team.pd_user(ALICE),
-        "PEP1234",
-        1,
-        start=now - timedelta(hours=1),
-        end=now + timedelta(hours=3),
-    )
+    team = own_role_team(tmp_path, moto_server, pd_sim, "dead")
+    team.on_call(ALICE, 3)
     first, second = (
         json.loads(
             team.run(ALICE, "request", "prod-readonly", "--reason", r, "--fresh", "--json").stdout

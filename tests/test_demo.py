@@ -21,7 +21,8 @@ import pytest
 from jitctl.demo.broker_story import DIRECT_ASSUME
 from jitctl.demo.broker_story import ROLE_ARN as BROKER_ROLE_ARN
 from jitctl.demo.gate import TARGET_TRUST_TEMPLATE, target_trust_policy
-from jitctl.demo.story import Story, shell_quote
+from jitctl.demo.stage import shell_quote
+from jitctl.demo.story import Story
 from jitctl.demo.team import POLICY, TRUST_POLICY_TEMPLATE, trust_policy
 from tests.conftest import clean_env
 
@@ -74,7 +75,9 @@ def test_the_story_plays_end_to_end(tmp_path):
     assert story.count("hash chain intact") == 4
     assert_the_broker_chapter(story, kept)
     assert_the_incident_chapter(story, kept)
-    assert "All 11 steps behaved as expected" in story
+    assert "All 13 steps behaved as expected" in story
+    assert_the_slack_chapter(story)
+    assert_the_identity_center_step(story, kept)
     # --keep: the files stay, in the directory named; the real home was never touched.
     assert (kept / "config.toml").is_file() and (kept / "policies" / "team.toml").is_file()
     events = [
@@ -84,6 +87,17 @@ def test_the_story_plays_end_to_end(tmp_path):
     assert events == ["requested", "pending", "approved", "issued"]
     assert files_under(Path(env["HOME"])) == []
     assert files_under(Path(env["TMPDIR"])) == []
+
+
+def assert_the_identity_center_step(story: str, kept: Path) -> None:
+    """alice, on call, gets the demo's permission set through the broker: assigned, no keys."""
+    step = story[story.index("# 12. IAM Identity Center: a permission set") :]
+    assert "prod-sso: permission set ProdSupport assigned in account 210987654321" in step
+    records = [
+        json.loads(line) for line in (kept / "broker" / "audit.jsonl").read_text().splitlines()
+    ]
+    assigned = [r for r in records if r["event"] == "assigned"]
+    assert [(r["person"], r["assignment"]) for r in assigned] == [("alice@example.com", "present")]
 
 
 def assert_the_incident_chapter(story: str, kept: Path) -> None:
@@ -205,7 +219,8 @@ def test_serve_exports_an_environment_and_stops_on_ctrl_c(tmp_path, monkeypatch)
         text=True,
     )
     try:
-        lines = Lines(proc.stdout).until("# ready")
+        reader = Lines(proc.stdout)
+        lines = reader.until("# ready")
         # issue 21 item 18: every persona's file (alice's too, to switch back), and the truth
         # about revocation without IAM enforcement
         sourced = [ln.split(": source ")[0].strip("# ") for ln in lines if ": source " in ln]
@@ -266,6 +281,22 @@ def test_serve_exports_an_environment_and_stops_on_ctrl_c(tmp_path, monkeypatch)
         )
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert "as the broker sees you" in checked.stdout + checked.stderr
+        # Slack's stand-in: what the broker posts is shown; the printed command clicks as bob.
+        asked = subprocess.run(
+            [EXE, "request", "prod-admin", "--reason", "rehearse", "--no-wait"],
+            env={**shell, "JITCTL_CONFIG": client_config},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert asked.returncode == 0, asked.stderr
+        rid = asked.stdout.strip()
+        reader.until(f"  │ Request `{rid}`")
+        clicker = next(ln for ln in lines if "-m jitctl.demo.slacksim approve" in ln)
+        argv = shlex.split(clicker.lstrip("# ").replace("REQUEST_ID", rid))
+        clicked = subprocess.run(argv, env=shell, capture_output=True, text=True, timeout=60)
+        assert clicked.returncode == 0 and "HTTP 200" in clicked.stdout, clicked
+        reader.until("  │ Approvals so far 1 of 2 (bob@example.com)")
         ports = [
             int(exports["AWS_ENDPOINT_URL"].rsplit(":", 1)[1]),
             int(next(ln for ln in lines if "PagerDuty https://" in ln).rsplit(":", 1)[1]),
@@ -372,3 +403,14 @@ def test_a_role_says_break_glass_only_when_its_policy_allows_it(text):
     for name, role in tomllib.loads(text)["roles"].items():
         says = "break-glass" in role.get("description", "").lower()
         assert says == ("break_glass" in role), name
+
+
+def assert_the_slack_chapter(story: str) -> None:
+    """Chapter 12: the message rendered, bob's signed click taken, the buttons gone."""
+    chapter = story[story.index("# 12. approve from Slack") :]
+    assert "alice$ jitctl request prod-admin --reason" in chapter
+    assert chapter.count("[ Approve ]  [ Deny ]") == 2  # before and after bob's approval
+    assert "/v1/slack/interactions -> HTTP 200" in chapter
+    assert "Approvals so far 1 of 2 (bob@example.com)" in chapter
+    assert "(no buttons)" in chapter and "Approved by carol@example.com" in chapter
+    assert "Approved and issued by carol@example.com" in chapter

@@ -15,15 +15,12 @@ null, which its IAM validator rejects: so the stacks here are created with a Pag
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import io
 import json
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import tomllib
 import uuid
 import zipfile
@@ -33,8 +30,9 @@ from typing import Any
 
 import boto3
 import pytest
-import requests
 from botocore.exceptions import ClientError
+
+from tests.conftest import enforce, moto_process
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "deploy" / "broker.yaml"
@@ -185,6 +183,10 @@ def test_requests_table_has_the_stores_keys_and_indexes(moto_server, stack):
         ("requester", "HASH"),
         ("created_at", "RANGE"),
     ]
+    assert keys(indexes["status-index"]["KeySchema"]) == [
+        ("status", "HASH"),
+        ("created_at", "RANGE"),
+    ]
     assert {ix["Projection"]["ProjectionType"] for ix in indexes.values()} == {"ALL"}
 
 
@@ -197,7 +199,7 @@ def test_the_store_uses_the_stacks_table_as_is(moto_server, stack, aws_env):
     store = DynamoStore(stack["RequestsTableName"], clients.client, poll_interval=0.05)
     store.init()  # raises if the table were keyed differently
     table = describe(moto_server, stack["RequestsTableName"])
-    assert len(table["GlobalSecondaryIndexes"]) == 2
+    assert len(table["GlobalSecondaryIndexes"]) == 3
 
 
 def test_nonce_and_audit_tables(moto_server, stack):
@@ -335,7 +337,7 @@ def test_url_is_for_this_account_and_housekeeping_for_its_rule(moto_server, stac
         "AWS:SourceArn"
     ]
     rule = events.describe_rule(Name=rule_arn.rsplit("/", 1)[1])
-    assert rule["ScheduleExpression"] == "rate(5 minutes)" and rule["State"] == "ENABLED"
+    assert rule["ScheduleExpression"] == "rate(1 minute)" and rule["State"] == "ENABLED"
     (target,) = events.list_targets_by_rule(Rule=rule["Name"])["Targets"]
     assert json.loads(target["Input"]) == {"jitctl": "housekeeping"}
     assert target["Arn"].endswith(f":function:{stack['BrokerFunctionName']}")
@@ -354,39 +356,11 @@ def test_with_an_org_id_the_url_is_for_the_organization(moto_server):
 # --------------------------------------------------------------------- with IAM enforced
 
 
-@contextlib.contextmanager
-def own_moto() -> Iterator[str]:
-    """A moto server of our own (IAM enforcement is process-wide, so not the shared one):
-    open for setup; `enforce(url)` switches IAM enforcement on from then."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def enforce(url: str) -> None:
-    requests.post(f"{url}/moto-api/reset-auth", data=b"0", timeout=10).raise_for_status()
 
 
 @pytest.fixture
 def enforcing_moto() -> Iterator[str]:
-    with own_moto() as url:
+    with moto_process() as url:
         yield url
 
 

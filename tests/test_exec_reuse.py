@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import json
 import sys
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import boto3
 import pytest
 
 from jitctl.context import Environment
 from jitctl.credentials.reuse import reuse_cached
+from jitctl.wiring import choose_service
 from tests.conftest import FixedClock
-from tests.harness import ADMIN_KEYS, POLICY, Team
+from tests.harness import Team, own_role_team
 
 ALICE, BOB = "alice@example.com", "bob@example.com"
 SHOW_KEY = "import os; print(os.environ['AWS_ACCESS_KEY_ID'])"
@@ -26,15 +25,8 @@ SHOW_KEY = "import os; print(os.environ['AWS_ACCESS_KEY_ID'])"
 def team(tmp_path, moto_server, pd_sim) -> Team:
     """The harness team over an IAM role of this test's own (revoke writes a deny policy on
     it), with Alice on call."""
-    role = f"reuse-{uuid.uuid4().hex[:8]}"
-    team = Team(
-        tmp_path, moto_server, pd_sim, policy=POLICY.replace("role/prod-readonly", f"role/{role}")
-    )
-    iam = boto3.client("iam", endpoint_url=moto_server, region_name="us-east-1", **ADMIN_KEYS)
-    iam.create_role(RoleName=role, AssumeRolePolicyDocument="{}")
-    now = datetime.now(UTC)
-    start, end = now - timedelta(hours=1), now + timedelta(hours=3)
-    pd_sim.add_oncall(team.pd_user(ALICE), "PEP1234", 1, start=start, end=end)
+    team = own_role_team(tmp_path, moto_server, pd_sim, "reuse")
+    team.on_call(ALICE, 3)
     return team
 
 
@@ -107,11 +99,7 @@ def test_a_request_grant_is_reused_by_exec(team):
 
 
 def env_for(team: Team, user: str, monkeypatch, now: datetime | None = None) -> Environment:
-    for key, value in team.env(user).items():
-        if key.startswith(("AWS_", "JITCTL_", "XDG_")) or key == "HOME":
-            monkeypatch.setenv(key, value)
-    clock = FixedClock(now) if now else FixedClock(datetime.now(UTC))
-    return Environment(environ=team.env(user), clock=clock)
+    return team.act_as(monkeypatch, user, FixedClock(now or datetime.now(UTC)))
 
 
 def test_a_grant_with_under_5_minutes_left_is_not_reused(team, monkeypatch):
@@ -140,7 +128,7 @@ def test_another_persons_cached_grant_is_not_theirs_to_use(team, monkeypatch):
     assert alices is not None
     shared = team.env(ALICE)["JITCTL_CACHE_DIR"]
     env_for(team, BOB, monkeypatch)  # boto3 acts as Bob
-    env = Environment(environ={**team.env(BOB), "JITCTL_CACHE_DIR": shared})
+    env = Environment(service_factory=choose_service, environ={**team.env(BOB), "JITCTL_CACHE_DIR": shared})
     assert env.credential_cache.load("prod-readonly") is None
     assert reuse_cached(env, "prod-readonly") == (None, None)
     owner = env.credential_cache.owner

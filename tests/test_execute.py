@@ -203,19 +203,11 @@ SHOW_ENV = "import json, os; print(json.dumps(dict(os.environ)))"
 
 
 def test_exec_child_gets_no_jitctl_variable_and_no_token(tmp_path, moto_server, pd_sim):
-    from datetime import UTC, datetime, timedelta
 
     from tests.harness import Team
 
     team = Team(tmp_path, moto_server, pd_sim)
-    now = datetime.now(UTC)
-    pd_sim.add_oncall(
-        team.pd_user(ALICE),
-        "PEP1234",
-        1,
-        start=now - timedelta(hours=1),
-        end=now + timedelta(hours=4),
-    )
+    team.on_call(ALICE)
     env = team.env(ALICE, JITCTL_EXTRA_SETTING="anything")
     token = env["JITCTL_PAGERDUTY_TOKEN"]
     assert token and "JITCTL_CONFIG" in env  # the parent has them, so the test means something

@@ -14,7 +14,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -71,28 +70,9 @@ def hang() -> Iterator[Listener]:
     server.close()
 
 
-class _Fail500(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.server.calls += 1  # type: ignore[attr-defined]
-        body = b"<html>internal error</html>"
-        self.send_response(500)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def failing_500() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Fail500)
-    server.calls = 0  # type: ignore[attr-defined]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+def failing_500(fake_http) -> str:
+    return fake_http(500, {}, b"<html>internal error</html>").url
 
 
 # ---------------------------------------------------------------- AWS hangs

@@ -15,23 +15,19 @@ from jitctl.lifecycle.flow import submit
 from jitctl.lifecycle.request_rules import STS_MIN_SECONDS, session_seconds
 from jitctl.lifecycle.waiting import FIRST_INTERVAL, MAX_INTERVAL, next_interval, wait_for_decision
 from tests.conftest import FixedClock
-from tests.harness import Team, iam_keys
+from tests.harness import Team
 
 ALICE, BOB = "alice@example.com", "bob@example.com"
 NOW = datetime(2026, 11, 21, 4, 0, tzinfo=UTC)
 
 
+def use_identity(monkeypatch, team: Team, user: str) -> None:
+    """The older name of ``team.act_as`` (tests/world.World), for modules that import it."""
+    team.act_as(monkeypatch, user)
+
+
 def environment(team: Team, user: str, clock) -> Environment:
     return Environment(environ=team.env(user), clock=clock)
-
-
-def use_identity(monkeypatch, team: Team, user: str) -> None:
-    """boto3 reads the process environment: point it at this user's keys and files."""
-    for key, value in team.env(user).items():
-        if key.startswith(("AWS_", "JITCTL_", "XDG_")) or key == "HOME":
-            monkeypatch.setenv(key, value)
-    for key, value in iam_keys(team.moto, user).items():
-        monkeypatch.setenv(key, value)
 
 
 @pytest.mark.parametrize(
@@ -62,7 +58,7 @@ def test_backoff_starts_brisk_and_is_capped():
 
 
 def test_pending_request_expires_and_cannot_be_approved(team, monkeypatch):
-    use_identity(monkeypatch, team, ALICE)
+    team.act_as(monkeypatch, ALICE)
     clock = FixedClock(datetime.now(UTC))
     env = environment(team, ALICE, clock)
     submitted = submit(env, role_name="prod-readonly", reason="INC-1", duration=None)
@@ -78,7 +74,7 @@ def test_pending_request_expires_and_cannot_be_approved(team, monkeypatch):
     assert env.store.get(req.request_id).status == models.EXPIRED
     assert [r["event"] for r in team.audit_records(ALICE)][-1] == "expired"
 
-    use_identity(monkeypatch, team, BOB)
+    team.act_as(monkeypatch, BOB)
     out = run(["approve", req.request_id, "--yes"])
     assert out == ExitCode.TIMEOUT  # it expired before a decision (issue 21 item 9)
 
@@ -90,7 +86,7 @@ def test_on_call_only_role_refuses_when_not_on_call(team, monkeypatch):
             '[roles.prod-readonly.approval]\napprovers = ["group:sre"]\nrequest_ttl = "30m"\n', ""
         )
     )
-    use_identity(monkeypatch, team, ALICE)
+    team.act_as(monkeypatch, ALICE)
     env = environment(team, ALICE, FixedClock(datetime.now(UTC)))
     with pytest.raises(Denied, match="on-call only"):
         submit(env, role_name="prod-readonly", reason="INC-2", duration=None)
@@ -99,7 +95,7 @@ def test_on_call_only_role_refuses_when_not_on_call(team, monkeypatch):
 def test_cli_in_process_fast_path_and_verify(team, monkeypatch, capsys):
     now = datetime.now(UTC)
     team.pd.add_oncall(team.pd_user(ALICE), "PEP1234", 1, start=now - timedelta(hours=1), end=None)
-    use_identity(monkeypatch, team, ALICE)
+    team.act_as(monkeypatch, ALICE)
     assert run(["request", "prod-readonly", "--reason", "INC-3", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["status"] == "issued" and doc["on_call"]["end"] is None  # permanent on-call

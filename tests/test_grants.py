@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime, timedelta
 
 from jitctl.lifecycle.grants import live
@@ -53,26 +52,13 @@ def test_a_revocation_ends_the_persons_earlier_grants_on_that_role_only():
 
 
 def test_jitctl_grants_lists_live_grants_and_says_so_when_none(tmp_path, moto_server, pd_sim):
-    import boto3
 
-    from tests.harness import ADMIN_KEYS, POLICY, Team
+    from tests.harness import own_role_team
 
-    role = f"grants-{uuid.uuid4().hex[:8]}"  # an IAM role of its own, for revoke to deny on
-    team = Team(
-        tmp_path, moto_server, pd_sim, policy=POLICY.replace("role/prod-readonly", f"role/{role}")
-    )
-    iam = boto3.client("iam", endpoint_url=moto_server, region_name="us-east-1", **ADMIN_KEYS)
-    iam.create_role(RoleName=role, AssumeRolePolicyDocument="{}")
+    team = own_role_team(tmp_path, moto_server, pd_sim, "grants")
     empty = team.run(ALICE, "grants")
     assert empty.returncode == 0 and "no live grants" in empty.stderr
-    now = datetime.now(UTC)
-    pd_sim.add_oncall(
-        team.pd_user(ALICE),
-        "PEP1234",
-        1,
-        start=now - timedelta(hours=1),
-        end=now + timedelta(hours=3),
-    )
+    team.on_call(ALICE, 3)
     done = team.run(ALICE, "request", "prod-readonly", "--reason", "INC-5", "--json")
     assert done.returncode == 0, done.stderr
     rid = json.loads(done.stdout)["request_id"]

@@ -1,4 +1,4 @@
-"""IAM's records of a session's role (jitctl.iam_roles) against moto's server: what is kept,
+"""IAM's records of a session's role (jitctl.identity.iam_roles) against moto's server: what is kept,
 where, and what happens when IAM cannot be asked."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import boto3
 import pytest
 
 from jitctl.errors import AwsUnavailable, ExitCode, IdentityError
-from jitctl.iam_roles import RoleFacts
-from jitctl.identity import SSO_ROLE_PATH, Principal, parse_principal
+from jitctl.identity.iam_roles import RoleFacts
+from jitctl.identity.rule import SSO_ROLE_PATH, Principal, parse_principal
 
 ACCOUNT = "123456789012"
 

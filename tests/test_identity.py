@@ -1,7 +1,7 @@
 import pytest
 
 from jitctl.errors import ExitCode, IdentityError
-from jitctl.identity import (
+from jitctl.identity.rule import (
     SSO_ROLE_PATH,
     IdentityRules,
     Principal,

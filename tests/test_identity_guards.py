@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from jitctl.errors import ExitCode, IdentityError
-from jitctl.identity import IdentityRules, parse_principal, person_for, resolve_caller
+from jitctl.identity.rule import IdentityRules, parse_principal, person_for, resolve_caller
 
 ACCOUNT = "123456789012"
 

@@ -222,31 +222,19 @@ BROKER_PAGES = f'request_ttl = "30m"\npage_service = "{PAGE_SERVICE}"\n'
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, pd_certs) -> Iterator[Any]:
     """A broker whose prod-readonly approvals page PSVCAPPROVE."""
-    from moto.server import ThreadedMotoServer
+    from tests.broker_world import ACCOUNT, POLICY, own_world
 
-    from tests.broker_world import ACCOUNT, POLICY, BrokerWorld
-    from tests.pdsim import PagerDutySim
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
     policy = POLICY.replace(ACCOUNT, WORLD_ACCOUNT).replace('request_ttl = "30m"\n', BROKER_PAGES)
-    with PagerDutySim(pd_certs) as pd:
-        root = tmp_path_factory.mktemp("broker")
-        w = BrokerWorld(root, f"http://{host}:{port}", pd, account=WORLD_ACCOUNT, policy=policy)
-        w.build()
-        pd.add_service(PAGE_SERVICE, "PEP9")
+    root = tmp_path_factory.mktemp("broker")
+    with own_world(root, pd_certs, account=WORLD_ACCOUNT, policy=policy) as w:
+        w.pd.add_service(PAGE_SERVICE, "PEP9")
         with w.serving():
             yield w
-    server.stop()
 
 
 def client(world: Any, monkeypatch: Any, person: str = ALICE) -> Environment:
     """An in-process client of the broker (boto3 reads the process environment)."""
-    environ = world.client_env(person)
-    for key, value in environ.items():
-        monkeypatch.setenv(key, value)
-    return Environment(environ=environ)
+    return world.act_as(monkeypatch, person)
 
 
 def around(monkeypatch: Any, method: str, suffix: str, hook: Callable[..., Any]) -> None:

@@ -32,10 +32,9 @@ import pytest
 
 from jitctl import models
 from jitctl.context import Environment
-from jitctl.lifecycle.request_rules import new_request_id
-from jitctl.models import AccessRequest
 from tests.harness import existing_role
 from tests.test_claims import denies
+from tests.world import stored_request
 
 pytestmark = pytest.mark.slow
 
@@ -106,24 +105,17 @@ def sessions(monkeypatch) -> Sessions:
 
 def seed(env: Environment, role: str, approvers: list[str], now: datetime) -> str:
     """An approved peer request of Alice's, straight into the store (as `approve` leaves it)."""
-    req = AccessRequest(
-        request_id=new_request_id(),
+    return stored_request(
+        env,
+        ALICE,
+        at=now,
         role=role,
-        requester=ALICE,
-        requester_arn=f"arn:aws:iam::123456789012:user/{ALICE}",
         reason="INC-20 kill test",
-        duration_seconds=3600,
-        status=models.APPROVED,
         approval=models.PEER,
         approvers=list(approvers),
         min_approvals=len(approvers),
-        created_at=now,
-        expires_at=now + timedelta(minutes=30),
-        decided_at=now,
         decided_by=approvers[-1],
     )
-    env.store.create(req)
-    return req.request_id
 
 
 def claimed(store_env: Environment, rid: str) -> int:

@@ -12,7 +12,8 @@ import pytest
 
 from jitctl.config.settings import PagerDutySettings
 from jitctl.errors import ConfigError, ExitCode, TokenError
-from jitctl.oncall.session import check_on_call, find_user, get_token, make_client
+from jitctl.oncall.client import get_token, make_client
+from jitctl.oncall.session import check_on_call, find_user
 from jitctl.timeutil import rfc3339
 from tests.pdsim import ACCOUNT_LEVEL_ME, PagerDutySim
 

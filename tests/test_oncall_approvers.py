@@ -13,13 +13,8 @@ import pytest
 
 from jitctl.policy.load import check_policy
 from tests.harness import Team
+from tests.world import ALICE, BOB, CAROL, DAVE
 
-ALICE, BOB, CAROL, DAVE = (
-    "alice@example.com",
-    "bob@example.com",
-    "carol@example.com",
-    "dave@example.com",
-)
 POLICY = """
 version = 1
 
@@ -174,14 +169,13 @@ def test_every_pagerduty_failure_leaves_the_entries_matching_nobody(team, monkey
     from jitctl.lifecycle.service import LocalService
     from jitctl.oncall.approvers import is_approver, resolve
     from tests.conftest import FixedClock
-    from tests.test_flow import use_identity
 
     team.pd.rotate(team.pd_user(DAVE), "PEPSEC")
-    use_identity(monkeypatch, team, ALICE)
+    team.act_as(monkeypatch, ALICE)
     clock = FixedClock(datetime.now(UTC))
     alice = Environment(environ=team.env(ALICE), clock=clock)
     rid = submit(alice, role_name="prod-admin", reason="INC-11", duration=None).request.request_id
-    use_identity(monkeypatch, team, DAVE)
+    team.act_as(monkeypatch, DAVE)
     dave = Environment(environ=team.env(DAVE), clock=clock)
     role = dave.policy.role("prod-admin")
     assert [r.request_id for r in LocalService(dave).decidable()] == [rid]  # on call: decidable

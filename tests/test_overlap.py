@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -19,16 +18,14 @@ from jitctl.config.settings import PagerDutySettings
 from jitctl.context import Environment
 from jitctl.errors import TokenError
 from jitctl.lifecycle.flow import submit
-from jitctl.oncall.session import LookupFailed, PagerDutySession
-from tests.test_flow import ALICE, use_identity
+from jitctl.oncall.client import LookupFailed
+from jitctl.oncall.session import PagerDutySession
+from tests.test_flow import ALICE
 
 
 def test_the_pagerduty_client_is_built_once_off_the_command_thread(team, monkeypatch):
-    now = datetime.now(UTC)
-    team.pd.add_oncall(
-        team.pd_user(ALICE), "PEP1234", 1, now - timedelta(hours=1), now + timedelta(hours=4)
-    )
-    use_identity(monkeypatch, team, ALICE)
+    team.on_call(ALICE)
+    team.act_as(monkeypatch, ALICE)
     monkeypatch.delenv("JITCTL_PAGERDUTY_TOKEN", raising=False)
     environ = {k: v for k, v in team.env(ALICE).items() if k != "JITCTL_PAGERDUTY_TOKEN"}
     reads: list[str] = []
@@ -142,7 +139,7 @@ def test_two_threads_asking_for_one_aws_client_get_the_same_one(aws_env):
 
 
 def test_in_background_runs_elsewhere_and_hands_back_the_result_or_the_error():
-    from jitctl.lifecycle.flow import in_background
+    from jitctl.lifecycle.background import in_background
 
     where = in_background(lambda: threading.current_thread().name)
     assert where() == "jitctl-lookup"

@@ -20,7 +20,6 @@ from jitctl.errors import Denied, ExitCode
 from jitctl.lifecycle.service import LocalService
 from tests.harness import Team
 from tests.test_attack_decisions import assert_refused, forge_sqlite, pending
-from tests.test_flow import use_identity
 
 ALICE, BOB = "alice@example.com", "bob@example.com"
 
@@ -95,7 +94,7 @@ def test_an_on_call_shift_that_ends_before_issuing_is_refused(team, monkeypatch,
     team.pd.add_oncall(
         team.pd_user(ALICE), "PEP1234", 1, start=start - timedelta(hours=1), end=start + ends_after
     )
-    use_identity(monkeypatch, team, ALICE)
+    team.act_as(monkeypatch, ALICE)
     clock = _ClockAfterLookup(team.pd, start, start + timedelta(minutes=10))
     service = LocalService(Environment(environ=team.env(ALICE), clock=clock))
     if ends_after <= timedelta(minutes=10):
@@ -117,7 +116,7 @@ def test_the_issuing_step_itself_refuses_someone_elses_request(team, monkeypatch
 
     request_id = pending(team)
     assert team.run(BOB, "approve", request_id, "--yes").returncode == 0
-    use_identity(monkeypatch, team, BOB)
+    team.act_as(monkeypatch, BOB)
     bob = Environment(environ=team.env(BOB))
     with pytest.raises(Denied, match=f"belongs to {ALICE}"):
         issue(bob, bob.store.get(request_id), evidence=None)
@@ -147,14 +146,14 @@ def test_an_approval_still_holds_at_the_last_moment_of_its_ttl(team, monkeypatch
     from tests.conftest import FixedClock
 
     start = datetime.now(UTC).replace(microsecond=0)
-    use_identity(monkeypatch, team, ALICE)
+    team.act_as(monkeypatch, ALICE)
     alice = Environment(environ=team.env(ALICE), clock=FixedClock(start))
     req = submit(alice, role_name="prod-readonly", reason="INC-26 edge", duration=None).request
-    use_identity(monkeypatch, team, BOB)
+    team.act_as(monkeypatch, BOB)
     approve(
         Environment(environ=team.env(BOB), clock=FixedClock(start)), req.request_id, reason=None
     )
-    use_identity(monkeypatch, team, ALICE)
+    team.act_as(monkeypatch, ALICE)
     late = Environment(environ=team.env(ALICE), clock=FixedClock(start + timedelta(minutes=30)))
     grant = issue(late, late.store.get(req.request_id), evidence=None)
     assert grant.request.status == models.ISSUED

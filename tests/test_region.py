@@ -33,14 +33,7 @@ def team_policy() -> str:
 
 
 def on_call(team: Team, email: str) -> None:
-    now = datetime.now(UTC)
-    team.pd.add_oncall(
-        team.pd_user(email),
-        "PEP1234",
-        1,
-        start=now - timedelta(hours=1),
-        end=now + timedelta(hours=6),
-    )
+    team.on_call(email, 6)
 
 
 def aws_cli(team: Team, user: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,6 @@ import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pytest
 
 from jitctl import models
@@ -42,7 +41,8 @@ from jitctl.revocation.revoke import (
 from jitctl.store.base import TransitionError
 from jitctl.timeutil import rfc3339
 from tests.conftest import FixedClock
-from tests.harness import ACCOUNT, POLICY, Team, iam_keys
+from tests.harness import POLICY, Team
+from tests.world import stored_request
 
 ALICE, BOB, CAROL, DAVE = (
     "alice@example.com",
@@ -74,27 +74,12 @@ def team(team, role_uid: str, monkeypatch) -> Team:
         iam(team).create_role(
             RoleName=name, Path=path, AssumeRolePolicyDocument="{}", MaxSessionDuration=43200
         )
-    use_identity(monkeypatch, team, BOB)
+    team.act_as(monkeypatch, BOB)
     return team
 
 
-def use_identity(monkeypatch, team: Team, user: str) -> None:
-    """boto3 reads the process environment: point it at this user's keys and files."""
-    for key, value in team.env(user).items():
-        if key.startswith(("AWS_", "JITCTL_", "XDG_")) or key == "HOME":
-            monkeypatch.setenv(key, value)
-    for key, value in iam_keys(team.moto, user).items():
-        monkeypatch.setenv(key, value)
-
-
 def iam(team: Team):
-    return boto3.client(
-        "iam",
-        endpoint_url=team.moto,
-        region_name="us-east-1",
-        aws_access_key_id="AKIAADMIN",
-        aws_secret_access_key="x",
-    )
+    return team.admin_client("iam")
 
 
 def env_at(team: Team, now: datetime, user: str = BOB) -> Environment:
@@ -104,22 +89,7 @@ def env_at(team: Team, now: datetime, user: str = BOB) -> Environment:
 def issued(env: Environment, requester: str, role: str = "prod-readonly", at=None) -> str:
     """A request issued to ``requester``, straight into the store."""
     at = at or env.clock.now() - timedelta(minutes=10)
-    req = AccessRequest(
-        request_id=new_request_id(),
-        role=role,
-        requester=requester,
-        requester_arn=f"arn:aws:iam::{ACCOUNT}:user/{requester}",
-        reason="INC-1",
-        duration_seconds=3600,
-        status=models.APPROVED,
-        approval=models.ON_CALL,
-        created_at=at,
-        expires_at=at + timedelta(minutes=30),
-        decided_at=at,
-    )
-    env.store.create(req)
-    env.store.mark_issued(req.request_id, now=at, credentials_expire_at=at + timedelta(hours=1))
-    return req.request_id
+    return stored_request(env, requester, at=at, role=role, issued_for=timedelta(hours=1))
 
 
 def statements(team: Team, role_name: str) -> list[dict]:
@@ -325,10 +295,10 @@ def test_role_arn_with_a_path(team):
 def test_only_issued_grants_and_only_requester_or_approvers(team, monkeypatch):
     env = env_at(team, NOW)
     rid = issued(env, ALICE)
-    use_identity(monkeypatch, team, DAVE)
+    team.act_as(monkeypatch, DAVE)
     with pytest.raises(Denied, match="may not revoke"):
         revoke(env_at(team, NOW, user=DAVE), rid, reason="no", settle=0)
-    use_identity(monkeypatch, team, BOB)
+    team.act_as(monkeypatch, BOB)
     pending = AccessRequest(
         request_id=new_request_id(),
         role="prod-readonly",
@@ -360,7 +330,7 @@ def test_missing_role_is_exit_5_with_the_fix(team):
 
 
 def test_local_profiles_of_that_grant_are_removed(team, monkeypatch):
-    use_identity(monkeypatch, team, ALICE)  # alice revokes her own grant
+    team.act_as(monkeypatch, ALICE)  # alice revokes her own grant
     env = env_at(team, NOW, user=ALICE)
     rid, other = issued(env, ALICE), issued(env, ALICE)
     path = team.credentials_file(ALICE)
@@ -516,7 +486,7 @@ def test_revoke_fails_with_exit_5_when_the_read_back_does_not_deny_the_grant(tea
 
 
 def test_a_linked_credentials_lock_does_not_undo_a_done_revocation(team, monkeypatch, tmp_path):
-    use_identity(monkeypatch, team, ALICE)
+    team.act_as(monkeypatch, ALICE)
     env = env_at(team, NOW, user=ALICE)
     rid = issued(env, ALICE)
     path = team.credentials_file(ALICE)

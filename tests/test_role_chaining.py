@@ -9,13 +9,9 @@ import configparser
 import json
 import shutil
 import subprocess
-import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import boto3
 import pytest
 
 from jitctl.aws import AwsClients, assume_role
@@ -23,8 +19,9 @@ from jitctl.errors import JitctlError
 from jitctl.lifecycle import chaining
 from jitctl.timeutil import parse_rfc3339
 from tests.conftest import clean_env
-from tests.harness import ACCOUNT, ADMIN_KEYS, Team
+from tests.harness import ACCOUNT, Team
 from tests.test_cli_request import on_call
+from tests.world import key_env
 
 ALICE = "alice@example.com"
 SSO_PATH = "/aws-reserved/sso.amazonaws.com/"
@@ -37,17 +34,13 @@ CHAINING_REFUSAL = (
 def sso_session(team: Team, person: str) -> dict[str, str]:
     """What IAM Identity Center gives ``person``: a session of an AWSReservedSSO_ role,
     named by their email (moto's server is shared: a role of this test's own)."""
-    iam = boto3.client("iam", endpoint_url=team.moto, region_name="us-east-1", **ADMIN_KEYS)
+    iam = team.admin_client("iam")
     name = f"AWSReservedSSO_Oncall_{uuid.uuid4().hex[:16]}"
     iam.create_role(RoleName=name, Path=SSO_PATH, AssumeRolePolicyDocument="{}")
-    sts = boto3.client("sts", endpoint_url=team.moto, region_name="us-east-1", **ADMIN_KEYS)
+    sts = team.admin_client("sts")
     arn = f"arn:aws:iam::{ACCOUNT}:role{SSO_PATH}{name}"
     creds = sts.assume_role(RoleArn=arn, RoleSessionName=person)["Credentials"]
-    return {
-        "AWS_ACCESS_KEY_ID": creds["AccessKeyId"],
-        "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
-        "AWS_SESSION_TOKEN": creds["SessionToken"],
-    }
+    return key_env(creds)
 
 
 # ---------------------------------------------------------------- the rule
@@ -106,31 +99,14 @@ def test_an_iam_user_gets_the_full_duration(team: Team) -> None:
 # ---------------------------------------------------------------- AWS's refusal
 
 
-class _Refuse(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        body = (
-            '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
-            f"<Type>Sender</Type><Code>ValidationError</Code><Message>{CHAINING_REFUSAL}"
-            "</Message></Error><RequestId>1</RequestId></ErrorResponse>"
-        ).encode()
-        self.send_response(400)
-        self.send_header("Content-Type", "text/xml")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def refusing_sts() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Refuse)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+def refusing_sts(fake_http) -> str:
+    body = (
+        '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
+        f"<Type>Sender</Type><Code>ValidationError</Code><Message>{CHAINING_REFUSAL}"
+        "</Message></Error><RequestId>1</RequestId></ErrorResponse>"
+    )
+    return fake_http(400, {"Content-Type": "text/xml"}, body.encode()).url
 
 
 def test_the_refusal_names_role_chaining_not_max_session_duration(
@@ -185,7 +161,7 @@ def test_policy_validate_warns_when_a_broker_is_configured(team: Team) -> None:
 
 
 def test_broker_check_warns_about_roles_over_an_hour(team: Team) -> None:
-    iam = boto3.client("iam", endpoint_url=team.moto, region_name="us-east-1", **ADMIN_KEYS)
+    iam = team.admin_client("iam")
     suffix = uuid.uuid4().hex[:6]
     broker = f"arn:aws:iam::{ACCOUNT}:role/jitctl-broker-{suffix}"
     policy = team.root / "long" / "policy.toml"

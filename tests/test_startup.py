@@ -4,7 +4,6 @@ import json
 import shutil
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -103,14 +102,7 @@ def _imported(stderr: str) -> set[str]:
 
 
 def test_an_on_call_request_imports_no_other_command_module(team):
-    now = datetime.now(UTC)
-    team.pd.add_oncall(
-        team.pd_user(ALICE),
-        "PEP1234",
-        1,
-        start=now - timedelta(hours=1),
-        end=now + timedelta(hours=1),
-    )
+    team.on_call(ALICE, 1)
     out = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "jitctl"]
         + ["request", "prod-readonly", "--reason", "INC-1 startup"],

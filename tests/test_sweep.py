@@ -7,7 +7,6 @@ import json
 import re
 from collections.abc import Iterator
 
-import boto3
 import pytest
 
 from jitctl import models
@@ -18,6 +17,7 @@ from jitctl.lifecycle.sweep import sweep
 from jitctl.revocation.policy import POLICY_NAME
 from tests import incident_world
 from tests.incident_world import ALICE, BOB, CAROL, OTHER, SERVICE, act_as
+from tests.world import export
 
 role_uid, team_policy, team = (
     incident_world.role_uid,
@@ -35,13 +35,7 @@ def fast_tracked(team, monkeypatch) -> tuple[str, str]:
 
 
 def revocations(team, role_uid: str) -> dict:
-    iam = boto3.client(
-        "iam",
-        endpoint_url=team.moto,
-        region_name="us-east-1",
-        aws_access_key_id="AKIAADMIN",
-        aws_secret_access_key="x",
-    )
+    iam = team.admin_client("iam")
     try:
         doc = iam.get_role_policy(RoleName=f"inc-{role_uid}", PolicyName=POLICY_NAME)
     except iam.exceptions.NoSuchEntityException:
@@ -126,23 +120,11 @@ SWEEP_ACCOUNT = "555566667777"
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, pd_certs) -> Iterator:
     """test_broker_e2e's world, with prod-readonly also on the incident fast track."""
-    from moto.server import ThreadedMotoServer
+    from tests.broker_world import own_world
 
-    from tests.broker_world import ACCOUNT as BROKER_ACCOUNT
-    from tests.broker_world import POLICY as BROKER_POLICY
-    from tests.broker_world import BrokerWorld
-    from tests.pdsim import PagerDutySim
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    with PagerDutySim(pd_certs) as pd:
-        # An account of its own: test_broker_e2e's world lives in this process's moto state too.
-        policy_text = BROKER_POLICY.replace(BROKER_ACCOUNT, SWEEP_ACCOUNT)
-        root, url = tmp_path_factory.mktemp("broker"), f"http://{host}:{port}"
-        w = BrokerWorld(root, url, pd, account=SWEEP_ACCOUNT, policy=policy_text)
-        w.build()
-        pd.add_service(SERVICE, "PEP9")
+    # An account of its own: test_broker_e2e's world lives in this process's moto state too.
+    with own_world(tmp_path_factory.mktemp("broker"), pd_certs, account=SWEEP_ACCOUNT) as w:
+        w.pd.add_service(SERVICE, "PEP9")
         policy = w.broker_dir / "policies" / "team.toml"
         policy.write_text(
             policy.read_text()
@@ -150,7 +132,6 @@ def world(tmp_path_factory, pd_certs) -> Iterator:
         )
         with w.serving():
             yield w
-    server.stop()
 
 
 @pytest.mark.slow
@@ -186,8 +167,7 @@ def test_the_lambda_housekeeping_event_sweeps_as_the_broker(world, enforcing, mo
     assert out.returncode == 0, out.stderr
     request_id = json.loads(out.stdout)["request_id"]
     world.pd.incidents.set_status(inc, "resolved")
-    for key, value in world.broker_env().items():
-        monkeypatch.setenv(key, value)
+    export(monkeypatch, world.broker_env())  # as the broker
     monkeypatch.setattr(aws_lambda, "_broker", None)
     answer = aws_lambda.handler({"jitctl": "housekeeping"})
     assert answer["ok"] is True

@@ -23,10 +23,10 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from jitctl.audit.tail import Tail, move_aside, read_tail, torn_path
 from jitctl.errors import AuditError, AuditTampered
@@ -102,7 +102,9 @@ class VerifyResult:
 
 
 class AuditLog:
-    sinks: tuple = ()  # the local log alone; AuditTrail adds central sinks
+    # The local log alone; AuditTrail adds central sinks (audit.sink.Sink: not named here, as
+    # sink imports this module)
+    sinks: Sequence[Any] = ()
 
     def __init__(self, path: Path, clock: Clock) -> None:
         self.path = path
@@ -240,7 +242,7 @@ def log_origin(path: Path) -> str:
     return hashlib.sha256("\0".join(where).encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
-def is_seq(value: Any) -> bool:
+def is_seq(value: Any) -> TypeGuard[int]:
     return type(value) is int and value >= 1
 
 
@@ -314,20 +316,25 @@ def _position_problem(record: dict[str, Any], previous: dict[str, Any] | None) -
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """Every record, in order. Missing log: []. A line that is not a record: AuditTampered.
-    A torn tail is skipped: it was never a record (see ``is_torn_tail``)."""
-    records: list[dict[str, Any]] = []
+    """Every record, in order (see ``iter_records``): for the callers that need them all."""
+    return list(iter_records(path))
+
+
+def iter_records(path: Path, keep: Callable[[bytes], bool] | None = None) -> Iterator[dict[str, Any]]:
+    """The records of the log, in order, read one line at a time (memory flat in the log's
+    size); with ``keep``, only lines it accepts are parsed (a cheap filter on the raw bytes).
+    Missing log: none. A line that is not a record: AuditTampered. A torn tail is skipped: it
+    was never a record (see ``is_torn_tail``)."""
     try:
         for number, raw, complete in _lines(path):
-            if is_torn_tail(raw, complete):
+            if (keep is not None and not keep(raw)) or is_torn_tail(raw, complete):
                 continue
             record, problem = parse_line(raw)
             if record is None:
                 raise AuditTampered(f"audit log {path} line {number}: {problem}", _VERIFY_HINT)
-            records.append(record)
+            yield record
     except OSError as e:
         raise AuditError(f"cannot read the audit log {path}: {e.strerror or e}") from None
-    return records
 
 
 def record_text(record: dict[str, Any]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -36,10 +37,11 @@ def read_audit(
     request_id: str | None = None,
     person: str | None = None,
     local: bool = False,
-) -> list[dict[str, Any]]:
-    """Matching records, oldest first: from the central copy when configured, else local."""
-    from jitctl.audit.log import read_records
-    from jitctl.audit.sink import matches, sort_key
+) -> Iterator[dict[str, Any]]:
+    """Matching records, oldest first, one at a time: from the central copy when configured,
+    else the local log (read line by line: memory flat however long it is)."""
+    from jitctl.audit.sink import sort_key
+    from jitctl.audit.stream import matching
 
     now = env.clock.now()
     after = since_time(since, now)
@@ -47,6 +49,5 @@ def read_audit(
     sinks = list(env.audit.sinks) if env.config.audit.central and not local else []
     if sinks:  # the table when there is one (it filters server-side), else the bucket
         found = sinks[0].records(since=after, request_id=request_id, person=person, now=now)
-        return sorted(found, key=sort_key)
-    found = read_records(env.config.audit_path)
-    return [r for r in found if matches(r, since=after, request_id=request_id, person=person)]
+        return iter(sorted(found, key=sort_key))
+    return matching(env.config.audit_path, since=after, request_id=request_id, person=person)

@@ -86,6 +86,24 @@ class Sink:
         """The record's signature when signing is configured (one KMS call for all sinks)."""
         return self.signer.sign(record) if self.signer is not None else None
 
+    # What every sink provides (DynamoSink, S3Sink), declared once so callers type-check.
+    def init(self) -> None:
+        raise NotImplementedError
+
+    def put(self, record: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def writable(self) -> bool:
+        raise NotImplementedError
+
+    def entries(self) -> Iterator[CentralEntry]:
+        raise NotImplementedError
+
+    def records(
+        self, *, since: datetime | None, request_id: str | None, person: str | None, now: datetime
+    ) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
 
 # ------------------------------------------------------------------ DynamoDB
 

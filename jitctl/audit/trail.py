@@ -7,7 +7,7 @@ issued; with ``required = false`` it becomes a warning.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +108,7 @@ class AuditTrail(AuditLog):
                 self.on_warning(warning)
         return record
 
-    def _deliver(self, record: dict[str, Any], sinks: list[Sink]) -> list[tuple[Sink, str]]:
+    def _deliver(self, record: dict[str, Any], sinks: Sequence[Sink]) -> list[tuple[Sink, str]]:
         failures = []
         for sink in sinks:
             try:

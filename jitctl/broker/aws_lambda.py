@@ -4,6 +4,10 @@ Lambda has verified the SigV4 signature of the HTTP call before this runs and na
 in ``requestContext.authorizer.iam``; the broker still checks the caller's own proof, and
 that the proof was signed with that same key. One broker is built per container and reused.
 An EventBridge schedule invokes the function with ``{"jitctl": "housekeeping"}``.
+
+``slack_handler`` is the same broker behind a second function URL with ``AuthType: NONE``
+(Slack cannot sign AWS requests): it serves ``/v1/slack/*`` alone, which Slack's own
+signature guards (jitctl.slack.interactions); every other path there is 404.
 """
 
 from __future__ import annotations
@@ -40,6 +44,15 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         "body": response.encoded().decode(),
         "isBase64Encoded": False,
     }
+
+
+def slack_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """The unauthenticated function URL: Slack's calls only, nothing with a proof."""
+    path = str(event.get("rawPath") or "/")
+    if not path.startswith(f"{wire.API}/slack/"):
+        body = {"error": {"message": f"no endpoint {clean(path)[:100]} here", "exit_code": 2}}
+        return {"statusCode": 404, "body": json.dumps(body), "isBase64Encoded": False}
+    return handler(event, context)
 
 
 def housekeeping() -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import json
 import time
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
@@ -19,8 +20,8 @@ from urllib.parse import quote, urlencode
 from jitctl.broker import wire
 from jitctl.errors import TimedOut, Unavailable, UsageError
 from jitctl.lifecycle import interrupts
-from jitctl.lifecycle.service import Issued, Outcome, PollCallback, Revoked
-from jitctl.models import AccessRequest, Caller
+from jitctl.lifecycle.contract import Outcome, PollCallback, Revoked
+from jitctl.models import AccessRequest, Caller, Issued
 from jitctl.timeutil import format_duration
 
 if TYPE_CHECKING:
@@ -62,6 +63,15 @@ class BrokerService:
         # a Ctrl-C acts once the answer (the request's id) is in (jitctl.lifecycle.interrupts).
         with interrupts.held():
             outcome = wire.outcome_in(self._call("POST", "/requests", body))
+            self.env.run.recorded(outcome.request)
+        return outcome
+
+    def extend(self, request_id: str, by: timedelta | None, reason: str | None) -> Outcome:
+        body: dict[str, Any] = {"reason": reason}
+        if by is not None:
+            body["by_seconds"] = int(by.total_seconds())
+        with interrupts.held():  # as for `request`: a Ctrl-C acts once the id is in
+            outcome = wire.outcome_in(self._call("POST", _rid(request_id, "extend"), body))
             self.env.run.recorded(outcome.request)
         return outcome
 
@@ -119,7 +129,7 @@ class BrokerService:
         while True:
             elapsed = time.monotonic() - start
             left = None if timeout is None else timeout.total_seconds() - elapsed
-            if left is not None and left <= 0:
+            if timeout is not None and left is not None and left <= 0:
                 raise TimedOut(
                     f"no decision on {request_id} after {format_duration(timeout)}; it stays "
                     "pending until it expires",
@@ -146,24 +156,24 @@ class BrokerService:
         return wire.request_in(doc["request"])
 
     def describe_caller(self) -> dict[str, Any]:
-        return self._call("GET", "/whoami/report")["report"]
+        return wire.doc_in(self._call("GET", "/whoami/report"), "report")
 
     def roles(self) -> builtins.list[dict[str, Any]]:
-        return self._call("GET", "/roles")["roles"]
+        return wire.docs_in(self._call("GET", "/roles"), "roles")
 
     def audit_records(
         self, *, since: str | None, request_id: str | None, person: str | None, local: bool
-    ) -> builtins.list[dict[str, Any]]:
+    ) -> Iterable[dict[str, Any]]:
         """The broker's trail (there is no local one in broker mode: ``local`` changes nothing)."""
         query = {"since": since or "", "request": request_id or "", "person": person or ""}
         path = "/audit?" + urlencode({k: v for k, v in query.items() if v})
-        return self._call("GET", path.rstrip("?"))["records"]
+        return wire.docs_in(self._call("GET", path.rstrip("?")), "records")
 
     def audit_verify(self, *, remote: bool) -> dict[str, Any]:
-        return self._call("POST", "/audit/verify", {"remote": remote})["report"]
+        return wire.doc_in(self._call("POST", "/audit/verify", {"remote": remote}), "report")
 
     def sweep(self) -> dict[str, Any]:
-        return self._call("POST", "/sweep", {})["report"]
+        return wire.doc_in(self._call("POST", "/sweep", {}), "report")
 
     def grants(self) -> builtins.list[AccessRequest]:
         return [wire.request_in(r) for r in self._call("GET", "/grants")["requests"]]
@@ -176,7 +186,9 @@ class BrokerService:
 
     def explain(self, role: str, as_person: str | None) -> dict[str, Any]:
         query = "?" + urlencode({"as": as_person}) if as_person else ""
-        return self._call("GET", f"/roles/{quote(role, safe='')}/explain{query}")["explain"]
+        return wire.doc_in(
+            self._call("GET", f"/roles/{quote(role, safe='')}/explain{query}"), "explain"
+        )
 
     # ------------------------------------------------------------ the transport
 
@@ -235,8 +247,10 @@ class BrokerService:
         req.add_header("content-type", "application/json")
         try:
             with _opener(self.settings.ca_bundle).open(req, timeout=self.settings.timeout) as resp:
+                self._observe_time(resp)
                 return _decode(resp.status, resp.read(MAX_RESPONSE + 1))
         except urllib.error.HTTPError as exc:
+            self._observe_time(exc)
             doc = _json_or_none(exc.read(MAX_RESPONSE + 1))
             raise wire.error_in(exc.code, doc) from None
         except http.client.HTTPException:
@@ -254,6 +268,15 @@ class BrokerService:
                 f"cannot reach the broker at {self.settings.url}: {reason}",
                 f"check [broker] url and your network{after}",
             ) from None
+
+    def _observe_time(self, answer: Any) -> None:
+        """The broker's ``Date`` (its trusted clock's) is this run's time, as STS's is in
+        direct mode: for the proof's signing date and what is shown here. The broker decides
+        by its own clock, never by this one."""
+        from jitctl.trusted_time import TrustedClock
+
+        if isinstance(self.env.clock, TrustedClock):
+            self.env.clock.after_call(http_response=answer)
 
 
 def _rid(request_id: str, action: str = "") -> str:

@@ -1,12 +1,9 @@
-"""The broker's core: one transport-free handler, request in, response out.
+"""The broker's core, request in, response out (dated); ``wsgi`` and ``aws_lambda`` translate.
 
-Every call but ``GET /v1/info`` carries a proof of who is calling (``jitctl.broker.proof``);
-the broker checks it against its own pinned STS endpoint, maps the ARN to a person by the one
-identity rule, and runs ``LocalService`` for that caller with the broker's own AWS
-credentials. The HTTP server (``jitctl.broker.wsgi``) and the Lambda handler
-(``jitctl.broker.aws_lambda``) only translate to and from ``HttpRequest``/``HttpResponse``.
-"""
-
+Every call but ``GET /v1/info`` and Slack's (``jitctl.slack.interactions``) carries a proof of
+who is calling (``jitctl.broker.proof``), checked against the broker's pinned STS endpoint; the
+ARN maps to a person by the one identity rule, and ``LocalService`` runs for that caller with
+the broker's own AWS credentials."""
 from __future__ import annotations
 
 import json
@@ -20,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 from jitctl import __version__, errors
 from jitctl.broker import wire
+from jitctl.broker.role_facts import broker_role_facts
 from jitctl.models import PENDING
+from jitctl.trusted_time import http_date
 
 if TYPE_CHECKING:
     from jitctl.broker.nonces import NonceStore
     from jitctl.broker.proof import ProofSettings
     from jitctl.context import Environment
-    from jitctl.iam_roles import RoleFacts
     from jitctl.lifecycle.service import LocalService
 
 MAX_BODY = 64 * 1024  # a request's JSON is small; anything larger is refused unread
@@ -72,7 +70,8 @@ class HttpResponse:
         return json.dumps(self.body, sort_keys=True).encode()
 
 
-Action = Callable[["LocalService", HttpRequest, dict[str, str]], dict[str, Any]]
+Doc = dict[str, Any]  # a JSON object, as an endpoint answers it
+Action = Callable[["LocalService", HttpRequest, dict[str, str]], Doc]
 
 
 class Broker:
@@ -92,14 +91,24 @@ class Broker:
         self.on_error = on_error or (lambda text: sys.stderr.write(text + "\n"))
         self._warm = threading.Lock()
         self._ready = False
-        self.roles = _broker_role_facts(env)
+        self.roles = broker_role_facts(env)
 
     def handle(self, request: HttpRequest) -> HttpResponse:
+        answer = self._answer(request)  # its Date, the broker's trusted time, is its clients'
+        answer.headers["date"] = http_date(self.env.clock.now())
+        return answer
+
+    def _answer(self, request: HttpRequest) -> HttpResponse:
         try:
             if len(request.body) > MAX_BODY:
                 raise errors.UsageError(f"request body over {MAX_BODY} bytes")
             if (request.method, request.path) == ("GET", f"{wire.API}/info"):
                 return HttpResponse(200, self.info())
+            if request.path.startswith(f"{wire.API}/slack/"):  # Slack's signature, not a proof
+                from jitctl.slack.interactions import handle
+
+                self._warm_up()
+                return HttpResponse(*handle(self.env, self.nonces, request))
             action, params = _route(request.method, request.path.split("?", 1)[0])
             service = self.service_for(request)
             try:
@@ -124,7 +133,7 @@ class Broker:
 
     def service_for(self, request: HttpRequest) -> LocalService:
         from jitctl.broker.proof import verify_proof
-        from jitctl.identity import resolve_caller
+        from jitctl.identity.rule import resolve_caller
         from jitctl.lifecycle.service import LocalService
 
         self._warm_up()
@@ -179,45 +188,28 @@ class Broker:
                 self._ready = True
 
 
-def _broker_role_facts(env: Environment) -> RoleFacts:
-    """IAM's records of callers' roles, asked with the broker's own credentials (iam:GetRole,
-    deploy/broker.yaml), kept for the life of the process."""
-    from jitctl.iam_roles import RoleFacts
-
-    return RoleFacts(
-        lambda: env.aws.client("iam"),
-        lambda: env.identity()[1],
-        asker="the broker's AWS credentials",
-        fix="ask the broker's operators to grant its role iam:GetRole on the account's roles "
-        "(deploy/broker.yaml does), or to map the ARN in the policy's [identities]",
-    )
-
-
 # ------------------------------------------------------------------ the endpoints
 
 
-def _whoami(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _whoami(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     return {"caller": wire.caller_out(service.whoami())}
 
 
-def _report(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _report(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     return {"report": service.describe_caller()}
 
 
-def _roles(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _roles(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     return {"roles": service.roles()}
 
 
-def _explain(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _explain(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     return {"explain": service.explain(params["role"], request.query.get("as") or None)}
 
 
-def _submit(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _submit(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     doc = request.json()
-    seconds = doc.get("duration_seconds")
-    if seconds is not None and (type(seconds) is not int or not 0 < seconds <= 43200):
-        raise errors.UsageError("duration_seconds must be a whole number from 1 to 43200")
-    duration = timedelta(seconds=seconds) if seconds else None
+    duration = wire.duration(doc, "duration_seconds")
     glass = doc.get("break_glass", False)
     if type(glass) is not bool:
         raise errors.UsageError("break_glass must be true or false")
@@ -228,7 +220,12 @@ def _submit(service: LocalService, request: HttpRequest, params: dict[str, str])
     return wire.outcome_out(outcome)
 
 
-def _list(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _extend(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
+    by = wire.duration(request.json(), "by_seconds")
+    return wire.outcome_out(service.extend(params["id"], by, _reason(request)))
+
+
+def _list(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     q = request.query
     try:
         limit = min(max(int(q.get("limit", "100")), 1), 1000)
@@ -244,37 +241,37 @@ def _list(service: LocalService, request: HttpRequest, params: dict[str, str]) -
     return {"requests": [wire.request_out(r) for r in reqs]}
 
 
-def _grants(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _grants(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     return {"requests": [wire.request_out(r) for r in service.grants()]}
 
 
-def _decidable(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _decidable(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     return {"requests": [wire.request_out(r) for r in service.decidable()]}
 
 
-def _get(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _get(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     return {"request": wire.request_out(service.get(params["id"]))}
 
 
-def _approvers(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _approvers(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     return {"approvers": service.approvers_for(params["id"])}
 
 
-def _may_decide(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _may_decide(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     return {"request": wire.request_out(service.check_may_decide(params["id"]))}
 
 
-def _approve(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _approve(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     req, warnings = service.approve(params["id"], _reason(request))
     return {"request": wire.request_out(req), "warnings": warnings}
 
 
-def _deny(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _deny(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     req, warnings = service.deny(params["id"], _reason(request))
     return {"request": wire.request_out(req), "warnings": warnings}
 
 
-def _cancel(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _cancel(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     """``{"interrupted": true}``: the client's run was stopped by a Ctrl-C (the audit says so)."""
     interrupted = request.json().get("interrupted", False)
     if type(interrupted) is not bool:
@@ -282,7 +279,7 @@ def _cancel(service: LocalService, request: HttpRequest, params: dict[str, str])
     return {"request": wire.request_out(service.cancel(params["id"], interrupted=interrupted))}
 
 
-def _wait(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _wait(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     """Long-poll: answers once the request is approved, or still pending after ``seconds``."""
     try:
         seconds = min(max(float(request.query.get("seconds", MAX_WAIT)), 0.0), MAX_WAIT)
@@ -298,11 +295,11 @@ def _wait(service: LocalService, request: HttpRequest, params: dict[str, str]) -
         return {"request": wire.request_out(current), "decided": False}
 
 
-def _issue(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _issue(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     return {"issued": wire.issued_out(service.issue(params["id"]))}
 
 
-def _delivery_failed(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _delivery_failed(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     service.delivery_failed(params["id"], str(request.json().get("error") or "")[:300])
     return {}
 
@@ -311,33 +308,33 @@ def _reason(request: HttpRequest) -> str | None:
     return wire.optional_text(request.json(), "reason")
 
 
-def _reuse(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _reuse(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     return {"request": wire.request_out(service.reuse(params["id"], _reason(request)))}
 
 
-def _revoke(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _revoke(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     return wire.revoked_out(service.revoke(params["id"], _reason(request)))
 
 
-def _review(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _review(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     return {"request": wire.request_out(service.review(params["id"], _reason(request)))}
 
 
-def _audit(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _audit(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     q = request.query
     records = service.audit_records(
         since=q.get("since"), request_id=q.get("request"), person=q.get("person"), local=False
     )
-    return {"records": records}
+    return {"records": list(records)}
 
 
-def _audit_verify(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _audit_verify(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     """The broker's own trail: its log's chain and, with remote, the central copy's chains and
     signatures. A failed verification is a verdict in the report, not an error."""
     return {"report": service.audit_verify(remote=bool(request.json().get("remote")))}
 
 
-def _sweep(service: LocalService, request: HttpRequest, params: dict[str, str]) -> dict:
+def _sweep(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
     return {"report": service.sweep()}
 
 
@@ -363,6 +360,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], Action]] = [
         ("POST", f"/requests/{_ID}/issue", _issue),
         ("POST", f"/requests/{_ID}/delivery-failed", _delivery_failed),
         ("POST", f"/requests/{_ID}/revoke", _revoke),
+        ("POST", f"/requests/{_ID}/extend", _extend),
         ("POST", f"/requests/{_ID}/reuse", _reuse),
         ("POST", f"/requests/{_ID}/review", _review),
         ("GET", "/audit", _audit),

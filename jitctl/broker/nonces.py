@@ -46,6 +46,10 @@ class NonceStore(Protocol):
         gives verify_proof its ``now`` (pass the same fake clock to both in tests)."""
         ...
 
+    def init(self) -> None:
+        """Make the store ready (`jitctl init`); harmless twice."""
+        ...
+
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
@@ -75,6 +79,10 @@ class SqliteNonces:
             # Fail closed: without the store no proof can be shown to be fresh.
             raise Unavailable(f"the nonce store {self.path} cannot be written: {exc}") from exc
         return claimed == 1
+
+    def init(self) -> None:
+        if not self._ready:
+            self._set_up()
 
     def _open(self) -> sqlite3.Connection:
         # A connection per claim: safe across threads; nothing stays locked between calls.
@@ -195,7 +203,8 @@ class DynamoNonces:
         from jitctl.aws import translate_error
 
         try:
-            return getattr(self.client, op)(**kwargs)  # type: ignore[no-any-return]
+            answer: dict[str, Any] = getattr(self.client, op)(**kwargs)
+            return answer
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "ConditionalCheckFailedException":

@@ -97,7 +97,20 @@ def check_broker_arn(arn: str) -> str:
 def check_gate(policy: Policy, iam_client: Any, broker_role_arn: str) -> list[RoleFinding]:
     """A finding for every policy role, in the policy's order."""
     broker = check_broker_arn(broker_role_arn)
-    return [_check_role(name, role.arn, iam_client, broker) for name, role in policy.roles.items()]
+    return [
+        RoleFinding(name, "", error=NO_TRUST_POLICY)
+        if role.identity_center
+        else _check_role(name, role.arn, iam_client, broker)
+        for name, role in policy.roles.items()
+    ]
+
+
+# An identity_center role is no IAM role of ours: no trust policy proves who may grant it.
+NO_TRUST_POLICY = (
+    "an identity_center role has no trust policy to prove: whoever may call "
+    "sso:CreateAccountAssignment can grant it; check that only the broker's role may "
+    "(deploy/broker.yaml gives it to the broker alone)"
+)
 
 
 def _check_role(name: str, arn: str, iam_client: Any, broker: str) -> RoleFinding:
@@ -208,7 +221,7 @@ def _is_broker(principal: str, broker: str) -> bool:
 
 def _includes_broker(principal: str, broker: str) -> bool:
     """Whether a principal element takes in the broker's role (itself, its account, or *)."""
-    account = ROLE_ARN.match(broker).group(1)  # type: ignore[union-attr]
+    account = ROLE_ARN.match(broker).group(1)  # type: ignore[union-attr]  # check_broker_arn ran
     partition = broker.split(":")[1]
     return principal in ("*", f"AWS:{broker}", f"AWS:{account}") or principal == (
         f"AWS:arn:{partition}:iam::{account}:root"

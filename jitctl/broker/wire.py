@@ -6,11 +6,12 @@ travel only in the response to the call that issued them, over TLS; the broker k
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from jitctl import errors
-from jitctl.lifecycle.service import Issued, Outcome, Revoked
-from jitctl.models import AccessRequest, Caller, Credentials, OnCallEvidence
+from jitctl.lifecycle.contract import Outcome, Revoked
+from jitctl.models import AccessRequest, Caller, Credentials, Issued, OnCallEvidence
 from jitctl.store.records import from_record, to_record
 from jitctl.timeutil import parse_rfc3339, rfc3339
 
@@ -50,7 +51,7 @@ def credentials_out(creds: Credentials) -> dict[str, str]:
         "access_key_id": creds.access_key_id,
         "secret_access_key": creds.secret_access_key,
         "session_token": creds.session_token,
-        "expiration": rfc3339(creds.expiration),
+        "expiration": rfc3339(creds.expires),
     }
 
 
@@ -85,7 +86,7 @@ def evidence_in(doc: dict[str, Any] | None) -> OnCallEvidence | None:
 def issued_out(issued: Issued) -> dict[str, Any]:
     return {
         "request": request_out(issued.request),
-        "credentials": credentials_out(issued.credentials),
+        "credentials": credentials_out(issued.credentials) if issued.credentials else None,
         "evidence": issued.evidence.as_dict() if issued.evidence else None,
         "notes": list(issued.notes),
         "region": issued.region,
@@ -95,7 +96,7 @@ def issued_out(issued: Issued) -> dict[str, Any]:
 def issued_in(doc: dict[str, Any]) -> Issued:
     return Issued(
         request=request_in(doc["request"]),
-        credentials=credentials_in(doc["credentials"]),
+        credentials=credentials_in(doc["credentials"]) if doc.get("credentials") else None,
         evidence=evidence_in(doc.get("evidence")),
         notes=[str(n) for n in doc.get("notes") or []],
         region=str(doc["region"]) if doc.get("region") else None,
@@ -147,11 +148,27 @@ def error_out(exc: errors.JitctlError) -> tuple[int, dict[str, Any]]:
     return _STATUS.get(code, 500), body
 
 
+def doc_in(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    """A JSON object passed through as it is (a report, an explanation)."""
+    part: dict[str, Any] = doc[key]
+    return part
+
+
+def docs_in(doc: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """A list of JSON objects passed through as they are (roles, audit records)."""
+    parts: list[dict[str, Any]] = doc[key]
+    return parts
+
+
 def error_in(status: int, doc: Any) -> errors.JitctlError:
     """The error a broker answered with, as the exception the same failure raises locally."""
     err = doc.get("error") if isinstance(doc, dict) else None
     code = err.get("exit_code") if isinstance(err, dict) else None
-    if type(code) is not int or not isinstance(err.get("message"), str):
+    if (
+        not isinstance(err, dict)
+        or type(code) is not int
+        or not isinstance(err.get("message"), str)
+    ):
         return errors.Unavailable(
             f"the broker answered HTTP {status} without a jitctl error",
             "check [broker] url: is it the broker, not a proxy's error page?",
@@ -167,6 +184,14 @@ def text(doc: dict[str, Any], key: str) -> str:
     if not isinstance(value, str) or not value:
         raise errors.UsageError(f"{key} must be a non-empty string")
     return value
+
+
+def duration(doc: dict[str, Any], key: str) -> timedelta | None:
+    """Whole seconds the caller may send (STS's 12h at most); any other value is exit 2."""
+    seconds = doc.get(key)
+    if seconds is not None and (type(seconds) is not int or not 0 < seconds <= 43200):
+        raise errors.UsageError(f"{key} must be a whole number from 1 to 43200")
+    return timedelta(seconds=seconds) if seconds else None
 
 
 def optional_text(doc: dict[str, Any], key: str) -> str | None:

@@ -18,6 +18,7 @@ it is read.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ class Limits:
     sweep: int = 1  # how often both are checked (waitress's cleanup_interval)
     connections: int = 4000  # open at once, at most: the descriptors the process may open
     header_bytes: int = 32 * 1024  # a proof is ~3 KiB of headers
+    housekeeping: float = 60.0  # `jitctl sweep` as the broker, this often (as Lambda's schedule)
 
 
 def wsgi_app(broker: Broker) -> Callable[..., Iterable[bytes]]:
@@ -95,11 +97,35 @@ def serve(
     )
     for listener in _listeners(server):
         _bound_requests(listener, limits.request)
+    stop = _housekeeping(broker, limits.housekeeping)
     on_ready(f"http://{host}:{server.effective_port}")
     try:
         server.run()
     finally:
+        stop.set()
         server.close()
+
+
+def _housekeeping(broker: Broker, every: float) -> threading.Event:
+    """Run the broker's sweep every ``every`` seconds on a thread of its own (expired grants'
+    assignments, ended incidents, pages), as the Lambda's schedule does; set the event to stop.
+    A failed run is logged and the next one tries again."""
+    import logging
+
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every):
+            try:
+                report = broker.housekeeping()
+            except Exception as exc:  # the server keeps serving; the next run tries again
+                logging.getLogger("jitctl.broker").warning("housekeeping failed: %s", exc)
+                continue
+            for problem in report.get("problems", []):
+                logging.getLogger("jitctl.broker").warning("housekeeping: %s", problem)
+
+    threading.Thread(target=loop, name="jitctl-housekeeping", daemon=True).start()
+    return stop
 
 
 def _connection_limit(wanted: int) -> int:
@@ -131,7 +157,7 @@ def _bound_requests(listener: Any, seconds: int) -> None:
     ``seconds`` ago, has not arrived whole."""
     from waitress.channel import HTTPChannel
 
-    class Channel(HTTPChannel):  # type: ignore[misc]
+    class Channel(HTTPChannel):  # type: ignore[misc]  # waitress is untyped: HTTPChannel is Any
         began = 0.0
 
         def received(self, data: bytes) -> bool:

@@ -43,7 +43,7 @@ def init(
     else:
         out = stderr_console()
         if settings.backend == "dynamodb":  # the region and account: one table for the team
-            where += " " + env.store.where()  # type: ignore[attr-defined]
+            where += " " + env.store.where()  # type: ignore[attr-defined]  # a DynamoStore
         out.print(f"[green]✓[/] {settings.backend} store ready: {safe(where)}")
         for sink in sinks:
             out.print(f"[green]✓[/] central audit sink ready: {safe(sink.name)}")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Iterator
+from itertools import chain, islice
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from jitctl.cli.output import JSON_OPTION, stdout
+
+if TYPE_CHECKING:
+    from jitctl.context import Environment
 
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 
@@ -17,26 +22,39 @@ CSV_COLUMNS = ("ts", "event", "request_id", "actor", "person", "role", "prev", "
 _FORMULA_START = tuple("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
 _DETAIL_KEYS = ("error", "reason", "why", "expires_at", "approval")
 _DETAIL_MAX = 120
+_BLOCK = 1000  # table rows rendered at once
 
 
-def _env():
+def _env() -> Environment:
     from jitctl.cli.session import current_env
 
     return current_env()
 
 
-def _warn_unhashed(records: list[dict[str, Any]]) -> None:
-    """The filters trust only what a record's hash covers: say when a shown record's hash
-    does not cover it (edited in the central copy). Signatures are `audit verify`'s job."""
-    from jitctl.audit.log import record_hash
-    from jitctl.cli.output import warning
+class _HashCount:
+    """Counts the records passing through that fail their hash check. The filters trust only
+    what a record's hash covers: the command says so when a shown record's hash does not
+    cover it (edited in the central copy). Signatures are `audit verify`'s job."""
 
-    bad = sum(1 for r in records if record_hash(r) != r.get("hash"))
-    if bad:
-        warning(
-            f"{bad} of these records fail their hash check (edited): "
-            "run `jitctl audit verify --remote`"
-        )
+    def __init__(self) -> None:
+        self.bad = 0
+
+    def passing(self, records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        from jitctl.audit.log import record_hash
+
+        for record in records:
+            if record_hash(record) != record.get("hash"):
+                self.bad += 1
+            yield record
+
+    def warn(self) -> None:
+        from jitctl.cli.output import warning
+
+        if self.bad:
+            warning(
+                f"{self.bad} of these records fail their hash check (edited): "
+                "run `jitctl audit verify --remote`"
+            )
 
 
 @audit_app.command("log")
@@ -52,35 +70,58 @@ def log(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Audit records, oldest first: the team's central copy when configured, else the local log."""
-    from jitctl.cli.output import emit_json
+    from jitctl.cli.output import emit_json_array
 
     records = _env().service.audit_records(
         since=since, request_id=request_id, person=person, local=local
     )
-    _warn_unhashed(records)
+    hashes = _HashCount()
     if json_out:
-        emit_json(records)
-        return
-    _table(records)
+        emit_json_array(hashes.passing(records))
+    else:
+        _table(hashes.passing(records))
+    hashes.warn()
 
 
-def _table(records: list[dict[str, Any]]) -> None:
-    from jitctl.cli.output import print_table, safe, stderr_console
-    from jitctl.timeutil import parse_rfc3339
+def _table(records: Iterable[dict[str, Any]]) -> None:
+    """Printed a block of rows at a time: memory stays flat however long the log is."""
+    from jitctl.cli.output import print_text_table, stderr_console
 
-    if not records:
+    blocks = _blocks((_row(r) for r in records), _BLOCK)
+    first = next(blocks, None)
+    if first is None:
         stderr_console().print("no audit records")
         return
-    rows = []
-    for r in records:
-        try:
-            when = parse_rfc3339(str(r.get("ts"))).astimezone().strftime("%Y-%m-%d %H:%M:%S")
-        except ValueError:
-            when = str(r.get("ts"))
-        cells = [when, r.get("event"), r.get("person"), r.get("role"), r.get("request_id")]
-        rows.append([*(safe(c if c is not None else "-") for c in cells), safe(_detail(r))])
     columns = ["time", "event", "person", "role", "request", "detail"]
-    print_table(columns, rows, whole=("role", "request"), drop=("person", "time"))
+    print_text_table(
+        columns, chain([first], blocks), whole=("role", "request"), drop=("person", "time")
+    )
+
+
+def _blocks(rows: Iterator[list[str]], size: int) -> Iterator[list[list[str]]]:
+    while block := list(islice(rows, size)):
+        yield block
+
+
+def _row(r: dict[str, Any]) -> list[str]:
+    """The record's cells as plain text (print_text_table cleans and escapes them)."""
+    cells = [
+        _when(r.get("ts")),
+        r.get("event"),
+        r.get("person"),
+        r.get("role"),
+        r.get("request_id"),
+    ]
+    return [*(str(c) if c is not None else "-" for c in cells), _detail(r)]
+
+
+def _when(ts: Any) -> str:
+    from jitctl.timeutil import parse_rfc3339
+
+    try:
+        return parse_rfc3339(str(ts)).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return str(ts)
 
 
 def _detail(record: dict[str, Any]) -> str:
@@ -126,11 +167,12 @@ def export(
     if fmt not in ("jsonl", "csv"):
         raise UsageError(f"--format {fmt!r} is not one of jsonl, csv")
     records = _env().service.audit_records(since=since, request_id=None, person=None, local=local)
+    out = stdout()
     if fmt == "jsonl":
         for r in records:  # the exact hashing form plus hash: each line verifies on its own
-            stdout().write(json.dumps(r, sort_keys=True, separators=(",", ":")) + "\n")
+            out.write(json.dumps(r, sort_keys=True, separators=(",", ":")) + "\n")
         return
-    writer = csv.writer(stdout())
+    writer = csv.writer(out)
     writer.writerow([*CSV_COLUMNS, "details"])
     for r in records:
         rest = {k: v for k, v in r.items() if k not in CSV_COLUMNS}

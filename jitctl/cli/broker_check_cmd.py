@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from jitctl.cli.output import JSON_OPTION, emit_json, safe, stderr_console
 
+if TYPE_CHECKING:
+    from jitctl.context import Environment
+
 
 def check(
     json_out: bool = JSON_OPTION,
-    broker_role: str = typer.Option(
+    broker_role: str | None = typer.Option(
         None,
         "--broker-role",
         metavar="ARN",
@@ -64,7 +69,7 @@ def check(
         )
 
 
-def _chaining_warnings(env, broker: str) -> list[str]:
+def _chaining_warnings(env: Environment, broker: str) -> list[str]:
     """The broker runs as a role, so what it assumes is role chaining: 1h at most."""
     from jitctl.lifecycle.chaining import warning
 

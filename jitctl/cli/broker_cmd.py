@@ -15,8 +15,8 @@ def serve(
     port: int = typer.Option(8080, "--port", min=0, max=65535, help="Port (0: any free one)."),
 ) -> None:
     """Run the broker as an HTTP server (put TLS in front of it unless it listens on loopback)."""
+    from jitctl.broker import wsgi
     from jitctl.broker.build import build_broker
-    from jitctl.broker.wsgi import serve as run_server
     from jitctl.cli.output import stderr_console
     from jitctl.cli.session import current_env
 
@@ -26,7 +26,7 @@ def serve(
         stderr_console().print(f"jitctl broker {broker.proof.server_id} listening on {url}")
 
     try:
-        run_server(broker, host=host, port=port, on_ready=ready)
+        wsgi.serve(broker, host=host, port=port, on_ready=ready)
     except OSError as exc:
         from jitctl.errors import UsageError
 

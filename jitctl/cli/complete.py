@@ -23,7 +23,7 @@ def _env(ctx: typer.Context) -> Environment:
     shell's prompt line)."""
     from jitctl.trusted_time import TrustedClock
 
-    env = ctx.find_root().obj
+    env: Environment = ctx.find_root().obj
     env.on_warning = None
     if isinstance(env.clock, TrustedClock):
         env.clock.on_skew = None

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 import typer
 
 from jitctl.cli import complete
 from jitctl.cli.output import local_time, relative, safe, stderr_console, stdout
 from jitctl.cli.reuse import FRESH_OPTION
+
+if TYPE_CHECKING:
+    from jitctl.context import Environment
+    from jitctl.credentials.console import SignIn
+    from jitctl.models import Issued
 
 
 def console(
@@ -44,7 +51,7 @@ def console(
         issued = obtain_waiting(env, role, reason, duration, timeout)
         _keep(env, issued)
     now = env.clock.now()
-    signin = sign_in(issued.credentials, settings=env.config.console, now=now)
+    signin = sign_in(issued.keys(), settings=env.config.console, now=now)
     opened = not print_url and has_display(env.environ) and _open(signin.url)
     if not opened:
         stdout().write(signin.url + "\n")
@@ -52,10 +59,14 @@ def console(
     _summary(issued, signin, now, opened)
 
 
-def _keep(env, issued) -> None:
+def _keep(env: Environment, issued: Issued) -> None:
     """Cached like every grant, so that the next `console`, `exec` or `request` reuses it
     rather than leaving another live grant behind (a failed sign-in used to)."""
+    from jitctl.cli.assignment_out import no_credentials
     from jitctl.credentials.delivery import deliver
+
+    if issued.credentials is None:  # identity_center: the access portal is its console
+        no_credentials(issued, "a console sign-in URL")
 
     def failed(error: str) -> None:
         env.service.delivery_failed(issued.request.request_id, error)
@@ -82,7 +93,7 @@ def _open(url: str) -> bool:
         return False
 
 
-def _summary(issued, signin, now, opened: bool) -> None:
+def _summary(issued: Issued, signin: SignIn, now: datetime, opened: bool) -> None:
     out = stderr_console()
     req = issued.request
     where = "opened in your browser" if opened else "URL printed on stdout"

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from jitctl.cli import complete
 from jitctl.cli.output import JSON_OPTION, emit_json, interactive, safe, stderr_console
 from jitctl.cli.picker import pick
 
+if TYPE_CHECKING:
+    from jitctl.context import Environment
 
-def _confirm(env, request_id: str, verb: str, yes: bool) -> None:
+
+def _confirm(env: Environment, request_id: str, verb: str, yes: bool) -> None:
     """On a terminal, show what is being decided and ask; never prompt when stdin is not a TTY."""
     if yes or not (env.inp.isatty() and interactive()):
         return  # scripts, pipes and --quiet never get a prompt (NO_COLOR still does)

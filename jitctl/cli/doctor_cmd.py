@@ -104,14 +104,15 @@ def roles(
         need = f"{r['min_approvals']} of " if r["min_approvals"] and r["min_approvals"] > 1 else ""
         cells.append(
             [
-                safe(r["role"]),
+                safe(str(r.get("account") or "-")),
+                safe(r["role"]) + (" [dim](sso)[/]" if r.get("kind") == "identity_center" else ""),
                 format_duration(timedelta(seconds=r["max_duration_seconds"])),
                 now_cell,
                 need + safe(", ".join(r["approvers"]) or "-"),
             ]
         )
-    columns = ["ROLE", "MAX", "NOW", "APPROVERS"]
-    print_table(columns, cells, whole=("ROLE",), drop=("MAX", "APPROVERS"))
+    columns = ["ACCOUNT", "ROLE", "MAX", "NOW", "APPROVERS"]  # rows come grouped by account
+    print_table(columns, cells, whole=("ROLE",), drop=("MAX", "APPROVERS", "ACCOUNT"))
     errors = {r["pagerduty_error"] for r in rows if r.get("pagerduty_error")}
     for error in sorted(errors):  # one session: at most one reason, said once
         stderr_console().print(f"[yellow]pagerduty:[/] {safe(error)}")

@@ -6,7 +6,7 @@ import typer
 
 from jitctl.cli import complete
 from jitctl.cli.output import stdout
-from jitctl.cli.request_cmd import deliver, obtain_waiting, parse_duration_option
+from jitctl.cli.request_cmd import hand_over, obtain_waiting, parse_duration_option
 from jitctl.cli.reuse import FRESH_OPTION, reused_unless_fresh
 
 
@@ -45,11 +45,11 @@ def exec_cmd(
     if grant is None:
         grant = obtain_waiting(env, role, reason, duration, timeout)
         # cached (keyring or a 0600 file) for the next exec and credential-process; no profile
-        deliver(env, grant, profile=None, fmt="exec", shell="sh", json_out=False)
+        hand_over(env, grant, profile=None, fmt="exec", shell="sh", json_out=False)
     from jitctl.credentials.delivery import profile_region
 
     region = profile_region(env, grant.region)  # the role's, else yours, as in its profile
-    code = run_child(argv, child_environment(env.environ, grant.credentials, region))
+    code = run_child(argv, child_environment(env.environ, grant.keys(), region))
     raise typer.Exit(code)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
 import typer
 
 from jitctl.cli.output import (
@@ -12,6 +15,9 @@ from jitctl.cli.output import (
     safe,
     stderr_console,
 )
+
+if TYPE_CHECKING:
+    from jitctl.models import AccessRequest
 
 
 def grants(
@@ -33,18 +39,28 @@ def grants(
     _table(live, now)
 
 
-def _grant_doc(doc: dict, req, now) -> dict:
-    left = int((req.credentials_expire_at - now).total_seconds())
-    return doc | {"ends_at": doc["credentials_expire_at"], "ends_in_seconds": max(left, 0)}
+def _grant_doc(doc: dict[str, Any], req: AccessRequest, now: datetime) -> dict[str, Any]:
+    left = int((_ends(req) - now).total_seconds())  # extensions included: doc's ends_at
+    return doc | {"ends_in_seconds": max(left, 0)}
 
 
-def _table(live, now) -> None:
+def _ends(grant: AccessRequest) -> datetime:
+    """A live grant's end, extensions included (issued grants record one; None would not be
+    live)."""
+    from jitctl.models import grant_end
+
+    ends = grant_end(grant)
+    assert ends is not None
+    return ends
+
+
+def _table(live: list[AccessRequest], now: datetime) -> None:
     rows = [
         [
             safe(r.role),
             safe(r.request_id),
             safe(r.approval or "-"),
-            f"{local_time(r.credentials_expire_at, now)} ({relative(r.credentials_expire_at, now)})",
+            f"{local_time(_ends(r), now)} ({relative(_ends(r), now)})",
             safe(r.reason),
         ]
         for r in live

@@ -17,6 +17,8 @@ Commands:
                       otherwise wait for a peer's approval
   wait                Resume waiting for a decision on your request, and get
                       credentials once it is approved
+  extend              Extend your live grant: on call, at once; otherwise
+                      after a peer's approval
   exec                Run a command with credentials for ROLE in its
                       environment only (your cached grant for ROLE while it
                       has 5+ minutes left): jitctl exec ROLE --reason R -- CMD
@@ -53,7 +55,7 @@ Commands:
   demo                Try jitctl with no AWS or PagerDuty account: local
                       endpoints, a small team, the story
   audit               The tamper-evident audit log.
-  policy              Check and explain the access policy.
+  policy              Check, explain and compare the access policy.
   broker              The broker: jitctl as a gate that requesters cannot...
 """
 
@@ -71,6 +73,7 @@ Options:
 Commands:
   request             Request access to ROLE: on call, credentials at once; otherwise wait for a peer's approval
   wait                Resume waiting for a decision on your request, and get credentials once it is approved
+  extend              Extend your live grant: on call, at once; otherwise after a peer's approval
   exec                Run a command with credentials for ROLE in its environment only (your cached grant for ROLE
                       while it has 5+ minutes left): jitctl exec ROLE --reason R -- CMD [ARGS...]
   credential-process  For ~/.aws/config: print your latest grant for ROLE while it has 5+ minutes left; never prompts
@@ -92,6 +95,6 @@ Commands:
   sweep               Housekeeping for a scheduler: end grants whose incident resolved, resolve pages
   demo                Try jitctl with no AWS or PagerDuty account: local endpoints, a small team, the story
   audit               The tamper-evident audit log.
-  policy              Check and explain the access policy.
+  policy              Check, explain and compare the access policy.
   broker              The broker: jitctl as a gate that requesters cannot skip.
 """

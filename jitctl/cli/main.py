@@ -12,7 +12,6 @@ import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -20,6 +19,8 @@ from jitctl import __version__
 from jitctl.errors import DISK_FULL, ExitCode, JitctlError
 
 if TYPE_CHECKING:
+    from typer._click.core import Command, Context
+
     from jitctl.context import Environment
 
 
@@ -28,7 +29,7 @@ class _Commands(TyperGroup):
     (jitctl.lifecycle.interrupts: the pending request this run recorded is cancelled); left alone,
     typer would turn it into a silent exit 130."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Context) -> Any:
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
@@ -79,7 +80,7 @@ def _be_quiet() -> None:
     current_env().quiet = True
 
 
-def _with_global_options(group: typer.core.TyperGroup) -> typer.core.TyperGroup:
+def _with_global_options(group: Command) -> Command:
     """--quiet and --debug after the command too (`jitctl request R --quiet`), not only
     before it: click reads a group's options only before the command name, so every command
     gets its own copy, unless it already has an option of that name."""
@@ -105,13 +106,12 @@ def _quiet_flag(ctx: object, param: object, value: bool) -> None:
         _be_quiet()
 
 
-def _walk(group: typer.core.TyperGroup) -> list[Any]:
-    """Every command and group below ``group``."""
-    found: list[Any] = []
-    for command in group.commands.values():
+def _walk(group: Command) -> list[Command]:
+    """Every command and group below ``group`` (a plain command has none)."""
+    found: list[Command] = []
+    for command in getattr(group, "commands", {}).values():
         found.append(command)
-        if hasattr(command, "commands"):
-            found += _walk(command)
+        found += _walk(command)
     return found
 
 
@@ -121,6 +121,7 @@ def _walk(group: typer.core.TyperGroup) -> list[Any]:
 COMMANDS: dict[str, str] = {
     "request": "request_cmd",
     "wait": "request_cmd",
+    "extend": "extend_cmd",
     "exec": "exec_cmd",
     "credential-process": "exec_cmd",
     "console": "console_cmd",
@@ -236,10 +237,14 @@ def run(argv: list[str] | None = None, env: Environment | None = None) -> int:
     through click's context object (``jitctl.cli.session.current_env``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if env is None:
-        from jitctl.cli.output import clock_warning, warning
+        from jitctl.cli.output import clock_warning, progress, warning
         from jitctl.context import Environment
 
-        env = Environment(on_clock_skew=clock_warning, on_warning=warning)
+        env = Environment(on_clock_skew=clock_warning, on_warning=warning, on_progress=progress)
+    if env.service_factory is None:  # this host assembles the run (jitctl.wiring)
+        from jitctl.wiring import choose_service
+
+        env.service_factory = choose_service
     debug = _debug_requested(argv)
     _register(_modules_for(argv))
     if os.environ.get("_JITCTL_COMPLETE"):  # a completion script is asking for candidates

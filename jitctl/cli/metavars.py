@@ -31,5 +31,6 @@ def install() -> None:
     """Use these for every command's arguments and options (typer's classes, once)."""
     from typer import core
 
+    # method-assign: typer's own methods, replaced on purpose (once, for every command)
     core.TyperArgument.make_metavar = argument_metavar  # type: ignore[method-assign]
     core.TyperOption.make_metavar = option_metavar  # type: ignore[method-assign]

@@ -5,12 +5,19 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from jitctl.sanitize import clean
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from jitctl.context import Environment
 
 # Every command's --json (typer options are plain default values, safe to reuse). `request`
 # and `wait` say "(no secrets)": their document describes credentials it does not contain.
@@ -29,6 +36,29 @@ def emit_json(document: Any) -> None:
         env.json_emitted = True  # an error after it adds no second document (cli.main)
 
 
+def emit_json_array(items: Iterable[Any], batch: int = 500) -> None:
+    """One JSON array on stdout, written ``batch`` items at a time (memory flat however many
+    there are), in exactly ``emit_json``'s shape. An error before the first item leaves stdout
+    empty (the error's own document goes there); one after it still closes the array."""
+    from itertools import islice
+
+    out = _stream("out")
+    source = iter(items)
+    first = True
+    try:
+        # One dumps per batch, not per item: json's indenting encoder is set up once a call.
+        while chunk := list(islice(source, batch)):
+            text = json.dumps(chunk, indent=2, sort_keys=True, default=str)
+            out.write(("[\n" if first else ",\n") + text[2:-2])
+            first = False
+    finally:
+        if not first or sys.exc_info()[0] is None:
+            out.write("[]\n" if first else "\n]\n")
+            out.flush()
+            if (env := _session()) is not None:
+                env.json_emitted = True
+
+
 def safe(text: object) -> str:
     """Text from other people, made safe for a rich console: no escapes, no markup."""
     from rich.markup import escape
@@ -36,12 +66,13 @@ def safe(text: object) -> str:
     return escape(clean(str(text)))
 
 
-def _session() -> Any:
+def _session() -> Environment | None:
     """The run's Environment (None outside a command, e.g. a helper called by a test)."""
     from typer._click.globals import get_current_context
 
     ctx = get_current_context(silent=True)
-    return ctx.find_root().obj if ctx is not None else None
+    env: Environment | None = ctx.find_root().obj if ctx is not None else None
+    return env
 
 
 def _stream(which: str) -> Any:
@@ -65,7 +96,7 @@ def interactive() -> bool:
     return sys.stderr.isatty() and sys.stdout.isatty()
 
 
-def stdout_console():
+def stdout_console() -> Console:
     """The answer a command exists to give goes to stdout, so `| grep` and `$(...)` see it;
     --quiet never hides it. Colour only for a person at a terminal."""
     from rich.console import Console
@@ -80,7 +111,7 @@ def colour() -> bool:
     return interactive() and not environ.get("NO_COLOR")
 
 
-def stderr_console():
+def stderr_console() -> Console:
     """Human messages go to stderr; --quiet silences them (errors still print, from main)."""
     from rich.console import Console
 
@@ -115,6 +146,14 @@ def warning(text: str) -> None:
     false``, a shown record fails its hash): one plain line on stderr."""
     sys.stderr.write(f"jitctl: warning: {clean(text)}\n")
     sys.stderr.flush()
+
+
+def progress(status: str, waited: float) -> None:
+    """AWS is still working on something jitctl waits for: one line each time it asks."""
+    env = _session()
+    if env is None or not env.quiet:
+        sys.stderr.write(f"jitctl: AWS says {clean(status)} after {waited:.0f}s; waiting\n")
+        sys.stderr.flush()
 
 
 def clock_warning(message: str) -> None:
@@ -156,7 +195,9 @@ def print_table(
     console.print(table, width=max(console.width, needed) if tty else None)
 
 
-def _table(shown: list[str], rows: list[list[str]], columns: list[str], whole: tuple[str, ...]):
+def _table(
+    shown: list[str], rows: list[list[str]], columns: list[str], whole: tuple[str, ...]
+) -> Table:
     from rich.table import Table
     from rich.text import Text
 
@@ -175,3 +216,40 @@ def _table(shown: list[str], rows: list[list[str]], columns: list[str], whole: t
     for row in rows:
         table.add_row(*(row[columns.index(name)] for name in shown))
     return table
+
+
+def print_text_table(
+    columns: list[str],
+    blocks: Iterable[list[list[str]]],
+    *,
+    whole: tuple[str, ...],
+    drop: tuple[str, ...] = (),
+) -> None:
+    """A table of plain text (other people's: cleaned here) that comes a block of rows at a
+    time, so memory stays flat however many rows. On a terminal each block is a
+    ``print_table``; elsewhere (a pipe, a file) rows are written as they come, without rich,
+    columns two spaces apart and as wide as their widest cell so far."""
+    from rich.cells import cell_len
+
+    out = _stream("out")
+    if out.isatty():
+        for rows in blocks:
+            print_table(columns, [[safe(c) for c in row] for row in rows], whole=whole, drop=drop)
+        return
+    widths = [len(name) for name in columns]
+    for number, rows in enumerate(blocks):
+        rows = [[clean(c) for c in row] for row in rows]
+        lengths = [[cell_len(c) for c in row] for row in rows]
+        widths = [max([w, *(row[i] for row in lengths)]) for i, w in enumerate(widths)]
+        head = number == 0  # the header once, on top
+        lines = ([columns] if head else []) + rows
+        sizes = ([[len(c) for c in columns]] if head else []) + lengths
+        out.write(
+            "".join(_line(cells, size, widths) for cells, size in zip(lines, sizes, strict=True))
+        )
+    out.flush()
+
+
+def _line(cells: list[str], sizes: list[int], widths: list[int]) -> str:
+    padded = [c + " " * (w - s) for c, s, w in zip(cells, sizes, widths, strict=True)]
+    return "  ".join(padded).rstrip(" ") + "\n"

@@ -4,13 +4,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 import typer
 
 from jitctl.cli.output import interactive, print_table, relative, safe, stderr_console
 
+if TYPE_CHECKING:
+    from jitctl.context import Environment
+    from jitctl.lifecycle.contract import AccessService
+    from jitctl.models import AccessRequest
+
 # What each command may act on, said when there is nothing, and where else to look.
-CANDIDATES: dict[str, tuple[Callable, str]] = {
+CANDIDATES: dict[str, tuple[Callable[[AccessService], list[AccessRequest]], str]] = {
     "approve": (lambda s: s.decidable(), "no pending requests you may approve"),
     "deny": (lambda s: s.decidable(), "no pending requests you may deny"),
     "cancel": (
@@ -29,7 +36,7 @@ CANDIDATES: dict[str, tuple[Callable, str]] = {
 }
 
 
-def pick(env, verb: str) -> str:
+def pick(env: Environment, verb: str) -> str:
     """The request id a person picks (by number or id) among what ``verb`` may act on;
     asked again after a choice that is not one of them. Scripts get a usage error."""
     from jitctl.errors import UsageError
@@ -45,7 +52,7 @@ def pick(env, verb: str) -> str:
     choices = {str(i): r.request_id for i, r in enumerate(reqs, 1)}
     ids = set(choices.values())
     while True:
-        answer = typer.prompt(f"{verb} which one (number or id)", err=True).strip()
+        answer: str = typer.prompt(f"{verb} which one (number or id)", err=True).strip()
         chosen = choices.get(answer, answer)
         if chosen in ids:
             return chosen
@@ -55,7 +62,7 @@ def pick(env, verb: str) -> str:
         )
 
 
-def _table(reqs, now) -> None:
+def _table(reqs: list[AccessRequest], now: datetime) -> None:
     rows = [
         [str(i), *(safe(v) for v in (r.request_id, r.role, r.requester))]
         + [relative(r.created_at, now).replace(" ago", ""), safe(r.reason)]

@@ -1,16 +1,21 @@
-"""`jitctl policy ...`: validate policy files (pre-commit, CI), explain a role."""
+"""`jitctl policy ...`: validate policy files (pre-commit, CI), explain a role, diff two versions."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from jitctl.cli import complete
 from jitctl.cli.output import JSON_OPTION, stdout
+from jitctl.cli.policy_diff_cmd import diff_cmd
 
-policy_app = typer.Typer(help="Check and explain the access policy.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from jitctl.policy.roles import Role
+
+
+policy_app = typer.Typer(help="Check, explain and compare the access policy.", no_args_is_help=True)
 
 
 @policy_app.command("validate")
@@ -36,7 +41,7 @@ def validate_cmd(
 
         paths = [load_config().require_policy_path()]
     result = validate(paths)
-    warnings = _chaining_warnings(result.over_1h)
+    warnings = _chaining_warnings(result.over_1h) + _session_warnings(result.identity_center)
     if json_out:
         emit_json(result.to_json() | {"warnings": warnings})
     else:
@@ -52,6 +57,21 @@ def validate_cmd(
         err.print(f"{mark} {safe(result.summary())}")
     if not result.ok:
         raise typer.Exit(int(ExitCode.USAGE))
+
+
+def _session_warnings(roles: tuple[Role, ...]) -> list[str]:
+    """identity_center roles whose permission set keeps a session longer than max_duration,
+    read from AWS when it can be (a CI job without AWS access gets a note instead)."""
+    if not roles:
+        return []
+    from jitctl.cli.session import current_env
+    from jitctl.errors import JitctlError
+    from jitctl.identity_center.reconcile import session_warnings
+
+    try:
+        return session_warnings(current_env(), list(roles))
+    except JitctlError as exc:
+        return [f"permission sets' session durations not checked: {exc.message}"]
 
 
 def _chaining_warnings(over_1h: tuple[str, ...]) -> list[str]:
@@ -81,7 +101,7 @@ def explain_cmd(
     as_person: str = typer.Option(
         None, "--as", metavar="PERSON", help="An email or principal ARN: may they approve it?"
     ),
-    policy_path: Path = typer.Option(
+    policy_path: Path | None = typer.Option(
         None, "--policy", help="A policy file or directory instead of the configured one."
     ),
     json_out: bool = JSON_OPTION,
@@ -190,8 +210,15 @@ def _render_approval(approval: dict[str, Any] | None) -> list[str]:
                 f"{n} approval{'s' if n != 1 else ''} from distinct approvers, never the requester",
             ),
             ("expires", f"a pending request expires after {safe(approval['request_ttl'])}"),
+            ("decided from", _decided_from(approval.get("approve_from", ["cli"]))),
         ]
     )
+
+
+def _decided_from(channels: list[str]) -> str:
+    """Where approve/deny may come from: the CLI (an AWS identity) and/or Slack's buttons."""
+    ways = {"cli": "the CLI (`jitctl approve`/`deny`)", "slack": "Slack's Approve/Deny buttons"}
+    return " and ".join(ways.get(c, c) for c in channels)
 
 
 def _on_call_now(people: list[str] | None, problem: str | None) -> str:
@@ -220,6 +247,7 @@ def _render_limits(limits: dict[str, Any]) -> list[str]:
         [
             ("max duration", f"{limits['max_duration']} (default {limits['default_duration']})"),
             ("minimum", f"{limits['sts_min_duration']} (STS)"),
+            ("max total", f"{limits['max_total']} from the first issue, extensions included"),
         ]
     )
     return [*lines, f"  {safe(limits['note'])}"]
@@ -277,6 +305,9 @@ def _render_as(doc: dict[str, Any]) -> list[str]:
             text += f" [yellow]but needs {need}: only the fast track would work[/]"
         lines.append(text)
     return lines
+
+
+policy_app.command("diff")(diff_cmd)  # defined in its own module, listed after these
 
 
 def register(app: typer.Typer) -> None:

@@ -70,9 +70,9 @@ class ReaderGone:
 def guard_output() -> None:
     """stdout and stderr, for the whole process, as ReaderGone streams."""
     if sys.stdout is not None and not isinstance(sys.stdout, ReaderGone):
-        sys.stdout = ReaderGone(sys.stdout)  # type: ignore[assignment]
+        sys.stdout = ReaderGone(sys.stdout)
     if sys.stderr is not None and not isinstance(sys.stderr, ReaderGone):
-        sys.stderr = ReaderGone(sys.stderr)  # type: ignore[assignment]
+        sys.stderr = ReaderGone(sys.stderr)
 
 
 def _flushed() -> bool:

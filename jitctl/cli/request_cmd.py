@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import typer
 
-from jitctl.cli import complete
+from jitctl.cli import assignment_out, complete
 from jitctl.cli.output import (
     JSON_OPTION_NO_SECRETS,
     emit_json,
@@ -19,6 +19,14 @@ from jitctl.cli.output import (
     stdout,
 )
 from jitctl.cli.reuse import FRESH_OPTION, reused_grant
+from jitctl.cli.waitline import WaitLine
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from jitctl.context import Environment
+    from jitctl.lifecycle.contract import Outcome
+    from jitctl.models import AccessRequest, Issued
 
 FORMATS = ("profile", "env", "credential-process")
 FORMAT_HELP = "profile: write the shared credentials file (default); env: print export lines for eval; credential-process: print the AWS credential_process JSON."
@@ -59,29 +67,48 @@ def check_format(fmt: str, shell: str, json_out: bool) -> None:
         raise UsageError(f"--json and --format {fmt} both print to stdout", "choose one")
 
 
-def check_destination(env, profile: str | None, fmt: str, role: str | None, request_id=None):
+def check_destination(
+    env: Environment,
+    profile: str | None,
+    fmt: str,
+    role: str | None,
+    request_id: str | None = None,
+) -> None:
     """Before anything is requested or issued: can the credentials be written where asked?"""
     if fmt != "profile":
         return
-    from jitctl.credentials.delivery import check_writable
+    from jitctl.credentials.delivery import check_writable, default_profile
     from jitctl.credentials.profiles import aws_config_path, shared_credentials_path
 
-    if role is None:
-        role = env.service.get(request_id).role
     path = shared_credentials_path(env.environ)
+    if profile is None and role is None:  # `wait`: an extension's goes where its grant is
+        assert request_id is not None  # callers name the role or the request
+        profile = default_profile(path, env.service.get(request_id))
     config = aws_config_path(env.environ)  # its region is written too
     check_writable(path, profile or f"jit-{role}", request_id, config=config)
 
 
-def deliver(env, issued, *, profile, fmt: str, shell: str, json_out: bool, cache: bool = True):
+def hand_over(
+    env: Environment,
+    issued: Issued,
+    *,
+    profile: str | None,
+    fmt: str,
+    shell: str,
+    json_out: bool,
+    cache: bool = True,
+) -> None:
     """Secrets reach stdout only when a format asks for them; the summary goes to stderr."""
-    from jitctl.credentials.delivery import deliver as keep
+    from jitctl.credentials.delivery import deliver
     from jitctl.credentials.formats import credential_process_json, env_lines
 
     def failed(error: str) -> None:
         env.service.delivery_failed(issued.request.request_id, error)
 
-    written = keep(
+    if issued.credentials is None:  # an identity_center grant: nothing to write or print
+        render_grant(env, issued, None, json_out)
+        return assignment_out.no_credentials(issued, fmt)
+    written = deliver(
         env,
         issued,
         profile=profile,
@@ -99,7 +126,7 @@ def deliver(env, issued, *, profile, fmt: str, shell: str, json_out: bool, cache
     render_grant(env, issued, written, json_out)
 
 
-def render_grant(env, issued, profile: str | None, json_out: bool) -> None:
+def render_grant(env: Environment, issued: Issued, profile: str | None, json_out: bool) -> None:
     from jitctl.models import public_dict
 
     if json_out:
@@ -111,7 +138,9 @@ def render_grant(env, issued, profile: str | None, json_out: bool) -> None:
         return
     now = env.clock.now()
     out = stderr_console()
-    expires = issued.credentials.expiration
+    if issued.credentials is None:
+        return assignment_out.render_assignment(out, issued, now)
+    expires = issued.credentials.expires
     where = f"in profile [bold]{safe(profile)}[/]" if profile else "issued"
     short = timedelta(0) < expires - now < timedelta(minutes=10)
     flag = " [yellow](under 10 minutes)[/]" if short else ""
@@ -141,7 +170,7 @@ def render_grant(env, issued, profile: str | None, json_out: bool) -> None:
         _profile_hint(env, out, issued.request.request_id, profile)
 
 
-def _profile_hint(env, out, request_id: str, profile: str) -> None:
+def _profile_hint(env: Environment, out: Console, request_id: str, profile: str) -> None:
     """A first command that works here: `--profile` beats keys in the environment (botocore
     drops its environment provider for an explicit profile); AWS_PROFILE does not."""
     import shlex
@@ -161,67 +190,7 @@ def _profile_hint(env, out, request_id: str, profile: str) -> None:
         )
 
 
-class WaitLine:
-    """The live "waiting for approval" line, for a person at a terminal; nothing for scripts.
-    Used as a context manager, so the line stops however the wait ends."""
-
-    def __init__(self) -> None:
-        self._status = None
-
-    def for_request(self, request_id: str, approvers: Callable[[], list[str]]):
-        """The per-poll callback (None when nobody watches: ``approvers`` is not even asked)."""
-        if not interactive():
-            return None
-        everyone = approvers()
-        self._status = stderr_console().status("", spinner="dots")
-        self._status.start()
-
-        def on_poll(current, elapsed: float) -> None:
-            # who is still to be asked: an approver who has approved is no longer waited on
-            left = [a for a in everyone if a not in current.approvers]
-            shown = ", ".join(left) or "nobody (check the policy)"
-            self._status.update(_wait_text(current, request_id, shown, elapsed))
-
-        return on_poll
-
-    def __enter__(self) -> WaitLine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._status is not None:
-            self._status.stop()
-
-
-def _wait_text(current, request_id: str, shown: str, elapsed: float):
-    """The wait line at the terminal's width (a longer one is cropped at the edge, taking the
-    approve command with it): the approvers go first, then the words; what is left is cut."""
-    from rich.text import Text
-
-    from jitctl.sanitize import clean
-    from jitctl.timeutil import format_duration
-
-    waited = format_duration(timedelta(seconds=int(elapsed)))
-    got = (
-        f" ({len(current.approvers)}/{current.min_approvals} approvals)"
-        if current.min_approvals > 1
-        else ""
-    )
-    tail = f"; send them: jitctl approve {request_id}  (Ctrl-C cancels)"
-    width = stderr_console().width - 3  # the spinner and its space
-    for text in (
-        f"waiting {waited} for approval{got} of {request_id} from {shown}{tail}",
-        f"waiting {waited} for approval{got} of {request_id}{tail}",
-        f"waiting {waited}{got}: jitctl approve {request_id}  (Ctrl-C cancels)",
-    ):
-        line = Text(clean(text), no_wrap=True, overflow="ellipsis")
-        if line.cell_len <= width:
-            break
-    line.truncate(max(width, 1), overflow="ellipsis")
-    line.highlight_words([f"jitctl approve {request_id}"], style="bold")
-    return line
-
-
-def announce_pending(env, outcome) -> None:
+def announce_pending(env: Environment, outcome: Outcome) -> None:
     req = outcome.request
     out = stderr_console()
     out.print(
@@ -231,20 +200,28 @@ def announce_pending(env, outcome) -> None:
     )
 
 
-def obtain(
-    env, *, role, reason, duration, timeout, wait: bool, break_glass: bool = False, incident=None
-):
+def request_or_wait(
+    env: Environment,
+    *,
+    role: str,
+    reason: str | None,
+    duration: timedelta | None,
+    timeout: timedelta | None,
+    wait: bool,
+    break_glass: bool = False,
+    incident: str | None = None,
+) -> Issued | AccessRequest:
     """The request flow shared by `request` and `exec`: credentials, or the pending request
     (--no-wait)."""
-    from jitctl.lifecycle.obtain import obtain as run_lifecycle
+    from jitctl.lifecycle.obtain import obtain
 
-    def on_pending(outcome) -> None:
+    def on_pending(outcome: Outcome) -> None:
         for warning in outcome.warnings:
             stderr_console().print(f"[yellow]warning:[/] {safe(warning)}")
         announce_pending(env, outcome)
 
     with WaitLine() as line:
-        return run_lifecycle(
+        return obtain(
             env.service,
             role=role,
             reason=reason if reason is not None else _ask_reason(env),
@@ -260,9 +237,13 @@ def obtain(
         )
 
 
-def obtain_waiting(env, role: str, reason: str | None, duration: str | None, timeout: str | None):
+def obtain_waiting(
+    env: Environment, role: str, reason: str | None, duration: str | None, timeout: str | None
+) -> Issued:
     """Credentials for ROLE, waiting for a decision if one is needed (`exec`, `console`)."""
-    return obtain(
+    from jitctl.models import Issued
+
+    issued = request_or_wait(
         env,
         role=role,
         reason=reason,
@@ -270,6 +251,8 @@ def obtain_waiting(env, role: str, reason: str | None, duration: str | None, tim
         timeout=parse_duration_option(timeout, "--timeout"),
         wait=True,
     )
+    assert isinstance(issued, Issued)  # waiting ends in credentials or an error, never pending
+    return issued
 
 
 BREAK_GLASS_OPTION = typer.Option(
@@ -285,12 +268,13 @@ INCIDENT_OPTION = typer.Option(
 )
 
 
-def _ask_reason(env) -> str | None:
+def _ask_reason(env: Environment) -> str | None:
     """On a terminal, ask for the missing --reason; scripts (stdin not a TTY, --quiet) get
     None, and the one-line usage error, as before."""
     if not (env.inp.isatty() and interactive()):
         return None
-    return typer.prompt("reason (an incident id helps)", err=True)
+    reason: str = typer.prompt("reason (an incident id helps)", err=True)
+    return reason
 
 
 def request(
@@ -331,8 +315,7 @@ def request(
     Your live grant for ROLE is handed out again while it has 5+ minutes left (--fresh asks
     for a new one)."""
     from jitctl.cli.session import current_env
-    from jitctl.lifecycle.service import Issued
-    from jitctl.models import public_dict
+    from jitctl.models import Issued, public_dict
 
     check_format(fmt, shell, json_out)
     env = current_env()
@@ -340,12 +323,12 @@ def request(
     wanted = parse_duration_option(duration, "--duration")
     # a break-glass or incident-bound request is its own event: never answered by a reuse
     plain = not (fresh or break_glass or incident)
-    result = (reused_grant(env, role, reason, wanted) if plain else None) or obtain(
+    result = (reused_grant(env, role, reason, wanted) if plain else None) or request_or_wait(
         env, role=role, reason=reason, duration=wanted, wait=wait, break_glass=break_glass,
         timeout=parse_duration_option(timeout, "--timeout"), incident=incident,
     )  # fmt: skip
     if isinstance(result, Issued):
-        deliver(env, result, profile=profile, fmt=fmt, shell=shell, json_out=json_out)
+        hand_over(env, result, profile=profile, fmt=fmt, shell=shell, json_out=json_out)
         if not wait and fmt == "profile" and not json_out:  # the contract: the id, either way
             stdout().write(result.request.request_id + "\n")
     elif json_out:
@@ -385,7 +368,7 @@ def wait_cmd(
             on_poll=line.for_request(request_id, lambda: service.approvers_for(request_id)),
         )
     issued = service.issue(approved.request_id)
-    deliver(env, issued, profile=profile, fmt=fmt, shell=shell, json_out=json_out)
+    hand_over(env, issued, profile=profile, fmt=fmt, shell=shell, json_out=json_out)
 
 
 def register(app: typer.Typer) -> None:

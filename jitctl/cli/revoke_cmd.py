@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from jitctl.cli import complete
@@ -86,7 +88,7 @@ def sweep(json_out: bool = JSON_OPTION) -> None:
         raise failed(f"sweep finished with {len(report['problems'])} problem(s)")
 
 
-def _show_sweep(report: dict) -> None:
+def _show_sweep(report: dict[str, Any]) -> None:
     out = stderr_console()
     for done in report["revoked"]:
         out.print(

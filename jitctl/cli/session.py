@@ -12,6 +12,6 @@ def current_env() -> Environment:
     """The Environment `run` passed to the app as click's context object."""
     from typer._click.globals import get_current_context
 
-    env = get_current_context().find_root().obj
+    env: Environment | None = get_current_context().find_root().obj
     assert env is not None, "commands run through jitctl.cli.main.run, which builds the Environment"
     return env

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
 import typer
 
 from jitctl.cli import complete
@@ -16,10 +20,19 @@ from jitctl.cli.output import (
     stdout_console,
 )
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from jitctl.context import Environment
+    from jitctl.lifecycle.grants import Liveness
+    from jitctl.models import AccessRequest
+
 REQUEST_COLUMNS = ["ID", "ROLE", "REQUESTER", "STATUS", "AGE", "EXPIRES", "REASON"]
 
 
-def request_rows(reqs, now, states=None) -> list[list[str]]:
+def request_rows(
+    reqs: Iterable[AccessRequest], now: datetime, states: dict[str, Liveness] | None = None
+) -> list[list[str]]:
     """``states``: request id -> grants.Liveness, so that a dead grant reads as dead."""
     states = states or {}
     rows = []
@@ -39,7 +52,9 @@ def request_rows(reqs, now, states=None) -> list[list[str]]:
     return rows
 
 
-def grant_states(env, reqs, role: str | None = None) -> dict:
+def grant_states(
+    env: Environment, reqs: list[AccessRequest], role: str | None = None
+) -> dict[str, Liveness]:
     """Each issued or revoked request's liveness, derived now with the revocations that may
     cut it off (``role``: all of them are on that role). Reads only."""
     from jitctl.lifecycle.grants import liveness
@@ -52,18 +67,21 @@ def grant_states(env, reqs, role: str | None = None) -> dict:
     return {r.request_id: s for r in reqs if (s := liveness(r, context, now)) is not None}
 
 
-def _unexpired(req, now) -> bool:
-    return req.credentials_expire_at is not None and req.credentials_expire_at > now
+def _unexpired(req: AccessRequest, now: datetime) -> bool:
+    from jitctl.models import grant_end
+
+    ends = grant_end(req)  # extensions included
+    return ends is not None and ends > now
 
 
-def shown_status(req, state) -> str:
+def shown_status(req: AccessRequest, state: Liveness | None) -> str:
     """The stored status, and for an issued grant that no longer works, why."""
     if state is None or state.live or state.state == "revoked":
         return req.status
     return f"{req.status} ({'cut off' if state.state == 'cut_off' else 'expired'})"
 
 
-def expiry_text(req, state, now) -> str:
+def expiry_text(req: AccessRequest, state: Liveness | None, now: datetime) -> str:
     """When a pending request or a grant ends, or ended (the EXPIRES column)."""
     if req.status == "pending":
         return relative(req.expires_at, now)
@@ -77,7 +95,7 @@ def expiry_text(req, state, now) -> str:
     return f"{'revoked' if state.state == 'revoked' else 'ended'} {when}"
 
 
-def _unreviewed(req) -> bool:
+def _unreviewed(req: AccessRequest) -> bool:
     from jitctl.models import UNREVIEWED, review_state
 
     return review_state(req) == UNREVIEWED
@@ -118,7 +136,7 @@ def list_cmd(
     )
 
 
-def request_doc(req, state) -> dict:
+def request_doc(req: AccessRequest, state: Liveness | None) -> dict[str, Any]:
     """The contract's request JSON plus the grant's derived state (null when never issued)."""
     from jitctl.models import public_dict
 
@@ -144,11 +162,14 @@ def status(
     describe(req, env.clock.now(), state, out=stdout_console())
 
 
-def describe(req, now, state=None, out=None) -> None:
+def describe(
+    req: AccessRequest, now: datetime, state: Liveness | None = None, out: Console | None = None
+) -> None:
     """Key facts of a request: `status`'s answer on stdout, or (default) the approver's
     confirmation screen on stderr."""
     from datetime import timedelta
 
+    from jitctl.models import grant_end
     from jitctl.timeutil import format_duration
 
     out = out or stderr_console()
@@ -181,8 +202,8 @@ def describe(req, now, state=None, out=None) -> None:
     rows += _follow_up_rows(req)
     if state is not None and not state.live:
         rows.append(("credentials", _ended_text(state, now)))
-    elif req.credentials_expire_at:
-        left = req.credentials_expire_at - now
+    elif (ends := grant_end(req)) is not None:
+        left = ends - now
         flag = (
             "  [yellow](under 10 minutes left)[/]"
             if timedelta(0) < left < timedelta(minutes=10)
@@ -191,7 +212,7 @@ def describe(req, now, state=None, out=None) -> None:
         rows.append(
             (
                 "credentials",
-                f"expire {local_time(req.credentials_expire_at, now)} ({relative(req.credentials_expire_at, now)}){flag}",
+                f"expire {local_time(ends, now)} ({relative(ends, now)}){flag}",
             )
         )
     width = max(len(k) for k, _ in rows)
@@ -202,9 +223,13 @@ def describe(req, now, state=None, out=None) -> None:
         )
 
 
-def _follow_up_rows(req) -> list[tuple[str, str]]:
+def _follow_up_rows(req: AccessRequest) -> list[tuple[str, str]]:
     """What happened around the grant: its review, its incident and its page."""
     rows = []
+    if req.extends:
+        rows.append(("extends", f"grant {req.extends}"))
+    if req.extensions:
+        rows.append(("extended by", ", ".join(req.extensions)))
     if _unreviewed(req):
         rows.append(("review", f"unreviewed: an approver runs `jitctl review {req.request_id}`"))
     elif req.reviewed_by:
@@ -221,7 +246,7 @@ def _follow_up_rows(req) -> list[tuple[str, str]]:
     return rows
 
 
-def _ended_text(state, now) -> str:
+def _ended_text(state: Liveness, now: datetime) -> str:
     at = f"{local_time(state.at, now)} ({relative(state.at, now)})" if state.at else "-"
     if state.state == "cut_off":
         return f"cut off {at} by the revocation of {safe(state.by)}"

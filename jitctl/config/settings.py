@@ -14,6 +14,12 @@ from typing import Any
 
 from jitctl.config.broker import BROKER_KEYS, BrokerSettings, broker_settings
 from jitctl.config.console import CONSOLE_KEYS, ConsoleSettings, console_settings
+from jitctl.config.identity_center import (
+    IDENTITY_CENTER_KEYS,
+    IdentityCenterSettings,
+    identity_center_settings,
+)
+from jitctl.config.slack import SLACK_KEYS, SlackSettings, slack_settings
 from jitctl.config.tomlcheck import TomlError, first_unknown_key, parse_toml, unknown_key_message
 from jitctl.config.values import opt_str as _opt_str
 from jitctl.config.values import path_setting as _path_setting
@@ -27,7 +33,17 @@ APP_NAME = "jitctl"
 DEFAULT_PAGERDUTY_URL = "https://api.pagerduty.com"
 DEFAULT_PAGERDUTY_TIMEOUT = 10.0  # seconds for the whole on-call lookup, retries included
 
-_TOP_KEYS = {"policy", "pagerduty", "store", "audit", "notify", "broker", "console"}
+_TOP_KEYS = {
+    "policy",
+    "pagerduty",
+    "store",
+    "audit",
+    "notify",
+    "broker",
+    "console",
+    "identity_center",
+    "slack",
+}
 _AUDIT_KEYS = {"path", "table", "bucket", "prefix", "required", "region"} | {
     "kms_key",  # central records are signed (jitctl.audit.signing)
     "retention_days",  # S3 Object Lock retention of each central record
@@ -40,6 +56,8 @@ _SECTION_KEYS = {
     "notify": {"webhook_url", "timeout"},
     "broker": BROKER_KEYS,
     "console": CONSOLE_KEYS,
+    "slack": SLACK_KEYS,
+    "identity_center": IDENTITY_CENTER_KEYS,
 }
 _BACKENDS = ("sqlite", "dynamodb")
 RETENTION_MODES = ("COMPLIANCE", "GOVERNANCE")  # S3 Object Lock modes
@@ -106,6 +124,8 @@ class Config:
     notify: NotifySettings
     broker: BrokerSettings = BrokerSettings()
     console: ConsoleSettings = ConsoleSettings()
+    slack: SlackSettings = SlackSettings()
+    identity_center: IdentityCenterSettings = IdentityCenterSettings()
 
     @property
     def audit_path(self) -> Path:
@@ -161,6 +181,8 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         notify=_notify(data.get("notify", {}), where),
         broker=broker_settings(data.get("broker", {}), env, base, where),
         console=console_settings(data.get("console", {}), env, where),
+        slack=slack_settings(data.get("slack", {}), env, base, where),
+        identity_center=identity_center_settings(data.get("identity_center", {}), where),
     )
 
 

@@ -20,7 +20,7 @@ from jitctl.filelock import OPEN_FLAGS, exclusive_lock, lock_path_for, require_r
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
-    from jitctl.lifecycle.service import Issued
+    from jitctl.models import AccessRequest, Issued
 
 LOCK_WAIT = 10.0  # seconds to wait for another process's lock on the credentials file
 
@@ -95,7 +95,8 @@ def profile_region(env: Environment, role_region: str | None) -> str | None:
 
     def configured() -> str | None:
         try:
-            return env.aws.session().region_name
+            region: str | None = env.aws.session().region_name
+            return region
         except JitctlError:  # no usable AWS config: the caller has no region either
             return None
 
@@ -106,17 +107,34 @@ def profile_region(env: Environment, role_region: str | None) -> str | None:
 def set_region(env: Environment, profile: str, role_region: str | None) -> None:
     """Give the profile a region in the AWS config file, so `aws --profile jit-ROLE ...` works
     without one. The credentials are written already: a failure here is a warning."""
-    from jitctl.credentials import profiles as credentials
+    from jitctl.credentials import profiles
 
     region = profile_region(env, role_region)
     if region is None:
         return
-    path = credentials.aws_config_path(env.environ)
+    path = profiles.aws_config_path(env.environ)
     try:
-        credentials.write_config_region(path, profile, region)
+        profiles.write_config_region(path, profile, region)
     except (OSError, ValueError, UsageError) as exc:  # UsageError: no longer a regular file
         if env.on_warning is not None:
             env.on_warning(f"could not set region {region} for profile {profile} in {path}: {exc}")
+
+
+def default_profile(path: Path, req: AccessRequest) -> str:
+    """Where credentials go without --profile: an extension's to the profile that holds its
+    grant (so whatever reads that profile gets the new session), else jit-ROLE."""
+    return grant_profile(path, req.extends, req.role) if req.extends else f"jit-{req.role}"
+
+
+def grant_profile(path: Path, grant_id: str, role: str) -> str:
+    """The profile that holds grant ``grant_id`` (its first, if several), else jit-ROLE."""
+    from jitctl.credentials.profiles import profiles_for_request
+
+    try:
+        held = profiles_for_request(path, grant_id)
+    except (OSError, ValueError, JitctlError):  # unreadable: the delivery says why
+        held = []
+    return held[0] if held else f"jit-{role}"
 
 
 def deliver(
@@ -134,17 +152,18 @@ def deliver(
     `jitctl credential-process` (keyring or a 0600 file). `jitctl exec` does neither. If the
     file cannot be written, ``on_failure`` tells the core (so `jitctl wait ID` may deliver
     again while the approval holds) and the error says how to fix it."""
-    from jitctl.credentials import profiles as credentials
+    from jitctl.credentials import profiles
 
     req = issued.request
+    grant = req.extends or req.request_id  # an extension's credentials stand for its grant
     written = None
     if write_profile:
-        written = profile or f"jit-{req.role}"
-        path = credentials.shared_credentials_path(env.environ)
-        extra = {credentials.MARKER: req.request_id}
+        path = profiles.shared_credentials_path(env.environ)
+        written = profile or default_profile(path, req)
+        extra = {profiles.MARKER: grant}
         try:
-            credentials.write_profile(
-                path, written, issued.credentials, extra=extra, only_ours=True
+            profiles.write_profile(
+                path, written, issued.keys(), extra=extra, only_ours=True
             )
         except (OSError, UsageError) as exc:  # UsageError: changed since check_writable
             error = delivery_error(path, exc, req.request_id) if isinstance(exc, OSError) else exc
@@ -152,7 +171,5 @@ def deliver(
             raise error from None
         set_region(env, written, issued.region)
     if cache:
-        env.credential_cache.store(
-            req.role, issued.credentials, req.request_id, person=req.requester
-        )
+        env.credential_cache.store(req.role, issued.keys(), grant, person=req.requester)
     return written

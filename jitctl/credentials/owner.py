@@ -8,7 +8,8 @@ only ever see a grant that the current caller got under the current config.
 - config identity: the broker (url and server id) in broker mode; the store (the SQLite
   file's real path, or the DynamoDB table and region) in direct mode.
 - the caller: the principal ARN that sts:GetCallerIdentity returns for the current AWS
-  credentials (it holds the account); never a name anyone typed. A person known by two
+  credentials (in broker mode, as the broker verified it from the call's proof; it holds the
+  account); never a name anyone typed. A person known by two
   principals (an IAM user and an SSO session) has two caches: stricter, never looser.
 
 With no config at all (no file, no inline config, no broker, no policy) there is nothing a
@@ -28,7 +29,6 @@ from jitctl.errors import ConfigError
 
 if TYPE_CHECKING:
     from jitctl.config.settings import Config
-    from jitctl.context import Environment
 
 CACHE_DIR_ENV = "JITCTL_CACHE_DIR"  # where the cache files go (the demo's personas: each its own)
 
@@ -67,12 +67,6 @@ def config_identity(config: Config, environ: dict[str, str] | None = None) -> st
     path = Path(store.path or default_data_dir() / "requests.db").expanduser()
     return f"{store.backend} {os.path.realpath(path)}"
 
-
-def owner_of(env: Environment) -> CacheOwner:
-    """The current caller under the current config (one STS call, shared with the command)."""
-    config = config_identity(env.config, dict(env.environ))
-    arn, _account = env.identity()
-    return CacheOwner(config, arn)
 
 
 def cache_dir(environ: dict[str, str]) -> Path | None:

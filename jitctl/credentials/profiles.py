@@ -339,7 +339,7 @@ def _replace(lines: list[str], profile: str, section: list[str] | None, newline:
             out.append(newline)  # separate from the previous section by a blank line
         return out + section
 
-    out: list[str] = []
+    out = []
     cursor = 0
     for number, span in enumerate(spans):
         out.extend(lines[cursor : span.start])

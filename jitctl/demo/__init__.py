@@ -18,13 +18,14 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jitctl.errors import Interrupted, JitctlError, UsageError
 
 if TYPE_CHECKING:
+    from jitctl.demo.slacksim import SlackSim
     from jitctl.demo.team import DemoTeam
 
 Write = Callable[[str], None]
@@ -87,7 +88,7 @@ def _isolated_environ(root: Path) -> Iterator[None]:
 
 
 @contextmanager
-def _team(root: Path) -> Iterator:
+def _team(root: Path) -> Iterator[DemoTeam]:
     from jitctl.demo.team import Endpoints, init_store, seed
 
     endpoints = Endpoints(root)
@@ -129,10 +130,15 @@ def _play(root: Path, write: Write, remove: bool) -> int:
 def _serve(root: Path, write: Write, remove: bool) -> int:
     from jitctl.demo import gate
     from jitctl.demo.runbook import DB_CLUSTER, DB_INSTANCE, PERSONA_UNSET
+    from jitctl.demo.slack_story import stand_in
     from jitctl.demo.team import PEOPLE, email
 
     stop = threading.Event()
-    with _team(root) as team, gate.serving(team, gate.add_broker(team)), _stop_on_signals(stop):
+    with _team(root) as team, ExitStack() as running:
+        keys = gate.add_broker(team)
+        slack = running.enter_context(stand_in(team, write))  # before the broker reads [slack]
+        running.enter_context(gate.serving(team, keys))
+        running.enter_context(_stop_on_signals(stop))
         write(f"# jitctl demo --serve: AWS (moto) {team.aws_url}, PagerDuty {team.pd.url}")
         write(f"# team in {root}; policy {team.policy_file}")
         write(f"# Act as {email('alice')} (on call) in your shell; to be someone (else) again:")
@@ -152,11 +158,24 @@ def _serve(root: Path, write: Write, remove: bool) -> int:
             " (pass --endpoint-url to the AWS CLI v1 for RDS)"
         )
         _tell_broker(team, write)
+        _tell_slack(team, slack, write)
         write("# ready; Ctrl-C stops the endpoints" + (" and removes the files" if remove else ""))
         while not stop.wait(0.5):
             pass
     write("# stopped")
     return 0
+
+
+def _tell_slack(team: DemoTeam, slack: SlackSim, write: Write) -> None:
+    """Slack's stand-in: what the broker posts there is shown here; a click is one command."""
+    from jitctl.demo.slack_story import slack_user
+
+    write(f"# Slack's stand-in: {slack.api_url}; the messages the broker sends it show up here.")
+    write("# prod-admin takes Slack decisions: request it through the broker, then click as bob:")
+    write(
+        f"#   {shlex.quote(sys.executable)} -m jitctl.demo.slacksim approve {team.broker_url} "
+        f"REQUEST_ID {slack_user('bob')}"
+    )
 
 
 def _tell_broker(team: DemoTeam, write: Write) -> None:

@@ -13,13 +13,13 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from jitctl.demo import gate
+from jitctl.demo import gate, slack_story
 from jitctl.demo.failure import StepFailed
 from jitctl.demo.team import ACCOUNT, REGION, email
 from jitctl.errors import JitctlError
 
 if TYPE_CHECKING:
-    from jitctl.demo.story import Story
+    from jitctl.demo.stage import Stage
 
 ROLE = "prod-readonly"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/{ROLE}"
@@ -35,7 +35,7 @@ DIRECT_ASSUME = (
 
 
 class BrokerChapter:
-    def __init__(self, story: Story) -> None:
+    def __init__(self, story: Stage) -> None:
         self.story = story
         self.team = story.team
 
@@ -58,6 +58,7 @@ class BrokerChapter:
             "permissions away. The broker runs with its own AWS keys and PagerDuty token:"
         )
         keys = gate.add_broker(team)
+        s.slack = slack_story.start(s)  # Slack's stand-in; the broker's [slack] (chapter 12)
         gate.close_the_gate(team)
         s.prompt("broker", ["jitctl", "broker", "serve", "--port", "0"], "   # in the background")
         try:

@@ -33,6 +33,7 @@ from jitctl.demo.team import (
     email,
 )
 from jitctl.errors import JitctlError
+from jitctl.identity_center.sso import ACTIONS as IDENTITY_CENTER_ACTIONS
 
 SERVER_ID = "jitctl-demo"
 BROKER_USER = "jitctl-broker"
@@ -60,13 +61,14 @@ BROKER_ACTIONS = (
     "sts:TagSession",
     "iam:GetRolePolicy",
     "iam:PutRolePolicy",
-    "iam:GetRole",  # whether AWS sets a caller's session name (jitctl.identity)
+    "iam:GetRole",  # whether AWS sets a caller's session name (jitctl.identity.rule)
     "dynamodb:GetItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     "dynamodb:Query",
     "dynamodb:Scan",
     "dynamodb:DescribeTable",
+    *IDENTITY_CENTER_ACTIONS,  # identity_center roles: only the broker assigns
 )
 
 

@@ -15,13 +15,13 @@ from jitctl.demo.failure import StepFailed
 from jitctl.demo.team import APPROVAL_SERVICE, CHECKOUT_SERVICE, email
 
 if TYPE_CHECKING:
-    from jitctl.demo.story import Story
+    from jitctl.demo.stage import Stage
 
 ROLE = "prod-admin"
 
 
 class IncidentChapter:
-    def __init__(self, story: Story) -> None:
+    def __init__(self, story: Stage) -> None:
         self.story = story
         self.team = story.team
         self.incident = ""
@@ -63,7 +63,7 @@ class IncidentChapter:
         pd.incidents.set_status(self.incident, "resolved")
         s.say(
             f"03:40: the rollback worked; incident {self.incident} is resolved in PagerDuty.\n"
-            "The broker's housekeeping (a 5-minute schedule under Lambda; cron of `jitctl sweep`\n"
+            "The broker's housekeeping (a 1-minute schedule under Lambda; cron of `jitctl sweep`\n"
             "otherwise) revokes grants whose incident ended. Run by hand here:"
         )
         s.jitctl("bob", "sweep", broker=True, shows=[f"revoked {self.request_id}"])

@@ -154,7 +154,7 @@ class IncidentBook:
             message = f"Open incident with key '{key}' already exists on this service"
             error = {"message": "Invalid Input Provided", "code": 2001, "errors": [message]}
             return 400, {}, {"error": error}
-        inc_id = self._add(service, str(doc["title"]), incident_key=key)
+        inc_id = self._add(f"{service}", str(doc["title"]), incident_key=key)
         return 201, {}, {"incident": self._incident(inc_id)}
 
     def _update(self, inc_id: str, body: bytes) -> Answer:

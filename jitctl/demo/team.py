@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from jitctl.demo import identity_center as sso
 from jitctl.demo.homes import Homes, create_person
 from jitctl.demo.pdsim import PagerDutySim, make_certs
 from jitctl.demo.runbook import persona_script, seed_rds
@@ -65,6 +66,7 @@ max_duration = "1h"
 [roles.prod-admin.approval]
 approvers = ["group:sre", "group:security"]
 min_approvals = 2
+approve_from = ["cli", "slack"]  # Slack's buttons too, through the broker
 request_ttl = "30m"
 page_service = "{APPROVAL_SERVICE}"
 
@@ -346,6 +348,12 @@ def seed(root: Path, endpoints: Endpoints, now: datetime | None = None) -> DemoT
     write_config(root, endpoints.pd, store)
     team = DemoTeam(root, endpoints.aws_url, endpoints.pd, seed_pagerduty(endpoints.pd, now))
     team.keys = seed_aws(endpoints.aws_url)
+    _write(root / "policies" / "sso.toml", sso.policy(DOMAIN, ESCALATION_POLICY))
+    sso.seed_identity_center(
+        admin_client("sso-admin", endpoints.aws_url),
+        admin_client("identitystore", endpoints.aws_url),
+        [email(name) for name in PEOPLE],
+    )
     seed_rds(admin_client("rds", endpoints.aws_url))
     for name in PEOPLE:
         (team.home(name) / ".aws").mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ copy with their own keys, so "you can write it" is the plain truth to say, not a
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from jitctl.doctor.report import WARN
@@ -25,9 +26,9 @@ _AUTHORITATIVE = (
 def central_checks(env: Environment) -> Iterator[tuple[str, Callable[[], Any]]]:
     """(name, check) for each central sink, then for the signing key when configured."""
     for sink in env.audit.sinks:
-        yield f"audit writers: {sink.name}", lambda s=sink: _writable(env, s)
+        yield f"audit writers: {sink.name}", partial(_writable, env, sink)
         if hasattr(sink, "object_lock"):
-            yield f"audit object lock: {sink.name}", lambda s=sink: _object_lock(env, s)
+            yield f"audit object lock: {sink.name}", partial(_object_lock, env, sink)
     if env.config.audit.kms_key:
         yield "audit signing key", lambda: _signing_key(env)
 

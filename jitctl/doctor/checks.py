@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 
 from jitctl.doctor.report import PASS, SKIP, WARN, Doctor
@@ -31,16 +32,47 @@ def run_doctor(env: Environment) -> Doctor:
     d.run("keyring", lambda: _keyring(token), needs=())
     d.run("pagerduty user", lambda: _pd_user(env), needs=("pagerduty token", "person"))
     for role in sorted(env.policy.roles) if _ok(d, "policy") else []:
-        d.run(f"fast track: {role}", lambda r=role: _fast_track(env, r), needs=("pagerduty user",))
+        d.run(f"fast track: {role}", partial(_fast_track, env, role), needs=("pagerduty user",))
     d.run("store", lambda: _store(env), needs=("config",))
     d.run("break-glass review", lambda: _reviews(env), needs=("store", "person"))
     d.run("audit log", lambda: _audit(env), needs=("config",))
+    if _ok(d, "policy"):
+        from jitctl.doctor.slack import slack_checks
+
+        for name, check in slack_checks(env):
+            d.run(name, check, needs=("config",))
+    if _ok(d, "policy") and any(env.policy.role(n).identity_center for n in env.policy.roles):
+        d.run("identity center", lambda: _identity_center(env), needs=("aws caller",))
+        d.run("assignments left", lambda: _assignments_left(env), needs=("store", "aws caller"))
     if _ok(d, "config") and env.config.audit.central:
         from jitctl.doctor.audit import central_checks
 
         for name, check in central_checks(env):
             d.run(name, check, needs=("aws caller",))
     return d
+
+
+def _identity_center(env: Environment) -> str | tuple[str, str, str]:
+    """Each identity_center role's permission set exists; warn when its session outlasts the
+    role's max_duration (AWS does not end a signed-in session with the assignment)."""
+    from jitctl.identity_center.reconcile import session_warnings
+
+    warnings = session_warnings(env, [env.policy.role(n) for n in env.policy.roles])
+    if warnings:
+        fix = "shorten the permission set's session duration to the role's max_duration"
+        return WARN, "; ".join(warnings), fix
+    return "every permission set's session fits its role's max_duration"
+
+
+def _assignments_left(env: Environment) -> str | tuple[str, str, str]:
+    """Assignments jitctl made whose grants are over and that AWS still holds."""
+    from jitctl.identity_center.reconcile import leftovers
+
+    left = leftovers(env, env.clock.now())
+    if not left:
+        return "none: every assignment jitctl made belongs to a live grant"
+    listed = ", ".join(f"{x['request_id']} ({x['requester']}, {x['account']})" for x in left)
+    return WARN, f"{len(left)} left behind: {listed}", "run `jitctl sweep` (it removes them)"
 
 
 def _broker_doctor(d: Doctor, env: Environment) -> Doctor:
@@ -166,7 +198,7 @@ def _keyring(token: dict[str, str]) -> str | tuple[str, str]:
 
 def _pd_user(env: Environment) -> str:
     from jitctl.errors import PagerDutyUnavailable
-    from jitctl.oncall.session import LookupFailed
+    from jitctl.oncall.client import LookupFailed
 
     try:
         user = env.pagerduty.user(env.caller.person)

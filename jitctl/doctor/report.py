@@ -16,6 +16,10 @@ if TYPE_CHECKING:
 PASS, FAIL, SKIP, WARN = "pass", "fail", "skip", "warn"  # a warning does not fail the doctor
 
 
+# A check's answer: the detail of a pass, or (SKIP or WARN, detail) or (SKIP or WARN, detail, fix).
+CheckResult = str | tuple[str, str] | tuple[str, str, str]
+
+
 @dataclass
 class Check:
     name: str
@@ -39,9 +43,7 @@ class Doctor:
     env: Environment
     checks: list[Check] = field(default_factory=list)
 
-    def run(
-        self, name: str, fn: Callable[[], str | tuple[str, ...]], *, needs: tuple[str, ...] = ()
-    ) -> bool:
+    def run(self, name: str, fn: Callable[[], CheckResult], *, needs: tuple[str, ...] = ()) -> bool:
         """Run one check; skipped when a check it needs did not pass. ``fn`` returns the
         detail of a pass, or (SKIP or WARN, detail[, fix])."""
         # a warning is a pass with a caveat: what depends on it still runs

@@ -9,12 +9,13 @@ from jitctl.timeutil import rfc3339
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
-    from jitctl.policy.load import Role
+    from jitctl.policy.roles import Role
 
 
 def whoami(env: Environment) -> dict[str, Any]:
     """Principal, person, PagerDuty user and current on-calls (with shift ends)."""
-    from jitctl.oncall.session import LookupFailed, covers
+    from jitctl.oncall.client import LookupFailed
+    from jitctl.oncall.session import covers
 
     caller = env.caller
     doc: dict[str, Any] = {
@@ -64,10 +65,8 @@ def roles(env: Environment) -> list[dict[str, Any]]:
     fast = any(r.on_call is not None or r.incident is not None for r in tracked)
     pd_error = _pagerduty_error(env) if fast else None
     issuer = env.identity()[0]  # who assumes the roles: you, or the broker
-    return [
-        _role_entry(env, env.policy.role(name), pd_error, issuer)
-        for name in sorted(env.policy.roles)
-    ]
+    by_account = sorted(tracked, key=lambda r: (r.account, r.name))  # grouped by account
+    return [_role_entry(env, role, pd_error, issuer) for role in by_account]
 
 
 def fast_tracks(role: Role) -> list[str]:
@@ -84,10 +83,16 @@ def _role_entry(
     entry: dict[str, Any] = {
         "role": role.name,
         "arn": role.arn,
+        "kind": role.kind,
+        "account": role.account,
+        "permission_set": role.permission_set,
         "description": role.description,
         "max_duration_seconds": int(role.max_duration.total_seconds()),
-        # what STS will grant: 1h at most when the issuer holds role credentials
-        "max_grant_seconds": cap(int(role.max_duration.total_seconds()), issuer)[0],
+        # what STS will grant: 1h at most when the issuer holds role credentials (an
+        # identity_center grant is no STS session: no such cap)
+        "max_grant_seconds": int(role.max_duration.total_seconds())
+        if role.identity_center
+        else cap(int(role.max_duration.total_seconds()), issuer)[0],
         "has_fast_track": bool(tracks),
         "fast_tracks": tracks,
         "incident_services": list(role.incident.services) if role.incident else [],
@@ -121,7 +126,7 @@ def _role_entry(
 
 def _pagerduty_error(env: Environment) -> str | None:
     """Why PagerDuty cannot tell whether the caller is on call, or None when it can."""
-    from jitctl.oncall.session import LookupFailed
+    from jitctl.oncall.client import LookupFailed
 
     try:
         env.pagerduty.user(env.caller.person)

@@ -16,6 +16,8 @@ from jitctl.lifecycle.request_rules import DENY_REASON, check_reason
 from jitctl.models import AccessRequest
 from jitctl.oncall import paging
 from jitctl.oncall.approvers import approvers_now, is_approver
+from jitctl.policy.schema import SLACK
+from jitctl.slack.announce import sync as slack_sync
 from jitctl.store.base import NotFound
 
 if TYPE_CHECKING:
@@ -46,11 +48,30 @@ def check_may_decide(env: Environment, req: AccessRequest) -> None:
             f"send it to one of: {', '.join(others)}" if others else None,
         )
     role = env.policy.role(req.role)
+    if role.approval is not None and caller.channel not in role.approval.approve_from:
+        raise Denied(
+            f"decisions on role {req.role!r} may not come from {caller.channel}: its policy "
+            f"takes them from {' and '.join(role.approval.approve_from)} only",
+            f"decide it there: {_where_to_decide(role.approval.approve_from, req)}",
+        )
     if role.approval is None or not is_approver(env, role, caller.person, caller.arn):
         raise Denied(
             f"you ({caller.person}) may not decide requests for role {req.role!r}",
             "approvers: " + (", ".join(approvers_for(env, req)) or "none now"),
         )
+
+
+def _where_to_decide(channels: tuple[str, ...], req: AccessRequest) -> str:
+    ways = {"cli": f"`jitctl approve {req.request_id}`", SLACK: "the request's Slack message"}
+    return " or ".join(ways[c] for c in channels)
+
+
+def channel_fields(env: Environment) -> dict[str, str]:
+    """What a decision's audit record says about where it came from (CONTRACT: `channel`)."""
+    caller = env.caller
+    if caller.channel == SLACK:
+        return {"channel": SLACK, "slack_user": caller.arn.removeprefix("slack:")}
+    return {"channel": caller.channel}
 
 
 def approvers_for(env: Environment, req: AccessRequest) -> list[str]:
@@ -93,8 +114,9 @@ def approve(
         reason=reason,
         approvals=len(updated.approvers),
         min_approvals=updated.min_approvals,
+        **channel_fields(env),
     )
-    warnings = []
+    warnings = [slack_sync(env, updated)]  # approvals so far, or approved: buttons gone
     if updated.status == models.APPROVED:
         warnings += [notify(env, "approved", updated), paging.on_ended(env, updated)]
     return updated, [w for w in warnings if w]
@@ -109,9 +131,14 @@ def deny(
     check_may_decide(env, req)
     updated = env.store.deny(request_id, env.caller.person, now=env.clock.now(), reason=reason)
     env.audit.append(
-        "denied", **audit_fields(env, updated), requester=updated.requester, reason=reason
+        "denied",
+        **audit_fields(env, updated),
+        requester=updated.requester,
+        reason=reason,
+        **channel_fields(env),
     )
     warnings = [notify(env, "denied", updated), paging.on_ended(env, updated)]
+    warnings.append(slack_sync(env, updated))
     return updated, [w for w in warnings if w]
 
 
@@ -126,8 +153,9 @@ def cancel(env: Environment, request_id: str, *, interrupted: bool = False) -> A
     updated = env.store.cancel(request_id, env.caller.person, now=env.clock.now())
     why = INTERRUPTED_WHY if interrupted else "cancelled by the requester"
     env.audit.append("cancelled", **audit_fields(env, updated), why=why)
-    if (warning := paging.on_ended(env, updated)) is not None and env.on_warning:
-        env.on_warning(warning)  # cancel returns the request alone: the host shows it
+    for warning in (paging.on_ended(env, updated), slack_sync(env, updated)):
+        if warning is not None and env.on_warning:
+            env.on_warning(warning)  # cancel returns the request alone: the host shows it
     return updated
 
 

@@ -5,17 +5,16 @@ Every step leaves an audit record; nothing is issued unless its record was writt
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 from jitctl import models
 from jitctl.audit.fields import audit_fields
 from jitctl.errors import Denied, JitctlError, TimedOut
 from jitctl.lifecycle import break_glass as glass
-from jitctl.lifecycle import chaining, interrupts, reissue
+from jitctl.lifecycle import chaining, extend, interrupts, reissue
+from jitctl.lifecycle.background import in_background
 from jitctl.lifecycle.notify import notify
 from jitctl.lifecycle.request_rules import (
     check_duration,
@@ -27,15 +26,17 @@ from jitctl.lifecycle.request_rules import (
 from jitctl.models import AccessRequest, Credentials, Issued, OnCallEvidence, OnCallResult
 from jitctl.oncall import incident_track, paging
 from jitctl.oncall.approvers import approvers_now, is_approver
+from jitctl.slack.announce import sync as slack_sync
 from jitctl.store.base import TransitionError, redeliverable
 from jitctl.store.claims import INTERRUPTED
 from jitctl.timeutil import format_duration, rfc3339
 from jitctl.trusted_time import SKEW_LIMIT
 
 if TYPE_CHECKING:
+    from jitctl.audit.fields import Who
     from jitctl.context import Environment
+    from jitctl.policy.roles import Role
 
-T = TypeVar("T")
 
 
 @dataclass
@@ -52,37 +53,13 @@ class Submitted:
         return self.request.status == models.APPROVED
 
 
-def check_fast_track(env: Environment, role, person: str) -> OnCallResult:
+def check_fast_track(env: Environment, role: Role, person: str) -> OnCallResult:
     """Ask PagerDuty whether the caller is on call where the role's policy says it matters."""
     if role.on_call is None:
         return OnCallResult(on_call=False, reason=f"role {role.name!r} has no on-call fast track")
     from jitctl.oncall import session as oncall
 
     return oncall.check_on_call(env.pagerduty, person, role.on_call, env.clock.now())
-
-
-def in_background(fn: Callable[[], T]) -> Callable[[], T]:
-    """Start ``fn`` on a thread; the function returned waits for it and returns its result or
-    raises its error, on the caller's thread."""
-    outcome: list[tuple[bool, Any]] = []
-
-    def run() -> None:
-        try:
-            outcome.append((True, fn()))
-        except BaseException as exc:  # handed to whoever waits: nothing is lost or printed
-            outcome.append((False, exc))
-
-    thread = threading.Thread(target=run, name="jitctl-lookup", daemon=True)
-    thread.start()
-
-    def result() -> T:
-        thread.join()
-        done, value = outcome[0]
-        if not done:
-            raise value
-        return value
-
-    return result
 
 
 def submit(
@@ -93,15 +70,16 @@ def submit(
     duration: timedelta | None,
     break_glass: bool = False,
     incident: str | None = None,
+    extends: str | None = None,
 ) -> Submitted:
     """Record a request: approved at once when on call or working one of the role's
     incidents (fast path) or break-glass, else pending for a peer. ``incident``: `request
-    --incident ID`."""
+    --incident ID`; ``extends``: the grant an extension asks more time for (`jitctl extend`)."""
     role = env.policy.role(role_name)
     incident = incident_track.check_id(incident)
     if role.on_call is not None or role.incident is not None or incident is not None:
         env.prepare_pagerduty()  # its client is built while AWS names the caller
-    req = _new_request(env, role, check_reason(reason), duration)
+    req = _new_request(env, role, check_reason(reason), duration, extends)
     caller, now = env.caller, req.created_at
     common = audit_fields(env, req)
     # PagerDuty answers while the request is recorded; nothing is decided before both are
@@ -113,6 +91,7 @@ def submit(
         **common,
         reason=req.reason,
         duration_seconds=req.duration_seconds,
+        **({"extends": extends} if extends else {}),
         **({"incident": incident} if incident else {}),
         **({"break_glass": True} if break_glass else {}),
     )
@@ -134,20 +113,37 @@ def submit(
         env.store.create(req)
         return Submitted(req, result, approvers)
     if role.approval is None:
-        env.audit.append("denied", **common, why=result.reason)
-        raise Denied(
-            f"role {role.name!r} is on-call only and the fast path did not apply: {result.reason}",
-            "ask whoever is on call, or have the policy add an [approval] table",
-        )
+        raise _on_call_only(env, role, common, result.reason)
     interrupts.record(env, req)  # a Ctrl-C acts once this run knows what it must cancel
     env.audit.append("pending", **common, why=result.reason, **incident_track.fields(req))
     warnings = [notify(env, "requested", req, approvers), paging.on_pending(env, req)]
+    warnings.append(slack_sync(env, req))
     return Submitted(req, result, approvers, [w for w in warnings if w])
 
 
-def _new_request(env: Environment, role, reason: str, duration: timedelta | None) -> AccessRequest:
+def _on_call_only(env: Environment, role: Role, common: Who, why: str) -> Denied:
+    """A role with no [approval] table whose fast path did not apply: denied, and recorded."""
+    env.audit.append("denied", **common, why=why)
+    return Denied(
+        f"role {role.name!r} is on-call only and the fast path did not apply: {why}",
+        "ask whoever is on call, or have the policy add an [approval] table",
+    )
+
+
+def _new_request(
+    env: Environment,
+    role: Role,
+    reason: str,
+    duration: timedelta | None,
+    extends: str | None = None,
+) -> AccessRequest:
     wanted = check_duration(duration, role.max_duration, role.name)
+    if role.identity_center:  # refused now, not after an approver has spent their time
+        from jitctl.identity_center import grant as assignments
+
+        assignments.check_requester(env, env.caller.person)
     now = env.clock.now()
+    held = {"kind": role.kind, "account": role.account, "permission_set": role.permission_set}
     return AccessRequest(
         request_id=new_request_id(),
         role=role.name,
@@ -159,11 +155,13 @@ def _new_request(env: Environment, role, reason: str, duration: timedelta | None
         created_at=now,
         expires_at=now + request_ttl(role),
         min_approvals=role.approval.min_approvals if role.approval else 1,
+        assignment=held if role.identity_center else None,
+        extends=extends,
     )
 
 
 def _track_incident(
-    env: Environment, role, req: AccessRequest, incident: str | None, common: dict
+    env: Environment, role: Role, req: AccessRequest, incident: str | None, common: Who
 ) -> incident_track.IncidentTrack:
     """The incident side: tie the request to the incident found or named; a named incident
     the requester is not on is refused (audited)."""
@@ -178,7 +176,7 @@ def _track_incident(
 
 
 def _fast_incident(
-    env: Environment, req: AccessRequest, track: incident_track.IncidentTrack, common: dict
+    env: Environment, req: AccessRequest, track: incident_track.IncidentTrack, common: Who
 ) -> Submitted:
     """Working one of the role's open incidents: approved at once (approval ``incident``)."""
     req.fast_path_reason = track.reason
@@ -188,9 +186,7 @@ def _fast_incident(
     return Submitted(req, OnCallResult(on_call=False, reason=track.reason), [])
 
 
-def _break_glass(
-    env: Environment, role, req: AccessRequest, common: dict[str, str | None]
-) -> Submitted:
+def _break_glass(env: Environment, role: Role, req: AccessRequest, common: Who) -> Submitted:
     """Recorded approved at once (duration capped), announced to every approver before
     anything is issued. A role without [break_glass] refuses it (exit 3), on the record."""
     try:
@@ -224,7 +220,7 @@ def refuse(
     return error(f"request {req.request_id} cannot be issued: {why}", hint)
 
 
-def peer_problem(env: Environment, role, req: AccessRequest) -> str | None:
+def peer_problem(env: Environment, role: Role, req: AccessRequest) -> str | None:
     """Why the stored peer approvals do not satisfy the policy as it is NOW, or None.
 
     The stored list is only what the store says (anyone with the store's keys can write it);
@@ -246,7 +242,7 @@ def peer_problem(env: Environment, role, req: AccessRequest) -> str | None:
 
 
 def fresh_on_call(
-    env: Environment, role, req: AccessRequest, evidence: OnCallEvidence | None, now: datetime
+    env: Environment, role: Role, req: AccessRequest, evidence: OnCallEvidence | None, now: datetime
 ) -> OnCallEvidence:
     """An `on_call` record proves nothing by itself: use the evidence this process got from
     PagerDuty (the fast path, moments ago) or ask PagerDuty again; refuse if not on call now."""
@@ -268,7 +264,7 @@ def fresh_on_call(
 
 
 def check_redeemable(
-    env: Environment, role, req: AccessRequest, evidence: OnCallEvidence | None, now: datetime
+    env: Environment, role: Role, req: AccessRequest, evidence: OnCallEvidence | None, now: datetime
 ) -> OnCallEvidence | None:
     """Re-check a stored decision before issuing: the kind of approval against the policy as
     it is now, and that the approval has not lapsed (request_ttl after `decided_at`)."""
@@ -313,11 +309,15 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
         raise Denied(f"request {req.request_id} belongs to {req.requester}; only they can use it")
     now = env.clock.now()
     evidence = check_redeemable(env, role, req, evidence, now)
-    seconds, note = session_seconds(
-        timedelta(seconds=req.duration_seconds), evidence.end if evidence else None, now
-    )
+    if role.identity_center:  # the account assignment instead of AssumeRole; no credentials
+        from jitctl.identity_center.grant import issued_assignment
+
+        return issued_assignment(env, role, req, evidence, now)
+    seconds, note = _session(env, role, req, evidence, now)
     seconds, chained = chaining.cap(seconds, env.identity()[0])  # who assumes: broker or you
-    common = audit_fields(env, req) | ({"capped": chained} if chained else {})
+    common = audit_fields(env, req)
+    if chained:
+        common["capped"] = chained
     claimed = reissue.claim(env, role, req, now, seconds, common)  # before AssumeRole
     try:
         creds, issued = _issue_claimed(env, role, req, evidence, claimed, now, common)
@@ -325,7 +325,10 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
         reissue.failed(env, claimed, INTERRUPTED)  # not wait out the lease (no-op if recorded)
         raise
     issued.fast_path_reason = req.fast_path_reason
+    if issued.extends:  # the grant's new end, recorded before the credentials leave
+        extend.applied(env, issued, creds, common)
     notes = [note, chained, incident_track.note(env, issued, incident_track.issued_text(issued))]
+    notes.append(slack_sync(env, issued))  # its message says so, by whatever path
     return Issued(
         request=issued,
         credentials=creds,
@@ -335,14 +338,28 @@ def issue(env: Environment, req: AccessRequest, *, evidence: OnCallEvidence | No
     )
 
 
+def _session(
+    env: Environment, role: Role, req: AccessRequest, evidence: OnCallEvidence | None, now: datetime
+) -> tuple[int, str | None]:
+    """DurationSeconds and a note: the duration asked, cut to the shift; an extension's ends
+    its grant's extension later (jitctl.lifecycle.extend)."""
+    if req.extends:
+        try:
+            return extend.session_seconds(env, role, req, evidence, now)
+        except Denied as exc:
+            raise refuse(env, req, exc.message, hint=exc.hint) from None
+    shift_end = evidence.end if evidence else None
+    return session_seconds(timedelta(seconds=req.duration_seconds), shift_end, now)
+
+
 def _issue_claimed(
     env: Environment,
-    role,
+    role: Role,
     req: AccessRequest,
     evidence: OnCallEvidence | None,
     claimed: reissue.Claimed,
     now: datetime,
-    common: dict,
+    common: Who,
 ) -> tuple[Credentials, AccessRequest]:
     """AssumeRole under the claim, the `issued` record, then the store's mark."""
     creds = reissue.assume(env, role, req, evidence, claimed, common)
@@ -355,7 +372,7 @@ def _issue_claimed(
         approval=req.approval,
         approvers=req.approvers,  # as stored, checked against the policy just now
         access_key_id=creds.access_key_id,
-        expires_at=rfc3339(creds.expiration),
+        expires_at=rfc3339(creds.expires),
         duration_seconds=claimed.seconds,
         retry=claimed.attempt > 1,
         attempt=claimed.attempt,

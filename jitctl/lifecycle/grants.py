@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from jitctl.models import ISSUED, REVOKED, AccessRequest
+from jitctl.models import ISSUED, REVOKED, AccessRequest, grant_end, is_identity_center
 
 LIVE = "live"
 EXPIRED = "expired"  # the credentials ran out
@@ -57,13 +57,14 @@ def liveness(
 ) -> Liveness | None:
     """What is true of ``grant``'s credentials at ``now``; None for a request never issued.
     ``others`` are the requests that may cut it off (the person's, on that role, or more)."""
-    expires = grant.credentials_expire_at
+    expires = grant_end(grant)  # an extended grant lives until its extended end
     if grant.status == REVOKED:
         return Liveness(REVOKED_GRANT, grant.revoked_at)
     if grant.status != ISSUED:
         return None
     cutters = [o for o in others if cuts(o, grant)]
     if cutters:
+        # ignores: cuts() holds only for revoked requests, whose revoked_at is set
         first = min(cutters, key=lambda o: o.revoked_at)  # type: ignore[arg-type,return-value]
         if expires is None or first.revoked_at < expires:  # type: ignore[operator]
             return Liveness(CUT_OFF, first.revoked_at, first.request_id)
@@ -73,9 +74,12 @@ def liveness(
 
 
 def cuts(revocation: AccessRequest, grant: AccessRequest) -> bool:
-    """Whether ``revocation`` (a revoked request) denies ``grant``'s sessions."""
+    """Whether ``revocation`` (a revoked request) denies ``grant``'s sessions. Revoking an
+    identity_center grant denies no sessions: it ends its own hold on the assignment, which
+    another live grant keeps (jitctl.identity_center.grant)."""
     return (
         revocation.status == REVOKED
+        and not is_identity_center(revocation)
         and revocation.request_id != grant.request_id
         and revocation.requester == grant.requester
         and revocation.role == grant.role

@@ -23,11 +23,10 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from jitctl.errors import ExitCode, Interrupted, JitctlError
-from jitctl.models import PENDING, AccessRequest
+from jitctl.models import AccessRequest
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
@@ -37,20 +36,6 @@ if TYPE_CHECKING:
 INTERRUPTED_WHY = "interrupted by the requester (Ctrl-C)"
 # What a failed cancel that leaves nothing pending says: decided or expired meanwhile.
 _NOTHING_LEFT = (ExitCode.USAGE, ExitCode.DENIED, ExitCode.TIMEOUT)
-
-
-@dataclass
-class ThisRun:
-    """What a Ctrl-C must know about this run: the pending request it recorded (cancelled),
-    and a request it only waits for (`jitctl wait`: left pending, resumable)."""
-
-    made: str | None = None
-    waiting: str | None = None
-
-    def recorded(self, req: AccessRequest) -> None:
-        """Called inside ``held`` by whatever recorded ``req``."""
-        if req.status == PENDING:
-            self.made = req.request_id
 
 
 def _can_hold() -> bool:

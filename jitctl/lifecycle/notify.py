@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from jitctl.audit.fields import audit_fields
 from jitctl.config.settings import NotifySettings
 from jitctl.models import AccessRequest
-from jitctl.sanitize import clean
+from jitctl.sanitize import slack_text
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 def _mrkdwn_safe(text: str) -> str:
     """Slack mrkdwn control characters are escaped so a reason cannot ping @here or forge links."""
-    return clean(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return slack_text(text)
 
 
 def message(
@@ -33,8 +33,9 @@ def message(
     reason = _mrkdwn_safe(req.reason)
     if event == "requested":
         can = f" Approvers: {', '.join(_mrkdwn_safe(a) for a in approvers)}." if approvers else ""
+        more = f" more (extends grant {req.extends})" if req.extends else ""
         text = (
-            f"{who} requests *{role}* for {req.duration_seconds // 60} min: {reason}.{can}\n"
+            f"{who} requests *{role}* for {req.duration_seconds // 60} min{more}: {reason}.{can}\n"
             f"Approve: `jitctl approve {req.request_id}`  Deny: `jitctl deny {req.request_id} --reason ...`"
         )
     elif event == "break_glass":

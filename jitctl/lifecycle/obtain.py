@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from jitctl.lifecycle.service import AccessService, Issued, Outcome, PollCallback
-from jitctl.models import AccessRequest
+from jitctl.lifecycle.contract import AccessService, Outcome, PollCallback
+from jitctl.models import AccessRequest, Issued
 
 
 def obtain(
@@ -32,6 +32,22 @@ def obtain(
     it as this run's as it is recorded, and the host's handler ends the run with
     ``jitctl.lifecycle.interrupts.interrupted``."""
     outcome = service.request(role, reason, duration, break_glass, incident=incident)
+    return follow(
+        service, outcome, timeout=timeout, wait=wait, on_pending=on_pending, on_poll=on_poll
+    )
+
+
+def follow(
+    service: AccessService,
+    outcome: Outcome,
+    *,
+    timeout: timedelta | None,
+    wait: bool,
+    on_pending: Callable[[Outcome], None] | None = None,
+    on_poll: Callable[[Outcome], PollCallback | None] | None = None,
+) -> Issued | AccessRequest:
+    """After a request (or an extension, `jitctl extend`) is recorded: its credentials when
+    issued at once; else the pending request, or, with ``wait``, the credentials once approved."""
     if outcome.issued is not None:
         return outcome.issued
     if on_pending is not None:

@@ -22,7 +22,9 @@ from jitctl.store import claims
 from jitctl.timeutil import rfc3339
 
 if TYPE_CHECKING:
+    from jitctl.audit.fields import Who
     from jitctl.context import Environment
+    from jitctl.policy.roles import Role
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ TRANSITIVE = (ISSUE_TAG,)  # kept by role chaining, so a chained session is cut 
 
 
 def claim(
-    env: Environment, role, req: AccessRequest, now: datetime, seconds: int, common: dict
+    env: Environment, role: Role, req: AccessRequest, now: datetime, seconds: int, common: Who
 ) -> Claimed:
     """Claim the next issue of ``req`` (refusals audited as ``issue_refused``); for a re-issue,
     bound its length and cut off the earlier issues first."""
@@ -92,7 +94,7 @@ def _bounded(claimed: Claimed, now: datetime) -> Claimed:
     return Claimed(claimed.request, claimed.attempt, min(claimed.seconds, left), claimed.after)
 
 
-def _cut_off(env: Environment, role, claimed: Claimed, common: dict) -> None:
+def _cut_off(env: Environment, role: Role, claimed: Claimed, common: Who) -> None:
     """Deny every earlier issue's sessions in AWS, confirmed, before a new one exists."""
     req = claimed.request
     assert req.planned_end is not None
@@ -135,16 +137,17 @@ def session_tags(
         "jitctl:on-call": evidence.tag_value() if evidence else "",
         "jitctl:approvers": approvers_tag(req.approvers),
         "jitctl:incident": incident_track.tag(req),
+        "jitctl:extends": req.extends or "",  # an extension's session: the grant it extends
     }
 
 
 def assume(
     env: Environment,
-    role,
+    role: Role,
     req: AccessRequest,
     evidence: OnCallEvidence | None,
     claimed: Claimed,
-    common: dict[str, str | None],
+    common: Who,
 ) -> Credentials:
     """Assume the role for the caller; a failure is recorded (store and audit) before it
     propagates."""
@@ -171,7 +174,7 @@ def record(
     req: AccessRequest,
     creds: Credentials,
     now: datetime,
-    common: dict[str, str | None],
+    common: Who,
     attempt: int,
 ) -> AccessRequest:
     """Record the issue under its claim; a claim superseded meanwhile (this process was
@@ -179,7 +182,7 @@ def record(
     that superseded it has cut them off), and the log says why."""
     try:
         return env.store.mark_issued(
-            req.request_id, now=now, credentials_expire_at=creds.expiration, attempt=attempt
+            req.request_id, now=now, credentials_expire_at=creds.expires, attempt=attempt
         )
     except JitctlError as exc:
         env.audit.append(

@@ -6,10 +6,14 @@ from __future__ import annotations
 import base64
 import secrets
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from jitctl.errors import UsageError
 from jitctl.sanitize import MAX_REASON, clean, require_text
 from jitctl.timeutil import format_duration
+
+if TYPE_CHECKING:
+    from jitctl.policy.roles import Role
 
 STS_MIN_SECONDS = 900
 DEFAULT_DURATION = timedelta(hours=1)
@@ -69,6 +73,6 @@ def session_seconds(
     return seconds, note
 
 
-def request_ttl(role) -> timedelta:
+def request_ttl(role: Role) -> timedelta:
     """How long a request waits for a decision, and how long a decision stays redeemable."""
     return role.approval.request_ttl if role.approval else DEFAULT_REQUEST_TTL

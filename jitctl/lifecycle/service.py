@@ -3,100 +3,23 @@
 ``LocalService`` runs the core in this process with the caller's own AWS credentials (direct
 mode). ``jitctl.broker.client.BrokerService`` sends the same questions to a broker, which runs
 ``LocalService`` on its side with its own credentials and the authenticated caller. The CLI
-depends only on ``AccessService``; ``Environment.service`` picks the implementation.
+depends only on ``AccessService`` (jitctl.lifecycle.contract); the host picks the
+implementation (``jitctl.wiring``).
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from jitctl.errors import JitctlError
+from jitctl.lifecycle.contract import Outcome, PollCallback, Revoked
 from jitctl.models import AccessRequest, Caller, Issued
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
-
-PollCallback = Callable[[AccessRequest, float], None]
-
-
-@dataclass
-class Outcome:
-    """What ``request`` did: issued at once (``issued`` set) or recorded as pending."""
-
-    request: AccessRequest
-    fast_path_reason: str
-    approvers: list[str]
-    warnings: list[str] = field(default_factory=list)
-    issued: Issued | None = None
-
-
-@dataclass
-class Revoked:
-    """What ``revoke`` did in AWS and in the records (local copies are the client's job)."""
-
-    request: AccessRequest
-    details: dict[str, Any]
-    notes: list[str] = field(default_factory=list)
-    already_revoked: bool = False
-
-
-class AccessService(Protocol):
-    def whoami(self) -> Caller: ...
-    def request(
-        self,
-        role: str,
-        reason: str | None,
-        duration: timedelta | None,
-        break_glass: bool = False,
-        *,
-        incident: str | None = None,
-    ) -> Outcome: ...
-    def get(self, request_id: str) -> AccessRequest: ...
-    def list(
-        self,
-        *,
-        pending_only: bool,
-        mine: bool,
-        role: str | None,
-        limit: int,
-        unreviewed: bool = False,
-    ) -> builtins.list[AccessRequest]: ...
-    def decidable(self) -> builtins.list[AccessRequest]: ...
-    def check_may_decide(self, request_id: str) -> AccessRequest: ...
-    def approvers_for(self, request_id: str) -> builtins.list[str]: ...
-    def approve(
-        self, request_id: str, reason: str | None
-    ) -> tuple[AccessRequest, builtins.list[str]]: ...
-    def deny(
-        self, request_id: str, reason: str | None
-    ) -> tuple[AccessRequest, builtins.list[str]]: ...
-    def cancel(self, request_id: str, *, interrupted: bool = False) -> AccessRequest: ...
-    def wait(
-        self,
-        request_id: str,
-        *,
-        timeout: timedelta | None,
-        on_poll: PollCallback | None = None,
-    ) -> AccessRequest: ...
-    def issue(self, request_id: str) -> Issued: ...
-    def delivery_failed(self, request_id: str, error: str) -> None: ...
-    def revoke(self, request_id: str, reason: str | None) -> Revoked: ...
-    def review(self, request_id: str, reason: str | None) -> AccessRequest: ...
-    def describe_caller(self) -> dict[str, Any]: ...
-    def roles(self) -> builtins.list[dict[str, Any]]: ...
-    def audit_records(
-        self, *, since: str | None, request_id: str | None, person: str | None, local: bool
-    ) -> builtins.list[dict[str, Any]]: ...
-    def audit_verify(self, *, remote: bool) -> dict[str, Any]: ...
-    def explain(self, role: str, as_person: str | None) -> dict[str, Any]: ...
-    def grants(self) -> builtins.list[AccessRequest]: ...
-    def reuse(self, request_id: str, reason: str | None = None) -> AccessRequest: ...
-    def sweep(self) -> dict[str, Any]: ...
-
 
 class LocalService:
     """The core, run here: every check, AWS call, store write and audit record in-process."""
@@ -121,7 +44,7 @@ class LocalService:
         *,
         incident: str | None = None,
     ) -> Outcome:
-        from jitctl.lifecycle.flow import issue, submit
+        from jitctl.lifecycle.flow import submit
 
         # Contract "Files": a store that is not a regular file is exit 2 before anything is
         # recorded (the request's first record is the audit's); it checks its path when opened.
@@ -134,6 +57,24 @@ class LocalService:
             break_glass=break_glass,
             incident=incident,
         )
+        return self._settle(submitted)
+
+    def extend(self, request_id: str, by: timedelta | None, reason: str | None) -> Outcome:
+        """More time on the caller's live grant: a request of its own (``extends``), decided
+        and issued by the same steps as ``request`` (jitctl.lifecycle.extend)."""
+        from jitctl.lifecycle.extend import check_extendable
+        from jitctl.lifecycle.flow import submit
+
+        grant = check_extendable(self.env, request_id, by)  # refusals change nothing
+        submitted = submit(
+            self.env, role_name=grant.role, reason=reason, duration=by, extends=grant.request_id
+        )
+        return self._settle(submitted)
+
+    def _settle(self, submitted: Any) -> Outcome:
+        """A submitted request's outcome: issued at once when fast-tracked, else pending."""
+        from jitctl.lifecycle.flow import issue
+
         outcome = Outcome(
             request=submitted.request,
             fast_path_reason=submitted.on_call.reason,
@@ -271,15 +212,16 @@ class LocalService:
 
     def audit_records(
         self, *, since: str | None, request_id: str | None, person: str | None, local: bool
-    ) -> builtins.list[dict[str, Any]]:
-        """Audit records, oldest first: the central copy when configured, else the local log."""
+    ) -> Iterable[dict[str, Any]]:
+        """Audit records, oldest first, one at a time: the central copy when configured, else
+        the local log."""
         from jitctl.audit.read import read_audit
 
         return read_audit(self.env, since=since, request_id=request_id, person=person, local=local)
 
     def audit_verify(self, *, remote: bool) -> dict[str, Any]:
         """The local log's chain and, with ``remote``, the central copy's chains and signatures."""
-        from jitctl.audit.central import verify_report
+        from jitctl.audit.verify import verify_report
 
         return verify_report(self.env, remote=remote)
 
@@ -288,7 +230,8 @@ class LocalService:
         from jitctl.lifecycle.grants import live
 
         mine = self.list(pending_only=False, mine=True, role=None, limit=1000)
-        return live(mine, self.env.clock.now())
+        # an extension is part of the grant it extends, which shows its new end
+        return [r for r in live(mine, self.env.clock.now()) if not r.extends]
 
     def reuse(self, request_id: str, reason: str | None = None) -> AccessRequest:
         """`exec`, `request` or `console` is about to use the caller's cached credentials of

@@ -20,6 +20,7 @@ from jitctl.errors import JitctlError
 from jitctl.models import AccessRequest, Caller
 from jitctl.oncall import paging
 from jitctl.oncall.client import LookupFailed
+from jitctl.slack.announce import sync as slack_sync
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
@@ -34,6 +35,7 @@ class SweepReport:
     expired: list[str] = field(default_factory=list)
     pages_resolved: list[str] = field(default_factory=list)
     revoked: list[dict[str, Any]] = field(default_factory=list)
+    unassigned: list[dict[str, Any]] = field(default_factory=list)  # identity_center grants ended
     problems: list[str] = field(default_factory=list)
     # 5 while problems are outages the next run may get past; 2 when this setup cannot do
     # the work at all (no PagerDuty token): a retry will not fix that, its config will
@@ -46,6 +48,7 @@ class SweepReport:
             "expired": list(self.expired),
             "pages_resolved": list(self.pages_resolved),
             "revoked": [dict(r) for r in self.revoked],
+            "unassigned": [dict(r) for r in self.unassigned],
             "problems": list(self.problems),
         }
 
@@ -66,11 +69,25 @@ def sweep(env: Environment, *, limit: int = SCAN_LIMIT) -> SweepReport:
             req = _expire(env, req, now, report)
             _resolve_page(env, req, report)
             _end_with_incident(env, req, now, report)
+            _end_assignment(env, req, now, report)
         except JitctlError as exc:
             report.problems.append(f"{req.request_id}: {exc.message}")
     if report.problems:
         report.exit_code = _problems_code(env, report)
     return report
+
+
+def _end_assignment(env: Environment, req: AccessRequest, now: Any, report: SweepReport) -> None:
+    """An identity_center grant that is over: its assignment removed (or kept for another
+    live grant); also the reconciler for issues that failed or crashed mid-way."""
+    if not models.is_identity_center(req):
+        return
+    from jitctl.identity_center import reconcile
+
+    current = env.store.get(req.request_id) or req  # _end_with_incident may have ended it
+    done = reconcile.end(env, current, now)
+    if done is not None:
+        report.unassigned.append(done)
 
 
 def _problems_code(env: Environment, report: SweepReport) -> int:
@@ -94,6 +111,8 @@ def _expire(env: Environment, req: AccessRequest, now: Any, report: SweepReport)
     updated = env.store.expire(req.request_id, now=now)
     env.audit.append("expired", **audit_fields(env, updated), why="expired before a decision")
     report.expired.append(req.request_id)
+    if (warning := slack_sync(env, updated)) is not None:
+        report.problems.append(f"{req.request_id}: {warning}")
     return updated
 
 
@@ -117,7 +136,8 @@ def _end_with_incident(env: Environment, req: AccessRequest, now: Any, report: S
     rule = env.policy.role(req.role).incident
     if rule is None or not rule.end_with_incident:
         return
-    if req.credentials_expire_at is not None and req.credentials_expire_at <= now:
+    ends = models.grant_end(req)  # extensions included
+    if ends is not None and ends <= now:
         return  # nothing live to cut
     from jitctl.oncall import incidents as pd
     from jitctl.revocation.revoke import revoke

@@ -11,6 +11,7 @@ from jitctl import models
 from jitctl.audit.fields import audit_fields
 from jitctl.errors import Denied, TimedOut
 from jitctl.models import AccessRequest
+from jitctl.slack.announce import sync as slack_sync
 from jitctl.store.base import NotFound, TransitionError, redeliverable
 from jitctl.timeutil import format_duration
 
@@ -92,9 +93,11 @@ def record_expiry(env: Environment, request_id: str, now: datetime) -> None:
     """The requester's waiter records its own request's expiry (a transition, at the trusted
     time), so it leaves the pending listings; a reader elsewhere only reports it."""
     try:
-        env.store.expire(request_id, now=now)
+        expired = env.store.expire(request_id, now=now)
     except TransitionError:
-        pass  # decided just now, or already expired: the next poll sees which
+        return  # decided just now, or already expired: the next poll sees which
+    if (warning := slack_sync(env, expired)) is not None and env.on_warning:
+        env.on_warning(warning)
 
 
 def _observe(env: Environment, request_id: str) -> AccessRequest:

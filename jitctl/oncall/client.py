@@ -105,7 +105,7 @@ def _client_class() -> type:
         max_network_attempts = 0  # a network error raises at once, without sleeping
         max_http_attempts = 0
 
-        def __init__(self, token: str, *, budget: float, deadline: float | None, **kw: Any):
+        def __init__(self, token: str, *, budget: float, deadline: float | None, **kw: Any) -> None:
             super().__init__(token, **kw)
             self.retry = {}  # no status-specific retries inside the library
             self.log = log.getChild("http")
@@ -117,24 +117,25 @@ def _client_class() -> type:
                 return self.budget
             return self.deadline - time.monotonic()
 
-        def prepare_headers(self, method: str, user_headers: dict | None = None) -> Any:
+        def prepare_headers(self, method: str, user_headers: dict[str, Any] | None = None) -> Any:
             # the API reference requires it on every call; the library sends it with a body
             headers = super().prepare_headers(method, user_headers)
             headers["Content-Type"] = "application/json"
             return headers
 
-        def postprocess(self, response: Any) -> None:
-            super().postprocess(response)
+        def postprocess(self, response: Any, suffix: str | None = None) -> None:
+            super().postprocess(response, suffix)
             if response.status_code == 429:
                 raise _RateLimited(response)
 
-        def request(self, method: str, url: str, **kw: Any) -> Any:
+        # ignore: the library's own request(method, url, **kwargs) already narrows httpx2's
+        def request(self, method: str, url: str, **kw: Any) -> Any:  # type: ignore[override]
             delay = BACKOFF
             for attempt in range(1, MAX_ATTEMPTS + 1):
                 left = self.time_left()
                 if left < MIN_REQUEST_TIME:
                     raise _timed_out(self)
-                self.timeout = left  # per-request timeout: whatever the budget has left
+                self.timeout = left  # type: ignore[assignment]  # budget left; library: int 60
                 last = attempt == MAX_ATTEMPTS
                 try:
                     response = super().request(method, url, **kw)
@@ -236,9 +237,10 @@ def make_client(
             ) from None
     budget = settings.timeout if deadline is None else max(deadline - time.monotonic(), 0.0)
     try:
-        return _client_class()(
+        client: PagerDutyClient = _client_class()(
             token, budget=budget, deadline=deadline, base_url=settings.url, verify=verify
         )
+        return client
     except pagerduty.UrlError:
         raise ConfigError(
             f"PagerDuty URL {settings.url!r} must start with https://",

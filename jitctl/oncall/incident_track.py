@@ -20,7 +20,7 @@ from jitctl.timeutil import rfc3339
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
-    from jitctl.policy.load import Role
+    from jitctl.policy.roles import Role
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ def check_submit(env: Environment, role: Role, incident_id: str | None) -> Incid
         return IncidentTrack(None, False, f"role {role.name!r} has no incident fast track")
     from jitctl.oncall import incidents as pd
 
+    found: IncidentEvidence | None
     try:
         if incident_id is not None:
             found = pd.check_incident(env.pagerduty, person, incident_id, None)

@@ -154,7 +154,12 @@ def _open_with_key(session: PagerDutySession, service_id: str, key: str) -> str 
 
 
 def _write(
-    session: PagerDutySession, method: str, path: str, body: dict, sender: str, wrapper: str
+    session: PagerDutySession,
+    method: str,
+    path: str,
+    body: dict[str, Any],
+    sender: str,
+    wrapper: str,
 ) -> dict[str, Any]:
     client = session.client
     with guard(client):

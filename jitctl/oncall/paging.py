@@ -28,7 +28,13 @@ if TYPE_CHECKING:
     from jitctl.context import Environment
 
 OPEN, RESOLVED = "open", "resolved"
-ENDED = (models.APPROVED, models.DENIED, models.CANCELLED, models.EXPIRED, models.ISSUED)
+ENDED: tuple[str, ...] = (
+    models.APPROVED,
+    models.DENIED,
+    models.CANCELLED,
+    models.EXPIRED,
+    models.ISSUED,
+)
 ENDED += (models.REVOKED,)
 
 
@@ -79,7 +85,8 @@ def needs_resolving(req: AccessRequest) -> bool:
     waits for the grant's review instead)."""
     if req.approval == models.BREAK_GLASS and models.review_state(req) == models.UNREVIEWED:
         return False
-    return bool(req.page) and req.page.get("status") == OPEN and req.status in ENDED
+    page = req.page or {}
+    return bool(page) and page.get("status") == OPEN and req.status in ENDED
 
 
 def on_ended(env: Environment, req: AccessRequest) -> str | None:

@@ -15,22 +15,11 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 from urllib.parse import quote
 
 from jitctl.models import OnCallEvidence, OnCallResult
-
-# The token and the client live in jitctl.oncall.client; these names stay importable from here.
-from jitctl.oncall.client import BACKOFF as BACKOFF
-from jitctl.oncall.client import KEYRING_SERVICE as KEYRING_SERVICE
-from jitctl.oncall.client import KEYRING_USER as KEYRING_USER
-from jitctl.oncall.client import MAX_ATTEMPTS as MAX_ATTEMPTS
-from jitctl.oncall.client import MIN_REQUEST_TIME as MIN_REQUEST_TIME
-from jitctl.oncall.client import TOKEN_ENV as TOKEN_ENV
-from jitctl.oncall.client import LookupFailed, guard
-from jitctl.oncall.client import get_token as get_token
-from jitctl.oncall.client import make_client as make_client
-from jitctl.oncall.client import read_token_secret as read_token_secret
+from jitctl.oncall.client import LookupFailed, guard, make_client
 from jitctl.timeutil import parse_rfc3339, rfc3339
 
 if TYPE_CHECKING:
@@ -75,9 +64,9 @@ class PagerDutySession:
         self._owned = client is None  # a client handed in is closed by whoever made it
         self._deadline_started = not self._owned
         self._building = threading.Lock()  # warm() and a lookup never both build a client
-        self._users: dict[str, dict | LookupFailed] = {}
+        self._users: dict[str, dict[str, Any] | LookupFailed] = {}
         self._oncalls: dict[str, list[dict[str, Any]]] = {}
-        self._rotations: dict[tuple[str, tuple[str, ...]], list[dict] | LookupFailed] = {}
+        self._rotations: dict[tuple[str, tuple[str, ...]], list[dict[str, Any]] | LookupFailed] = {}
 
     @classmethod
     def over(cls, client: PagerDutyClient) -> PagerDutySession:
@@ -108,7 +97,7 @@ class PagerDutySession:
             self._deadline_started = True
             assert self.settings is not None
             client.deadline = time.monotonic() + self.settings.timeout
-        return client
+        return cast("PagerDutyClient", client)  # jitctl.oncall.client's subclass of it
 
     def _read_token(self) -> tuple[str, str]:
         """The token, or LookupFailed: without one PagerDuty cannot answer, which fails the
@@ -121,7 +110,7 @@ class PagerDutySession:
         except (TokenError, Unavailable) as exc:  # none set, no keyring, the secret unreadable
             raise LookupFailed(str(exc)) from None
 
-    def user(self, email: str) -> dict:
+    def user(self, email: str) -> dict[str, Any]:
         """find_user, once per email (a failure is remembered too: it fails the same way)."""
         key = email.strip().lower()
         return _remembered(self._users, key, lambda: find_user(self.client, key))
@@ -157,9 +146,10 @@ class PagerDutySession:
 
 
 T = TypeVar("T")
+K = TypeVar("K")
 
 
-def _remembered(memo: dict[Any, Any], key: Any, fetch: Callable[[], T]) -> T:
+def _remembered(memo: dict[K, T | LookupFailed], key: K, fetch: Callable[[], T]) -> T:
     """``fetch()``'s answer for ``key``, asked once per command; a LookupFailed is remembered
     too, so every later ask fails the same way without asking PagerDuty again."""
     if key not in memo:
@@ -174,7 +164,7 @@ def _remembered(memo: dict[Any, Any], key: Any, fetch: Callable[[], T]) -> T:
 
 
 # -- the lookups ----------------------------------------------------------------------------
-def find_user(client: PagerDutyClient, email: str) -> dict:
+def find_user(client: PagerDutyClient, email: str) -> dict[str, Any]:
     """The user whose email is ``email`` (case-insensitive, exact), across all result pages.
 
     ``query`` is a substring search, so every hit is compared; never the first one.
@@ -197,7 +187,7 @@ def _service_policy(client: Any, service_id: str) -> str:
     try:
         service = client.rget(f"/services/{quote(service_id, safe='')}")
     except pagerduty.HttpError as exc:
-        if exc.response.status_code == 404:
+        if exc.response is not None and exc.response.status_code == 404:
             raise LookupFailed(
                 f"PagerDuty has no service {service_id} (404): check the role's on_call services"
             ) from None

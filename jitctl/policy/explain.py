@@ -16,11 +16,12 @@ from typing import Any
 
 from jitctl.config.tomlcheck import TomlError, parse_toml
 from jitctl.errors import PolicyError
-from jitctl.identity import EMAIL, person_for
+from jitctl.identity.rule import EMAIL, person_for
 from jitctl.lifecycle.chaining import too_long
 from jitctl.lifecycle.request_rules import DEFAULT_DURATION
 from jitctl.oncall.approvers import OnCallApprovers
-from jitctl.policy.load import Policy, Role, check_policy
+from jitctl.policy.load import Policy, check_policy
+from jitctl.policy.roles import Role
 from jitctl.policy.schema import GROUP_PREFIX, MIN_DURATION, is_arn
 from jitctl.timeutil import format_duration
 
@@ -63,6 +64,7 @@ class Validation:
     errors: tuple[Finding, ...]
     skipped: tuple[str, ...] = ()  # arguments that are no policy's business (e.g. other JSON)
     over_1h: tuple[str, ...] = ()  # roles whose max_duration role chaining cannot issue
+    identity_center: tuple[Any, ...] = ()  # identity_center roles (their sessions: in AWS)
 
     @property
     def ok(self) -> bool:
@@ -161,6 +163,7 @@ def validate(paths: Iterable[Path]) -> Validation:
     session_policies: list[Path] = []
     roles: list[str] = []
     over_1h: list[str] = []
+    sso: list[Any] = []
     seen: set[frozenset[Path]] = set()
     for resolved, target in targets.items():
         result = check_policy(target)
@@ -173,6 +176,7 @@ def validate(paths: Iterable[Path]) -> Validation:
         roles.extend(result.role_names)
         if result.policy is not None:
             over_1h.extend(name for name, _ in too_long(result.policy.roles.values()))
+            sso.extend(r for r in result.policy.roles.values() if r.identity_center)
             session_policies.extend(
                 r.session_policy_path for r in result.policy.roles.values() if r.session_policy_path
             )
@@ -186,6 +190,7 @@ def validate(paths: Iterable[Path]) -> Validation:
         errors=tuple(errors),
         skipped=tuple(skipped),
         over_1h=tuple(over_1h),
+        identity_center=tuple(sso),
     )
 
 
@@ -196,7 +201,7 @@ def _narrow(focus: dict[Path, set[Path] | None], target: Path, path: Path) -> No
     if named == target or path.suffix != ".toml" or focus.get(target, set()) is None:
         focus[target] = None
     else:
-        focus.setdefault(target, set()).add(named)  # type: ignore[union-attr]
+        focus.setdefault(target, set()).add(named)  # type: ignore[union-attr]  # not None: above
 
 
 def _in(finding: Finding, files: set[Path]) -> bool:
@@ -234,6 +239,9 @@ def explain(
     doc: dict[str, Any] = {
         "role": role.name,
         "arn": role.arn,
+        "kind": role.kind,
+        "account": role.account,
+        "permission_set": role.permission_set,
         "description": role.description,
         "source": str(role.source),
         "who_may_request": {"who": WHO_MAY_REQUEST, "gate": REAL_GATE},
@@ -252,6 +260,8 @@ def explain(
             "max_duration": format_duration(role.max_duration),
             "max_duration_seconds": int(role.max_duration.total_seconds()),
             "default_duration": format_duration(min(DEFAULT_DURATION, role.max_duration)),
+            "max_total": format_duration(role.max_total),  # with extensions (`jitctl extend`)
+            "max_total_seconds": int(role.max_total.total_seconds()),
             "sts_min_duration": format_duration(MIN_DURATION),
             "sts_min_duration_seconds": int(MIN_DURATION.total_seconds()),
             "note": "a longer --duration is refused"
@@ -303,6 +313,8 @@ def _approval(policy: Policy, role: Role, on_call: OnCallApprovers | None) -> di
         "request_ttl": format_duration(rule.request_ttl),
         "request_ttl_seconds": int(rule.request_ttl.total_seconds()),
         "page_service": rule.page_service,
+        "approve_from": list(rule.approve_from),  # where decisions may come from
+        "slack_channel": rule.slack_channel,
     }
 
 
@@ -329,7 +341,7 @@ def _session_policy(role: Role) -> dict[str, Any]:
         return {"path": None, "summary": UNREDUCED, "statements": [], "denies": []}
     doc = json.loads(role.session_policy)
     raw = doc.get("Statement", [])
-    statements = []
+    statements: list[dict[str, Any]] = []
     for stmt in raw if isinstance(raw, list) else [raw]:
         if not isinstance(stmt, dict):
             continue

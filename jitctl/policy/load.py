@@ -13,22 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jitctl.config.tomlcheck import closest
+from jitctl.config.tomlcheck import Where, at, closest, header_line, location
 from jitctl.errors import PolicyError, UsageError
-from jitctl.identity import IdentityRules, person_for
-from jitctl.policy.roles import ApprovalRule as ApprovalRule  # still public here
-from jitctl.policy.roles import OnCallRule as OnCallRule
+from jitctl.identity.rule import IdentityRules, person_for
 from jitctl.policy.roles import Role, parse_role
 from jitctl.policy.schema import (
     GROUP_PREFIX,
-    Where,
-    at,
     check_top,
     collect_entries,
     expect_table,
-    header_line,
     is_arn,
-    location,
     merge_identities,
     on_call_entry,
     parse_groups,
@@ -41,18 +35,22 @@ from jitctl.policy.schema import (
 class Policy:
     roles: dict[str, Role]
     groups: dict[str, tuple[str, ...]]  # members: lower-cased emails or principal ARNs
-    identities: dict[str, str]  # principal ARN -> lower-cased email
+    identities: dict[str, str]  # principal ARN (or "slack:USER_ID") -> lower-cased email
     sources: tuple[Path, ...]
     session_name_roles: tuple[str, ...] = ()  # [identities] session_name_roles, as written
 
     @property
     def identity(self) -> IdentityRules:
-        """What jitctl.identity needs to turn a principal ARN into a person."""
+        """What jitctl.identity.rule needs to turn a principal ARN into a person."""
         return IdentityRules(
-            mapping=self.identities,
+            mapping={k: v for k, v in self.identities.items() if not k.startswith("slack:")},
             session_name_roles=self.session_name_roles,
             issued_roles={r.arn: name for name, r in self.roles.items()},
         )
+
+    def slack_person(self, user_id: str) -> str | None:
+        """The person an ``[identities] "slack:USER_ID"`` entry names, if any."""
+        return self.identities.get(f"slack:{user_id}")
 
     def role(self, name: str) -> Role:
         """The role called ``name``; a UsageError with a suggestion if there is none."""
@@ -69,7 +67,7 @@ class Policy:
     ) -> bool:
         """Whether the caller (person: lower-case email; arn: their principal ARN) is one of
         ``role``'s approvers. An ARN entry also matches the person it maps to (through
-        jitctl.identity's rule). ``on_call`` maps each ``oncall:``/``schedule:`` entry to the
+        jitctl.identity.rule's rule). ``on_call`` maps each ``oncall:``/``schedule:`` entry to the
         people on call there now (jitctl.oncall.approvers resolves it); without it those
         entries match nobody. Excluding the requester is the caller's job, not this one's."""
         if role.approval is None:

@@ -6,29 +6,36 @@ What needs the whole policy set (groups that exist, enough distinct approvers) i
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from jitctl.config.tomlcheck import Where, at, header_line, location
 from jitctl.errors import PolicyError
+from jitctl.identity.rule import EMAIL
 from jitctl.policy.schema import (
     APPROVAL_KEYS,
     BREAK_GLASS_KEYS,
+    CLI,
+    DECISION_CHANNELS,
     DEFAULT_MAX_DURATION,
+    DEFAULT_MAX_TOTAL,
     DEFAULT_REQUEST_TTL,
-    EMAIL,
     GROUP_PREFIX,
     INCIDENT_KEYS,
+    MAX_TOTAL,
+    MIN_DURATION,
     ON_CALL_KEYS,
     ROLE_ARN,
     ROLE_KEYS,
     ROLE_NAME,
-    Where,
-    at,
     check_keys,
     describe,
+    expect_assignment_duration,
+    expect_bounded_duration,
     expect_on_call_entry,
     expect_positive_int,
     expect_principal_arn,
@@ -38,12 +45,20 @@ from jitctl.policy.schema import (
     expect_str,
     expect_str_list,
     expect_table,
-    header_line,
     is_arn,
-    location,
     on_call_entry,
 )
 from jitctl.policy.session import load_session_policy
+from jitctl.timeutil import format_duration
+
+ASSUME_ROLE = "assume_role"
+IDENTITY_CENTER = "identity_center"
+KINDS = (ASSUME_ROLE, IDENTITY_CENTER)
+ACCOUNT_ID = re.compile(r"\d{12}", re.ASCII)
+PERMISSION_SET = re.compile(
+    r"(?:arn:aws[\w-]*:sso:::permissionSet/ssoins-[0-9a-f]{16}/ps-[0-9a-f]{16}|[\w+=,.@-]{1,32})",
+    re.ASCII,
+)
 
 
 @dataclass(frozen=True)
@@ -66,6 +81,8 @@ class ApprovalRule:
     min_approvals: int = 1
     request_ttl: timedelta = timedelta(minutes=30)
     page_service: str | None = None  # PagerDuty service paged while a request waits
+    approve_from: tuple[str, ...] = (CLI,)  # where decisions may come from: "cli", "slack"
+    slack_channel: str | None = None  # where Slack posts requests; None: DMs to approvers
 
     @property
     def on_call_entries(self) -> tuple[str, ...]:
@@ -83,7 +100,7 @@ class BreakGlassRule:
 @dataclass(frozen=True)
 class Role:
     name: str
-    arn: str
+    arn: str  # the IAM role assumed; "" for kind = "identity_center"
     max_duration: timedelta
     session_policy: str | None  # minified JSON, ready for STS's Policy parameter
     session_policy_path: Path | None
@@ -94,6 +111,14 @@ class Role:
     break_glass: BreakGlassRule | None = None
     incident: IncidentRule | None = None
     region: str | None = None  # the jit profile's region in the AWS config file
+    kind: str = ASSUME_ROLE  # or IDENTITY_CENTER: an account assignment, not an STS session
+    permission_set: str | None = None  # identity_center: a name or an ARN, as the policy writes it
+    account: str = ""  # the AWS account the access is in (assume_role: the one in its ARN)
+
+    @property
+    def identity_center(self) -> bool:
+        return self.kind == IDENTITY_CENTER
+    max_total: timedelta = timedelta(hours=12)  # a grant's whole life, extensions included
 
 
 def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
@@ -106,17 +131,8 @@ def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
         )
     table = expect_table(raw, where, "the role")
     check_keys(table, ROLE_KEYS, where)
-    if "arn" not in table:
-        raise PolicyError(f"{where}: arn is required", "the ARN of the IAM role to assume")
-    arn = expect_str(table["arn"], where, "arn")
-    if not ROLE_ARN.fullmatch(arn):
-        raise PolicyError(
-            f"{at(where, 'arn')}: arn {arn!r} is not an IAM role ARN like "
-            "arn:aws:iam::123456789012:role/NAME"
-        )
-    max_duration = expect_session_duration(
-        table.get("max_duration", DEFAULT_MAX_DURATION), where, "max_duration"
-    )
+    target = _parse_target(table, where)
+    max_total = parse_max_total(table, where, target["max_duration"])
     policy_text = policy_path = None
     if "session_policy" in table:
         policy_text, policy_path = load_session_policy(table["session_policy"], file, where)
@@ -127,7 +143,7 @@ def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
 
     sub_where = where.within
 
-    tracks = _parse_tracks(table, where, sub_where, max_duration)
+    tracks = _parse_tracks(table, where, sub_where, target["max_duration"])
     if tracks["on_call"] is None and tracks["approval"] is None and tracks["incident"] is None:
         raise PolicyError(
             f"{where}: has neither on_call nor approval (nor incident), so it could never be granted",
@@ -135,16 +151,95 @@ def parse_role(name: str, raw: Any, file: Path, text: str) -> tuple[Role, str]:
         )
     role = Role(
         name=name,
-        arn=arn,
-        max_duration=max_duration,
+        max_duration=target.pop("max_duration"),
         session_policy=policy_text,
         session_policy_path=policy_path,
         source=file,
         description=description,
         region=region,
+        **target,
+        max_total=max_total,
         **tracks,
     )
     return role, where
+
+
+def _parse_target(table: dict[str, Any], where: str) -> dict[str, Any]:
+    """What the role grants: ``kind``, and the IAM role ARN (assume_role) or the permission set
+    and account (identity_center); with its ``max_duration``, whose floor depends on the kind."""
+    kind = expect_str(table.get("kind", ASSUME_ROLE), where, "kind")
+    if kind not in KINDS:
+        raise PolicyError(f"{at(where, 'kind')}: kind {kind!r} is not one of {', '.join(KINDS)}")
+    raw_max = table.get("max_duration", DEFAULT_MAX_DURATION)
+    if kind == IDENTITY_CENTER:
+        return _identity_center_target(table, where) | {
+            "max_duration": expect_assignment_duration(raw_max, where, "max_duration")
+        }
+    for key in ("permission_set", "account"):
+        if key in table:
+            raise PolicyError(
+                f'{at(where, key)}: {key} is only for kind = "identity_center"',
+                'remove it, or set kind = "identity_center" (and drop arn)',
+            )
+    if "arn" not in table:
+        raise PolicyError(f"{where}: arn is required", "the ARN of the IAM role to assume")
+    arn = expect_str(table["arn"], where, "arn")
+    if not ROLE_ARN.fullmatch(arn):
+        raise PolicyError(
+            f"{at(where, 'arn')}: arn {arn!r} is not an IAM role ARN like "
+            "arn:aws:iam::123456789012:role/NAME"
+        )
+    max_duration = expect_session_duration(raw_max, where, "max_duration")
+    return {"arn": arn, "account": arn.split(":")[4], "max_duration": max_duration}
+
+
+def _identity_center_target(table: dict[str, Any], where: str) -> dict[str, Any]:
+    """kind = "identity_center": a permission set (name or ARN) in one account; no IAM role."""
+    for key in ("arn", "session_policy"):
+        if key in table:
+            raise PolicyError(
+                f'{at(where, key)}: {key} does not apply to kind = "identity_center"',
+                "the permission set decides what the access allows; remove " + key,
+            )
+    for key in ("permission_set", "account"):
+        if key not in table:
+            raise PolicyError(
+                f'{where}: {key} is required for kind = "identity_center"',
+                'e.g. permission_set = "ProdAdmin", account = "111122223333"',
+            )
+    permission_set = expect_str(table["permission_set"], where, "permission_set")
+    if not PERMISSION_SET.fullmatch(permission_set):
+        raise PolicyError(
+            f"{at(where, 'permission_set')}: permission_set {permission_set!r} is neither a "
+            "permission set name (up to 32 of letters, digits and +=,.@_-) nor its ARN"
+        )
+    account = expect_str(table["account"], where, "account")
+    if not ACCOUNT_ID.fullmatch(account):
+        raise PolicyError(
+            f"{at(where, 'account')}: account {account!r} is not a 12-digit AWS account id",
+            'write it as a string: account = "111122223333"',
+        )
+    return {
+        "arn": "",
+        "kind": IDENTITY_CENTER,
+        "permission_set": permission_set,
+        "account": account,
+    }
+
+
+def parse_max_total(table: dict[str, Any], where: str, max_duration: timedelta) -> timedelta:
+    """How long a grant may last from its first issue, extensions included: at least the
+    role's max_duration (a grant could never be issued whole otherwise)."""
+    raw = table.get("max_total", DEFAULT_MAX_TOTAL)
+    bounds = (MIN_DURATION, MAX_TOTAL)
+    total = expect_bounded_duration(raw, where, "max_total", bounds, "a grant's whole life")
+    if total < max_duration:
+        raise PolicyError(
+            f"{at(where, 'max_total')}: max_total {format_duration(total)} is shorter than "
+            f"max_duration {format_duration(max_duration)}",
+            "raise max_total to at least max_duration (it bounds a grant with its extensions)",
+        )
+    return total
 
 
 def _parse_tracks(
@@ -221,9 +316,31 @@ def parse_approval(table: dict[str, Any], where: str) -> ApprovalRule:
     page = None
     if "page_service" in table:
         page = expect_str(table["page_service"], where, "page_service").strip() or None
+    channel = None
+    if "slack_channel" in table:
+        channel = expect_str(table["slack_channel"], where, "slack_channel").strip()
     return ApprovalRule(
-        approvers=approvers, min_approvals=min_approvals, request_ttl=ttl, page_service=page
+        approvers=approvers,
+        min_approvals=min_approvals,
+        request_ttl=ttl,
+        page_service=page,
+        approve_from=_approve_from(table, where),
+        slack_channel=channel,
     )
+
+
+def _approve_from(table: dict[str, Any], where: str) -> tuple[str, ...]:
+    """``approve_from``: a non-empty list of "cli" and "slack" (default: the CLI alone)."""
+    channels = expect_str_list(table.get("approve_from", [CLI]), where, "approve_from")
+    for channel in channels:
+        if channel not in DECISION_CHANNELS:
+            raise PolicyError(
+                f"{at(where, 'approve_from')}: approve_from: {channel!r} is not one of "
+                f"{', '.join(DECISION_CHANNELS)}"
+            )
+    if not channels:
+        raise PolicyError(f"{at(where, 'approve_from')}: approve_from must name a channel")
+    return tuple(dict.fromkeys(channels))
 
 
 def parse_break_glass(

@@ -8,25 +8,33 @@ role and the key), so a user can find the mistake without reading code.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from jitctl.config.tomlcheck import TomlError, first_unknown_key, parse_toml, unknown_key_message
-from jitctl.config.tomlcheck import Where as Where  # where errors point; still importable from here
-from jitctl.config.tomlcheck import at as at
-from jitctl.config.tomlcheck import header_line as header_line
-from jitctl.config.tomlcheck import location as location
+from jitctl.config.tomlcheck import (
+    TomlError,
+    Where,
+    at,
+    first_unknown_key,
+    location,
+    parse_toml,
+    unknown_key_message,
+)
 from jitctl.errors import PolicyError
-from jitctl.identity import EMAIL, PARTITIONS
+from jitctl.identity.rule import EMAIL, PARTITIONS
 from jitctl.timeutil import format_duration, parse_duration
 
 TOP_KEYS = frozenset({"version", "identities", "groups", "roles"})
 ROLE_KEYS = frozenset(
     {
         "arn",
+        "kind",
+        "permission_set",
+        "account",
         "max_duration",
+        "max_total",
         "session_policy",
         "description",
         "region",
@@ -38,15 +46,28 @@ ROLE_KEYS = frozenset(
 )
 INCIDENT_KEYS = frozenset({"services", "end_with_incident"})
 ON_CALL_KEYS = frozenset({"escalation_policies", "schedules", "services", "max_escalation_level"})
-APPROVAL_KEYS = frozenset({"approvers", "min_approvals", "request_ttl", "page_service"})
+APPROVAL_KEYS = frozenset(
+    {"approvers", "min_approvals", "request_ttl", "page_service", "approve_from", "slack_channel"}
+)
+# Where a decision on a role may come from (``approve_from``): the CLI (an AWS identity) or a
+# Slack button (a Slack sign-in: opt-in per role, jitctl.slack).
+CLI, SLACK = "cli", "slack"
+DECISION_CHANNELS = (CLI, SLACK)
+# [identities] "slack:U0123ABCD" = "email": a Slack user the admin vouches for.
+SLACK_USER = re.compile(r"slack:[UW][A-Z0-9]{2,30}", re.ASCII)
 BREAK_GLASS_KEYS = frozenset({"max_duration"})
 
 # STS AssumeRole: DurationSeconds 900..43200, Policy (plaintext) at most 2048 characters.
 MIN_DURATION = timedelta(minutes=15)
+# An identity_center grant is an account assignment, not an STS session: no 15-minute floor.
+MIN_ASSIGNMENT = timedelta(minutes=1)
 MAX_DURATION = timedelta(hours=12)
 # A pending request outlives its request_ttl by nothing; a week is already generous.
 MAX_REQUEST_TTL = timedelta(days=7)
 DEFAULT_MAX_DURATION = "1h"
+# A grant's whole life, extensions included (jitctl.lifecycle.extend), from its first issue.
+DEFAULT_MAX_TOTAL = "12h"
+MAX_TOTAL = timedelta(days=7)
 DEFAULT_REQUEST_TTL = "30m"
 
 ROLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -188,6 +209,12 @@ def expect_session_duration(value: Any, where: str, key: str) -> timedelta:
     )
 
 
+def expect_assignment_duration(value: Any, where: str, key: str) -> timedelta:
+    return expect_bounded_duration(
+        value, where, key, (MIN_ASSIGNMENT, MAX_DURATION), "an identity_center grant"
+    )
+
+
 def expect_request_ttl(value: Any, where: str, key: str) -> timedelta:
     return expect_bounded_duration(
         value, where, key, (timedelta(minutes=1), MAX_REQUEST_TTL), "a request waits at most that"
@@ -220,6 +247,14 @@ def expect_principal_arn(value: str, where: str, key: str) -> str:
         raise PolicyError(
             f"{at(where, key)}: {key}: {value!r} is not a principal ARN like "
             "arn:aws:iam::123456789012:user/NAME or arn:aws:sts::123456789012:assumed-role/ROLE/SESSION"
+        )
+    return value
+
+
+def expect_slack_user(value: str, where: str) -> str:
+    if not SLACK_USER.fullmatch(value):
+        raise PolicyError(
+            f"{at(where, value)}: identities: {value!r} is not a Slack user id like slack:U0123ABCD"
         )
     return value
 
@@ -285,7 +320,10 @@ def parse_identities(
         if arn == SESSION_NAME_ROLES:
             continue
         try:
-            expect_principal_arn(arn, where, "identities")
+            if arn.startswith("slack:"):
+                expect_slack_user(arn, where)
+            else:
+                expect_principal_arn(arn, where, "identities")
             value = expect_str(email, where, "identities")
             identities[arn] = expect_email(value.strip(), where, "identities")
         except PolicyError as exc:
@@ -322,9 +360,13 @@ def expect_role_glob(value: str, where: str, key: str) -> str:
     return value
 
 
+E = TypeVar("E")  # what one entry parses to (a group's members, a role)
+EntryParser = Callable[[dict[str, Any], str, list[PolicyError]], tuple[dict[str, E], set[str]]]
+
+
 def collect_entries(
-    parse, data: dict[str, Any], key: str, where: str, errors: list[PolicyError]
-) -> tuple[dict, set[str]]:
+    parse: EntryParser[E], data: dict[str, Any], key: str, where: str, errors: list[PolicyError]
+) -> tuple[dict[str, E], set[str]]:
     """Run a per-entry table parser that reports into ``errors``; a non-table is one error."""
     try:
         table = expect_table(data.get(key, {}), where, key)

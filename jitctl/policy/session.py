@@ -9,8 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from jitctl.config.tomlcheck import at
 from jitctl.errors import PolicyError
-from jitctl.policy.schema import at, expect_str
+from jitctl.policy.schema import expect_str
 
 SESSION_POLICY_MAX_CHARS = 2048  # what STS accepts for the packed policy text
 

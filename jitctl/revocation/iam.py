@@ -55,7 +55,8 @@ def read_policy(iam: Any, role_name: str, role_arn: str) -> dict[str, Any] | Non
         if getattr(exc, "response", {}).get("Error", {}).get("Code") == "NoSuchEntity":
             return None  # no policy yet (or no role: PutRolePolicy will say so)
         raise _aws_error(exc, f"cannot read {POLICY_NAME} on {role_arn}", role_arn) from exc
-    return resp["PolicyDocument"]  # boto3 URL-decodes and parses it
+    document: dict[str, Any] = resp["PolicyDocument"]  # boto3 URL-decodes and parses it
+    return document
 
 
 def _write_policy(iam: Any, role_name: str, role_arn: str, document: dict[str, Any]) -> None:

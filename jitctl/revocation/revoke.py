@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from jitctl import models
 from jitctl.errors import AwsUnavailable, Denied, JitctlError
-from jitctl.models import AccessRequest
+from jitctl.models import AccessRequest, is_identity_center
 from jitctl.oncall import incident_track
 from jitctl.oncall.approvers import approvers_now, is_approver
 from jitctl.revocation.iam import PERMISSION_HINT as PERMISSION_HINT  # still public here
@@ -152,8 +152,24 @@ def revoke(
     if actor is None:
         check_may_revoke(env, req)
     _check_revocable(req)
-    role = env.policy.role(req.role)
     now = env.clock.now()
+    if is_identity_center(req):
+        result = _unassign(env, req, now)
+    else:
+        result = _deny(env, req, now, settle, lock_dir)
+    _record(env, result, reason=reason, now=now, actor=actor)
+    if not result.already_revoked:
+        _notify_revoked(env, result)
+        text = incident_track.revoked_text(result.request)
+        result.notes += [w for w in [incident_track.note(env, result.request, text)] if w]
+    return result
+
+
+def _deny(
+    env: Environment, req: AccessRequest, now: datetime, settle: float, lock_dir: Path | None
+) -> Revocation:
+    """assume_role: the deny on the role, written and read back."""
+    role = env.policy.role(req.role)
     result = _plan(req, role.arn, now)
     statement = deny_statement(result.statement_id, result.source_identity, result.cutoff)
     if result.cutoff + MAX_SESSION <= now:
@@ -161,11 +177,22 @@ def revoke(
         result.notes.append("every session issued before the cutoff has expired: nothing to deny")
     else:
         _deny_in_aws(env, result, statement, now=now, settle=settle, lock_dir=lock_dir)
-    _record(env, result, reason=reason, now=now, actor=actor)
-    if not result.already_revoked:
-        _notify_revoked(env, result)
-        text = incident_track.revoked_text(result.request)
-        result.notes += [w for w in [incident_track.note(env, result.request, text)] if w]
+    return result
+
+
+def _unassign(env: Environment, req: AccessRequest, now: datetime) -> Revocation:
+    """identity_center: the assignment deleted now (waiting for SUCCEEDED), or kept while
+    another live grant holds it. AWS lets nothing cut a session already signed in: the
+    permission set's role is protected from edits (no deny can be written on it), so say so."""
+    from jitctl.audit.fields import audit_fields
+    from jitctl.identity_center import grant
+
+    if req.status == models.ISSUED:
+        req = grant.release(env, req, now, audit_fields(env, req))
+    result = _plan(req, "", now)
+    result.iam_role = result.statement_id = ""
+    result.statement_written = False
+    result.notes.append(f"assignment {(req.assignment or {}).get('state')}: {grant.NOT_CUT}")
     return result
 
 
@@ -189,7 +216,7 @@ def _plan(req: AccessRequest, role_arn: str, now: datetime) -> Revocation:
     return Revocation(
         request=req,
         role_arn=role_arn,
-        iam_role=iam_role_name(role_arn),
+        iam_role=iam_role_name(role_arn) if role_arn else "",
         statement_id=statement_id(req.request_id),
         source_identity=sts_name(req.requester),
         cutoff=cutoff,
@@ -211,12 +238,14 @@ def _record(
         # A concurrent revoker may have won the transition: theirs is the recorded one.
         result.already_revoked = updated.revoked_at != now or updated.revoked_by != by
         result.request = updated
-    fields = audit_fields(env, result.request)
+    fields, by_system = audit_fields(env, result.request), {}
     if actor is not None:  # the system decided; whoever ran it is named beside it
-        fields |= {"actor": actor, "run_by": env.caller.arn, "incident": result.request.incident}
+        fields["actor"] = actor
+        by_system = {"run_by": env.caller.arn, "incident": result.request.incident}
     env.audit.append(
         "revoked",
         **fields,
+        **by_system,
         requester=requester,
         reason=reason,
         cutoff=rfc3339(result.cutoff),
@@ -287,13 +316,14 @@ class LocalCleanup:
 
 def remove_local_copies(env: Environment, req: AccessRequest) -> LocalCleanup:
     """Best effort: the revocation is done whatever happens here; problems become notes."""
-    from jitctl.credentials import profiles as credentials
+    from jitctl.credentials import profiles
 
     done = LocalCleanup()
-    path = credentials.shared_credentials_path(env.environ)
+    path = profiles.shared_credentials_path(env.environ)
+    ours = {req.request_id, req.extends or req.request_id}  # an extension's copies: its grant's
     try:
-        for profile in credentials.profiles_for_request(path, req.request_id):
-            if credentials.remove_profile(path, profile):
+        for profile in profiles.profiles_for_request(path, req.extends or req.request_id):
+            if profiles.remove_profile(path, profile):
                 done.profiles_removed.append(profile)
     except (OSError, ValueError, JitctlError) as exc:  # e.g. a linked lock file: refused
         done.notes.append(f"could not clean {path}: {exc}")
@@ -301,7 +331,7 @@ def remove_local_copies(env: Environment, req: AccessRequest) -> LocalCleanup:
         cache = env.credential_cache
         grant = cache.lookup(req.role).grant
         # Keyed by role: only drop it if it is this grant, not a newer one.
-        if grant is not None and grant.request_id == req.request_id:
+        if grant is not None and grant.request_id in ours:
             done.cache_removed = cache.remove(req.role)
     except Exception as exc:  # never fail a done revocation over a local cache
         done.notes.append(f"could not clean the credential cache ({type(exc).__name__})")

@@ -31,6 +31,7 @@ from jitctl.models import (
     AccessRequest,
 )
 from jitctl.store import claims
+from jitctl.store.bookkeeping import plan_assignment, plan_extended, plan_page, plan_slack
 from jitctl.store.records import aware
 from jitctl.store.records import ts as ts  # re-exported: benchmarks/run.py imports it here
 from jitctl.store.refusals import RequestExpired as RequestExpired
@@ -113,11 +114,16 @@ class RequestStore(Protocol):
         self, request_id: str, person: str, *, now: datetime, reason: str | None
     ) -> AccessRequest: ...
     def set_page(self, request_id: str, page: dict[str, Any]) -> AccessRequest: ...
+    def set_slack(
+        self, request_id: str, messages: builtins.list[dict[str, Any]]
+    ) -> AccessRequest: ...
+    def set_assignment(self, request_id: str, assignment: dict[str, Any]) -> AccessRequest: ...
+    def mark_extended(
+        self, request_id: str, *, extension: str, until: datetime
+    ) -> AccessRequest: ...
 
 
 # ---------------------------------------------------------------- the state machine
-
-
 
 
 def _lapsed(req: AccessRequest, now: datetime) -> Step | None:
@@ -260,16 +266,6 @@ def plan_reviewed(person: str, now: datetime, reason: str | None) -> Planner:
     return plan
 
 
-def plan_page(page: dict[str, Any]) -> Planner:
-    """Record the request's PagerDuty page (opened, resolved) whatever its status: the page
-    is bookkeeping about who was woken, not a decision."""
-
-    def plan(req: AccessRequest) -> Step:
-        return Step(write=_copy(req, page=dict(page)))
-
-    return plan
-
-
 def check_new(req: AccessRequest) -> None:
     """What ``create`` accepts: a pending request, or a fast-path one created already approved."""
     aware(req.created_at)
@@ -349,6 +345,13 @@ class BaseStore(ABC):
 
     def set_page(self, request_id: str, page: dict[str, Any]) -> AccessRequest:
         return self._transition(request_id, plan_page(page))
+
+    def set_slack(self, request_id: str, messages: list[dict[str, Any]]) -> AccessRequest:
+        return self._transition(request_id, plan_slack(messages))
+    def set_assignment(self, request_id: str, assignment: dict[str, Any]) -> AccessRequest:
+        return self._transition(request_id, plan_assignment(assignment))
+    def mark_extended(self, request_id: str, *, extension: str, until: datetime) -> AccessRequest:
+        return self._transition(request_id, plan_extended(extension, aware(until)))
 
 
 def not_found(request_id: str) -> NotFound:

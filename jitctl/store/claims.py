@@ -24,6 +24,7 @@ issue's planned end, which bounds every re-issue's end.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from jitctl.errors import Denied, Unavailable
 from jitctl.models import APPROVED, ISSUED, AccessRequest
@@ -108,7 +109,7 @@ def plan_claim(now: datetime, planned_end: datetime, lease: timedelta | None = N
     return plan
 
 
-def _claimed(req: AccessRequest, attempt: int, now: datetime, **changes) -> AccessRequest:
+def _claimed(req: AccessRequest, attempt: int, now: datetime, **changes: Any) -> AccessRequest:
     _, issued = attempts(req)
     return copy_request(
         req,
@@ -171,6 +172,7 @@ def plan_issued(now: datetime, credentials_expire_at: datetime, attempt: int | N
                 issue_attempt=number,
                 issued_attempt=number,
                 issue_failure=None,
+                first_issued_at=req.first_issued_at or now,  # a grant's life starts here
                 # AWS's end of the first issue, if earlier than planned, bounds re-issues
                 planned_end=min(req.planned_end or credentials_expire_at, credentials_expire_at)
                 if number == 1

@@ -69,7 +69,8 @@ def call(
     )
 
     try:
-        return getattr(client(), op)(**kwargs)  # type: ignore[no-any-return]
+        answer: dict[str, Any] = getattr(client(), op)(**kwargs)
+        return answer
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         message = exc.response.get("Error", {}).get("Message", "")

@@ -27,6 +27,8 @@ _TIME_FIELDS = (
     "reviewed_at",
     "claimed_at",
     "planned_end",
+    "first_issued_at",
+    "extended_until",
 )
 
 
@@ -59,6 +61,7 @@ def from_record(data: dict[str, Any]) -> AccessRequest:
             values[name] = parse_rfc3339(values[name])
     values["approvers"] = builtins.list(values.get("approvers") or [])
     values["reissued_after"] = builtins.list(values.get("reissued_after") or [])
+    values["extensions"] = builtins.list(values.get("extensions") or [])
     return AccessRequest(**values)
 
 

@@ -51,7 +51,12 @@ CREATE TABLE IF NOT EXISTS requests (
 );
 CREATE INDEX IF NOT EXISTS requests_status_created ON requests (status, created_at);
 CREATE INDEX IF NOT EXISTS requests_requester ON requests (requester, created_at);
+CREATE INDEX IF NOT EXISTS requests_created ON requests (created_at, request_id);
 """
+# Plain `list` walks this index newest first and stops at its limit (no scan, no sort). A file
+# at SCHEMA_VERSION made before the index existed gets it on first use: the version is not
+# raised for it, so an older jitctl still opens the file.
+_NEWEST_INDEX = "requests_created"
 
 
 class SqliteStore(BaseStore):
@@ -118,13 +123,14 @@ class SqliteStore(BaseStore):
         if self._ready:
             return
         with self._ready_lock:
-            if self._ready:
-                return
+            if self._ready:  # another thread made it while this one waited for the lock
+                return  # type: ignore[unreachable]  # mypy keeps the narrowing across the lock
             conn = self._open()
             try:
                 # The schema and user_version are written in one transaction: a file at this
                 # version has its schema, and each command is spared a write and its fsync.
-                if conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,):
+                current = conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+                if current and _has_index(conn, _NEWEST_INDEX):
                     self._ready = True
                     return
                 # journal_mode is persistent in the file and cannot change inside a transaction.
@@ -270,3 +276,8 @@ def _columns(req: AccessRequest, extra: dict[str, Any] | None = None) -> tuple[A
 
 def _load(body: str) -> AccessRequest:
     return from_record(json.loads(body, strict=False))  # strict=False: raw control characters
+
+
+def _has_index(conn: sqlite3.Connection, name: str) -> bool:
+    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (name,))
+    return row.fetchone() is not None

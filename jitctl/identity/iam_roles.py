@@ -1,4 +1,4 @@
-"""What IAM records of a role (iam:GetRole), for the identity rule (jitctl.identity), cached.
+"""What IAM records of a role (iam:GetRole), for the identity rule (jitctl.identity.rule), cached.
 
 A record is kept under the role's ARN and the unique id the caller's session names, and only
 when IAM's answer carries that id. IAM never reuses a role id and never changes a role's path,
@@ -17,17 +17,20 @@ import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jitctl.errors import IdentityError, UsageError
-from jitctl.identity import Principal, RoleRecord
+from jitctl.identity.rule import Principal, RoleRecord
+
+if TYPE_CHECKING:
+    pass
 
 CACHE_FILE = "iam-roles.json"
 _VERSION = 1
 
 
 class RoleFacts:
-    """``lookup`` is a ``jitctl.identity.RoleLookup``: IAM's record of a session's role."""
+    """``lookup`` is a ``jitctl.identity.rule.RoleLookup``: IAM's record of a session's role."""
 
     def __init__(
         self,
@@ -127,3 +130,4 @@ def _keep(path: Path, key: str, record: RoleRecord) -> None:
             atomic_write(path, data.encode(), 0o600)
     except (OSError, UsageError, ValueError):  # UsageError: a symlinked lock file
         pass  # the answer stands; the next run asks IAM again
+

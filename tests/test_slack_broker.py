@@ -1,0 +1,357 @@
+"""Slack approvals end to end: `jitctl broker serve` with moto (IAM enforcement on), the
+PagerDuty simulator and the Slack simulator (tests/slacksim.py); Slack's clicks are signed
+payloads POSTed to the broker exactly as Slack sends them.
+
+Slack users: U0ALICE, U0BOB, U0CAROL, U0DAVE are the people of their emails; a guest, a bot,
+a deactivated account and one with an unconfirmed address all claim bob's email (and are
+added after him, so Slack's lookups find the real bob); U0MAPPED has no email in Slack and is
+carol by the policy's [identities].
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests import slacksim
+from tests.broker_world import BrokerWorld, own_world, trust_broker_only
+from tests.slacksim import SlackSim, click, deny_submission, form, post, signed
+
+pytestmark = pytest.mark.slow
+ACCOUNT = "333300001111"
+ALICE, BOB, CAROL, DAVE = (f"{n}@example.com" for n in ("alice", "bob", "carol", "dave"))
+POLICY = f"""
+version = 1
+
+[identities]
+"slack:U0MAPPED" = "carol@example.com"
+
+[groups]
+sre = ["bob@example.com", "carol@example.com"]
+
+[roles.prod-readonly]
+arn = "arn:aws:iam::{ACCOUNT}:role/jit-prod-readonly"
+max_duration = "2h"
+
+[roles.prod-readonly.on_call]
+escalation_policies = ["PEP1234"]
+
+[roles.prod-readonly.approval]
+approvers = ["group:sre"]
+approve_from = ["cli", "slack"]
+slack_channel = "C0JIT"
+
+[roles.prod-dm]
+arn = "arn:aws:iam::{ACCOUNT}:role/jit-prod-dm"
+
+[roles.prod-dm.approval]
+approvers = ["group:sre", "alice@example.com"]
+approve_from = ["slack"]
+
+[roles.prod-cli]
+arn = "arn:aws:iam::{ACCOUNT}:role/jit-prod-cli"
+
+[roles.prod-cli.approval]
+approvers = ["group:sre"]
+"""
+
+
+@pytest.fixture(scope="module")
+def slack(pd_certs) -> Iterator[SlackSim]:
+    sim = SlackSim(pd_certs)
+    for user, email in (("U0ALICE", ALICE), ("U0BOB", BOB), ("U0CAROL", CAROL), ("U0DAVE", DAVE)):
+        sim.add_user(user, email)
+    sim.add_user("U0GUEST", BOB, is_restricted=True)
+    sim.add_user("U0SINGLE", BOB, is_ultra_restricted=True)
+    sim.add_user("U0BOT", BOB, is_bot=True)
+    sim.add_user("U0GONE", BOB, deleted=True)
+    sim.add_user("U0UNCONF", BOB, is_email_confirmed=False)
+    sim.add_user("U0MAPPED", None)
+    with sim:
+        yield sim
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, pd_certs, slack) -> Iterator[BrokerWorld]:
+    with own_world(tmp_path_factory.mktemp("slack"), pd_certs, account=ACCOUNT, policy=POLICY) as w:
+        for name in ("jit-prod-dm", "jit-prod-cli"):
+            w.iam.create_role(
+                RoleName=name, AssumeRolePolicyDocument=trust_broker_only(w.broker_arn)
+            )
+        secrets = w.admin_client("secretsmanager")
+        token = secrets.create_secret(Name="jitctl/slack-bot", SecretString=slacksim.TOKEN)
+        signing = secrets.create_secret(
+            Name="jitctl/slack-signing", SecretString=slacksim.SIGNING_SECRET
+        )
+        with (w.broker_dir / "config.toml").open("a") as config:
+            config.write(
+                f'[slack]\nbot_token_secret = "{token["ARN"]}"\n'
+                f'signing_secret_secret = "{signing["ARN"]}"\n'
+                f'api_url = "{slack.api_url}"\nca_bundle = "{pd_certs.ca}"\n'
+            )
+        w.user(DAVE)
+        with w.serving():
+            yield w
+
+
+@pytest.fixture(autouse=True)
+def _enforced(enforcing) -> None:
+    """moto's IAM enforcement on for every test here (conftest.enforcing)."""
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def pending(world: BrokerWorld, role: str = "prod-readonly", reason: str = "INC-9 disk") -> str:
+    out = world.run(ALICE, "request", role, "--reason", reason, "--no-wait", "--fresh")
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def status(world: BrokerWorld, rid: str) -> dict[str, Any]:
+    out = world.run(ALICE, "status", rid, "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def send(world: BrokerWorld, payload: dict, **sign: Any) -> tuple[int, dict]:
+    body = form(payload)
+    return post(f"{world.url}/v1/slack/interactions", body, signed(body, **sign))
+
+
+def broker_audit(world: BrokerWorld, rid: str) -> list[dict[str, Any]]:
+    lines = (world.broker_dir / "audit.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r.get("request_id") == rid]
+
+
+def told(slack: SlackSim, user: str, count_before: int) -> str:
+    """The ephemeral reply the clicker got after ``count_before`` replies."""
+    assert slack.wait_for(lambda: len(slack.responses) > count_before, timeout=10)
+    reply = slack.responses[count_before]
+    assert reply.get("response_type") == "ephemeral"
+    return str(reply["text"])
+
+
+def still_pending(world: BrokerWorld, rid: str) -> None:
+    now = status(world, rid)
+    assert now["status"] == "pending" and now["approvers"] == [], now
+    assert not [r for r in broker_audit(world, rid) if r["event"] in ("approved", "denied")]
+
+
+# ------------------------------------------------------------------ the happy paths
+
+
+def test_bobs_click_issues_alices_waiting_request_and_updates_the_message(world, slack):
+    waiter = world.popen(
+        ALICE, "request", "prod-readonly", "--reason", "INC-1 <!channel>", "--json"
+    )
+    posted = slack.wait_for(lambda: any("INC-1" in m.shown for m in slack.messages))
+    assert posted, "the request was never posted"
+    (msg,) = [m for m in slack.messages if "INC-1" in m.shown]
+    assert msg.channel == "C0JIT"
+    rid = msg.buttons[0]["value"]
+    assert [b["action_id"] for b in msg.buttons] == ["jitctl_approve", "jitctl_deny"]
+    assert all(b["value"] == rid for b in msg.buttons)
+    assert "&lt;!channel&gt;" in msg.shown and "<!channel>" not in msg.shown
+    started = time.monotonic()
+    code, _ = send(world, click("U0BOB", "jitctl_approve", rid, slack))
+    answered = time.monotonic() - started
+    assert code == 200
+    out, err = waiter.communicate(timeout=30)
+    latency = time.monotonic() - started
+    assert waiter.returncode == 0, err
+    assert json.loads(out)["status"] == "issued"
+    assert answered < 3.0 and latency < 2.0, (answered, latency)
+    assert slack.wait_for(lambda: not msg.buttons and "issued" in msg.shown)
+    approved = [r for r in broker_audit(world, rid) if r["event"] == "approved"]
+    assert approved[0]["channel"] == "slack" and approved[0]["slack_user"] == "U0BOB"
+    assert approved[0]["person"] == BOB
+    print(f"click answered in {answered:.3f}s; credentials at the requester {latency:.3f}s")
+
+
+def test_the_message_is_updated_when_the_cli_approves(world, slack):
+    rid = pending(world, reason="INC-2 cli path")
+    (msg,) = slack.message_for(rid)
+    assert msg.buttons
+    out = world.run(CAROL, "approve", rid, "--yes")
+    assert out.returncode == 0, out.stderr
+    assert slack.wait_for(lambda: not msg.buttons)
+    assert "Approved by carol@example.com" in msg.shown
+    approved = [r for r in broker_audit(world, rid) if r["event"] == "approved"]
+    assert approved[0]["channel"] == "cli" and "slack_user" not in approved[0]
+
+
+def test_deny_opens_a_modal_and_its_submission_denies_with_the_reason(world, slack):
+    rid = pending(world, reason="INC-3 deny me")
+    (msg,) = slack.message_for(rid)
+    before = len(slack.calls_to("views.open"))
+    code, _ = send(world, click("U0CAROL", "jitctl_deny", rid, slack))
+    assert code == 200
+    (opened,) = slack.calls_to("views.open")[before:]
+    view = opened.args["view"]
+    view = json.loads(view) if isinstance(view, str) else view
+    assert view["callback_id"] == "jitctl_deny" and view["private_metadata"] == rid
+    assert view["blocks"][0]["element"]["action_id"] == "reason"
+    still_pending(world, rid)  # opening the modal decides nothing
+    code, answer = send(world, deny_submission("U0CAROL", rid, "not during the freeze"))
+    assert code == 200 and answer == {}
+    now = status(world, rid)
+    assert now["status"] == "denied" and now["decision_reason"] == "not during the freeze"
+    assert now["decided_by"] == CAROL
+    assert slack.wait_for(lambda: not msg.buttons and "Denied" in msg.shown)
+    denied = [r for r in broker_audit(world, rid) if r["event"] == "denied"]
+    assert denied[0]["channel"] == "slack" and denied[0]["slack_user"] == "U0CAROL"
+
+
+def test_a_mapped_slack_user_is_the_person_the_policy_names(world, slack):
+    rid = pending(world, reason="INC-4 mapped")
+    code, _ = send(world, click("U0MAPPED", "jitctl_approve", rid, slack))
+    assert code == 200
+    assert status(world, rid)["approvers"] == [CAROL]
+
+
+def test_direct_messages_go_to_each_approver_but_never_the_requester(world, slack):
+    rid = pending(world, role="prod-dm", reason="INC-5 dm")
+    assert slack.wait_for(lambda: len(slack.naming(rid)) == 2)
+    assert sorted(m.channel for m in slack.message_for(rid)) == ["DU0BOB", "DU0CAROL"]
+
+
+# ------------------------------------------------------------------ signatures
+
+
+@pytest.mark.parametrize(
+    "sign",
+    [
+        {"secret": "not-the-signing-secret"},
+        {"at": time.time() - 400},  # stale: over 5 minutes old
+        {"at": time.time() + 400},  # from the future
+    ],
+    ids=["wrong-secret", "stale", "future"],
+)
+def test_a_badly_signed_click_is_401_and_changes_nothing(world, slack, sign):
+    rid = pending(world, reason="INC-6 bad signature")
+    sign = {k: (time.time() + (v - time.time()) if k == "at" else v) for k, v in sign.items()}
+    code, _ = send(world, click("U0BOB", "jitctl_approve", rid, slack), **sign)
+    assert code == 401
+    still_pending(world, rid)
+
+
+def test_an_unsigned_or_altered_click_is_401_and_changes_nothing(world, slack):
+    rid = pending(world, reason="INC-7 unsigned")
+    body = form(click("U0BOB", "jitctl_approve", rid, slack))
+    url = f"{world.url}/v1/slack/interactions"
+    code, _ = post(url, body, {"Content-Type": "application/x-www-form-urlencoded"})
+    assert code == 401
+    other = pending(world, reason="INC-7 the one it was signed for")
+    headers = signed(form(click("U0BOB", "jitctl_approve", other, slack)))
+    code, _ = post(url, body, headers)  # a signature of another body
+    assert code == 401
+    still_pending(world, rid)
+    still_pending(world, other)
+
+
+def test_a_replayed_click_is_refused(world, slack):
+    rid = pending(world, reason="INC-8 replay")
+    body = form(click("U0BOB", "jitctl_approve", rid, slack))
+    headers = signed(body)
+    url = f"{world.url}/v1/slack/interactions"
+    assert post(url, body, headers)[0] == 200
+    assert status(world, rid)["approvers"] == [BOB]
+    assert post(url, body, headers)[0] == 401
+    approvals = [r for r in broker_audit(world, rid) if r["event"] == "approved"]
+    assert len(approvals) == 1
+
+
+# ------------------------------------------------------------------ who clicked
+
+
+@pytest.mark.parametrize(
+    ("user", "why"),
+    [
+        ("U0ALICE", "someone else must decide"),  # the requester herself
+        ("U0DAVE", "may not decide"),
+        ("U0GUEST", "guest"),
+        ("U0SINGLE", "guest"),
+        ("U0BOT", "bot"),
+        ("U0GONE", "deactivated"),
+        ("U0UNCONF", "not confirmed"),
+        ("U0NOSUCH", "user_not_found"),
+    ],
+)
+def test_a_click_by_someone_who_may_not_approve_is_refused_and_changes_nothing(
+    world, slack, user, why
+):
+    rid = pending(world, reason=f"INC-10 {user}")
+    before = len(slack.responses)
+    code, _ = send(world, click(user, "jitctl_approve", rid, slack))
+    assert code == 200
+    assert why in told(slack, user, before)
+    still_pending(world, rid)
+
+
+def test_a_deny_by_someone_who_may_not_is_refused_without_a_modal(world, slack):
+    rid = pending(world, reason="INC-11 guest deny")
+    before, modals = len(slack.responses), len(slack.calls_to("views.open"))
+    code, _ = send(world, click("U0GUEST", "jitctl_deny", rid, slack))
+    assert code == 200 and "guest" in told(slack, "U0GUEST", before)
+    assert len(slack.calls_to("views.open")) == modals
+    code, answer = send(world, deny_submission("U0DAVE", rid, "I say no"))
+    assert code == 200 and answer["response_action"] == "errors"
+    still_pending(world, rid)
+
+
+def test_slack_may_not_decide_a_role_that_does_not_list_it(world, slack):
+    rid = pending(world, role="prod-cli", reason="INC-12 cli only")
+    assert slack.naming(rid) == []  # never posted either
+    before = len(slack.responses)
+    send(world, click("U0BOB", "jitctl_approve", rid, slack))
+    assert "may not come from slack" in told(slack, "U0BOB", before)
+    still_pending(world, rid)
+
+
+def test_the_cli_may_not_decide_a_slack_only_role(world, slack):
+    rid = pending(world, role="prod-dm", reason="INC-13 slack only")
+    out = world.run(CAROL, "approve", rid, "--yes")
+    assert out.returncode == 3 and "may not come from cli" in out.stderr
+    still_pending(world, rid)
+
+
+def test_a_click_on_an_already_decided_request_changes_nothing(world, slack):
+    rid = pending(world, reason="INC-14 decided")
+    assert world.run(CAROL, "deny", rid, "--reason", "no").returncode == 0
+    before = len(slack.responses)
+    send(world, click("U0BOB", "jitctl_approve", rid, slack))
+    assert "denied" in told(slack, "U0BOB", before)
+    now = status(world, rid)
+    assert now["status"] == "denied" and now["approvers"] == []
+
+
+# ------------------------------------------------------------------ Slack in trouble
+
+
+@pytest.mark.parametrize("trouble", ["down", "limited"])
+def test_slack_in_trouble_never_blocks_the_request_or_the_cli(world, slack, trouble):
+    getattr(slack, trouble).add("chat.postMessage")
+    try:
+        rid = pending(world, reason=f"INC-15 slack {trouble}")
+    finally:
+        getattr(slack, trouble).clear()
+    assert status(world, rid)["status"] == "pending"
+    failed = [r for r in broker_audit(world, rid) if r["event"] == "slack_failed"]
+    assert failed and "chat.postMessage" in failed[0]["error"]
+    assert world.run(CAROL, "approve", rid, "--yes").returncode == 0
+
+
+def test_slack_down_when_asked_who_clicked_grants_nothing(world, slack):
+    rid = pending(world, reason="INC-16 users.info down")
+    slack.down.add("users.info")
+    try:
+        code, _ = send(world, click("U0BOB", "jitctl_approve", rid, slack))
+    finally:
+        slack.down.clear()
+    assert code == 200
+    still_pending(world, rid)

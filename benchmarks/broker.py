@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from benchmarks.run import median_seconds, run
+from benchmarks.run import REQUEST, median_seconds, run
 from tests.broker_world import BrokerWorld
 from tests.pdsim import PagerDutySim, make_certs
 
@@ -56,7 +56,7 @@ def direct_env(world: BrokerWorld, person: str) -> dict[str, str]:
 
 def bench_request(world: BrokerWorld) -> tuple[float, float]:
     on_call(world, ALICE)
-    args = [world.exe, "request", "prod-readonly", "--reason", "bench", "--json"]
+    args = [world.exe, *REQUEST]
     broker = median_seconds(lambda: run(args, world.client_env(ALICE)))
     direct = median_seconds(lambda: run(args, direct_env(world, ALICE)))
     return broker, direct

@@ -65,7 +65,7 @@ def bench_request(world: BrokerWorld) -> tuple[float, float]:
 def bench_approval(world: BrokerWorld, runs: int = 5) -> float:
     latencies = []
     for _ in range(runs):
-        waiter = world.popen(BOB, "request", "prod-readonly", "--reason", "bench", "--json")
+        waiter = world.popen(BOB, *REQUEST)
         rid = None
         while rid is None:
             rows = json.loads(world.run(CAROL, "list", "--pending", "--json").stdout)

@@ -145,7 +145,9 @@ def bench_approval_latency(team: Team, runs: int = 5) -> float:
     """Seconds from `jitctl approve` returning to the waiting requester holding credentials."""
     latencies = []
     for _ in range(runs):
-        waiter = team.popen(ALICE, "request", "prod-admin", "--reason", "bench", "--json")
+        waiter = team.popen(
+            ALICE, "request", "prod-admin", "--reason", "bench", "--json", "--fresh"
+        )
         request_id = None
         while request_id is None:
             rows = json.loads(team.run(BOB, "list", "--pending", "--json").stdout)

@@ -91,7 +91,9 @@ def bench_concurrent(world: BrokerWorld) -> tuple[int, int, float]:
     def client(person: str) -> list[str]:
         ids = []
         for _ in range(PER_CLIENT):
-            out = world.run(person, "request", "prod-readonly", "--reason", "load", "--json")
+            out = world.run(
+                person, "request", "prod-readonly", "--reason", "load", "--json", "--fresh"
+            )
             assert out.returncode == 0, out.stderr
             ids.append(json.loads(out.stdout)["request_id"])
         return ids

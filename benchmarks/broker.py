@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from benchmarks.run import median_seconds, run
+from benchmarks.run import REQUEST, median_seconds, run
 from tests.broker_world import BrokerWorld
 from tests.pdsim import PagerDutySim, make_certs
 
@@ -56,7 +56,7 @@ def direct_env(world: BrokerWorld, person: str) -> dict[str, str]:
 
 def bench_request(world: BrokerWorld) -> tuple[float, float]:
     on_call(world, ALICE)
-    args = [world.exe, "request", "prod-readonly", "--reason", "bench", "--json"]
+    args = [world.exe, *REQUEST]
     broker = median_seconds(lambda: run(args, world.client_env(ALICE)))
     direct = median_seconds(lambda: run(args, direct_env(world, ALICE)))
     return broker, direct
@@ -65,7 +65,7 @@ def bench_request(world: BrokerWorld) -> tuple[float, float]:
 def bench_approval(world: BrokerWorld, runs: int = 5) -> float:
     latencies = []
     for _ in range(runs):
-        waiter = world.popen(BOB, "request", "prod-readonly", "--reason", "bench", "--json")
+        waiter = world.popen(BOB, *REQUEST)
         rid = None
         while rid is None:
             rows = json.loads(world.run(CAROL, "list", "--pending", "--json").stdout)
@@ -91,7 +91,9 @@ def bench_concurrent(world: BrokerWorld) -> tuple[int, int, float]:
     def client(person: str) -> list[str]:
         ids = []
         for _ in range(PER_CLIENT):
-            out = world.run(person, "request", "prod-readonly", "--reason", "load", "--json")
+            out = world.run(
+                person, "request", "prod-readonly", "--reason", "load", "--json", "--fresh"
+            )
             assert out.returncode == 0, out.stderr
             ids.append(json.loads(out.stdout)["request_id"])
         return ids

@@ -16,6 +16,7 @@ import pytest
 from jitctl.cli.main import run
 from jitctl.context import Environment
 from jitctl.trusted_time import TrustedClock
+from jitctl.wiring import choose_service
 from tests.broker_world import POLICY, BrokerWorld, own_world
 from tests.conftest import FixedClock
 from tests.test_exit_codes import Listener
@@ -53,11 +54,15 @@ def test_a_broker_client_takes_its_time_from_the_broker_and_asks_aws_nothing(
     export(monkeypatch, environ)
     told: list[str] = []
     clock = TrustedClock(FixedClock(now + timedelta(hours=3)))
-    first = Environment(environ=environ, clock=clock, on_clock_skew=told.append)
+    first = Environment(
+        service_factory=choose_service, environ=environ, clock=clock, on_clock_skew=told.append
+    )
     assert abs(first.clock.now() - datetime.now(UTC)) < timedelta(minutes=1)  # the broker's
 
     def act(*argv: str) -> str:
-        env = Environment(environ=environ, clock=clock, on_clock_skew=told.append)
+        env = Environment(
+            service_factory=choose_service, environ=environ, clock=clock, on_clock_skew=told.append
+        )
         code = run(list(argv), env)
         out = capsys.readouterr()
         assert code == 0, out.err

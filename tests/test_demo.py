@@ -91,7 +91,7 @@ def test_the_story_plays_end_to_end(tmp_path):
 
 def assert_the_identity_center_step(story: str, kept: Path) -> None:
     """alice, on call, gets the demo's permission set through the broker: assigned, no keys."""
-    step = story[story.index("# 12. IAM Identity Center: a permission set") :]
+    step = story[story.index("# 13. IAM Identity Center: a permission set") :]
     assert "prod-sso: permission set ProdSupport assigned in account 210987654321" in step
     records = [
         json.loads(line) for line in (kept / "broker" / "audit.jsonl").read_text().splitlines()

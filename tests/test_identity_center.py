@@ -376,3 +376,21 @@ def test_request_list_status_and_grants_in_the_terminal(team, world, monkeypatch
         assert run(argv) == 0, argv
         assert req.request_id in capsys.readouterr().out
     assert not (team.credentials_file(ALICE)).exists()
+
+
+def test_an_identity_center_grant_is_not_extended(team, world, monkeypatch):
+    """`jitctl extend` makes a new STS session: an assignment has none, so it is refused (exit
+    2) and nothing is recorded, rather than issued as a second assignment."""
+    world.user(ALICE)
+    on_call(team, ALICE)
+    use_identity(monkeypatch, team, ALICE)
+    env = environment(team, ALICE, FixedClock(datetime.now(UTC)))
+    submitted = submit(env, role_name="sso-admin", reason="INC-1", duration=timedelta(minutes=5))
+    grant = issue(env, submitted.request, evidence=submitted.on_call.evidence).request
+    before = LocalService(env).list(pending_only=False, mine=True, role=None, limit=50)
+    with pytest.raises(JitctlError) as refused:
+        LocalService(env).extend(grant.request_id, timedelta(minutes=5), "INC-1 goes on")
+    assert refused.value.exit_code == ExitCode.USAGE
+    assert "IAM Identity Center" in refused.value.message
+    after = LocalService(env).list(pending_only=False, mine=True, role=None, limit=50)
+    assert [r.request_id for r in after] == [r.request_id for r in before]

@@ -266,7 +266,9 @@ def _notify_revoked(env: Environment, result: Revocation) -> None:
     told = dataclasses.replace(
         revoked, decided_by=revoked.revoked_by, decision_reason=revoked.revoked_reason
     )
-    result.notes += [w for w in [notify(env, "revoked", told)] if w]
+    from jitctl.slack.announce import sync as slack_sync
+
+    result.notes += [w for w in [notify(env, "revoked", told), slack_sync(env, revoked)] if w]
 
 
 def _deny_in_aws(

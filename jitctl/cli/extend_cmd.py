@@ -11,6 +11,7 @@ from jitctl.cli import complete
 from jitctl.cli.output import JSON_OPTION_NO_SECRETS, emit_json, safe, stderr_console, stdout
 from jitctl.cli.request_cmd import (
     PROFILE_OPTION,
+    WAIT_TIMEOUT_OPTION,
     announce_pending,
     check_destination,
     hand_over,
@@ -41,11 +42,7 @@ def extend(
         "--wait/--no-wait",
         help="Wait for a peer's decision (default), or record the extension and exit.",
     ),
-    timeout: str = typer.Option(
-        None,
-        "--timeout",
-        help='Stop waiting after this long, e.g. "10m" (exit 4; resume with `jitctl wait ID`).',
-    ),
+    timeout: str = WAIT_TIMEOUT_OPTION,
     profile: str = PROFILE_OPTION,
     json_out: bool = JSON_OPTION_NO_SECRETS,
 ) -> None:

@@ -255,6 +255,12 @@ def obtain_waiting(
     return issued
 
 
+# `request` and `extend`: how long to wait for a decision before leaving it pending
+WAIT_TIMEOUT_OPTION = typer.Option(
+    None,
+    "--timeout",
+    help='Stop waiting after this long, e.g. "10m" (exit 4; resume with `jitctl wait ID`).',
+)
 BREAK_GLASS_OPTION = typer.Option(
     False,
     "--break-glass",
@@ -297,11 +303,7 @@ def request(
         "--wait/--no-wait",
         help="Wait for a peer's decision (default), or record the request and exit.",
     ),
-    timeout: str = typer.Option(
-        None,
-        "--timeout",
-        help='Stop waiting after this long, e.g. "10m" (exit 4; resume with `jitctl wait ID`).',
-    ),
+    timeout: str = WAIT_TIMEOUT_OPTION,
     break_glass: bool = BREAK_GLASS_OPTION,
     incident: str = INCIDENT_OPTION,
     profile: str = PROFILE_OPTION,

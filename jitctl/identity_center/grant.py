@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from jitctl import models
 from jitctl.errors import JitctlError
 from jitctl.identity_center import sso
+from jitctl.lifecycle.reissue import claim_recorded
 from jitctl.models import AccessRequest, OnCallEvidence
 from jitctl.store import claims
 from jitctl.timeutil import format_duration, rfc3339
@@ -94,11 +95,7 @@ def issue(
     """Assign under a claim (one approval, one grant) and record it; the issued request."""
     seconds = grant_seconds(req, evidence, now)
     end = now + timedelta(seconds=seconds)
-    try:
-        held = env.store.claim_issue(req.request_id, now=now, planned_end=end)
-    except JitctlError as exc:
-        env.audit.append("issue_refused", **common, why=exc.message)
-        raise
+    held = claim_recorded(env, req, now, end, common)
     try:
         record, took = _assign(env, role, held, now, common)
     except BaseException as exc:

@@ -48,17 +48,25 @@ SLACK_SECONDS = 2
 TRANSITIVE = (ISSUE_TAG,)  # kept by role chaining, so a chained session is cut off too
 
 
+def claim_recorded(
+    env: Environment, req: AccessRequest, now: datetime, planned_end: datetime, common: Who
+) -> AccessRequest:
+    """The store's claim on the next issue of ``req`` (one approval, one grant), every kind of
+    grant alike; a refusal is audited as ``issue_refused`` and raised."""
+    try:
+        return env.store.claim_issue(req.request_id, now=now, planned_end=planned_end)
+    except JitctlError as exc:
+        env.audit.append("issue_refused", **common, why=exc.message)
+        raise
+
+
 def claim(
     env: Environment, role: Role, req: AccessRequest, now: datetime, seconds: int, common: Who
 ) -> Claimed:
     """Claim the next issue of ``req`` (refusals audited as ``issue_refused``); for a re-issue,
     bound its length and cut off the earlier issues first."""
     planned_end = now + timedelta(seconds=seconds)
-    try:
-        held = env.store.claim_issue(req.request_id, now=now, planned_end=planned_end)
-    except JitctlError as exc:
-        env.audit.append("issue_refused", **common, why=exc.message)
-        raise
+    held = claim_recorded(env, req, now, planned_end, common)
     if held.issue_attempt == 1:
         return Claimed(held, 1, seconds, None)
     claimed = Claimed(held, held.issue_attempt, seconds, held.reissued_after[-1])

@@ -167,6 +167,9 @@ class AccessRequest:
     min_approvals: int = 1
     approval: str | None = None  # "on_call", "peer" or "break_glass" once decided
     approvers: list[str] = field(default_factory=list)  # persons who approved
+    # Where each approval came from (person -> "cli" or "slack"): `flow.issue` re-checks it
+    # against the role's approve_from as it is then. A person missing here approved from the CLI.
+    approved_from: dict[str, str] = field(default_factory=dict)
     decided_at: datetime | None = None
     decided_by: str | None = None  # person who denied / cancelled, or the last approver
     decision_reason: str | None = None

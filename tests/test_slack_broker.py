@@ -52,6 +52,13 @@ arn = "arn:aws:iam::{ACCOUNT}:role/jit-prod-dm"
 approvers = ["group:sre", "alice@example.com"]
 approve_from = ["slack"]
 
+[roles.prod-drop]
+arn = "arn:aws:iam::{ACCOUNT}:role/jit-prod-readonly"
+
+[roles.prod-drop.approval]
+approvers = ["group:sre"]
+approve_from = ["cli", "slack"]
+
 [roles.prod-cli]
 arn = "arn:aws:iam::{ACCOUNT}:role/jit-prod-cli"
 
@@ -358,3 +365,26 @@ def test_slack_down_when_asked_who_clicked_grants_nothing(world, slack):
         slack.down.clear()
     assert code == 200
     still_pending(world, rid)
+
+
+def test_a_slack_approval_does_not_count_once_the_role_stops_taking_slack(world, slack):
+    """bob approves prod-drop from Slack; before alice collects, a policy change takes Slack
+    out of its approve_from. The approval is re-checked when it takes effect, so it no
+    longer counts: nothing is issued, and the refusal says why."""
+    rid = pending(world, role="prod-drop", reason="INC-15 policy changes")
+    code, _ = send(world, click("U0BOB", "jitctl_approve", rid, slack))
+    assert code == 200 and status(world, rid)["status"] == "approved"
+    team = world.broker_dir / "policies" / "team.toml"
+    kept = team.read_text()
+    team.write_text(kept.replace('approve_from = ["cli", "slack"]\n\n[roles.prod-cli]',
+                                 'approve_from = ["cli"]\n\n[roles.prod-cli]'))
+    try:
+        assert team.read_text() != kept
+        out = world.run(ALICE, "wait", rid, "--json")
+    finally:
+        team.write_text(kept)
+    assert out.returncode == 3, out.stderr
+    assert "bob@example.com approved from slack" in out.stderr
+    assert "no longer takes decisions from there" in out.stderr
+    events = [r["event"] for r in broker_audit(world, rid)]
+    assert "issue_refused" in events and "issued" not in events

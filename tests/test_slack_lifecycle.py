@@ -11,8 +11,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from jitctl import models
+from jitctl.audit.log import read_records
 from jitctl.context import Environment
+from jitctl.errors import Denied
+from jitctl.lifecycle.break_glass import review
 from jitctl.lifecycle.decisions import approve
+from jitctl.lifecycle.flow import issue, peer_problem
 from jitctl.lifecycle.sweep import sweep
 from jitctl.models import AccessRequest, Caller
 from jitctl.slack.announce import sync
@@ -30,6 +34,14 @@ arn = "arn:aws:iam::123456789012:role/ops"
 approvers = ["bob@example.com"]
 approve_from = ["cli", "slack"]
 slack_channel = "C0JIT"
+
+[roles.glass]
+arn = "arn:aws:iam::123456789012:role/glass"
+[roles.glass.break_glass]
+max_duration = "1h"
+[roles.glass.approval]
+approvers = ["bob@example.com"]
+approve_from = ["slack"]
 """
 
 
@@ -99,3 +111,53 @@ def test_no_token_here_means_nothing_is_posted(environ, slack):
     del environ["JITCTL_SLACK_BOT_TOKEN"]
     waiting(env_for(environ, FixedClock(NOW), ALICE))
     assert slack.calls == []
+
+
+def test_an_approval_is_rechecked_against_where_the_role_takes_decisions_from_now(
+    environ, slack, tmp_path
+):
+    """Each approval keeps where it came from; issuing re-checks it against approve_from as
+    the policy says then. bob approved from the CLI; the policy then takes decisions from
+    Slack only, and his approval no longer counts."""
+    clock = FixedClock(NOW)
+    req = waiting(env_for(environ, clock, ALICE))
+    updated, _ = approve(env_for(environ, clock, BOB), req.request_id, reason=None)
+    assert updated.approved_from == {BOB: "cli"}
+    alice = env_for(environ, clock, ALICE)
+    assert peer_problem(alice, alice.policy.role("ops"), updated) is None  # counts as it is
+    policy = tmp_path / "p.toml"
+    policy.write_text(policy.read_text().replace('["cli", "slack"]', '["slack"]'))
+    alice = env_for(environ, clock, ALICE)
+    with pytest.raises(Denied, match="bob@example.com approved from cli, and role 'ops' no longer"):
+        issue(alice, alice.store.get(req.request_id, now=NOW), evidence=None)
+    records = read_records(tmp_path / "audit.jsonl")
+    refused = [r for r in records if r["event"] == "issue_refused"]
+    assert len(refused) == 1 and "approved from cli" in refused[0]["why"]
+
+
+def test_a_review_is_a_decision_and_comes_from_where_the_role_takes_them(environ, slack):
+    """glass takes decisions from Slack only: bob, its approver, may not review a break-glass
+    grant from the CLI; the same review signed in through Slack is recorded."""
+    clock = FixedClock(NOW)
+    alice = env_for(environ, clock, ALICE)
+    alice.store.create(
+        AccessRequest(
+            request_id="r-glass1",
+            role="glass",
+            requester=ALICE,
+            requester_arn=alice.caller.arn,
+            reason="INC-3 down",
+            duration_seconds=1800,
+            status=models.APPROVED,  # as break-glass creates it, before it is issued
+            created_at=NOW,
+            expires_at=NOW + timedelta(minutes=30),
+            approval=models.BREAK_GLASS,
+            decided_at=NOW,
+        )
+    )
+    with pytest.raises(Denied, match="may not come from cli"):
+        review(env_for(environ, clock, BOB), "r-glass1", reason="seen")
+    assert alice.store.get("r-glass1", now=NOW).reviewed_at is None
+    by_slack = Caller("slack:U0BOB", "", BOB, channel="slack")
+    env = Environment(environ=environ, clock=clock, _caller=by_slack)
+    assert review(env, "r-glass1", reason="seen").reviewed_by == BOB

@@ -79,7 +79,7 @@ def announce_break_glass(env: Environment, req: AccessRequest) -> builtins.list[
 
 def review(env: Environment, request_id: str, reason: str | None) -> AccessRequest:
     """An approver (never the requester) records having looked at a break-glass grant."""
-    from jitctl.lifecycle.decisions import _reason, get_request
+    from jitctl.lifecycle.decisions import _reason, check_channel, get_request
 
     reason = _reason(reason, required=False)
     req = get_request(env, request_id)
@@ -90,6 +90,7 @@ def review(env: Environment, request_id: str, reason: str | None) -> AccessReque
             "approvers: "
             + (", ".join(a for a in approvers_now(env, role) if a != caller.person) or "none now"),
         )
+    check_channel(env, role, req)  # a review is a decision: from where the role takes them
     if not is_approver(env, role, caller.person, caller.arn):
         raise Denied(f"you ({caller.person}) may not review requests for role {req.role!r}")
     updated = env.store.review(request_id, caller.person, now=env.clock.now(), reason=reason)

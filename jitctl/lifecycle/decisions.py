@@ -16,12 +16,13 @@ from jitctl.lifecycle.request_rules import DENY_REASON, check_reason
 from jitctl.models import AccessRequest
 from jitctl.oncall import paging
 from jitctl.oncall.approvers import approvers_now, is_approver
-from jitctl.policy.schema import SLACK
+from jitctl.policy.schema import CLI, SLACK
 from jitctl.slack.announce import sync as slack_sync
 from jitctl.store.base import NotFound
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
+    from jitctl.policy.roles import Role
 
 
 def get_request(env: Environment, request_id: str) -> AccessRequest:
@@ -48,16 +49,29 @@ def check_may_decide(env: Environment, req: AccessRequest) -> None:
             f"send it to one of: {', '.join(others)}" if others else None,
         )
     role = env.policy.role(req.role)
-    if role.approval is not None and caller.channel not in role.approval.approve_from:
-        raise Denied(
-            f"decisions on role {req.role!r} may not come from {caller.channel}: its policy "
-            f"takes them from {' and '.join(role.approval.approve_from)} only",
-            f"decide it there: {_where_to_decide(role.approval.approve_from, req)}",
-        )
+    check_channel(env, role, req)
     if role.approval is None or not is_approver(env, role, caller.person, caller.arn):
         raise Denied(
             f"you ({caller.person}) may not decide requests for role {req.role!r}",
             "approvers: " + (", ".join(approvers_for(env, req)) or "none now"),
+        )
+
+
+def decision_channels(role: Role) -> tuple[str, ...]:
+    """Where the role's decisions (approvals, denials, reviews) may come from: the CLI alone
+    unless its policy's ``approve_from`` says more."""
+    return role.approval.approve_from if role.approval is not None else (CLI,)
+
+
+def check_channel(env: Environment, role: Role, req: AccessRequest) -> None:
+    """Denied (exit 3) when the caller's channel (the CLI's AWS identity, or Slack's sign-in)
+    is not one the role takes decisions from."""
+    channels = decision_channels(role)
+    if env.caller.channel not in channels:
+        raise Denied(
+            f"decisions on role {req.role!r} may not come from {env.caller.channel}: its policy "
+            f"takes them from {' and '.join(channels)} only",
+            f"decide it there: {_where_to_decide(channels, req)}",
         )
 
 
@@ -106,6 +120,8 @@ def approve(
         # The policy's number now, not the one stored with the request (its requester can
         # rewrite that); `flow.issue` checks again before anything is issued.
         min_approvals=role.approval.min_approvals if role.approval else None,
+        # Kept per approver, so that `flow.issue` can re-check it against approve_from then.
+        channel=caller.channel,
     )
     env.audit.append(
         "approved",

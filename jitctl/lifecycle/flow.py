@@ -26,6 +26,7 @@ from jitctl.lifecycle.request_rules import (
 from jitctl.models import AccessRequest, Credentials, Issued, OnCallEvidence, OnCallResult
 from jitctl.oncall import incident_track, paging
 from jitctl.oncall.approvers import approvers_now, is_approver
+from jitctl.policy.schema import CLI
 from jitctl.slack.announce import sync as slack_sync
 from jitctl.store.base import TransitionError, redeliverable
 from jitctl.store.claims import INTERRUPTED
@@ -236,9 +237,21 @@ def peer_problem(env: Environment, role: Role, req: AccessRequest) -> str | None
     for person in people:
         if not is_approver(env, role, person, ""):
             return f"{person} may not approve role {role.name!r} under the current policy"
+        if (came_from := approved_from(req, person)) not in role.approval.approve_from:
+            return (
+                f"{person} approved from {came_from}, and role {role.name!r} no longer takes "
+                f"decisions from there"
+            )
     if len(people) < role.approval.min_approvals:
         return f"{len(people)} approval(s); role {role.name!r} needs {role.approval.min_approvals}"
     return None
+
+
+def approved_from(req: AccessRequest, person: str) -> str:
+    """Where ``person``'s approval of ``req`` came from; the CLI for a request approved before
+    jitctl kept it (Slack decisions always kept it)."""
+    kept = {k.strip().lower(): v for k, v in req.approved_from.items()}
+    return kept.get(person, CLI)
 
 
 def fresh_on_call(

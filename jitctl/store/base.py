@@ -87,6 +87,7 @@ class RequestStore(Protocol):
         now: datetime,
         reason: str | None = None,
         min_approvals: int | None = None,
+        channel: str = "cli",
     ) -> AccessRequest: ...
     def deny(
         self, request_id: str, person: str, *, now: datetime, reason: str
@@ -139,10 +140,15 @@ def _lapsed(req: AccessRequest, now: datetime) -> Step | None:
 
 
 def plan_approve(
-    approver: str, now: datetime, reason: str | None, min_approvals: int | None = None
+    approver: str,
+    now: datetime,
+    reason: str | None,
+    min_approvals: int | None = None,
+    channel: str = "cli",
 ) -> Planner:
     """``min_approvals``: the policy's current number (None: the one stored with the request,
-    which its requester could have rewritten)."""
+    which its requester could have rewritten). ``channel``: where the approval came from
+    ("cli" or "slack"), kept per approver in ``approved_from``."""
     person = approver.strip().lower()
 
     def plan(req: AccessRequest) -> Step:
@@ -156,15 +162,19 @@ def plan_approve(
         if person in req.approvers:
             return Step()  # the same approver twice counts once
         approvers = [*req.approvers, person]
+        came_from = {**req.approved_from, person: channel}
         need = max(1, req.min_approvals if min_approvals is None else min_approvals)
         if len(approvers) < need:
-            return Step(write=_copy(req, approvers=approvers, min_approvals=need))
+            return Step(
+                write=_copy(req, approvers=approvers, approved_from=came_from, min_approvals=need)
+            )
         return Step(
             write=_copy(
                 req,
                 status=APPROVED,
                 approval=PEER,
                 approvers=approvers,
+                approved_from=came_from,
                 min_approvals=need,
                 decided_at=now,
                 decided_by=person,
@@ -294,8 +304,9 @@ class BaseStore(ABC):
         now: datetime,
         reason: str | None = None,
         min_approvals: int | None = None,
+        channel: str = "cli",
     ) -> AccessRequest:
-        plan = plan_approve(approver, aware(now), reason, min_approvals)
+        plan = plan_approve(approver, aware(now), reason, min_approvals, channel)
         return self._transition(request_id, plan)
 
     def deny(self, request_id: str, person: str, *, now: datetime, reason: str) -> AccessRequest:

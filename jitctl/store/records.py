@@ -60,6 +60,9 @@ def from_record(data: dict[str, Any]) -> AccessRequest:
         if values.get(name) is not None:
             values[name] = parse_rfc3339(values[name])
     values["approvers"] = builtins.list(values.get("approvers") or [])
+    values["approved_from"] = {
+        str(k): str(v) for k, v in dict(values.get("approved_from") or {}).items()
+    }
     values["reissued_after"] = builtins.list(values.get("reissued_after") or [])
     values["extensions"] = builtins.list(values.get("extensions") or [])
     return AccessRequest(**values)

@@ -37,4 +37,5 @@ def copy_request(req: AccessRequest, **changes: Any) -> AccessRequest:
     """``req`` with ``changes``; its lists are copied, never shared with the record read."""
     changes.setdefault("approvers", builtins.list(req.approvers))
     changes.setdefault("reissued_after", builtins.list(req.reissued_after))
+    changes.setdefault("approved_from", dict(req.approved_from))
     return dataclasses.replace(req, **changes)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
 
+from jitctl.errors import JitctlError
 from jitctl.models import ThisRun
 from jitctl.timeutil import Clock
 from jitctl.trusted_time import TrustedClock
@@ -61,6 +62,7 @@ class Environment:
     _role_facts: RoleFacts | None = None
     _config: Config | None = None
     _policy: Policy | None = None
+    _policy_files: tuple[tuple[str, int, int, int], ...] | None = None  # what it was read from
     _aws: AwsClients | None = None
     _caller: Caller | None = None
     _audit: AuditLog | None = None
@@ -195,11 +197,26 @@ class Environment:
 
     @property
     def policy(self) -> Policy:
-        if self._policy is None:
-            from jitctl.policy.load import load_policy
+        return self._policy if self._policy is not None else self.refresh_policy()
 
-            self._policy = load_policy(self.config.require_policy_path())
-        return self._policy
+    def refresh_policy(self) -> Policy:
+        """The policy, read again if its files changed since it was read. A long-lived
+        process (the broker) calls it for every request, so that a reviewed change (an
+        approver removed, a channel dropped) takes effect at once; a policy that no longer
+        loads fails every call that needs it (exit 2), never falling back to the old one."""
+        from jitctl.policy.load import fingerprint, load_policy
+
+        path = self.config.require_policy_path()
+        seen = fingerprint(path)
+        policy = self._policy
+        if policy is None or seen != self._policy_files:
+            try:
+                policy = load_policy(path)
+            except JitctlError:
+                self._policy = None
+                raise
+            self._policy, self._policy_files = policy, seen
+        return policy
 
     @property
     def aws(self) -> AwsClients:

@@ -8,6 +8,7 @@ line of the role's table header when it can be found, the role and the key.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -249,6 +250,18 @@ def _cross_check(found: _Found) -> None:
             _check_approvers(role, found.role_where[name], found.groups, rules)
         except PolicyError as exc:
             found.errors.append(exc)
+
+
+def fingerprint(path: Path) -> tuple[tuple[str, int, int, int], ...]:
+    """What the policy at ``path`` was read from, cheaply compared: name, size, mtime and
+    inode of every file beside it (its TOML files and the session policies they name)."""
+    folder = path if path.is_dir() else path.parent
+    try:
+        entries = [e for e in os.scandir(folder) if e.is_file()]
+    except OSError:
+        return ()
+    stats = ((e.name, e.stat()) for e in entries)
+    return tuple(sorted((n, st.st_size, st.st_mtime_ns, st.st_ino) for n, st in stats))
 
 
 def _policy_files(path: Path) -> list[Path]:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -70,18 +72,24 @@ def env_for(environ: dict[str, str], clock: FixedClock, person: str) -> Environm
     return Environment(environ=environ, clock=clock, _caller=caller)
 
 
+def alices(env: Environment, **changes: Any) -> AccessRequest:
+    """Alice's request on ops, pending, as the store keeps it (``changes`` on top)."""
+    base: dict[str, Any] = {
+        "request_id": "r-slack1",
+        "role": "ops",
+        "requester": ALICE,
+        "requester_arn": env.caller.arn,
+        "reason": "<!here> INC-1",
+        "duration_seconds": 3600,
+        "status": models.PENDING,
+        "created_at": NOW,
+        "expires_at": NOW + timedelta(minutes=30),
+    }
+    return AccessRequest(**{**base, **changes})
+
+
 def waiting(env: Environment) -> AccessRequest:
-    req = AccessRequest(
-        request_id="r-slack1",
-        role="ops",
-        requester=ALICE,
-        requester_arn=env.caller.arn,
-        reason="<!here> INC-1",
-        duration_seconds=3600,
-        status=models.PENDING,
-        created_at=NOW,
-        expires_at=NOW + timedelta(minutes=30),
-    )
+    req = alices(env)
     env.store.create(req)
     assert sync(env, req) is None
     return req
@@ -140,21 +148,9 @@ def test_a_review_is_a_decision_and_comes_from_where_the_role_takes_them(environ
     grant from the CLI; the same review signed in through Slack is recorded."""
     clock = FixedClock(NOW)
     alice = env_for(environ, clock, ALICE)
-    alice.store.create(
-        AccessRequest(
-            request_id="r-glass1",
-            role="glass",
-            requester=ALICE,
-            requester_arn=alice.caller.arn,
-            reason="INC-3 down",
-            duration_seconds=1800,
-            status=models.APPROVED,  # as break-glass creates it, before it is issued
-            created_at=NOW,
-            expires_at=NOW + timedelta(minutes=30),
-            approval=models.BREAK_GLASS,
-            decided_at=NOW,
-        )
-    )
+    # approved with break-glass, as `request --break-glass` creates it before issuing
+    glass = alices(alice, request_id="r-glass1", role="glass", status=models.APPROVED)
+    alice.store.create(replace(glass, approval=models.BREAK_GLASS, decided_at=NOW))
     with pytest.raises(Denied, match="may not come from cli"):
         review(env_for(environ, clock, BOB), "r-glass1", reason="seen")
     assert alice.store.get("r-glass1", now=NOW).reviewed_at is None

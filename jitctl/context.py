@@ -207,8 +207,8 @@ class Environment:
         from jitctl.policy.load import fingerprint, load_policy
 
         path = self.config.require_policy_path()
-        seen = fingerprint(path)
         policy = self._policy
+        seen = fingerprint(path, policy)
         if policy is None or seen != self._policy_files:
             try:
                 policy = load_policy(path)

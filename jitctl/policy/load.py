@@ -8,7 +8,6 @@ line of the role's table header when it can be found, the role and the key.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,16 +251,25 @@ def _cross_check(found: _Found) -> None:
             found.errors.append(exc)
 
 
-def fingerprint(path: Path) -> tuple[tuple[str, int, int, int], ...]:
-    """What the policy at ``path`` was read from, cheaply compared: name, size, mtime and
-    inode of every file beside it (its TOML files and the session policies they name)."""
-    folder = path if path.is_dir() else path.parent
+def fingerprint(path: Path, policy: Policy | None = None) -> tuple[tuple[str, int, int, int], ...]:
+    """What the policy at ``path`` is read from, cheaply compared: name, size, mtime and inode
+    of its TOML files and of the session policies ``policy`` (as read last) names. A file
+    that cannot be looked at shows as changed."""
     try:
-        entries = [e for e in os.scandir(folder) if e.is_file()]
-    except OSError:
+        files = [*_toml_files(path)]
+    except (OSError, PolicyError):
         return ()
-    stats = ((e.name, e.stat()) for e in entries)
-    return tuple(sorted((n, st.st_size, st.st_mtime_ns, st.st_ino) for n, st in stats))
+    if policy is not None:
+        files += [r.session_policy_path for r in policy.roles.values() if r.session_policy_path]
+    return tuple(_stat(file) for file in files)
+
+
+def _stat(file: Path) -> tuple[str, int, int, int]:
+    try:
+        st = file.stat()
+    except OSError:
+        return (str(file), -1, -1, -1)
+    return (str(file), st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 def _policy_files(path: Path) -> list[Path]:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from jitctl.lifecycle.contract import AccessService
     from jitctl.models import Caller
     from jitctl.oncall.session import PagerDutySession
+    from jitctl.policy.fresh import Fingerprint
     from jitctl.policy.load import Policy
     from jitctl.store.base import RequestStore
 
@@ -61,6 +62,7 @@ class Environment:
     _role_facts: RoleFacts | None = None
     _config: Config | None = None
     _policy: Policy | None = None
+    _policy_seen: Fingerprint | None = None  # its files when it was loaded (refresh_policy)
     _aws: AwsClients | None = None
     _caller: Caller | None = None
     _audit: AuditLog | None = None
@@ -200,6 +202,20 @@ class Environment:
 
             self._policy = load_policy(self.config.require_policy_path())
         return self._policy
+
+    def refresh_policy(self) -> None:
+        """For a process that serves many calls (the broker): load the policy again when one
+        of its files changed since (jitctl.policy.fresh), so a change takes effect at the next
+        call. A policy that no longer loads fails every call until fixed (fail closed)."""
+        from jitctl.policy.fresh import fingerprint
+        from jitctl.policy.load import load_policy
+
+        path = self.config.require_policy_path()
+        seen = fingerprint(path, self._policy)  # before loading: a write meanwhile shows next
+        if self._policy is not None and seen == self._policy_seen:
+            return
+        self._policy = None  # not the old one, if the new one does not load
+        self._policy, self._policy_seen = load_policy(path), seen
 
     @property
     def aws(self) -> AwsClients:

@@ -179,13 +179,14 @@ class Broker:
             )
 
     def _warm_up(self) -> None:
-        """Build what every call shares once, before threads race to build it lazily."""
-        if self._ready:
-            return
-        with self._warm:
-            if not self._ready:
-                _ = (self.env.config, self.env.policy, self.env.store, self.env.audit)
-                self._ready = True
+        """Build what every call shares once, before threads race to build it lazily; and
+        the policy as it is on disk now (loaded again only when a file of it changed)."""
+        if not self._ready:
+            with self._warm:
+                if not self._ready:
+                    _ = (self.env.config, self.env.policy, self.env.store, self.env.audit)
+                    self._ready = True
+        self.env.refresh_policy()
 
 
 # ------------------------------------------------------------------ the endpoints

@@ -35,7 +35,9 @@ class GroupCommit(Generic[Item, Result]):
 
     def __init__(self, flush: Callable[[list[Item]], list[Result]]) -> None:
         self._flush = flush
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # a batch was written: its callers go on
+        self._arrived = threading.Condition(lock)  # an item was queued (wait_queued only)
         self._queue: list[_Entry[Item, Result]] = []
         self._leading = False
 
@@ -43,7 +45,7 @@ class GroupCommit(Generic[Item, Result]):
         entry: _Entry[Item, Result] = _Entry(item)
         with self._cond:
             self._queue.append(entry)
-            self._cond.notify_all()  # for wait_queued
+            self._arrived.notify_all()  # not _cond: that would wake every queued caller
             while self._leading and not entry.done:
                 self._cond.wait()
             lead = not entry.done
@@ -79,5 +81,5 @@ class GroupCommit(Generic[Item, Result]):
     def wait_queued(self, count: int, timeout: float) -> bool:
         """Whether ``count`` items are queued behind the batch being written (within
         ``timeout`` seconds): lets a test line up a batch without sleeping."""
-        with self._cond:
-            return self._cond.wait_for(lambda: len(self._queue) >= count, timeout)
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self._queue) >= count, timeout)

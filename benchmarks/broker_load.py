@@ -2,6 +2,11 @@
 and nothing lost or doubled.
 
     python -m benchmarks.broker_load       # exits 1 if any request is lost or doubled
+    BENCH_PYTHONPATH=DIR python -m benchmarks.broker_load   # the broker from another tree
+
+With ``BENCH_PYTHONPATH`` the broker (and its `jitctl init`) runs the jitctl found in DIR (an
+export of another commit, e.g. ``git archive main | tar -x -C DIR``), with the same harness,
+so a change's figures before and after come from one machine in the same minutes.
 
 CLIENTS threads, each a person on call with AWS keys of their own, sign (as `jitctl` does) and
 send PER_CLIENT on-call requests one after another to POST /v1/requests, all starting at one
@@ -15,6 +20,7 @@ may do what.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -111,15 +117,57 @@ def counts(world: BrokerWorld, answers: list[dict[str, Any]]) -> dict[str, int]:
     }
 
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) so far of this process ("clients and PagerDuty") and of
+    its children, by what they run ("broker", "moto"); Linux's /proc, else nothing."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    found: dict[str, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError):
+            continue
+        pid, parent = int(stat.parent.name), int(fields[1])
+        if pid == os.getpid():
+            name = "clients and PagerDuty"
+        elif parent == os.getpid():
+            name = "broker" if "broker serve" in cmdline else "moto"
+        else:
+            continue
+        found[name] = found.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return found
+
+
+def other_tree(tmp: Path, world: BrokerWorld) -> None:
+    """Run the broker from ``BENCH_PYTHONPATH`` (when set): a launcher that puts that tree
+    ahead of the installed jitctl (the console script's own directory comes first on
+    sys.path, then PYTHONPATH, then the editable install's finder)."""
+    tree = os.environ.get("BENCH_PYTHONPATH")
+    if not tree:
+        return
+    launcher = tmp / "jitctl-other"
+    launcher.write_text(
+        f'#!/bin/sh\nPYTHONPATH="{Path(tree).resolve()}" exec "{sys.executable}" '
+        f'"{world.exe}" "$@"\n'
+    )
+    launcher.chmod(0o755)
+    world.exe = str(launcher)
+    print(f"broker from {tree}", file=sys.stderr)
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, moto_process() as moto:
         certs = make_certs(Path(tmp) / "tls")
         with PagerDutySim(certs) as pd:
             world = BrokerWorld(Path(tmp) / "world", moto, pd)
+            other_tree(Path(tmp), world)
             world.build()
             people = crowd_of(world)
             with world.serving():
+                before = cpu_seconds()
                 answers, seconds = load(world, people)
+                after = cpu_seconds()
             found = counts(world, answers)
     total = CLIENTS * PER_CLIENT
     print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {CLIENTS} clients x {PER_CLIENT} requests")
@@ -128,6 +176,9 @@ def main() -> int:
     print(f"| requests per second | {total / seconds:.1f} ({total} in {seconds:.1f} s) | |")
     for name, value in found.items():
         print(f"| {name} | {value} | {total} |")
+    for name, used in sorted(after.items()):
+        spent = used - before.get(name, 0.0)
+        print(f"| CPU of {name} | {spent:.1f} s, {1000 * spent / total:.0f} ms per request | |")
     return 0 if all(value == total for value in found.values()) else 1
 
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from jitctl.lifecycle.contract import AccessService
     from jitctl.models import Caller
     from jitctl.oncall.session import PagerDutySession
+    from jitctl.policy.fresh import Fingerprint
     from jitctl.policy.load import Policy
     from jitctl.store.base import RequestStore
 
@@ -62,7 +63,7 @@ class Environment:
     _role_facts: RoleFacts | None = None
     _config: Config | None = None
     _policy: Policy | None = None
-    _policy_files: tuple[tuple[str, int, int, int], ...] | None = None  # what it was read from
+    _policy_seen: Fingerprint | None = None  # its files when it was loaded (refresh_policy)
     _aws: AwsClients | None = None
     _caller: Caller | None = None
     _audit: AuditLog | None = None
@@ -200,22 +201,24 @@ class Environment:
         return self._policy if self._policy is not None else self.refresh_policy()
 
     def refresh_policy(self) -> Policy:
-        """The policy, read again if its files changed since it was read. A long-lived
-        process (the broker) calls it for every request, so that a reviewed change (an
-        approver removed, a channel dropped) takes effect at once; a policy that no longer
-        loads fails every call that needs it (exit 2), never falling back to the old one."""
-        from jitctl.policy.load import fingerprint, load_policy
+        """The policy, loaded again when one of its files changed since (jitctl.policy.fresh).
+        A process that serves many calls (the broker) calls it for each, so a reviewed change
+        (an approver removed, a channel dropped) takes effect at the next call; a policy that
+        no longer loads fails every call until fixed (exit 2), never the old one."""
+        from jitctl.policy.fresh import fingerprint
+        from jitctl.policy.load import load_policy
 
         path = self.config.require_policy_path()
         policy = self._policy
-        seen = fingerprint(path, policy)
-        if policy is None or seen != self._policy_files:
-            try:
-                policy = load_policy(path)
-            except JitctlError:
-                self._policy = None
-                raise
-            self._policy, self._policy_files = policy, seen
+        seen = fingerprint(path, policy)  # before loading: a write meanwhile shows next time
+        if policy is not None and seen == self._policy_seen:
+            return policy
+        try:
+            policy = load_policy(path)
+        except JitctlError:
+            self._policy = None  # not the old one
+            raise
+        self._policy, self._policy_seen = policy, seen
         return policy
 
     @property

@@ -6,10 +6,12 @@ Each record carries ``prev`` (the previous record's ``hash``, null in the first)
 in UTF-8. Editing, removing, reordering or inserting a record breaks the chain.
 
 The chain shows tampering by someone who does not recompute every later hash; it is not a
-signature. Appends take an exclusive lock so concurrent processes extend one chain.
+signature. Appends take an exclusive lock so concurrent processes extend one chain; the
+threads of one process that append at once share one write and one fsync under it (group
+commit, ``jitctl.audit.writer``), each returning only once its own record is durable.
 
 Records also carry ``chain`` (a random id of this local log, fixed by its first record and
-read back from the last record on each append) and ``seq`` (1-based position in that chain),
+read back from the last record, unless this process wrote it and nobody wrote since) and ``seq`` (1-based position in that chain),
 so a central copy (jitctl.audit.sink) can be checked record by record: ``verify_central``.
 The first record of a chain also carries ``origin`` (``log_origin``: this host and path), so
 the central copy can tell which chains are this log's even after the log was emptied.
@@ -18,29 +20,27 @@ Logs written before these fields existed still verify; their next record starts 
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
-import secrets
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
-from jitctl.audit.tail import Tail, move_aside, read_tail, torn_path
+from jitctl.audit.records import CHAIN_ID as CHAIN_ID
+from jitctl.audit.records import is_seq as is_seq
+from jitctl.audit.records import is_torn_tail as is_torn_tail
+from jitctl.audit.records import log_origin as log_origin
+from jitctl.audit.records import parse_line as parse_line
+from jitctl.audit.records import record_hash as record_hash
+from jitctl.audit.records import record_text as record_text
+from jitctl.audit.tail import torn_path as torn_path
+from jitctl.audit.writer import VERIFY_HINT as _VERIFY_HINT
+from jitctl.audit.writer import Job, writer_for
 from jitctl.errors import AuditError, AuditTampered
-from jitctl.filelock import (
-    OPEN_FLAGS,
-    ensure_dir,
-    exclusive_lock,
-    fsync_dir,
-    require_regular,
-    write_all,
-)
-from jitctl.jsonstrict import no_duplicate_keys
+from jitctl.filelock import ensure_dir, require_regular
 from jitctl.sanitize import clean
-from jitctl.timeutil import Clock, rfc3339
+from jitctl.timeutil import Clock
 
 EVENTS = (
     "requested",
@@ -63,33 +63,8 @@ REQUIRED_FIELDS = ("ts", "event", "request_id", "actor", "person", "role", "prev
 _RESERVED = frozenset({"ts", "event", "prev", "hash", "chain", "seq", "origin"})
 _SECRET_WORDS = ("secret", "password", "passwd", "token")  # session_token, token, ...
 _EVENT_NAME = re.compile(r"[a-z][a-z0-9_]*")
-_HASH = re.compile(r"[0-9a-f]{64}")
-CHAIN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # safe in an S3 key and a DynamoDB key
 _LOCK_TIMEOUT = 30.0  # seconds; a stuck writer should produce an error, not a hang
-_VERIFY_HINT = "run `jitctl audit verify`"
 _MAX_TORN_REPAIRS = 3  # per append; each repair removes one torn tail
-
-
-def is_torn_tail(raw: bytes, complete: bool) -> bool:
-    """Whether the log's last line is a torn tail: a write cut short (disk full, a crash).
-
-    Every record is written as one ``os.write`` of the JSON line and its newline, so a line
-    without its newline that is not a whole record with a hash never finished: ``append``
-    raised, and no command reported it as recorded. A line that ends in a newline was written
-    in full; if it is damaged, that is tampering (or another program's doing), not a tear.
-    """
-    if complete:
-        return False
-    record, _ = parse_line(raw)
-    return not (isinstance(record, dict) and _HASH.fullmatch(str(record.get("hash"))))
-
-
-def record_hash(record: dict[str, Any]) -> str:
-    """The contract's formula, applied to ``record`` minus any ``hash`` key."""
-    body = {k: v for k, v in record.items() if k != "hash"}
-    return hashlib.sha256(
-        json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    ).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -151,11 +126,13 @@ class AuditLog:
             written, moved = self._append_once(record)
             if written is not None:
                 return written
-            # Through self.append, so the central sinks get this record like any other (their
-            # chains must stay gap-free); the lock was released, so this does not deadlock.
-            self.append(
-                "audit_torn_tail", request_id=None, actor=actor, person=person, role=None, **moved
-            )
+            if moved:  # one caller of the batch that found the tear records it; all retry
+                # Through self.append, so the central sinks get this record like any other
+                # (their chains must stay gap-free); no lock is held here, so no deadlock.
+                self.append(
+                    "audit_torn_tail", request_id=None, actor=actor, person=person, role=None,
+                    **moved,
+                )  # fmt: skip
         raise AuditError(
             f"the audit log {self.path} kept ending in an unfinished line", _VERIFY_HINT
         )
@@ -166,84 +143,12 @@ class AuditLog:
         require_regular(self.path, "the audit log")  # exit 2, not an audit failure
         try:
             ensure_dir(self.path.parent)
-            with exclusive_lock(self.path, timeout=_LOCK_TIMEOUT):
-                return self._append_locked(record)
+            return writer_for(self.path).append(Job(record, self.clock, _LOCK_TIMEOUT))
         except OSError as e:
             raise AuditError(
                 f"cannot write the audit log {self.path}: {e.strerror or e}",
                 "jitctl does nothing it cannot record; fix the path or permissions and retry",
             ) from None
-
-    def _append_locked(
-        self, record: dict[str, Any]
-    ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | OPEN_FLAGS, 0o600)
-        try:
-            size = os.fstat(fd).st_size
-            tail = read_tail(fd, size)
-            if tail is not None and is_torn_tail(tail.raw, tail.complete):
-                return None, move_aside(fd, tail, self.path)
-            last = self._last_record(tail)
-            ends_with_newline = tail is None or tail.complete
-            chain, seq = _next_position(last)
-            record["ts"] = rfc3339(self.clock.now())
-            record["chain"] = chain
-            record["seq"] = seq
-            if seq == 1:  # which log this chain is, for `audit verify --remote` (log_origin)
-                record["origin"] = log_origin(self.path)
-            record["prev"] = None if last is None else last["hash"]
-            record["hash"] = record_hash(record)
-            line = record_text(record) + "\n"
-            # A whole last record without its newline (e.g. edited by hand): finish the line
-            # rather than glue the new record onto it.
-            data = (line if ends_with_newline else "\n" + line).encode("utf-8")
-            write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if size == 0:
-            fsync_dir(self.path.parent)  # make the new file's directory entry durable too
-        return record, {}
-
-    def _last_record(self, tail: Tail | None) -> dict[str, Any] | None:
-        """The log's last record (None for an empty log); AuditError if the line is damaged."""
-        if tail is None:
-            return None
-        record, _ = parse_line(tail.raw)
-        stored = record.get("hash") if isinstance(record, dict) else None
-        if not isinstance(stored, str) or not _HASH.fullmatch(stored):
-            raise AuditError(
-                f"the audit log {self.path} has a damaged last line "
-                "(not a JSON record with a hash); refusing to start a new chain",
-                _VERIFY_HINT,
-            )
-        assert isinstance(record, dict)
-        return record
-
-
-def _next_position(last: dict[str, Any] | None) -> tuple[str, int]:
-    """(chain, seq) for the record after ``last``: a new chain for a new (or pre-chain) log."""
-    if last is not None:
-        chain, seq = last.get("chain"), last.get("seq")
-        if isinstance(chain, str) and CHAIN_ID.fullmatch(chain) and is_seq(seq):
-            return chain, seq + 1
-    return secrets.token_hex(8), 1
-
-
-def log_origin(path: Path) -> str:
-    """Which local log a chain belongs to: this host and the log's absolute path (and, on
-    Lambda, the instance's log stream: each instance has its own /tmp), hashed. The first
-    record of each chain carries it, so `audit verify --remote` can tell that a chain in the
-    central copy is this log's even when the local log no longer holds any of it (emptied)."""
-    import socket
-
-    stream = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", "")
-    where = [socket.gethostname(), str(path.resolve()), stream]
-    return hashlib.sha256("\0".join(where).encode("utf-8", "surrogateescape")).hexdigest()[:16]
-
-
-def is_seq(value: Any) -> TypeGuard[int]:
-    return type(value) is int and value >= 1
 
 
 def verify(path: Path) -> VerifyResult:
@@ -337,12 +242,6 @@ def iter_records(path: Path, keep: Callable[[bytes], bool] | None = None) -> Ite
         raise AuditError(f"cannot read the audit log {path}: {e.strerror or e}") from None
 
 
-def record_text(record: dict[str, Any]) -> str:
-    """The record as the local log writes it and the central sinks store it: the hashing form
-    plus "hash". ASCII-only, so odd strings (lone surrogates) still write."""
-    return json.dumps(record, sort_keys=True, separators=(",", ":"))
-
-
 def _refuse_secrets(value: Any, where: str = "") -> None:
     """Cheap guard: no field (at any depth) may be named like a secret."""
     if isinstance(value, dict):
@@ -382,17 +281,3 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
         for number, raw in enumerate(handle, start=1):
             complete = raw.endswith(b"\n")
             yield number, raw[:-1] if complete else raw, complete
-
-
-def parse_line(raw: bytes) -> tuple[dict[str, Any] | None, str | None]:
-    if not raw.strip():
-        return None, "empty line"
-    try:
-        value = json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicate_keys)
-    except UnicodeDecodeError:
-        return None, "not UTF-8"
-    except ValueError as e:
-        return None, f"not valid JSON ({e})"
-    if not isinstance(value, dict):
-        return None, "not a JSON object"
-    return value, None

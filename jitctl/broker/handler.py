@@ -179,8 +179,8 @@ class Broker:
             )
 
     def _warm_up(self) -> None:
-        """Build what every call shares once, before threads race to build it lazily; then
-        the policy as its files say now (a change takes effect with the next call)."""
+        """Build what every call shares once, before threads race to build it lazily; and
+        the policy as it is on disk now (loaded again only when a file of it changed)."""
         if not self._ready:
             with self._warm:
                 if not self._ready:

@@ -251,27 +251,6 @@ def _cross_check(found: _Found) -> None:
             found.errors.append(exc)
 
 
-def fingerprint(path: Path, policy: Policy | None = None) -> tuple[tuple[str, int, int, int], ...]:
-    """What the policy at ``path`` is read from, cheaply compared: name, size, mtime and inode
-    of its TOML files and of the session policies ``policy`` (as read last) names. A file
-    that cannot be looked at shows as changed."""
-    try:
-        files = [*_toml_files(path)]
-    except (OSError, PolicyError):
-        return ()
-    if policy is not None:
-        files += [r.session_policy_path for r in policy.roles.values() if r.session_policy_path]
-    return tuple(_stat(file) for file in files)
-
-
-def _stat(file: Path) -> tuple[str, int, int, int]:
-    try:
-        st = file.stat()
-    except OSError:
-        return (str(file), -1, -1, -1)
-    return (str(file), st.st_size, st.st_mtime_ns, st.st_ino)
-
-
 def _policy_files(path: Path) -> list[Path]:
     try:
         return _toml_files(path)

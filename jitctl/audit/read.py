@@ -11,6 +11,46 @@ if TYPE_CHECKING:
     from jitctl.context import Environment
 
 
+PAGE = 1000  # records per page of the broker's GET /v1/audit (the client's MAX_RESPONSE bounds it)
+
+
+def page_after(
+    records: Iterator[dict[str, Any]], after: tuple[str, str, int] | None, limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of ``records`` (in sort_key order): at most ``limit`` of those after the
+    cursor ``after``, and the cursor of the page's last record when more follow (else None).
+    The broker reads no further than one record past the page."""
+    import json
+
+    from jitctl.audit.sink import sort_key
+
+    found: list[dict[str, Any]] = []
+    for record in records:
+        if after is not None and sort_key(record) <= after:
+            continue  # this page's query starts at the cursor's second: skip up to the cursor
+        if len(found) == limit:
+            return found, json.dumps(list(sort_key(found[-1])))
+        found.append(record)
+    return found, None
+
+
+def cursor(text: str | None) -> tuple[str, str, int] | None:
+    """The ``after`` a client sends back: its own data, only ever a place to resume from."""
+    import json
+
+    from jitctl.errors import UsageError
+
+    if not text:
+        return None
+    try:
+        ts, chain, seq = json.loads(text)
+    except (ValueError, TypeError):
+        ts = None
+    if not (isinstance(ts, str) and isinstance(chain, str) and type(seq) is int):
+        raise UsageError("the audit page cursor `after` is not one this broker gave out")
+    return ts, chain, seq
+
+
 def since_time(text: str | None, now: datetime) -> datetime | None:
     """'2h' (newer than now minus 2h) or an RFC 3339 timestamp."""
     if text is None:

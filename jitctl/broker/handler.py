@@ -225,12 +225,16 @@ def _extend(service: LocalService, request: HttpRequest, params: dict[str, str])
     return wire.outcome_out(service.extend(params["id"], by, _reason(request)))
 
 
-def _list(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
-    q = request.query
+def _limit(q: dict[str, str], default: int, most: int) -> int:
     try:
-        limit = min(max(int(q.get("limit", "100")), 1), 1000)
+        return min(max(int(q.get("limit", str(default))), 1), most)
     except ValueError:
         raise errors.UsageError("limit must be a whole number") from None
+
+
+def _list(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
+    q = request.query
+    limit = _limit(q, 100, 1000)
     reqs = service.list(
         pending_only=q.get("pending") == "1",
         mine=q.get("mine") == "1",
@@ -321,11 +325,20 @@ def _review(service: LocalService, request: HttpRequest, params: dict[str, str])
 
 
 def _audit(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
+    """With ``limit`` (this version's client), one page and ``next``, the cursor the next page
+    starts after; without it (an older client), every record."""
+    from jitctl.audit.read import PAGE, cursor, page_after
+
     q = request.query
+    after = cursor(q.get("after"))
+    since = after[0] if after else q.get("since")  # the cursor's record matched since already
     records = service.audit_records(
-        since=q.get("since"), request_id=q.get("request"), person=q.get("person"), local=False
+        since=since, request_id=q.get("request"), person=q.get("person"), local=False
     )
-    return {"records": list(records)}
+    if "limit" not in q:
+        return {"records": list(records)}
+    found, more = page_after(iter(records), after, _limit(q, PAGE, PAGE))
+    return {"records": found, **({"next": more} if more else {})}
 
 
 def _audit_verify(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:

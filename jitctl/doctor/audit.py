@@ -12,7 +12,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from jitctl.doctor.report import WARN
-from jitctl.errors import ConfigError
+from jitctl.errors import ConfigError, JitctlError
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
@@ -63,7 +63,12 @@ def _indexes(sink: Any) -> str | tuple[str, str, str]:
     key, jitctl.audit.sink.Sink.trust_index)."""
     from jitctl.audit.index import INDEXES, PERSON_INDEX, REQUEST_INDEX
 
-    have = sink.indexes()
+    try:
+        have = sink.indexes()
+    except ConfigError:
+        raise  # not jitctl's audit table at all
+    except JitctlError as exc:  # a requester may lack DescribeTable: she never queries anyway
+        return WARN, f"cannot read its indexes: {exc.message}", "check them as an administrator"
     missing = [name for name in INDEXES if have.get(name) != "ACTIVE"]
     if not missing:
         return f"{', '.join(INDEXES)}: the broker's `audit log` filters query, not scan"

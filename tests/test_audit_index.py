@@ -152,6 +152,19 @@ def test_ties_across_chains_come_back_in_chain_and_seq_order(twins):
     assert got == sorted(got, key=sort_key)
 
 
+def test_since_alone_across_midnight_answers_what_a_scan_answers(tmp_path, clients):
+    """day-index: one Query per UTC day, the days in order, each sorted by ts."""
+    indexed, scanned = new_table(clients, page_limit=3), old_table()
+    late = START - timedelta(hours=4, minutes=10)  # 23:50 the day before
+    write(writers(tmp_path, [indexed, scanned], 3, start=late), requests=20)
+    reads = Reads(indexed.client)
+    since = late + timedelta(minutes=5)
+    got = ask(indexed, since=since)
+    assert got == ask(scanned, since=since)
+    assert {r["ts"][:10] for r in got} == {"2026-11-20", "2026-11-21"}
+    assert reads.calls["Scan"] == 0 and reads.items == len(got) == 48
+
+
 @pytest.mark.slow
 def test_request_reads_only_its_own_records_among_thousands(tmp_path, clients):
     sink = new_table(clients)
@@ -200,17 +213,21 @@ def test_direct_mode_scans_though_the_indexes_are_there(tmp_path, clients):
 
 
 def test_the_broker_trusts_its_own_tables_indexes(tmp_path, monkeypatch):
-    from jitctl.broker.build import trust_audit_indexes
+    """The broker built for an environment reads its audit table through the indexes; the same
+    environment's own runs (direct mode) do not."""
+    from jitctl.broker.build import build_broker
     from jitctl.context import Environment
 
     config = tmp_path / "config.toml"
-    config.write_text('[audit]\ntable = "jitctl-audit"\n')
+    config.write_text('[broker]\nserver_id = "jitctl-test"\n[audit]\ntable = "jitctl-audit"\n')
     monkeypatch.setenv("JITCTL_CONFIG", str(config))
     monkeypatch.setenv("JITCTL_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
-    env = Environment()
-    assert [s.trust_index for s in env.audit.sinks] == [False]
-    trust_audit_indexes(env)
-    assert [s.trust_index for s in env.audit.sinks] == [True]
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    direct = Environment()
+    assert [s.trust_index for s in direct.audit.sinks] == [False]
+    broker_env = Environment()
+    build_broker(broker_env)
+    assert [s.trust_index for s in broker_env.audit.sinks] == [True]
 
 
 def test_an_older_table_scans_then_init_adds_the_indexes_its_items_fill(tmp_path, clients):

@@ -302,13 +302,10 @@ class DynamoSink(Sink):
         """Through an index when one narrows the read (jitctl.audit.index), else a scan. Either
         way filtered on the record the hash covers, never on the item's attributes."""
         items = self._narrowed(since=since, request_id=request_id, person=person, now=now)
-        in_order = items is not None
-        found: Iterator[dict[str, Any]] = (
-            self._record(item) for item in (items if items is not None else self._scan())
-        )
-        if not in_order:  # a scan comes in no order: all of it, sorted
-            found = iter(sorted(found, key=sort_key))
-        return (r for r in found if matches(r, since=since, request_id=request_id, person=person))
+        found = (self._record(item) for item in (items if items is not None else self._scan()))
+        kept = (r for r in found if matches(r, since=since, request_id=request_id, person=person))
+        # An index answers in order; a scan in none: what it kept, sorted.
+        return kept if items is not None else iter(sorted(kept, key=sort_key))
 
     def _record(self, item: dict[str, Any]) -> dict[str, Any]:
         return load_record(item.get("record", {}).get("S", ""), self.name)

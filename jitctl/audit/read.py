@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +12,22 @@ if TYPE_CHECKING:
 
 
 PAGE = 1000  # records per page of the broker's GET /v1/audit (the client's MAX_RESPONSE bounds it)
+# An AccessService's audit_records(since=, request_id=, person=, local=).
+Reader = Callable[..., Iterable[dict[str, Any]]]
+
+
+def audit_page(read: Reader, query: Mapping[str, str], limit: int | None) -> dict[str, Any]:
+    """The broker's answer to ``GET /v1/audit?query``: ``records`` (with a ``limit``, at most
+    that many after the cursor ``after``, and ``next`` when more follow)."""
+    after = cursor(query.get("after"))
+    since = after[0] if after else query.get("since")  # the cursor's record matched since
+    records = read(
+        since=since, request_id=query.get("request"), person=query.get("person"), local=False
+    )
+    if limit is None:
+        return {"records": list(records)}
+    found, more = page_after(iter(records), after, limit)
+    return {"records": found, **({"next": more} if more else {})}
 
 
 def page_after(

@@ -325,20 +325,12 @@ def _review(service: LocalService, request: HttpRequest, params: dict[str, str])
 
 
 def _audit(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
-    """With ``limit`` (this version's client), one page and ``next``, the cursor the next page
-    starts after; without it (an older client), every record."""
-    from jitctl.audit.read import PAGE, cursor, page_after
+    """With ``limit`` (this version's client) one page (jitctl.audit.read.audit_page), without
+    it (an older client) every record."""
+    from jitctl.audit.read import PAGE, audit_page
 
-    q = request.query
-    after = cursor(q.get("after"))
-    since = after[0] if after else q.get("since")  # the cursor's record matched since already
-    records = service.audit_records(
-        since=since, request_id=q.get("request"), person=q.get("person"), local=False
-    )
-    if "limit" not in q:
-        return {"records": list(records)}
-    found, more = page_after(iter(records), after, _limit(q, PAGE, PAGE))
-    return {"records": found, **({"next": more} if more else {})}
+    limit = _limit(request.query, PAGE, PAGE) if "limit" in request.query else None
+    return audit_page(service.audit_records, request.query, limit)
 
 
 def _audit_verify(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:

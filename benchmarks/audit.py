@@ -1,6 +1,7 @@
 """Reading a long audit log: time per record and peak memory of whole `jitctl` processes.
 
     python -m benchmarks.audit [RECORDS]     # default 1,000,000; exits 1 over a budget
+    python -m benchmarks.audit central [RECORDS]   # default 10,000: the central copy by index
     BENCH_PYTHONPATH=/tmp/old-tree python -m benchmarks.audit 100000   # another jitctl's figures
 
 The log is written directly (a valid hash chain, the contract's formula, records shaped like
@@ -78,7 +79,95 @@ def measure(cmd: list[str], env: dict[str, str], out: Path) -> tuple[float, floa
     return seconds, usage.ru_maxrss / 1024  # Linux reports KiB
 
 
+def central(count: int) -> int:
+    """`audit log --request ID` (and --person/--since) on the DynamoDB central copy, in moto:
+    items DynamoDB handed back (a botocore after-call hook on the sink's own client) against
+    records printed, through the indexes (the broker) and by scan (direct mode). Exits 1 if the
+    indexed read of a request reads more than it prints."""
+    from moto import mock_aws
+
+    with mock_aws():
+        sink, request_id = _central_table(count)
+        asks = {
+            "--request ID": {"request_id": request_id},
+            "--person P --since 1d": {
+                "person": PEOPLE[7],
+                "since": _START + timedelta(seconds=30 * count) - timedelta(days=1),
+            },
+            "--since 1h": {"since": _START + timedelta(seconds=30 * count) - timedelta(hours=1)},
+        }
+        rows, ok = [], True
+        for name, filters in asks.items():
+            trusted = _read_central(sink, True, filters)
+            scanned = _read_central(sink, False, filters)
+            assert trusted[0] == scanned[0], name  # same records, same order
+            rows.append((name, len(trusted[0]), trusted[1:], scanned[1:]))
+            ok = ok and (name != "--request ID" or trusted[1] == len(trusted[0]))
+    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {count:,} records in the table (moto)")
+    print("| `audit log` | printed | items read, index | time | items read, scan | time |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, printed, (items, secs), (scan_items, scan_secs) in rows:
+        print(
+            f"| `{name}` | {printed} | {items:,} | {secs:.2f} s | {scan_items:,} | "
+            f"{scan_secs:.2f} s |"
+        )
+    return 0 if ok else 1
+
+
+_START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _central_table(count: int) -> tuple[object, str]:
+    """A table as `jitctl init` makes it, filled with ``count`` chained records (the sink's
+    own item shape, written 25 at a time); returns it and a request id it holds."""
+    import boto3
+
+    from jitctl.audit.index import index_attributes
+    from jitctl.audit.sink import DynamoSink
+
+    os.environ.update(AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x")
+    sink = DynamoSink("jitctl-bench-audit", lambda service: boto3.client(service), poll_interval=0)
+    sink.init()
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "audit.jsonl"
+        request_id = write_log(log, count)
+        batch = []
+        with open(log, encoding="utf-8") as lines:
+            for line in lines:
+                record = json.loads(line)
+                item = {"chain": {"S": record["chain"]}, "seq": {"N": str(record["seq"])}}
+                item |= {"record": {"S": line.rstrip("\n")}, **index_attributes(record)}
+                batch.append({"PutRequest": {"Item": item}})
+                if len(batch) == 25:
+                    sink.client.batch_write_item(RequestItems={sink.table: batch})
+                    batch = []
+        if batch:
+            sink.client.batch_write_item(RequestItems={sink.table: batch})
+    return sink, request_id
+
+
+def _read_central(sink: object, trusted: bool, filters: dict[str, object]) -> tuple[list, int, float]:
+    """(records, items DynamoDB returned, seconds) of one `audit log` read of the sink."""
+    read = [0]
+
+    def count(parsed: dict[str, object], **_: object) -> None:
+        read[0] += int(parsed.get("ScannedCount", parsed.get("Count", 0)))  # type: ignore[call-overload]
+
+    sink.trust_index = trusted  # type: ignore[attr-defined]
+    client = sink.client  # type: ignore[attr-defined]
+    client.meta.events.register("after-call.dynamodb", count)
+    start = time.perf_counter()
+    kw = {"since": None, "request_id": None, "person": None} | filters
+    now = _START + timedelta(days=30)  # a since-only read asks each day from since to now
+    found = list(sink.records(now=now, **kw))  # type: ignore[attr-defined]
+    seconds = time.perf_counter() - start
+    client.meta.events.unregister("after-call.dynamodb", count)
+    return found, read[0], seconds
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["central"]:
+        return central(int(sys.argv[2]) if len(sys.argv) > 2 else 10_000)
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)

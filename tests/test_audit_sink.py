@@ -333,11 +333,11 @@ def test_records_filters(tmp_path, sink):
     log = trail(tmp_path, [sink])
     fill(log, 3)
     now = datetime.now(UTC)
-    got = sink.records(since=None, request_id="r-1", person=None, now=now)
+    got = list(sink.records(since=None, request_id="r-1", person=None, now=now))
     assert [r["request_id"] for r in got] == ["r-1"]
-    assert len(sink.records(since=None, request_id=None, person=PERSON, now=now)) == 3
-    assert sink.records(since=None, request_id=None, person="bob@example.com", now=now) == []
+    assert len(list(sink.records(since=None, request_id=None, person=PERSON, now=now))) == 3
+    assert list(sink.records(since=None, request_id=None, person="bob@example.com", now=now)) == []
     # FixedClock writes 2026-11-21T04:00:0xZ
     since = datetime(2026, 11, 21, 4, 0, 2, tzinfo=UTC)
     got = sink.records(since=since, request_id=None, person=None, now=since + timedelta(hours=1))
-    assert sorted(r["seq"] for r in got) == [2, 3]
+    assert [r["seq"] for r in got] == [2, 3]

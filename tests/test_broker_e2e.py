@@ -275,6 +275,37 @@ def test_the_broker_writes_a_signed_trail_requesters_cannot(world):
     assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
 
 
+def test_the_broker_answers_the_audit_a_page_at_a_time(world):
+    """`GET /v1/audit` with ``limit`` (this version's client): pages followed by their ``next``
+    give exactly the records of one unpaged answer (an older client's call), in order. A cursor
+    it never gave out is refused."""
+    from urllib.parse import quote
+
+    world.on_call("alice@example.com")
+    done = world.run("alice@example.com", "request", "prod-readonly", "--reason", "INC-8", "--json")
+    assert done.returncode == 0, done.stderr
+    rid = json.loads(done.stdout)["request_id"]
+
+    def get(path: str) -> tuple[int, dict]:
+        return send(world, "GET", path, signed(world, "carol@example.com", "GET", path))
+
+    status, whole = get(f"/v1/audit?request={rid}")
+    assert status == 200 and len(whole["records"]) >= 3 and "next" not in whole
+    pages, after = [], ""
+    while True:
+        cursor = f"&after={quote(after)}" if after else ""
+        status, doc = get(f"/v1/audit?request={rid}&limit=1{cursor}")
+        assert status == 200, doc
+        pages.append(doc["records"])
+        after = doc.get("next", "")
+        if not after:
+            break
+    assert [len(p) for p in pages] == [1] * len(whole["records"])
+    assert [r for p in pages for r in p] == whole["records"]
+    status, doc = get("/v1/audit?limit=1&after=nonsense")
+    assert status == 400 and doc["error"]["exit_code"] == 2
+
+
 def test_a_record_forged_by_someone_with_table_access_fails_verification(world):
     """Even a principal that may write the audit table cannot make a record the broker's key
     signed: `audit verify --remote` (run by the broker) exits 6 naming the record."""

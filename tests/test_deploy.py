@@ -208,8 +208,27 @@ def test_nonce_and_audit_tables(moto_server, stack):
     audit = describe(moto_server, stack["AuditTableName"])
     assert keys(audit["KeySchema"]) == [("chain", "HASH"), ("seq", "RANGE")]
     types = {a["AttributeName"]: a["AttributeType"] for a in audit["AttributeDefinitions"]}
-    assert types == {"chain": "S", "seq": "N"}
+    assert types == {"chain": "N", "seq": "N"} | dict.fromkeys(
+        ("chain", "day", "person", "request_id", "ts"), "S"
+    )
     assert audit["DeletionProtectionEnabled"] is True
+
+
+def test_audit_table_has_the_sinks_indexes(moto_server, stack, aws_env):
+    """The stack's audit table holds the indexes jitctl queries, keyed as the sink writes them:
+    `audit log --request` on it queries request-index (and doctor finds nothing missing)."""
+    from jitctl.audit.index import INDEXES, index_spec
+    from jitctl.audit.sink import DynamoSink
+    from jitctl.aws import AwsClients
+
+    audit = describe(moto_server, stack["AuditTableName"])
+    found = {ix["IndexName"]: ix for ix in audit["GlobalSecondaryIndexes"]}
+    for name in INDEXES:
+        assert keys(found[name]["KeySchema"]) == keys(index_spec(name)["KeySchema"])
+        assert found[name]["Projection"] == index_spec(name)["Projection"]
+    sink = DynamoSink(stack["AuditTableName"], AwsClients().client, poll_interval=0.05)
+    sink.init()  # nothing to add: init() finds every index there
+    assert {name: sink.indexes()[name] for name in INDEXES} == dict.fromkeys(INDEXES, "ACTIVE")
 
 
 def broker_policy(endpoint: str, role_arn: str) -> dict[str, Any]:
@@ -244,10 +263,17 @@ def broker_needs(stack: dict[str, str]) -> list[tuple[str, str]]:
     needs += [("dynamodb:Query", requests_arn + "/index/pending-index")]
     needs += [("dynamodb:PutItem", table + stack["NoncesTableName"])]
     needs += [(f"dynamodb:{op}", audit) for op in ("PutItem", "GetItem", "Query", "DescribeTable")]
+    needs += [("dynamodb:Query", f"{audit}/index/{name}") for name in audit_indexes()]
     needs += [("kms:Sign", stack["AuditKeyArn"]), ("kms:GetPublicKey", stack["AuditKeyArn"])]
     needs += [("secretsmanager:GetSecretValue", SECRET)]
     group = f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:/aws/lambda/{stack['StackName']}-broker"
     return needs + [("logs:PutLogEvents", group), ("logs:CreateLogStream", group)]
+
+
+def audit_indexes() -> list[str]:
+    from jitctl.audit.index import INDEXES
+
+    return list(INDEXES)
 
 
 def test_broker_role_may_make_every_call_the_broker_makes(moto_server, stack):
@@ -270,6 +296,11 @@ def test_broker_role_may_do_nothing_else(moto_server, stack):
         ("dynamodb:BatchWriteItem", audit),
         ("dynamodb:DeleteTable", audit),
         ("dynamodb:UpdateContinuousBackups", audit),
+        ("dynamodb:Scan", f"{audit}/index/request-index"),
+        ("dynamodb:PutItem", f"{audit}/index/request-index"),
+        ("dynamodb:Query", f"{audit}/index/someone-elses-index"),
+        ("dynamodb:Query", table + "someone-elses-table/index/request-index"),
+        ("dynamodb:UpdateTable", audit),
         ("dynamodb:DeleteItem", table + stack["RequestsTableName"]),
         ("dynamodb:GetItem", table + stack["NoncesTableName"]),
         ("dynamodb:PutItem", table + "someone-elses-table"),

@@ -36,6 +36,9 @@ class CentralEntry:
     sig: str | None = None  # base64 signature stored beside the record (jitctl.audit.signing)
     key_id: str | None = None
     problem: str | None = None  # what the sink itself found wrong (e.g. an overwritten object)
+    # An item whose index attributes disagree with its record: checked last, once the
+    # records themselves hold up (jitctl.audit.index).
+    index_problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ def verify_central(
             found.update(_check_chain(chain, held[chain], undelivered, verifier))
         _check_local(local, found, undelivered)
         _check_tail(local, found, origin)
+        _check_index(held)
     except _Failure as bad:  # the counts say how far the check got
         return CentralResult(False, len(held), _count(held), bad.chain, bad.seq, bad.problem)
     return CentralResult(True, len(held), _count(held))
@@ -157,6 +161,14 @@ def _check_record(chain: str, seq: int, entry: CentralEntry) -> dict[str, Any]:
     if not isinstance(record["hash"], str) or record_hash(record) != record["hash"]:
         raise _Failure(chain, seq, f"{entry.where}: hash mismatch: the record was edited")
     return record
+
+
+def _check_index(held: dict[str, dict[int, CentralEntry]]) -> None:
+    """No item hides from the indexes behind attributes other than its record's."""
+    for chain in sorted(held):
+        for seq, entry in sorted(held[chain].items()):
+            if entry.index_problem:
+                raise _Failure(chain, seq, entry.index_problem)
 
 
 def _check_local(

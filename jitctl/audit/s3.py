@@ -16,11 +16,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from itertools import groupby
 from typing import Any
 
 from jitctl.audit.central import CentralEntry
 from jitctl.audit.log import record_text
-from jitctl.audit.sink import PROBE, ClientFactory, Sink, load_record, matches
+from jitctl.audit.sink import PROBE, ClientFactory, Sink, load_record, matches, sort_key
 from jitctl.aws import DENIED, error_code
 from jitctl.errors import AuditError, AuditTampered, ConfigError, JitctlError
 from jitctl.timeutil import parse_rfc3339
@@ -133,16 +134,19 @@ class S3Sink(Sink):
                 raise
         return True
 
-    def _keys(self, prefixes: list[str]) -> Iterator[str]:
-        for prefix in prefixes:
-            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
-            while True:
-                resp = self._call("list_objects_v2", "cannot list the audit trail", **kwargs)
-                for obj in resp.get("Contents", []):
-                    yield obj["Key"]
-                if not resp.get("IsTruncated"):
-                    break
-                kwargs["ContinuationToken"] = resp["NextContinuationToken"]
+    def _keys(self, start_after: str | None = None) -> Iterator[str]:
+        """Every key under the prefix, in key order; with ``start_after``, only those after it
+        (one listing from there on, however many days it spans)."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix}
+        if start_after is not None:
+            kwargs["StartAfter"] = start_after
+        while True:
+            resp = self._call("list_objects_v2", "cannot list the audit trail", **kwargs)
+            for obj in resp.get("Contents", []):
+                yield obj["Key"]
+            if not resp.get("IsTruncated"):
+                return
+            kwargs["ContinuationToken"] = resp["NextContinuationToken"]
 
     def _versions(self) -> dict[str, tuple[list[str], int]]:
         """key -> (its version ids, oldest first; how many delete markers it has)."""
@@ -191,22 +195,23 @@ class S3Sink(Sink):
 
     def records(
         self, *, since: datetime | None, request_id: str | None, person: str | None, now: datetime
-    ) -> list[dict[str, Any]]:
-        prefixes = [self.prefix]
-        if since is not None:
-            # One listing per UTC day from `since` to tomorrow (a little clock skew is fine).
-            # A record moved to another day's key is reported by `audit verify --remote`.
-            day, last = since.date(), (now + timedelta(days=1)).date()
-            prefixes = []
-            while day <= last:
-                prefixes.append(f"{self.prefix}{day:%Y/%m/%d}/")
-                day += timedelta(days=1)
-        out = []
-        for key in self._keys(prefixes):
-            record = load_record(self._read(key)[0], f"s3://{self.bucket}/{key}")
-            if matches(record, since=since, request_id=request_id, person=person):
-                out.append(record)
-        return out
+    ) -> Iterator[dict[str, Any]]:
+        """S3 has no index by request or person: every record from ``since`` on is read (one
+        GET each) and filtered on the record. ``since`` skips the days before it: keys are by
+        day, so one listing starts after the day before (a record moved to another day's key
+        is reported by `audit verify --remote`). Read a day at a time, sorted per day."""
+        start = None
+        if since is not None:  # "~" sorts after every chain name: the listing starts at since's day
+            start = f"{self.prefix}{since - timedelta(days=1):%Y/%m/%d}/~"
+        for _day, keys in groupby(self._keys(start), key=self._day):
+            found = [load_record(self._read(k)[0], f"s3://{self.bucket}/{k}") for k in keys]
+            for record in sorted(found, key=sort_key):
+                if matches(record, since=since, request_id=request_id, person=person):
+                    yield record
+
+    def _day(self, key: str) -> str:
+        """The day part of a record's key ("2026/11/21"); a stray key is a day of its own."""
+        return key[len(self.prefix) : len(self.prefix) + 10]
 
 
 def _version_problem(versions: list[str], markers: int) -> str | None:

@@ -2,10 +2,10 @@
 and/or S3 so the team has one place to read and verify (issue 5).
 
 * ``DynamoSink``: one item per record, keyed by ``chain`` (partition) and ``seq`` (sort), the
-  record as the JSON string ``record`` plus ``ts``, ``event``, ``request_id`` and ``person``
-  for people browsing the table. jitctl never reads those four: anyone who can write the table
-  can change them without touching the hash, so `audit log` filters on the record itself.
-  On-demand billing; ``jitctl init`` creates the table.
+  record as the JSON string ``record`` plus ``ts``, ``event``, ``request_id``, ``person`` and
+  ``day``, which the table's indexes key on (jitctl.audit.index). They only narrow what is
+  read: anyone who can write the table can change them without touching the hash, so `audit
+  log` filters on the record itself. On-demand billing; ``jitctl init`` creates the table.
 * ``S3Sink``: one object per record at ``{prefix}YYYY/MM/DD/{chain}/{seq:010d}.json`` (the
   record's UTC date), server-side encryption requested on every PutObject, and with ``[audit]
   retention_days`` an Object Lock retention, so nobody can delete or shorten it (a new version
@@ -46,7 +46,8 @@ class Sink:
     """A central copy of the audit records. Subclasses provide ``init()`` (create or check),
     ``put(record)`` (never overwrites: AuditError if it is there already), ``entries()``
     (every record with the key it is held under, for verify_central) and
-    ``records(since=, request_id=, person=, now=)`` (matching records, in no order).
+    ``records(since=, request_id=, person=, now=)`` (matching records, one at a time, in
+    ``sort_key`` order).
     ``name`` ("dynamodb:TABLE", "s3:BUCKET/PREFIX") is what ``audit_sink_failed`` names."""
 
     SERVICE = ""
@@ -54,6 +55,11 @@ class Sink:
     HINT = ""
     name = ""
     signer: Signer | None = None  # set by open_sinks when [audit] kms_key is configured
+    # Whether `audit log` may read through the table's indexes. Their keys are item attributes
+    # any writer can set apart from the record: a rewritten one hides the item from a query.
+    # Only the broker sets this (broker/build.py): there nobody but the broker's role writes
+    # the table. In direct mode every requester does, so the filters scan (security.md).
+    trust_index = False
 
     def __init__(self, client_factory: ClientFactory) -> None:
         self._client_factory = client_factory
@@ -101,7 +107,7 @@ class Sink:
 
     def records(
         self, *, since: datetime | None, request_id: str | None, person: str | None, now: datetime
-    ) -> list[dict[str, Any]]:
+    ) -> Iterator[dict[str, Any]]:
         raise NotImplementedError
 
 
@@ -122,15 +128,20 @@ class DynamoSink(Sink):
         *,
         sleep: Callable[[float], None] = time.sleep,
         poll_interval: float = 2.0,
+        page_limit: int | None = None,
     ) -> None:
         super().__init__(client_factory)
         self.table = table
         self.name = f"dynamodb:{table}"
         self._sleep = sleep
         self._poll_interval = poll_interval
+        self.page_limit = page_limit  # items per Query/Scan page (None: DynamoDB's 1 MB)
 
     def init(self) -> None:
-        """Create the table (on demand), wait until ACTIVE. Harmless twice."""
+        """Create the table (on demand) with its indexes, wait until ACTIVE; on a table an
+        older jitctl made, add request-index and person-index. Harmless twice."""
+        from jitctl.audit.index import INDEXES, attribute_definitions, index_spec
+
         try:
             self._call(
                 "create_table",
@@ -145,23 +156,44 @@ class DynamoSink(Sink):
                 AttributeDefinitions=[
                     {"AttributeName": "chain", "AttributeType": "S"},
                     {"AttributeName": "seq", "AttributeType": "N"},
+                    *attribute_definitions(INDEXES),
                 ],
+                GlobalSecondaryIndexes=[index_spec(name) for name in INDEXES],
                 DeletionProtectionEnabled=True,  # an audit trail should outlive a stray delete
             )
         except Exception as exc:
             if error_code(exc) != "ResourceInUseException":  # "it exists": checked below
                 raise
+            self._add_indexes()
+        self._wait_active()
+
+    def _add_indexes(self) -> None:
+        """The indexes whose key every item already carries (one per UpdateTable, on an ACTIVE
+        table); not day-index, which the items of an older jitctl lack (they would hide)."""
+        from jitctl.audit.index import (
+            PERSON_INDEX,
+            REQUEST_INDEX,
+            attribute_definitions,
+            index_spec,
+        )
+
+        for name in (REQUEST_INDEX, PERSON_INDEX):
+            if name not in self._wait_active():
+                self._call(
+                    "update_table",
+                    "cannot add an index to the audit table",
+                    TableName=self.table,
+                    AttributeDefinitions=attribute_definitions([name]),
+                    GlobalSecondaryIndexUpdates=[{"Create": index_spec(name)}],
+                )
+
+    def _wait_active(self) -> dict[str, str]:
+        """The table's indexes (name -> status) once the table and every index is ACTIVE."""
         deadline = time.monotonic() + ACTIVE_TIMEOUT
         while True:
-            table = self._call("describe_table", "cannot describe", TableName=self.table)["Table"]
-            keys = [(k["AttributeName"], k["KeyType"]) for k in table["KeySchema"]]
-            if keys != [("chain", "HASH"), ("seq", "RANGE")]:
-                raise ConfigError(
-                    f"DynamoDB table {self.table} exists but is keyed on {keys}, not chain/seq",
-                    "point [audit] table at a table jitctl created (not the request store's)",
-                )
-            if table["TableStatus"] == "ACTIVE":
-                return
+            indexes = self.indexes()
+            if all(status == "ACTIVE" for status in indexes.values()):
+                return indexes
             if time.monotonic() > deadline:
                 raise AwsUnavailable(
                     f"DynamoDB table {self.table} is not ACTIVE after {ACTIVE_TIMEOUT:.0f}s",
@@ -169,17 +201,29 @@ class DynamoSink(Sink):
                 )
             self._sleep(self._poll_interval)
 
+    def indexes(self) -> dict[str, str]:
+        """Index name -> status, "" for the table itself (checked to be jitctl's audit table)."""
+        table = self._call("describe_table", "cannot describe", TableName=self.table)["Table"]
+        keys = [(k["AttributeName"], k["KeyType"]) for k in table["KeySchema"]]
+        if keys != [("chain", "HASH"), ("seq", "RANGE")]:
+            raise ConfigError(
+                f"DynamoDB table {self.table} exists but is keyed on {keys}, not chain/seq",
+                "point [audit] table at a table jitctl created (not the request store's)",
+            )
+        found = table.get("GlobalSecondaryIndexes", [])
+        return {"": table["TableStatus"], **{ix["IndexName"]: ix["IndexStatus"] for ix in found}}
+
     def put(self, record: dict[str, Any]) -> None:
+        from jitctl.audit.index import index_attributes
+
         item = {
             "chain": {"S": record["chain"]},
             "seq": {"N": str(record["seq"])},
             "record": {"S": record_text(record)},
-            **{
-                name: {"S": record[name]}
-                for name in ("ts", "event", "request_id", "person")
-                if isinstance(record.get(name), str)
-            },
+            **index_attributes(record),
         }
+        if isinstance(record.get("event"), str):
+            item["event"] = {"S": record["event"]}
         signature = self.signature(record)
         if signature is not None:
             item["sig"], item["key_id"] = {"S": signature.sig}, {"S": signature.key_id}
@@ -204,8 +248,13 @@ class DynamoSink(Sink):
     def _scan(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         # Consistent: a record written a moment ago must be seen by verify --remote.
         kwargs = {"TableName": self.table, "ConsistentRead": True, **kwargs}
+        limit = {"Limit": self.page_limit} if self.page_limit else {}
+        yield from self._pages("scan", kwargs | limit)
+
+    def _pages(self, op: str, kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every item of a Scan or Query, page by page (LastEvaluatedKey)."""
         while True:
-            resp = self._call("scan", "cannot read the audit trail", **kwargs)
+            resp = self._call(op, "cannot read the audit trail", **kwargs)
             yield from resp.get("Items", [])
             if "LastEvaluatedKey" not in resp:
                 return
@@ -234,26 +283,46 @@ class DynamoSink(Sink):
     def entries(self) -> Iterator[CentralEntry]:
         for item in self._scan():
             chain, seq = item["chain"]["S"], int(item["seq"]["N"])
+            where = f"{self.name} chain {chain} seq {seq}"
+            text = item.get("record", {}).get("S", "")
+            problem = _index_problem(item, text)
             yield CentralEntry(
                 chain,
                 seq,
-                item.get("record", {}).get("S", ""),
-                f"{self.name} chain {chain} seq {seq}",
+                text,
+                where,
                 sig=item.get("sig", {}).get("S"),
                 key_id=item.get("key_id", {}).get("S"),
+                index_problem=f"{where}: {problem}" if problem else None,
             )
 
     def records(
         self, *, since: datetime | None, request_id: str | None, person: str | None, now: datetime
-    ) -> list[dict[str, Any]]:
-        # Filtered here, on the record the hash covers, never on the item's top-level
-        # attributes (a FilterExpression reads the whole table anyway: it saves no reads).
-        out = []
-        for item in self._scan():
-            record = load_record(item.get("record", {}).get("S", ""), self.name)
-            if matches(record, since=since, request_id=request_id, person=person):
-                out.append(record)
-        return out
+    ) -> Iterator[dict[str, Any]]:
+        """Through an index when one narrows the read (jitctl.audit.index), else a scan. Either
+        way filtered on the record the hash covers, never on the item's attributes."""
+        items = self._narrowed(since=since, request_id=request_id, person=person, now=now)
+        found = (self._record(item) for item in (items if items is not None else self._scan()))
+        kept = (r for r in found if matches(r, since=since, request_id=request_id, person=person))
+        # An index answers in order; a scan in none: what it kept, sorted.
+        return kept if items is not None else iter(sorted(kept, key=sort_key))
+
+    def _record(self, item: dict[str, Any]) -> dict[str, Any]:
+        return load_record(item.get("record", {}).get("S", ""), self.name)
+
+    def _narrowed(
+        self, *, since: datetime | None, request_id: str | None, person: str | None, now: datetime
+    ) -> Iterator[dict[str, Any]] | None:
+        """The items an index finds, in order; None when no trusted, ACTIVE index narrows."""
+        from jitctl.audit.index import in_order, plan, query_kwargs
+
+        chosen = plan(since=since, request_id=request_id, person=person, now=now)
+        if chosen is None or not self.trust_index or self.indexes().get(chosen[0]) != "ACTIVE":
+            return None  # nothing to narrow by, or a table made before the index (it scans)
+        pages = (
+            self._pages("query", query_kwargs(q, self.table, self.page_limit)) for q in chosen[1]
+        )
+        return in_order(item for page in pages for item in page)
 
 
 # ------------------------------------------------------------------ helpers
@@ -287,6 +356,17 @@ def matches(
         except ValueError:
             return False
     return True
+
+
+def _index_problem(item: dict[str, Any], text: str) -> str | None:
+    """An item whose index attributes disagree with its record (verify reports it)."""
+    from jitctl.audit.index import disagreement
+
+    try:
+        record = load_record(text, "")
+    except AuditTampered:
+        return None  # verify_central reports the record itself
+    return disagreement(item, record)
 
 
 def sort_key(record: dict[str, Any]) -> tuple[str, str, int]:

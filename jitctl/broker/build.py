@@ -32,7 +32,15 @@ def build_broker(env: Environment) -> Broker:
         sts_endpoint=settings.sts_endpoint,
         sts_region=settings.sts_region,
     )
+    trust_audit_indexes(env)
     return Broker(env, proof=proof, nonces=open_nonces(env))
+
+
+def trust_audit_indexes(env: Environment) -> None:
+    """The broker reads its audit table through the indexes: only its role writes the table
+    (deploy/broker.yaml), so the items' index attributes are the ones it wrote."""
+    for sink in getattr(env.audit, "sinks", []):
+        sink.trust_index = True
 
 
 def open_nonces(env: Environment) -> NonceStore:

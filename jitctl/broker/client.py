@@ -12,7 +12,7 @@ from __future__ import annotations
 import builtins
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
@@ -164,10 +164,25 @@ class BrokerService:
     def audit_records(
         self, *, since: str | None, request_id: str | None, person: str | None, local: bool
     ) -> Iterable[dict[str, Any]]:
-        """The broker's trail (there is no local one in broker mode: ``local`` changes nothing)."""
+        """The broker's trail (there is no local one in broker mode: ``local`` changes nothing),
+        a page at a time: neither side holds more than a page."""
         query = {"since": since or "", "request": request_id or "", "person": person or ""}
-        path = "/audit?" + urlencode({k: v for k, v in query.items() if v})
-        return wire.docs_in(self._call("GET", path.rstrip("?")), "records")
+        query = {k: v for k, v in query.items() if v}
+        return self._audit_pages(query, self._audit_page(query, None))  # the first one now
+
+    def _audit_page(self, query: dict[str, str], after: str | None) -> dict[str, Any]:
+        from jitctl.audit.read import PAGE
+
+        page = query | {"limit": str(PAGE)} | ({"after": after} if after else {})
+        return self._call("GET", "/audit?" + urlencode(page))
+
+    def _audit_pages(self, query: dict[str, str], doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        while True:
+            yield from wire.docs_in(doc, "records")
+            after = doc.get("next")  # an older broker sends every record and no next
+            if not isinstance(after, str) or not after:
+                return
+            doc = self._audit_page(query, after)
 
     def audit_verify(self, *, remote: bool) -> dict[str, Any]:
         return wire.doc_in(self._call("POST", "/audit/verify", {"remote": remote}), "report")

@@ -226,12 +226,16 @@ def _extend(service: LocalService, request: HttpRequest, params: dict[str, str])
     return wire.outcome_out(service.extend(params["id"], by, _reason(request)))
 
 
-def _list(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
-    q = request.query
+def _limit(q: dict[str, str], default: int, most: int) -> int:
     try:
-        limit = min(max(int(q.get("limit", "100")), 1), 1000)
+        return min(max(int(q.get("limit", str(default))), 1), most)
     except ValueError:
         raise errors.UsageError("limit must be a whole number") from None
+
+
+def _list(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
+    q = request.query
+    limit = _limit(q, 100, 1000)
     reqs = service.list(
         pending_only=q.get("pending") == "1",
         mine=q.get("mine") == "1",
@@ -322,11 +326,12 @@ def _review(service: LocalService, request: HttpRequest, params: dict[str, str])
 
 
 def _audit(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:
-    q = request.query
-    records = service.audit_records(
-        since=q.get("since"), request_id=q.get("request"), person=q.get("person"), local=False
-    )
-    return {"records": list(records)}
+    """With ``limit`` (this version's client) one page (jitctl.audit.read.audit_page), without
+    it (an older client) every record."""
+    from jitctl.audit.read import PAGE, audit_page
+
+    limit = _limit(request.query, PAGE, PAGE) if "limit" in request.query else None
+    return audit_page(service.audit_records, request.query, limit)
 
 
 def _audit_verify(service: LocalService, request: HttpRequest, params: dict[str, str]) -> Doc:

@@ -12,7 +12,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from jitctl.doctor.report import WARN
-from jitctl.errors import ConfigError
+from jitctl.errors import ConfigError, JitctlError
 
 if TYPE_CHECKING:
     from jitctl.context import Environment
@@ -29,6 +29,8 @@ def central_checks(env: Environment) -> Iterator[tuple[str, Callable[[], Any]]]:
         yield f"audit writers: {sink.name}", partial(_writable, env, sink)
         if hasattr(sink, "object_lock"):
             yield f"audit object lock: {sink.name}", partial(_object_lock, env, sink)
+        if hasattr(sink, "indexes"):
+            yield f"audit indexes: {sink.name}", partial(_indexes, sink)
     if env.config.audit.kms_key:
         yield "audit signing key", lambda: _signing_key(env)
 
@@ -53,6 +55,32 @@ def _writable(env: Environment, sink: Any) -> str | tuple[str, str, str]:
         f"`audit verify --remote` catches only {caught} (expected when you are the broker)"
     )
     return WARN, detail, _AUTHORITATIVE
+
+
+def _indexes(sink: Any) -> str | tuple[str, str, str]:
+    """Whether the broker's `audit log --request/--person/--since` can query, or must read the
+    whole table (direct mode reads every record anyway: any requester can rewrite an index
+    key, jitctl.audit.sink.Sink.trust_index)."""
+    from jitctl.audit.index import INDEXES, PERSON_INDEX, REQUEST_INDEX
+
+    try:
+        have = sink.indexes()
+    except ConfigError:
+        raise  # not jitctl's audit table at all
+    except JitctlError as exc:  # a requester may lack DescribeTable: she never queries anyway
+        return WARN, f"cannot read its indexes: {exc.message}", "check them as an administrator"
+    missing = [name for name in INDEXES if have.get(name) != "ACTIVE"]
+    if not missing:
+        return f"{', '.join(INDEXES)}: the broker's `audit log` filters query, not scan"
+    flags = {REQUEST_INDEX: "--request", PERSON_INDEX: "--person"}
+    slow = ", ".join(flags.get(name, "--since alone") for name in missing)
+    hint = (
+        "run `jitctl init` to add request-index and person-index (or `aws dynamodb "
+        f"update-table --table-name {sink.table}` with the GlobalSecondaryIndexUpdates in "
+        "docs); day-index comes only with a new table (older items lack its `day` key)"
+    )
+    detail = f"no ACTIVE {', '.join(missing)}: the broker's `audit log` {slow} reads the whole table"
+    return WARN, detail, hint
 
 
 def _object_lock(env: Environment, sink: Any) -> str | tuple[str, str, str]:

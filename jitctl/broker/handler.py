@@ -179,8 +179,7 @@ class Broker:
             )
 
     def _warm_up(self) -> None:
-        """Build what every call shares once, before threads race to build it lazily; and
-        the policy as it is on disk now (loaded again only when a file of it changed)."""
+        """What every call shares, built once before threads race to; the policy as now."""
         if not self._ready:
             with self._warm:
                 if not self._ready:

@@ -64,6 +64,26 @@ arn = "arn:aws:iam::{ACCOUNT}:role/jit-prod-cli"
 
 [roles.prod-cli.approval]
 approvers = ["group:sre"]
+
+[roles.prod-glass]
+arn = "arn:aws:iam::{ACCOUNT}:role/jit-prod-glass"
+
+[roles.prod-glass.approval]
+approvers = ["group:sre"]
+approve_from = ["cli", "slack"]
+slack_channel = "C0JIT"
+
+[roles.prod-glass.break_glass]
+max_duration = "30m"
+
+[roles.prod-glass-cli]
+arn = "arn:aws:iam::{ACCOUNT}:role/jit-prod-glass-cli"
+
+[roles.prod-glass-cli.approval]
+approvers = ["group:sre"]
+
+[roles.prod-glass-cli.break_glass]
+max_duration = "30m"
 """
 
 
@@ -85,7 +105,7 @@ def slack(pd_certs) -> Iterator[SlackSim]:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, pd_certs, slack) -> Iterator[BrokerWorld]:
     with own_world(tmp_path_factory.mktemp("slack"), pd_certs, account=ACCOUNT, policy=POLICY) as w:
-        for name in ("jit-prod-dm", "jit-prod-cli"):
+        for name in ("jit-prod-dm", "jit-prod-cli", "jit-prod-glass", "jit-prod-glass-cli"):
             w.iam.create_role(
                 RoleName=name, AssumeRolePolicyDocument=trust_broker_only(w.broker_arn)
             )
@@ -388,3 +408,86 @@ def test_a_slack_approval_does_not_count_once_the_role_stops_taking_slack(world,
     assert "no longer takes decisions from there" in out.stderr
     events = [r["event"] for r in broker_audit(world, rid)]
     assert "issue_refused" in events and "issued" not in events
+
+
+# ------------------------------------------------------------------ break-glass
+
+
+def break_glass(world: BrokerWorld, role: str = "prod-glass", reason: str = "INC-20") -> str:
+    out = world.run(ALICE, "request", role, "--break-glass", "--reason", reason, "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["status"] == "issued" and doc["review"] == "unreviewed"
+    return str(doc["request_id"])
+
+
+def unreviewed(world: BrokerWorld, rid: str) -> None:
+    assert status(world, rid)["review"] == "unreviewed"
+    assert not [r for r in broker_audit(world, rid) if r["event"] == "reviewed"]
+
+
+def test_break_glass_is_posted_loudly_with_review_and_reviewed_from_slack(world, slack):
+    rid = break_glass(world, reason="INC-20 db down <!here>")
+    (msg,) = slack.message_for(rid)
+    assert slack.wait_for(lambda: "issued" in msg.shown)  # updated once the grant is issued
+    assert msg.channel == "C0JIT"
+    assert [(b["action_id"], b["value"]) for b in msg.buttons] == [("jitctl_review", rid)]
+    assert "BREAK-GLASS" in msg.text and ALICE in msg.text and "30 min" in msg.text
+    assert "&lt;!here&gt;" in msg.shown and "<!here>" not in msg.shown
+    code, _ = send(world, click("U0BOB", "jitctl_review", rid, slack))
+    assert code == 200
+    now = status(world, rid)
+    assert now["review"] == "reviewed" and now["reviewed_by"] == BOB
+    (reviewed,) = [r for r in broker_audit(world, rid) if r["event"] == "reviewed"]
+    assert reviewed["channel"] == "slack" and reviewed["slack_user"] == "U0BOB"
+    assert reviewed["person"] == BOB
+    assert slack.wait_for(lambda: not msg.buttons and f"Reviewed by {BOB}" in msg.shown)
+
+
+def test_a_revoked_break_glass_grant_says_so_and_still_awaits_review(world, slack):
+    rid = break_glass(world, reason="INC-21 revoke me")
+    (msg,) = slack.message_for(rid)
+    assert world.run(ALICE, "revoke", rid, "--reason", "done").returncode == 0
+    assert slack.wait_for(lambda: "revoked by" in msg.shown), msg.shown
+    assert [b["action_id"] for b in msg.buttons] == ["jitctl_review"]
+
+
+@pytest.mark.parametrize(
+    ("user", "why"),
+    [
+        ("U0ALICE", "someone else must review"),  # the requester herself
+        ("U0DAVE", "may not review"),
+        ("U0GUEST", "guest"),
+        ("U0BOT", "bot"),
+    ],
+)
+def test_a_review_by_someone_who_may_not_is_refused_and_changes_nothing(world, slack, user, why):
+    rid = break_glass(world, reason=f"INC-22 {user}")
+    (msg,) = slack.message_for(rid)
+    before = len(slack.responses)
+    code, _ = send(world, click(user, "jitctl_review", rid, slack))
+    assert code == 200
+    assert why in told(slack, user, before)
+    unreviewed(world, rid)
+    assert [b["action_id"] for b in msg.buttons] == ["jitctl_review"]
+
+
+def test_slack_may_not_review_a_role_that_does_not_take_slack_decisions(world, slack):
+    rid = break_glass(world, role="prod-glass-cli", reason="INC-23 cli only")
+    assert slack.naming(rid) == []  # never posted either
+    before = len(slack.responses)
+    send(world, click("U0BOB", "jitctl_review", rid, slack))
+    assert "may not come from slack" in told(slack, "U0BOB", before)
+    unreviewed(world, rid)
+
+
+def test_slack_down_never_blocks_break_glass(world, slack):
+    slack.down.add("chat.postMessage")
+    try:
+        rid = break_glass(world, reason="INC-24 slack down")
+    finally:
+        slack.down.clear()
+    events = [r["event"] for r in broker_audit(world, rid)]
+    assert "break_glass" in events and "issued" in events
+    failed = [r for r in broker_audit(world, rid) if r["event"] == "slack_failed"]
+    assert failed and "chat.postMessage" in failed[0]["error"]

@@ -1,6 +1,7 @@
 """The request's Slack message through the lifecycle in-process, in direct mode (a SQLite store
 and a bot token on this machine): posted while a request waits, updated by the sweep's expiry
-and by a CLI decision, on a clock the test sets."""
+and by a CLI decision (even one landing while chat.postMessage is under way), on a clock the
+test sets; a break-glass grant's message and its review."""
 
 from __future__ import annotations
 
@@ -157,3 +158,33 @@ def test_a_review_is_a_decision_and_comes_from_where_the_role_takes_them(environ
     by_slack = Caller("slack:U0BOB", "", BOB, channel="slack")
     env = Environment(environ=environ, clock=clock, _caller=by_slack)
     assert review(env, "r-glass1", reason="seen").reviewed_by == BOB
+
+
+def glass_grant(env: Environment) -> AccessRequest:
+    """A break-glass grant on ops as flow records it (approved at once), announced."""
+    req = alices(
+        env,
+        request_id="r-glass1",
+        reason="<!channel> INC-2 db down",
+        duration_seconds=1800,
+        status=models.APPROVED,
+        approval=models.BREAK_GLASS,
+        decided_at=NOW,
+        decided_by=ALICE,
+    )
+    env.store.create(req)
+    assert sync(env, req) is None
+    return req
+
+
+def test_a_break_glass_message_has_review_and_no_decision_and_shows_the_review(environ, slack):
+    clock = FixedClock(NOW)
+    req = glass_grant(env_for(environ, clock, ALICE))
+    (msg,) = slack.naming(req.request_id)
+    assert [(b["action_id"], b["value"]) for b in msg.buttons] == [("jitctl_review", "r-glass1")]
+    assert "BREAK-GLASS" in msg.text and "alice@example.com" in msg.text and "30 min" in msg.text
+    assert "&lt;!channel&gt; INC-2" in msg.shown and "<!channel>" not in msg.shown
+    reviewed = review(env_for(environ, clock, BOB), req.request_id, "looked fine")
+    assert reviewed.reviewed_by == BOB
+    assert not msg.buttons and "Reviewed by bob@example.com" in msg.shown
+    assert "looked fine" in msg.shown

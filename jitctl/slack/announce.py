@@ -1,5 +1,6 @@
-"""The request's Slack message: posted when a request on a Slack-decided role waits, updated
-(buttons gone) when it is decided, cancelled, expires or is issued, by whatever path.
+"""The request's Slack message: posted when a request on a Slack-decided role waits (or when
+break-glass is used on one: ``break_glass.announce_break_glass``), updated (buttons gone) when
+it is decided, cancelled, expires, is issued, revoked or reviewed, by whatever path.
 
 ``sync`` is the one call: the lifecycle calls it after each change, with the request as the
 store now has it. Best effort: Slack down, rate limiting or a wrong token never blocks or
@@ -31,7 +32,7 @@ def sync(env: Environment, req: AccessRequest) -> str | None:
     try:
         if req.slack:
             _update(env, req)
-        elif req.status == models.PENDING:
+        elif _announces(req):
             _post(env, req)
     except JitctlError as exc:
         problem = clean(exc.message)[:300]
@@ -46,6 +47,14 @@ def _announced_in_slack(env: Environment, req: AccessRequest) -> bool:
         return False  # no token here (a client's machine): the broker does it
     role = env.policy.roles.get(req.role)
     return role is not None and role.approval is not None and SLACK in role.approval.approve_from
+
+
+def _announces(req: AccessRequest) -> bool:
+    """A request is posted when it starts to wait, or as a break-glass grant is being issued
+    (recorded approved, not yet issued: the one moment ``announce_break_glass`` runs)."""
+    if req.approval == models.BREAK_GLASS:
+        return req.status == models.APPROVED
+    return req.status == models.PENDING
 
 
 def _post(env: Environment, req: AccessRequest) -> None:

@@ -119,6 +119,7 @@ def world(tmp_path_factory, pd_certs, slack) -> Iterator[BrokerWorld]:
                 f'[slack]\nbot_token_secret = "{token["ARN"]}"\n'
                 f'signing_secret_secret = "{signing["ARN"]}"\n'
                 f'api_url = "{slack.api_url}"\nca_bundle = "{pd_certs.ca}"\n'
+                'timeout = "30s"\n'  # the race test holds chat.postMessage while a CLI runs
             )
         w.user(DAVE)
         with w.serving():
@@ -491,3 +492,24 @@ def test_slack_down_never_blocks_break_glass(world, slack):
     assert "break_glass" in events and "issued" in events
     failed = [r for r in broker_audit(world, rid) if r["event"] == "slack_failed"]
     assert failed and "chat.postMessage" in failed[0]["error"]
+
+
+# ------------------------------------------------------------------ the post/store race
+
+
+def test_a_cli_approval_landing_while_the_message_is_posted_removes_its_buttons(world, slack):
+    """Carol approves from the CLI after chat.postMessage posted but before the broker
+    stored where: her approval's update finds no message; the poster's read-back shows it."""
+    approvals: list[Any] = []
+
+    def carol_approves(args: dict[str, Any]) -> None:
+        blocks = args.get("blocks") or []
+        blocks = json.loads(blocks) if isinstance(blocks, str) else blocks
+        rid = next(e["value"] for b in blocks if b["type"] == "actions" for e in b["elements"])
+        approvals.append(world.run(CAROL, "approve", rid, "--yes"))
+
+    slack.before["chat.postMessage"] = carol_approves
+    rid = pending(world, reason="INC-25 the race")
+    assert [a.returncode for a in approvals] == [0], [a.stderr for a in approvals]
+    (msg,) = slack.message_for(rid)
+    assert slack.wait_for(lambda: not msg.buttons and f"Approved by {CAROL}" in msg.shown)

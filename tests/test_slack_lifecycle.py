@@ -160,6 +160,23 @@ def test_a_review_is_a_decision_and_comes_from_where_the_role_takes_them(environ
     assert review(env, "r-glass1", reason="seen").reviewed_by == BOB
 
 
+def test_a_decision_landing_while_the_message_is_posted_is_shown_at_once(environ, slack):
+    """The race: bob approves after chat.postMessage posted but before the store knows where
+    it went (his approval's own update finds no message). The poster reads the request back."""
+    clock = FixedClock(NOW)
+    decided: list[AccessRequest] = []
+
+    def bob_approves(args: dict) -> None:
+        decided.append(approve(env_for(environ, clock, BOB), "r-slack1", reason=None)[0])
+
+    slack.before["chat.postMessage"] = bob_approves
+    req = waiting(env_for(environ, clock, ALICE))
+    assert [d.status for d in decided] == [models.APPROVED]  # it did land in between
+    (msg,) = slack.naming(req.request_id)
+    assert not msg.buttons and "Approved by bob@example.com" in msg.shown
+    assert msg.updates == 1
+
+
 def glass_grant(env: Environment) -> AccessRequest:
     """A break-glass grant on ops as flow records it (approved at once), announced."""
     req = alices(

@@ -59,7 +59,9 @@ def _announces(req: AccessRequest) -> bool:
 
 def _post(env: Environment, req: AccessRequest) -> None:
     """To the role's channel, else a direct message to each approver Slack knows (never the
-    requester); where it went is kept with the request, for the updates."""
+    requester); where it went is kept with the request, for the updates. A change that landed
+    between posting and keeping where (a CLI approval, a click) found no message to update:
+    what the store holds now is compared with what was posted, and shown at once."""
     rule = env.policy.role(req.role).approval
     assert rule is not None
     targets = [rule.slack_channel] if rule.slack_channel else _direct_messages(env, req)
@@ -76,7 +78,9 @@ def _post(env: Environment, req: AccessRequest) -> None:
             raise api.SlackError("Slack chat.postMessage answered without a ts")
         posted.append({"channel": str(answer.get("channel") or channel), "ts": str(answer["ts"])})
     if posted:
-        env.store.set_slack(req.request_id, posted)
+        now = env.store.set_slack(req.request_id, posted)
+        if message.blocks(now) != message.blocks(req):
+            _update(env, now)
 
 
 def _update(env: Environment, req: AccessRequest) -> None:

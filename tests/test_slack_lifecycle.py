@@ -205,3 +205,32 @@ def test_a_break_glass_message_has_review_and_no_decision_and_shows_the_review(e
     assert reviewed.reviewed_by == BOB
     assert not msg.buttons and "Reviewed by bob@example.com" in msg.shown
     assert "looked fine" in msg.shown
+
+
+def test_the_sweep_says_when_a_break_glass_grant_ran_out_once_and_retries_slack(environ, slack):
+    clock = FixedClock(NOW)
+    env = env_for(environ, clock, ALICE)
+    req = glass_grant(env)
+    env.store.claim_issue(req.request_id, now=NOW, planned_end=NOW + timedelta(minutes=30))
+    issued = env.store.mark_issued(
+        req.request_id, now=NOW, credentials_expire_at=NOW + timedelta(minutes=30), attempt=1
+    )
+    assert sync(env, issued) is None
+    (msg,) = slack.naming(req.request_id)
+    assert "issued, ends 2026-12-01T04:30:00Z" in msg.shown
+    broker = env_for(environ, clock, "jitctl-broker")
+    clock.advance(29 * 60)
+    assert sweep(broker).problems == [] and "ended" not in msg.shown  # not yet over
+    clock.advance(2 * 60)
+    slack.down.add("chat.update")
+    try:
+        problems = sweep(broker).problems  # Slack down: said, and left to the next sweep
+    finally:
+        slack.down.clear()
+    assert [p for p in problems if p.startswith("r-glass1:") and "chat.update" in p]
+    assert "ended" not in msg.shown
+    assert sweep(broker).problems == []
+    assert "issued, ended 2026-12-01T04:30:00Z" in msg.shown
+    assert [b["action_id"] for b in msg.buttons] == ["jitctl_review"]  # still to be reviewed
+    updates = msg.updates
+    assert sweep(broker).problems == [] and msg.updates == updates  # said once

@@ -10,6 +10,7 @@ audited (``slack_failed``) and returned as a warning.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from jitctl import models
@@ -22,6 +23,8 @@ from jitctl.sanitize import clean
 from jitctl.slack import api, message
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from jitctl.context import Environment
 
 
@@ -78,9 +81,37 @@ def _post(env: Environment, req: AccessRequest) -> None:
             raise api.SlackError("Slack chat.postMessage answered without a ts")
         posted.append({"channel": str(answer.get("channel") or channel), "ts": str(answer["ts"])})
     if posted:
-        now = env.store.set_slack(req.request_id, posted)
-        if message.blocks(now) != message.blocks(req):
-            _update(env, now)
+        _keep(env, req, posted)
+
+
+def _keep(env: Environment, shown: AccessRequest, messages: list[dict[str, Any]]) -> None:
+    """Store where (and how) the request is shown; if the store's request no longer reads as
+    ``shown`` (a change landed meanwhile, whose own update missed), show it as it is now."""
+    now = env.store.set_slack(shown.request_id, messages)
+    if message.blocks(now) != message.blocks(shown):
+        _update(env, now)
+
+
+def end_unshown(req: AccessRequest, now: datetime) -> bool:
+    """A break-glass grant's time is over and its Slack message does not say so yet."""
+    ends = models.access_ends(req)
+    if req.approval != models.BREAK_GLASS or req.status != models.ISSUED or not req.slack:
+        return False
+    return ends is not None and now >= ends and not message.ended(req)
+
+
+def grant_ended(env: Environment, req: AccessRequest, now: datetime) -> str | None:
+    """A break-glass grant whose time ran out: its message says so, once (the sweep calls
+    this; ``ended`` is kept with each message after Slack shows it, so a failure is retried
+    by the next sweep). A warning (audited) if Slack could not."""
+    if not end_unshown(req, now):
+        return None
+    marked = [{**m, "ended": True} for m in req.slack or []]
+    shown = replace(req, slack=marked)
+    warning = sync(env, shown)
+    if warning is None:
+        _keep(env, shown, marked)
+    return warning
 
 
 def _update(env: Environment, req: AccessRequest) -> None:

@@ -77,6 +77,8 @@ def _glass_state(req: AccessRequest) -> str:
     ends = models.grant_end(req)
     if req.status == models.REVOKED:
         return f":scissors: revoked by {slack_text(req.revoked_by or '')}"
+    if req.status == models.ISSUED and ends is not None and ended(req):
+        return f":hourglass: issued, ended {rfc3339(ends)}"
     if req.status == models.ISSUED:
         return ":key: issued" + (f", ends {rfc3339(ends)}" if ends else "")
     return ":rotating_light: being issued now, without approval"
@@ -103,6 +105,11 @@ def _outcome(req: AccessRequest) -> str:
     by = f" by {slack_text(req.decided_by)}" if req.decided_by else ""
     why = f": {slack_text(req.decision_reason)}" if req.decision_reason else ""
     return f"{said}{by if req.status != models.CANCELLED else ''}{why}"
+
+
+def ended(req: AccessRequest) -> bool:
+    """The sweep found the grant's time over and its message says so (announce.grant_ended)."""
+    return any(m.get("ended") for m in req.slack or [])
 
 
 def _section(text: str) -> dict[str, Any]:

@@ -234,3 +234,12 @@ def test_the_sweep_says_when_a_break_glass_grant_ran_out_once_and_retries_slack(
     assert [b["action_id"] for b in msg.buttons] == ["jitctl_review"]  # still to be reviewed
     updates = msg.updates
     assert sweep(broker).problems == [] and msg.updates == updates  # said once
+
+
+def test_a_review_posts_nothing_where_the_announcement_failed(environ, slack):
+    clock = FixedClock(NOW)
+    alice = env_for(environ, clock, ALICE)
+    grant = alices(alice, request_id="r-glass1", status=models.APPROVED, decided_at=NOW)
+    alice.store.create(replace(grant, approval=models.BREAK_GLASS))  # never announced
+    assert review(env_for(environ, clock, BOB), "r-glass1", reason=None).reviewed_by == BOB
+    assert slack.calls_to("chat.postMessage") == []

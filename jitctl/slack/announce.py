@@ -54,9 +54,10 @@ def _announced_in_slack(env: Environment, req: AccessRequest) -> bool:
 
 def _announces(req: AccessRequest) -> bool:
     """A request is posted when it starts to wait, or as a break-glass grant is being issued
-    (recorded approved, not yet issued: the one moment ``announce_break_glass`` runs)."""
+    (recorded approved, not yet issued: the one moment ``announce_break_glass`` runs). A grant
+    already reviewed is not news: a review never posts a message the announcement failed to."""
     if req.approval == models.BREAK_GLASS:
-        return req.status == models.APPROVED
+        return req.status == models.APPROVED and req.reviewed_at is None
     return req.status == models.PENDING
 
 

@@ -1,6 +1,7 @@
 """The request's Slack message through the lifecycle in-process, in direct mode (a SQLite store
 and a bot token on this machine): posted while a request waits, updated by the sweep's expiry
-and by a CLI decision, on a clock the test sets."""
+and by a CLI decision (even one landing while chat.postMessage is under way), on a clock the
+test sets; a break-glass grant's message and its review."""
 
 from __future__ import annotations
 
@@ -157,3 +158,88 @@ def test_a_review_is_a_decision_and_comes_from_where_the_role_takes_them(environ
     by_slack = Caller("slack:U0BOB", "", BOB, channel="slack")
     env = Environment(environ=environ, clock=clock, _caller=by_slack)
     assert review(env, "r-glass1", reason="seen").reviewed_by == BOB
+
+
+def test_a_decision_landing_while_the_message_is_posted_is_shown_at_once(environ, slack):
+    """The race: bob approves after chat.postMessage posted but before the store knows where
+    it went (his approval's own update finds no message). The poster reads the request back."""
+    clock = FixedClock(NOW)
+    decided: list[AccessRequest] = []
+
+    def bob_approves(args: dict) -> None:
+        decided.append(approve(env_for(environ, clock, BOB), "r-slack1", reason=None)[0])
+
+    slack.before["chat.postMessage"] = bob_approves
+    req = waiting(env_for(environ, clock, ALICE))
+    assert [d.status for d in decided] == [models.APPROVED]  # it did land in between
+    (msg,) = slack.naming(req.request_id)
+    assert not msg.buttons and "Approved by bob@example.com" in msg.shown
+    assert msg.updates == 1
+
+
+def glass_grant(env: Environment) -> AccessRequest:
+    """A break-glass grant on ops as flow records it (approved at once), announced."""
+    req = alices(
+        env,
+        request_id="r-glass1",
+        reason="<!channel> INC-2 db down",
+        duration_seconds=1800,
+        status=models.APPROVED,
+        approval=models.BREAK_GLASS,
+        decided_at=NOW,
+        decided_by=ALICE,
+    )
+    env.store.create(req)
+    assert sync(env, req) is None
+    return req
+
+
+def test_a_break_glass_message_has_review_and_no_decision_and_shows_the_review(environ, slack):
+    clock = FixedClock(NOW)
+    req = glass_grant(env_for(environ, clock, ALICE))
+    (msg,) = slack.naming(req.request_id)
+    assert [(b["action_id"], b["value"]) for b in msg.buttons] == [("jitctl_review", "r-glass1")]
+    assert "BREAK-GLASS" in msg.text and "alice@example.com" in msg.text and "30 min" in msg.text
+    assert "&lt;!channel&gt; INC-2" in msg.shown and "<!channel>" not in msg.shown
+    reviewed = review(env_for(environ, clock, BOB), req.request_id, "looked fine")
+    assert reviewed.reviewed_by == BOB
+    assert not msg.buttons and "Reviewed by bob@example.com" in msg.shown
+    assert "looked fine" in msg.shown
+
+
+def test_the_sweep_says_when_a_break_glass_grant_ran_out_once_and_retries_slack(environ, slack):
+    clock = FixedClock(NOW)
+    env = env_for(environ, clock, ALICE)
+    req = glass_grant(env)
+    env.store.claim_issue(req.request_id, now=NOW, planned_end=NOW + timedelta(minutes=30))
+    issued = env.store.mark_issued(
+        req.request_id, now=NOW, credentials_expire_at=NOW + timedelta(minutes=30), attempt=1
+    )
+    assert sync(env, issued) is None
+    (msg,) = slack.naming(req.request_id)
+    assert "issued, ends 2026-12-01T04:30:00Z" in msg.shown
+    broker = env_for(environ, clock, "jitctl-broker")
+    clock.advance(29 * 60)
+    assert sweep(broker).problems == [] and "ended" not in msg.shown  # not yet over
+    clock.advance(2 * 60)
+    slack.down.add("chat.update")
+    try:
+        problems = sweep(broker).problems  # Slack down: said, and left to the next sweep
+    finally:
+        slack.down.clear()
+    assert [p for p in problems if p.startswith("r-glass1:") and "chat.update" in p]
+    assert "ended" not in msg.shown
+    assert sweep(broker).problems == []
+    assert "issued, ended 2026-12-01T04:30:00Z" in msg.shown
+    assert [b["action_id"] for b in msg.buttons] == ["jitctl_review"]  # still to be reviewed
+    updates = msg.updates
+    assert sweep(broker).problems == [] and msg.updates == updates  # said once
+
+
+def test_a_review_posts_nothing_where_the_announcement_failed(environ, slack):
+    clock = FixedClock(NOW)
+    alice = env_for(environ, clock, ALICE)
+    grant = alices(alice, request_id="r-glass1", status=models.APPROVED, decided_at=NOW)
+    alice.store.create(replace(grant, approval=models.BREAK_GLASS))  # never announced
+    assert review(env_for(environ, clock, BOB), "r-glass1", reason=None).reviewed_by == BOB
+    assert slack.calls_to("chat.postMessage") == []

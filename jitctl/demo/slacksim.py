@@ -77,6 +77,9 @@ class SlackSim:
         self._ts = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
         self.on_message: Callable[[Message], None] | None = None  # told of each post/update
+        # Run once, before Slack answers the method's next call (a test's race: something
+        # happens while chat.postMessage is under way); outside the lock, so it may call Slack.
+        self.before: dict[str, Callable[[dict[str, Any]], None]] = {}
 
     # -- seeding ---------------------------------------------------------------------
     def add_user(self, user_id: str, email: str | None, **flags: Any) -> str:
@@ -146,6 +149,10 @@ class SlackSim:
 
     # -- the API ---------------------------------------------------------------------
     def answer(self, method: str, args: dict[str, Any], auth: str) -> tuple[int, dict[str, Any], dict[str, Any]]:
+        with self.lock:
+            hook = self.before.pop(method, None)
+        if hook is not None:
+            hook(args)
         with self.changed:
             if method in self.down or "*" in self.down:
                 status, headers, body = 503, {}, {"ok": False, "error": "service_unavailable"}

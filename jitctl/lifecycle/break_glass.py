@@ -2,9 +2,11 @@
 
 A role allows it with ``[roles.R.break_glass]`` (its ``max_duration`` caps the grant). The
 request is recorded approved with approval ``break_glass``; every approver is told at once
-(``announce_break_glass``: the notify webhook, and an audit record naming who was told), and
-the request stays ``unreviewed`` until an approver who is not the requester runs
-``jitctl review ID``. ``list --unreviewed`` and ``doctor`` show what still awaits review.
+(``announce_break_glass``: the notify webhook, the role's Slack when it takes decisions from
+Slack, and an audit record naming who was told), and the request stays ``unreviewed`` until an
+approver who is not the requester runs ``jitctl review ID`` or clicks the Slack message's
+Review button (the same ``review``). ``list --unreviewed`` and ``doctor`` show what still
+awaits review.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from jitctl.lifecycle.notify import notify
 from jitctl.models import AccessRequest
 from jitctl.oncall import paging
 from jitctl.oncall.approvers import approvers_now, is_approver
+from jitctl.slack.announce import sync as slack_sync
 from jitctl.timeutil import format_duration
 
 if TYPE_CHECKING:
@@ -59,13 +62,15 @@ def problem(role: Role, req: AccessRequest) -> str | None:
 
 def announce_break_glass(env: Environment, req: AccessRequest) -> builtins.list[str]:
     """The loud part, in one place: tell every approver now and record that it was done.
-    Returns warnings (a failed post is audited by notify and never blocks the grant).
-    The role's page_service is paged too; that page stays open until the review."""
+    Returns warnings (a failed post is audited by notify or by Slack's sync, and never
+    blocks the grant). The role's page_service is paged too; that page stays open until the
+    review. A role that takes decisions from Slack gets the Slack message (Review button)."""
     role = env.policy.role(req.role)
     approvers = [a for a in approvers_now(env, role) if a != req.requester]
     warning = notify(env, models.BREAK_GLASS, req, approvers)
     title = f"BREAK-GLASS {paging.title_for(req)}: review with `jitctl review {req.request_id}`"
     paged = paging.page(env, req, title)
+    slack = slack_sync(env, req)
     env.audit.append(
         "break_glass",
         **audit_fields(env, req),
@@ -74,12 +79,13 @@ def announce_break_glass(env: Environment, req: AccessRequest) -> builtins.list[
         notified=approvers,
         notify_failed=warning is not None,
     )
-    return [w for w in (warning, paged) if w]
+    return [w for w in (warning, paged, slack) if w]
 
 
 def review(env: Environment, request_id: str, reason: str | None) -> AccessRequest:
-    """An approver (never the requester) records having looked at a break-glass grant."""
-    from jitctl.lifecycle.decisions import _reason, check_channel, get_request
+    """An approver (never the requester) records having looked at a break-glass grant, from
+    a channel the role takes decisions from (the CLI, or its Slack message's Review button)."""
+    from jitctl.lifecycle.decisions import _reason, channel_fields, check_channel, get_request
 
     reason = _reason(reason, required=False)
     req = get_request(env, request_id)
@@ -95,9 +101,15 @@ def review(env: Environment, request_id: str, reason: str | None) -> AccessReque
         raise Denied(f"you ({caller.person}) may not review requests for role {req.role!r}")
     updated = env.store.review(request_id, caller.person, now=env.clock.now(), reason=reason)
     env.audit.append(
-        "reviewed", **audit_fields(env, updated), requester=updated.requester, reason=reason
+        "reviewed",
+        **audit_fields(env, updated),
+        requester=updated.requester,
+        reason=reason,
+        **channel_fields(env),
     )
     paging.on_ended(env, updated)  # the break-glass page ends with the review (sweep retries)
+    if (warning := slack_sync(env, updated)) is not None and env.on_warning:
+        env.on_warning(warning)  # review returns the request alone: the host shows it
     return updated
 
 

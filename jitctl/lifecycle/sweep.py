@@ -2,7 +2,8 @@
 scheduled event under Lambda and its timer under ``broker serve``.
 
 Unlike readers, the sweep writes: it records the expiry of pending requests past their TTL,
-resolves the PagerDuty pages of requests that ended (decided, cancelled, expired), and revokes
+resolves the PagerDuty pages of requests that ended (decided, cancelled, expired), tells a
+break-glass grant's Slack message that its time ran out, and revokes
 grants tied to an incident that has resolved when the role says ``end_with_incident`` (through
 ``jitctl.revocation.revoke``, the path `jitctl revoke` takes, with the actor ``pagerduty``). Each task is
 idempotent and one failure never stops the others: a run that PagerDuty or AWS cut short is
@@ -20,6 +21,7 @@ from jitctl.errors import JitctlError
 from jitctl.models import AccessRequest, Caller
 from jitctl.oncall import paging
 from jitctl.oncall.client import LookupFailed
+from jitctl.slack.announce import end_unshown, grant_ended
 from jitctl.slack.announce import sync as slack_sync
 
 if TYPE_CHECKING:
@@ -70,11 +72,21 @@ def sweep(env: Environment, *, limit: int = SCAN_LIMIT) -> SweepReport:
             _resolve_page(env, req, report)
             _end_with_incident(env, req, now, report)
             _end_assignment(env, req, now, report)
+            _slack_ended(env, req, now, report)
         except JitctlError as exc:
             report.problems.append(f"{req.request_id}: {exc.message}")
     if report.problems:
         report.exit_code = _problems_code(env, report)
     return report
+
+
+def _slack_ended(env: Environment, req: AccessRequest, now: Any, report: SweepReport) -> None:
+    """A break-glass grant's Slack message says when its time ran out."""
+    if not end_unshown(req, now):
+        return  # the store is read again only for the few that need it
+    current = env.store.get(req.request_id) or req  # _end_with_incident may have revoked it
+    if (warning := grant_ended(env, current, now)) is not None:
+        report.problems.append(f"{req.request_id}: {warning}")
 
 
 def _end_assignment(env: Environment, req: AccessRequest, now: Any, report: SweepReport) -> None:

@@ -5,7 +5,8 @@ HMAC of the raw body and its timestamp with the app's signing secret, checked in
 (slack-sdk's SignatureVerifier) against the broker's own clock, within 5 minutes. Each signed
 body is accepted once (the broker's nonce store). Anything else is HTTP 401 and changes
 nothing. A signed call then acts for the Slack user only as ``people`` maps them, through the
-lifecycle's own decision path; a refusal is an ephemeral reply, HTTP 200.
+lifecycle's own decision path (a break-glass grant's Review: ``break_glass.review``, as
+`jitctl review`); a refusal is an ephemeral reply, HTTP 200.
 """
 
 from __future__ import annotations
@@ -105,6 +106,8 @@ def _clicked(env: Environment, payload: dict[str, Any]) -> dict[str, Any]:
     request_id = str(action.get("value") or "")
     if action.get("action_id") == message.APPROVE:
         _decide(env, payload, request_id, lambda service: service.approve(request_id, None))
+    elif action.get("action_id") == message.REVIEW:  # `jitctl review ID`, from Slack
+        _decide(env, payload, request_id, lambda service: service.review(request_id, None))
     elif action.get("action_id") == message.DENY:
         _decide(
             env, payload, request_id, lambda service: _open_deny(env, payload, request_id, service)

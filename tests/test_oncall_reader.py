@@ -1,0 +1,94 @@
+"""jitctl.oncall.reader (the standard-library reader of users and on-calls) against the
+PagerDuty simulator over real TLS. The shared failure semantics (401, 403, 5xx, 429 with
+ratelimit-reset, hangs, bad JSON, TLS, pagination) are tests/test_oncall.py's, which run
+through this reader; these are what only the reader does."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+from jitctl.config.settings import PagerDutySettings
+from jitctl.oncall.reader import ITERATION_LIMIT, PAGE, make_reader
+from jitctl.oncall.session import check_on_call
+from tests.test_oncall import EP1, check, seed_on_call, timed
+
+H = timedelta(hours=1)
+
+
+def test_429_with_retry_after_waits_that_long_then_succeeds(pd_sim):
+    seed_on_call(pd_sim)
+    pd_sim.fail_next(429, retry_after=0.5, path="/oncalls")
+    result, elapsed = timed(check, pd_sim, "alice@example.com", timeout=5)
+    assert result.on_call, result.reason
+    assert [r.status for r in pd_sim.requests("/oncalls")] == [429, 200]
+    assert elapsed >= 0.5
+
+
+def test_429_with_retry_after_past_the_budget_fails_fast(pd_sim):
+    seed_on_call(pd_sim)
+    pd_sim.fail_next(429, retry_after=30)
+    result, elapsed = timed(check, pd_sim, "alice@example.com", timeout=2)
+    assert not result.on_call
+    assert result.reason == "PagerDuty rate limit (429): it resets in 30s, past the 2s budget"
+    assert elapsed < 1.0 and len(pd_sim.requests()) == 1
+
+
+def test_an_empty_page_that_says_more_fails_closed_at_once(pd_sim):
+    seed_on_call(pd_sim)
+    pd_sim.fail_next(200, body=json.dumps({"oncalls": [], "more": True}), path="/oncalls")
+    result, elapsed = timed(check, pd_sim, "alice@example.com", timeout=5)
+    assert not result.on_call
+    assert result.reason == "PagerDuty sent an unexpected response (ValueError)"
+    assert len(pd_sim.requests("/oncalls")) == 1 and elapsed < 2.5
+
+
+def test_a_list_longer_than_the_api_pages_fails_closed_not_cut_short(pd_sim):
+    """The official client stops at offset + limit = 10,000 with a warning and hands back
+    what it has; a cut list could hide a second user with the same email."""
+    seed_on_call(pd_sim)
+    strangers = [{"id": f"PX{i}", "email": f"x{i}@example.com"} for i in range(PAGE)]
+    full = json.dumps({"users": strangers, "more": True})
+    pages = ITERATION_LIMIT // PAGE
+    pd_sim.fail_next(200, count=pages, body=full, path="/users")
+    result = check(pd_sim, "alice@example.com", timeout=30)
+    assert not result.on_call
+    assert result.reason == f"PagerDuty GET /users: more than {ITERATION_LIMIT} results"
+    offsets = [int(r.query["offset"][0]) for r in pd_sim.requests("/users")]
+    assert offsets == [i * PAGE for i in range(pages)]
+
+
+def test_both_reads_share_one_connection_and_send_the_token(pd_sim):
+    now = datetime.now(UTC)
+    pd_sim.add_oncall(pd_sim.add_user("alice@example.com"), "PEP1", 1, now - H, now + H)
+    settings = PagerDutySettings(url=pd_sim.url, ca_bundle=pd_sim.ca_bundle, timeout=5)
+    with make_reader(settings, pd_sim.token) as reader:
+        assert check_on_call(reader, "alice@example.com", EP1, now).on_call
+        conn = reader._conn
+        assert conn is not None and conn.sock is not None  # kept alive after two calls
+    assert [r.path for r in pd_sim.requests()] == ["/users", "/oncalls"]
+    assert {r.status for r in pd_sim.requests()} == {200}  # 401 without the token
+
+
+def test_the_on_call_check_imports_no_http_client_library(pd_sim):
+    """The point of the reader: the on-call path pays for no pagerduty/httpx2 import."""
+    now = datetime.now(UTC)
+    pd_sim.add_oncall(pd_sim.add_user("alice@example.com"), "PEP1", 1, now - H, now + H)
+    code = f"""
+import sys
+from datetime import UTC, datetime
+from jitctl.config.settings import PagerDutySettings
+from jitctl.oncall.session import PagerDutySession, check_on_call
+from tests.test_oncall import EP1
+settings = PagerDutySettings(url={pd_sim.url!r}, ca_bundle={str(pd_sim.ca_bundle)!r})
+session = PagerDutySession(settings, lambda: ({pd_sim.token!r}, "env"))
+session.warm()
+result = check_on_call(session, "alice@example.com", EP1, datetime.now(UTC))
+session.close()
+print(result.on_call, sorted(m for m in ("pagerduty", "httpx2", "httpcore2") if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "[]"]

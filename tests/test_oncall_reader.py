@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 
 from jitctl.config.settings import PagerDutySettings
@@ -92,3 +93,65 @@ print(result.on_call, sorted(m for m in ("pagerduty", "httpx2", "httpcore2") if 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "[]"]
+
+
+class ConnectProxy:
+    """A minimal HTTP CONNECT proxy on loopback that records what it was asked to reach."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.asked: list[str] = []
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client) -> None:
+        import socket
+
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += client.recv(4096)
+        target = head.split(b" ")[1].decode()
+        self.asked.append(target)
+        host, port = target.rsplit(":", 1)
+        upstream = socket.create_connection((host, int(port)))
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def _pipe(src, dst) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        dst.close()
+
+
+def test_https_proxy_from_the_environment_is_used_as_the_official_client_does(pd_sim, monkeypatch):
+    now = datetime.now(UTC)
+    pd_sim.add_oncall(pd_sim.add_user("alice@example.com"), "PEP1", 1, now - H, now + H)
+    proxy = ConnectProxy()
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
+    try:
+        result = check(pd_sim, "alice@example.com", timeout=10)
+    finally:
+        proxy.close()
+    assert result.on_call, result.reason
+    assert proxy.asked == [pd_sim.url.removeprefix("https://")]  # one tunnel, both reads

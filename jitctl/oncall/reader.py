@@ -15,6 +15,7 @@ TLS context per command.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import ssl
@@ -24,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 from jitctl.config.settings import PagerDutySettings
 from jitctl.errors import ConfigError
@@ -161,7 +162,7 @@ class PagerDutyReader:
 
     def _send(self, method: str, target: str, timeout: float) -> Answer:
         if self._conn is None:
-            self._conn = http.client.HTTPSConnection(self.host, self.port, context=self.tls)
+            self._conn = self._connection()
         self._conn.timeout = timeout  # used when connecting
         if self._conn.sock is not None:
             self._conn.sock.settimeout(timeout)
@@ -173,6 +174,23 @@ class PagerDutyReader:
         if response.will_close:
             self.close()
         return Answer(response.status, response.headers, body)
+
+    def _connection(self) -> http.client.HTTPSConnection:
+        """A connection to PagerDuty, through HTTPS_PROXY (a CONNECT tunnel) unless NO_PROXY
+        names the host: the environment the official client (httpx2) honours too."""
+        import urllib.request
+
+        proxy = urllib.request.getproxies().get("https")
+        if not proxy or urllib.request.proxy_bypass(self.host):
+            return http.client.HTTPSConnection(self.host, self.port, context=self.tls)
+        parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        conn = http.client.HTTPSConnection(parts.hostname or "", parts.port or 80, context=self.tls)
+        headers = {}
+        if parts.username is not None:
+            login = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            headers["Proxy-Authorization"] = "Basic " + base64.b64encode(login.encode()).decode()
+        conn.set_tunnel(self.host, self.port, headers=headers)
+        return conn
 
     def _check_network_retry(self, exc: BaseException, delay: float, last: bool) -> None:
         """Return to retry a network error; LookupFailed when a retry cannot help or fit."""

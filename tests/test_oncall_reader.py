@@ -9,11 +9,12 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 from jitctl.config.settings import PagerDutySettings
 from jitctl.oncall.reader import ITERATION_LIMIT, PAGE, make_reader
-from jitctl.oncall.session import check_on_call
+from jitctl.oncall.session import PagerDutySession, check_on_call
 from tests.test_oncall import EP1, check, seed_on_call, timed
 
 H = timedelta(hours=1)
@@ -155,3 +156,45 @@ def test_https_proxy_from_the_environment_is_used_as_the_official_client_does(pd
         proxy.close()
     assert result.on_call, result.reason
     assert proxy.asked == [pd_sim.url.removeprefix("https://")]  # one tunnel, both reads
+
+
+def test_the_warm_up_opens_the_connection_the_lookups_then_use(pd_sim):
+    now = datetime.now(UTC)
+    pd_sim.add_oncall(pd_sim.add_user("alice@example.com"), "PEP1", 1, now - H, now + H)
+    settings = PagerDutySettings(url=pd_sim.url, ca_bundle=pd_sim.ca_bundle, timeout=5)
+    session = PagerDutySession(settings, lambda: (pd_sim.token, "env"))
+    try:
+        session.warm()
+        opened = session._reader._conn
+        assert opened is not None and opened.sock is not None  # TCP and TLS done ahead
+        assert pd_sim.requests() == []  # connected, nothing asked yet
+        assert check_on_call(session, "alice@example.com", EP1, now).on_call
+        assert session._reader._conn is opened  # both reads went over it
+    finally:
+        session.close()
+
+
+def test_a_warm_up_connect_that_hangs_does_not_stretch_the_lookup(pd_sim):
+    """A PagerDuty that accepts TCP but never finishes TLS: the warm-up's connect waits, and
+    the lookup that queues behind it still ends by its own deadline, closed."""
+    import socket
+
+    from tests.test_overlap import blocked_in
+
+    silent = socket.create_server(("127.0.0.1", 0))  # the kernel accepts; nobody answers
+    url = f"https://127.0.0.1:{silent.getsockname()[1]}"
+    settings = PagerDutySettings(url=url, ca_bundle=pd_sim.ca_bundle, timeout=1.5)
+    session = PagerDutySession(settings, lambda: (pd_sim.token, "env"))
+    warming = threading.Thread(target=session.warm, daemon=True)
+    try:
+        warming.start()
+        assert blocked_in(warming, "do_handshake"), "the warm-up never started its TLS handshake"
+        started = time.monotonic()
+        result = check_on_call(session, "alice@example.com", EP1, datetime.now(UTC))
+        elapsed = time.monotonic() - started
+    finally:
+        session.close()
+        silent.close()
+    assert not result.on_call
+    assert result.reason == f"PagerDuty unreachable at {url}: timed out after 1.5s"
+    assert elapsed < 1.5 + 0.75

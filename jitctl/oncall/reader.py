@@ -20,6 +20,7 @@ import http.client
 import json
 import ssl
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -87,12 +88,30 @@ class PagerDutyReader:
             "User-Agent": "jitctl",
         }
         self._conn: http.client.HTTPSConnection | None = None
+        self._line = threading.Lock()  # one request, or the warm-up's connect, at a time
 
     def __enter__(self) -> PagerDutyReader:
         return self
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.close()
+
+    def connect(self) -> None:
+        """Open the connection (TCP, TLS) before the first request: the warm-up thread does
+        it while AWS answers. A failure is left for the first request to meet and report.
+        A request waiting for it still ends by its own deadline (``_send`` reads the time
+        left once it holds the line)."""
+        with self._line:
+            if self._conn is not None:
+                return
+            conn = self._connection()
+            conn.timeout = self.budget
+            try:
+                conn.connect()
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                return
+            self._conn = conn
 
     def time_left(self) -> float:
         if self.deadline is None:
@@ -146,7 +165,7 @@ class PagerDutyReader:
                 raise _timed_out(self)
             last = attempt == MAX_ATTEMPTS
             try:
-                answer = self._send(method, target, left)
+                answer = self._send(method, target)
             except (OSError, http.client.HTTPException) as exc:
                 self.close()  # the connection is in an unknown state: a fresh one next time
                 self._check_network_retry(exc, delay, last)
@@ -160,19 +179,23 @@ class PagerDutyReader:
             delay *= 2
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _send(self, method: str, target: str, timeout: float) -> Answer:
-        if self._conn is None:
-            self._conn = self._connection()
-        self._conn.timeout = timeout  # used when connecting
-        if self._conn.sock is not None:
-            self._conn.sock.settimeout(timeout)
-        self._conn.request(method, target, headers=self._headers)
-        response = self._conn.getresponse()
-        body = response.read(MAX_BODY + 1)
+    def _send(self, method: str, target: str) -> Answer:
+        with self._line:
+            timeout = self.time_left()  # after any wait for the warm-up's connect
+            if timeout < MIN_REQUEST_TIME:
+                raise TimeoutError
+            if self._conn is None:
+                self._conn = self._connection()
+            self._conn.timeout = timeout  # used when connecting
+            if self._conn.sock is not None:
+                self._conn.sock.settimeout(timeout)
+            self._conn.request(method, target, headers=self._headers)
+            response = self._conn.getresponse()
+            body = response.read(MAX_BODY + 1)
+            if response.will_close:
+                self.close()
         if len(body) > MAX_BODY:
             raise ValueError("an answer larger than PagerDuty sends")
-        if response.will_close:
-            self.close()
         return Answer(response.status, response.headers, body)
 
     def _connection(self) -> http.client.HTTPSConnection:

@@ -88,13 +88,14 @@ class PagerDutySession:
             return self._reader
 
     def warm(self) -> None:
-        """Read the token and build the reader (its TLS context) now: a thread does it while
-        AWS says who the caller is. A failure here is not reported: the first lookup builds
-        again and fails the same way, on the command's thread, closed."""
+        """Read the token, build the reader (its TLS context) and open its connection now:
+        a thread does it while AWS says who the caller is. A failure here is not reported:
+        the first lookup builds (or connects) again and fails the same way, closed."""
         try:
-            self._built()
-        except Exception:  # noqa: BLE001, S110 -- see the docstring
-            pass
+            reader = self._built()
+        except Exception:  # noqa: BLE001 -- see the docstring
+            return
+        reader.connect()  # outside _building: a lookup may take the reader meanwhile
 
     @property
     def reader(self) -> PagerDutyReader:

@@ -198,3 +198,23 @@ def test_a_warm_up_connect_that_hangs_does_not_stretch_the_lookup(pd_sim):
     assert not result.on_call
     assert result.reason == f"PagerDuty unreachable at {url}: timed out after 1.5s"
     assert elapsed < 1.5 + 0.75
+
+
+def test_a_proxy_setting_that_cannot_be_used_fails_the_lookup_closed_not_the_warm_up(
+    pd_sim, monkeypatch
+):
+    seed_on_call(pd_sim)
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:not-a-port")
+    settings = PagerDutySettings(url=pd_sim.url, ca_bundle=pd_sim.ca_bundle, timeout=5)
+    session = PagerDutySession(settings, lambda: (pd_sim.token, "env"))
+    errors: list[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(args.exc_value))
+    warming = threading.Thread(target=session.warm)
+    warming.start()
+    warming.join(30)
+    try:
+        result = check_on_call(session, "alice@example.com", EP1, datetime.now(UTC))
+    finally:
+        session.close()
+    assert errors == []  # no traceback from the warm-up thread
+    assert not result.on_call and result.reason.startswith("PagerDuty"), result.reason

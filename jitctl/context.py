@@ -102,9 +102,10 @@ class Environment:
         return self._pagerduty
 
     def prepare_pagerduty(self) -> None:
-        """Build this command's PagerDuty client on a thread while this one goes on (asking
-        AWS who the caller is): the two do not depend on each other. The client is the one
-        ``pagerduty`` hands out; a lookup that comes first waits for it, never builds another."""
+        """Build this command's PagerDuty reader (the token, the TLS context) on a thread
+        while this one goes on (asking AWS who the caller is): the two do not depend on each
+        other. The reader is the one ``pagerduty`` hands out; a lookup that comes first waits
+        for it, never builds another."""
         if self.config.pagerduty.token_secret:
             _ = self.aws  # made here, so the thread and this one share one AwsClients
         session = self.pagerduty

@@ -13,6 +13,7 @@ import pytest
 from jitctl.config.settings import PagerDutySettings
 from jitctl.errors import ConfigError, ExitCode, TokenError
 from jitctl.oncall.client import get_token, make_client
+from jitctl.oncall.reader import make_reader
 from jitctl.oncall.session import check_on_call, find_user
 from jitctl.timeutil import rfc3339
 from tests.pdsim import ACCOUNT_LEVEL_ME, PagerDutySim
@@ -43,8 +44,8 @@ def check(
     settings = PagerDutySettings(
         url=sim.url, ca_bundle=sim.ca_bundle if trust else None, timeout=timeout
     )
-    with make_client(settings, token or sim.token) as client:
-        return check_on_call(client, email, rule, datetime.now(UTC))
+    with make_reader(settings, token or sim.token) as reader:
+        return check_on_call(reader, email, rule, datetime.now(UTC))
 
 
 def timed(fn, *args, **kw):
@@ -193,8 +194,8 @@ def test_find_user_reads_every_page_of_users(pd_sim):
         pd_sim.add_user(f"bob{i}.bob@example.com")
     uid = pd_sim.add_user("bob@example.com")  # a substring of none, found on page 2
     settings = PagerDutySettings(url=pd_sim.url, ca_bundle=pd_sim.ca_bundle)
-    with make_client(settings, pd_sim.token) as client:
-        assert find_user(client, "BOB@example.com")["id"] == uid
+    with make_reader(settings, pd_sim.token) as reader:
+        assert find_user(reader, "BOB@example.com")["id"] == uid
     assert len(pd_sim.requests("/users")) == 2
 
 
@@ -322,17 +323,18 @@ def test_untrusted_certificate_fails_closed(pd_sim):
 def test_unreachable_fails_closed(pd_sim):
     settings = PagerDutySettings(url=pd_sim.url, ca_bundle=pd_sim.ca_bundle, timeout=3)
     pd_sim.stop()
-    with make_client(settings, "t") as client:
-        result, elapsed = timed(check_on_call, client, "a@example.com", EP1, datetime.now(UTC))
+    with make_reader(settings, "t") as reader:
+        result, elapsed = timed(check_on_call, reader, "a@example.com", EP1, datetime.now(UTC))
     assert not result.on_call and result.reason.startswith("PagerDuty unreachable")
     assert elapsed < 3
 
 
-def test_make_client_rejects_bad_settings(tmp_path):
+@pytest.mark.parametrize("make", [make_client, make_reader], ids=["client", "reader"])
+def test_make_client_rejects_bad_settings(tmp_path, make):
     with pytest.raises(ConfigError, match="https://"):
-        make_client(PagerDutySettings(url="http://127.0.0.1:1"), "t")
+        make(PagerDutySettings(url="http://127.0.0.1:1"), "t")
     with pytest.raises(ConfigError, match="CA bundle"):
-        make_client(PagerDutySettings(ca_bundle=tmp_path / "missing.pem"), "t")
+        make(PagerDutySettings(ca_bundle=tmp_path / "missing.pem"), "t")
 
 
 # -- the token ---------------------------------------------------------------------------------
@@ -396,7 +398,7 @@ def test_every_call_sends_the_content_type_the_api_reference_requires(pd_sim):
 def test_unreachable_pagerduty_names_the_url_it_tried(pd_sim):
     """Issue 21 item 18: "PagerDuty unreachable: ConnectError" did not say where."""
     settings = PagerDutySettings(url="https://127.0.0.1:9", ca_bundle=pd_sim.ca_bundle, timeout=2)
-    with make_client(settings, pd_sim.token) as client:
-        result = check_on_call(client, "alice@example.com", EP1, datetime.now(UTC))
+    with make_reader(settings, pd_sim.token) as reader:
+        result = check_on_call(reader, "alice@example.com", EP1, datetime.now(UTC))
     assert not result.on_call
     assert result.reason.startswith("PagerDuty unreachable at https://127.0.0.1:9: "), result.reason

@@ -37,12 +37,12 @@ def test_the_pagerduty_client_is_built_once_off_the_command_thread(team, monkeyp
     env = Environment(environ=environ, keyring_get=keyring_get)
     try:
         done = submit(env, role_name="prod-readonly", reason="INC-1", duration=None)
-        client = env.pagerduty.client
+        reader = env.pagerduty.reader
     finally:
         env.close()
     assert done.request.status == models.APPROVED and done.request.approval == models.ON_CALL
-    assert reads == ["jitctl-pagerduty"]  # read once, on the thread that built the client
-    assert client is not None
+    assert reads == ["jitctl-pagerduty"]  # read once, on the thread that built the reader
+    assert reader is not None
 
 
 def settings(pd_sim, timeout: float = 10.0) -> PagerDutySettings:
@@ -63,7 +63,7 @@ def test_a_lookup_that_comes_first_waits_for_the_client_being_built(pd_sim):
     warming.start()
     assert entered.wait(30)
     got: list[object] = []
-    looking = threading.Thread(target=lambda: got.append(session.client))
+    looking = threading.Thread(target=lambda: got.append(session.reader))
     looking.start()
     # The lookup reaches the client being built and blocks there (the builder holds it until
     # released), rather than building its own or returning without one.
@@ -73,7 +73,7 @@ def test_a_lookup_that_comes_first_waits_for_the_client_being_built(pd_sim):
     warming.join(30)
     looking.join(30)
     try:
-        assert calls == [1] and got == [session.client]
+        assert calls == [1] and got == [session.reader]
     finally:
         session.close()
 
@@ -96,12 +96,13 @@ def test_the_lookup_deadline_starts_at_the_first_lookup_not_when_warmed(pd_sim):
     session = PagerDutySession(settings(pd_sim, timeout=7), lambda: (pd_sim.token, "env"))
     try:
         session.warm()
-        assert session._client is not None and session._client.deadline is None
+        assert session._reader is not None and session._reader.deadline is None
         before = time.monotonic()
-        client = session.client
-        assert before + 7 <= client.deadline <= time.monotonic() + 7
-        first = client.deadline
-        assert session.client.deadline == first  # one deadline for every lookup
+        reader = session.reader
+        assert before + 7 <= reader.deadline <= time.monotonic() + 7
+        first = reader.deadline
+        assert session.reader.deadline == first  # one deadline for every lookup
+        assert session.client.deadline == first  # the official client's too (incidents)
     finally:
         session.close()
 
@@ -118,7 +119,7 @@ def test_a_failed_warm_up_fails_closed_on_the_command_thread(pd_sim):
     thread.start()
     thread.join(30)
     with pytest.raises(LookupFailed, match="no PagerDuty token"):  # the fast track fails closed
-        _ = session.client
+        _ = session.reader
     assert calls == ["warm", threading.current_thread().name]
 
 

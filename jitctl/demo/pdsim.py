@@ -57,6 +57,7 @@ class _Fault:
     remaining: int
     path: str | None = None  # only requests whose path starts with this
     reset: float = 1.0  # 429: the ratelimit-reset header, seconds
+    retry_after: float | None = None  # 429: HTTP's Retry-After instead of ratelimit-*
     hang: float = 0.0  # seconds to sleep before answering
     body: str | None = None  # raw body instead of the error envelope
 
@@ -197,14 +198,17 @@ class PagerDutySim:
         reset: float = 1.0,
         path: str | None = None,
         body: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         """The next ``count`` requests (to paths starting with ``path``) get ``status``.
 
         A 429 carries ratelimit-limit, ratelimit-remaining and ratelimit-reset (``reset``
-        seconds). ``body`` replaces the error envelope: ``fail_next(200, body="not json")``.
+        seconds), or only HTTP's Retry-After when ``retry_after`` is given. ``body``
+        replaces the error envelope: ``fail_next(200, body="not json")``.
         """
         with self._lock:
-            self._faults.append(_Fault(status, count, path, reset, body=body))
+            fault = _Fault(status, count, path, reset, retry_after=retry_after, body=body)
+            self._faults.append(fault)
 
     def hang_next(self, seconds: float, count: int = 1, *, path: str | None = None) -> None:
         """The next ``count`` requests sleep ``seconds`` before answering normally."""
@@ -366,6 +370,8 @@ class _Handler(BaseHTTPRequestHandler):
                     "ratelimit-remaining": "0",
                     "ratelimit-reset": reset,
                 }
+                if fault.retry_after is not None:
+                    headers = {"Retry-After": f"{fault.retry_after:g}"}
             raw = fault.body if fault.body is not None else json.dumps(body)
         else:
             auth = self.headers.get("Authorization", "")

@@ -9,7 +9,9 @@ only: ``jitctl --help`` must not pay for them. The token never appears in a reas
 from __future__ import annotations
 
 import logging
+import math
 import ssl
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -201,10 +203,15 @@ def _at(client: Any) -> str:
 
 
 def _reset_seconds(response: Any) -> float:
+    """Seconds until the limit resets: PagerDuty's ratelimit-reset, else HTTP's Retry-After
+    (seconds), else 1."""
+    headers = response.headers
+    value = headers.get("ratelimit-reset") or headers.get("retry-after") or "1"
     try:
-        return max(float(response.headers.get("ratelimit-reset", "1")), 0.0)
+        wait = float(value)
     except ValueError:
         return 1.0
+    return 1.0 if math.isnan(wait) else max(wait, 0.0)
 
 
 def _is_tls_failure(exc: BaseException | None) -> bool:
@@ -251,9 +258,6 @@ def make_client(
 @contextmanager
 def guard(client: Any) -> Iterator[None]:
     """Start the lookup's clock (unless running) and turn PagerDuty trouble into LookupFailed."""
-    import httpx2
-    import pagerduty
-
     fresh = client.deadline is None
     if fresh:
         client.deadline = time.monotonic() + client.budget
@@ -261,22 +265,37 @@ def guard(client: Any) -> Iterator[None]:
         yield
     except LookupFailed:
         raise
-    except pagerduty.HttpError as exc:
-        raise LookupFailed(_http_reason(exc.response)) from None
-    except (pagerduty.Error, pagerduty.UrlError, httpx2.HTTPError, OSError) as exc:
-        raise LookupFailed(f"PagerDuty unreachable{_at(client)}: {type(exc).__name__}") from None
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise LookupFailed(
-            f"PagerDuty sent an unexpected response ({type(exc).__name__})"
-        ) from None
+    except Exception as exc:
+        reason = _trouble(client, exc)
+        if reason is None:
+            raise
+        raise LookupFailed(reason) from None
     finally:
         if fresh:
             client.deadline = None
 
 
-def _http_reason(response: Any) -> str:
-    status = response.status_code
-    where = f"GET {response.request.url.path}"
+def _trouble(client: Any, exc: Exception) -> str | None:
+    """One line for PagerDuty trouble, or None for an error of ours. The official client's
+    errors are checked only when it was imported: the on-call path's reader never imports it
+    (``jitctl.oncall.reader``), and an exception of a module not loaded cannot be raised."""
+    pagerduty, httpx2 = sys.modules.get("pagerduty"), sys.modules.get("httpx2")
+    if pagerduty is not None and isinstance(exc, pagerduty.HttpError):
+        response = exc.response
+        return _http_reason(response.status_code, f"GET {response.request.url.path}")
+    unreachable: tuple[type[BaseException], ...] = (OSError,)
+    if pagerduty is not None:
+        unreachable += (pagerduty.Error, pagerduty.UrlError)
+    if httpx2 is not None:
+        unreachable += (httpx2.HTTPError,)
+    if isinstance(exc, unreachable):
+        return f"PagerDuty unreachable{_at(client)}: {type(exc).__name__}"
+    if isinstance(exc, (ValueError, KeyError, TypeError, AttributeError)):
+        return f"PagerDuty sent an unexpected response ({type(exc).__name__})"
+    return None
+
+
+def _http_reason(status: int, where: str) -> str:
     if status == 401:
         return f"PagerDuty rejected the token (401): check {TOKEN_ENV}"
     if status == 403:

@@ -6,7 +6,9 @@ lookup, retries included, finishes within ``PagerDutySettings.timeout`` seconds.
 
 ``pagerduty``, ``httpx2`` and ``keyring`` are imported inside functions only: ``jitctl
 --help`` must not pay for them. The token never appears in a reason or a log line. The token
-and the client with its bounded retries are ``jitctl.oncall.client``.
+and the bounded retries are ``jitctl.oncall.client``; the reads made here (users, on-calls,
+services) go through ``jitctl.oncall.reader`` (the standard library), the rest of PagerDuty
+(incidents) through the official client.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from pagerduty import RestApiV2Client as PagerDutyClient
 
     from jitctl.config.settings import PagerDutySettings
+    from jitctl.oncall.reader import PagerDutyReader
 
 
 class OnCallRule(Protocol):
@@ -46,74 +49,98 @@ class UserNotFound(LookupFailed):
 
 
 class PagerDutySession:
-    """What one command asks PagerDuty: one client, one deadline for all of it, each user
-    looked up once and each user's on-calls read once (doctor, roles and whoami ask again and
-    again). The token is read when PagerDuty is first needed, so a command that never asks
-    needs none. ``warm`` builds the client ahead of that, on another thread; the deadline
-    still starts at the first lookup."""
+    """What one command asks PagerDuty: one reader (and, for incidents, one official
+    client), one deadline for all of it, each user looked up once and each user's on-calls
+    read once (doctor, roles and whoami ask again and again). The token is read when
+    PagerDuty is first needed, so a command that never asks needs none. ``warm`` builds the
+    reader ahead of that, on another thread; the deadline still starts at the first lookup."""
 
     def __init__(
         self,
         settings: PagerDutySettings | None,
         token: Callable[[], tuple[str, str]] | None = None,
-        client: PagerDutyClient | None = None,
+        reader: PagerDutyReader | None = None,
     ) -> None:
         self.settings = settings
         self._token = token
-        self._client: Any = client
-        self._owned = client is None  # a client handed in is closed by whoever made it
-        self._deadline_started = not self._owned
-        self._building = threading.Lock()  # warm() and a lookup never both build a client
+        self._token_read: str | None = None  # read once per command, by whoever builds first
+        self._reader = reader
+        self._client: Any = None
+        self._owned = reader is None  # a reader handed in is closed by whoever made it
+        self._deadline: float | None = None  # one time.monotonic() instant for every lookup
+        self._building = threading.Lock()  # warm() and a lookup never both build a reader
         self._users: dict[str, dict[str, Any] | LookupFailed] = {}
         self._oncalls: dict[str, list[dict[str, Any]]] = {}
         self._rotations: dict[tuple[str, tuple[str, ...]], list[dict[str, Any]] | LookupFailed] = {}
 
     @classmethod
-    def over(cls, client: PagerDutyClient) -> PagerDutySession:
-        """A session over a client someone else made (and closes)."""
-        return cls(None, client=client)
+    def over(cls, reader: PagerDutyReader) -> PagerDutySession:
+        """A session over a reader someone else made (and closes)."""
+        return cls(None, reader=reader)
 
-    def _built(self) -> Any:
+    def _built(self) -> PagerDutyReader:
         with self._building:
-            if self._client is None:
-                assert self.settings is not None and self._token is not None
-                token, _source = self._read_token()
-                self._client = make_client(self.settings, token)
-            return self._client
+            if self._reader is None:
+                from jitctl.oncall.reader import make_reader
+
+                assert self.settings is not None
+                self._reader = make_reader(self.settings, self._read_token())
+            return self._reader
 
     def warm(self) -> None:
-        """Import the PagerDuty library, read the token and build the client now (a thread
-        does it while AWS says who the caller is). A failure here is not reported: the first
-        lookup builds again and fails the same way, on the command's thread, closed."""
+        """Read the token, build the reader (its TLS context) and open its connection now:
+        a thread does it while AWS says who the caller is. A failure here is not reported:
+        the first lookup builds (or connects) again and fails the same way, closed."""
         try:
-            self._built()
-        except Exception:  # noqa: BLE001, S110 -- see the docstring
+            reader = self._built()
+            reader.connect()  # outside _building: a lookup may take the reader meanwhile
+        except Exception:  # noqa: BLE001, S110 -- see the docstring; no traceback from a thread
             pass
 
     @property
-    def client(self) -> PagerDutyClient:
-        client = self._built()
-        if not self._deadline_started:  # one deadline for every lookup of the command
-            self._deadline_started = True
-            assert self.settings is not None
-            client.deadline = time.monotonic() + self.settings.timeout
-        return cast("PagerDutyClient", client)  # jitctl.oncall.client's subclass of it
+    def reader(self) -> PagerDutyReader:
+        """The reader for users, on-calls and services, under the command's deadline."""
+        reader = self._built()
+        if self._owned:
+            reader.deadline = self._started()
+        return reader
 
-    def _read_token(self) -> tuple[str, str]:
-        """The token, or LookupFailed: without one PagerDuty cannot answer, which fails the
-        fast track closed (with this reason shown) while peer approval still works."""
+    @property
+    def client(self) -> PagerDutyClient:
+        """The official client, for what the reader does not do (incidents, notes, pages):
+        built when first asked, under the same deadline as the reader."""
+        with self._building:
+            if self._client is None:
+                assert self.settings is not None
+                self._client = make_client(self.settings, self._read_token())
+        self._client.deadline = self._started()
+        return cast("PagerDutyClient", self._client)  # jitctl.oncall.client's subclass of it
+
+    def _started(self) -> float:
+        """The command's one deadline, started by its first lookup."""
+        if self._deadline is None:
+            assert self.settings is not None
+            self._deadline = time.monotonic() + self.settings.timeout
+        return self._deadline
+
+    def _read_token(self) -> str:
+        """The token (read once; under ``_building``), or LookupFailed: without one PagerDuty
+        cannot answer, which fails the fast track closed (with this reason shown) while peer
+        approval still works."""
         from jitctl.errors import TokenError, Unavailable
 
         assert self._token is not None
-        try:
-            return self._token()
-        except (TokenError, Unavailable) as exc:  # none set, no keyring, the secret unreadable
-            raise LookupFailed(str(exc)) from None
+        if self._token_read is None:
+            try:
+                self._token_read, _source = self._token()
+            except (TokenError, Unavailable) as exc:  # none set, no keyring, the secret unreadable
+                raise LookupFailed(str(exc)) from None
+        return self._token_read
 
     def user(self, email: str) -> dict[str, Any]:
         """find_user, once per email (a failure is remembered too: it fails the same way)."""
         key = email.strip().lower()
-        return _remembered(self._users, key, lambda: find_user(self.client, key))
+        return _remembered(self._users, key, lambda: find_user(self.reader, key))
 
     def oncalls(self, user_id: str, now: datetime) -> list[dict[str, Any]]:
         """The user's on-call entries at ``now``, read once per command: every check of one
@@ -121,8 +148,9 @@ class PagerDutySession:
         if user_id not in self._oncalls:
             stamp = rfc3339(now)
             params = {"user_ids[]": [user_id], "since": stamp, "until": stamp}
-            with guard(self.client):
-                self._oncalls[user_id] = list(self.client.iter_all("/oncalls", params=params))
+            reader = self.reader
+            with guard(reader):
+                self._oncalls[user_id] = list(reader.iter_all("/oncalls", params))
         return self._oncalls[user_id]
 
     def on_call_at(self, param: str, ids: tuple[str, ...], now: datetime) -> list[dict[str, Any]]:
@@ -133,14 +161,18 @@ class PagerDutySession:
         params = {param: list(ids), "since": stamp, "until": stamp, "include[]": ["users"]}
 
         def read() -> list[dict[str, Any]]:
-            with guard(self.client):
-                return list(self.client.iter_all("/oncalls", params=params))
+            reader = self.reader
+            with guard(reader):
+                return list(reader.iter_all("/oncalls", params))
 
         return _remembered(self._rotations, (param, ids), read)
 
     def close(self) -> None:
-        with self._building:  # a client warm() is still building is closed too
-            if self._client is not None and self._owned:
+        with self._building:  # a reader warm() is still building is closed too
+            if self._reader is not None and self._owned:
+                self._reader.close()
+                self._reader = None
+            if self._client is not None:
                 self._client.close()
                 self._client = None
 
@@ -164,15 +196,15 @@ def _remembered(memo: dict[K, T | LookupFailed], key: K, fetch: Callable[[], T])
 
 
 # -- the lookups ----------------------------------------------------------------------------
-def find_user(client: PagerDutyClient, email: str) -> dict[str, Any]:
+def find_user(reader: PagerDutyReader, email: str) -> dict[str, Any]:
     """The user whose email is ``email`` (case-insensitive, exact), across all result pages.
 
     ``query`` is a substring search, so every hit is compared; never the first one.
     Raises UserNotFound, or LookupFailed when PagerDuty cannot answer.
     """
     wanted = email.strip().lower()
-    with guard(client):
-        users = client.iter_all("/users", params={"query": wanted})
+    with guard(reader):
+        users = reader.iter_all("/users", {"query": wanted})
         found = {u["id"]: u for u in users if str(u.get("email", "")).strip().lower() == wanted}
     if not found:
         raise UserNotFound(f"no PagerDuty user has the email {wanted}")
@@ -181,13 +213,13 @@ def find_user(client: PagerDutyClient, email: str) -> dict[str, Any]:
     return next(iter(found.values()))
 
 
-def _service_policy(client: Any, service_id: str) -> str:
-    import pagerduty
+def _service_policy(reader: PagerDutyReader, service_id: str) -> str:
+    from jitctl.oncall.reader import HttpStatus
 
     try:
-        service = client.rget(f"/services/{quote(service_id, safe='')}")
-    except pagerduty.HttpError as exc:
-        if exc.response is not None and exc.response.status_code == 404:
+        service = reader.rget(f"/services/{quote(service_id, safe='')}", "service")
+    except HttpStatus as exc:
+        if exc.status == 404:
             raise LookupFailed(
                 f"PagerDuty has no service {service_id} (404): check the role's on_call services"
             ) from None
@@ -196,7 +228,7 @@ def _service_policy(client: Any, service_id: str) -> str:
 
 
 def check_on_call(
-    client: PagerDutyClient | PagerDutySession, email: str, rule: OnCallRule, now: datetime
+    client: PagerDutyReader | PagerDutySession, email: str, rule: OnCallRule, now: datetime
 ) -> OnCallResult:
     """Whether ``email`` is on call at ``now`` for the rule's policies, schedules or services.
 
@@ -210,11 +242,11 @@ def check_on_call(
         return OnCallResult(on_call=False, reason=reason)
     session = client if isinstance(client, PagerDutySession) else PagerDutySession.over(client)
     try:
-        with guard(session.client):
+        with guard(session.reader):
             user = session.user(email)
             via_service: dict[str, str] = {}  # escalation policy id -> the role's service id
             for service_id in services:
-                via_service.setdefault(_service_policy(session.client, service_id), service_id)
+                via_service.setdefault(_service_policy(session.reader, service_id), service_id)
             entries = session.oncalls(user["id"], now)
             return _decide(
                 entries, user["id"], email, now, policies, schedules, via_service, max_level

@@ -231,3 +231,14 @@ def test_config_blocks_are_configs_jitctl_accepts():
             load_config({"JITCTL_CONFIG_TOML": block})
         except Exception as exc:  # ConfigError, naming the bad key
             pytest.fail(f"{page.name}: a config block jitctl refuses: {exc}")
+
+
+def test_the_broker_api_table_names_every_route():
+    """docs/broker.md "HTTP API" lists every path the broker serves (jitctl.broker.handler)."""
+    from jitctl.broker.handler import _ROUTES
+
+    table = read(DOCS / "broker.md").split("## HTTP API", 1)[1].split("\n### ", 1)[0]
+    for _method, pattern, _action in _ROUTES:
+        last = pattern.pattern.rstrip("$").split("/")[-1]
+        named = last if not last.startswith("(") else pattern.pattern.split("/")[-2]
+        assert named in table, f"docs/broker.md HTTP API does not name {pattern.pattern}"

@@ -187,6 +187,7 @@ def test_decidable_approvers_and_may_decide_name_only_other_approvers(world):
     denied(*call(world, DAVE, "GET", f"/v1/requests/{rid}/may-decide"), "may not decide")
     for person, own in ((ALICE, rid), (BOB, bobs)):
         assert world.run(person, "cancel", own).returncode == 0
+    assert rid not in decidable(CAROL) and bobs not in decidable(CAROL)  # nobody's to decide
 
 
 def test_only_the_requester_or_an_approver_may_revoke(world):

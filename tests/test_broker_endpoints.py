@@ -149,6 +149,22 @@ def test_a_cancel_through_the_api_is_audited_as_the_requesters_own(world):
 # ------------------------------------------------------------------ deciding
 
 
+def test_only_an_approver_who_is_not_the_requester_may_approve(world):
+    """The approve route itself refuses (a client need not ask may-decide first): nothing
+    is recorded, and the request stays pending for a real approver."""
+    rid = pending_for(world, ALICE, "INC-26 approve")
+    path = f"/v1/requests/{rid}/approve"
+    status, doc = call(world, DAVE, "POST", path, {})  # the store alone would record him
+    denied(status, doc, "may not decide")
+    status, doc = call(world, ALICE, "POST", path, {})
+    denied(status, doc, "someone else must decide")
+    assert (record(world, rid)["status"], record(world, rid)["approvers"]) == ("pending", [])
+    status, doc = call(world, ALICE, "GET", f"/v1/audit?request={rid}")
+    assert status == 200 and "approved" not in [r["event"] for r in doc["records"]], doc
+    status, doc = call(world, BOB, "POST", path, {})
+    assert status == 200 and doc["request"]["approvers"] == [BOB], doc
+
+
 def test_only_an_approver_who_is_not_the_requester_may_deny(world):
     rid = pending_for(world, ALICE, "INC-26 deny")
     path = f"/v1/requests/{rid}/deny"

@@ -174,11 +174,19 @@ def test_only_an_approver_who_is_not_the_requester_may_deny(world):
     status, doc = call(world, DAVE, "POST", path, {"reason": "nope"})
     denied(status, doc, "may not decide")
     assert doc["error"]["hint"] == f"approvers: {BOB}, {CAROL}"
+    for no_reason in ({}, {"reason": "  "}):  # a denial says why, whichever client sends it
+        status, doc = call(world, CAROL, "POST", path, no_reason)
+        assert status == 400 and doc["error"]["exit_code"] == ExitCode.USAGE, doc
+        assert doc["error"]["message"] == "a reason is required"
     assert record(world, rid)["status"] == "pending"
     out = world.run(CAROL, "deny", rid, "--reason", "not during the freeze", "--yes")
     assert out.returncode == 0, out.stderr
     doc = record(world, rid)
     assert (doc["status"], doc["decided_by"]) == ("denied", CAROL)
+    status, doc = call(world, ALICE, "GET", f"/v1/audit?request={rid}")
+    assert status == 200, doc
+    (record_,) = [r for r in doc["records"] if r["event"] == "denied"]  # the trail says so
+    assert (record_["person"], record_["reason"]) == (CAROL, "not during the freeze")
 
 
 def test_decidable_approvers_and_may_decide_name_only_other_approvers(world):

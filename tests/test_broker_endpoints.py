@@ -149,6 +149,22 @@ def test_a_cancel_through_the_api_is_audited_as_the_requesters_own(world):
 # ------------------------------------------------------------------ deciding
 
 
+def test_only_an_approver_who_is_not_the_requester_may_approve(world):
+    """The approve route itself refuses (a client need not ask may-decide first): nothing
+    is recorded, and the request stays pending for a real approver."""
+    rid = pending_for(world, ALICE, "INC-26 approve")
+    path = f"/v1/requests/{rid}/approve"
+    status, doc = call(world, DAVE, "POST", path, {})  # the store alone would record him
+    denied(status, doc, "may not decide")
+    status, doc = call(world, ALICE, "POST", path, {})
+    denied(status, doc, "someone else must decide")
+    assert (record(world, rid)["status"], record(world, rid)["approvers"]) == ("pending", [])
+    status, doc = call(world, ALICE, "GET", f"/v1/audit?request={rid}")
+    assert status == 200 and "approved" not in [r["event"] for r in doc["records"]], doc
+    status, doc = call(world, BOB, "POST", path, {})
+    assert status == 200 and doc["request"]["approvers"] == [BOB], doc
+
+
 def test_only_an_approver_who_is_not_the_requester_may_deny(world):
     rid = pending_for(world, ALICE, "INC-26 deny")
     path = f"/v1/requests/{rid}/deny"
@@ -158,11 +174,19 @@ def test_only_an_approver_who_is_not_the_requester_may_deny(world):
     status, doc = call(world, DAVE, "POST", path, {"reason": "nope"})
     denied(status, doc, "may not decide")
     assert doc["error"]["hint"] == f"approvers: {BOB}, {CAROL}"
+    for no_reason in ({}, {"reason": "  "}):  # a denial says why, whichever client sends it
+        status, doc = call(world, CAROL, "POST", path, no_reason)
+        assert status == 400 and doc["error"]["exit_code"] == ExitCode.USAGE, doc
+        assert doc["error"]["message"] == "a reason is required"
     assert record(world, rid)["status"] == "pending"
     out = world.run(CAROL, "deny", rid, "--reason", "not during the freeze", "--yes")
     assert out.returncode == 0, out.stderr
     doc = record(world, rid)
     assert (doc["status"], doc["decided_by"]) == ("denied", CAROL)
+    status, doc = call(world, ALICE, "GET", f"/v1/audit?request={rid}")
+    assert status == 200, doc
+    (record_,) = [r for r in doc["records"] if r["event"] == "denied"]  # the trail says so
+    assert (record_["person"], record_["reason"]) == (CAROL, "not during the freeze")
 
 
 def test_decidable_approvers_and_may_decide_name_only_other_approvers(world):
@@ -187,6 +211,7 @@ def test_decidable_approvers_and_may_decide_name_only_other_approvers(world):
     denied(*call(world, DAVE, "GET", f"/v1/requests/{rid}/may-decide"), "may not decide")
     for person, own in ((ALICE, rid), (BOB, bobs)):
         assert world.run(person, "cancel", own).returncode == 0
+    assert rid not in decidable(CAROL) and bobs not in decidable(CAROL)  # nobody's to decide
 
 
 def test_only_the_requester_or_an_approver_may_revoke(world):

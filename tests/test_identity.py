@@ -256,3 +256,39 @@ def test_iam_is_asked_only_about_session_names():
     with pytest.raises(IdentityError):
         _resolve(DEPLOY_SESSION, iam=iam)  # the caller chose this name: nothing to ask
     assert iam.asked == 0
+
+
+# --- a session jitctl itself issued is never advised to be mapped (item 14) -----------------
+
+ISSUED_ROLES = {"arn:aws:iam::123456789012:role/jit/prod-ro": "prod-readonly"}  # with a path
+
+
+@pytest.mark.parametrize("session", ["r-1a2b3c.1", "alice@example.com"])
+def test_a_session_of_a_role_jitctl_issues_is_told_to_switch_back(session):
+    """Mapping a grant's session to a person would let whoever holds it act as them. The
+    session's ARN drops the role's path, so the policy's role ARN is matched without it."""
+    arn = f"arn:aws:sts::123456789012:assumed-role/prod-ro/{session}"
+    with pytest.raises(IdentityError) as info:
+        _resolve(arn, IdentityRules(issued_roles=ISSUED_ROLES))
+    assert info.value.exit_code == ExitCode.USAGE
+    assert info.value.message.endswith(
+        "is a session of prod-readonly, which jitctl issued: "
+        "jitctl needs your own AWS credentials, not a grant's"
+    )
+    assert "switch back to your own credentials" in str(info.value)
+    assert "[identities]" not in str(info.value) and "session_name_roles" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "arn:aws:sts::210987654321:assumed-role/prod-ro/r-1a2b3c.1",  # another account's
+        "arn:aws:sts::123456789012:assumed-role/prod-rw/r-1a2b3c.1",  # another role
+        "arn:aws-cn:sts::123456789012:assumed-role/prod-ro/r-1a2b3c.1",  # another partition
+    ],
+)
+def test_a_session_of_a_role_jitctl_does_not_issue_gets_the_mapping_advice(arn):
+    with pytest.raises(IdentityError) as info:
+        _resolve(arn, IdentityRules(issued_roles=ISSUED_ROLES))
+    assert "which jitctl issued" not in str(info.value)
+    assert f'[identities] "{arn}"' in str(info.value)

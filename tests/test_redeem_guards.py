@@ -157,3 +157,16 @@ def test_an_approval_still_holds_at_the_last_moment_of_its_ttl(team, monkeypatch
     late = Environment(environ=team.env(ALICE), clock=FixedClock(start + timedelta(minutes=30)))
     grant = issue(late, late.store.get(req.request_id), evidence=None)
     assert grant.request.status == models.ISSUED
+
+
+def test_a_peer_approval_of_a_role_made_on_call_only_since_is_refused(team):
+    """Bob's genuine approval, then the policy drops the role's [approval] table: the role
+    takes no peer approvals now, so the approval is not redeemed (checked when it takes
+    effect, not when it was given)."""
+    request_id = pending(team, "prod-readonly")
+    assert team.run(BOB, "approve", request_id, "--yes").returncode == 0
+    policy = team.policy_dir / "team.toml"
+    table = '[roles.prod-readonly.approval]\napprovers = ["group:sre"]\nrequest_ttl = "30m"\n'
+    assert table in policy.read_text()
+    policy.write_text(policy.read_text().replace(table, ""))
+    assert_refused(team, request_id, "role 'prod-readonly' takes no peer approvals")

@@ -18,7 +18,7 @@ from jitctl.audit.log import read_records
 from jitctl.context import Environment
 from jitctl.errors import Denied
 from jitctl.lifecycle.break_glass import review
-from jitctl.lifecycle.decisions import approve
+from jitctl.lifecycle.decisions import approve, cancel, deny
 from jitctl.lifecycle.flow import issue, peer_problem
 from jitctl.lifecycle.sweep import sweep
 from jitctl.models import AccessRequest, Caller
@@ -243,3 +243,23 @@ def test_a_review_posts_nothing_where_the_announcement_failed(environ, slack):
     alice.store.create(replace(grant, approval=models.BREAK_GLASS))  # never announced
     assert review(env_for(environ, clock, BOB), "r-glass1", reason=None).reviewed_by == BOB
     assert slack.calls_to("chat.postMessage") == []
+def test_a_cli_denial_in_direct_mode_updates_the_message(environ, slack):
+    clock = FixedClock(NOW)
+    req = waiting(env_for(environ, clock, ALICE))
+    (msg,) = slack.naming(req.request_id)
+    updated, warnings = deny(env_for(environ, clock, BOB), req.request_id, reason="not now")
+    assert updated.status == models.DENIED and warnings == []
+    assert not msg.buttons and "Denied by bob@example.com" in msg.shown
+
+
+def test_a_cancel_whose_message_slack_will_not_update_is_shown_as_a_warning(environ, slack):
+    """cancel returns the request alone, so Slack's trouble reaches the user through the
+    host's on_warning (jitctl prints it), and the cancel itself stands."""
+    clock = FixedClock(NOW)
+    alice = env_for(environ, clock, ALICE)
+    req = waiting(alice)
+    shown: list[str] = []
+    alice.on_warning = shown.append
+    slack.down.add("chat.update")
+    assert cancel(alice, req.request_id).status == models.CANCELLED
+    assert len(shown) == 1 and "could not update the request's Slack message" in shown[0]

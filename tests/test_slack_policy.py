@@ -4,6 +4,7 @@ the [slack] config, and the one decision rule refusing a channel a role does not
 from __future__ import annotations
 
 import textwrap
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -134,6 +135,39 @@ def test_slack_may_not_decide_a_role_that_does_not_list_it(tmp_path):
     with pytest.raises(Denied, match="may not come from slack"):
         check_may_decide(_env(p, SLACK_BOB), _pending())
     check_may_decide(_env(p, CLI_BOB), _pending())
+
+
+ON_CALL_ONLY = """approve_from = ["cli", "slack"]
+[roles.pager]
+arn = "arn:aws:iam::123456789012:role/pager"
+[roles.pager.on_call]
+escalation_policies = ["PEPAGER"]
+"""
+
+
+@pytest.mark.parametrize(
+    ("caller", "why"),
+    [
+        (CLI_BOB, f"you ({BOB}) may not decide requests for role 'pager'"),
+        # a role without [approval] takes decisions (reviews) from the CLI alone
+        (
+            SLACK_BOB,
+            "decisions on role 'pager' may not come from slack: its policy takes "
+            "them from cli only",
+        ),
+    ],
+    ids=["cli", "slack"],
+)
+def test_nobody_decides_a_role_without_an_approval_table_from_any_channel(tmp_path, caller, why):
+    """An on-call-only role's requests are never a peer's to decide: exit 3 (not a crash on
+    the missing table), whichever channel asks; from the CLI it names no approvers."""
+    pending = replace(_pending(), role="pager")
+    with pytest.raises(Denied) as info:
+        check_may_decide(_env(policy(tmp_path, ON_CALL_ONLY), caller), pending)
+    assert info.value.exit_code == ExitCode.DENIED
+    assert info.value.message == why
+    if caller is CLI_BOB:
+        assert info.value.hint == "approvers: none now"
 
 
 def test_decisions_say_which_channel_they_came_from(tmp_path):

@@ -95,3 +95,26 @@ def test_a_broken_policy_fails_every_call_until_fixed(env: Environment, tmp_path
     write_policy(tmp_path / "policies", name="fixed")
     env.refresh_policy()
     assert set(env.policy.roles) == {"fixed"}
+
+
+def test_a_policy_that_is_one_file_is_followed_too(tmp_path: Path) -> None:
+    """`policy = "team.toml"` (a file, not a directory): an edit reaches the next call."""
+    write_policy(tmp_path)
+    config = tmp_path / "config.toml"
+    config.write_text('policy = "team.toml"\n')
+    env = Environment(environ={"JITCTL_CONFIG": str(config)}, service_factory=choose_service)
+    assert set(env.refresh_policy().roles) == {"prod-readonly"}
+    write_policy(tmp_path, name="prod-audit")
+    assert set(env.refresh_policy().roles) == {"prod-audit"}
+
+
+def test_a_policy_that_disappears_fails_closed_in_one_line(env: Environment, tmp_path: Path) -> None:
+    """The policy directory removed under a running broker: the next call is exit 2 naming
+    it (not a crash, and not the policy it had)."""
+    env.refresh_policy()
+    gone = tmp_path / "policies"
+    (gone / "team.toml").unlink()
+    gone.rmdir()
+    with pytest.raises(JitctlError) as info:
+        env.refresh_policy()
+    assert info.value.exit_code == 2 and "policies" in info.value.message

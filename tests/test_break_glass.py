@@ -89,6 +89,13 @@ def test_break_glass_issues_at_once_capped_and_tells_every_approver(team, webhoo
     assert records["issued"]["approval"] == "break_glass"
 
 
+def test_break_glass_for_exactly_its_cap_is_not_said_to_be_cut(team):
+    """30m asked, 30m allowed: granted as asked, with no note that it was cut."""
+    doc = break_glass(team, "--duration", "30m")
+    assert doc["duration_seconds"] == 1800
+    assert not any("at most" in note for note in doc["notes"]), doc["notes"]
+
+
 def test_review_is_refused_to_the_requester_and_done_by_an_approver(team):
     rid = break_glass(team)["request_id"]
     own = team.run(ALICE, "review", rid, "--reason", "all fine")

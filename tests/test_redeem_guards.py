@@ -18,7 +18,7 @@ from jitctl import models
 from jitctl.context import Environment
 from jitctl.errors import Denied, ExitCode
 from jitctl.lifecycle.service import LocalService
-from tests.harness import Team
+from tests.harness import POLICY, Team
 from tests.test_attack_decisions import assert_refused, forge_sqlite, pending
 
 ALICE, BOB = "alice@example.com", "bob@example.com"
@@ -170,3 +170,14 @@ def test_a_peer_approval_of_a_role_made_on_call_only_since_is_refused(team):
     assert table in policy.read_text()
     policy.write_text(policy.read_text().replace(table, ""))
     assert_refused(team, request_id, "role 'prod-readonly' takes no peer approvals")
+
+
+@pytest.mark.parametrize(
+    "team_policy", [POLICY + '[roles.prod-admin.break_glass]\nmax_duration = "30m"\n']
+)
+def test_a_break_glass_approval_longer_than_its_cap_is_refused(team):
+    """Alice writes "break_glass" into her own pending prod-admin request for 1h; the re-check
+    before issuing holds it to break_glass.max_duration as the policy says now (30m)."""
+    request_id = pending(team, role="prod-admin")
+    forge_sqlite(team, request_id, approval="break_glass", approvers=[], duration_seconds=3600)
+    assert_refused(team, request_id, "break-glass grants of 'prod-admin' last at most 30m")

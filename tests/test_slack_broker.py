@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests import slacksim
-from tests.broker_world import BrokerWorld, own_world, trust_broker_only
+from tests.broker_world import TABLE, BrokerWorld, own_world, trust_broker_only
 from tests.slacksim import SlackSim, click, deny_submission, form, post, signed
 
 pytestmark = pytest.mark.slow
@@ -361,6 +361,27 @@ def test_a_click_on_an_already_decided_request_changes_nothing(world, slack):
     assert "denied" in told(slack, "U0BOB", before)
     now = status(world, rid)
     assert now["status"] == "denied" and now["approvers"] == []
+
+
+def test_a_click_on_an_expired_request_changes_nothing(world, slack):
+    """The request's 30 minutes pass before bob clicks (the test, with the broker's own keys,
+    moves its stored expiry back: the broker's clock is AWS's and cannot be moved)."""
+    rid = pending(world, reason="INC-16 too late")
+    table = world.boto("broker", "dynamodb")
+    key = {"request_id": {"S": rid}}
+    item = table.get_item(TableName=TABLE, Key=key, ConsistentRead=True)["Item"]
+    body = json.loads(item["body"]["S"])
+    past = "2020-01-01T00:00:00.000000Z"
+    body["expires_at"] = past
+    item["expires_at"] = {"S": past}
+    item["body"] = {"S": json.dumps(body)}
+    table.put_item(TableName=TABLE, Item=item)
+    before = len(slack.responses)
+    send(world, click("U0BOB", "jitctl_approve", rid, slack))
+    assert "expired" in told(slack, "U0BOB", before)
+    now = status(world, rid)
+    assert now["status"] == "expired" and now["approvers"] == []
+    assert not [r for r in broker_audit(world, rid) if r["event"] == "approved"]
 
 
 # ------------------------------------------------------------------ Slack in trouble

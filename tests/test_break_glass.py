@@ -101,6 +101,7 @@ def test_review_is_refused_to_the_requester_and_done_by_an_approver(team):
     own = team.run(ALICE, "review", rid, "--reason", "all fine")
     assert own.returncode == 3, own.stderr
     assert "someone else must review it" in own.stderr and "Traceback" not in own.stderr
+    assert f"approvers: {BOB}, {CAROL}" in own.stderr  # who can review it instead
     stranger = team.run(DAVE, "review", rid)
     assert stranger.returncode == 3 and "may not review" in stranger.stderr
 

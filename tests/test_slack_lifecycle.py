@@ -263,3 +263,16 @@ def test_a_cancel_whose_message_slack_will_not_update_is_shown_as_a_warning(envi
     slack.down.add("chat.update")
     assert cancel(alice, req.request_id).status == models.CANCELLED
     assert len(shown) == 1 and "could not update the request's Slack message" in shown[0]
+
+
+def test_a_review_whose_message_slack_will_not_update_is_shown_as_a_warning(environ, slack):
+    """review returns the request alone: Slack's trouble reaches bob through on_warning, and
+    the review itself stands."""
+    clock = FixedClock(NOW)
+    req = glass_grant(env_for(environ, clock, ALICE))
+    bob = env_for(environ, clock, BOB)
+    shown: list[str] = []
+    bob.on_warning = shown.append
+    slack.down.add("chat.update")
+    assert review(bob, req.request_id, reason=None).reviewed_by == BOB
+    assert len(shown) == 1 and "could not update the request's Slack message" in shown[0]

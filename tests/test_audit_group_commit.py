@@ -236,3 +236,27 @@ def test_a_crash_mid_batch_leaves_a_torn_tail_that_the_next_append_repairs(
     records = read_records(path)
     assert [r["event"] for r in records[-2:]] == ["audit_torn_tail", "requested"]
     assert records[-1] == record and verify(path).ok
+
+
+def test_only_a_chains_first_record_names_its_log(tmp_path: Path) -> None:
+    """`origin` (which log a chain is, for `audit verify --remote`) is on seq 1 and only there."""
+    from jitctl.audit.records import log_origin
+
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, clock=FixedClock())
+    for n in range(3):
+        add(log, f"r-{n}")
+    records = read_records(path)
+    assert records[0]["origin"] == log_origin(path)
+    assert ["origin" in r for r in records] == [True, False, False]
+
+
+def test_appending_leaves_no_file_open(tmp_path: Path) -> None:
+    """A long-running broker appends for ever: each batch closes the log it opened."""
+    fds = Path("/proc/self/fd")
+    log = AuditLog(tmp_path / "audit.jsonl", clock=FixedClock())
+    add(log, "r-first")  # the writer and its lock file exist from here on
+    before = len(list(fds.iterdir()))
+    for n in range(20):
+        add(log, f"r-{n}")
+    assert len(list(fds.iterdir())) == before

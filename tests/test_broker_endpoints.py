@@ -367,3 +367,14 @@ def test_an_unexpected_error_answers_500_without_its_details(world):
     assert out.returncode == ExitCode.ERROR and "s3cr3t" not in out.stderr + out.stdout
     log = (world.broker_dir / "broker.log").read_text()
     assert "unexpected JSONDecodeError on /v1/requests/r-broken1" in log and "s3cr3t" not in log
+
+
+def test_a_wrong_method_is_405_and_an_unknown_path_404(world):
+    """A known path asked with the wrong method, and a path that is no endpoint: each says
+    which, and neither reaches an action."""
+    rid = pending_for(world, ALICE, "INC-31 methods")
+    status, doc = call(world, BOB, "GET", f"/v1/requests/{rid}/approve")
+    assert status == 405 and "GET is not allowed" in doc["error"]["message"]
+    status, doc = call(world, BOB, "POST", "/v1/requests/nothing/here")
+    assert status == 404 and "no broker endpoint" in doc["error"]["message"]
+    assert record(world, rid)["status"] == "pending"

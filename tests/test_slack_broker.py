@@ -508,6 +508,20 @@ def test_slack_may_not_review_a_role_that_does_not_take_slack_decisions(world, s
     unreviewed(world, rid)
 
 
+def test_a_review_from_the_cli_through_the_broker_is_recorded_and_shown(world, slack):
+    """`jitctl review` through the broker (the CLI's channel): the answer is the reviewed
+    request, the record says channel cli, and the Slack message loses its Review button."""
+    rid = break_glass(world, reason="INC-25 cli review")
+    (msg,) = slack.message_for(rid)
+    out = world.run(CAROL, "review", rid, "--reason", "looked at it", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["request_id"] == rid and doc["reviewed_by"] == CAROL
+    (reviewed,) = [r for r in broker_audit(world, rid) if r["event"] == "reviewed"]
+    assert reviewed["channel"] == "cli" and reviewed["person"] == CAROL
+    assert slack.wait_for(lambda: not msg.buttons and f"Reviewed by {CAROL}" in msg.shown)
+
+
 def test_slack_down_never_blocks_break_glass(world, slack):
     slack.down.add("chat.postMessage")
     try:

@@ -182,13 +182,20 @@ def _check_network_retry(client: Any, exc: Exception, delay: float, last: bool) 
     cause = exc.__cause__
     if isinstance(cause, httpx2.TimeoutException):
         raise _timed_out(client) from None
+    network_failure(client, cause, type(cause or exc).__name__, delay, last)
+
+
+def network_failure(
+    client: Any, cause: BaseException | None, what: str, delay: float, last: bool
+) -> None:
+    """Either client's network error, once it is not a timeout: return to retry; LookupFailed
+    when the TLS certificate is not trusted (a retry cannot help) or a retry cannot fit."""
     if _is_tls_failure(cause):
         raise LookupFailed(
             "PagerDuty unreachable: its TLS certificate is not trusted "
             "(set [pagerduty] ca_bundle or JITCTL_PAGERDUTY_CA_BUNDLE)"
         ) from None
     if last or delay + MIN_REQUEST_TIME > client.time_left():
-        what = type(cause or exc).__name__
         raise LookupFailed(f"PagerDuty unreachable{_at(client)}: {what}") from None
 
 

@@ -35,11 +35,10 @@ from jitctl.oncall.client import (
     MAX_ATTEMPTS,
     MIN_REQUEST_TIME,
     LookupFailed,
-    _at,
     _http_reason,
-    _is_tls_failure,
     _rate_limit_wait,
     _timed_out,
+    network_failure,
 )
 
 PAGE = 100  # the API's largest classic page
@@ -219,13 +218,7 @@ class PagerDutyReader:
         """Return to retry a network error; LookupFailed when a retry cannot help or fit."""
         if isinstance(exc, TimeoutError):
             raise _timed_out(self) from None
-        if _is_tls_failure(exc):
-            raise LookupFailed(
-                "PagerDuty unreachable: its TLS certificate is not trusted "
-                "(set [pagerduty] ca_bundle or JITCTL_PAGERDUTY_CA_BUNDLE)"
-            ) from None
-        if last or delay + MIN_REQUEST_TIME > self.time_left():
-            raise LookupFailed(f"PagerDuty unreachable{_at(self)}: {type(exc).__name__}") from None
+        network_failure(self, exc, type(exc).__name__, delay, last)
 
     def close(self) -> None:
         if self._conn is not None:

@@ -378,3 +378,29 @@ def test_a_wrong_method_is_405_and_an_unknown_path_404(world):
     status, doc = call(world, BOB, "POST", "/v1/requests/nothing/here")
     assert status == 404 and "no broker endpoint" in doc["error"]["message"]
     assert record(world, rid)["status"] == "pending"
+
+
+@pytest.mark.parametrize(
+    "body,says",
+    [
+        (b'{"role": "prod-readonly", "reason": ', "the request body is not JSON"),
+        (b"\xff\xfe not utf-8", "the request body is not JSON"),
+        (b'["prod-readonly", "INC-26 list"]', "the request body must be a JSON object"),
+    ],
+    ids=["cut-short", "not-utf-8", "a-list"],
+)
+def test_a_body_that_is_not_a_json_object_is_bad_input(world, body, says):
+    """Signed correctly, but not a JSON object: 400 and exit 2 saying so, not a 500 from the
+    action that tried to read it; nothing is recorded."""
+    before = len(_mine_pending_all(world))
+    proof = signed(world, ALICE, "POST", "/v1/requests", body)
+    status, doc = send(world, "POST", "/v1/requests", proof, body)
+    assert status == 400 and doc["error"]["exit_code"] == ExitCode.USAGE, doc
+    assert doc["error"]["message"].startswith(says)
+    assert len(_mine_pending_all(world)) == before
+
+
+def _mine_pending_all(world: BrokerWorld) -> list[dict[str, Any]]:
+    status, doc = call(world, ALICE, "GET", "/v1/requests?mine=1&pending=1")
+    assert status == 200, doc
+    return doc["requests"]

@@ -18,6 +18,7 @@ from jitctl import models
 from jitctl.context import Environment
 from jitctl.errors import Denied, ExitCode
 from jitctl.lifecycle.service import LocalService
+from jitctl.store.step import TransitionError
 from tests.harness import POLICY, Team
 from tests.test_attack_decisions import assert_refused, forge_sqlite, pending
 
@@ -181,3 +182,68 @@ def test_a_break_glass_approval_longer_than_its_cap_is_refused(team):
     request_id = pending(team, role="prod-admin")
     forge_sqlite(team, request_id, approval="break_glass", approvers=[], duration_seconds=3600)
     assert_refused(team, request_id, "break-glass grants of 'prod-admin' last at most 30m")
+
+
+@pytest.mark.parametrize("still_on_call", [True, False], ids=["still-on-call", "rotated-off"])
+def test_an_on_call_approval_issued_by_a_later_run_asks_pagerduty_again(
+    team, monkeypatch, still_on_call
+):
+    """The run that was approved as on call recorded the approval and died before issuing;
+    `jitctl wait`, a later run holding no evidence of its own, asks PagerDuty again and its
+    answer now decides: still on call issues, rotated off is refused."""
+    from jitctl.lifecycle.flow import submit
+
+    team.pd.add_oncall(team.pd_user(ALICE), "PEP1234", 1)
+    team.act_as(monkeypatch, ALICE)
+    alice = Environment(environ=team.env(ALICE))
+    submitted = submit(alice, role_name="prod-readonly", reason="INC-26 later", duration=None)
+    request_id = submitted.request.request_id
+    assert submitted.request.approval == models.ON_CALL and submitted.fast_tracked
+    if not still_on_call:
+        team.pd.rotate(team.pd_user(BOB), "PEP1234", 1)
+    asked_before = len(team.pd.requests("/oncalls"))
+    out = team.run(ALICE, "wait", request_id, "--json")
+    assert len(team.pd.requests("/oncalls")) > asked_before
+    if not still_on_call:
+        assert out.returncode == ExitCode.DENIED, out.stderr
+        assert "PagerDuty does not show you on call now" in out.stderr
+        assert not team.credentials_file(ALICE).exists()
+        return
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["status"] == models.ISSUED
+
+
+def test_issuing_a_request_nobody_has_approved_says_it_is_pending(team, monkeypatch):
+    """The issuing step (the broker's too) takes only an approved request: a pending one is
+    a usage error naming its status, not a refusal of a decision that was never made, and
+    leaves no `issue_refused` record behind."""
+    from jitctl.lifecycle.flow import issue
+
+    request_id = pending(team)
+    team.act_as(monkeypatch, ALICE)
+    alice = Environment(environ=team.env(ALICE))
+    with pytest.raises(TransitionError, match=f"request {request_id} is pending, not approved"):
+        issue(alice, alice.store.get(request_id), evidence=None)
+    assert alice.store.get(request_id).status == models.PENDING
+    assert "issue_refused" not in [r["event"] for r in team.audit_records(ALICE)]
+
+
+def test_a_decision_ahead_by_exactly_the_allowed_skew_still_issues(team, monkeypatch):
+    """Clocks differ a little (trusted_time.SKEW_LIMIT): a decision stamped exactly that far
+    ahead of the issuing step is still believable; the forgery above is 30 days ahead."""
+    from jitctl.lifecycle.decisions import approve
+    from jitctl.lifecycle.flow import issue, submit
+    from jitctl.trusted_time import SKEW_LIMIT
+    from tests.conftest import FixedClock
+
+    start = datetime.now(UTC).replace(microsecond=0)
+    team.act_as(monkeypatch, ALICE)
+    alice = Environment(environ=team.env(ALICE), clock=FixedClock(start))
+    req = submit(alice, role_name="prod-readonly", reason="INC-26 skew", duration=None).request
+    team.act_as(monkeypatch, BOB)
+    ahead = FixedClock(start + SKEW_LIMIT)
+    approve(Environment(environ=team.env(BOB), clock=ahead), req.request_id, reason=None)
+    team.act_as(monkeypatch, ALICE)
+    assert alice.store.get(req.request_id).decided_at == start + SKEW_LIMIT
+    grant = issue(alice, alice.store.get(req.request_id), evidence=None)
+    assert grant.request.status == models.ISSUED

@@ -110,17 +110,26 @@ def test_an_on_call_shift_that_ends_before_issuing_is_refused(team, monkeypatch,
     assert outcome.issued.request.status == models.ISSUED
 
 
+def issue_refused(
+    team: Team, monkeypatch, person: str, request_id: str, error: type[Exception], why: str
+) -> Environment:
+    """``person`` runs the issuing step (flow.issue, the broker's too) on the request: refused."""
+    from jitctl.lifecycle.flow import issue
+
+    team.act_as(monkeypatch, person)
+    env = Environment(environ=team.env(person))
+    with pytest.raises(error, match=why):
+        issue(env, env.store.get(request_id), evidence=None)
+    return env
+
+
 def test_the_issuing_step_itself_refuses_someone_elses_request(team, monkeypatch):
     """flow.issue is the step the broker runs too: it checks whose request it is on its own,
     whatever its caller checked first. Bob, holding alice's approved request, gets nothing."""
-    from jitctl.lifecycle.flow import issue
 
     request_id = pending(team)
     assert team.run(BOB, "approve", request_id, "--yes").returncode == 0
-    team.act_as(monkeypatch, BOB)
-    bob = Environment(environ=team.env(BOB))
-    with pytest.raises(Denied, match=f"belongs to {ALICE}"):
-        issue(bob, bob.store.get(request_id), evidence=None)
+    bob = issue_refused(team, monkeypatch, BOB, request_id, Denied, f"belongs to {ALICE}")
     assert bob.store.get(request_id).status == models.APPROVED
     assert "issued" not in [r["event"] for r in team.audit_records(BOB)]
     out = team.run(ALICE, "wait", request_id, "--json")
@@ -217,13 +226,9 @@ def test_issuing_a_request_nobody_has_approved_says_it_is_pending(team, monkeypa
     """The issuing step (the broker's too) takes only an approved request: a pending one is
     a usage error naming its status, not a refusal of a decision that was never made, and
     leaves no `issue_refused` record behind."""
-    from jitctl.lifecycle.flow import issue
-
     request_id = pending(team)
-    team.act_as(monkeypatch, ALICE)
-    alice = Environment(environ=team.env(ALICE))
-    with pytest.raises(TransitionError, match=f"request {request_id} is pending, not approved"):
-        issue(alice, alice.store.get(request_id), evidence=None)
+    why = f"request {request_id} is pending, not approved"
+    alice = issue_refused(team, monkeypatch, ALICE, request_id, TransitionError, why)
     assert alice.store.get(request_id).status == models.PENDING
     assert "issue_refused" not in [r["event"] for r in team.audit_records(ALICE)]
 

@@ -236,6 +236,18 @@ class BrokerWorld(World):
             aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
         )
 
+    def move_expiry(self, request_id: str, expires_at: str) -> None:
+        """Rewrite a stored request's expiry as the table's operator could, with the broker's
+        own keys (allowed under IAM enforcement): the broker's clock is AWS's, not movable."""
+        table = self.boto("broker", "dynamodb")
+        key = {"request_id": {"S": request_id}}
+        item = table.get_item(TableName=TABLE, Key=key, ConsistentRead=True)["Item"]
+        body = json.loads(item["body"]["S"])
+        body["expires_at"] = expires_at
+        item["body"] = {"S": json.dumps(body)}
+        item["expires_at"] = {"S": expires_at}
+        table.put_item(TableName=TABLE, Item=item)
+
 
 def _account_admin(moto: str, account: str = ACCOUNT) -> dict[str, str]:
     """Credentials of an administrator in ``account``: moto hands out a session in any."""

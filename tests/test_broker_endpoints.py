@@ -263,14 +263,7 @@ def test_a_wait_on_a_request_that_expired_says_so(world):
     operator): the long-poll answers "expired" (exit 4), never "still pending"."""
     rid = pending_for(world, ALICE, "INC-26 expiring")
     past = (datetime.now(UTC) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    with _enforcement_off():
-        ddb = world.admin_client("dynamodb")
-        item = ddb.get_item(TableName=TABLE, Key={"request_id": {"S": rid}})["Item"]
-        body = json.loads(item["body"]["S"])
-        body["expires_at"] = past
-        item["body"] = {"S": json.dumps(body)}
-        item["expires_at"] = {"S": past}
-        ddb.put_item(TableName=TABLE, Item=item)
+    world.move_expiry(rid, past)
     status, doc = call(world, ALICE, "GET", f"/v1/requests/{rid}/wait?seconds=0")
     assert status == 409 and doc["error"]["exit_code"] == ExitCode.TIMEOUT, doc
     assert "expired before anyone decided" in doc["error"]["message"]

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests import slacksim
-from tests.broker_world import TABLE, BrokerWorld, own_world, trust_broker_only
+from tests.broker_world import BrokerWorld, own_world, trust_broker_only
 from tests.slacksim import SlackSim, click, deny_submission, form, post, signed
 
 pytestmark = pytest.mark.slow
@@ -367,15 +367,7 @@ def test_a_click_on_an_expired_request_changes_nothing(world, slack):
     """The request's 30 minutes pass before bob clicks (the test, with the broker's own keys,
     moves its stored expiry back: the broker's clock is AWS's and cannot be moved)."""
     rid = pending(world, reason="INC-16 too late")
-    table = world.boto("broker", "dynamodb")
-    key = {"request_id": {"S": rid}}
-    item = table.get_item(TableName=TABLE, Key=key, ConsistentRead=True)["Item"]
-    body = json.loads(item["body"]["S"])
-    past = "2020-01-01T00:00:00.000000Z"
-    body["expires_at"] = past
-    item["expires_at"] = {"S": past}
-    item["body"] = {"S": json.dumps(body)}
-    table.put_item(TableName=TABLE, Item=item)
+    world.move_expiry(rid, "2020-01-01T00:00:00.000000Z")
     before = len(slack.responses)
     send(world, click("U0BOB", "jitctl_approve", rid, slack))
     assert "expired" in told(slack, "U0BOB", before)
@@ -420,8 +412,12 @@ def test_a_slack_approval_does_not_count_once_the_role_stops_taking_slack(world,
     assert code == 200 and status(world, rid)["status"] == "approved"
     team = world.broker_dir / "policies" / "team.toml"
     kept = team.read_text()
-    team.write_text(kept.replace('approve_from = ["cli", "slack"]\n\n[roles.prod-cli]',
-                                 'approve_from = ["cli"]\n\n[roles.prod-cli]'))
+    team.write_text(
+        kept.replace(
+            'approve_from = ["cli", "slack"]\n\n[roles.prod-cli]',
+            'approve_from = ["cli"]\n\n[roles.prod-cli]',
+        )
+    )
     try:
         assert team.read_text() != kept
         out = world.run(ALICE, "wait", rid, "--json")

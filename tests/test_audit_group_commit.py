@@ -5,6 +5,7 @@ leaves a log that `audit verify` reports as torn, which the next append repairs.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import subprocess
@@ -256,6 +257,7 @@ def test_appending_leaves_no_file_open(tmp_path: Path) -> None:
     fds = Path("/proc/self/fd")
     log = AuditLog(tmp_path / "audit.jsonl", clock=FixedClock())
     add(log, "r-first")  # the writer and its lock file exist from here on
+    gc.collect()  # files earlier tests left to the collector close now, not while counting
     before = len(list(fds.iterdir()))
     for n in range(20):
         add(log, f"r-{n}")
